@@ -1,0 +1,31 @@
+//! `profusion explain FILE.sql`: the physical plan of every query.
+
+use clap::Args;
+use datafusion::physical_plan::displayable;
+use profusion::error::Result;
+use profusion::{JobKind, Pipeline};
+
+use super::{PipelineFile, SessionArgs, read_pipeline};
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    file: PipelineFile,
+    #[command(flatten)]
+    session: SessionArgs,
+}
+
+pub async fn explain(args: ExplainArgs) -> Result<()> {
+    let text = read_pipeline(&args.file.file)?;
+    let pipeline = Pipeline::load(&text, &args.session.options()).await?;
+    for job in pipeline.jobs() {
+        let kind = match job.kind {
+            JobKind::Insert => "INSERT",
+            JobKind::Query => "SELECT",
+        };
+        let bounded = if job.is_bounded() { "bounded" } else { "unbounded" };
+        println!("-- line {}: {kind} ({bounded})", job.line);
+        println!("{}", displayable(job.plan.as_ref()).indent(true));
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Command-line interface: `run`, `explain` and `bench`.
+
+mod explain;
+mod run;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use profusion::SessionOptions;
+use profusion::error::{Error, Result};
+
+/// Streaming SQL for real-time personalization.
+#[derive(Debug, Parser)]
+#[command(name = "profusion", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline until its bounded inputs end, or until Ctrl-C.
+    Run(run::RunArgs),
+    /// Show the plan of every query of a pipeline, streaming operators with their parameters.
+    Explain(explain::ExplainArgs),
+}
+
+/// Options shared by commands that load a pipeline.
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Memory limit for query state, e.g. 512MB or 2GB.
+    #[arg(long, value_parser = parse_bytes)]
+    memory_limit: Option<usize>,
+}
+
+impl SessionArgs {
+    fn options(&self) -> SessionOptions {
+        SessionOptions {
+            memory_limit: self.memory_limit,
+        }
+    }
+}
+
+impl Cli {
+    pub async fn run(self) -> Result<()> {
+        match self.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Explain(args) => explain::explain(args).await,
+        }
+    }
+}
+
+/// Reads a pipeline file.
+fn read_pipeline(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        context: format!("reading {}", path.display()),
+        source,
+    })
+}
+
+/// `512MB`, `2GB`, `1024` (bytes).
+fn parse_bytes(text: &str) -> std::result::Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: usize = text[..split].parse().map_err(|_| format!("bad size '{text}'"))?;
+    let unit = match text[split..].trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KB, MB or GB)")),
+    };
+    Ok(number * unit)
+}
+
+/// The path argument of commands that take a pipeline file.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineFile {
+    /// The pipeline: a .sql file of CREATE TABLE, CREATE VIEW, INSERT and SELECT statements.
+    file: PathBuf,
+}

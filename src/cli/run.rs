@@ -1,0 +1,59 @@
+//! `profusion run FILE.sql`.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use profusion::Pipeline;
+use profusion::error::Result;
+use profusion::pipeline::{StatusLine, status_text};
+
+use super::{PipelineFile, SessionArgs, read_pipeline};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    file: PipelineFile,
+    #[command(flatten)]
+    session: SessionArgs,
+    /// Show the live status line even when standard error is not a terminal.
+    #[arg(long)]
+    progress: bool,
+    /// Never show the live status line.
+    #[arg(long, conflicts_with = "progress")]
+    quiet: bool,
+}
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let text = read_pipeline(&args.file.file)?;
+    let pipeline = Pipeline::load(&text, &args.session.options()).await?;
+    let shared = Arc::clone(pipeline.engine().shared());
+
+    let stop = Arc::clone(&shared);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping: sinks are flushing; press Ctrl-C again to abort");
+            stop.stop.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+
+    let show_status = !args.quiet && (args.progress || std::io::stderr().is_terminal());
+    let status = show_status.then(|| StatusLine::start(Arc::clone(&shared), Duration::from_millis(500)));
+    let summary = pipeline.run().await;
+    drop(status);
+    let summary = summary?;
+    if show_status || summary.stopped {
+        let rate = summary.events_in as f64 / summary.elapsed.as_secs_f64().max(1e-9);
+        eprintln!(
+            "{} in {:.2}s: {}",
+            if summary.stopped { "stopped" } else { "finished" },
+            summary.elapsed.as_secs_f64(),
+            status_text(&shared, rate)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Where a `file` table's data lives: a local path or an object-store URL (`s3://…`),
+//! resolved into an [`ObjectStore`] and a path inside it.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use url::Url;
+
+/// A resolved `path` option.
+#[derive(Debug, Clone)]
+pub struct FileLocation {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: Path,
+    /// The location as the user wrote it, for messages.
+    pub display: String,
+}
+
+impl FileLocation {
+    /// Resolves `location`: `s3://bucket/key` (credentials and region from the usual
+    /// `AWS_*` environment variables), `file:///abs/path`, or a local path.
+    pub fn resolve(location: &str) -> Result<Self, String> {
+        let display = location.to_string();
+        if let Some((scheme, _)) = location.split_once("://") {
+            let url = Url::parse(location).map_err(|e| format!("bad URL '{location}': {e}"))?;
+            return match scheme {
+                "s3" | "s3a" => {
+                    let store = AmazonS3Builder::from_env()
+                        .with_url(location)
+                        .build()
+                        .map_err(|e| format!("cannot open '{location}': {e}"))?;
+                    let path = Path::from_url_path(url.path())
+                        .map_err(|e| format!("bad path in '{location}': {e}"))?;
+                    Ok(Self {
+                        store: Arc::new(store),
+                        path,
+                        display,
+                    })
+                }
+                "file" => {
+                    let local = url
+                        .to_file_path()
+                        .map_err(|_| format!("bad file URL '{location}'"))?;
+                    Self::local(&local, display)
+                }
+                other => Err(format!(
+                    "unsupported scheme '{other}' in '{location}' (use a local path, file:// or s3://)"
+                )),
+            };
+        }
+        Self::local(std::path::Path::new(location), display)
+    }
+
+    fn local(path: &std::path::Path, display: String) -> Result<Self, String> {
+        let absolute =
+            std::path::absolute(path).map_err(|e| format!("bad path '{display}': {e}"))?;
+        let path = Path::from_absolute_path(&absolute)
+            .map_err(|e| format!("bad path '{display}': {e}"))?;
+        Ok(Self {
+            store: Arc::new(LocalFileSystem::new()),
+            path,
+            display,
+        })
+    }
+}

@@ -1,0 +1,240 @@
+//! Reading a `file` table: each file under `path` is a split, decoded as it streams in from
+//! the object store (JSON lines and CSV through arrow's push decoders, Parquet through the
+//! async Parquet reader).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_err};
+use datafusion::execution::TaskContext;
+use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::async_reader::AsyncFileReader;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+
+use super::options::{FileFormat, FileOptions};
+use crate::connector::source::{Source, SplitStream};
+
+/// The `file` source.
+#[derive(Debug)]
+pub struct FileSource {
+    schema: SchemaRef,
+    options: FileOptions,
+}
+
+impl FileSource {
+    pub fn new(schema: SchemaRef, options: FileOptions) -> Self {
+        Self { schema, options }
+    }
+
+    /// The files under the table's path, in name order: the path itself when it is a file.
+    async fn files(&self) -> Result<Vec<ObjectMeta>> {
+        let store = &self.options.location.store;
+        let path = &self.options.location.path;
+        if let Ok(meta) = store.head(path).await {
+            return Ok(vec![meta]);
+        }
+        let mut files: Vec<ObjectMeta> = store
+            .list(Some(path))
+            .try_collect()
+            .await
+            .map_err(|e| exec_datafusion_err!("listing {}: {e}", self.options.location.display))?;
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        if files.is_empty() {
+            return plan_err!("no files at '{}'", self.options.location.display);
+        }
+        Ok(files)
+    }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!("file(path={}, format={})", self.options.location.display, self.options.format.name())
+    }
+
+    async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
+        let files = self.files().await?;
+        let store = Arc::clone(&self.options.location.store);
+        Ok(files
+            .into_iter()
+            .map(|file| {
+                read_file(
+                    Arc::clone(&store),
+                    file,
+                    Arc::clone(&self.schema),
+                    self.options.format,
+                    self.options.batch_size,
+                )
+            })
+            .collect())
+    }
+}
+
+/// One file as a stream of batches with `schema`.
+pub fn read_file(
+    store: Arc<dyn ObjectStore>,
+    file: ObjectMeta,
+    schema: SchemaRef,
+    format: FileFormat,
+    batch_size: usize,
+) -> SplitStream {
+    let opened = async move {
+        let path = file.location.clone();
+        let stream: SplitStream = match format {
+            FileFormat::Parquet => read_parquet(store, file, schema, batch_size).await?,
+            FileFormat::Json | FileFormat::Csv => {
+                let decoder = RowDecoder::new(format, Arc::clone(&schema), batch_size)?;
+                let bytes = store
+                    .get(&path)
+                    .await
+                    .map_err(|e| exec_datafusion_err!("reading {path}: {e}"))?
+                    .into_stream()
+                    .map_err(move |e| exec_datafusion_err!("reading {path}: {e}"))
+                    .boxed();
+                decode_stream(bytes, decoder)
+            }
+        };
+        Ok::<_, DataFusionError>(stream)
+    };
+    futures::stream::once(opened).try_flatten().boxed()
+}
+
+/// A push decoder of JSON lines or CSV.
+enum RowDecoder {
+    Json(datafusion::arrow::json::reader::Decoder),
+    Csv(datafusion::arrow::csv::reader::Decoder),
+}
+
+impl RowDecoder {
+    fn new(format: FileFormat, schema: SchemaRef, batch_size: usize) -> Result<Self> {
+        Ok(match format {
+            FileFormat::Json => Self::Json(
+                datafusion::arrow::json::ReaderBuilder::new(schema)
+                    .with_batch_size(batch_size)
+                    .build_decoder()?,
+            ),
+            _ => Self::Csv(
+                datafusion::arrow::csv::ReaderBuilder::new(schema)
+                    .with_header(true)
+                    .with_batch_size(batch_size)
+                    .build_decoder(),
+            ),
+        })
+    }
+
+    fn decode(&mut self, buf: &[u8]) -> Result<usize, ArrowError> {
+        match self {
+            Self::Json(d) => d.decode(buf),
+            Self::Csv(d) => d.decode(buf),
+        }
+    }
+
+    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        match self {
+            Self::Json(d) => d.flush(),
+            Self::Csv(d) => d.flush(),
+        }
+    }
+}
+
+/// Feeds chunks of bytes to `decoder`, yielding a batch whenever one is full.
+fn decode_stream(bytes: BoxStream<'static, Result<Bytes>>, decoder: RowDecoder) -> SplitStream {
+    struct State {
+        bytes: BoxStream<'static, Result<Bytes>>,
+        decoder: RowDecoder,
+        pending: Bytes,
+        input_done: bool,
+    }
+    let state = State {
+        bytes,
+        decoder,
+        pending: Bytes::new(),
+        input_done: false,
+    };
+    futures::stream::try_unfold(state, |mut state| async move {
+        loop {
+            if state.pending.is_empty() && !state.input_done {
+                match state.bytes.next().await.transpose()? {
+                    Some(chunk) => state.pending = chunk,
+                    None => state.input_done = true,
+                }
+            }
+            if state.input_done && state.pending.is_empty() {
+                // Decoding an empty buffer marks the end of input for the CSV decoder.
+                state.decoder.decode(&[])?;
+                return Ok(state.decoder.flush()?.map(|batch| (batch, state)));
+            }
+            let consumed = state.decoder.decode(&state.pending)?;
+            let full = consumed < state.pending.len();
+            let _ = state.pending.split_to(consumed);
+            if full && let Some(batch) = state.decoder.flush()? {
+                return Ok(Some((batch, state)));
+            }
+        }
+    })
+    .boxed()
+}
+
+/// A Parquet file's columns named in `schema`, cast to `schema`'s types.
+async fn read_parquet(
+    store: Arc<dyn ObjectStore>,
+    file: ObjectMeta,
+    schema: SchemaRef,
+    batch_size: usize,
+) -> Result<SplitStream> {
+    let path = file.location.clone();
+    let reader: Box<dyn AsyncFileReader> = DefaultParquetFileReaderFactory::new(store).create_reader(
+        0,
+        PartitionedFile::from(file),
+        None,
+        &ExecutionPlanMetricsSet::new(),
+    )?;
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let file_schema = Arc::clone(builder.schema());
+    let mut indices = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        match file_schema.index_of(field.name()) {
+            Ok(index) => indices.push(index),
+            Err(_) => return plan_err!("parquet file {path} has no column '{}'", field.name()),
+        }
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
+    let stream = builder.with_projection(mask).with_batch_size(batch_size).build()?;
+    let order: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    Ok(stream
+        .map(move |batch| {
+            let batch = batch?;
+            let columns = order
+                .iter()
+                .zip(schema.fields())
+                .map(|(name, field)| {
+                    let column = batch.column_by_name(name).ok_or_else(|| {
+                        exec_datafusion_err!("parquet batch lacks column '{name}'")
+                    })?;
+                    Ok(cast(column, field.data_type())?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(RecordBatch::try_new(Arc::clone(&schema), columns)?)
+        })
+        .boxed())
+}

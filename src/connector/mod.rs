@@ -1,0 +1,117 @@
+//! Connectors: one folder each. A `CREATE TABLE ... WITH (connector = '…')` statement becomes
+//! a [`StreamTable`] whose source and sink halves come from the named connector, which parses
+//! its own options into a typed struct.
+
+pub mod datagen;
+pub mod file;
+pub mod memory;
+mod source;
+mod source_exec;
+pub mod stdout;
+mod table;
+
+pub use source::{Source, SourceBatch, SourceStream, SplitStream};
+pub use source_exec::{SourceExec, open_source, source_properties};
+pub use table::{SourceDefinition, StreamTable};
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::sink::DataSink;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+
+use crate::error::{Error, Result};
+use crate::sql::{CreateTable, WithOptions};
+use crate::window::{LatenessOptions, WatermarkSpec};
+
+/// The connectors a table can name.
+pub const CONNECTORS: [&str; 4] = ["datagen", "file", "memory", "stdout"];
+
+/// Turns a `CREATE TABLE` into a table, planning its columns and watermark with `state`.
+pub async fn create_table(state: &SessionState, create: CreateTable) -> Result<StreamTable> {
+    let CreateTable {
+        name,
+        columns_sql,
+        watermark,
+        mut options,
+        line,
+    } = create;
+    let statement_error = |source| Error::Statement { line, source };
+    let plan = state
+        .create_logical_plan(&columns_sql)
+        .await
+        .map_err(statement_error)?;
+    let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(ddl)) = plan else {
+        return Err(options.error("expected CREATE TABLE name (columns) WITH (...)"));
+    };
+    let df_schema = Arc::clone(ddl.input.schema());
+    let schema: SchemaRef = Arc::clone(df_schema.inner());
+
+    let connector = options.required("connector")?.to_ascii_lowercase();
+    let lateness = LatenessOptions {
+        allowed_lateness: options.duration("allowed_lateness")?.unwrap_or_default(),
+        idle_timeout: options.duration("watermark.idle_timeout")?,
+        late_data_sink: options.take("late_data.sink"),
+    };
+    let (source, sink) = connector_halves(&connector, &schema, &mut options)?;
+    options.finish(&connector)?;
+
+    let watermark = match watermark {
+        None => None,
+        Some(clause) => {
+            let expr = state
+                .create_logical_expr(&clause.expr_sql, &df_schema)
+                .map_err(statement_error)?;
+            let physical = state
+                .create_physical_expr(expr, &df_schema)
+                .map_err(statement_error)?;
+            Some(
+                WatermarkSpec::try_new(clause.column, clause.expr_sql, physical, &schema)
+                    .map_err(statement_error)?,
+            )
+        }
+    };
+    let source = source.map(|source| {
+        Arc::new(SourceDefinition {
+            table: name.clone(),
+            source,
+            watermark,
+            lateness,
+        })
+    });
+    Ok(StreamTable::new(name, connector, schema, source, sink))
+}
+
+type Halves = (Option<Arc<dyn Source>>, Option<Arc<dyn DataSink>>);
+
+fn connector_halves(connector: &str, schema: &SchemaRef, options: &mut WithOptions) -> Result<Halves> {
+    let schema = Arc::clone(schema);
+    Ok(match connector {
+        "datagen" => (
+            Some(Arc::new(datagen::DatagenSource::try_new(schema, options)?)),
+            None,
+        ),
+        "file" => {
+            let parsed = file::FileOptions::parse(options)?;
+            (
+                Some(Arc::new(file::FileSource::new(Arc::clone(&schema), parsed.clone()))),
+                Some(Arc::new(file::FileSink::new(schema, parsed))),
+            )
+        }
+        "memory" => {
+            let table = memory::MemoryTable::try_new(schema, options)?;
+            (
+                Some(Arc::new(memory::MemorySource(Arc::clone(&table)))),
+                Some(Arc::new(memory::MemorySink(table))),
+            )
+        }
+        "stdout" => (None, Some(Arc::new(stdout::StdoutSink::try_new(schema, options)?))),
+        other => {
+            return Err(options.error(format!(
+                "unknown connector '{other}' (known: {})",
+                CONNECTORS.join(", ")
+            )));
+        }
+    })
+}

@@ -1,0 +1,154 @@
+//! What a source connector provides: a schema and, when a query runs, one stream of record
+//! batches per split (a file, a partition, a generator shard). [`SourceStream`] reads the
+//! splits fairly and tracks the watermark of each.
+
+use std::fmt::Debug;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Result;
+use datafusion::execution::TaskContext;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+
+use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::window::{Watermark, WatermarkSpec, WatermarkTracker};
+
+/// The rows of one split, in the order the split produces them.
+pub type SplitStream = BoxStream<'static, Result<RecordBatch>>;
+
+/// A source connector: the reading half of a `CREATE TABLE ... WITH (connector = ...)`.
+#[async_trait]
+pub trait Source: Debug + Send + Sync {
+    /// The schema of the rows the splits produce (the table's declared columns).
+    fn schema(&self) -> SchemaRef;
+
+    /// True when every split ends by itself.
+    fn is_bounded(&self) -> bool;
+
+    /// A one-line description for `EXPLAIN`, e.g. `datagen(count=1000, seed=7)`.
+    fn describe(&self) -> String;
+
+    /// Opens the splits for one execution of a query.
+    async fn open(&self, context: Arc<TaskContext>) -> Result<Vec<SplitStream>>;
+}
+
+/// A batch read from a source with the source's watermark after it.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub batch: RecordBatch,
+    pub watermark: Watermark,
+}
+
+/// Reads the splits of a source round-robin, counts rows, and keeps the watermark.
+///
+/// When every split has ended it yields one last empty batch whose watermark is
+/// [`Watermark::END`]; when the pipeline is stopped it just ends, so that open windows are
+/// not mistaken for complete ones. With an idle timeout it also yields an empty batch when
+/// no split has produced anything for that long, so that downstream operators see the
+/// watermark that idleness allows.
+pub struct SourceStream {
+    schema: SchemaRef,
+    splits: Vec<Option<SplitStream>>,
+    next: usize,
+    tracker: WatermarkTracker,
+    watermark: Option<WatermarkSpec>,
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    stopped: BoxFuture<'static, ()>,
+    context: Arc<PipelineContext>,
+    done: bool,
+}
+
+impl SourceStream {
+    /// A stream over `splits`, with the watermark declared by `watermark`, if any.
+    pub fn new(
+        schema: SchemaRef,
+        splits: Vec<SplitStream>,
+        watermark: Option<WatermarkSpec>,
+        idle_timeout: Option<Duration>,
+        context: Arc<PipelineContext>,
+    ) -> Self {
+        let tracker = WatermarkTracker::new(splits.len(), idle_timeout, Instant::now());
+        let stop_context = Arc::clone(&context);
+        Self {
+            schema,
+            splits: splits.into_iter().map(Some).collect(),
+            next: 0,
+            tracker,
+            watermark,
+            idle: idle_timeout.map(|t| (t, Box::pin(tokio::time::sleep(t)))),
+            stopped: async move { stop_context.stop.stopped().await }.boxed(),
+            context,
+            done: false,
+        }
+    }
+
+    fn emit(&mut self, batch: RecordBatch) -> SourceBatch {
+        let watermark = self.tracker.current(Instant::now());
+        if self.watermark.is_some() {
+            self.context.metrics.observe_watermark(watermark);
+        }
+        if let Some((timeout, sleep)) = &mut self.idle {
+            sleep.as_mut().reset(tokio::time::Instant::now() + *timeout);
+        }
+        SourceBatch { batch, watermark }
+    }
+}
+
+impl Stream for SourceStream {
+    type Item = Result<SourceBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done || self.stopped.poll_unpin(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        let count = self.splits.len();
+        for step in 0..count {
+            let index = (self.next + step) % count;
+            let Some(split) = self.splits[index].as_mut() else {
+                continue;
+            };
+            match split.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(batch))) => {
+                    self.next = index + 1;
+                    let max = match &self.watermark {
+                        Some(spec) => match spec.max_of(&batch) {
+                            Ok(max) => max,
+                            Err(e) => return Poll::Ready(Some(Err(e))),
+                        },
+                        None => None,
+                    };
+                    self.tracker.observe(index, max, Instant::now());
+                    PipelineMetrics::add(&self.context.metrics.events_in, batch.num_rows());
+                    let batch = self.emit(batch);
+                    return Poll::Ready(Some(Ok(batch)));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    self.splits[index] = None;
+                    self.tracker.finish(index);
+                }
+                Poll::Pending => {}
+            }
+        }
+        if self.splits.iter().all(Option::is_none) {
+            self.done = true;
+            let end = RecordBatch::new_empty(Arc::clone(&self.schema));
+            return Poll::Ready(Some(Ok(self.emit(end))));
+        }
+        if let Some((_, sleep)) = &mut self.idle
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            let heartbeat = RecordBatch::new_empty(Arc::clone(&self.schema));
+            return Poll::Ready(Some(Ok(self.emit(heartbeat))));
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,147 @@
+//! [`SourceExec`]: the leaf operator that reads a source table's splits.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Result;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+
+use super::source::{SourceBatch, SourceStream};
+use super::table::SourceDefinition;
+use crate::pipeline::PipelineContext;
+
+/// Reads a source table: every split, merged into one partition, projected.
+#[derive(Debug)]
+pub struct SourceExec {
+    definition: Arc<SourceDefinition>,
+    projection: Option<Vec<usize>>,
+    properties: Arc<PlanProperties>,
+}
+
+impl SourceExec {
+    /// A scan of `definition` producing the columns in `projection` (all when `None`).
+    pub fn try_new(definition: Arc<SourceDefinition>, projection: Option<Vec<usize>>) -> Result<Self> {
+        let schema = definition.source.schema();
+        let schema = match &projection {
+            Some(indices) => Arc::new(schema.project(indices)?),
+            None => schema,
+        };
+        let properties = source_properties(schema, definition.source.is_bounded());
+        Ok(Self {
+            definition,
+            projection,
+            properties: Arc::new(properties),
+        })
+    }
+
+    /// The source table's name.
+    pub fn table(&self) -> &str {
+        &self.definition.table
+    }
+}
+
+/// Plan properties of a leaf that reads a source: one partition, incremental emission.
+pub fn source_properties(schema: SchemaRef, bounded: bool) -> PlanProperties {
+    PlanProperties::new(
+        EquivalenceProperties::new(schema),
+        Partitioning::UnknownPartitioning(1),
+        EmissionType::Incremental,
+        if bounded {
+            Boundedness::Bounded
+        } else {
+            Boundedness::Unbounded {
+                requires_infinite_memory: false,
+            }
+        },
+    )
+}
+
+/// Opens the splits of `definition` and merges them into a [`SourceStream`].
+pub fn open_source(
+    definition: &Arc<SourceDefinition>,
+    context: Arc<TaskContext>,
+) -> impl futures::Stream<Item = Result<SourceBatch>> + Send + 'static {
+    let definition = Arc::clone(definition);
+    futures::stream::once(async move {
+        let pipeline = PipelineContext::of_task(&context);
+        let splits = definition.source.open(context).await?;
+        Ok::<_, datafusion::error::DataFusionError>(SourceStream::new(
+            definition.source.schema(),
+            splits,
+            definition.watermark.clone(),
+            definition.lateness.idle_timeout,
+            pipeline,
+        ))
+    })
+    .try_flatten()
+}
+
+impl DisplayAs for SourceExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SourceExec: table={}, source={}", self.definition.table, self.definition.source.describe())?;
+        if let Some(watermark) = &self.definition.watermark {
+            write!(f, ", watermark={}", watermark.sql)?;
+        }
+        if let Some(projection) = &self.projection {
+            let schema = self.definition.source.schema();
+            let names: Vec<&str> = projection.iter().map(|&i| schema.field(i).name().as_str()).collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for SourceExec {
+    fn name(&self) -> &str {
+        "SourceExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let projection = self.projection.clone();
+        let stream = open_source(&self.definition, context).filter_map(move |item| {
+            let projection = projection.clone();
+            async move {
+                match item {
+                    Ok(SourceBatch { batch, .. }) if batch.num_rows() == 0 => None,
+                    Ok(SourceBatch { batch, .. }) => Some(match &projection {
+                        Some(indices) => batch.project(indices).map_err(Into::into),
+                        None => Ok(batch),
+                    }),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), stream)))
+    }
+}

@@ -1,0 +1,97 @@
+//! `connector = 'stdout'`: a sink that prints rows as they arrive, as an aligned table
+//! (`format = 'table'`, the default) or as JSON lines (`format = 'json'`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Result;
+use datafusion::datasource::sink::DataSink;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::Error;
+use crate::format::{TextTable, encode_json_lines};
+use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::sql::WithOptions;
+
+/// How `stdout` prints rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdoutFormat {
+    Table,
+    Json,
+}
+
+/// The `stdout` sink.
+#[derive(Debug)]
+pub struct StdoutSink {
+    schema: SchemaRef,
+    format: StdoutFormat,
+}
+
+impl StdoutSink {
+    /// A sink printing rows of `schema` in `format`.
+    pub fn new(schema: SchemaRef, format: StdoutFormat) -> Self {
+        Self { schema, format }
+    }
+
+    /// Builds the sink, consuming the `stdout` options.
+    pub fn try_new(schema: SchemaRef, options: &mut WithOptions) -> Result<Self, Error> {
+        let format = options
+            .choice(
+                "format",
+                &[("table", StdoutFormat::Table), ("json", StdoutFormat::Json)],
+            )?
+            .unwrap_or(StdoutFormat::Table);
+        Ok(Self::new(schema, format))
+    }
+}
+
+impl DisplayAs for StdoutSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "StdoutSink: format={:?}", self.format)
+    }
+}
+
+#[async_trait]
+impl DataSink for StdoutSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        let metrics = PipelineContext::of_task(context);
+        let mut stdout = tokio::io::stdout();
+        let mut table = TextTable::new(data.schema());
+        let mut rows = 0u64;
+        while let Some(batch) = data.next().await.transpose()? {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let bytes = match self.format {
+                StdoutFormat::Table => {
+                    let mut text = String::new();
+                    table.write(&batch, &mut text)?;
+                    text.into_bytes()
+                }
+                StdoutFormat::Json => {
+                    let mut out = Vec::new();
+                    encode_json_lines(&batch, &mut out)?;
+                    out
+                }
+            };
+            stdout.write_all(&bytes).await?;
+            stdout.flush().await?;
+            rows += batch.num_rows() as u64;
+            PipelineMetrics::add(&metrics.metrics.rows_out, batch.num_rows());
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,52 @@
+//! The crate's error type. Every variant carries its cause, and every error converts into
+//! [`DataFusionError::External`] so it can cross DataFusion's traits unchanged.
+
+use datafusion::error::DataFusionError;
+
+/// Errors raised by profusion's own API (pipeline files, options, connectors).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A statement of a pipeline file could not be understood.
+    #[error("line {line}: {message}")]
+    Syntax { line: usize, message: String },
+
+    /// A `WITH` option is unknown, missing or has a bad value.
+    #[error("{statement} (line {line}): {message}")]
+    Option {
+        statement: String,
+        line: usize,
+        message: String,
+    },
+
+    /// DataFusion refused or failed a statement.
+    #[error("line {line}: {source}")]
+    Statement {
+        line: usize,
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// Reading or writing a pipeline file or an output.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Anything DataFusion reports outside a specific statement.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+}
+
+impl From<Error> for DataFusionError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::DataFusion(inner) => inner,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

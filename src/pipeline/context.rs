@@ -1,0 +1,114 @@
+//! What every operator of a running pipeline shares: its metrics and its stop signal.
+//! It travels in DataFusion's session config as an extension, so operators reach it through
+//! the task context rather than through globals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use datafusion::execution::TaskContext;
+use datafusion::prelude::SessionConfig;
+use tokio::sync::Notify;
+
+use crate::window::Watermark;
+
+/// Counters a running pipeline exposes (the status line and the final summary read them).
+#[derive(Debug)]
+pub struct PipelineMetrics {
+    /// Rows read from every source.
+    pub events_in: AtomicU64,
+    /// Rows that arrived after their window was emitted (dropped or routed).
+    pub late_rows: AtomicU64,
+    /// Rows written to sinks.
+    pub rows_out: AtomicU64,
+    /// The lowest watermark among sources that have one, in nanoseconds.
+    watermark: AtomicI64,
+}
+
+impl Default for PipelineMetrics {
+    fn default() -> Self {
+        Self {
+            events_in: AtomicU64::new(0),
+            late_rows: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            watermark: AtomicI64::new(Watermark::MIN.0),
+        }
+    }
+}
+
+impl PipelineMetrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Records a source's watermark (the largest one reported is kept).
+    pub fn observe_watermark(&self, watermark: Watermark) {
+        if !watermark.is_end() {
+            self.watermark.fetch_max(watermark.0, Ordering::Relaxed);
+        }
+    }
+
+    /// The latest source watermark.
+    pub fn watermark(&self) -> Watermark {
+        Watermark(self.watermark.load(Ordering::Relaxed))
+    }
+}
+
+/// Asks every source of a pipeline to stop reading (Ctrl-C): sources end their streams,
+/// sinks flush what reached them, and windows that are still open are not emitted.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    stopped: AtomicBool,
+    notify: Notify,
+}
+
+impl StopSignal {
+    /// Requests the stop.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// True once a stop was requested.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Completes when a stop is requested.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The shared state of one running pipeline.
+#[derive(Debug, Default)]
+pub struct PipelineContext {
+    pub metrics: PipelineMetrics,
+    pub stop: StopSignal,
+}
+
+impl PipelineContext {
+    /// The pipeline context of a task, or a fresh one when the session has none (a plain
+    /// DataFusion session that registered profusion's tables).
+    pub fn of_task(task: &TaskContext) -> Arc<PipelineContext> {
+        Self::of_config(task.session_config())
+    }
+
+    /// The pipeline context stored in a session config, if any; a fresh one otherwise.
+    pub fn of_config(config: &SessionConfig) -> Arc<PipelineContext> {
+        config
+            .get_extension::<PipelineContext>()
+            .unwrap_or_default()
+    }
+}

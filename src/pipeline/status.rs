@@ -1,0 +1,56 @@
+//! The live status line of a running pipeline: events in, events per second, watermark,
+//! late rows and rows out, redrawn in place on a terminal.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{PipelineContext, PipelineMetrics};
+
+/// A snapshot of the counters, formatted for people.
+pub fn status_text(context: &PipelineContext, events_per_second: f64) -> String {
+    let m = &context.metrics;
+    format!(
+        "events in {} ({}/s) · watermark {} · late {} · rows out {}",
+        PipelineMetrics::read(&m.events_in),
+        events_per_second.round() as u64,
+        m.watermark(),
+        PipelineMetrics::read(&m.late_rows),
+        PipelineMetrics::read(&m.rows_out),
+    )
+}
+
+/// Redraws the status line on standard error every `period` until dropped.
+pub struct StatusLine {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusLine {
+    pub fn start(context: Arc<PipelineContext>, period: Duration) -> Self {
+        let task = tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64);
+            let mut ticker = tokio::time::interval(period);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let now = Instant::now();
+                let events = PipelineMetrics::read(&context.metrics.events_in);
+                let rate = (events - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+                last = (now, events);
+                let mut stderr = std::io::stderr().lock();
+                let _ = write!(stderr, "\r\x1b[2K{}", status_text(&context, rate));
+                let _ = stderr.flush();
+            }
+        });
+        Self { task }
+    }
+}
+
+impl Drop for StatusLine {
+    fn drop(&mut self) {
+        self.task.abort();
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(stderr, "\r\x1b[2K");
+        let _ = stderr.flush();
+    }
+}

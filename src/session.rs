@@ -1,0 +1,64 @@
+//! The DataFusion session profusion runs in: window table functions, the streaming physical
+//! optimizer rules, the UDF library, and configuration suited to streaming (one partition
+//! per pipeline, plain `Utf8` strings).
+
+use std::sync::Arc;
+
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::Result;
+use crate::pipeline::PipelineContext;
+use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
+
+/// Options of a profusion session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// A limit for DataFusion's memory pool, in bytes; none by default.
+    pub memory_limit: Option<usize>,
+}
+
+/// A session with everything profusion adds registered, sharing `pipeline`.
+pub fn new_session(options: &SessionOptions, pipeline: Arc<PipelineContext>) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_information_schema(true)
+        .with_coalesce_batches(false);
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let config = config.with_extension(pipeline);
+
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = options.memory_limit {
+        runtime = runtime.with_memory_limit(limit, 1.0);
+    }
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime.build_arc()?)
+        .with_physical_optimizer_rules(streaming_rules())
+        .build();
+    let context = SessionContext::new_with_state(state);
+    // Table function names are matched as written: accept both common spellings.
+    for function in [WindowFunction::Tumble, WindowFunction::Hop, WindowFunction::Session] {
+        context.register_udtf(function.name(), Arc::new(function));
+        context.register_udtf(&function.name().to_ascii_uppercase(), Arc::new(function));
+    }
+    profusion_udfs::register_all(&context)?;
+    Ok(context)
+}
+
+/// DataFusion's physical optimizer rules with profusion's streaming rules before the final
+/// sanity check.
+fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "SanityCheckPlan")
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(UnboundedInputCheck));
+    rules.insert(at, Arc::new(WindowAggregateRule));
+    rules
+}

@@ -1,0 +1,74 @@
+//! The pipeline language: a `.sql` file split into statements, each classified into what the
+//! pipeline does with it. `CREATE TABLE` (with `WATERMARK` and `WITH` options) is parsed here;
+//! everything else is standard SQL that DataFusion plans.
+
+mod create_table;
+mod duration;
+mod options;
+mod split;
+mod tokens;
+
+pub use create_table::{CreateTable, WatermarkClause, parse_create_table};
+pub use duration::parse_duration;
+pub use options::WithOptions;
+pub use split::{SourceStatement, split_statements};
+
+use crate::error::Result;
+use tokens::tokenize;
+
+/// A statement of a pipeline file, by what the pipeline does with it.
+#[derive(Debug, Clone)]
+pub enum PipelineStatement {
+    /// `CREATE TABLE ... WITH (connector = ...)`: a source or sink.
+    CreateTable(CreateTable),
+    /// `INSERT INTO sink SELECT ...`: a continuous query into a sink.
+    Insert(SourceStatement),
+    /// A bare `SELECT` (or `WITH ... SELECT`): streams its rows to standard output.
+    Query(SourceStatement),
+    /// Anything else DataFusion runs once at start-up: `CREATE VIEW`, `SET`, `DROP`, ...
+    Setup(SourceStatement),
+}
+
+impl PipelineStatement {
+    /// The line the statement starts on.
+    pub fn line(&self) -> usize {
+        match self {
+            Self::CreateTable(table) => table.line,
+            Self::Insert(s) | Self::Query(s) | Self::Setup(s) => s.line,
+        }
+    }
+}
+
+/// Parses a pipeline file into its statements.
+pub fn parse_pipeline(text: &str) -> Result<Vec<PipelineStatement>> {
+    split_statements(text)?
+        .into_iter()
+        .map(classify)
+        .collect()
+}
+
+/// Decides what kind of statement `statement` is from its leading keywords.
+pub fn classify(statement: SourceStatement) -> Result<PipelineStatement> {
+    let tokens = tokenize(&statement.text, statement.line)?;
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !t.is_trivia())
+        .take(4)
+        .map(|t| t.token.to_string().to_ascii_uppercase())
+        .collect();
+    let first = words.first().map(String::as_str).unwrap_or("");
+    let is_create_table = first == "CREATE"
+        && words
+            .iter()
+            .skip(1)
+            .take_while(|w| matches!(w.as_str(), "OR" | "REPLACE" | "TEMPORARY" | "TABLE"))
+            .any(|w| w == "TABLE");
+    Ok(match first {
+        _ if is_create_table => {
+            PipelineStatement::CreateTable(parse_create_table(&statement.text, statement.line)?)
+        }
+        "INSERT" => PipelineStatement::Insert(statement),
+        "SELECT" | "WITH" | "VALUES" | "(" => PipelineStatement::Query(statement),
+        _ => PipelineStatement::Setup(statement),
+    })
+}

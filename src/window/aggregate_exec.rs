@@ -1,0 +1,341 @@
+//! [`WindowAggregateExec`]: a `GROUP BY window_start, window_end, …` over a window table,
+//! emitted once per window when the watermark passes the window's end (plus the allowed
+//! lateness). It replaces DataFusion's `AggregateExec` for windowed queries and reuses its
+//! group values and accumulators.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
+};
+use datafusion::physical_expr::EquivalenceProperties;
+use futures::StreamExt;
+
+use super::bins::{WindowBins, WindowColumns};
+use super::chain::{ScannedWindow, StatelessChain};
+use super::grouped::{AggregateExprs, schema_of};
+use super::sessions::SessionWindows;
+use super::spec::DisplayNanos;
+use super::{WINDOW_END, WINDOW_START, Watermark, WindowKind};
+use crate::pipeline::{PipelineContext, PipelineMetrics};
+
+/// A windowed aggregation.
+#[derive(Debug)]
+pub struct WindowAggregateExec {
+    input: Arc<dyn ExecutionPlan>,
+    group_by: Vec<(Arc<dyn PhysicalExpr>, String)>,
+    aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    window: ScannedWindow,
+    start_position: usize,
+    end_position: usize,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl WindowAggregateExec {
+    /// The aggregation `group_by` / `aggregates` (with their `FILTER`s) over `input`, whose
+    /// rows come from a window scan through filters and projections only; `schema` is the
+    /// output schema of the aggregate it replaces.
+    pub fn try_new(
+        input: Arc<dyn ExecutionPlan>,
+        group_by: Vec<(Arc<dyn PhysicalExpr>, String)>,
+        aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let chain = StatelessChain::try_new(&input)?;
+        let position = |name: &str| {
+            group_by.iter().position(|(expr, _)| {
+                expr.downcast_ref::<Column>().is_some_and(|c| c.name() == name)
+            })
+        };
+        let (Some(start_position), Some(end_position)) = (position(WINDOW_START), position(WINDOW_END)) else {
+            return plan_err!(
+                "an aggregation over {}({}, …) must GROUP BY window_start and window_end",
+                chain.window.kind.function_name(),
+                chain.window.table
+            );
+        };
+        let bounded = !input.boundedness().is_unbounded();
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            if bounded { Boundedness::Bounded } else { Boundedness::Unbounded { requires_infinite_memory: false } },
+        );
+        Ok(Self {
+            input,
+            group_by,
+            aggregates,
+            filters,
+            window: chain.window,
+            start_position,
+            end_position,
+            schema,
+            properties: Arc::new(properties),
+        })
+    }
+
+    fn arguments(&self) -> Vec<Vec<Arc<dyn PhysicalExpr>>> {
+        self.aggregates
+            .iter()
+            .map(|aggregate| {
+                let mut args = aggregate.expressions();
+                args.extend(aggregate.order_bys().iter().map(|o| Arc::clone(&o.expr)));
+                args
+            })
+            .collect()
+    }
+
+    /// The aggregation expressions with the given GROUP BY keys.
+    fn exprs(&self, keys: Vec<(Arc<dyn PhysicalExpr>, String)>) -> Result<AggregateExprs> {
+        let input_schema = self.input.schema();
+        let (exprs, names): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
+        Ok(AggregateExprs {
+            key_schema: schema_of(&exprs, &names, &input_schema)?,
+            keys: exprs,
+            aggregates: self.aggregates.clone(),
+            arguments: self.arguments(),
+            filters: self.filters.clone(),
+        })
+    }
+
+    fn open_state(&self) -> Result<OpenWindows> {
+        let keys: Vec<_> = self
+            .group_by
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.start_position && *i != self.end_position)
+            .map(|(_, (e, n))| (Arc::clone(e), n.clone()))
+            .collect();
+        let start = Arc::clone(&self.group_by[self.start_position].0);
+        let end = Arc::clone(&self.group_by[self.end_position].0);
+        let lateness = self.window.lateness_nanos;
+        Ok(match self.window.kind {
+            WindowKind::Session { gap } => {
+                let column_index = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Column>().map(|c| c.index());
+                let (Some(start_column), Some(end_column)) = (column_index(&start), column_index(&end)) else {
+                    return plan_err!("SESSION windows need window_start and window_end as plain columns");
+                };
+                OpenWindows::Sessions(SessionWindows::new(
+                    keys.iter().map(|(e, _)| Arc::clone(e)).collect(),
+                    self.exprs(self.group_by.clone())?,
+                    self.input.schema(),
+                    Arc::clone(&self.schema),
+                    start_column,
+                    end_column,
+                    gap,
+                    lateness,
+                ))
+            }
+            _ => OpenWindows::Bins(WindowBins::new(
+                self.exprs(keys)?,
+                WindowColumns { start, end, start_position: self.start_position, end_position: self.end_position },
+                lateness,
+                Arc::clone(&self.schema),
+            )),
+        })
+    }
+}
+
+/// The state of the windows not yet emitted.
+enum OpenWindows {
+    Bins(WindowBins),
+    Sessions(SessionWindows),
+}
+
+impl OpenWindows {
+    fn insert(&mut self, batch: RecordBatch, applied: Watermark) -> Result<()> {
+        match self {
+            Self::Bins(bins) => bins.insert(&batch, applied),
+            Self::Sessions(sessions) => sessions.insert(batch),
+        }
+    }
+
+    fn advance(&mut self, watermark: Watermark, out: &mut Vec<RecordBatch>) -> Result<()> {
+        match self {
+            Self::Bins(bins) => bins.advance(watermark, out),
+            Self::Sessions(sessions) => sessions.advance(watermark, out),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Self::Bins(bins) => bins.size(),
+            Self::Sessions(sessions) => sessions.size(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Bins(bins) => {
+                let (windows, groups) = bins.open();
+                format!("{windows} open windows with {groups} groups")
+            }
+            Self::Sessions(sessions) => format!("{} rows of open sessions", sessions.pending_rows()),
+        }
+    }
+
+    fn take_late_rows(&mut self) -> usize {
+        match self {
+            Self::Bins(bins) => std::mem::take(&mut bins.late_rows),
+            Self::Sessions(_) => 0,
+        }
+    }
+}
+
+impl DisplayAs for WindowAggregateExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let keys: Vec<&str> = self
+            .group_by
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.start_position && *i != self.end_position)
+            .map(|(_, (_, name))| name.as_str())
+            .collect();
+        let aggregates: Vec<&str> = self.aggregates.iter().map(|a| a.name()).collect();
+        write!(f, "WindowAggregateExec: {}", self.window.kind)?;
+        if self.window.lateness_nanos > 0 {
+            write!(f, ", allowed_lateness={}", DisplayNanos(self.window.lateness_nanos))?;
+        }
+        write!(f, ", keys=[{}], aggregates=[{}]", keys.join(", "), aggregates.join(", "))
+    }
+}
+
+impl ExecutionPlan for WindowAggregateExec {
+    fn name(&self) -> &str {
+        "WindowAggregateExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for (expr, _) in &self.group_by {
+            if f(expr)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(input) = children.pop() else {
+            return plan_err!("WindowAggregateExec takes one input");
+        };
+        Ok(Arc::new(Self::try_new(
+            input,
+            self.group_by.clone(),
+            self.aggregates.clone(),
+            self.filters.clone(),
+            Arc::clone(&self.schema),
+        )?))
+    }
+
+    fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let chain = StatelessChain::try_new(&self.input)?;
+        let input = chain.scan.execute(0, Arc::clone(&context))?;
+        let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{}]", self.window.kind))
+            .register(context.memory_pool());
+        let state = AggregateState {
+            input,
+            chain,
+            open: self.open_state()?,
+            applied: Watermark::MIN,
+            ready: Vec::new(),
+            reservation,
+            pipeline: PipelineContext::of_task(&context),
+            finished: false,
+        };
+        let stream = futures::stream::try_unfold(state, |mut state| async move {
+            loop {
+                if let Some(batch) = state.ready.pop() {
+                    return Ok(Some((batch, state)));
+                }
+                if state.finished {
+                    return Ok(None);
+                }
+                state.step().await?;
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), stream)))
+    }
+}
+
+struct AggregateState {
+    input: SendableRecordBatchStream,
+    chain: StatelessChain,
+    open: OpenWindows,
+    applied: Watermark,
+    /// Emitted batches, last first.
+    ready: Vec<RecordBatch>,
+    reservation: MemoryReservation,
+    pipeline: Arc<PipelineContext>,
+    finished: bool,
+}
+
+impl AggregateState {
+    /// Reads one input batch, folds it in, and emits the windows the new watermark closes.
+    async fn step(&mut self) -> Result<()> {
+        let watermark = match self.input.next().await.transpose()? {
+            Some(batch) => {
+                let batch = self.chain.apply(batch)?;
+                self.open.insert(batch, self.applied)?;
+                self.chain.window.watermark.get()
+            }
+            None => {
+                self.finished = true;
+                let watermark = self.chain.window.watermark.get();
+                if !watermark.is_end() {
+                    // Stopped before the input ended: open windows are not complete.
+                    return Ok(());
+                }
+                watermark
+            }
+        };
+        let late = self.open.take_late_rows();
+        PipelineMetrics::add(&self.pipeline.metrics.late_rows, late);
+        if watermark > self.applied {
+            self.applied = watermark;
+            let mut emitted = Vec::new();
+            self.open.advance(watermark, &mut emitted)?;
+            emitted.reverse();
+            self.ready.extend(emitted);
+        }
+        let size = self.open.size();
+        self.reservation.try_resize(size).map_err(|e| {
+            DataFusionError::ResourcesExhausted(format!(
+                "window state of {}({}, …) needs {size} bytes for {}, over the memory limit: {e}",
+                self.chain.window.kind.function_name(),
+                self.chain.window.table,
+                self.open.describe(),
+            ))
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! The event-time side of a source table: its `WATERMARK FOR col AS expr` and the options
+//! that say how late rows may be (`'allowed_lateness'`, `'watermark.idle_timeout'`,
+//! `'late_data.sink'`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, make_array};
+use datafusion::arrow::compute::{cast, max};
+use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit, TimestampNanosecondType};
+use datafusion::common::{Result, plan_err};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::Watermark;
+use super::spec::nanos_per_unit;
+
+/// `WATERMARK FOR column AS expr`, planned against the table's schema.
+#[derive(Debug, Clone)]
+pub struct WatermarkSpec {
+    /// The event-time column.
+    pub column: String,
+    /// The expression as written, for `EXPLAIN`.
+    pub sql: String,
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl WatermarkSpec {
+    /// Checks that `column` is a timestamp of `schema` and `expr` yields a timestamp.
+    pub fn try_new(
+        column: String,
+        sql: String,
+        expr: Arc<dyn PhysicalExpr>,
+        schema: &Schema,
+    ) -> Result<Self> {
+        let Ok(field) = schema.field_with_name(&column) else {
+            return plan_err!("WATERMARK FOR {column}: the table has no column '{column}'");
+        };
+        if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
+            return plan_err!(
+                "WATERMARK FOR {column}: '{column}' is {}, not a TIMESTAMP",
+                field.data_type()
+            );
+        }
+        match expr.data_type(schema)? {
+            DataType::Timestamp(_, _) => Ok(Self { column, sql, expr }),
+            other => plan_err!("WATERMARK FOR {column} AS {sql}: the expression is {other}, not a TIMESTAMP"),
+        }
+    }
+
+    /// The largest value of the watermark expression over `batch`, if it has any.
+    pub fn max_of(&self, batch: &RecordBatch) -> Result<Option<Watermark>> {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let values = self.expr.evaluate(batch)?.into_array(batch.num_rows())?;
+        let nanos = timestamps_as_nanos(&values)?;
+        Ok(max(nanos.as_primitive::<TimestampNanosecondType>()).map(Watermark))
+    }
+}
+
+/// A timestamp array of any unit, as nanoseconds.
+pub fn timestamps_as_nanos(values: &ArrayRef) -> Result<ArrayRef> {
+    Ok(match values.data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, None) => Arc::clone(values),
+        _ => cast(values, &DataType::Timestamp(TimeUnit::Nanosecond, None))?,
+    })
+}
+
+/// How a source's late rows are treated.
+#[derive(Debug, Clone, Default)]
+pub struct LatenessOptions {
+    /// Windows are emitted once the watermark passes their end plus this.
+    pub allowed_lateness: Duration,
+    /// A split silent for this long stops holding the watermark back.
+    pub idle_timeout: Option<Duration>,
+    /// A table that receives rows arriving after their window was emitted.
+    pub late_data_sink: Option<String>,
+}
+
+impl LatenessOptions {
+    /// The allowed lateness in nanoseconds.
+    pub fn lateness_nanos(&self) -> i64 {
+        self.allowed_lateness.as_nanos().min(i64::MAX as u128) as i64
+    }
+}
+
+/// Casts a non-null timestamp array to nanoseconds and reads its values; nulls read as
+/// `i64::MIN` (before every window: such rows are late).
+pub fn nanos_values(values: &ArrayRef) -> Result<Vec<i64>> {
+    let nanos = timestamps_as_nanos(values)?;
+    let nanos = nanos.as_primitive::<TimestampNanosecondType>();
+    if nanos.null_count() == 0 {
+        return Ok(nanos.values().to_vec());
+    }
+    Ok(nanos.iter().map(|v| v.unwrap_or(i64::MIN)).collect())
+}
+
+/// Nanosecond values as an array of the timestamp type `data_type` (any unit).
+pub fn time_array_from_nanos(mut nanos: Vec<i64>, data_type: &DataType) -> Result<ArrayRef> {
+    if let DataType::Timestamp(unit, _) = data_type {
+        let per = nanos_per_unit(*unit);
+        if per != 1 {
+            nanos.iter_mut().for_each(|v| *v = v.div_euclid(per));
+        }
+    }
+    let data = Int64Array::from(nanos)
+        .into_data()
+        .into_builder()
+        .data_type(data_type.clone())
+        .build()?;
+    Ok(make_array(data))
+}

@@ -1,0 +1,185 @@
+//! One hash aggregation, built from DataFusion's own pieces: [`GroupValues`] interns the
+//! group keys and each aggregate's [`GroupsAccumulator`] folds rows into its groups. A window
+//! bin holds one of these, so every DataFusion aggregate, built-in or user-defined, works
+//! inside windows unchanged.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::{Result, internal_err};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+/// The expressions of a grouped aggregation: keys, aggregate arguments and `FILTER`s.
+#[derive(Debug, Clone)]
+pub struct AggregateExprs {
+    /// The group keys this aggregation interns (window columns excluded for binned windows).
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The schema of the interned keys.
+    pub key_schema: SchemaRef,
+    pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// Per aggregate: its arguments followed by its `ORDER BY` expressions.
+    pub arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+}
+
+/// The keys, arguments and filters of a batch, evaluated once.
+#[derive(Debug, Clone)]
+pub struct EvaluatedRows {
+    pub keys: Vec<ArrayRef>,
+    pub arguments: Vec<Vec<ArrayRef>>,
+    pub filters: Vec<Option<ArrayRef>>,
+    pub num_rows: usize,
+}
+
+impl AggregateExprs {
+    /// Evaluates every expression over `batch`.
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<EvaluatedRows> {
+        let n = batch.num_rows();
+        let eval = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch).and_then(|v| v.into_array(n));
+        Ok(EvaluatedRows {
+            keys: self.keys.iter().map(eval).collect::<Result<_>>()?,
+            arguments: self
+                .arguments
+                .iter()
+                .map(|args| args.iter().map(eval).collect::<Result<Vec<_>>>())
+                .collect::<Result<_>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| f.as_ref().map(eval).transpose())
+                .collect::<Result<_>>()?,
+            num_rows: n,
+        })
+    }
+}
+
+impl EvaluatedRows {
+    /// The rows at `indices`.
+    pub fn take(&self, indices: &UInt32Array) -> Result<EvaluatedRows> {
+        let pick = |a: &ArrayRef| take(a.as_ref(), indices, None);
+        Ok(EvaluatedRows {
+            keys: self.keys.iter().map(pick).collect::<Result<_, _>>()?,
+            arguments: self
+                .arguments
+                .iter()
+                .map(|args| args.iter().map(pick).collect::<Result<Vec<_>, _>>())
+                .collect::<Result<_, _>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| f.as_ref().map(pick).transpose())
+                .collect::<Result<_, _>>()?,
+            num_rows: indices.len(),
+        })
+    }
+}
+
+/// The running state of one grouped aggregation.
+pub struct GroupedAggregation {
+    /// `None` when there are no keys: every row is in group 0.
+    groups: Option<Box<dyn GroupValues>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    num_groups: usize,
+    group_indices: Vec<usize>,
+}
+
+impl GroupedAggregation {
+    /// An empty aggregation for `exprs`.
+    pub fn try_new(exprs: &AggregateExprs) -> Result<Self> {
+        let groups = if exprs.keys.is_empty() {
+            None
+        } else {
+            Some(new_group_values(Arc::clone(&exprs.key_schema), &GroupOrdering::None)?)
+        };
+        let accumulators = exprs
+            .aggregates
+            .iter()
+            .map(|aggregate| {
+                if aggregate.groups_accumulator_supported() {
+                    aggregate.create_groups_accumulator()
+                } else {
+                    let aggregate = Arc::clone(aggregate);
+                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || aggregate.create_accumulator()))
+                        as Box<dyn GroupsAccumulator>)
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            groups,
+            accumulators,
+            num_groups: 0,
+            group_indices: Vec::new(),
+        })
+    }
+
+    /// Folds `rows` into the aggregation.
+    pub fn update(&mut self, rows: &EvaluatedRows) -> Result<()> {
+        if rows.num_rows == 0 {
+            return Ok(());
+        }
+        match &mut self.groups {
+            Some(groups) => {
+                groups.intern(&rows.keys, &mut self.group_indices)?;
+                self.num_groups = groups.len();
+            }
+            None => {
+                self.group_indices.clear();
+                self.group_indices.resize(rows.num_rows, 0);
+                self.num_groups = 1;
+            }
+        }
+        for ((accumulator, arguments), filter) in self.accumulators.iter_mut().zip(&rows.arguments).zip(&rows.filters) {
+            let filter: Option<&BooleanArray> = filter.as_ref().map(|f| f.as_boolean());
+            accumulator.update_batch(arguments, &self.group_indices, filter, self.num_groups)?;
+        }
+        Ok(())
+    }
+
+    /// The number of groups.
+    pub fn num_groups(&self) -> usize {
+        self.num_groups
+    }
+
+    /// Bytes held by keys and accumulator state.
+    pub fn size(&self) -> usize {
+        self.groups.as_ref().map_or(0, |g| g.size())
+            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            + self.group_indices.capacity() * size_of::<usize>()
+    }
+
+    /// Emits every group: its keys and each aggregate's value.
+    pub fn emit(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let keys = match &mut self.groups {
+            Some(groups) => groups.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        let values = self
+            .accumulators
+            .iter_mut()
+            .map(|a| a.evaluate(EmitTo::All))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(first) = values.first()
+            && first.len() != self.num_groups
+        {
+            return internal_err!("aggregate emitted {} rows for {} groups", first.len(), self.num_groups);
+        }
+        self.num_groups = 0;
+        Ok((keys, values))
+    }
+}
+
+/// The schema of the values of `exprs` evaluated over `input`.
+pub fn schema_of(exprs: &[Arc<dyn PhysicalExpr>], names: &[String], input: &Schema) -> Result<SchemaRef> {
+    let fields = exprs
+        .iter()
+        .zip(names)
+        .map(|(e, name)| Ok(datafusion::arrow::datatypes::Field::new(name, e.data_type(input)?, e.nullable(input)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(Schema::new(fields)))
+}

@@ -1,0 +1,155 @@
+//! Open windows of `SESSION`: rows wait, per key, until the watermark shows that their
+//! session can no longer grow (its last row plus the gap, plus the allowed lateness, is at
+//! or below the watermark). Then the closed sessions' rows get their real `window_start`
+//! and `window_end` and go through one aggregation.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take, take_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::Result;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::grouped::{AggregateExprs, GroupedAggregation};
+use super::event_time::time_array_from_nanos;
+use super::{Watermark, nanos_values};
+
+/// Session windows of one aggregate.
+pub struct SessionWindows {
+    /// GROUP BY keys other than the window columns: they define whose session a row is in.
+    session_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The whole aggregation, window columns included as keys.
+    exprs: AggregateExprs,
+    input: SchemaRef,
+    output: SchemaRef,
+    /// Input column indices of `window_start` and `window_end` (each row's event time and
+    /// event time + gap, as the scan assigned them).
+    start_column: usize,
+    end_column: usize,
+    gap: i64,
+    lateness: i64,
+    pending: Vec<RecordBatch>,
+    /// The earliest a pending row's session could close.
+    earliest_end: i64,
+}
+
+impl SessionWindows {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        session_keys: Vec<Arc<dyn PhysicalExpr>>,
+        exprs: AggregateExprs,
+        input: SchemaRef,
+        output: SchemaRef,
+        start_column: usize,
+        end_column: usize,
+        gap: i64,
+        lateness: i64,
+    ) -> Self {
+        Self {
+            session_keys,
+            exprs,
+            input,
+            output,
+            start_column,
+            end_column,
+            gap,
+            lateness,
+            pending: Vec::new(),
+            earliest_end: i64::MAX,
+        }
+    }
+
+    /// Holds `batch` until its sessions close.
+    pub fn insert(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let ends = nanos_values(batch.column(self.end_column))?;
+        if let Some(&min) = ends.iter().min() {
+            self.earliest_end = self.earliest_end.min(min);
+        }
+        self.pending.push(batch);
+        Ok(())
+    }
+
+    /// Emits every session closed at `watermark`.
+    pub fn advance(&mut self, watermark: Watermark, out: &mut Vec<RecordBatch>) -> Result<()> {
+        if self.pending.is_empty() || self.earliest_end.saturating_add(self.lateness) > watermark.0 {
+            return Ok(());
+        }
+        let rows = concat_batches(&self.input, &self.pending)?;
+        self.pending.clear();
+        let n = rows.num_rows();
+        let times = nanos_values(rows.column(self.start_column))?;
+        let keys = self
+            .session_keys
+            .iter()
+            .map(|e| e.evaluate(&rows).and_then(|v| v.into_array(n)))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let converter = RowConverter::new(keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
+        let key_rows = converter.convert_columns(&keys)?;
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_unstable_by(|&a, &b| key_rows.row(a).cmp(&key_rows.row(b)).then(times[a].cmp(&times[b])));
+
+        let mut closed: Vec<u32> = Vec::new();
+        let mut closed_starts: Vec<i64> = Vec::new();
+        let mut closed_ends: Vec<i64> = Vec::new();
+        let mut open: Vec<u32> = Vec::new();
+        let mut earliest_end = i64::MAX;
+        let mut i = 0;
+        while i < n {
+            // One session: rows of one key, each within `gap` of the session so far.
+            let start = times[order[i]];
+            let mut end = start.saturating_add(self.gap);
+            let mut j = i + 1;
+            while j < n && key_rows.row(order[j]) == key_rows.row(order[i]) && times[order[j]] < end {
+                end = end.max(times[order[j]].saturating_add(self.gap));
+                j += 1;
+            }
+            let members = order[i..j].iter().map(|&r| r as u32);
+            if end.saturating_add(self.lateness) <= watermark.0 {
+                closed.extend(members);
+                closed_starts.extend(std::iter::repeat_n(start, j - i));
+                closed_ends.extend(std::iter::repeat_n(end, j - i));
+            } else {
+                open.extend(members);
+                earliest_end = earliest_end.min(end);
+            }
+            i = j;
+        }
+        if !open.is_empty() {
+            self.pending.push(take_record_batch(&rows, &UInt32Array::from(open))?);
+        }
+        self.earliest_end = earliest_end;
+        if closed.is_empty() {
+            return Ok(());
+        }
+        let closed = UInt32Array::from(closed);
+        let mut columns: Vec<ArrayRef> = rows
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &closed, None))
+            .collect::<Result<_, _>>()?;
+        columns[self.start_column] = time_array_from_nanos(closed_starts, self.input.field(self.start_column).data_type())?;
+        columns[self.end_column] = time_array_from_nanos(closed_ends, self.input.field(self.end_column).data_type())?;
+        let sessions = RecordBatch::try_new(Arc::clone(&self.input), columns)?;
+        let mut aggregation = GroupedAggregation::try_new(&self.exprs)?;
+        aggregation.update(&self.exprs.evaluate(&sessions)?)?;
+        let (mut columns, values) = aggregation.emit()?;
+        columns.extend(values);
+        out.push(RecordBatch::try_new(Arc::clone(&self.output), columns)?);
+        Ok(())
+    }
+
+    /// Bytes held by waiting rows.
+    pub fn size(&self) -> usize {
+        self.pending.iter().map(|b| b.get_array_memory_size()).sum()
+    }
+
+    /// The number of waiting rows.
+    pub fn pending_rows(&self) -> usize {
+        self.pending.iter().map(|b| b.num_rows()).sum()
+    }
+}

@@ -1,0 +1,111 @@
+//! What a window is: its kind and sizes, and how a row's event time maps to windows.
+
+use std::fmt;
+
+use datafusion::arrow::datatypes::TimeUnit;
+
+/// A window kind with its sizes in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Fixed, non-overlapping windows of `size`.
+    Tumble { size: i64 },
+    /// Windows of `size` starting every `slide`; a row belongs to `size / slide` of them.
+    Hop { slide: i64, size: i64 },
+    /// Per key, rows closer than `gap` to each other form one window.
+    Session { gap: i64 },
+}
+
+impl WindowKind {
+    /// The SQL name of the table function.
+    pub fn function_name(&self) -> &'static str {
+        match self {
+            Self::Tumble { .. } => "TUMBLE",
+            Self::Hop { .. } => "HOP",
+            Self::Session { .. } => "SESSION",
+        }
+    }
+
+    /// The end of the latest window a row at `ts` belongs to; once the watermark passes it
+    /// (plus the allowed lateness) the row can no longer be counted anywhere.
+    pub fn latest_end(&self, ts: i64) -> i64 {
+        match *self {
+            Self::Tumble { size } => floor(ts, size).saturating_add(size),
+            Self::Hop { slide, size } => floor(ts, slide).saturating_add(size),
+            Self::Session { gap } => ts.saturating_add(gap),
+        }
+    }
+}
+
+/// The largest multiple of `step` at or below `ts` (windows align to the epoch).
+pub fn floor(ts: i64, step: i64) -> i64 {
+    ts - ts.rem_euclid(step)
+}
+
+impl fmt::Display for WindowKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Tumble { size } => write!(f, "tumble={}", DisplayNanos(size)),
+            Self::Hop { slide, size } => {
+                write!(f, "hop={}/{}", DisplayNanos(slide), DisplayNanos(size))
+            }
+            Self::Session { gap } => write!(f, "session_gap={}", DisplayNanos(gap)),
+        }
+    }
+}
+
+/// A duration in nanoseconds, shown in the largest whole unit: `60s`, `5m`, `250ms`.
+pub struct DisplayNanos(pub i64);
+
+impl fmt::Display for DisplayNanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(i64, &str); 6] = [
+            (86_400_000_000_000, "d"),
+            (3_600_000_000_000, "h"),
+            (60_000_000_000, "m"),
+            (1_000_000_000, "s"),
+            (1_000_000, "ms"),
+            (1_000, "us"),
+        ];
+        let nanos = self.0;
+        for (unit, name) in UNITS {
+            if nanos != 0 && nanos % unit == 0 {
+                return write!(f, "{}{name}", nanos / unit);
+            }
+        }
+        write!(f, "{nanos}ns")
+    }
+}
+
+/// Nanoseconds per unit of a timestamp column.
+pub fn nanos_per_unit(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_align_to_the_epoch_also_before_it() {
+        assert_eq!(floor(125, 60), 120);
+        assert_eq!(floor(-5, 60), -60);
+        assert_eq!(WindowKind::Tumble { size: 60 }.latest_end(125), 180);
+        assert_eq!(WindowKind::Hop { slide: 10, size: 60 }.latest_end(125), 180);
+        assert_eq!(WindowKind::Session { gap: 30 }.latest_end(125), 155);
+    }
+
+    #[test]
+    fn displays_sizes_in_whole_units() {
+        assert_eq!(WindowKind::Tumble { size: 60_000_000_000 }.to_string(), "tumble=1m");
+        assert_eq!(
+            WindowKind::Hop { slide: 10_000_000_000, size: 60_000_000_000 }.to_string(),
+            "hop=10s/1m"
+        );
+        assert_eq!(DisplayNanos(1_500_000_000).to_string(), "1500ms");
+    }
+}

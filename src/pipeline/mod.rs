@@ -107,10 +107,22 @@ async fn run_job(engine: &Engine, job: &Job) -> Result<()> {
             let mut stdout = tokio::io::stdout();
             let metrics = Arc::clone(engine.shared());
             let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let reader_gone = Arc::clone(engine.shared());
             let printer = SpawnedTask::spawn(async move {
                 while let Some(chunk) = receiver.recv().await {
-                    stdout.write_all(chunk.as_bytes()).await?;
-                    stdout.flush().await?;
+                    let written = async {
+                        stdout.write_all(chunk.as_bytes()).await?;
+                        stdout.flush().await
+                    };
+                    match written.await {
+                        Ok(()) => {}
+                        // The reader went away (`| head`): stop the pipeline quietly.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                            reader_gone.stop.stop();
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Ok::<_, std::io::Error>(())
             });

@@ -68,7 +68,9 @@ pub fn classify(statement: SourceStatement) -> Result<PipelineStatement> {
             PipelineStatement::CreateTable(parse_create_table(&statement.text, statement.line)?)
         }
         "INSERT" => PipelineStatement::Insert(statement),
-        "SELECT" | "WITH" | "VALUES" | "(" => PipelineStatement::Query(statement),
+        "SELECT" | "WITH" | "VALUES" | "(" | "EXPLAIN" | "SHOW" | "DESCRIBE" => {
+            PipelineStatement::Query(statement)
+        }
         _ => PipelineStatement::Setup(statement),
     })
 }

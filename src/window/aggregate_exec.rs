@@ -58,6 +58,7 @@ impl WindowAggregateExec {
         schema: SchemaRef,
     ) -> Result<Self> {
         let chain = StatelessChain::try_new(&input)?;
+        let aggregates = aggregates.into_iter().map(without_input_ordering).collect::<Result<Vec<_>>>()?;
         let position = |name: &str| {
             group_by.iter().position(|(expr, _)| {
                 expr.downcast_ref::<Column>().is_some_and(|c| c.name() == name)
@@ -150,6 +151,25 @@ impl WindowAggregateExec {
             )),
         })
     }
+}
+
+/// A window aggregate sees rows in arrival order, not sorted by an aggregate's `ORDER BY`:
+/// aggregates that can order their input themselves are told so; the rest are refused.
+fn without_input_ordering(aggregate: Arc<AggregateFunctionExpr>) -> Result<Arc<AggregateFunctionExpr>> {
+    let sensitivity = aggregate.order_sensitivity();
+    if sensitivity.is_insensitive() {
+        return Ok(aggregate);
+    }
+    if sensitivity.hard_requires() {
+        return plan_err!(
+            "{} needs its input sorted by its ORDER BY, which a streaming window cannot provide",
+            aggregate.name()
+        );
+    }
+    Ok(match Arc::clone(&aggregate).with_beneficial_ordering(false)? {
+        Some(unordered) => Arc::new(unordered),
+        None => aggregate,
+    })
 }
 
 /// The state of the windows not yet emitted.

@@ -10,6 +10,7 @@ use datafusion::common::{Result, plan_err};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::EmissionType;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::aggregate_exec::WindowAggregateExec;
@@ -41,7 +42,7 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                 return plan_err!("GROUPING SETS, CUBE and ROLLUP are not supported over windows");
             }
             let windowed = WindowAggregateExec::try_new(
-                Arc::clone(raw.input()),
+                without_sorts(raw.input())?,
                 raw.group_expr().expr().to_vec(),
                 raw.aggr_expr().to_vec(),
                 raw.filter_expr().to_vec(),
@@ -59,6 +60,27 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// The plan down to the window scan without the sorts DataFusion added for order-sensitive
+/// aggregates: the window aggregate orders those aggregates' input itself.
+fn without_sorts(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    if plan.is::<WindowScanExec>() {
+        return Ok(Arc::clone(plan));
+    }
+    if let Some(sort) = plan.downcast_ref::<SortExec>() {
+        return without_sorts(sort.input());
+    }
+    let children = plan
+        .children()
+        .into_iter()
+        .map(without_sorts)
+        .collect::<Result<Vec<_>>>()?;
+    if children.is_empty() {
+        return Ok(Arc::clone(plan));
+    }
+    #[allow(deprecated)]
+    Arc::clone(plan).with_new_children(children)
 }
 
 /// The partial aggregate under a final one, through exchanges.

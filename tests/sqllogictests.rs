@@ -19,8 +19,8 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, Error, JobKind, SessionOptions};
 use sqllogictest::{
-    AsyncDB, DBOutput, DefaultColumnType, Runner, default_column_validator, default_normalizer,
-    default_validator,
+    AsyncDB, DBOutput, DefaultColumnType, Normalizer, Runner, default_column_validator,
+    default_normalizer,
 };
 
 /// One engine per test file.
@@ -84,9 +84,9 @@ fn rows(batches: &[RecordBatch]) -> Result<DBOutput<DefaultColumnType>, Error> {
             rows.push(
                 formatters
                     .iter()
-                    .map(|f| match f.value(row).to_string() {
-                        empty if empty.is_empty() => "(empty)".to_string(),
-                        value => value,
+                    .map(|f| match f.value(row).to_string().trim_end() {
+                        "" => "(empty)".to_string(),
+                        value => value.to_string(),
                     })
                     .collect(),
             );
@@ -96,6 +96,14 @@ fn rows(batches: &[RecordBatch]) -> Result<DBOutput<DefaultColumnType>, Error> {
         types: vec![DefaultColumnType::Any; width],
         rows,
     })
+}
+
+/// Compares rows and expected lines as sequences of whitespace-separated words, so cells
+/// that span several lines (plans from EXPLAIN) compare like any other.
+fn validator(_normalizer: Normalizer, actual: &[Vec<String>], expected: &[String]) -> bool {
+    let actual = actual.iter().map(|row| row.join(" ")).collect::<Vec<_>>().join("\n");
+    let expected = expected.join("\n");
+    actual.split_whitespace().eq(expected.split_whitespace())
 }
 
 fn test_files(filter: Option<&str>) -> Vec<PathBuf> {
@@ -125,10 +133,11 @@ async fn main() {
             })
         });
         runner.set_var("DATA".into(), data.display().to_string());
+        runner.with_validator(validator);
         let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let outcome = if complete {
             runner
-                .update_test_file(file, " ", default_validator, default_normalizer, default_column_validator)
+                .update_test_file(file, " ", validator, default_normalizer, default_column_validator)
                 .await
                 .map_err(|e| e.to_string())
         } else {

@@ -88,10 +88,22 @@ impl SessionWindows {
             .iter()
             .map(|e| e.evaluate(&rows).and_then(|v| v.into_array(n)))
             .collect::<Result<Vec<ArrayRef>>>()?;
-        let converter = RowConverter::new(keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
-        let key_rows = converter.convert_columns(&keys)?;
+        // Without keys besides the window, every row belongs to one key.
+        let key_rows = if keys.is_empty() {
+            None
+        } else {
+            let converter = RowConverter::new(keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
+            Some(converter.convert_columns(&keys)?)
+        };
+        let same_key = |a: usize, b: usize| key_rows.as_ref().is_none_or(|rows| rows.row(a) == rows.row(b));
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_unstable_by(|&a, &b| key_rows.row(a).cmp(&key_rows.row(b)).then(times[a].cmp(&times[b])));
+        order.sort_unstable_by(|&a, &b| {
+            let by_key = match &key_rows {
+                Some(rows) => rows.row(a).cmp(&rows.row(b)),
+                None => std::cmp::Ordering::Equal,
+            };
+            by_key.then(times[a].cmp(&times[b]))
+        });
 
         let mut closed: Vec<u32> = Vec::new();
         let mut closed_starts: Vec<i64> = Vec::new();
@@ -104,7 +116,7 @@ impl SessionWindows {
             let start = times[order[i]];
             let mut end = start.saturating_add(self.gap);
             let mut j = i + 1;
-            while j < n && key_rows.row(order[j]) == key_rows.row(order[i]) && times[order[j]] < end {
+            while j < n && same_key(order[j], order[i]) && times[order[j]] < end {
                 end = end.max(times[order[j]].saturating_add(self.gap));
                 j += 1;
             }

@@ -121,7 +121,9 @@ impl PhysicalOptimizerRule for UnboundedInputCheck {
                 .filter(|c| c.boundedness().is_unbounded())
                 .flat_map(unbounded_sources)
                 .collect();
-            if blocking && !unbounded_inputs.is_empty() {
+            // The culprit is the lowest blocking operator: operators above it only inherit.
+            let inherits = node.children().iter().any(|c| c.pipeline_behavior() == EmissionType::Final);
+            if blocking && !inherits && !unbounded_inputs.is_empty() {
                 refusal = Some(format!(
                     "{} needs all of its input before it can produce a row, but {} never ends. \
                      Aggregate over a window (TUMBLE, HOP or SESSION) or bound the source (for datagen, set count).",

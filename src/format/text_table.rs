@@ -6,6 +6,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::Result;
 
+/// The narrowest a column is drawn.
+const MIN_WIDTH: usize = 8;
+
 /// Formats batches of one schema as rows of a single table.
 #[derive(Debug)]
 pub struct TextTable {
@@ -33,8 +36,13 @@ impl TextTable {
             .map(|row| formatters.iter().map(|f| f.value(row).to_string()).collect())
             .collect();
         if self.widths.is_none() {
-            let mut widths: Vec<usize> =
-                self.schema.fields().iter().map(|f| f.name().chars().count()).collect();
+            // Later rows may be wider than the first ones: leave some room.
+            let mut widths: Vec<usize> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().chars().count().max(MIN_WIDTH))
+                .collect();
             for row in &rows {
                 for (width, value) in widths.iter_mut().zip(row) {
                     *width = (*width).max(value.chars().count());
@@ -97,7 +105,7 @@ mod tests {
         table.write(&batch(vec!["u2"], vec![Some(12)]), &mut out).unwrap();
         assert_eq!(
             out,
-            "user_id   | n\n--------- | ----\nu1        | 3\nuser_long | NULL\nu2        | 12\n"
+            "user_id   | n\n--------- | --------\nu1        | 3\nuser_long | NULL\nu2        | 12\n"
         );
     }
 }

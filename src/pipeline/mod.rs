@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::common::runtime::SpawnedTask;
-use tokio::io::AsyncWriteExt;
+use datafusion::datasource::sink::DataSink;
+use datafusion::physical_plan::execute_stream;
 
 use crate::error::{Error, Result};
-use crate::format::TextTable;
+use crate::connector::stdout::{StdoutFormat, StdoutSink};
 use crate::session::SessionOptions;
 use crate::sql::parse_pipeline;
 
@@ -102,45 +103,12 @@ async fn run_job(engine: &Engine, job: &Job) -> Result<()> {
     match job.kind {
         JobKind::Insert => engine.drain(job, |_| Ok(())).await,
         JobKind::Query => {
-            let mut table = TextTable::new(job.plan.schema());
-            let mut text = String::new();
-            let mut stdout = tokio::io::stdout();
-            let metrics = Arc::clone(engine.shared());
-            let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let reader_gone = Arc::clone(engine.shared());
-            let printer = SpawnedTask::spawn(async move {
-                while let Some(chunk) = receiver.recv().await {
-                    let written = async {
-                        stdout.write_all(chunk.as_bytes()).await?;
-                        stdout.flush().await
-                    };
-                    match written.await {
-                        Ok(()) => {}
-                        // The reader went away (`| head`): stop the pipeline quietly.
-                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                            reader_gone.stop.stop();
-                            return Ok(());
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            });
-            engine
-                .drain(job, |batch| {
-                    text.clear();
-                    table.write(&batch, &mut text)?;
-                    PipelineMetrics::add(&metrics.metrics.rows_out, batch.num_rows());
-                    let _ = sender.send(text.clone());
-                    Ok(())
-                })
-                .await?;
-            drop(sender);
-            printer
-                .join_unwind()
-                .await
-                .map_err(|e| Error::Io { context: "printing results".into(), source: std::io::Error::other(e.to_string()) })?
-                .map_err(|source| Error::Io { context: "printing results".into(), source })
+            let failed = |source| Error::Statement { line: job.line, source };
+            let context = engine.context().task_ctx();
+            let rows = execute_stream(Arc::clone(&job.plan), Arc::clone(&context)).map_err(failed)?;
+            let printer = StdoutSink::new(job.plan.schema(), StdoutFormat::Table);
+            printer.write_all(rows, &context).await.map_err(failed)?;
+            Ok(())
         }
     }
 }

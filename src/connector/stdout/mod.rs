@@ -87,8 +87,19 @@ impl DataSink for StdoutSink {
                     out
                 }
             };
-            stdout.write_all(&bytes).await?;
-            stdout.flush().await?;
+            let written = async {
+                stdout.write_all(&bytes).await?;
+                stdout.flush().await
+            };
+            match written.await {
+                Ok(()) => {}
+                // The reader went away (`| head`): stop the pipeline quietly.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    metrics.stop.stop();
+                    return Ok(rows);
+                }
+                Err(e) => return Err(e.into()),
+            }
             rows += batch.num_rows() as u64;
             PipelineMetrics::add(&metrics.metrics.rows_out, batch.num_rows());
         }

@@ -1,5 +1,6 @@
 //! Command-line interface: `run`, `explain` and `bench`.
 
+mod bench;
 mod explain;
 mod run;
 
@@ -23,6 +24,8 @@ enum Command {
     Run(run::RunArgs),
     /// Show the plan of every query of a pipeline, streaming operators with their parameters.
     Explain(explain::ExplainArgs),
+    /// Measure the hot paths on one worker thread (build with --release).
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -46,6 +49,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => run::run(args).await,
             Command::Explain(args) => explain::explain(args).await,
+            Command::Bench(args) => bench::bench(args).await,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! a [`StreamTable`] whose source and sink halves come from the named connector, which parses
 //! its own options into a typed struct.
 
+pub mod blackhole;
 pub mod datagen;
 pub mod file;
 pub mod memory;
@@ -26,7 +27,7 @@ use crate::sql::{CreateTable, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
 
 /// The connectors a table can name.
-pub const CONNECTORS: [&str; 4] = ["datagen", "file", "memory", "stdout"];
+pub const CONNECTORS: [&str; 5] = ["blackhole", "datagen", "file", "memory", "stdout"];
 
 /// Turns a `CREATE TABLE` into a table, planning its columns and watermark with `state`.
 pub async fn create_table(state: &SessionState, create: CreateTable) -> Result<StreamTable> {
@@ -107,6 +108,7 @@ fn connector_halves(connector: &str, schema: &SchemaRef, options: &mut WithOptio
             )
         }
         "stdout" => (None, Some(Arc::new(stdout::StdoutSink::try_new(schema, options)?))),
+        "blackhole" => (None, Some(Arc::new(blackhole::BlackholeSink::new(schema)))),
         other => {
             return Err(options.error(format!(
                 "unknown connector '{other}' (known: {})",

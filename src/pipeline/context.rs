@@ -20,6 +20,8 @@ pub struct PipelineMetrics {
     pub late_rows: AtomicU64,
     /// Rows written to sinks.
     pub rows_out: AtomicU64,
+    /// The most bytes one window operator's state has held at once.
+    pub peak_state_bytes: AtomicU64,
     /// The lowest watermark among sources that have one, in nanoseconds.
     watermark: AtomicI64,
 }
@@ -30,6 +32,7 @@ impl Default for PipelineMetrics {
             events_in: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
+            peak_state_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(Watermark::MIN.0),
         }
     }

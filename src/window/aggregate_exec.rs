@@ -348,6 +348,7 @@ impl AggregateState {
             self.ready.extend(emitted);
         }
         let size = self.open.size();
+        self.pipeline.metrics.peak_state_bytes.fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
         self.reservation.try_resize(size).map_err(|e| {
             DataFusionError::ResourcesExhausted(format!(
                 "window state of {}({}, …) needs {size} bytes for {}, over the memory limit: {e}",

@@ -1,0 +1,208 @@
+//! `profusion bench`: the hot paths, measured on one worker thread.
+//!
+//! Inputs are generated (and, for the file benchmarks, written) before the clock starts;
+//! each benchmark times one pipeline from its source to a `blackhole` sink.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use profusion::error::{Error, Result};
+use profusion::pipeline::PipelineMetrics;
+use profusion::sql::parse_pipeline;
+use profusion::{Engine, SessionOptions};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Events per benchmark.
+    #[arg(long, default_value_t = 2_000_000)]
+    events: u64,
+    /// Distinct users in the generated events.
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    /// Open (key, window) groups for the state-memory benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    groups: u64,
+    /// Run only the benchmarks whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
+const TUMBLE: &str = "SELECT user_id, window_start, window_end, count(*), sum(amount)
+     FROM TUMBLE(events, ts, INTERVAL '1' MINUTE) GROUP BY user_id, window_start, window_end";
+const HOP: &str = "SELECT user_id, window_start, window_end, count(*), sum(amount)
+     FROM HOP(events, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE) GROUP BY user_id, window_start, window_end";
+
+pub async fn bench(args: BenchArgs) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io { context: "starting the benchmark runtime".into(), source })?;
+        runtime.block_on(run_all(args))
+    })
+    .await
+    .map_err(|e| Error::Io { context: "benchmark".into(), source: std::io::Error::other(e.to_string()) })?
+}
+
+async fn run_all(args: BenchArgs) -> Result<()> {
+    let selected = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
+    let dir = tempdir()?;
+    let json = dir.join("events.jsonl");
+    let generated = format!(
+        "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = {}, users = {}, seed = 1, out_of_order = '2s');",
+        args.events, args.users
+    );
+    println!("one worker thread; {} events, {} users\n", args.events, args.users);
+    println!("{:<16} {:>12} {:>10} {:>16}  notes", "benchmark", "events", "seconds", "events/s");
+
+    if selected("json_decode") || selected("json_tumble") {
+        let json_table = format!(
+            "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+               WITH (connector = 'file', path = '{}', format = 'json');",
+            json.display()
+        );
+        setup(&format!(
+            "{generated} CREATE TABLE out ({COLUMNS}) WITH (connector = 'file', path = '{}', format = 'json');
+             INSERT INTO out SELECT * FROM generated;",
+            json.display()
+        ))
+        .await?;
+        if selected("json_decode") {
+            let run = timed(&format!("{json_table} {}", into_blackhole("SELECT * FROM events", COLUMNS))).await?;
+            run.report("json_decode", "JSON lines file -> Arrow batches");
+        }
+        if selected("json_tumble") {
+            let run = timed(&format!("{json_table} {}", into_blackhole(TUMBLE, WINDOW_COLUMNS))).await?;
+            run.report("json_tumble", "JSON lines file -> TUMBLE(1m) count, sum per user");
+        }
+        let _ = std::fs::remove_file(&json);
+    }
+
+    let memory_table = format!(
+        "{generated} CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH (connector = 'memory'); INSERT INTO events SELECT * FROM generated;"
+    );
+    for (name, query, notes) in [
+        ("batches_tumble", TUMBLE, "Arrow batches -> TUMBLE(1m) count, sum per user"),
+        ("batches_hop", HOP, "Arrow batches -> HOP(10s, 1m) count, sum per user"),
+    ] {
+        if selected(name) {
+            let run = timed_after(&memory_table, &into_blackhole(query, WINDOW_COLUMNS)).await?;
+            run.report(name, notes);
+        }
+    }
+
+    if selected("state_memory") {
+        // Every event its own key, all in one open window: `groups` groups at once.
+        let setup = format!(
+            "CREATE TABLE generated (event_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL)
+               WITH (connector = 'datagen', count = {}, step = '1us', seed = 1);
+             CREATE TABLE events (event_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL,
+               WATERMARK FOR ts AS ts) WITH (connector = 'memory');
+             INSERT INTO events SELECT * FROM generated;",
+            args.groups
+        );
+        let query = "CREATE TABLE sink (event_id TEXT, n BIGINT, total DOUBLE) WITH (connector = 'blackhole');
+             INSERT INTO sink SELECT event_id, count(*), sum(amount)
+             FROM TUMBLE(events, ts, INTERVAL '1' HOUR) GROUP BY event_id, window_start, window_end;";
+        let run = timed_after(&setup, query).await?;
+        let state = run.peak_state_bytes as f64;
+        let arrow = run.output_bytes as f64;
+        run.report(
+            "state_memory",
+            &format!(
+                "{} groups: peak state {:.1} MiB, Arrow size of keys+aggregates {:.1} MiB, ratio {:.2}",
+                args.groups,
+                state / 1048576.0,
+                arrow / 1048576.0,
+                state / arrow
+            ),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+const WINDOW_COLUMNS: &str = "user_id TEXT, window_start TIMESTAMP, window_end TIMESTAMP, n BIGINT, total DOUBLE";
+
+fn into_blackhole(query: &str, columns: &str) -> String {
+    format!("CREATE TABLE sink ({columns}) WITH (connector = 'blackhole'); INSERT INTO sink {query};")
+}
+
+struct Run {
+    events: u64,
+    elapsed: Duration,
+    peak_state_bytes: u64,
+    output_bytes: u64,
+}
+
+impl Run {
+    fn report(&self, name: &str, notes: &str) {
+        let seconds = self.elapsed.as_secs_f64();
+        println!(
+            "{name:<16} {:>12} {:>10.3} {:>16}  {notes}",
+            self.events,
+            seconds,
+            format!("{:.0}", self.events as f64 / seconds)
+        );
+    }
+}
+
+/// Runs every statement of `text` untimed.
+async fn setup(text: &str) -> Result<Engine> {
+    let engine = Engine::new(&SessionOptions::default())?;
+    for statement in parse_pipeline(text)? {
+        if let Some(job) = engine.submit(statement).await? {
+            engine.drain(&job, |_| Ok(())).await?;
+        }
+    }
+    Ok(engine)
+}
+
+/// Times `text`'s queries in a fresh engine.
+async fn timed(text: &str) -> Result<Run> {
+    timed_after("", text).await
+}
+
+/// Runs `setup_text` untimed, then times the queries of `text` in the same engine.
+async fn timed_after(setup_text: &str, text: &str) -> Result<Run> {
+    let engine = setup(setup_text).await?;
+    let events_before = PipelineMetrics::read(&engine.shared().metrics.events_in);
+    let mut jobs = Vec::new();
+    for statement in parse_pipeline(text)? {
+        if let Some(job) = engine.submit(statement).await? {
+            jobs.push(job);
+        }
+    }
+    let started = Instant::now();
+    for job in &jobs {
+        engine.drain(job, |_| Ok(())).await?;
+    }
+    let elapsed = started.elapsed();
+    let metrics = &engine.shared().metrics;
+    let output_bytes = jobs
+        .iter()
+        .filter_map(|job| sink_bytes(job.plan.as_ref()))
+        .sum();
+    Ok(Run {
+        events: PipelineMetrics::read(&metrics.events_in) - events_before,
+        elapsed,
+        peak_state_bytes: metrics.peak_state_bytes.load(Ordering::Relaxed),
+        output_bytes,
+    })
+}
+
+/// Bytes received by the blackhole sink at the top of `plan`.
+fn sink_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
+    let sink = plan.downcast_ref::<datafusion::datasource::sink::DataSinkExec>()?;
+    let blackhole = (sink.sink() as &dyn std::any::Any).downcast_ref::<profusion::connector::blackhole::BlackholeSink>()?;
+    Some(blackhole.bytes.load(Ordering::Relaxed))
+}
+
+fn tempdir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("profusion-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("creating {}", dir.display()), source })?;
+    Ok(dir)
+}

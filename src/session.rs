@@ -22,7 +22,10 @@ pub struct SessionOptions {
 }
 
 /// A session with everything profusion adds registered, sharing `pipeline`.
-pub fn new_session(options: &SessionOptions, pipeline: Arc<PipelineContext>) -> Result<SessionContext> {
+pub fn new_session(
+    options: &SessionOptions,
+    pipeline: Arc<PipelineContext>,
+) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_information_schema(true)
@@ -42,7 +45,11 @@ pub fn new_session(options: &SessionOptions, pipeline: Arc<PipelineContext>) -> 
         .build();
     let context = SessionContext::new_with_state(state);
     // Table function names are matched as written: accept both common spellings.
-    for function in [WindowFunction::Tumble, WindowFunction::Hop, WindowFunction::Session] {
+    for function in [
+        WindowFunction::Tumble,
+        WindowFunction::Hop,
+        WindowFunction::Session,
+    ] {
         context.register_udtf(function.name(), Arc::new(function));
         context.register_udtf(&function.name().to_ascii_uppercase(), Arc::new(function));
     }

@@ -8,7 +8,8 @@ use datafusion::prelude::{JsonReadOptions, SessionContext};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, Pipeline, SessionOptions};
 
-const COLUMNS: &str = "user_id TEXT NOT NULL, event_type TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL";
+const COLUMNS: &str =
+    "user_id TEXT NOT NULL, event_type TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL";
 
 /// Writes 60,000 seeded events (3 s out of order, 1% duplicates) to a JSON lines file.
 async fn write_input(path: &str) {
@@ -50,12 +51,22 @@ async fn streaming(path: &str, query: &str) -> Vec<String> {
 /// The batch result of `query` in a plain DataFusion session.
 async fn batch(path: &str, query: &str) -> Vec<String> {
     let ctx = SessionContext::new();
-    ctx.sql(&format!("CREATE TABLE shape ({COLUMNS})")).await.unwrap();
-    let shape = ctx.table("shape").await.unwrap().schema().as_arrow().clone();
+    ctx.sql(&format!("CREATE TABLE shape ({COLUMNS})"))
+        .await
+        .unwrap();
+    let shape = ctx
+        .table("shape")
+        .await
+        .unwrap()
+        .schema()
+        .as_arrow()
+        .clone();
     ctx.register_json(
         "events",
         path,
-        JsonReadOptions::default().schema(&shape).file_extension(".jsonl"),
+        JsonReadOptions::default()
+            .schema(&shape)
+            .file_extension(".jsonl"),
     )
     .await
     .unwrap();
@@ -97,7 +108,11 @@ async fn check(streaming_query: &str, batch_query: &str) {
     write_input(path).await;
     let expected = batch(path, batch_query).await;
     let actual = streaming(path, streaming_query).await;
-    assert!(expected.len() > 100, "the input makes many windows: {}", expected.len());
+    assert!(
+        expected.len() > 100,
+        "the input makes many windows: {}",
+        expected.len()
+    );
     assert_eq!(actual.len(), expected.len());
     for (a, e) in actual.iter().zip(&expected) {
         assert_eq!(a, e);

@@ -34,7 +34,9 @@ fn batch(schema: &SchemaRef, split: &str, seconds: i64) -> Result<RecordBatch> {
         Arc::clone(schema),
         vec![
             Arc::new(StringArray::from(vec![split])),
-            Arc::new(TimestampNanosecondArray::from(vec![START + seconds * SECOND])),
+            Arc::new(TimestampNanosecondArray::from(vec![
+                START + seconds * SECOND,
+            ])),
         ],
     )?)
 }
@@ -84,39 +86,67 @@ async fn first_minute(idle_timeout: Option<Duration>) -> (String, u64) {
         Field::new("split", DataType::Utf8, false),
         Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
     ]));
-    let watermark = WatermarkSpec::try_new("ts".into(), "ts".into(), col("ts", &schema).unwrap(), &schema).unwrap();
+    let watermark = WatermarkSpec::try_new(
+        "ts".into(),
+        "ts".into(),
+        col("ts", &schema).unwrap(),
+        &schema,
+    )
+    .unwrap();
     let definition = SourceDefinition {
         table: "timed".into(),
-        source: Arc::new(TimedSplits { schema: Arc::clone(&schema) }),
+        source: Arc::new(TimedSplits {
+            schema: Arc::clone(&schema),
+        }),
         watermark: Some(watermark),
         lateness: LatenessOptions {
             idle_timeout,
             ..Default::default()
         },
     };
-    let table = StreamTable::new("timed".into(), "test".into(), schema, Some(Arc::new(definition)), None);
+    let table = StreamTable::new(
+        "timed".into(),
+        "test".into(),
+        schema,
+        Some(Arc::new(definition)),
+        None,
+    );
     let engine = Engine::new(&SessionOptions::default()).unwrap();
-    engine.context().register_table("timed", Arc::new(table)).unwrap();
+    engine
+        .context()
+        .register_table("timed", Arc::new(table))
+        .unwrap();
     let query = "SELECT array_agg(split ORDER BY ts) FROM TUMBLE(timed, ts, INTERVAL '1' MINUTE)
                  WHERE ts < TIMESTAMP '2026-01-01T00:01:00' GROUP BY window_start, window_end";
     let statement = parse_pipeline(query).unwrap().remove(0);
     let job = engine.submit(statement).await.unwrap().unwrap();
     let batches = engine.collect(&job).await.unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
     let row = text.lines().nth(3).unwrap_or_default().to_string();
-    (row, PipelineMetrics::read(&engine.shared().metrics.late_rows))
+    (
+        row,
+        PipelineMetrics::read(&engine.shared().metrics.late_rows),
+    )
 }
 
 #[tokio::test]
 async fn a_quiet_split_holds_the_watermark_back() {
     let (row, late) = first_minute(None).await;
-    assert!(row.contains("[quiet, busy, busy, quiet, busy, busy, busy]"), "{row}");
+    assert!(
+        row.contains("[quiet, busy, busy, quiet, busy, busy, busy]"),
+        "{row}"
+    );
     assert_eq!(late, 0);
 }
 
 #[tokio::test]
 async fn an_idle_split_stops_holding_it_back_and_its_old_rows_are_late() {
     let (row, late) = first_minute(Some(Duration::from_millis(150))).await;
-    assert!(row.contains("[quiet, busy, busy, busy, busy, busy]"), "{row}");
+    assert!(
+        row.contains("[quiet, busy, busy, busy, busy, busy]"),
+        "{row}"
+    );
     assert_eq!(late, 1);
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, Pipeline, SessionOptions};
 
-const COLUMNS: &str = "user_id TEXT NOT NULL, event_type TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL";
+const COLUMNS: &str =
+    "user_id TEXT NOT NULL, event_type TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL";
 
 async fn run(text: &str) -> profusion::RunSummary {
     Pipeline::load(text, &SessionOptions::default())
@@ -80,7 +81,10 @@ async fn a_file_source_reads_every_file_of_a_folder_as_a_split() {
     std::fs::write(dir.path().join("a.json"), "{\"n\": 1}\n{\"n\": 2}\n").unwrap();
     std::fs::write(dir.path().join("b.json"), "{\"n\": 40}\n").unwrap();
     let rows = query(
-        &format!("CREATE TABLE t (n INT) WITH (connector = 'file', path = '{}', format = 'json')", dir.path().display()),
+        &format!(
+            "CREATE TABLE t (n INT) WITH (connector = 'file', path = '{}', format = 'json')",
+            dir.path().display()
+        ),
         "SELECT sum(n) FROM t",
     )
     .await;
@@ -168,7 +172,10 @@ async fn errors_name_the_line_of_their_statement() {
         .err()
         .unwrap()
         .to_string();
-    assert_eq!(error, "CREATE TABLE out (line 6): missing required option 'path'");
+    assert_eq!(
+        error,
+        "CREATE TABLE out (line 6): missing required option 'path'"
+    );
 
     let text = "CREATE TABLE events (ts TIMESTAMP) WITH (connector = 'datagen', count = 10);\nSELECT nope\n  FROM events;";
     let error = Pipeline::load(text, &SessionOptions::default())
@@ -181,8 +188,11 @@ async fn errors_name_the_line_of_their_statement() {
 
 #[tokio::test]
 async fn the_onboarding_pipeline_runs() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/onboarding.sql")).unwrap();
-    let pipeline = Pipeline::load(&text, &SessionOptions::default()).await.unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/onboarding.sql"))
+        .unwrap();
+    let pipeline = Pipeline::load(&text, &SessionOptions::default())
+        .await
+        .unwrap();
     assert!(pipeline.jobs().iter().all(|job| job.is_bounded()));
     let summary = pipeline.run().await.unwrap();
     assert!(summary.events_in > 0 && summary.rows_out > 0, "{summary:?}");

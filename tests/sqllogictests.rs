@@ -63,7 +63,11 @@ fn inserted_rows(batches: &[RecordBatch]) -> u64 {
     batches
         .iter()
         .filter(|b| b.num_rows() > 0)
-        .filter_map(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>())
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+        })
         .map(|counts| counts.value(0))
         .sum()
 }
@@ -101,7 +105,11 @@ fn rows(batches: &[RecordBatch]) -> Result<DBOutput<DefaultColumnType>, Error> {
 /// Compares rows and expected lines as sequences of whitespace-separated words, so cells
 /// that span several lines (plans from EXPLAIN) compare like any other.
 fn validator(_normalizer: Normalizer, actual: &[Vec<String>], expected: &[String]) -> bool {
-    let actual = actual.iter().map(|row| row.join(" ")).collect::<Vec<_>>().join("\n");
+    let actual = actual
+        .iter()
+        .map(|row| row.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
     let expected = expected.join("\n");
     actual.split_whitespace().eq(expected.split_whitespace())
 }
@@ -122,7 +130,10 @@ fn test_files(filter: Option<&str>) -> Vec<PathBuf> {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let complete = args.iter().any(|a| a == "--complete");
-    let filter = args.iter().find(|a| !a.starts_with('-')).map(String::as_str);
+    let filter = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str);
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let mut failures = 0;
     let files = test_files(filter);
@@ -134,14 +145,26 @@ async fn main() {
         });
         runner.set_var("DATA".into(), data.display().to_string());
         runner.with_validator(validator);
-        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let outcome = if complete {
             runner
-                .update_test_file(file, " ", validator, default_normalizer, default_column_validator)
+                .update_test_file(
+                    file,
+                    " ",
+                    validator,
+                    default_normalizer,
+                    default_column_validator,
+                )
                 .await
                 .map_err(|e| e.to_string())
         } else {
-            runner.run_file_async(file).await.map_err(|e| e.display(true).to_string())
+            runner
+                .run_file_async(file)
+                .await
+                .map_err(|e| e.display(true).to_string())
         };
         match outcome {
             Ok(()) => println!("ok      {name}"),

@@ -39,11 +39,17 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|source| Error::Io { context: "starting the benchmark runtime".into(), source })?;
+            .map_err(|source| Error::Io {
+                context: "starting the benchmark runtime".into(),
+                source,
+            })?;
         runtime.block_on(run_all(args))
     })
     .await
-    .map_err(|e| Error::Io { context: "benchmark".into(), source: std::io::Error::other(e.to_string()) })?
+    .map_err(|e| Error::Io {
+        context: "benchmark".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }
 
 async fn run_all(args: BenchArgs) -> Result<()> {
@@ -54,8 +60,14 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = {}, users = {}, seed = 1, out_of_order = '2s');",
         args.events, args.users
     );
-    println!("one worker thread; {} events, {} users\n", args.events, args.users);
-    println!("{:<16} {:>12} {:>10} {:>16}  notes", "benchmark", "events", "seconds", "events/s");
+    println!(
+        "one worker thread; {} events, {} users\n",
+        args.events, args.users
+    );
+    println!(
+        "{:<16} {:>12} {:>10} {:>16}  notes",
+        "benchmark", "events", "seconds", "events/s"
+    );
 
     if selected("json_decode") || selected("json_tumble") {
         let json_table = format!(
@@ -70,12 +82,23 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         ))
         .await?;
         if selected("json_decode") {
-            let run = timed(&format!("{json_table} {}", into_blackhole("SELECT * FROM events", COLUMNS))).await?;
+            let run = timed(&format!(
+                "{json_table} {}",
+                into_blackhole("SELECT * FROM events", COLUMNS)
+            ))
+            .await?;
             run.report("json_decode", "JSON lines file -> Arrow batches");
         }
         if selected("json_tumble") {
-            let run = timed(&format!("{json_table} {}", into_blackhole(TUMBLE, WINDOW_COLUMNS))).await?;
-            run.report("json_tumble", "JSON lines file -> TUMBLE(1m) count, sum per user");
+            let run = timed(&format!(
+                "{json_table} {}",
+                into_blackhole(TUMBLE, WINDOW_COLUMNS)
+            ))
+            .await?;
+            run.report(
+                "json_tumble",
+                "JSON lines file -> TUMBLE(1m) count, sum per user",
+            );
         }
         let _ = std::fs::remove_file(&json);
     }
@@ -85,8 +108,16 @@ async fn run_all(args: BenchArgs) -> Result<()> {
            WITH (connector = 'memory'); INSERT INTO events SELECT * FROM generated;"
     );
     for (name, query, notes) in [
-        ("batches_tumble", TUMBLE, "Arrow batches -> TUMBLE(1m) count, sum per user"),
-        ("batches_hop", HOP, "Arrow batches -> HOP(10s, 1m) count, sum per user"),
+        (
+            "batches_tumble",
+            TUMBLE,
+            "Arrow batches -> TUMBLE(1m) count, sum per user",
+        ),
+        (
+            "batches_hop",
+            HOP,
+            "Arrow batches -> HOP(10s, 1m) count, sum per user",
+        ),
     ] {
         if selected(name) {
             let run = timed_after(&memory_table, &into_blackhole(query, WINDOW_COLUMNS)).await?;
@@ -125,10 +156,13 @@ async fn run_all(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-const WINDOW_COLUMNS: &str = "user_id TEXT, window_start TIMESTAMP, window_end TIMESTAMP, n BIGINT, total DOUBLE";
+const WINDOW_COLUMNS: &str =
+    "user_id TEXT, window_start TIMESTAMP, window_end TIMESTAMP, n BIGINT, total DOUBLE";
 
 fn into_blackhole(query: &str, columns: &str) -> String {
-    format!("CREATE TABLE sink ({columns}) WITH (connector = 'blackhole'); INSERT INTO sink {query};")
+    format!(
+        "CREATE TABLE sink ({columns}) WITH (connector = 'blackhole'); INSERT INTO sink {query};"
+    )
 }
 
 struct Run {
@@ -197,12 +231,16 @@ async fn timed_after(setup_text: &str, text: &str) -> Result<Run> {
 /// Bytes received by the blackhole sink at the top of `plan`.
 fn sink_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
     let sink = plan.downcast_ref::<datafusion::datasource::sink::DataSinkExec>()?;
-    let blackhole = (sink.sink() as &dyn std::any::Any).downcast_ref::<profusion::connector::blackhole::BlackholeSink>()?;
+    let blackhole = (sink.sink() as &dyn std::any::Any)
+        .downcast_ref::<profusion::connector::blackhole::BlackholeSink>()?;
     Some(blackhole.bytes.load(Ordering::Relaxed))
 }
 
 fn tempdir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("profusion-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("creating {}", dir.display()), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        context: format!("creating {}", dir.display()),
+        source,
+    })?;
     Ok(dir)
 }

@@ -23,7 +23,11 @@ pub async fn explain(args: ExplainArgs) -> Result<()> {
             JobKind::Insert => "INSERT",
             JobKind::Query => "SELECT",
         };
-        let bounded = if job.is_bounded() { "bounded" } else { "unbounded" };
+        let bounded = if job.is_bounded() {
+            "bounded"
+        } else {
+            "unbounded"
+        };
         println!("-- line {}: {kind} ({bounded})", job.line);
         println!("{}", displayable(job.plan.as_ref()).indent(true));
     }

@@ -65,8 +65,12 @@ fn read_pipeline(path: &Path) -> Result<String> {
 /// `512MB`, `2GB`, `1024` (bytes).
 fn parse_bytes(text: &str) -> std::result::Result<usize, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let number: usize = text[..split].parse().map_err(|_| format!("bad size '{text}'"))?;
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: usize = text[..split]
+        .parse()
+        .map_err(|_| format!("bad size '{text}'"))?;
     let unit = match text[split..].trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,

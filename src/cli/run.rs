@@ -42,7 +42,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     });
 
     let show_status = !args.quiet && (args.progress || std::io::stderr().is_terminal());
-    let status = show_status.then(|| StatusLine::start(Arc::clone(&shared), Duration::from_millis(500)));
+    let status =
+        show_status.then(|| StatusLine::start(Arc::clone(&shared), Duration::from_millis(500)));
     let summary = pipeline.run().await;
     drop(status);
     let summary = summary?;
@@ -50,7 +51,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
         let rate = summary.events_in as f64 / summary.elapsed.as_secs_f64().max(1e-9);
         eprintln!(
             "{} in {:.2}s: {}",
-            if summary.stopped { "stopped" } else { "finished" },
+            if summary.stopped {
+                "stopped"
+            } else {
+                "finished"
+            },
             summary.elapsed.as_secs_f64(),
             status_text(&shared, rate)
         );

@@ -86,7 +86,11 @@ pub async fn create_table(state: &SessionState, create: CreateTable) -> Result<S
 
 type Halves = (Option<Arc<dyn Source>>, Option<Arc<dyn DataSink>>);
 
-fn connector_halves(connector: &str, schema: &SchemaRef, options: &mut WithOptions) -> Result<Halves> {
+fn connector_halves(
+    connector: &str,
+    schema: &SchemaRef,
+    options: &mut WithOptions,
+) -> Result<Halves> {
     let schema = Arc::clone(schema);
     Ok(match connector {
         "datagen" => (
@@ -96,7 +100,10 @@ fn connector_halves(connector: &str, schema: &SchemaRef, options: &mut WithOptio
         "file" => {
             let parsed = file::FileOptions::parse(options)?;
             (
-                Some(Arc::new(file::FileSource::new(Arc::clone(&schema), parsed.clone()))),
+                Some(Arc::new(file::FileSource::new(
+                    Arc::clone(&schema),
+                    parsed.clone(),
+                ))),
                 Some(Arc::new(file::FileSink::new(schema, parsed))),
             )
         }
@@ -107,7 +114,10 @@ fn connector_halves(connector: &str, schema: &SchemaRef, options: &mut WithOptio
                 Some(Arc::new(memory::MemorySink(table))),
             )
         }
-        "stdout" => (None, Some(Arc::new(stdout::StdoutSink::try_new(schema, options)?))),
+        "stdout" => (
+            None,
+            Some(Arc::new(stdout::StdoutSink::try_new(schema, options)?)),
+        ),
         "blackhole" => (None, Some(Arc::new(blackhole::BlackholeSink::new(schema)))),
         other => {
             return Err(options.error(format!(

@@ -29,7 +29,10 @@ pub struct SourceExec {
 
 impl SourceExec {
     /// A scan of `definition` producing the columns in `projection` (all when `None`).
-    pub fn try_new(definition: Arc<SourceDefinition>, projection: Option<Vec<usize>>) -> Result<Self> {
+    pub fn try_new(
+        definition: Arc<SourceDefinition>,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
         let schema = definition.source.schema();
         let schema = match &projection {
             Some(indices) => Arc::new(schema.project(indices)?),
@@ -87,13 +90,21 @@ pub fn open_source(
 
 impl DisplayAs for SourceExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SourceExec: table={}, source={}", self.definition.table, self.definition.source.describe())?;
+        write!(
+            f,
+            "SourceExec: table={}, source={}",
+            self.definition.table,
+            self.definition.source.describe()
+        )?;
         if let Some(watermark) = &self.definition.watermark {
             write!(f, ", watermark={}", watermark.sql)?;
         }
         if let Some(projection) = &self.projection {
             let schema = self.definition.source.schema();
-            let names: Vec<&str> = projection.iter().map(|&i| schema.field(i).name().as_str()).collect();
+            let names: Vec<&str> = projection
+                .iter()
+                .map(|&i| schema.field(i).name().as_str())
+                .collect();
             write!(f, ", projection=[{}]", names.join(", "))?;
         }
         Ok(())
@@ -127,7 +138,11 @@ impl ExecutionPlan for SourceExec {
         Ok(self)
     }
 
-    fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        _partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let projection = self.projection.clone();
         let stream = open_source(&self.definition, context).filter_map(move |item| {
             let projection = projection.clone();
@@ -142,6 +157,9 @@ impl ExecutionPlan for SourceExec {
                 }
             }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
     }
 }

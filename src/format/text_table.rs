@@ -33,7 +33,12 @@ impl TextTable {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()?;
         let rows: Vec<Vec<String>> = (0..batch.num_rows())
-            .map(|row| formatters.iter().map(|f| f.value(row).to_string()).collect())
+            .map(|row| {
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect()
+            })
             .collect();
         if self.widths.is_none() {
             // Later rows may be wider than the first ones: leave some room.
@@ -48,8 +53,12 @@ impl TextTable {
                     *width = (*width).max(value.chars().count());
                 }
             }
-            let header: Vec<String> =
-                self.schema.fields().iter().map(|f| f.name().clone()).collect();
+            let header: Vec<String> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             push_row(out, &header, &widths);
             let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
             push_row(out, &rule, &widths);
@@ -95,14 +104,24 @@ mod tests {
         let batch = |users: Vec<&str>, n: Vec<Option<i64>>| {
             RecordBatch::try_new(
                 Arc::clone(&schema),
-                vec![Arc::new(StringArray::from(users)), Arc::new(Int64Array::from(n))],
+                vec![
+                    Arc::new(StringArray::from(users)),
+                    Arc::new(Int64Array::from(n)),
+                ],
             )
             .unwrap()
         };
         let mut table = TextTable::new(Arc::clone(&schema));
         let mut out = String::new();
-        table.write(&batch(vec!["u1", "user_long"], vec![Some(3), None]), &mut out).unwrap();
-        table.write(&batch(vec!["u2"], vec![Some(12)]), &mut out).unwrap();
+        table
+            .write(
+                &batch(vec!["u1", "user_long"], vec![Some(3), None]),
+                &mut out,
+            )
+            .unwrap();
+        table
+            .write(&batch(vec!["u2"], vec![Some(12)]), &mut out)
+            .unwrap();
         assert_eq!(
             out,
             "user_id   | n\n--------- | --------\nu1        | 3\nuser_long | NULL\nu2        | 12\n"

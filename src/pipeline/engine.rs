@@ -87,14 +87,18 @@ impl Engine {
             }
             PipelineStatement::Setup(statement) => {
                 let frame = self.sql(&statement).await?;
-                frame
-                    .collect()
-                    .await
-                    .map_err(|source| Error::Statement { line: statement.line, source })?;
+                frame.collect().await.map_err(|source| Error::Statement {
+                    line: statement.line,
+                    source,
+                })?;
                 Ok(None)
             }
-            PipelineStatement::Insert(statement) => self.plan(statement, JobKind::Insert).await.map(Some),
-            PipelineStatement::Query(statement) => self.plan(statement, JobKind::Query).await.map(Some),
+            PipelineStatement::Insert(statement) => {
+                self.plan(statement, JobKind::Insert).await.map(Some)
+            }
+            PipelineStatement::Query(statement) => {
+                self.plan(statement, JobKind::Query).await.map(Some)
+            }
         }
     }
 
@@ -102,7 +106,10 @@ impl Engine {
         self.context
             .sql(&statement.text)
             .await
-            .map_err(|source| Error::Statement { line: statement.line, source })
+            .map_err(|source| Error::Statement {
+                line: statement.line,
+                source,
+            })
     }
 
     async fn plan(&self, statement: SourceStatement, kind: JobKind) -> Result<Job> {
@@ -110,7 +117,10 @@ impl Engine {
         let plan = frame
             .create_physical_plan()
             .await
-            .map_err(|source| Error::Statement { line: statement.line, source: unwrap_context(source) })?;
+            .map_err(|source| Error::Statement {
+                line: statement.line,
+                source: unwrap_context(source),
+            })?;
         Ok(Job {
             kind,
             sql: statement.text,
@@ -123,7 +133,10 @@ impl Engine {
     pub async fn collect(&self, job: &Job) -> Result<Vec<RecordBatch>> {
         collect(Arc::clone(&job.plan), self.context.task_ctx())
             .await
-            .map_err(|source| Error::Statement { line: job.line, source })
+            .map_err(|source| Error::Statement {
+                line: job.line,
+                source,
+            })
     }
 
     /// Runs `job` to its end, handing each batch it produces to `on_batch`.
@@ -132,8 +145,12 @@ impl Engine {
         job: &Job,
         mut on_batch: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<()> {
-        let failed = |source| Error::Statement { line: job.line, source };
-        let mut stream = execute_stream(Arc::clone(&job.plan), self.context.task_ctx()).map_err(failed)?;
+        let failed = |source| Error::Statement {
+            line: job.line,
+            source,
+        };
+        let mut stream =
+            execute_stream(Arc::clone(&job.plan), self.context.task_ctx()).map_err(failed)?;
         while let Some(batch) = stream.next().await {
             on_batch(batch.map_err(failed)?)?;
         }

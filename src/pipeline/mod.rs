@@ -16,8 +16,8 @@ use datafusion::common::runtime::SpawnedTask;
 use datafusion::datasource::sink::DataSink;
 use datafusion::physical_plan::execute_stream;
 
-use crate::error::{Error, Result};
 use crate::connector::stdout::{StdoutFormat, StdoutSink};
+use crate::error::{Error, Result};
 use crate::session::SessionOptions;
 use crate::sql::parse_pipeline;
 
@@ -69,7 +69,9 @@ impl Pipeline {
         let mut tasks = Vec::with_capacity(self.jobs.len());
         for job in self.jobs {
             let engine = self.engine.clone();
-            tasks.push(SpawnedTask::spawn(async move { run_job(&engine, &job).await }));
+            tasks.push(SpawnedTask::spawn(
+                async move { run_job(&engine, &job).await },
+            ));
         }
         let mut first_error = None;
         for task in tasks {
@@ -103,9 +105,13 @@ async fn run_job(engine: &Engine, job: &Job) -> Result<()> {
     match job.kind {
         JobKind::Insert => engine.drain(job, |_| Ok(())).await,
         JobKind::Query => {
-            let failed = |source| Error::Statement { line: job.line, source };
+            let failed = |source| Error::Statement {
+                line: job.line,
+                source,
+            };
             let context = engine.context().task_ctx();
-            let rows = execute_stream(Arc::clone(&job.plan), Arc::clone(&context)).map_err(failed)?;
+            let rows =
+                execute_stream(Arc::clone(&job.plan), Arc::clone(&context)).map_err(failed)?;
             let printer = StdoutSink::new(job.plan.schema(), StdoutFormat::Table);
             printer.write_all(rows, &context).await.map_err(failed)?;
             Ok(())

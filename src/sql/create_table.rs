@@ -48,7 +48,12 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<CreateTable> {
     }
     let name = match tokens.get(at).map(|t| &t.token) {
         Some(Token::Word(word)) => word.value.clone(),
-        _ => return Err(syntax(line, "expected a table name after CREATE TABLE".into())),
+        _ => {
+            return Err(syntax(
+                line,
+                "expected a table name after CREATE TABLE".into(),
+            ));
+        }
     };
     at += 1;
     if tokens.get(at).map(|t| &t.token) != Some(&Token::LParen) {
@@ -75,7 +80,10 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<CreateTable> {
             ));
         }
         let with_close = matching_paren(&tokens, with_open).ok_or_else(|| {
-            syntax(line, format!("CREATE TABLE {name}: unbalanced parentheses in WITH"))
+            syntax(
+                line,
+                format!("CREATE TABLE {name}: unbalanced parentheses in WITH"),
+            )
         })?;
         parse_options(&tokens[with_open + 1..with_close], &mut options)?;
         cuts.push((tokens[after].start, tokens[with_close].end));
@@ -250,7 +258,11 @@ mod tests {
             })
         );
         assert_eq!(
-            table.columns_sql.split_whitespace().collect::<Vec<_>>().join(" "),
+            table
+                .columns_sql
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
             "CREATE TABLE events ( user_id TEXT, ts TIMESTAMP NOT NULL )"
         );
         let mut options = table.options;
@@ -275,6 +287,9 @@ mod tests {
         let error = parse_create_table("CREATE TABLE t (a INT)\nPARTITIONED", 4)
             .unwrap_err()
             .to_string();
-        assert_eq!(error, "line 5: CREATE TABLE t: unexpected 'PARTITIONED' after the column list");
+        assert_eq!(
+            error,
+            "line 5: CREATE TABLE t: unexpected 'PARTITIONED' after the column list"
+        );
     }
 }

@@ -64,7 +64,11 @@ mod tests {
 
     #[test]
     fn rejects_unknown_units() {
-        assert!(parse_duration("5 fortnights").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("5 fortnights")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("soon").is_err());
     }
 }

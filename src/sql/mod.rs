@@ -41,10 +41,7 @@ impl PipelineStatement {
 
 /// Parses a pipeline file into its statements.
 pub fn parse_pipeline(text: &str) -> Result<Vec<PipelineStatement>> {
-    split_statements(text)?
-        .into_iter()
-        .map(classify)
-        .collect()
+    split_statements(text)?.into_iter().map(classify).collect()
 }
 
 /// Decides what kind of statement `statement` is from its leading keywords.

@@ -80,9 +80,9 @@ impl WithOptions {
     {
         self.take(key)
             .map(|raw| {
-                raw.trim().parse::<T>().map_err(|e| {
-                    self.error(format!("option '{key}' has a bad value '{raw}': {e}"))
-                })
+                raw.trim()
+                    .parse::<T>()
+                    .map_err(|e| self.error(format!("option '{key}' has a bad value '{raw}': {e}")))
             })
             .transpose()
     }
@@ -91,9 +91,8 @@ impl WithOptions {
     pub fn duration(&mut self, key: &str) -> Result<Option<Duration>, Error> {
         self.take(key)
             .map(|raw| {
-                parse_duration(&raw).map_err(|e| {
-                    self.error(format!("option '{key}' has a bad value '{raw}': {e}"))
-                })
+                parse_duration(&raw)
+                    .map_err(|e| self.error(format!("option '{key}' has a bad value '{raw}': {e}")))
             })
             .transpose()
     }
@@ -161,7 +160,10 @@ mod tests {
     fn bad_values_name_the_key() {
         let mut o = options(&[("count", "ten")]);
         let error = o.parse::<u64>("count").unwrap_err().to_string();
-        assert!(error.contains("option 'count' has a bad value 'ten'"), "{error}");
+        assert!(
+            error.contains("option 'count' has a bad value 'ten'"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -12,16 +12,16 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
 };
-use datafusion::physical_expr::EquivalenceProperties;
 use futures::StreamExt;
 
 use super::bins::{WindowBins, WindowColumns};
@@ -58,13 +58,19 @@ impl WindowAggregateExec {
         schema: SchemaRef,
     ) -> Result<Self> {
         let chain = StatelessChain::try_new(&input)?;
-        let aggregates = aggregates.into_iter().map(without_input_ordering).collect::<Result<Vec<_>>>()?;
+        let aggregates = aggregates
+            .into_iter()
+            .map(without_input_ordering)
+            .collect::<Result<Vec<_>>>()?;
         let position = |name: &str| {
             group_by.iter().position(|(expr, _)| {
-                expr.downcast_ref::<Column>().is_some_and(|c| c.name() == name)
+                expr.downcast_ref::<Column>()
+                    .is_some_and(|c| c.name() == name)
             })
         };
-        let (Some(start_position), Some(end_position)) = (position(WINDOW_START), position(WINDOW_END)) else {
+        let (Some(start_position), Some(end_position)) =
+            (position(WINDOW_START), position(WINDOW_END))
+        else {
             return plan_err!(
                 "an aggregation over {}({}, …) must GROUP BY window_start and window_end",
                 chain.window.kind.function_name(),
@@ -76,7 +82,13 @@ impl WindowAggregateExec {
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
-            if bounded { Boundedness::Bounded } else { Boundedness::Unbounded { requires_infinite_memory: false } },
+            if bounded {
+                Boundedness::Bounded
+            } else {
+                Boundedness::Unbounded {
+                    requires_infinite_memory: false,
+                }
+            },
         );
         Ok(Self {
             input,
@@ -128,9 +140,14 @@ impl WindowAggregateExec {
         let lateness = self.window.lateness_nanos;
         Ok(match self.window.kind {
             WindowKind::Session { gap } => {
-                let column_index = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Column>().map(|c| c.index());
-                let (Some(start_column), Some(end_column)) = (column_index(&start), column_index(&end)) else {
-                    return plan_err!("SESSION windows need window_start and window_end as plain columns");
+                let column_index =
+                    |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Column>().map(|c| c.index());
+                let (Some(start_column), Some(end_column)) =
+                    (column_index(&start), column_index(&end))
+                else {
+                    return plan_err!(
+                        "SESSION windows need window_start and window_end as plain columns"
+                    );
                 };
                 OpenWindows::Sessions(SessionWindows::new(
                     keys.iter().map(|(e, _)| Arc::clone(e)).collect(),
@@ -145,7 +162,12 @@ impl WindowAggregateExec {
             }
             _ => OpenWindows::Bins(WindowBins::new(
                 self.exprs(keys)?,
-                WindowColumns { start, end, start_position: self.start_position, end_position: self.end_position },
+                WindowColumns {
+                    start,
+                    end,
+                    start_position: self.start_position,
+                    end_position: self.end_position,
+                },
                 lateness,
                 Arc::clone(&self.schema),
             )),
@@ -155,7 +177,9 @@ impl WindowAggregateExec {
 
 /// A window aggregate sees rows in arrival order, not sorted by an aggregate's `ORDER BY`:
 /// aggregates that can order their input themselves are told so; the rest are refused.
-fn without_input_ordering(aggregate: Arc<AggregateFunctionExpr>) -> Result<Arc<AggregateFunctionExpr>> {
+fn without_input_ordering(
+    aggregate: Arc<AggregateFunctionExpr>,
+) -> Result<Arc<AggregateFunctionExpr>> {
     let sensitivity = aggregate.order_sensitivity();
     if sensitivity.is_insensitive() {
         return Ok(aggregate);
@@ -166,10 +190,12 @@ fn without_input_ordering(aggregate: Arc<AggregateFunctionExpr>) -> Result<Arc<A
             aggregate.name()
         );
     }
-    Ok(match Arc::clone(&aggregate).with_beneficial_ordering(false)? {
-        Some(unordered) => Arc::new(unordered),
-        None => aggregate,
-    })
+    Ok(
+        match Arc::clone(&aggregate).with_beneficial_ordering(false)? {
+            Some(unordered) => Arc::new(unordered),
+            None => aggregate,
+        },
+    )
 }
 
 /// The state of the windows not yet emitted.
@@ -206,7 +232,9 @@ impl OpenWindows {
                 let (windows, groups) = bins.open();
                 format!("{windows} open windows with {groups} groups")
             }
-            Self::Sessions(sessions) => format!("{} rows of open sessions", sessions.pending_rows()),
+            Self::Sessions(sessions) => {
+                format!("{} rows of open sessions", sessions.pending_rows())
+            }
         }
     }
 
@@ -230,9 +258,18 @@ impl DisplayAs for WindowAggregateExec {
         let aggregates: Vec<&str> = self.aggregates.iter().map(|a| a.name()).collect();
         write!(f, "WindowAggregateExec: {}", self.window.kind)?;
         if self.window.lateness_nanos > 0 {
-            write!(f, ", allowed_lateness={}", DisplayNanos(self.window.lateness_nanos))?;
+            write!(
+                f,
+                ", allowed_lateness={}",
+                DisplayNanos(self.window.lateness_nanos)
+            )?;
         }
-        write!(f, ", keys=[{}], aggregates=[{}]", keys.join(", "), aggregates.join(", "))
+        write!(
+            f,
+            ", keys=[{}], aggregates=[{}]",
+            keys.join(", "),
+            aggregates.join(", ")
+        )
     }
 }
 
@@ -277,7 +314,11 @@ impl ExecutionPlan for WindowAggregateExec {
         )?))
     }
 
-    fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        _partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let chain = StatelessChain::try_new(&self.input)?;
         let input = chain.scan.execute(0, Arc::clone(&context))?;
         let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{}]", self.window.kind))
@@ -303,7 +344,10 @@ impl ExecutionPlan for WindowAggregateExec {
                 state.step().await?;
             }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        )))
     }
 }
 
@@ -348,7 +392,10 @@ impl AggregateState {
             self.ready.extend(emitted);
         }
         let size = self.open.size();
-        self.pipeline.metrics.peak_state_bytes.fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
+        self.pipeline
+            .metrics
+            .peak_state_bytes
+            .fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
         self.reservation.try_resize(size).map_err(|e| {
             DataFusionError::ResourcesExhausted(format!(
                 "window state of {}({}, …) needs {size} bytes for {}, over the memory limit: {e}",

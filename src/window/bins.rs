@@ -43,7 +43,12 @@ pub struct WindowBins {
 
 impl WindowBins {
     /// `exprs` holds the GROUP BY keys other than the window columns.
-    pub fn new(exprs: AggregateExprs, window: WindowColumns, lateness: i64, output: SchemaRef) -> Self {
+    pub fn new(
+        exprs: AggregateExprs,
+        window: WindowColumns,
+        lateness: i64,
+        output: SchemaRef,
+    ) -> Self {
         Self {
             exprs,
             window,
@@ -67,7 +72,15 @@ impl WindowBins {
         let rows = self.exprs.evaluate(batch)?;
         let first = starts[0];
         if starts.iter().all(|&s| s == first) {
-            return self.insert_bin(first, 0, &starts_array, &ends_array, ends[0], &rows, applied);
+            return self.insert_bin(
+                first,
+                0,
+                &starts_array,
+                &ends_array,
+                ends[0],
+                &rows,
+                applied,
+            );
         }
         let mut by_start: HashMap<i64, Vec<u32>> = HashMap::new();
         for (row, &start) in starts.iter().enumerate() {
@@ -76,7 +89,15 @@ impl WindowBins {
         for (start, indices) in by_start {
             let first_row = indices[0] as usize;
             let part = rows.take(&UInt32Array::from(indices))?;
-            self.insert_bin(start, first_row, &starts_array, &ends_array, ends[first_row], &part, applied)?;
+            self.insert_bin(
+                start,
+                first_row,
+                &starts_array,
+                &ends_array,
+                ends[first_row],
+                &part,
+                applied,
+            )?;
         }
         Ok(())
     }
@@ -151,6 +172,9 @@ impl WindowBins {
 
     /// The number of open windows and of groups across them.
     pub fn open(&self) -> (usize, usize) {
-        (self.bins.len(), self.bins.values().map(|b| b.aggregation.num_groups()).sum())
+        (
+            self.bins.len(),
+            self.bins.values().map(|b| b.aggregation.num_groups()).sum(),
+        )
     }
 }

@@ -60,7 +60,11 @@ impl StatelessChain {
                     watermark: Arc::clone(scan.watermark_cell()),
                     table: scan.table().to_string(),
                 };
-                return Ok(Self { scan: node, window, steps });
+                return Ok(Self {
+                    scan: node,
+                    window,
+                    steps,
+                });
             }
             let child = if let Some(filter) = node.downcast_ref::<FilterExec>() {
                 steps.push(Step::Filter {
@@ -70,7 +74,9 @@ impl StatelessChain {
                 Arc::clone(filter.input())
             } else if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
                 let input_schema = projection.input().schema();
-                steps.push(Step::Project(projection.projection_expr().make_projector(&input_schema)?));
+                steps.push(Step::Project(
+                    projection.projection_expr().make_projector(&input_schema)?,
+                ));
                 Arc::clone(projection.input())
             } else if PASS_THROUGH.contains(&node.name()) && node.children().len() == 1 {
                 Arc::clone(node.children()[0])
@@ -89,7 +95,10 @@ impl StatelessChain {
     pub fn apply(&self, mut batch: RecordBatch) -> Result<RecordBatch> {
         for step in &self.steps {
             batch = match step {
-                Step::Filter { predicate, projection } => {
+                Step::Filter {
+                    predicate,
+                    projection,
+                } => {
                     let filtered = batch_filter(&batch, predicate)?;
                     match projection {
                         Some(indices) => filtered.project(indices)?,

@@ -43,7 +43,9 @@ impl WatermarkSpec {
         }
         match expr.data_type(schema)? {
             DataType::Timestamp(_, _) => Ok(Self { column, sql, expr }),
-            other => plan_err!("WATERMARK FOR {column} AS {sql}: the expression is {other}, not a TIMESTAMP"),
+            other => plan_err!(
+                "WATERMARK FOR {column} AS {sql}: the expression is {other}, not a TIMESTAMP"
+            ),
         }
     }
 

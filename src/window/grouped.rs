@@ -95,7 +95,10 @@ impl GroupedAggregation {
         let groups = if exprs.keys.is_empty() {
             None
         } else {
-            Some(new_group_values(Arc::clone(&exprs.key_schema), &GroupOrdering::None)?)
+            Some(new_group_values(
+                Arc::clone(&exprs.key_schema),
+                &GroupOrdering::None,
+            )?)
         };
         let accumulators = exprs
             .aggregates
@@ -105,8 +108,9 @@ impl GroupedAggregation {
                     aggregate.create_groups_accumulator()
                 } else {
                     let aggregate = Arc::clone(aggregate);
-                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || aggregate.create_accumulator()))
-                        as Box<dyn GroupsAccumulator>)
+                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+                        aggregate.create_accumulator()
+                    })) as Box<dyn GroupsAccumulator>)
                 }
             })
             .collect::<Result<_>>()?;
@@ -134,7 +138,12 @@ impl GroupedAggregation {
                 self.num_groups = 1;
             }
         }
-        for ((accumulator, arguments), filter) in self.accumulators.iter_mut().zip(&rows.arguments).zip(&rows.filters) {
+        for ((accumulator, arguments), filter) in self
+            .accumulators
+            .iter_mut()
+            .zip(&rows.arguments)
+            .zip(&rows.filters)
+        {
             let filter: Option<&BooleanArray> = filter.as_ref().map(|f| f.as_boolean());
             accumulator.update_batch(arguments, &self.group_indices, filter, self.num_groups)?;
         }
@@ -167,7 +176,11 @@ impl GroupedAggregation {
         if let Some(first) = values.first()
             && first.len() != self.num_groups
         {
-            return internal_err!("aggregate emitted {} rows for {} groups", first.len(), self.num_groups);
+            return internal_err!(
+                "aggregate emitted {} rows for {} groups",
+                first.len(),
+                self.num_groups
+            );
         }
         self.num_groups = 0;
         Ok((keys, values))
@@ -175,11 +188,21 @@ impl GroupedAggregation {
 }
 
 /// The schema of the values of `exprs` evaluated over `input`.
-pub fn schema_of(exprs: &[Arc<dyn PhysicalExpr>], names: &[String], input: &Schema) -> Result<SchemaRef> {
+pub fn schema_of(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    names: &[String],
+    input: &Schema,
+) -> Result<SchemaRef> {
     let fields = exprs
         .iter()
         .zip(names)
-        .map(|(e, name)| Ok(datafusion::arrow::datatypes::Field::new(name, e.data_type(input)?, e.nullable(input)?)))
+        .map(|(e, name)| {
+            Ok(datafusion::arrow::datatypes::Field::new(
+                name,
+                e.data_type(input)?,
+                e.nullable(input)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Arc::new(Schema::new(fields)))
 }

@@ -56,7 +56,10 @@ impl LateRowRouter {
             let stream = futures::stream::unfold(receiver, |mut receiver| async move {
                 receiver.recv().await.map(|batch| (Ok(batch), receiver))
             });
-            let input = Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), stream));
+            let input = Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.schema),
+                stream,
+            ));
             let sink = Arc::clone(&late.sink);
             let context = Arc::clone(&self.context);
             let task = SpawnedTask::spawn(async move { sink.write_all(input, &context).await });
@@ -65,7 +68,10 @@ impl LateRowRouter {
         if sender.send(rows).await.is_err() {
             // The writer ended early: its own error says why.
             return self.finish().await.and_then(|_| {
-                Err(exec_datafusion_err!("the late-data sink '{}' stopped accepting rows", late.table))
+                Err(exec_datafusion_err!(
+                    "the late-data sink '{}' stopped accepting rows",
+                    late.table
+                ))
             });
         }
         Ok(())
@@ -75,7 +81,11 @@ impl LateRowRouter {
     pub async fn finish(&mut self) -> Result<()> {
         if let Some((sender, task)) = self.writer.take() {
             drop(sender);
-            let table = self.sink.as_ref().map(|s| s.table.as_str()).unwrap_or_default();
+            let table = self
+                .sink
+                .as_ref()
+                .map(|s| s.table.as_str())
+                .unwrap_or_default();
             task.join_unwind()
                 .await
                 .map_err(|e| exec_datafusion_err!("late-data sink '{table}': {e}"))??;

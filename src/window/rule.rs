@@ -22,17 +22,23 @@ use crate::connector::SourceExec;
 pub struct WindowAggregateRule;
 
 impl PhysicalOptimizerRule for WindowAggregateRule {
-    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
                 return Ok(Transformed::no(node));
             };
             let raw = match aggregate.mode() {
                 AggregateMode::Single | AggregateMode::SinglePartitioned => aggregate,
-                AggregateMode::Final | AggregateMode::FinalPartitioned => match partial_below(aggregate.input()) {
-                    Some(partial) => partial,
-                    None => return Ok(Transformed::no(node)),
-                },
+                AggregateMode::Final | AggregateMode::FinalPartitioned => {
+                    match partial_below(aggregate.input()) {
+                        Some(partial) => partial,
+                        None => return Ok(Transformed::no(node)),
+                    }
+                }
                 _ => return Ok(Transformed::no(node)),
             };
             if !reads_window_directly(raw.input()) {
@@ -48,7 +54,9 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                 raw.filter_expr().to_vec(),
                 aggregate.schema(),
             )?;
-            Ok(Transformed::yes(Arc::new(windowed) as Arc<dyn ExecutionPlan>))
+            Ok(Transformed::yes(
+                Arc::new(windowed) as Arc<dyn ExecutionPlan>
+            ))
         })
         .map(|t| t.data)
     }
@@ -110,7 +118,11 @@ fn reads_window_directly(plan: &Arc<dyn ExecutionPlan>) -> bool {
 pub struct UnboundedInputCheck;
 
 impl PhysicalOptimizerRule for UnboundedInputCheck {
-    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut refusal = None;
         plan.apply(|node| {
             let blocking = node.pipeline_behavior() == EmissionType::Final
@@ -152,7 +164,9 @@ impl PhysicalOptimizerRule for UnboundedInputCheck {
 fn describe(node: &dyn ExecutionPlan) -> String {
     match node.name() {
         "SortExec" => "ORDER BY".to_string(),
-        "AggregateExec" => "an aggregation without a window (GROUP BY or an aggregate function)".to_string(),
+        "AggregateExec" => {
+            "an aggregation without a window (GROUP BY or an aggregate function)".to_string()
+        }
         name if name.contains("Join") => format!("a join ({name})"),
         name => name.to_string(),
     }

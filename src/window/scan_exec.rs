@@ -18,10 +18,10 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 
-pub use super::late_rows::LateSink;
-use super::late_rows::LateRowRouter;
-use super::spec::{DisplayNanos, floor};
 use super::event_time::time_array_from_nanos;
+use super::late_rows::LateRowRouter;
+pub use super::late_rows::LateSink;
+use super::spec::{DisplayNanos, floor};
 use super::{Watermark, WatermarkCell, WindowKind, nanos_values};
 use crate::connector::{SourceBatch, SourceDefinition, open_source, source_properties};
 
@@ -89,7 +89,13 @@ impl WindowScanExec {
 impl DisplayAs for WindowScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let time = self.windowed_schema.field(self.time_index).name();
-        write!(f, "WindowScanExec: {}, time={time}, table={}, source={}", self.kind, self.definition.table, self.definition.source.describe())?;
+        write!(
+            f,
+            "WindowScanExec: {}, time={time}, table={}, source={}",
+            self.kind,
+            self.definition.table,
+            self.definition.source.describe()
+        )?;
         if let Some(watermark) = &self.definition.watermark {
             write!(f, ", watermark={}", watermark.sql)?;
         }
@@ -131,8 +137,13 @@ impl ExecutionPlan for WindowScanExec {
         Ok(self)
     }
 
-    fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let DataType::Timestamp(_, _) = self.windowed_schema.field(self.time_index).data_type() else {
+    fn execute(
+        &self,
+        _partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let DataType::Timestamp(_, _) = self.windowed_schema.field(self.time_index).data_type()
+        else {
             return internal_err!("window time column is not a timestamp");
         };
         let assigner = WindowAssigner {
@@ -154,7 +165,9 @@ impl ExecutionPlan for WindowScanExec {
             let cell = Arc::clone(&cell);
             let projection = projection.clone();
             async move {
-                let Some(SourceBatch { batch, watermark }) = state.input.next().await.transpose()? else {
+                let Some(SourceBatch { batch, watermark }) =
+                    state.input.next().await.transpose()?
+                else {
                     state.late.finish().await?;
                     return Ok(None);
                 };
@@ -174,7 +187,10 @@ impl ExecutionPlan for WindowScanExec {
                 Ok(Some((rows, state)))
             }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
     }
 }
 
@@ -227,12 +243,19 @@ impl WindowAssigner {
             }
             WindowKind::Tumble { size } => {
                 let starts: Vec<i64> = ts.iter().map(|&t| floor(t, size)).collect();
-                let late: Vec<bool> = ts.iter().zip(&starts).map(|(&t, &s)| t == i64::MIN || !open(s + size)).collect();
+                let late: Vec<bool> = ts
+                    .iter()
+                    .zip(&starts)
+                    .map(|(&t, &s)| t == i64::MIN || !open(s + size))
+                    .collect();
                 let ends = starts.iter().map(|s| s + size).collect();
                 (None, starts, ends, late)
             }
             WindowKind::Session { gap } => {
-                let late = ts.iter().map(|&t| t == i64::MIN || !open(t.saturating_add(gap))).collect();
+                let late = ts
+                    .iter()
+                    .map(|&t| t == i64::MIN || !open(t.saturating_add(gap)))
+                    .collect();
                 let ends = ts.iter().map(|t| t.saturating_add(gap)).collect();
                 (None, ts, ends, late)
             }
@@ -242,10 +265,21 @@ impl WindowAssigner {
             .then(|| filter_record_batch(batch, &BooleanArray::from(late.clone())))
             .transpose()?;
         let (kept, starts, ends) = match rows {
-            Some(rows) => (take_record_batch(batch, &UInt32Array::from(rows))?, starts, ends),
+            Some(rows) => (
+                take_record_batch(batch, &UInt32Array::from(rows))?,
+                starts,
+                ends,
+            ),
             None if any_late => {
                 let keep = not(&BooleanArray::from(late.clone()))?;
-                let pick = |values: Vec<i64>| -> Vec<i64> { values.into_iter().zip(&late).filter(|(_, l)| !**l).map(|(v, _)| v).collect() };
+                let pick = |values: Vec<i64>| -> Vec<i64> {
+                    values
+                        .into_iter()
+                        .zip(&late)
+                        .filter(|(_, l)| !**l)
+                        .map(|(v, _)| v)
+                        .collect()
+                };
                 (filter_record_batch(batch, &keep)?, pick(starts), pick(ends))
             }
             None => (batch.clone(), starts, ends),
@@ -255,6 +289,9 @@ impl WindowAssigner {
         columns.push(time_array_from_nanos(starts, time_type)?);
         columns.push(time_array_from_nanos(ends, time_type)?);
         let rows = RecordBatch::try_new(Arc::clone(&self.windowed_schema), columns)?;
-        Ok(Assigned { rows, late: late_rows })
+        Ok(Assigned {
+            rows,
+            late: late_rows,
+        })
     }
 }

@@ -12,8 +12,8 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::Result;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::grouped::{AggregateExprs, GroupedAggregation};
 use super::event_time::time_array_from_nanos;
+use super::grouped::{AggregateExprs, GroupedAggregation};
 use super::{Watermark, nanos_values};
 
 /// Session windows of one aggregate.
@@ -76,7 +76,8 @@ impl SessionWindows {
 
     /// Emits every session closed at `watermark`.
     pub fn advance(&mut self, watermark: Watermark, out: &mut Vec<RecordBatch>) -> Result<()> {
-        if self.pending.is_empty() || self.earliest_end.saturating_add(self.lateness) > watermark.0 {
+        if self.pending.is_empty() || self.earliest_end.saturating_add(self.lateness) > watermark.0
+        {
             return Ok(());
         }
         let rows = concat_batches(&self.input, &self.pending)?;
@@ -92,10 +93,18 @@ impl SessionWindows {
         let key_rows = if keys.is_empty() {
             None
         } else {
-            let converter = RowConverter::new(keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
+            let converter = RowConverter::new(
+                keys.iter()
+                    .map(|k| SortField::new(k.data_type().clone()))
+                    .collect(),
+            )?;
             Some(converter.convert_columns(&keys)?)
         };
-        let same_key = |a: usize, b: usize| key_rows.as_ref().is_none_or(|rows| rows.row(a) == rows.row(b));
+        let same_key = |a: usize, b: usize| {
+            key_rows
+                .as_ref()
+                .is_none_or(|rows| rows.row(a) == rows.row(b))
+        };
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_unstable_by(|&a, &b| {
             let by_key = match &key_rows {
@@ -132,7 +141,8 @@ impl SessionWindows {
             i = j;
         }
         if !open.is_empty() {
-            self.pending.push(take_record_batch(&rows, &UInt32Array::from(open))?);
+            self.pending
+                .push(take_record_batch(&rows, &UInt32Array::from(open))?);
         }
         self.earliest_end = earliest_end;
         if closed.is_empty() {
@@ -144,8 +154,12 @@ impl SessionWindows {
             .iter()
             .map(|c| take(c.as_ref(), &closed, None))
             .collect::<Result<_, _>>()?;
-        columns[self.start_column] = time_array_from_nanos(closed_starts, self.input.field(self.start_column).data_type())?;
-        columns[self.end_column] = time_array_from_nanos(closed_ends, self.input.field(self.end_column).data_type())?;
+        columns[self.start_column] = time_array_from_nanos(
+            closed_starts,
+            self.input.field(self.start_column).data_type(),
+        )?;
+        columns[self.end_column] =
+            time_array_from_nanos(closed_ends, self.input.field(self.end_column).data_type())?;
         let sessions = RecordBatch::try_new(Arc::clone(&self.input), columns)?;
         let mut aggregation = GroupedAggregation::try_new(&self.exprs)?;
         aggregation.update(&self.exprs.evaluate(&sessions)?)?;

@@ -95,15 +95,32 @@ mod tests {
         assert_eq!(floor(125, 60), 120);
         assert_eq!(floor(-5, 60), -60);
         assert_eq!(WindowKind::Tumble { size: 60 }.latest_end(125), 180);
-        assert_eq!(WindowKind::Hop { slide: 10, size: 60 }.latest_end(125), 180);
+        assert_eq!(
+            WindowKind::Hop {
+                slide: 10,
+                size: 60
+            }
+            .latest_end(125),
+            180
+        );
         assert_eq!(WindowKind::Session { gap: 30 }.latest_end(125), 155);
     }
 
     #[test]
     fn displays_sizes_in_whole_units() {
-        assert_eq!(WindowKind::Tumble { size: 60_000_000_000 }.to_string(), "tumble=1m");
         assert_eq!(
-            WindowKind::Hop { slide: 10_000_000_000, size: 60_000_000_000 }.to_string(),
+            WindowKind::Tumble {
+                size: 60_000_000_000
+            }
+            .to_string(),
+            "tumble=1m"
+        );
+        assert_eq!(
+            WindowKind::Hop {
+                slide: 10_000_000_000,
+                size: 60_000_000_000
+            }
+            .to_string(),
             "hop=10s/1m"
         );
         assert_eq!(DisplayNanos(1_500_000_000).to_string(), "1500ms");

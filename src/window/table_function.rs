@@ -55,12 +55,20 @@ impl TableFunctionImpl for WindowFunction {
         let exprs = args.exprs();
         let arity = if *self == Self::Hop { 4 } else { 3 };
         if exprs.len() != arity {
-            return plan_err!("{} takes {arity} arguments, got {}", self.usage(), exprs.len());
+            return plan_err!(
+                "{} takes {arity} arguments, got {}",
+                self.usage(),
+                exprs.len()
+            );
         }
-        let table_name = identifier(&exprs[0])
-            .ok_or_else(|| plan_datafusion_err!("{}: the first argument must name a table", self.usage()))?;
+        let table_name = identifier(&exprs[0]).ok_or_else(|| {
+            plan_datafusion_err!("{}: the first argument must name a table", self.usage())
+        })?;
         let time_column = identifier(&exprs[1]).ok_or_else(|| {
-            plan_datafusion_err!("{}: the second argument must name a TIMESTAMP column", self.usage())
+            plan_datafusion_err!(
+                "{}: the second argument must name a TIMESTAMP column",
+                self.usage()
+            )
         })?;
         let sizes = exprs[2..]
             .iter()
@@ -72,7 +80,10 @@ impl TableFunctionImpl for WindowFunction {
                 if size % slide != 0 {
                     return plan_err!("HOP: the size must be a whole multiple of the slide");
                 }
-                WindowKind::Hop { slide: *slide, size: *size }
+                WindowKind::Hop {
+                    slide: *slide,
+                    size: *size,
+                }
             }
             (Self::Session, [gap]) => WindowKind::Session { gap: *gap },
             _ => return plan_err!("{}: wrong number of sizes", self.usage()),
@@ -135,7 +146,11 @@ pub struct WindowedTable {
 
 impl WindowedTable {
     /// Windows of `kind` over `table`'s `time_column`, which must carry its watermark.
-    pub fn try_new(table: Arc<dyn TableProvider>, time_column: &str, kind: WindowKind) -> Result<Self> {
+    pub fn try_new(
+        table: Arc<dyn TableProvider>,
+        time_column: &str,
+        kind: WindowKind,
+    ) -> Result<Self> {
         let function = kind.function_name();
         let Some(stream_table) = table.downcast_ref::<StreamTable>() else {
             return plan_err!(
@@ -145,29 +160,45 @@ impl WindowedTable {
         let definition = Arc::clone(stream_table.source()?);
         let source_schema = definition.source.schema();
         let Ok(time_index) = source_schema.index_of(time_column) else {
-            return plan_err!("{function}: table '{}' has no column '{time_column}'", stream_table.name());
+            return plan_err!(
+                "{function}: table '{}' has no column '{time_column}'",
+                stream_table.name()
+            );
         };
         let time_type = source_schema.field(time_index).data_type().clone();
         if !matches!(time_type, DataType::Timestamp(_, _)) {
             return plan_err!("{function}: '{time_column}' is {time_type}, not a TIMESTAMP");
         }
         match &definition.watermark {
-            None => return plan_err!(
-                "{function} over '{}' needs event time: declare WATERMARK FOR {time_column} AS {time_column} - INTERVAL '5' SECOND (or another delay) in CREATE TABLE {}",
-                stream_table.name(), stream_table.name()
-            ),
-            Some(w) if w.column != time_column => return plan_err!(
-                "{function}: '{}' has its watermark on '{}', not on '{time_column}'",
-                stream_table.name(), w.column
-            ),
+            None => {
+                return plan_err!(
+                    "{function} over '{}' needs event time: declare WATERMARK FOR {time_column} AS {time_column} - INTERVAL '5' SECOND (or another delay) in CREATE TABLE {}",
+                    stream_table.name(),
+                    stream_table.name()
+                );
+            }
+            Some(w) if w.column != time_column => {
+                return plan_err!(
+                    "{function}: '{}' has its watermark on '{}', not on '{time_column}'",
+                    stream_table.name(),
+                    w.column
+                );
+            }
             Some(_) => {}
         }
         for name in [super::WINDOW_START, super::WINDOW_END] {
             if source_schema.index_of(name).is_ok() {
-                return plan_err!("{function}: table '{}' already has a column '{name}'", stream_table.name());
+                return plan_err!(
+                    "{function}: table '{}' already has a column '{name}'",
+                    stream_table.name()
+                );
             }
         }
-        let mut fields: Vec<Field> = source_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = source_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.push(Field::new(WINDOW_START, time_type.clone(), false));
         fields.push(Field::new(WINDOW_END, time_type, false));
         Ok(Self {
@@ -192,15 +223,28 @@ impl WindowedTable {
         let sink: Arc<dyn DataSink> = Arc::clone(sink_table.sink()?);
         let source_schema = self.definition.source.schema();
         let same_shape = sink.schema().fields().len() == source_schema.fields().len()
-            && sink.schema().fields().iter().zip(source_schema.fields()).all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+            && sink
+                .schema()
+                .fields()
+                .iter()
+                .zip(source_schema.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
         if !same_shape {
             return plan_err!(
                 "'late_data.sink' = '{name}' must have the columns of '{}' ({}), in that order",
                 self.definition.table,
-                source_schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+                source_schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
-        Ok(Some(LateSink { table: name.clone(), sink }))
+        Ok(Some(LateSink {
+            table: name.clone(),
+            sink,
+        }))
     }
 }
 

@@ -98,7 +98,11 @@ impl WatermarkTracker {
             match active.map(|s| s.watermark).min() {
                 Some(min) => min,
                 // Every open split is idle: none holds the others back.
-                None => open.iter().map(|s| s.watermark).max().unwrap_or(Watermark::MIN),
+                None => open
+                    .iter()
+                    .map(|s| s.watermark)
+                    .max()
+                    .unwrap_or(Watermark::MIN),
             }
         };
         self.current = self.current.max(merged);
@@ -141,7 +145,11 @@ mod tests {
         let t0 = Instant::now();
         let mut tracker = WatermarkTracker::new(2, None, t0);
         tracker.observe(0, Some(Watermark(100)), t0);
-        assert_eq!(tracker.current(t0), Watermark::MIN, "split 1 has seen nothing");
+        assert_eq!(
+            tracker.current(t0),
+            Watermark::MIN,
+            "split 1 has seen nothing"
+        );
         tracker.observe(1, Some(Watermark(40)), t0);
         assert_eq!(tracker.current(t0), Watermark(40));
         tracker.observe(1, Some(Watermark(30)), t0);

@@ -184,7 +184,9 @@ impl Generator {
             .iter()
             .filter_map(|f| DatagenColumn::by_name(f.name()))
             .collect();
-        let events: Vec<Event> = (first..first + len as u64).map(|row| self.event(row)).collect();
+        let events: Vec<Event> = (first..first + len as u64)
+            .map(|row| self.event(row))
+            .collect();
         let arrays = columns
             .iter()
             .map(|&column| self.column(column, &events))
@@ -280,7 +282,11 @@ mod tests {
 
     #[test]
     fn out_of_order_and_late_rows_stay_within_their_bounds() {
-        let g = generator(&[("out_of_order", "2s"), ("late_rate", "0.01"), ("late_by", "10m")]);
+        let g = generator(&[
+            ("out_of_order", "2s"),
+            ("late_rate", "0.01"),
+            ("late_by", "10m"),
+        ]);
         let start = 1_767_225_600_000_000_000i64;
         let mut late = 0;
         for row in 0..10_000u64 {

@@ -72,8 +72,13 @@ impl Source for DatagenSource {
     fn describe(&self) -> String {
         let o = &self.options;
         let count = o.count.map_or("endless".to_string(), |c| c.to_string());
-        let rate = o.rows_per_second.map_or("unlimited".to_string(), |r| format!("{r}/s"));
-        format!("datagen(count={count}, rate={rate}, users={}, seed={})", o.users, o.seed)
+        let rate = o
+            .rows_per_second
+            .map_or("unlimited".to_string(), |r| format!("{r}/s"));
+        format!(
+            "datagen(count={count}, rate={rate}, users={}, seed={})",
+            o.users, o.seed
+        )
     }
 
     async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {

@@ -51,7 +51,9 @@ impl FileOptions {
                     ("parquet", FileFormat::Parquet),
                 ],
             )?
-            .ok_or_else(|| options.error("missing required option 'format' (json, csv or parquet)"))?;
+            .ok_or_else(|| {
+                options.error("missing required option 'format' (json, csv or parquet)")
+            })?;
         let batch_size = options.parse::<usize>("batch_size")?.unwrap_or(8192).max(1);
         Ok(Self {
             location,

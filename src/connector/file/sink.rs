@@ -59,7 +59,8 @@ impl DataSink for FileSink {
         let pipeline = PipelineContext::of_task(context);
         let location = &self.options.location;
         let store = Arc::clone(&location.store);
-        let failed = |e: &dyn std::fmt::Display| exec_datafusion_err!("writing {}: {e}", location.display);
+        let failed =
+            |e: &dyn std::fmt::Display| exec_datafusion_err!("writing {}: {e}", location.display);
         let mut rows = 0u64;
         match self.options.format {
             FileFormat::Json | FileFormat::Csv => {
@@ -70,7 +71,9 @@ impl DataSink for FileSink {
                     if self.options.format == FileFormat::Json {
                         encode_json_lines(&batch, &mut buffer)?;
                     } else {
-                        let mut csv = WriterBuilder::new().with_header(rows == 0).build(&mut buffer);
+                        let mut csv = WriterBuilder::new()
+                            .with_header(rows == 0)
+                            .build(&mut buffer);
                         csv.write(&batch)?;
                     }
                     writer.write_all(&buffer).await.map_err(|e| failed(&e))?;

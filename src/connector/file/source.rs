@@ -11,13 +11,13 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_err};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
-use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -45,11 +45,10 @@ impl FileSource {
         if let Ok(meta) = store.head(path).await {
             return Ok(vec![meta]);
         }
-        let mut files: Vec<ObjectMeta> = store
-            .list(Some(path))
-            .try_collect()
-            .await
-            .map_err(|e| exec_datafusion_err!("listing {}: {e}", self.options.location.display))?;
+        let mut files: Vec<ObjectMeta> =
+            store.list(Some(path)).try_collect().await.map_err(|e| {
+                exec_datafusion_err!("listing {}: {e}", self.options.location.display)
+            })?;
         files.sort_by(|a, b| a.location.cmp(&b.location));
         if files.is_empty() {
             return plan_err!("no files at '{}'", self.options.location.display);
@@ -69,7 +68,11 @@ impl Source for FileSource {
     }
 
     fn describe(&self) -> String {
-        format!("file(path={}, format={})", self.options.location.display, self.options.format.name())
+        format!(
+            "file(path={}, format={})",
+            self.options.location.display,
+            self.options.format.name()
+        )
     }
 
     async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
@@ -203,12 +206,13 @@ async fn read_parquet(
     batch_size: usize,
 ) -> Result<SplitStream> {
     let path = file.location.clone();
-    let reader: Box<dyn AsyncFileReader> = DefaultParquetFileReaderFactory::new(store).create_reader(
-        0,
-        PartitionedFile::from(file),
-        None,
-        &ExecutionPlanMetricsSet::new(),
-    )?;
+    let reader: Box<dyn AsyncFileReader> = DefaultParquetFileReaderFactory::new(store)
+        .create_reader(
+            0,
+            PartitionedFile::from(file),
+            None,
+            &ExecutionPlanMetricsSet::new(),
+        )?;
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let file_schema = Arc::clone(builder.schema());
     let mut indices = Vec::with_capacity(schema.fields().len());
@@ -219,7 +223,10 @@ async fn read_parquet(
         }
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
-    let stream = builder.with_projection(mask).with_batch_size(batch_size).build()?;
+    let stream = builder
+        .with_projection(mask)
+        .with_batch_size(batch_size)
+        .build()?;
     let order: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     Ok(stream
         .map(move |batch| {

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, make_array};
+use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::{cast, max};
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit, TimestampNanosecondType};
-use datafusion::common::{Result, plan_err};
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 
 use super::Watermark;
 use super::spec::nanos_per_unit;
@@ -22,6 +25,10 @@ pub struct WatermarkSpec {
     /// The expression as written, for `EXPLAIN`.
     pub sql: String,
     expr: Arc<dyn PhysicalExpr>,
+    /// For the usual `col` and `col - INTERVAL '…'`: the constant delay in nanoseconds, so a
+    /// batch's watermark is its largest event time minus the delay, without evaluating the
+    /// expression row by row.
+    delay: Option<i64>,
 }
 
 impl WatermarkSpec {
@@ -42,7 +49,12 @@ impl WatermarkSpec {
             );
         }
         match expr.data_type(schema)? {
-            DataType::Timestamp(_, _) => Ok(Self { column, sql, expr }),
+            DataType::Timestamp(_, _) => Ok(Self {
+                delay: constant_delay(&expr, &column),
+                column,
+                sql,
+                expr,
+            }),
             other => plan_err!(
                 "WATERMARK FOR {column} AS {sql}: the expression is {other}, not a TIMESTAMP"
             ),
@@ -54,9 +66,40 @@ impl WatermarkSpec {
         if batch.num_rows() == 0 {
             return Ok(None);
         }
+        if let Some(delay) = self.delay
+            && let Some(times) = batch.column_by_name(&self.column)
+        {
+            let nanos = timestamps_as_nanos(times)?;
+            let latest = max(nanos.as_primitive::<TimestampNanosecondType>());
+            return Ok(latest.map(|t| Watermark(t.saturating_sub(delay))));
+        }
         let values = self.expr.evaluate(batch)?.into_array(batch.num_rows())?;
         let nanos = timestamps_as_nanos(&values)?;
         Ok(max(nanos.as_primitive::<TimestampNanosecondType>()).map(Watermark))
+    }
+}
+
+/// The delay of `column` or `column - <interval literal>`, in nanoseconds.
+fn constant_delay(expr: &Arc<dyn PhysicalExpr>, column: &str) -> Option<i64> {
+    let is_time_column = |e: &Arc<dyn PhysicalExpr>| {
+        e.downcast_ref::<Column>()
+            .is_some_and(|c| c.name() == column)
+    };
+    if is_time_column(expr) {
+        return Some(0);
+    }
+    let binary = expr.downcast_ref::<BinaryExpr>()?;
+    if *binary.op() != Operator::Minus || !is_time_column(binary.left()) {
+        return None;
+    }
+    match binary.right().downcast_ref::<Literal>()?.value() {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            Some(v.days as i64 * 86_400_000_000_000 + v.nanoseconds)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Some(v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000)
+        }
+        _ => None,
     }
 }
 
@@ -86,13 +129,13 @@ impl LatenessOptions {
     }
 }
 
-/// Casts a non-null timestamp array to nanoseconds and reads its values; nulls read as
-/// `i64::MIN` (before every window: such rows are late).
-pub fn nanos_values(values: &ArrayRef) -> Result<Vec<i64>> {
+/// The values of a timestamp array in nanoseconds, without copying when the array already
+/// holds nanoseconds; nulls read as `i64::MIN` (before every window: such rows are late).
+pub fn nanos_values(values: &ArrayRef) -> Result<ScalarBuffer<i64>> {
     let nanos = timestamps_as_nanos(values)?;
     let nanos = nanos.as_primitive::<TimestampNanosecondType>();
     if nanos.null_count() == 0 {
-        return Ok(nanos.values().to_vec());
+        return Ok(nanos.values().clone());
     }
     Ok(nanos.iter().map(|v| v.unwrap_or(i64::MIN)).collect())
 }

@@ -11,6 +11,7 @@
 //! ```
 
 mod aggregate_exec;
+mod assigner;
 mod bins;
 mod chain;
 mod event_time;

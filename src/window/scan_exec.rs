@@ -4,11 +4,11 @@
 //! it publishes the source's watermark for the [`WindowAggregateExec`](super::WindowAggregateExec)
 //! above it.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{filter_record_batch, not, take_record_batch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, internal_err};
@@ -18,11 +18,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 
-use super::event_time::time_array_from_nanos;
+use super::assigner::{Assigned, WindowAssigner};
 use super::late_rows::LateRowRouter;
 pub use super::late_rows::LateSink;
-use super::spec::{DisplayNanos, floor};
-use super::{Watermark, WatermarkCell, WindowKind, nanos_values};
+use super::spec::DisplayNanos;
+use super::{Watermark, WatermarkCell, WindowKind};
 use crate::connector::{SourceBatch, SourceDefinition, open_source, source_properties};
 
 /// Reads a source and assigns windows of one kind on its event-time column.
@@ -156,35 +156,54 @@ impl ExecutionPlan for WindowScanExec {
         let state = ScanState {
             input: open_source(&self.definition, Arc::clone(&context)).boxed(),
             applied: Watermark::MIN,
+            queue: VecDeque::new(),
+            next_watermark: Watermark::MIN,
             late: LateRowRouter::new(self.late_sink.clone(), source_schema, context),
         };
         let cell = Arc::clone(&self.watermark);
         let projection = self.projection.clone();
+        let windowed_schema = Arc::clone(&self.windowed_schema);
         let stream = futures::stream::try_unfold(state, move |mut state| {
             let assigner = assigner.clone();
             let cell = Arc::clone(&cell);
             let projection = projection.clone();
+            let windowed_schema = Arc::clone(&windowed_schema);
             async move {
-                let Some(SourceBatch { batch, watermark }) =
-                    state.input.next().await.transpose()?
-                else {
-                    state.late.finish().await?;
-                    return Ok(None);
-                };
-                let Assigned { rows, late } = assigner.assign(&batch, state.applied)?;
-                if let Some(late) = late {
-                    state.late.route(late).await?;
+                loop {
+                    if let Some(rows) = state.queue.pop_front() {
+                        if state.queue.is_empty() {
+                            // Every row of the source batch is on its way: now its watermark.
+                            state.applied = state.next_watermark;
+                            cell.set(state.next_watermark);
+                        }
+                        let rows = match &projection {
+                            Some(indices) => rows.project(indices)?,
+                            None => rows,
+                        };
+                        return Ok(Some((rows, state)));
+                    }
+                    let Some(SourceBatch { batch, watermark }) =
+                        state.input.next().await.transpose()?
+                    else {
+                        state.late.finish().await?;
+                        return Ok(None);
+                    };
+                    let Assigned { rows, late } = assigner.assign(&batch, state.applied)?;
+                    if let Some(late) = late {
+                        state.late.route(late).await?;
+                    }
+                    if watermark.is_end() {
+                        state.late.finish().await?;
+                    }
+                    state.queue.extend(rows);
+                    if state.queue.is_empty() {
+                        // Nothing to hand on, but the watermark still moves.
+                        state
+                            .queue
+                            .push_back(RecordBatch::new_empty(Arc::clone(&windowed_schema)));
+                    }
+                    state.next_watermark = watermark;
                 }
-                if watermark.is_end() {
-                    state.late.finish().await?;
-                }
-                state.applied = watermark;
-                cell.set(watermark);
-                let rows = match &projection {
-                    Some(indices) => rows.project(indices)?,
-                    None => rows,
-                };
-                Ok(Some((rows, state)))
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -196,102 +215,12 @@ impl ExecutionPlan for WindowScanExec {
 
 struct ScanState {
     input: futures::stream::BoxStream<'static, Result<SourceBatch>>,
+    /// The watermark the aggregate above has applied: the one after the last source batch
+    /// whose rows have all been handed on.
     applied: Watermark,
     late: LateRowRouter,
-}
-
-/// A batch split into rows with their windows and rows that are late.
-struct Assigned {
-    rows: RecordBatch,
-    late: Option<RecordBatch>,
-}
-
-/// Assigns windows to rows, given the watermark before the batch.
-#[derive(Debug, Clone)]
-struct WindowAssigner {
-    kind: WindowKind,
-    lateness: i64,
-    time_index: usize,
-    windowed_schema: SchemaRef,
-}
-
-impl WindowAssigner {
-    fn assign(&self, batch: &RecordBatch, applied: Watermark) -> Result<Assigned> {
-        let ts = nanos_values(batch.column(self.time_index))?;
-        // A window [start, end) is emitted once `end + lateness <= watermark`.
-        let open = |end: i64| end.saturating_add(self.lateness) > applied.0;
-        let (rows, starts, ends, late) = match self.kind {
-            WindowKind::Hop { slide, size } => {
-                let mut rows = Vec::with_capacity(ts.len());
-                let mut starts = Vec::with_capacity(ts.len());
-                let mut late = vec![true; ts.len()];
-                for j in 0..size / slide {
-                    for (row, &t) in ts.iter().enumerate() {
-                        if t == i64::MIN {
-                            continue;
-                        }
-                        let start = floor(t, slide) - j * slide;
-                        if open(start + size) {
-                            rows.push(row as u32);
-                            starts.push(start);
-                            late[row] = false;
-                        }
-                    }
-                }
-                let ends = starts.iter().map(|s| s + size).collect();
-                (Some(rows), starts, ends, late)
-            }
-            WindowKind::Tumble { size } => {
-                let starts: Vec<i64> = ts.iter().map(|&t| floor(t, size)).collect();
-                let late: Vec<bool> = ts
-                    .iter()
-                    .zip(&starts)
-                    .map(|(&t, &s)| t == i64::MIN || !open(s + size))
-                    .collect();
-                let ends = starts.iter().map(|s| s + size).collect();
-                (None, starts, ends, late)
-            }
-            WindowKind::Session { gap } => {
-                let late = ts
-                    .iter()
-                    .map(|&t| t == i64::MIN || !open(t.saturating_add(gap)))
-                    .collect();
-                let ends = ts.iter().map(|t| t.saturating_add(gap)).collect();
-                (None, ts, ends, late)
-            }
-        };
-        let any_late = late.iter().any(|&l| l);
-        let late_rows = any_late
-            .then(|| filter_record_batch(batch, &BooleanArray::from(late.clone())))
-            .transpose()?;
-        let (kept, starts, ends) = match rows {
-            Some(rows) => (
-                take_record_batch(batch, &UInt32Array::from(rows))?,
-                starts,
-                ends,
-            ),
-            None if any_late => {
-                let keep = not(&BooleanArray::from(late.clone()))?;
-                let pick = |values: Vec<i64>| -> Vec<i64> {
-                    values
-                        .into_iter()
-                        .zip(&late)
-                        .filter(|(_, l)| !**l)
-                        .map(|(v, _)| v)
-                        .collect()
-                };
-                (filter_record_batch(batch, &keep)?, pick(starts), pick(ends))
-            }
-            None => (batch.clone(), starts, ends),
-        };
-        let time_type = self.windowed_schema.field(self.time_index).data_type();
-        let mut columns = kept.columns().to_vec();
-        columns.push(time_array_from_nanos(starts, time_type)?);
-        columns.push(time_array_from_nanos(ends, time_type)?);
-        let rows = RecordBatch::try_new(Arc::clone(&self.windowed_schema), columns)?;
-        Ok(Assigned {
-            rows,
-            late: late_rows,
-        })
-    }
+    /// Windowed batches of the current source batch not yet handed on, and the watermark
+    /// to publish with the last of them.
+    queue: VecDeque<RecordBatch>,
+    next_watermark: Watermark,
 }

@@ -38,7 +38,7 @@ impl WindowKind {
 
 /// The largest multiple of `step` at or below `ts` (windows align to the epoch).
 pub fn floor(ts: i64, step: i64) -> i64 {
-    ts - ts.rem_euclid(step)
+    ts.saturating_sub(ts.rem_euclid(step))
 }
 
 impl fmt::Display for WindowKind {

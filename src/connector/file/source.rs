@@ -124,24 +124,24 @@ pub fn read_file(
 
 /// A push decoder of JSON lines or CSV.
 enum RowDecoder {
-    Json(datafusion::arrow::json::reader::Decoder),
-    Csv(datafusion::arrow::csv::reader::Decoder),
+    Json(Box<datafusion::arrow::json::reader::Decoder>),
+    Csv(Box<datafusion::arrow::csv::reader::Decoder>),
 }
 
 impl RowDecoder {
     fn new(format: FileFormat, schema: SchemaRef, batch_size: usize) -> Result<Self> {
         Ok(match format {
-            FileFormat::Json => Self::Json(
+            FileFormat::Json => Self::Json(Box::new(
                 datafusion::arrow::json::ReaderBuilder::new(schema)
                     .with_batch_size(batch_size)
                     .build_decoder()?,
-            ),
-            _ => Self::Csv(
+            )),
+            _ => Self::Csv(Box::new(
                 datafusion::arrow::csv::ReaderBuilder::new(schema)
                     .with_header(true)
                     .with_batch_size(batch_size)
                     .build_decoder(),
-            ),
+            )),
         })
     }
 

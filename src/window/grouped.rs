@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::{Result, internal_err};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use super::string_groups::StringGroupValues;
 
 /// The expressions of a grouped aggregation: keys, aggregate arguments and `FILTER`s.
 #[derive(Debug, Clone)]
@@ -92,13 +94,15 @@ pub struct GroupedAggregation {
 impl GroupedAggregation {
     /// An empty aggregation for `exprs`.
     pub fn try_new(exprs: &AggregateExprs) -> Result<Self> {
-        let groups = if exprs.keys.is_empty() {
-            None
-        } else {
-            Some(new_group_values(
+        let groups: Option<Box<dyn GroupValues>> = match exprs.key_schema.fields().as_ref() {
+            [] => None,
+            [key] if key.data_type() == &DataType::Utf8 => {
+                Some(Box::new(StringGroupValues::default()))
+            }
+            _ => Some(new_group_values(
                 Arc::clone(&exprs.key_schema),
                 &GroupOrdering::None,
-            )?)
+            )?),
         };
         let accumulators = exprs
             .aggregates

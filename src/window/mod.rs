@@ -21,6 +21,7 @@ mod rule;
 mod scan_exec;
 mod sessions;
 mod spec;
+mod string_groups;
 mod table_function;
 mod watermark;
 

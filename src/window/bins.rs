@@ -1,16 +1,17 @@
 //! Open windows of `TUMBLE` and `HOP`: one aggregation per window (a bin), keyed by the
-//! window's start. A batch usually falls into one bin; when it spans several it is split.
-//! A bin is emitted, and its memory freed, once the watermark passes its end.
+//! window's start. Each batch the window scan hands on belongs to one window. A bin is
+//! emitted, and its memory freed, once the watermark passes its end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::grouped::{AggregateExprs, EvaluatedRows, GroupedAggregation};
+use super::grouped::{AggregateExprs, GroupedAggregation};
 use super::{Watermark, nanos_values};
 
 /// Where the window columns sit among the GROUP BY expressions.
@@ -59,74 +60,40 @@ impl WindowBins {
         }
     }
 
-    /// Folds `batch` into its bins; rows of bins already emitted under `applied` are dropped.
+    /// Folds `batch`, whose rows share one window (the window scan hands on one batch per
+    /// pane and window), into that window's bin; nothing is added to a bin already emitted
+    /// under `applied`.
     pub fn insert(&mut self, batch: &RecordBatch, applied: Watermark) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
         }
-        let starts_array = self.window.start.evaluate(batch)?.into_array(n)?;
-        let ends_array = self.window.end.evaluate(batch)?.into_array(n)?;
-        let starts = nanos_values(&starts_array)?;
-        let ends = nanos_values(&ends_array)?;
-        let rows = self.exprs.evaluate(batch)?;
-        let first = starts[0];
-        if starts.iter().all(|&s| s == first) {
-            return self.insert_bin(
-                first,
-                0,
-                &starts_array,
-                &ends_array,
-                ends[0],
-                &rows,
-                applied,
+        let starts = self.window.start.evaluate(batch)?.into_array(n)?;
+        let ends = self.window.end.evaluate(batch)?.into_array(n)?;
+        let start = ScalarValue::try_from_array(&starts, 0)?;
+        let end = ScalarValue::try_from_array(&ends, 0)?;
+        let start_nanos = nanos_values(&starts)?;
+        if start_nanos.iter().any(|&s| s != start_nanos[0]) {
+            return internal_err!(
+                "a window aggregate received rows of several windows in one batch"
             );
         }
-        let mut by_start: HashMap<i64, Vec<u32>> = HashMap::new();
-        for (row, &start) in starts.iter().enumerate() {
-            by_start.entry(start).or_default().push(row as u32);
-        }
-        for (start, indices) in by_start {
-            let first_row = indices[0] as usize;
-            let part = rows.take(&UInt32Array::from(indices))?;
-            self.insert_bin(
-                start,
-                first_row,
-                &starts_array,
-                &ends_array,
-                ends[first_row],
-                &part,
-                applied,
-            )?;
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn insert_bin(
-        &mut self,
-        start_nanos: i64,
-        row: usize,
-        starts: &ArrayRef,
-        ends: &ArrayRef,
-        end_nanos: i64,
-        rows: &EvaluatedRows,
-        applied: Watermark,
-    ) -> Result<()> {
+        let end_nanos = nanos_values(&ends)?[0];
         if end_nanos.saturating_add(self.lateness) <= applied.0 {
-            self.late_rows += rows.num_rows;
+            self.late_rows += n;
             return Ok(());
         }
-        let bin = match self.bins.entry(start_nanos) {
-            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(Bin {
+        let rows = self.exprs.evaluate(batch)?;
+        let bin = match self.bins.entry(start_nanos[0]) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(Bin {
                 end_nanos,
-                start: ScalarValue::try_from_array(starts, row)?,
-                end: ScalarValue::try_from_array(ends, row)?,
+                start,
+                end,
                 aggregation: GroupedAggregation::try_new(&self.exprs)?,
             }),
         };
-        bin.aggregation.update(rows)
+        bin.aggregation.update(&rows)
     }
 
     /// Emits, in window order, every bin whose end plus the allowed lateness is at or

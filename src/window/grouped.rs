@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::{Result, internal_err};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -57,27 +56,6 @@ impl AggregateExprs {
                 .map(|f| f.as_ref().map(eval).transpose())
                 .collect::<Result<_>>()?,
             num_rows: n,
-        })
-    }
-}
-
-impl EvaluatedRows {
-    /// The rows at `indices`.
-    pub fn take(&self, indices: &UInt32Array) -> Result<EvaluatedRows> {
-        let pick = |a: &ArrayRef| take(a.as_ref(), indices, None);
-        Ok(EvaluatedRows {
-            keys: self.keys.iter().map(pick).collect::<Result<_, _>>()?,
-            arguments: self
-                .arguments
-                .iter()
-                .map(|args| args.iter().map(pick).collect::<Result<Vec<_>, _>>())
-                .collect::<Result<_, _>>()?,
-            filters: self
-                .filters
-                .iter()
-                .map(|f| f.as_ref().map(pick).transpose())
-                .collect::<Result<_, _>>()?,
-            num_rows: indices.len(),
         })
     }
 }

@@ -1,5 +1,5 @@
-//! Encodings of rows: JSON lines (timestamps as ISO-8601), aligned text tables, and the
-//! `format` option shared by connectors.
+//! Encodings of rows for sinks: JSON lines (timestamps as ISO-8601) and aligned text
+//! tables printed a batch at a time.
 
 mod json_lines;
 mod text_table;

@@ -22,7 +22,7 @@ pub struct PipelineMetrics {
     pub rows_out: AtomicU64,
     /// The most bytes one window operator's state has held at once.
     pub peak_state_bytes: AtomicU64,
-    /// The lowest watermark among sources that have one, in nanoseconds.
+    /// The most advanced watermark any source has reported, in nanoseconds.
     watermark: AtomicI64,
 }
 

@@ -62,7 +62,8 @@ impl WindowAssigner {
                         late: None,
                     });
                 }
-                let keep = not(&BooleanArray::from(late.clone()))?;
+                let late_mask = BooleanArray::from(late.clone());
+                let keep = not(&late_mask)?;
                 let pick = |values: Vec<i64>| -> Vec<i64> {
                     values
                         .into_iter()
@@ -72,7 +73,7 @@ impl WindowAssigner {
                         .collect()
                 };
                 let kept = filter_record_batch(batch, &keep)?;
-                let late_rows = filter_record_batch(batch, &BooleanArray::from(late.clone()))?;
+                let late_rows = filter_record_batch(batch, &late_mask)?;
                 return Ok(Assigned {
                     rows: vec![self.with_windows(&kept, pick(starts), pick(ends))?],
                     late: Some(late_rows),

@@ -160,18 +160,31 @@ impl WindowAggregateExec {
                     lateness,
                 ))
             }
-            _ => OpenWindows::Bins(WindowBins::new(
-                self.exprs(keys)?,
-                WindowColumns {
-                    start,
-                    end,
-                    start_position: self.start_position,
-                    end_position: self.end_position,
-                },
-                lateness,
-                Arc::clone(&self.schema),
-            )),
+            WindowKind::Tumble { .. } => self.bins(keys, start, end, false)?,
+            WindowKind::Hop { slide, size } => self.bins(keys, start, end, size > slide)?,
         })
+    }
+
+    fn bins(
+        &self,
+        keys: Vec<(Arc<dyn PhysicalExpr>, String)>,
+        start: Arc<dyn PhysicalExpr>,
+        end: Arc<dyn PhysicalExpr>,
+        overlapping: bool,
+    ) -> Result<OpenWindows> {
+        let window = WindowColumns {
+            start,
+            end,
+            start_position: self.start_position,
+            end_position: self.end_position,
+        };
+        Ok(OpenWindows::Bins(WindowBins::try_new(
+            self.exprs(keys)?,
+            window,
+            self.window.lateness_nanos,
+            Arc::clone(&self.schema),
+            overlapping,
+        )?))
     }
 }
 

@@ -1,6 +1,9 @@
 //! Open windows of `TUMBLE` and `HOP`: one aggregation per window (a bin), keyed by the
 //! window's start. Each batch the window scan hands on belongs to one window. A bin is
 //! emitted, and its memory freed, once the watermark passes its end.
+//!
+//! Windows that overlap (`HOP`) share their keys: a row lands in `size / slide` windows, so
+//! its key is interned once into [`SharedKeys`] and each bin groups by the key's id.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -12,6 +15,8 @@ use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::grouped::{AggregateExprs, GroupedAggregation};
+use super::id_groups::IdGroupValues;
+use super::shared_keys::SharedKeys;
 use super::{Watermark, nanos_values};
 
 /// Where the window columns sit among the GROUP BY expressions.
@@ -38,26 +43,38 @@ pub struct WindowBins {
     lateness: i64,
     output: SchemaRef,
     bins: BTreeMap<i64, Bin>,
+    /// The keys of overlapping windows, interned once for all of them.
+    shared_keys: Option<Box<SharedKeys>>,
+    /// Groups in the last emitted bin: what a new bin of shared keys makes room for.
+    expected_groups: usize,
     /// Rows dropped because their bin was already emitted.
     pub late_rows: usize,
 }
 
 impl WindowBins {
-    /// `exprs` holds the GROUP BY keys other than the window columns.
-    pub fn new(
+    /// `exprs` holds the GROUP BY keys other than the window columns; `overlapping` says
+    /// whether a row can be in several windows.
+    pub fn try_new(
         exprs: AggregateExprs,
         window: WindowColumns,
         lateness: i64,
         output: SchemaRef,
-    ) -> Self {
-        Self {
+        overlapping: bool,
+    ) -> Result<Self> {
+        let shared_keys = match overlapping && !exprs.keys.is_empty() {
+            true => Some(Box::new(SharedKeys::try_new(&exprs.key_schema)?)),
+            false => None,
+        };
+        Ok(Self {
             exprs,
             window,
             lateness,
             output,
             bins: BTreeMap::new(),
+            shared_keys,
+            expected_groups: 0,
             late_rows: 0,
-        }
+        })
     }
 
     /// Folds `batch`, whose rows share one window (the window scan hands on one batch per
@@ -83,15 +100,30 @@ impl WindowBins {
             self.late_rows += n;
             return Ok(());
         }
-        let rows = self.exprs.evaluate(batch)?;
+        let mut rows = self.exprs.evaluate(batch)?;
+        if let Some(shared) = &mut self.shared_keys {
+            rows.keys = vec![shared.ids(&rows.keys, end_nanos)?];
+        }
         let bin = match self.bins.entry(start_nanos[0]) {
             Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert(Bin {
-                end_nanos,
-                start,
-                end,
-                aggregation: GroupedAggregation::try_new(&self.exprs)?,
-            }),
+            Entry::Vacant(entry) => {
+                let aggregation = match &self.shared_keys {
+                    Some(shared) => GroupedAggregation::with_groups(
+                        &self.exprs,
+                        Some(Box::new(IdGroupValues::with_capacity(
+                            self.expected_groups,
+                            shared.id_bound(),
+                        ))),
+                    )?,
+                    None => GroupedAggregation::try_new(&self.exprs)?,
+                };
+                entry.insert(Bin {
+                    end_nanos,
+                    start,
+                    end,
+                    aggregation,
+                })
+            }
         };
         bin.aggregation.update(&rows)
     }
@@ -110,9 +142,13 @@ impl WindowBins {
         Ok(())
     }
 
-    fn emit(&self, mut bin: Bin) -> Result<RecordBatch> {
+    fn emit(&mut self, mut bin: Bin) -> Result<RecordBatch> {
         let num_groups = bin.aggregation.num_groups();
-        let (keys, values) = bin.aggregation.emit()?;
+        self.expected_groups = num_groups;
+        let (mut keys, values) = bin.aggregation.emit()?;
+        if let (Some(shared), [ids]) = (&mut self.shared_keys, keys.as_slice()) {
+            keys = shared.release(ids, bin.end_nanos)?;
+        }
         let mut keys = keys.into_iter();
         let group_count = self.exprs.keys.len() + 2;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output.fields().len());
@@ -132,9 +168,13 @@ impl WindowBins {
         Ok(RecordBatch::try_new(Arc::clone(&self.output), columns)?)
     }
 
-    /// Bytes held by the open bins.
+    /// Bytes held by the open bins and their keys.
     pub fn size(&self) -> usize {
-        self.bins.values().map(|b| b.aggregation.size()).sum()
+        self.bins
+            .values()
+            .map(|b| b.aggregation.size())
+            .sum::<usize>()
+            + self.shared_keys.as_ref().map_or(0, |keys| keys.size())
     }
 
     /// The number of open windows and of groups across them.

@@ -14,7 +14,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::string_groups::StringGroupValues;
+use super::key_dictionary::KeyDictionary;
 
 /// The expressions of a grouped aggregation: keys, aggregate arguments and `FILTER`s.
 #[derive(Debug, Clone)]
@@ -70,18 +70,27 @@ pub struct GroupedAggregation {
 }
 
 impl GroupedAggregation {
-    /// An empty aggregation for `exprs`.
+    /// An empty aggregation for `exprs`, interning its keys itself.
     pub fn try_new(exprs: &AggregateExprs) -> Result<Self> {
         let groups: Option<Box<dyn GroupValues>> = match exprs.key_schema.fields().as_ref() {
             [] => None,
             [key] if key.data_type() == &DataType::Utf8 => {
-                Some(Box::new(StringGroupValues::default()))
+                Some(Box::new(KeyDictionary::try_new(&exprs.key_schema)?))
             }
             _ => Some(new_group_values(
                 Arc::clone(&exprs.key_schema),
                 &GroupOrdering::None,
             )?),
         };
+        Self::with_groups(exprs, groups)
+    }
+
+    /// An empty aggregation for `exprs` whose rows' keys `groups` interns (`None`: every row
+    /// is in one group).
+    pub fn with_groups(
+        exprs: &AggregateExprs,
+        groups: Option<Box<dyn GroupValues>>,
+    ) -> Result<Self> {
         let accumulators = exprs
             .aggregates
             .iter()

@@ -13,15 +13,18 @@
 mod aggregate_exec;
 mod assigner;
 mod bins;
+mod byte_keys;
 mod chain;
 mod event_time;
 mod grouped;
+mod id_groups;
+mod key_dictionary;
 mod late_rows;
 mod rule;
 mod scan_exec;
 mod sessions;
+mod shared_keys;
 mod spec;
-mod string_groups;
 mod table_function;
 mod watermark;
 

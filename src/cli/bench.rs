@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// Run only the benchmarks whose name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Runs per benchmark: the fastest is reported (the one least disturbed by other work on
+    /// the machine), with the median beside it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
@@ -65,9 +69,10 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         args.events, args.users
     );
     println!(
-        "{:<16} {:>12} {:>10} {:>16}  notes",
-        "benchmark", "events", "seconds", "events/s"
+        "{:<16} {:>12} {:>10} {:>12} {:>12}  notes",
+        "benchmark", "events", "seconds", "events/s", "median/s"
     );
+    let repeat = args.repeat;
 
     if selected("json_decode") || selected("json_tumble") {
         let json_table = format!(
@@ -82,19 +87,16 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         ))
         .await?;
         if selected("json_decode") {
-            let run = timed(&format!(
+            let query = format!(
                 "{json_table} {}",
                 into_blackhole("SELECT * FROM events", COLUMNS)
-            ))
-            .await?;
+            );
+            let run = best_of(repeat, || timed_after("", &query)).await?;
             run.report("json_decode", "JSON lines file -> Arrow batches");
         }
         if selected("json_tumble") {
-            let run = timed(&format!(
-                "{json_table} {}",
-                into_blackhole(TUMBLE, WINDOW_COLUMNS)
-            ))
-            .await?;
+            let query = format!("{json_table} {}", into_blackhole(TUMBLE, WINDOW_COLUMNS));
+            let run = best_of(repeat, || timed_after("", &query)).await?;
             run.report(
                 "json_tumble",
                 "JSON lines file -> TUMBLE(1m) count, sum per user",
@@ -120,7 +122,8 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         ),
     ] {
         if selected(name) {
-            let run = timed_after(&memory_table, &into_blackhole(query, WINDOW_COLUMNS)).await?;
+            let query = into_blackhole(query, WINDOW_COLUMNS);
+            let run = best_of(repeat, || timed_after(&memory_table, &query)).await?;
             run.report(name, notes);
         }
     }
@@ -138,7 +141,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         let query = "CREATE TABLE sink (event_id TEXT, n BIGINT, total DOUBLE) WITH (connector = 'blackhole');
              INSERT INTO sink SELECT event_id, count(*), sum(amount)
              FROM TUMBLE(events, ts, INTERVAL '1' HOUR) GROUP BY event_id, window_start, window_end;";
-        let run = timed_after(&setup, query).await?;
+        let run = best_of(repeat, || timed_after(&setup, query)).await?;
         let state = run.peak_state_bytes as f64;
         let arrow = run.output_bytes as f64;
         run.report(
@@ -168,20 +171,47 @@ fn into_blackhole(query: &str, columns: &str) -> String {
 struct Run {
     events: u64,
     elapsed: Duration,
+    /// The median of repeated runs' times (the only time of a single run).
+    median: Duration,
     peak_state_bytes: u64,
     output_bytes: u64,
 }
 
 impl Run {
     fn report(&self, name: &str, notes: &str) {
-        let seconds = self.elapsed.as_secs_f64();
+        let per_second =
+            |elapsed: Duration| format!("{:.0}", self.events as f64 / elapsed.as_secs_f64());
         println!(
-            "{name:<16} {:>12} {:>10.3} {:>16}  {notes}",
+            "{name:<16} {:>12} {:>10.3} {:>12} {:>12}  {notes}",
             self.events,
-            seconds,
-            format!("{:.0}", self.events as f64 / seconds)
+            self.elapsed.as_secs_f64(),
+            per_second(self.elapsed),
+            per_second(self.median),
         );
     }
+}
+
+/// Runs a benchmark `times` times: the fastest run, with the median time.
+async fn best_of<F: Future<Output = Result<Run>>>(
+    times: u32,
+    mut run: impl FnMut() -> F,
+) -> Result<Run> {
+    let mut runs = Vec::new();
+    for _ in 0..times {
+        runs.push(run().await?);
+    }
+    let mut times: Vec<Duration> = runs.iter().map(|r| r.elapsed).collect();
+    times.sort();
+    let median = times[times.len() / 2];
+    let mut best = runs
+        .into_iter()
+        .min_by_key(|r| r.elapsed)
+        .ok_or_else(|| Error::Io {
+            context: "benchmark".into(),
+            source: std::io::Error::other("no runs"),
+        })?;
+    best.median = median;
+    Ok(best)
 }
 
 /// Runs every statement of `text` untimed.
@@ -193,11 +223,6 @@ async fn setup(text: &str) -> Result<Engine> {
         }
     }
     Ok(engine)
-}
-
-/// Times `text`'s queries in a fresh engine.
-async fn timed(text: &str) -> Result<Run> {
-    timed_after("", text).await
 }
 
 /// Runs `setup_text` untimed, then times the queries of `text` in the same engine.
@@ -223,6 +248,7 @@ async fn timed_after(setup_text: &str, text: &str) -> Result<Run> {
     Ok(Run {
         events: PipelineMetrics::read(&metrics.events_in) - events_before,
         elapsed,
+        median: elapsed,
         peak_state_bytes: metrics.peak_state_bytes.load(Ordering::Relaxed),
         output_bytes,
     })

@@ -23,6 +23,7 @@
 //! [`session::new_session`], or register [`window::WindowFunction`]s and add
 //! [`window::WindowAggregateRule`] to your physical optimizer rules.
 
+pub mod cli;
 pub mod connector;
 pub mod error;
 pub mod format;

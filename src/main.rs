@@ -1,19 +1,6 @@
-//! The `profusion` binary: a thin entry point; each command lives in `cli/`.
+//! The `profusion` binary: a thin entry point; the commands live in the library's `cli`
+//! module (see [`profusion::cli::main`] for why the binary holds nothing else).
 
-mod cli;
-
-use std::process::ExitCode;
-
-use clap::Parser;
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    let command = cli::Cli::parse();
-    match command.run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    profusion::cli::main()
 }

@@ -6,11 +6,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
+use crate::pipeline::PipelineMetrics;
+use crate::sql::parse_pipeline;
+use crate::{Engine, SessionOptions};
 use clap::Args;
-use profusion::error::{Error, Result};
-use profusion::pipeline::PipelineMetrics;
-use profusion::sql::parse_pipeline;
-use profusion::{Engine, SessionOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -258,7 +258,7 @@ async fn timed_after(setup_text: &str, text: &str) -> Result<Run> {
 fn sink_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
     let sink = plan.downcast_ref::<datafusion::datasource::sink::DataSinkExec>()?;
     let blackhole = (sink.sink() as &dyn std::any::Any)
-        .downcast_ref::<profusion::connector::blackhole::BlackholeSink>()?;
+        .downcast_ref::<crate::connector::blackhole::BlackholeSink>()?;
     Some(blackhole.bytes.load(Ordering::Relaxed))
 }
 

@@ -1,9 +1,9 @@
 //! `profusion explain FILE.sql`: the physical plan of every query.
 
+use crate::error::Result;
+use crate::{JobKind, Pipeline};
 use clap::Args;
 use datafusion::physical_plan::displayable;
-use profusion::error::Result;
-use profusion::{JobKind, Pipeline};
 
 use super::{PipelineFile, SessionArgs, read_pipeline};
 

@@ -1,14 +1,16 @@
-//! Command-line interface: `run`, `explain` and `bench`.
+//! Command-line interface: `run`, `explain` and `bench`, parsed by clap. The `profusion`
+//! binary only calls [`Cli::run`].
 
 mod bench;
 mod explain;
 mod run;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use crate::SessionOptions;
+use crate::error::{Error, Result};
 use clap::{Args, Parser, Subcommand};
-use profusion::SessionOptions;
-use profusion::error::{Error, Result};
 
 /// Streaming SQL for real-time personalization.
 #[derive(Debug, Parser)]
@@ -40,6 +42,30 @@ impl SessionArgs {
     fn options(&self) -> SessionOptions {
         SessionOptions {
             memory_limit: self.memory_limit,
+        }
+    }
+}
+
+/// The whole program: parses the command line, runs the command on a multi-threaded
+/// runtime and prints any error. Synchronous on purpose: the binary calls only this, so the
+/// async code it reaches is compiled once, here, not again in the binary.
+pub fn main() -> ExitCode {
+    let command = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Pipeline;
+use crate::error::Result;
+use crate::pipeline::{StatusLine, status_text};
 use clap::Args;
-use profusion::Pipeline;
-use profusion::error::Result;
-use profusion::pipeline::{StatusLine, status_text};
 
 use super::{PipelineFile, SessionArgs, read_pipeline};
 

@@ -99,6 +99,10 @@ impl DisplayAs for WindowScanExec {
         if let Some(watermark) = &self.definition.watermark {
             write!(f, ", watermark={}", watermark.sql)?;
         }
+        if let Some(idle) = self.definition.lateness.idle_timeout {
+            let nanos = i64::try_from(idle.as_nanos()).unwrap_or(i64::MAX);
+            write!(f, ", idle_timeout={}", DisplayNanos(nanos))?;
+        }
         let lateness = self.lateness_nanos();
         if lateness > 0 {
             write!(f, ", allowed_lateness={}", DisplayNanos(lateness))?;

@@ -1,10 +1,15 @@
 //! `connector = 'memory'`: a table held in the process, readable and writable. Handy for
-//! tests, for the REPL, and as a `'late_data.sink'`. Reading takes a snapshot of the rows
-//! inserted so far (a bounded source); with `splits = N`, inserted batches are dealt to N
-//! splits in turn, each with its own watermark.
+//! tests, for the REPL, and as a `'late_data.sink'`. With `splits = N`, inserted batches are
+//! dealt to N splits in turn, each with its own watermark.
+//!
+//! `'scan.mode'` says when reading ends: `snapshot` (the default) reads the rows inserted so
+//! far and ends, a bounded source; `follow` goes on to read every row inserted later, an
+//! unbounded source that ends only when the pipeline stops.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -19,12 +24,24 @@ use super::source::{Source, SplitStream};
 use crate::error::Error;
 use crate::sql::WithOptions;
 
+/// When reading a memory table ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanMode {
+    /// After the rows inserted before reading started.
+    Snapshot,
+    /// Never: rows inserted later are read as they come.
+    Follow,
+}
+
 /// The rows of a memory table, shared by its source and sink halves.
 #[derive(Debug)]
 pub struct MemoryTable {
     schema: SchemaRef,
     batches: RwLock<Vec<RecordBatch>>,
+    /// The number of batches inserted so far, watched by following readers.
+    inserted: watch::Sender<usize>,
     splits: usize,
+    mode: ScanMode,
 }
 
 impl MemoryTable {
@@ -34,18 +51,91 @@ impl MemoryTable {
         if splits == 0 {
             return Err(options.error("option 'splits' has a bad value '0': expected at least 1"));
         }
+        let mode = options
+            .choice(
+                "scan.mode",
+                &[
+                    ("snapshot", ScanMode::Snapshot),
+                    ("follow", ScanMode::Follow),
+                ],
+            )?
+            .unwrap_or(ScanMode::Snapshot);
         Ok(Arc::new(Self {
             schema,
             batches: RwLock::new(Vec::new()),
+            inserted: watch::Sender::new(0),
             splits,
+            mode,
         }))
     }
 
-    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        self.batches
+    /// The batch at `index`, which has been inserted.
+    fn batch(&self, index: usize) -> Result<RecordBatch> {
+        let batches = self
+            .batches
             .read()
-            .map(|batches| batches.clone())
-            .map_err(|_| exec_datafusion_err!("memory table lock poisoned"))
+            .map_err(|_| exec_datafusion_err!("memory table lock poisoned"))?;
+        batches
+            .get(index)
+            .cloned()
+            .ok_or_else(|| exec_datafusion_err!("memory table has no batch {index}"))
+    }
+
+    fn push(&self, batch: RecordBatch) -> Result<()> {
+        let mut batches = self
+            .batches
+            .write()
+            .map_err(|_| exec_datafusion_err!("memory table lock poisoned"))?;
+        batches.push(batch);
+        self.inserted.send_replace(batches.len());
+        Ok(())
+    }
+}
+
+/// Reads one split of a memory table: every `splits`-th batch from the split's own index.
+struct SplitReader {
+    table: Arc<MemoryTable>,
+    next: usize,
+    /// Where a snapshot ends; `None` when following.
+    end: Option<usize>,
+    inserted: watch::Receiver<usize>,
+}
+
+impl SplitReader {
+    fn new(table: Arc<MemoryTable>, split: usize) -> Self {
+        let inserted = table.inserted.subscribe();
+        let end = (table.mode == ScanMode::Snapshot).then(|| *inserted.borrow());
+        Self {
+            table,
+            next: split,
+            end,
+            inserted,
+        }
+    }
+
+    async fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            let available = match self.end {
+                Some(end) => end,
+                None => *self.inserted.borrow_and_update(),
+            };
+            if self.next < available {
+                let batch = self.table.batch(self.next);
+                self.next += self.table.splits;
+                return Some(batch);
+            }
+            if self.end.is_some() || self.inserted.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    fn into_stream(self) -> SplitStream {
+        futures::stream::unfold(self, |mut reader| async move {
+            let batch = reader.next_batch().await?;
+            Some((batch, reader))
+        })
+        .boxed()
     }
 }
 
@@ -60,26 +150,19 @@ impl Source for MemorySource {
     }
 
     fn is_bounded(&self) -> bool {
-        true
+        self.0.mode == ScanMode::Snapshot
     }
 
     fn describe(&self) -> String {
-        format!("memory(splits={})", self.0.splits)
+        match self.0.mode {
+            ScanMode::Snapshot => format!("memory(splits={})", self.0.splits),
+            ScanMode::Follow => format!("memory(splits={}, follow)", self.0.splits),
+        }
     }
 
     async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
-        let batches = self.0.snapshot()?;
         Ok((0..self.0.splits)
-            .map(|split| {
-                let mine: Vec<Result<RecordBatch>> = batches
-                    .iter()
-                    .skip(split)
-                    .step_by(self.0.splits)
-                    .cloned()
-                    .map(Ok)
-                    .collect();
-                futures::stream::iter(mine).boxed()
-            })
+            .map(|split| SplitReader::new(Arc::clone(&self.0), split).into_stream())
             .collect())
     }
 }
@@ -111,12 +194,8 @@ impl DataSink for MemorySink {
                 continue;
             }
             rows += batch.num_rows() as u64;
-            let batch = batch.with_schema(Arc::clone(&self.0.schema))?;
             self.0
-                .batches
-                .write()
-                .map_err(|_| exec_datafusion_err!("memory table lock poisoned"))?
-                .push(batch);
+                .push(batch.with_schema(Arc::clone(&self.0.schema))?)?;
         }
         Ok(rows)
     }

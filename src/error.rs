@@ -34,6 +34,23 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A Kafka client call failed.
+    #[error("kafka {context}: {source}")]
+    Kafka {
+        context: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// A Kafka record could not be decoded, and the table's `bad_data` policy is `fail`.
+    #[error("bad record in topic {topic}, partition {partition}, offset {offset}: {reason}")]
+    BadRecord {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+
     /// Anything DataFusion reports outside a specific statement.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

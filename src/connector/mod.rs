@@ -5,6 +5,7 @@
 pub mod blackhole;
 pub mod datagen;
 pub mod file;
+pub mod kafka;
 pub mod memory;
 mod source;
 mod source_exec;
@@ -27,7 +28,7 @@ use crate::sql::{CreateTable, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
 
 /// The connectors a table can name.
-pub const CONNECTORS: [&str; 5] = ["blackhole", "datagen", "file", "memory", "stdout"];
+pub const CONNECTORS: [&str; 6] = ["blackhole", "datagen", "file", "kafka", "memory", "stdout"];
 
 /// Turns a `CREATE TABLE` into a table, planning its columns and watermark with `state`.
 pub async fn create_table(state: &SessionState, create: CreateTable) -> Result<StreamTable> {
@@ -105,6 +106,13 @@ fn connector_halves(
                     parsed.clone(),
                 ))),
                 Some(Arc::new(file::FileSink::new(schema, parsed))),
+            )
+        }
+        "kafka" => {
+            let parsed = kafka::KafkaOptions::parse(options)?;
+            (
+                Some(Arc::new(kafka::KafkaSource::new(schema, parsed))),
+                None,
             )
         }
         "memory" => {

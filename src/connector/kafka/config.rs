@@ -1,0 +1,59 @@
+//! The one place Kafka client configurations are built: the table's servers and group, the
+//! settings profusion relies on, then the user's `'properties.*'` (security, SASL, SSL and
+//! any other librdkafka property), which may override anything but what correctness needs.
+
+use rdkafka::ClientConfig;
+
+use super::options::KafkaOptions;
+
+/// Settings a reader needs for its guarantees: offsets are committed by the pipeline, never
+/// by librdkafka on its own, and the end of a partition is not an event.
+const CONSUMER_FIXED: [(&str, &str); 2] = [
+    ("enable.auto.commit", "false"),
+    ("enable.partition.eof", "false"),
+];
+
+/// The configuration of a consumer that reads partitions it is assigned (no subscription).
+pub fn consumer_config(options: &KafkaOptions) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &options.bootstrap_servers)
+        // Partitions are assigned explicitly, so the group only names whose offsets these
+        // are; librdkafka still wants one.
+        .set(
+            "group.id",
+            options.group_id.as_deref().unwrap_or("profusion"),
+        )
+        .set("auto.offset.reset", "earliest");
+    for (key, value) in &options.properties {
+        config.set(key, value);
+    }
+    for (key, value) in CONSUMER_FIXED {
+        config.set(key, value);
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::WithOptions;
+
+    #[test]
+    fn user_properties_pass_through_but_cannot_turn_on_auto_commit() {
+        let mut with = WithOptions::new("CREATE TABLE t", 1);
+        for (k, v) in [
+            ("topic", "events"),
+            ("bootstrap.servers", "127.0.0.1:9092"),
+            ("properties.security.protocol", "SASL_SSL"),
+            ("properties.enable.auto.commit", "true"),
+        ] {
+            with.insert(k.into(), v.into()).unwrap();
+        }
+        let options = KafkaOptions::parse(&mut with).unwrap();
+        let config = consumer_config(&options);
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+    }
+}

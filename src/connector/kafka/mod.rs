@@ -1,0 +1,11 @@
+//! `connector = 'kafka'`: a topic (or several) as a table. Each partition is a split with its
+//! own watermark, read on its own blocking thread and decoded straight into Arrow batches.
+//! Client configuration is built in one place (`config.rs`) from the typed options.
+
+mod config;
+mod decode;
+mod options;
+mod source;
+
+pub use options::{BadDataPolicy, KafkaFormat, KafkaOptions, StartupMode};
+pub use source::KafkaSource;

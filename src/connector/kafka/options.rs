@@ -1,0 +1,122 @@
+//! The `WITH` options of a Kafka table, consumed into [`KafkaOptions`].
+
+use std::collections::BTreeMap;
+
+use crate::error::Error;
+use crate::sql::WithOptions;
+
+/// Where reading starts in each partition (`'scan.startup.mode'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupMode {
+    /// The first offset still in the partition (the default).
+    Earliest,
+    /// The end of the partition when reading starts: only newer records.
+    Latest,
+    /// The offsets committed by `'group.id'`, or the earliest where it has none.
+    GroupOffsets,
+    /// The first record whose Kafka timestamp is at or after this many milliseconds since
+    /// the epoch (`'scan.startup.timestamp'`).
+    Timestamp(i64),
+}
+
+/// What happens to a record that cannot be decoded (`bad_data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadDataPolicy {
+    /// Stop the pipeline, naming the topic, partition, offset and reason (the default).
+    Fail,
+    /// Skip the record, counted by reason.
+    Drop,
+}
+
+/// Message formats a Kafka table can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaFormat {
+    /// One JSON object per message, fields named like the table's columns.
+    Json,
+}
+
+/// The parsed options of a Kafka table.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    pub topics: Vec<String>,
+    pub bootstrap_servers: String,
+    pub group_id: Option<String>,
+    pub startup: StartupMode,
+    pub format: KafkaFormat,
+    pub bad_data: BadDataPolicy,
+    /// Rows per decoded batch.
+    pub batch_size: usize,
+    /// librdkafka properties given as `'properties.<name>'`, passed to every client.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaOptions {
+    /// Consumes the Kafka options from `options`.
+    pub fn parse(options: &mut WithOptions) -> Result<Self, Error> {
+        let topics: Vec<String> = options
+            .required("topic")?
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if topics.is_empty() {
+            return Err(options.error("option 'topic' names no topic"));
+        }
+        let bootstrap_servers = options.required("bootstrap.servers")?;
+        let group_id = options.take("group.id");
+        let mode = options
+            .choice(
+                "scan.startup.mode",
+                &[
+                    ("earliest", "earliest"),
+                    ("latest", "latest"),
+                    ("group-offsets", "group-offsets"),
+                    ("timestamp", "timestamp"),
+                ],
+            )?
+            .unwrap_or("earliest");
+        let timestamp = options.parse::<i64>("scan.startup.timestamp")?;
+        let startup = match (mode, timestamp) {
+            ("timestamp", Some(millis)) => StartupMode::Timestamp(millis),
+            ("timestamp", None) => {
+                return Err(options.error(
+                    "option 'scan.startup.timestamp' (milliseconds since the epoch) is required when 'scan.startup.mode' is 'timestamp'",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(options.error(
+                    "option 'scan.startup.timestamp' is only used when 'scan.startup.mode' is 'timestamp'",
+                ));
+            }
+            ("latest", None) => StartupMode::Latest,
+            ("group-offsets", None) => StartupMode::GroupOffsets,
+            _ => StartupMode::Earliest,
+        };
+        if startup == StartupMode::GroupOffsets && group_id.is_none() {
+            return Err(options.error(
+                "option 'group.id' is required when 'scan.startup.mode' is 'group-offsets'",
+            ));
+        }
+        let format = options
+            .choice("format", &[("json", KafkaFormat::Json)])?
+            .unwrap_or(KafkaFormat::Json);
+        let bad_data = options
+            .choice(
+                "bad_data",
+                &[("fail", BadDataPolicy::Fail), ("drop", BadDataPolicy::Drop)],
+            )?
+            .unwrap_or(BadDataPolicy::Fail);
+        let batch_size = options.parse::<usize>("batch_size")?.unwrap_or(8192).max(1);
+        let properties = options.take_prefixed("properties.");
+        Ok(Self {
+            topics,
+            bootstrap_servers,
+            group_id,
+            startup,
+            format,
+            bad_data,
+            batch_size,
+            properties,
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! Reading a Kafka table: one split per partition, each read by its own consumer on a
+//! blocking thread (librdkafka's calls block; the async runtime never waits on them). A
+//! thread polls messages from librdkafka's fetch queue until a batch is full or the queue is
+//! empty, decodes them into one Arrow batch and hands it on; the source merges the
+//! partitions' watermarks like any other splits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use futures::StreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::config::consumer_config;
+use super::decode::{RawRecord, RecordDecoder};
+use super::options::{KafkaOptions, StartupMode};
+use crate::connector::{Source, SplitStream};
+use crate::error::Error;
+
+/// How long a metadata or offset lookup may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a reader waits for a message before checking whether it is still wanted.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The reading half of a Kafka table.
+#[derive(Debug)]
+pub struct KafkaSource {
+    schema: SchemaRef,
+    options: KafkaOptions,
+}
+
+impl KafkaSource {
+    pub fn new(schema: SchemaRef, options: KafkaOptions) -> Self {
+        Self { schema, options }
+    }
+}
+
+fn kafka_error(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
+    let context = context.into();
+    move |source| Error::Kafka { context, source }
+}
+
+/// Every (topic, partition) of the table's topics.
+fn list_partitions(options: &KafkaOptions) -> Result<Vec<(String, i32)>, Error> {
+    let consumer: BaseConsumer = consumer_config(options)
+        .create()
+        .map_err(kafka_error("creating a consumer"))?;
+    let mut partitions = Vec::new();
+    for topic in &options.topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(kafka_error(format!("metadata of topic {topic}")))?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(kafka_error(format!("metadata of topic {topic}"))(
+                rdkafka::error::KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                ),
+            ));
+        };
+        if let Some(code) = found.error() {
+            return Err(kafka_error(format!("topic {topic}"))(
+                rdkafka::error::KafkaError::MetadataFetch(code.into()),
+            ));
+        }
+        partitions.extend(found.partitions().iter().map(|p| (topic.clone(), p.id())));
+    }
+    Ok(partitions)
+}
+
+/// Where reading `partition` of `topic` starts.
+fn start_offset(
+    consumer: &BaseConsumer,
+    startup: StartupMode,
+    topic: &str,
+    partition: i32,
+) -> Result<Offset, Error> {
+    let lookup = |offset: Offset| -> Result<TopicPartitionList, Error> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, offset)
+            .map_err(kafka_error(format!("{topic}/{partition}")))?;
+        Ok(list)
+    };
+    let first = |list: TopicPartitionList| list.elements().first().map(|e| e.offset());
+    Ok(match startup {
+        StartupMode::Earliest => Offset::Beginning,
+        StartupMode::Latest => Offset::End,
+        StartupMode::GroupOffsets => {
+            let committed = consumer
+                .committed_offsets(lookup(Offset::Invalid)?, REQUEST_TIMEOUT)
+                .map_err(kafka_error(format!(
+                    "committed offset of {topic}/{partition}"
+                )))?;
+            match first(committed) {
+                Some(offset @ Offset::Offset(_)) => offset,
+                _ => Offset::Beginning,
+            }
+        }
+        StartupMode::Timestamp(millis) => {
+            let found = consumer
+                .offsets_for_times(lookup(Offset::Offset(millis))?, REQUEST_TIMEOUT)
+                .map_err(kafka_error(format!(
+                    "offset for time of {topic}/{partition}"
+                )))?;
+            first(found).unwrap_or(Offset::End)
+        }
+    })
+}
+
+/// Reads one partition until `batches` is closed, sending each decoded batch; an error is
+/// sent and ends the reading.
+fn read_partition(
+    options: &KafkaOptions,
+    schema: SchemaRef,
+    topic: String,
+    partition: i32,
+    batches: &mpsc::Sender<Result<RecordBatch>>,
+) -> Result<(), Error> {
+    let consumer: BaseConsumer = consumer_config(options)
+        .create()
+        .map_err(kafka_error(format!("consumer for {topic}/{partition}")))?;
+    let start = start_offset(&consumer, options.startup, &topic, partition)?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, partition, start)
+        .and_then(|()| consumer.assign(&assignment))
+        .map_err(kafka_error(format!("assigning {topic}/{partition}")))?;
+    let mut decoder = RecordDecoder::new(schema, options.bad_data, topic.clone(), partition);
+    let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(options.batch_size);
+    while !batches.is_closed() {
+        // Wait for a first message; then take what is already fetched, without waiting.
+        let wait = if messages.is_empty() {
+            POLL_INTERVAL
+        } else {
+            Duration::ZERO
+        };
+        match consumer.poll(wait) {
+            Some(Ok(message)) => {
+                messages.push(message);
+                if messages.len() < options.batch_size {
+                    continue;
+                }
+            }
+            Some(Err(error)) => {
+                return Err(kafka_error(format!("reading {topic}/{partition}"))(error));
+            }
+            None if messages.is_empty() => continue,
+            None => {}
+        }
+        let records: Vec<RawRecord<'_>> = messages
+            .iter()
+            .map(|m| RawRecord {
+                offset: m.offset(),
+                value: m.payload(),
+            })
+            .collect();
+        let batch = decoder.decode(&records)?;
+        drop(records);
+        messages.clear();
+        if batch.num_rows() > 0 && batches.blocking_send(Ok(batch)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn is_bounded(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("kafka(topic={})", self.options.topics.join(","))
+    }
+
+    async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
+        let options = self.options.clone();
+        let partitions = tokio::task::spawn_blocking(move || list_partitions(&options))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        Ok(partitions
+            .into_iter()
+            .map(|(topic, partition)| {
+                let (sender, receiver) = mpsc::channel(2);
+                let options = self.options.clone();
+                let schema = Arc::clone(&self.schema);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = read_partition(&options, schema, topic, partition, &sender)
+                    {
+                        let _ = sender.blocking_send(Err(error.into()));
+                    }
+                });
+                futures::stream::unfold(receiver, |mut receiver| async move {
+                    receiver.recv().await.map(|batch| (batch, receiver))
+                })
+                .boxed()
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,125 @@
+//! Kafka tables against librdkafka's in-process mock cluster: partitions read in parallel
+//! with a watermark each, windows emitted when every partition has passed their end, and
+//! bad records failing with their position or dropped.
+
+use std::time::Duration;
+
+use profusion::sql::parse_pipeline;
+use profusion::{Engine, SessionOptions};
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+/// Writes `(partition, value)` messages to `topic`, creating it with two partitions.
+fn produce(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    messages: &[(i32, &str)],
+) {
+    cluster.create_topic(topic, 2, 1).unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .unwrap();
+    for (partition, value) in messages {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(*partition)
+                    .payload(*value),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+fn table(name: &str, topic: &str, servers: &str, extra: &str) -> String {
+    format!(
+        "CREATE TABLE {name} (user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL,
+           WATERMARK FOR ts AS ts)
+         WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{servers}'{extra})"
+    )
+}
+
+/// Runs `query` after `setup`; its rows as sorted text, or its error.
+async fn query(setup: &str, query: &str) -> Result<Vec<String>, String> {
+    let engine = Engine::new(&SessionOptions::default()).unwrap();
+    let mut rows = Vec::new();
+    for statement in parse_pipeline(&format!("{setup}; {query}")).unwrap() {
+        if let Some(job) = engine.submit(statement).await.unwrap() {
+            let batches = engine.collect(&job).await.map_err(|e| e.to_string())?;
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap();
+            rows = text.to_string().lines().map(str::to_string).collect();
+        }
+    }
+    rows.sort();
+    Ok(rows)
+}
+
+fn event(user: &str, amount: f64, ts: &str) -> String {
+    format!(r#"{{"user_id": "{user}", "amount": {amount}, "ts": "2026-01-01T{ts}Z"}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_close_when_every_partition_has_passed_them() {
+    let cluster = MockCluster::new(1).unwrap();
+    let messages = [
+        (0, event("u1", 1.0, "00:00:10")),
+        (0, event("u2", 2.0, "00:01:10")),
+        (0, event("u1", 4.0, "00:02:30")),
+        (1, event("u1", 8.0, "00:00:20")),
+        (1, event("u3", 16.0, "00:01:20")),
+        (1, event("u3", 32.0, "00:02:40")),
+    ];
+    let messages: Vec<(i32, &str)> = messages.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    produce(&cluster, "events", &messages);
+    let rows = query(
+        &table("events", "events", &cluster.bootstrap_servers(), ""),
+        "SELECT user_id, window_start, count(*) AS n, sum(amount) AS spend
+         FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+         GROUP BY user_id, window_start, window_end LIMIT 3",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            "+---------+---------------------+---+-------+",
+            "+---------+---------------------+---+-------+",
+            "+---------+---------------------+---+-------+",
+            "| u1      | 2026-01-01T00:00:00 | 2 | 9.0   |",
+            "| u2      | 2026-01-01T00:01:00 | 1 | 2.0   |",
+            "| u3      | 2026-01-01T00:01:00 | 1 | 16.0  |",
+            "| user_id | window_start        | n | spend |",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_fails_with_its_position_or_is_dropped() {
+    let cluster = MockCluster::new(1).unwrap();
+    let good = event("u1", 1.0, "00:00:10");
+    produce(
+        &cluster,
+        "mixed",
+        &[(0, &good), (0, "{\"user_id\": oops"), (0, &good)],
+    );
+    let servers = cluster.bootstrap_servers();
+    let failed = query(
+        &table("mixed", "mixed", &servers, ""),
+        "SELECT user_id FROM mixed LIMIT 3",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        failed.contains("bad record in topic mixed, partition 0, offset 1:"),
+        "{failed}"
+    );
+    let kept = query(
+        &table("mixed", "mixed", &servers, ", bad_data = 'drop'"),
+        "SELECT user_id FROM mixed LIMIT 2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept.iter().filter(|r| r.contains("u1")).count(), 2);
+}

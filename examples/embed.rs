@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use profusion::connector::create_table;
 use profusion::pipeline::PipelineContext;
-use profusion::session::{SessionOptions, new_session};
+use profusion::session::{SessionOptions, SourceReads, new_session};
 use profusion::sql::parse_create_table;
 
 #[tokio::main]
@@ -26,7 +26,7 @@ async fn main() -> profusion::Result<()> {
          WITH (connector = 'datagen', count = 5000, users = 3, step = '50ms', seed = 9)",
         1,
     )?;
-    let table = create_table(&ctx.state(), events).await?;
+    let table = create_table(&ctx.state(), events, SourceReads::Continuous).await?;
     ctx.register_table("events", Arc::new(table))?;
 
     let frame = ctx

@@ -19,6 +19,20 @@ use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
 pub struct SessionOptions {
     /// A limit for DataFusion's memory pool, in bytes; none by default.
     pub memory_limit: Option<usize>,
+    /// How sources that never end on their own (Kafka topics, followed memory tables) are
+    /// read by the tables this session declares.
+    pub reads: SourceReads,
+}
+
+/// How a session reads sources that never end on their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceReads {
+    /// Continuously, until the pipeline stops: what `profusion run` does.
+    #[default]
+    Continuous,
+    /// As bounded snapshots: up to where each source ended when the query started, then
+    /// the query ends (ad-hoc queries, `profusion run --bounded`).
+    Snapshot,
 }
 
 /// A session with everything profusion adds registered, sharing `pipeline`.

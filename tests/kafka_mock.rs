@@ -1,9 +1,10 @@
 //! Kafka tables against librdkafka's in-process mock cluster: partitions read in parallel
 //! with a watermark each, windows emitted when every partition has passed their end, and
-//! bad records failing with their position or dropped.
+//! bad records failing with their position or dropped, and topics read as bounded snapshots.
 
 use std::time::Duration;
 
+use profusion::session::SourceReads;
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, SessionOptions};
 use rdkafka::ClientConfig;
@@ -41,9 +42,18 @@ fn table(name: &str, topic: &str, servers: &str, extra: &str) -> String {
     )
 }
 
-/// Runs `query` after `setup`; its rows as sorted text, or its error.
+/// Runs `query` after `setup`, reading topics continuously.
 async fn query(setup: &str, query: &str) -> Result<Vec<String>, String> {
-    let engine = Engine::new(&SessionOptions::default()).unwrap();
+    query_with(SourceReads::Continuous, setup, query).await
+}
+
+/// Runs `query` after `setup`; its rows as sorted text, or its error.
+async fn query_with(reads: SourceReads, setup: &str, query: &str) -> Result<Vec<String>, String> {
+    let options = SessionOptions {
+        reads,
+        ..SessionOptions::default()
+    };
+    let engine = Engine::new(&options).unwrap();
     let mut rows = Vec::new();
     for statement in parse_pipeline(&format!("{setup}; {query}")).unwrap() {
         if let Some(job) = engine.submit(statement).await.unwrap() {
@@ -122,4 +132,64 @@ async fn a_bad_record_fails_with_its_position_or_is_dropped() {
     .await
     .unwrap();
     assert_eq!(kept.iter().filter(|r| r.contains("u1")).count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_reads_up_to_the_end_and_finishes() {
+    let cluster = MockCluster::new(1).unwrap();
+    let messages: Vec<String> = (0..250)
+        .map(|i| {
+            event(
+                &format!("u{}", i % 7),
+                1.0,
+                &format!("00:{:02}:{:02}", i / 60, i % 60),
+            )
+        })
+        .collect();
+    let messages: Vec<(i32, &str)> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ((i % 2) as i32, v.as_str()))
+        .collect();
+    produce(&cluster, "history", &messages);
+    let servers = cluster.bootstrap_servers();
+    let setup = table("history", "history", &servers, "");
+    let count = query_with(
+        SourceReads::Snapshot,
+        &setup,
+        "SELECT count(*) AS n FROM history",
+    )
+    .await
+    .unwrap();
+    assert!(count.contains(&"| 250 |".to_string()), "{count:?}");
+    // Every window is emitted when the snapshot ends: minutes 0 to 4.
+    let windows = query_with(
+        SourceReads::Snapshot,
+        &setup,
+        "SELECT window_start, count(*) AS n FROM TUMBLE(history, ts, INTERVAL '1' MINUTE)
+         GROUP BY window_start, window_end",
+    )
+    .await
+    .unwrap();
+    let counts: Vec<&str> = windows
+        .iter()
+        .filter(|r| r.contains("2026"))
+        .map(|r| r.rsplit('|').nth(1).unwrap().trim())
+        .collect();
+    assert_eq!(counts, vec!["60", "60", "60", "60", "10"]);
+    // Latest: nothing before the query started.
+    let latest = table(
+        "later",
+        "history",
+        &servers,
+        ", 'scan.startup.mode' = 'latest'",
+    );
+    let none = query_with(
+        SourceReads::Snapshot,
+        &latest,
+        "SELECT count(*) AS n FROM later",
+    )
+    .await
+    .unwrap();
+    assert!(none.contains(&"| 0 |".to_string()), "{none:?}");
 }

@@ -152,6 +152,7 @@ async fn window_state_over_the_memory_limit_is_a_clear_error() {
         ),
         &SessionOptions {
             memory_limit: Some(4 << 20),
+            ..SessionOptions::default()
         },
     )
     .await

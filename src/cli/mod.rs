@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use crate::SessionOptions;
 use crate::error::{Error, Result};
+use crate::session::SourceReads;
 use clap::{Args, Parser, Subcommand};
 
 /// Streaming SQL for real-time personalization.
@@ -36,12 +37,20 @@ pub struct SessionArgs {
     /// Memory limit for query state, e.g. 512MB or 2GB.
     #[arg(long, value_parser = parse_bytes)]
     memory_limit: Option<usize>,
+    /// Read Kafka topics (and followed memory tables) as bounded snapshots: up to their end
+    /// when the pipeline starts, then finish.
+    #[arg(long)]
+    bounded: bool,
 }
 
 impl SessionArgs {
     fn options(&self) -> SessionOptions {
         SessionOptions {
             memory_limit: self.memory_limit,
+            reads: match self.bounded {
+                true => SourceReads::Snapshot,
+                false => SourceReads::Continuous,
+            },
         }
     }
 }

@@ -24,6 +24,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 
 use crate::error::{Error, Result};
+use crate::session::SourceReads;
 use crate::sql::{CreateTable, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
 
@@ -31,7 +32,12 @@ use crate::window::{LatenessOptions, WatermarkSpec};
 pub const CONNECTORS: [&str; 6] = ["blackhole", "datagen", "file", "kafka", "memory", "stdout"];
 
 /// Turns a `CREATE TABLE` into a table, planning its columns and watermark with `state`.
-pub async fn create_table(state: &SessionState, create: CreateTable) -> Result<StreamTable> {
+/// Sources that never end on their own are read as `reads` says.
+pub async fn create_table(
+    state: &SessionState,
+    create: CreateTable,
+    reads: SourceReads,
+) -> Result<StreamTable> {
     let CreateTable {
         name,
         columns_sql,
@@ -56,7 +62,7 @@ pub async fn create_table(state: &SessionState, create: CreateTable) -> Result<S
         idle_timeout: options.duration("watermark.idle_timeout")?,
         late_data_sink: options.take("late_data.sink"),
     };
-    let (source, sink) = connector_halves(&connector, &schema, &mut options)?;
+    let (source, sink) = connector_halves(&connector, &schema, &mut options, reads)?;
     options.finish(&connector)?;
 
     let watermark = match watermark {
@@ -91,6 +97,7 @@ fn connector_halves(
     connector: &str,
     schema: &SchemaRef,
     options: &mut WithOptions,
+    reads: SourceReads,
 ) -> Result<Halves> {
     let schema = Arc::clone(schema);
     Ok(match connector {
@@ -111,12 +118,12 @@ fn connector_halves(
         "kafka" => {
             let parsed = kafka::KafkaOptions::parse(options)?;
             (
-                Some(Arc::new(kafka::KafkaSource::new(schema, parsed))),
+                Some(Arc::new(kafka::KafkaSource::new(schema, parsed, reads))),
                 None,
             )
         }
         "memory" => {
-            let table = memory::MemoryTable::try_new(schema, options)?;
+            let table = memory::MemoryTable::try_new(schema, options, reads)?;
             (
                 Some(Arc::new(memory::MemorySource(Arc::clone(&table)))),
                 Some(Arc::new(memory::MemorySink(table))),

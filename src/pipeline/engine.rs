@@ -13,7 +13,7 @@ use futures::StreamExt;
 use super::PipelineContext;
 use crate::connector::create_table;
 use crate::error::{Error, Result};
-use crate::session::{SessionOptions, new_session};
+use crate::session::{SessionOptions, SourceReads, new_session};
 use crate::sql::{PipelineStatement, SourceStatement};
 
 /// What a query job does with its rows.
@@ -47,6 +47,7 @@ impl Job {
 pub struct Engine {
     context: SessionContext,
     shared: Arc<PipelineContext>,
+    reads: SourceReads,
 }
 
 impl Engine {
@@ -54,7 +55,11 @@ impl Engine {
     pub fn new(options: &SessionOptions) -> Result<Self> {
         let shared = Arc::new(PipelineContext::default());
         let context = new_session(options, Arc::clone(&shared))?;
-        Ok(Self { context, shared })
+        Ok(Self {
+            context,
+            shared,
+            reads: options.reads,
+        })
     }
 
     /// The DataFusion session.
@@ -72,7 +77,7 @@ impl Engine {
         match statement {
             PipelineStatement::CreateTable(create) => {
                 let line = create.line;
-                let table = create_table(&self.context.state(), create).await?;
+                let table = create_table(&self.context.state(), create, self.reads).await?;
                 let name = table.name().to_string();
                 if self.context.table_exist(name.as_str()).unwrap_or(false) {
                     return Err(Error::Syntax {

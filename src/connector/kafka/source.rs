@@ -3,6 +3,9 @@
 //! thread polls messages from librdkafka's fetch queue until a batch is full or the queue is
 //! empty, decodes them into one Arrow batch and hands it on; the source merges the
 //! partitions' watermarks like any other splits.
+//!
+//! Read as a snapshot (an ad-hoc query, `profusion run --bounded`), each partition is read
+//! from its start offset up to its end offset as seen when the query starts, then ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,7 @@ use super::decode::{RawRecord, RecordDecoder};
 use super::options::{KafkaOptions, StartupMode};
 use crate::connector::{Source, SplitStream};
 use crate::error::Error;
+use crate::session::SourceReads;
 
 /// How long a metadata or offset lookup may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,11 +38,16 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct KafkaSource {
     schema: SchemaRef,
     options: KafkaOptions,
+    reads: SourceReads,
 }
 
 impl KafkaSource {
-    pub fn new(schema: SchemaRef, options: KafkaOptions) -> Self {
-        Self { schema, options }
+    pub fn new(schema: SchemaRef, options: KafkaOptions, reads: SourceReads) -> Self {
+        Self {
+            schema,
+            options,
+            reads,
+        }
     }
 }
 
@@ -117,6 +126,7 @@ fn start_offset(
 /// sent and ends the reading.
 fn read_partition(
     options: &KafkaOptions,
+    reads: SourceReads,
     schema: SchemaRef,
     topic: String,
     partition: i32,
@@ -126,6 +136,34 @@ fn read_partition(
         .create()
         .map_err(kafka_error(format!("consumer for {topic}/{partition}")))?;
     let start = start_offset(&consumer, options.startup, &topic, partition)?;
+    // A snapshot ends at the partition's end offset as of now.
+    let end = match reads {
+        SourceReads::Continuous => None,
+        SourceReads::Snapshot => {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
+                .map_err(kafka_error(format!("end offset of {topic}/{partition}")))?;
+            let empty = match start {
+                Offset::End => true,
+                Offset::Offset(offset) => offset >= high,
+                _ => low >= high,
+            };
+            if empty {
+                return Ok(());
+            }
+            Some(high)
+        }
+    };
+    let reached_end = |consumer: &BaseConsumer| -> Result<bool, Error> {
+        let Some(end) = end else { return Ok(false) };
+        let position = consumer
+            .position()
+            .map_err(kafka_error(format!("position in {topic}/{partition}")))?;
+        Ok(position
+            .elements()
+            .first()
+            .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= end)))
+    };
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(&topic, partition, start)
@@ -133,7 +171,8 @@ fn read_partition(
         .map_err(kafka_error(format!("assigning {topic}/{partition}")))?;
     let mut decoder = RecordDecoder::new(schema, options.bad_data, topic.clone(), partition);
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(options.batch_size);
-    while !batches.is_closed() {
+    let mut done = false;
+    while !done && !batches.is_closed() {
         // Wait for a first message; then take what is already fetched, without waiting.
         let wait = if messages.is_empty() {
             POLL_INTERVAL
@@ -142,15 +181,26 @@ fn read_partition(
         };
         match consumer.poll(wait) {
             Some(Ok(message)) => {
-                messages.push(message);
-                if messages.len() < options.batch_size {
-                    continue;
+                // The last record of a snapshot; offsets past the end belong to later reads.
+                if end.is_some_and(|end| message.offset() >= end) {
+                    done = true;
+                } else {
+                    done = end.is_some_and(|end| message.offset() + 1 >= end);
+                    messages.push(message);
+                    if !done && messages.len() < options.batch_size {
+                        continue;
+                    }
                 }
             }
             Some(Err(error)) => {
                 return Err(kafka_error(format!("reading {topic}/{partition}"))(error));
             }
-            None if messages.is_empty() => continue,
+            // Nothing more yet; a snapshot may be over anyway (the end offset of a
+            // compacted or transactional partition need not be a record).
+            None if messages.is_empty() => {
+                done = reached_end(&consumer)?;
+                continue;
+            }
             None => {}
         }
         let records: Vec<RawRecord<'_>> = messages
@@ -177,11 +227,15 @@ impl Source for KafkaSource {
     }
 
     fn is_bounded(&self) -> bool {
-        false
+        self.reads == SourceReads::Snapshot
     }
 
     fn describe(&self) -> String {
-        format!("kafka(topic={})", self.options.topics.join(","))
+        let snapshot = match self.reads {
+            SourceReads::Snapshot => ", snapshot",
+            SourceReads::Continuous => "",
+        };
+        format!("kafka(topic={}{snapshot})", self.options.topics.join(","))
     }
 
     async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
@@ -194,10 +248,10 @@ impl Source for KafkaSource {
             .map(|(topic, partition)| {
                 let (sender, receiver) = mpsc::channel(2);
                 let options = self.options.clone();
-                let schema = Arc::clone(&self.schema);
+                let (schema, reads) = (Arc::clone(&self.schema), self.reads);
                 tokio::task::spawn_blocking(move || {
-                    if let Err(error) = read_partition(&options, schema, topic, partition, &sender)
-                    {
+                    let read = read_partition(&options, reads, schema, topic, partition, &sender);
+                    if let Err(error) = read {
                         let _ = sender.blocking_send(Err(error.into()));
                     }
                 });

@@ -22,6 +22,7 @@ use futures::StreamExt;
 
 use super::source::{Source, SplitStream};
 use crate::error::Error;
+use crate::session::SourceReads;
 use crate::sql::WithOptions;
 
 /// When reading a memory table ends.
@@ -46,7 +47,12 @@ pub struct MemoryTable {
 
 impl MemoryTable {
     /// An empty table with `schema`, consuming the `memory` options.
-    pub fn try_new(schema: SchemaRef, options: &mut WithOptions) -> Result<Arc<Self>, Error> {
+    /// A followed table is read as a snapshot when `reads` says so.
+    pub fn try_new(
+        schema: SchemaRef,
+        options: &mut WithOptions,
+        reads: SourceReads,
+    ) -> Result<Arc<Self>, Error> {
         let splits = options.parse::<usize>("splits")?.unwrap_or(1);
         if splits == 0 {
             return Err(options.error("option 'splits' has a bad value '0': expected at least 1"));
@@ -60,6 +66,10 @@ impl MemoryTable {
                 ],
             )?
             .unwrap_or(ScanMode::Snapshot);
+        let mode = match reads {
+            SourceReads::Snapshot => ScanMode::Snapshot,
+            SourceReads::Continuous => mode,
+        };
         Ok(Arc::new(Self {
             schema,
             batches: RwLock::new(Vec::new()),

@@ -1,0 +1,187 @@
+//! Kafka tables against a broker in its own process (tansu, which `scripts/test` installs
+//! and starts on 127.0.0.1, setting `PROFUSION_TEST_KAFKA`): seeded events produced to a
+//! three-partition topic, read continuously through `TUMBLE`, equal the same aggregation
+//! computed by plain batch DataFusion over the same events.
+//!
+//! The topic is read continuously, not as a snapshot: tansu 0.6.0 answers a query for a
+//! partition's end offset with the first offset of its last record batch (a partition
+//! holding offsets 0 to 6666 said 5278), so a snapshot of it would stop early. Instead, each
+//! partition ends with a sentinel event an hour later, which closes every window of the
+//! data, and the query stops after as many rows as the batch result has.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::{JsonReadOptions, SessionContext};
+use profusion::sql::parse_pipeline;
+use profusion::{Engine, Pipeline, SessionOptions};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
+
+/// Rows as sorted text, floats rounded to 6 decimals (sums depend on addition order).
+fn lines(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| {
+                    let text = f.value(row).to_string();
+                    match text.parse::<f64>() {
+                        Ok(number) if text.contains('.') => format!("{number:.6}"),
+                        _ => text,
+                    }
+                })
+                .collect();
+            rows.push(cells.join(" | "));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tumble_over_a_topic_equals_the_batch_result() {
+    let Ok(servers) = std::env::var("PROFUSION_TEST_KAFKA") else {
+        eprintln!(
+            "skipped: PROFUSION_TEST_KAFKA is not set; scripts/test starts a broker and sets it"
+        );
+        return;
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("events-{nanos}");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    // The input: seeded events, a few seconds out of order, as JSON lines.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let path = path.to_str().unwrap();
+    Pipeline::load(
+        &format!(
+            "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = 20000,
+               users = 50, seed = 11, out_of_order = '2s', step = '10ms');
+             CREATE TABLE out ({COLUMNS}) WITH (connector = 'file', path = '{path}', format = 'json');
+             INSERT INTO out SELECT * FROM generated;"
+        ),
+        &SessionOptions::default(),
+    )
+    .await
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    for (i, line) in text.lines().enumerate() {
+        let mut record = BaseRecord::<(), str>::to(&topic)
+            .partition((i % 3) as i32)
+            .payload(line);
+        // A full local queue drains as the producer is polled.
+        while let Err((error, returned)) = producer.send(record) {
+            assert!(
+                matches!(
+                    error.rdkafka_error_code(),
+                    Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                ),
+                "{error}"
+            );
+            producer.poll(Duration::from_millis(10));
+            record = returned;
+        }
+    }
+    let sentinel = r#"{"user_id": "sentinel", "amount": 0, "ts": "2026-01-01T05:00:00Z"}"#;
+    for partition in 0..3 {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(&topic)
+                    .partition(partition)
+                    .payload(sentinel),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let expected = batch(path).await;
+    assert!(expected.len() > 100, "many windows: {}", expected.len());
+
+    let engine = Engine::new(&SessionOptions::default()).unwrap();
+    let pipeline = format!(
+        "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+           WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{servers}');
+         SELECT user_id, window_start, count(*), sum(amount)
+           FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+           GROUP BY user_id, window_start, window_end LIMIT {};",
+        expected.len()
+    );
+    let mut streamed = Vec::new();
+    for statement in parse_pipeline(&pipeline).unwrap() {
+        if let Some(job) = engine.submit(statement).await.unwrap() {
+            streamed = lines(&engine.collect(&job).await.unwrap());
+        }
+    }
+
+    assert_eq!(streamed.len(), expected.len());
+    assert_eq!(streamed, expected);
+}
+
+/// The per-user one-minute aggregation of the JSON lines at `path`, in plain DataFusion.
+async fn batch(path: &str) -> Vec<String> {
+    let ctx = SessionContext::new();
+    ctx.sql(&format!("CREATE TABLE shape ({COLUMNS})"))
+        .await
+        .unwrap();
+    let shape = ctx
+        .table("shape")
+        .await
+        .unwrap()
+        .schema()
+        .as_arrow()
+        .clone();
+    ctx.register_json(
+        "events",
+        path,
+        JsonReadOptions::default()
+            .schema(&shape)
+            .file_extension(".jsonl"),
+    )
+    .await
+    .unwrap();
+    lines(
+        &ctx.sql(
+            "SELECT user_id, date_bin(INTERVAL '1' MINUTE, ts) AS window_start, count(*), sum(amount)
+             FROM events GROUP BY user_id, date_bin(INTERVAL '1' MINUTE, ts)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap(),
+    )
+}

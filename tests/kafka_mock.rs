@@ -11,7 +11,8 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-/// Writes `(partition, value)` messages to `topic`, creating it with two partitions.
+/// Writes `(partition, value)` messages to `topic`, creating it with two partitions; the
+/// n-th message has key `k<n>` and Kafka timestamp 1767225600000 + n ms.
 fn produce(
     cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
     topic: &str,
@@ -22,11 +23,14 @@ fn produce(
         .set("bootstrap.servers", cluster.bootstrap_servers())
         .create()
         .unwrap();
-    for (partition, value) in messages {
+    for (n, (partition, value)) in messages.iter().enumerate() {
+        let key = format!("k{n}");
         producer
             .send(
-                BaseRecord::<(), str>::to(topic)
+                BaseRecord::<str, str>::to(topic)
                     .partition(*partition)
+                    .key(&key)
+                    .timestamp(1_767_225_600_000 + n as i64)
                     .payload(*value),
             )
             .unwrap();
@@ -192,4 +196,42 @@ async fn a_snapshot_reads_up_to_the_end_and_finishes() {
     .await
     .unwrap();
     assert!(none.contains(&"| 0 |".to_string()), "{none:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_columns_hold_key_partition_offset_and_timestamp() {
+    let cluster = MockCluster::new(1).unwrap();
+    let messages = [
+        (0, event("u1", 1.0, "00:00:01")),
+        (1, event("u2", 2.0, "00:00:02")),
+        (0, event("u3", 3.0, "00:00:03")),
+    ];
+    let messages: Vec<(i32, &str)> = messages.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    produce(&cluster, "keyed", &messages);
+    let servers = cluster.bootstrap_servers();
+    let rows = query_with(
+        SourceReads::Snapshot,
+        &format!(
+            "CREATE TABLE keyed (
+               k TEXT METADATA FROM 'key', user_id TEXT NOT NULL,
+               p INT METADATA FROM 'partition' VIRTUAL, o BIGINT METADATA FROM 'offset',
+               kafka_ts TIMESTAMP(3) METADATA FROM 'timestamp', ts TIMESTAMP NOT NULL)
+             WITH (connector = 'kafka', topic = 'keyed', 'bootstrap.servers' = '{servers}')"
+        ),
+        "SELECT k, user_id, p, o, kafka_ts FROM keyed ORDER BY p, o",
+    )
+    .await
+    .unwrap();
+    let data: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.starts_with("| k") && !r.contains("user_id"))
+        .collect();
+    assert_eq!(
+        data,
+        vec![
+            "| k0 | u1      | 0 | 0 | 2026-01-01T00:00:00     |",
+            "| k1 | u2      | 1 | 0 | 2026-01-01T00:00:00.001 |",
+            "| k2 | u3      | 0 | 1 | 2026-01-01T00:00:00.002 |",
+        ]
+    );
 }

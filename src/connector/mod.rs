@@ -25,7 +25,7 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 
 use crate::error::{Error, Result};
 use crate::session::SourceReads;
-use crate::sql::{CreateTable, WithOptions};
+use crate::sql::{CreateTable, MetadataColumn, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
 
 /// The connectors a table can name.
@@ -42,6 +42,7 @@ pub async fn create_table(
         name,
         columns_sql,
         watermark,
+        metadata,
         mut options,
         line,
     } = create;
@@ -62,7 +63,7 @@ pub async fn create_table(
         idle_timeout: options.duration("watermark.idle_timeout")?,
         late_data_sink: options.take("late_data.sink"),
     };
-    let (source, sink) = connector_halves(&connector, &schema, &mut options, reads)?;
+    let (source, sink) = connector_halves(&connector, &schema, &mut options, reads, &metadata)?;
     options.finish(&connector)?;
 
     let watermark = match watermark {
@@ -98,8 +99,17 @@ fn connector_halves(
     schema: &SchemaRef,
     options: &mut WithOptions,
     reads: SourceReads,
+    metadata: &[MetadataColumn],
 ) -> Result<Halves> {
     let schema = Arc::clone(schema);
+    if connector != "kafka"
+        && let Some(column) = metadata.first()
+    {
+        return Err(options.error(format!(
+            "column {}: connector '{connector}' has no record metadata (METADATA FROM is for kafka tables)",
+            column.column
+        )));
+    }
     Ok(match connector {
         "datagen" => (
             Some(Arc::new(datagen::DatagenSource::try_new(schema, options)?)),
@@ -117,8 +127,12 @@ fn connector_halves(
         }
         "kafka" => {
             let parsed = kafka::KafkaOptions::parse(options)?;
+            let metadata =
+                kafka::MetadataColumns::try_new(&schema, metadata).map_err(|m| options.error(m))?;
             (
-                Some(Arc::new(kafka::KafkaSource::new(schema, parsed, reads))),
+                Some(Arc::new(kafka::KafkaSource::new(
+                    schema, parsed, reads, metadata,
+                ))),
                 None,
             )
         }

@@ -1,7 +1,8 @@
 //! `CREATE TABLE name (columns, WATERMARK FOR col AS expr) WITH (key = 'value', ...)`.
 //!
-//! The `WATERMARK` clause and the `WITH` options are cut out of the statement here; what
-//! remains is a plain `CREATE TABLE` that DataFusion's own parser turns into a schema.
+//! The `WATERMARK` clause, columns' `METADATA FROM 'key' [VIRTUAL]` clauses and the `WITH`
+//! options are cut out of the statement here; what remains is a plain `CREATE TABLE` that
+//! DataFusion's own parser turns into a schema.
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 
@@ -18,9 +19,20 @@ pub struct CreateTable {
     pub columns_sql: String,
     /// The declared watermark, if any.
     pub watermark: Option<WatermarkClause>,
+    /// Columns filled from a record's metadata rather than its value.
+    pub metadata: Vec<MetadataColumn>,
     /// The `WITH` options, still to be consumed by a connector.
     pub options: WithOptions,
     /// The line the statement starts on.
+    pub line: usize,
+}
+
+/// `column type METADATA FROM 'key' [VIRTUAL]`: a column the connector fills from the
+/// record's metadata (a Kafka message's key, partition, offset or timestamp).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataColumn {
+    pub column: String,
+    pub key: String,
     pub line: usize,
 }
 
@@ -67,7 +79,8 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<CreateTable> {
         .ok_or_else(|| syntax(line, format!("CREATE TABLE {name}: unbalanced parentheses")))?;
 
     let mut cuts: Vec<(usize, usize)> = Vec::new();
-    let watermark = find_watermark(text, &tokens, open, close, &mut cuts)?;
+    let mut metadata = Vec::new();
+    let watermark = find_watermark(text, &tokens, open, close, &mut cuts, &mut metadata)?;
 
     let mut options = WithOptions::new(format!("CREATE TABLE {name}"), line);
     let mut after = close + 1;
@@ -103,6 +116,7 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<CreateTable> {
         name,
         columns_sql: cut(text, &cuts),
         watermark,
+        metadata,
         options,
         line,
     })
@@ -115,6 +129,7 @@ fn find_watermark(
     open: usize,
     close: usize,
     cuts: &mut Vec<(usize, usize)>,
+    metadata: &mut Vec<MetadataColumn>,
 ) -> Result<Option<WatermarkClause>> {
     let mut depth = 0;
     let mut item_start = open + 1;
@@ -146,6 +161,9 @@ fn find_watermark(
                         item[item.len() - 1].end
                     };
                     cuts.push((from, to));
+                } else if let Some(at) = item.iter().position(|t| t.is_word("METADATA")) {
+                    metadata.push(parse_metadata(item, at)?);
+                    cuts.push((item[at].start, item[item.len() - 1].end));
                 }
                 item_start = i + 1;
             }
@@ -153,6 +171,29 @@ fn find_watermark(
         }
     }
     Ok(watermark)
+}
+
+/// `METADATA FROM 'key' [VIRTUAL]` at `item[at..]`, `item[0]` being the column name.
+fn parse_metadata(item: &[&SpannedToken], at: usize) -> Result<MetadataColumn> {
+    let line = item[at].line;
+    let bad = || Error::Syntax {
+        line,
+        message: "expected <column> <type> METADATA FROM '<key>' [VIRTUAL]".into(),
+    };
+    let column = match &item[0].token {
+        Token::Word(word) if at > 1 => word.value.clone(),
+        _ => return Err(bad()),
+    };
+    let key = match item.get(at + 2).map(|t| &t.token) {
+        Some(Token::SingleQuotedString(key)) if item[at + 1].is_word("FROM") => key.clone(),
+        _ => return Err(bad()),
+    };
+    match &item[at + 3..] {
+        [] => {}
+        [only] if only.is_word("VIRTUAL") => {}
+        _ => return Err(bad()),
+    }
+    Ok(MetadataColumn { column, key, line })
 }
 
 fn parse_watermark(text: &str, item: &[&SpannedToken]) -> Result<WatermarkClause> {
@@ -280,6 +321,24 @@ mod tests {
             table.options.take("watermark.idle_timeout").as_deref(),
             Some("1s")
         );
+    }
+
+    #[test]
+    fn metadata_clauses_are_cut_out_and_recorded() {
+        let sql = "CREATE TABLE t (k TEXT METADATA FROM 'key', v TEXT, p INT METADATA FROM 'partition' VIRTUAL, ts TIMESTAMP) WITH (a = 'b')";
+        let table = parse_create_table(sql, 1).unwrap();
+        assert_eq!(
+            table.columns_sql,
+            "CREATE TABLE t (k TEXT , v TEXT, p INT , ts TIMESTAMP) "
+        );
+        let keys: Vec<(&str, &str)> = table
+            .metadata
+            .iter()
+            .map(|m| (m.column.as_str(), m.key.as_str()))
+            .collect();
+        assert_eq!(keys, vec![("k", "key"), ("p", "partition")]);
+        let error = parse_create_table("CREATE TABLE t (k TEXT METADATA 'key')", 3).unwrap_err();
+        assert!(error.to_string().contains("METADATA FROM"), "{error}");
     }
 
     #[test]

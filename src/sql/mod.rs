@@ -8,7 +8,7 @@ mod options;
 mod split;
 mod tokens;
 
-pub use create_table::{CreateTable, WatermarkClause, parse_create_table};
+pub use create_table::{CreateTable, MetadataColumn, WatermarkClause, parse_create_table};
 pub use duration::parse_duration;
 pub use options::WithOptions;
 pub use split::{SourceStatement, split_statements};

@@ -12,10 +12,13 @@ use datafusion::arrow::json::ReaderBuilder;
 use super::options::BadDataPolicy;
 use crate::error::Error;
 
-/// One message as read: its offset and its value (`None` for a tombstone).
+/// One message as read: its offset, value (`None` for a tombstone), key and timestamp.
 pub struct RawRecord<'a> {
     pub offset: i64,
     pub value: Option<&'a [u8]>,
+    pub key: Option<&'a [u8]>,
+    /// The Kafka timestamp, in milliseconds since the epoch, when the message has one.
+    pub timestamp_millis: Option<i64>,
 }
 
 /// Decodes the messages of one partition.
@@ -39,17 +42,28 @@ impl RecordDecoder {
         }
     }
 
-    /// The rows of `records`; tombstones carry no row and are skipped.
-    pub fn decode(&mut self, records: &[RawRecord<'_>]) -> Result<RecordBatch, Error> {
-        let values: Vec<&[u8]> = records.iter().filter_map(|r| r.value).collect();
+    /// The rows of `records`, and which records they are (tombstones carry no row).
+    pub fn decode(
+        &mut self,
+        records: &[RawRecord<'_>],
+    ) -> Result<(RecordBatch, Vec<usize>), Error> {
+        let (kept, values): (Vec<usize>, Vec<&[u8]>) = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.value.map(|v| (i, v)))
+            .unzip();
         if let Ok(batch) = self.decode_values(&values) {
-            return Ok(batch);
+            return Ok((batch, kept));
         }
         let mut good = Vec::with_capacity(values.len());
-        for record in records {
+        let mut kept = Vec::with_capacity(values.len());
+        for (i, record) in records.iter().enumerate() {
             let Some(value) = record.value else { continue };
             match self.decode_values(&[value]) {
-                Ok(_) => good.push(value),
+                Ok(_) => {
+                    good.push(value);
+                    kept.push(i);
+                }
                 Err(reason) => match self.policy {
                     BadDataPolicy::Fail => {
                         return Err(Error::BadRecord {
@@ -63,12 +77,13 @@ impl RecordDecoder {
                 },
             }
         }
-        self.decode_values(&good).map_err(|e| Error::BadRecord {
+        let batch = self.decode_values(&good).map_err(|e| Error::BadRecord {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: records.first().map_or(-1, |r| r.offset),
             reason: format!("records that decode alone fail together: {e}"),
-        })
+        })?;
+        Ok((batch, kept))
     }
 
     /// Decodes JSON values, one row each.
@@ -130,13 +145,15 @@ mod tests {
             .map(|(i, v)| RawRecord {
                 offset: 100 + i as i64,
                 value: v.map(str::as_bytes),
+                key: None,
+                timestamp_millis: None,
             })
             .collect()
     }
 
     #[test]
     fn good_messages_decode_together_and_tombstones_are_skipped() {
-        let batch = decoder(BadDataPolicy::Fail)
+        let (batch, kept) = decoder(BadDataPolicy::Fail)
             .decode(&records(&[
                 Some(r#"{"user_id": "a", "amount": 1.5}"#),
                 None,
@@ -144,6 +161,7 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(batch.num_rows(), 2);
+        assert_eq!(kept, vec![0, 2]);
     }
 
     #[test]
@@ -165,7 +183,7 @@ mod tests {
     #[test]
     fn drop_skips_every_kind_of_bad_record_and_counts_it() {
         let mut decoder = decoder(BadDataPolicy::Drop);
-        let batch = decoder
+        let (batch, kept) = decoder
             .decode(&records(&[
                 Some("{not json"),
                 Some(r#"{"amount": 2.0}"#),
@@ -175,6 +193,7 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(batch.num_rows(), 1);
+        assert_eq!(kept, vec![2]);
         assert_eq!(decoder.dropped, 4);
     }
 }

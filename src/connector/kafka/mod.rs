@@ -4,8 +4,10 @@
 
 mod config;
 mod decode;
+mod metadata;
 mod options;
 mod source;
 
+pub use metadata::MetadataColumns;
 pub use options::{BadDataPolicy, KafkaFormat, KafkaOptions, StartupMode};
 pub use source::KafkaSource;

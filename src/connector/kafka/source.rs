@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use super::config::consumer_config;
 use super::decode::{RawRecord, RecordDecoder};
+use super::metadata::MetadataColumns;
 use super::options::{KafkaOptions, StartupMode};
 use crate::connector::{Source, SplitStream};
 use crate::error::Error;
@@ -39,14 +40,21 @@ pub struct KafkaSource {
     schema: SchemaRef,
     options: KafkaOptions,
     reads: SourceReads,
+    metadata: MetadataColumns,
 }
 
 impl KafkaSource {
-    pub fn new(schema: SchemaRef, options: KafkaOptions, reads: SourceReads) -> Self {
+    pub fn new(
+        schema: SchemaRef,
+        options: KafkaOptions,
+        reads: SourceReads,
+        metadata: MetadataColumns,
+    ) -> Self {
         Self {
             schema,
             options,
             reads,
+            metadata,
         }
     }
 }
@@ -127,7 +135,7 @@ fn start_offset(
 fn read_partition(
     options: &KafkaOptions,
     reads: SourceReads,
-    schema: SchemaRef,
+    columns: &MetadataColumns,
     topic: String,
     partition: i32,
     batches: &mpsc::Sender<Result<RecordBatch>>,
@@ -169,7 +177,12 @@ fn read_partition(
         .add_partition_offset(&topic, partition, start)
         .and_then(|()| consumer.assign(&assignment))
         .map_err(kafka_error(format!("assigning {topic}/{partition}")))?;
-    let mut decoder = RecordDecoder::new(schema, options.bad_data, topic.clone(), partition);
+    let mut decoder = RecordDecoder::new(
+        columns.value_schema(),
+        options.bad_data,
+        topic.clone(),
+        partition,
+    );
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(options.batch_size);
     let mut done = false;
     while !done && !batches.is_closed() {
@@ -208,9 +221,12 @@ fn read_partition(
             .map(|m| RawRecord {
                 offset: m.offset(),
                 value: m.payload(),
+                key: m.key(),
+                timestamp_millis: m.timestamp().to_millis(),
             })
             .collect();
-        let batch = decoder.decode(&records)?;
+        let (values, kept) = decoder.decode(&records)?;
+        let batch = columns.assemble(values, &records, &kept, partition)?;
         drop(records);
         messages.clear();
         if batch.num_rows() > 0 && batches.blocking_send(Ok(batch)).is_err() {
@@ -248,9 +264,9 @@ impl Source for KafkaSource {
             .map(|(topic, partition)| {
                 let (sender, receiver) = mpsc::channel(2);
                 let options = self.options.clone();
-                let (schema, reads) = (Arc::clone(&self.schema), self.reads);
+                let (columns, reads) = (self.metadata.clone(), self.reads);
                 tokio::task::spawn_blocking(move || {
-                    let read = read_partition(&options, reads, schema, topic, partition, &sender);
+                    let read = read_partition(&options, reads, &columns, topic, partition, &sender);
                     if let Err(error) = read {
                         let _ = sender.blocking_send(Err(error.into()));
                     }

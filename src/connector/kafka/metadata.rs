@@ -1,0 +1,143 @@
+//! Columns a Kafka table fills from each message's metadata rather than its value:
+//! `key TEXT METADATA FROM 'key'`, `'partition'`, `'offset'` and `'timestamp'` (the Kafka
+//! timestamp). The value is decoded into the other columns; these are added alongside.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use datafusion::common::Result;
+
+use super::decode::RawRecord;
+use crate::sql::MetadataColumn;
+
+/// What a metadata column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Key,
+    Partition,
+    Offset,
+    Timestamp,
+}
+
+/// Where the value's columns and the metadata columns sit in a table's schema.
+#[derive(Debug, Clone)]
+pub struct MetadataColumns {
+    table: SchemaRef,
+    /// The table's columns without the metadata ones: what a message value holds.
+    value: SchemaRef,
+    /// Per table column: the metadata it holds, or `None` for a value column.
+    fields: Vec<Option<Field>>,
+}
+
+impl MetadataColumns {
+    /// Checks the declared metadata columns against the table's schema.
+    pub fn try_new(table: &SchemaRef, declared: &[MetadataColumn]) -> Result<Self, String> {
+        let mut fields = vec![None; table.fields().len()];
+        for column in declared {
+            let index = table
+                .index_of(&column.column)
+                .map_err(|_| format!("no column {} for METADATA FROM", column.column))?;
+            let data_type = table.field(index).data_type();
+            let (field, fits) = match column.key.as_str() {
+                "key" => (
+                    Field::Key,
+                    matches!(data_type, DataType::Utf8 | DataType::Binary),
+                ),
+                "partition" => (
+                    Field::Partition,
+                    matches!(data_type, DataType::Int32 | DataType::Int64),
+                ),
+                "offset" => (Field::Offset, data_type == &DataType::Int64),
+                "timestamp" => (
+                    Field::Timestamp,
+                    matches!(data_type, DataType::Timestamp(..)),
+                ),
+                other => {
+                    return Err(format!(
+                        "column {}: unknown metadata '{other}' (known: key, partition, offset, timestamp)",
+                        column.column
+                    ));
+                }
+            };
+            if !fits {
+                return Err(format!(
+                    "column {}: metadata '{}' cannot be {data_type} (key: TEXT or BYTEA; partition: INT or BIGINT; offset: BIGINT; timestamp: TIMESTAMP)",
+                    column.column, column.key
+                ));
+            }
+            fields[index] = Some(field);
+        }
+        let value = Schema::new(
+            table
+                .fields()
+                .iter()
+                .zip(&fields)
+                .filter(|(_, f)| f.is_none())
+                .map(|(field, _)| Arc::clone(field))
+                .collect::<Vec<_>>(),
+        );
+        Ok(Self {
+            table: Arc::clone(table),
+            value: Arc::new(value),
+            fields,
+        })
+    }
+
+    /// The schema of what a message value holds.
+    pub fn value_schema(&self) -> SchemaRef {
+        Arc::clone(&self.value)
+    }
+
+    /// The table's rows: the decoded `values` of `records[kept]`, with their metadata.
+    pub fn assemble(
+        &self,
+        values: RecordBatch,
+        records: &[RawRecord<'_>],
+        kept: &[usize],
+        partition: i32,
+    ) -> Result<RecordBatch> {
+        if self.fields.iter().all(Option::is_none) {
+            return Ok(values.with_schema(Arc::clone(&self.table))?);
+        }
+        let records_kept = kept.len();
+        let kept = || kept.iter().map(|&i| &records[i]);
+        let mut value_columns = values.columns().iter();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.fields.len());
+        for (field, table_field) in self.fields.iter().zip(self.table.fields()) {
+            let column: ArrayRef = match field {
+                None => match value_columns.next() {
+                    Some(column) => Arc::clone(column),
+                    None => {
+                        return datafusion::common::internal_err!("missing value column");
+                    }
+                },
+                Some(Field::Key) => match table_field.data_type() {
+                    DataType::Binary => Arc::new(kept().map(|r| r.key).collect::<BinaryArray>()),
+                    _ => Arc::new(
+                        kept()
+                            .map(|r| r.key.map(String::from_utf8_lossy))
+                            .collect::<StringArray>(),
+                    ),
+                },
+                Some(Field::Partition) => match table_field.data_type() {
+                    DataType::Int32 => Arc::new(Int32Array::from(vec![partition; records_kept])),
+                    _ => Arc::new(Int64Array::from(vec![partition as i64; records_kept])),
+                },
+                Some(Field::Offset) => Arc::new(kept().map(|r| r.offset).collect::<Int64Array>()),
+                Some(Field::Timestamp) => {
+                    let millis: Int64Array = kept().map(|r| r.timestamp_millis).collect();
+                    let as_millis = datafusion::arrow::compute::cast(
+                        &millis,
+                        &DataType::Timestamp(TimeUnit::Millisecond, None),
+                    )?;
+                    datafusion::arrow::compute::cast(&as_millis, table_field.data_type())?
+                }
+            };
+            columns.push(column);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.table), columns)?)
+    }
+}

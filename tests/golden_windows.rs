@@ -2,9 +2,9 @@
 //! kind's streaming output equals the same aggregation computed by a plain batch
 //! DataFusion query, row for row.
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::prelude::{JsonReadOptions, SessionContext};
+mod common;
+
+use common::{batch_over_json, lines};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, Pipeline, SessionOptions};
 
@@ -48,57 +48,8 @@ async fn streaming(path: &str, query: &str) -> Vec<String> {
     rows
 }
 
-/// The batch result of `query` in a plain DataFusion session.
 async fn batch(path: &str, query: &str) -> Vec<String> {
-    let ctx = SessionContext::new();
-    ctx.sql(&format!("CREATE TABLE shape ({COLUMNS})"))
-        .await
-        .unwrap();
-    let shape = ctx
-        .table("shape")
-        .await
-        .unwrap()
-        .schema()
-        .as_arrow()
-        .clone();
-    ctx.register_json(
-        "events",
-        path,
-        JsonReadOptions::default()
-            .schema(&shape)
-            .file_extension(".jsonl"),
-    )
-    .await
-    .unwrap();
-    lines(&ctx.sql(query).await.unwrap().collect().await.unwrap())
-}
-
-/// Rows as sorted text, floats rounded to 6 decimals (sums depend on addition order).
-fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| {
-                    let text = f.value(row).to_string();
-                    match text.parse::<f64>() {
-                        Ok(number) if text.contains('.') => format!("{number:.6}"),
-                        _ => text,
-                    }
-                })
-                .collect();
-            rows.push(cells.join(" | "));
-        }
-    }
-    rows.sort();
-    rows
+    batch_over_json(COLUMNS, path, query).await
 }
 
 async fn check(streaming_query: &str, batch_query: &str) {

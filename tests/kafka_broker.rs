@@ -11,9 +11,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::prelude::{JsonReadOptions, SessionContext};
+mod common;
+
+use common::{batch_over_json, lines};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, Pipeline, SessionOptions};
 use rdkafka::ClientConfig;
@@ -22,34 +22,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
-
-/// Rows as sorted text, floats rounded to 6 decimals (sums depend on addition order).
-fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| {
-                    let text = f.value(row).to_string();
-                    match text.parse::<f64>() {
-                        Ok(number) if text.contains('.') => format!("{number:.6}"),
-                        _ => text,
-                    }
-                })
-                .collect();
-            rows.push(cells.join(" | "));
-        }
-    }
-    rows.sort();
-    rows
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tumble_over_a_topic_equals_the_batch_result() {
@@ -153,35 +125,11 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
 
 /// The per-user one-minute aggregation of the JSON lines at `path`, in plain DataFusion.
 async fn batch(path: &str) -> Vec<String> {
-    let ctx = SessionContext::new();
-    ctx.sql(&format!("CREATE TABLE shape ({COLUMNS})"))
-        .await
-        .unwrap();
-    let shape = ctx
-        .table("shape")
-        .await
-        .unwrap()
-        .schema()
-        .as_arrow()
-        .clone();
-    ctx.register_json(
-        "events",
+    batch_over_json(
+        COLUMNS,
         path,
-        JsonReadOptions::default()
-            .schema(&shape)
-            .file_extension(".jsonl"),
+        "SELECT user_id, date_bin(INTERVAL '1' MINUTE, ts) AS window_start, count(*), sum(amount)
+         FROM events GROUP BY user_id, date_bin(INTERVAL '1' MINUTE, ts)",
     )
     .await
-    .unwrap();
-    lines(
-        &ctx.sql(
-            "SELECT user_id, date_bin(INTERVAL '1' MINUTE, ts) AS window_start, count(*), sum(amount)
-             FROM events GROUP BY user_id, date_bin(INTERVAL '1' MINUTE, ts)",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap(),
-    )
 }

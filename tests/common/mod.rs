@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests that compare streaming output with plain batch
+//! DataFusion over the same JSON lines file.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::{JsonReadOptions, SessionContext};
+
+/// The batch result of `query` in a plain DataFusion session where `events` is the JSON
+/// lines file at `path`, with the table's `columns`.
+pub async fn batch_over_json(columns: &str, path: &str, query: &str) -> Vec<String> {
+    let ctx = SessionContext::new();
+    ctx.sql(&format!("CREATE TABLE shape ({columns})"))
+        .await
+        .unwrap();
+    let shape = ctx
+        .table("shape")
+        .await
+        .unwrap()
+        .schema()
+        .as_arrow()
+        .clone();
+    ctx.register_json(
+        "events",
+        path,
+        JsonReadOptions::default()
+            .schema(&shape)
+            .file_extension(".jsonl"),
+    )
+    .await
+    .unwrap();
+    lines(&ctx.sql(query).await.unwrap().collect().await.unwrap())
+}
+
+/// Rows as sorted text, floats rounded to 6 decimals (sums depend on addition order).
+pub fn lines(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| {
+                    let text = f.value(row).to_string();
+                    match text.parse::<f64>() {
+                        Ok(number) if text.contains('.') => format!("{number:.6}"),
+                        _ => text,
+                    }
+                })
+                .collect();
+            rows.push(cells.join(" | "));
+        }
+    }
+    rows.sort();
+    rows
+}

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{batch_over_json, lines};
+use common::{batch_over_json, lines, run_pipeline};
 use profusion::sql::parse_pipeline;
-use profusion::{Engine, Pipeline, SessionOptions};
+use profusion::{Engine, SessionOptions};
 
 const COLUMNS: &str =
     "user_id TEXT NOT NULL, event_type TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL";
@@ -19,12 +19,7 @@ async fn write_input(path: &str) {
          CREATE TABLE input ({COLUMNS}) WITH (connector = 'file', path = '{path}', format = 'json');
          INSERT INTO input SELECT * FROM generated;"
     );
-    Pipeline::load(&pipeline, &SessionOptions::default())
-        .await
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+    run_pipeline(&pipeline).await;
 }
 
 /// The streaming result of `query` over the file, with a watermark delay that covers the

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
 
-use common::{batch_over_json, lines};
+use common::{batch_over_json, lines, run_pipeline};
 use profusion::sql::parse_pipeline;
-use profusion::{Engine, Pipeline, SessionOptions};
+use profusion::{Engine, SessionOptions};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -53,20 +53,13 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     let path = path.to_str().unwrap();
-    Pipeline::load(
-        &format!(
-            "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = 20000,
-               users = 50, seed = 11, out_of_order = '2s', step = '10ms');
-             CREATE TABLE out ({COLUMNS}) WITH (connector = 'file', path = '{path}', format = 'json');
-             INSERT INTO out SELECT * FROM generated;"
-        ),
-        &SessionOptions::default(),
-    )
-    .await
-    .unwrap()
-    .run()
-    .await
-    .unwrap();
+    run_pipeline(&format!(
+        "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = 20000,
+           users = 50, seed = 11, out_of_order = '2s', step = '10ms');
+         CREATE TABLE out ({COLUMNS}) WITH (connector = 'file', path = '{path}', format = 'json');
+         INSERT INTO out SELECT * FROM generated;"
+    ))
+    .await;
     let text = std::fs::read_to_string(path).unwrap();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &servers)

@@ -2,8 +2,11 @@
 //! from an `s3://` URL, against a local S3 server on 127.0.0.1 that `scripts/test` starts
 //! (it sets `PROFUSION_TEST_S3_BUCKET` and the `AWS_*` variables that point at it).
 
+mod common;
+
+use common::run_pipeline;
 use profusion::sql::parse_pipeline;
-use profusion::{Engine, Pipeline, SessionOptions};
+use profusion::{Engine, SessionOptions};
 
 const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
 
@@ -17,19 +20,12 @@ async fn files_round_trip_through_s3() {
     };
     for format in ["json", "parquet"] {
         let url = format!("s3://{bucket}/runs/events.{format}");
-        Pipeline::load(
-            &format!(
-                "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = 5000, seed = 8);
-                 CREATE TABLE out ({COLUMNS}) WITH (connector = 'file', path = '{url}', format = '{format}');
-                 INSERT INTO out SELECT * FROM generated;"
-            ),
-            &SessionOptions::default(),
-        )
-        .await
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
+        run_pipeline(&format!(
+            "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = 5000, seed = 8);
+             CREATE TABLE out ({COLUMNS}) WITH (connector = 'file', path = '{url}', format = '{format}');
+             INSERT INTO out SELECT * FROM generated;"
+        ))
+        .await;
 
         let engine = Engine::new(&SessionOptions::default()).unwrap();
         let text = format!(

@@ -130,9 +130,7 @@ fn connector_halves(
             let metadata =
                 kafka::MetadataColumns::try_new(&schema, metadata).map_err(|m| options.error(m))?;
             (
-                Some(Arc::new(kafka::KafkaSource::new(
-                    schema, parsed, reads, metadata,
-                ))),
+                Some(Arc::new(kafka::KafkaSource::new(parsed, reads, metadata))),
                 None,
             )
         }

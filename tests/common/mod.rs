@@ -1,9 +1,22 @@
-//! Helpers shared by the integration tests that compare streaming output with plain batch
-//! DataFusion over the same JSON lines file.
+//! Helpers shared by the integration tests: running a pipeline to its end, and comparing
+//! streaming output with plain batch DataFusion over the same JSON lines file.
+
+// Each test crate uses some of these helpers, not all.
+#![allow(dead_code)]
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{JsonReadOptions, SessionContext};
+
+/// Runs the pipeline `text` to its end.
+pub async fn run_pipeline(text: &str) -> profusion::RunSummary {
+    profusion::Pipeline::load(text, &profusion::SessionOptions::default())
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap()
+}
 
 /// The batch result of `query` in a plain DataFusion session where `events` is the JSON
 /// lines file at `path`, with the table's `columns`.

@@ -86,6 +86,11 @@ impl MetadataColumns {
         })
     }
 
+    /// The table's schema.
+    pub fn table_schema(&self) -> SchemaRef {
+        Arc::clone(&self.table)
+    }
+
     /// The schema of what a message value holds.
     pub fn value_schema(&self) -> SchemaRef {
         Arc::clone(&self.value)

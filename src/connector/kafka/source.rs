@@ -37,21 +37,15 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// The reading half of a Kafka table.
 #[derive(Debug)]
 pub struct KafkaSource {
-    schema: SchemaRef,
     options: KafkaOptions,
     reads: SourceReads,
     metadata: MetadataColumns,
 }
 
 impl KafkaSource {
-    pub fn new(
-        schema: SchemaRef,
-        options: KafkaOptions,
-        reads: SourceReads,
-        metadata: MetadataColumns,
-    ) -> Self {
+    /// A source of the table whose columns `metadata` describes.
+    pub fn new(options: KafkaOptions, reads: SourceReads, metadata: MetadataColumns) -> Self {
         Self {
-            schema,
             options,
             reads,
             metadata,
@@ -239,7 +233,7 @@ fn read_partition(
 #[async_trait]
 impl Source for KafkaSource {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
+        self.metadata.table_schema()
     }
 
     fn is_bounded(&self) -> bool {

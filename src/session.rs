@@ -11,7 +11,7 @@ use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
-use crate::pipeline::PipelineContext;
+use crate::pipeline::{PipelineContext, StreamingFilterRule};
 use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
 
 /// Options of a profusion session.
@@ -80,6 +80,7 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
         .position(|r| r.name() == "SanityCheckPlan")
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(UnboundedInputCheck));
+    rules.insert(at, Arc::new(StreamingFilterRule));
     rules.insert(at, Arc::new(WindowAggregateRule));
     rules
 }

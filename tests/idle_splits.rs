@@ -55,7 +55,11 @@ impl Source for TimedSplits {
         "timed splits".into()
     }
 
-    async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
+    async fn open(
+        &self,
+        _context: Arc<TaskContext>,
+        _event_time: Option<&WatermarkSpec>,
+    ) -> Result<Vec<SplitStream>> {
         let schema = Arc::clone(&self.schema);
         let quiet = futures::stream::iter([(0u64, 5i64), (600, 25)])
             .then(move |(delay, seconds)| {

@@ -35,8 +35,14 @@ pub trait Source: Debug + Send + Sync {
     /// A one-line description for `EXPLAIN`, e.g. `datagen(count=1000, seed=7)`.
     fn describe(&self) -> String;
 
-    /// Opens the splits for one execution of a query.
-    async fn open(&self, context: Arc<TaskContext>) -> Result<Vec<SplitStream>>;
+    /// Opens the splits for one execution of a query. `event_time` is the table's declared
+    /// event time, for sources that record which rows they have handed on (to commit
+    /// positions once the rows' results have reached the sinks).
+    async fn open(
+        &self,
+        context: Arc<TaskContext>,
+        event_time: Option<&WatermarkSpec>,
+    ) -> Result<Vec<SplitStream>>;
 }
 
 /// A batch read from a source with the source's watermark after it.

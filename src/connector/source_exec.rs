@@ -76,7 +76,10 @@ pub fn open_source(
     let definition = Arc::clone(definition);
     futures::stream::once(async move {
         let pipeline = PipelineContext::of_task(&context);
-        let splits = definition.source.open(context).await?;
+        let splits = definition
+            .source
+            .open(context, definition.watermark.as_ref())
+            .await?;
         Ok::<_, datafusion::error::DataFusionError>(SourceStream::new(
             definition.source.schema(),
             splits,

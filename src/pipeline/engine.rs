@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::DataFusionError;
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect, execute_stream};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use super::PipelineContext;
+use super::{JobProgress, PipelineContext};
 use crate::connector::create_table;
 use crate::error::{Error, Result};
 use crate::session::{SessionOptions, SourceReads, new_session};
@@ -134,17 +135,34 @@ impl Engine {
         })
     }
 
-    /// Runs `job` to its end and returns its rows (for an `INSERT`, the row count).
-    pub async fn collect(&self, job: &Job) -> Result<Vec<RecordBatch>> {
-        collect(Arc::clone(&job.plan), self.context.task_ctx())
-            .await
-            .map_err(|source| Error::Statement {
-                line: job.line,
-                source,
-            })
+    /// A task context for one run of a job: the session's, with the job's own
+    /// [`JobProgress`] (what its sources may commit).
+    pub fn job_context(&self) -> Arc<TaskContext> {
+        let state = self.context.state();
+        let config = state
+            .config()
+            .clone()
+            .with_extension(Arc::new(JobProgress::default()));
+        Arc::new(TaskContext::from(&state).with_session_config(config))
     }
 
-    /// Runs `job` to its end, handing each batch it produces to `on_batch`.
+    /// Runs `job` to its end and returns its rows (for an `INSERT`, the row count).
+    pub async fn collect(&self, job: &Job) -> Result<Vec<RecordBatch>> {
+        let context = self.job_context();
+        let batches = collect(Arc::clone(&job.plan), Arc::clone(&context)).await;
+        if batches.is_ok() {
+            // The caller has every row: what they came from is settled.
+            JobProgress::settle_task(&context);
+        }
+        JobProgress::finish_task(&context).await;
+        batches.map_err(|source| Error::Statement {
+            line: job.line,
+            source,
+        })
+    }
+
+    /// Runs `job` to its end, handing each batch it produces to `on_batch`; once
+    /// `on_batch` has returned, the batch counts as delivered.
     pub async fn drain(
         &self,
         job: &Job,
@@ -154,12 +172,19 @@ impl Engine {
             line: job.line,
             source,
         };
-        let mut stream =
-            execute_stream(Arc::clone(&job.plan), self.context.task_ctx()).map_err(failed)?;
-        while let Some(batch) = stream.next().await {
-            on_batch(batch.map_err(failed)?)?;
+        let context = self.job_context();
+        let drained = async {
+            let mut stream =
+                execute_stream(Arc::clone(&job.plan), Arc::clone(&context)).map_err(failed)?;
+            while let Some(batch) = stream.next().await {
+                on_batch(batch.map_err(failed)?)?;
+                JobProgress::settle_task(&context);
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        JobProgress::finish_task(&context).await;
+        drained
     }
 }
 

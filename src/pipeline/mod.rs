@@ -3,11 +3,15 @@
 
 mod context;
 mod engine;
+mod progress;
 mod status;
+mod streaming_filter;
 
 pub use context::{PipelineContext, PipelineMetrics, StopSignal};
 pub use engine::{Engine, Job, JobKind};
+pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use status::{StatusLine, status_text};
+pub use streaming_filter::{StreamingFilterExec, StreamingFilterRule};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,12 +113,15 @@ async fn run_job(engine: &Engine, job: &Job) -> Result<()> {
                 line: job.line,
                 source,
             };
-            let context = engine.context().task_ctx();
-            let rows =
-                execute_stream(Arc::clone(&job.plan), Arc::clone(&context)).map_err(failed)?;
-            let printer = StdoutSink::new(job.plan.schema(), StdoutFormat::Table);
-            printer.write_all(rows, &context).await.map_err(failed)?;
-            Ok(())
+            let context = engine.job_context();
+            let printed = async {
+                let rows = execute_stream(Arc::clone(&job.plan), Arc::clone(&context))?;
+                let printer = StdoutSink::new(job.plan.schema(), StdoutFormat::Table);
+                printer.write_all(rows, &context).await
+            }
+            .await;
+            JobProgress::finish_task(&context).await;
+            printed.map(|_| ()).map_err(failed)
         }
     }
 }

@@ -30,7 +30,7 @@ use super::grouped::{AggregateExprs, schema_of};
 use super::sessions::SessionWindows;
 use super::spec::DisplayNanos;
 use super::{WINDOW_END, WINDOW_START, Watermark, WindowKind};
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::pipeline::{EventTimeHold, JobProgress, PipelineContext, PipelineMetrics};
 
 /// A windowed aggregation.
 #[derive(Debug)]
@@ -251,6 +251,14 @@ impl OpenWindows {
         }
     }
 
+    /// The earliest event time whose rows the open windows still hold.
+    fn earliest_held(&self) -> Option<i64> {
+        match self {
+            Self::Bins(bins) => bins.earliest_start(),
+            Self::Sessions(sessions) => sessions.earliest_time(),
+        }
+    }
+
     fn take_late_rows(&mut self) -> usize {
         match self {
             Self::Bins(bins) => std::mem::take(&mut bins.late_rows),
@@ -344,17 +352,20 @@ impl ExecutionPlan for WindowAggregateExec {
             ready: Vec::new(),
             reservation,
             pipeline: PipelineContext::of_task(&context),
+            hold: JobProgress::of_task(&context).map(|progress| progress.hold()),
             finished: false,
         };
         let stream = futures::stream::try_unfold(state, |mut state| async move {
             loop {
                 if let Some(batch) = state.ready.pop() {
+                    state.publish_hold();
                     return Ok(Some((batch, state)));
                 }
                 if state.finished {
                     return Ok(None);
                 }
                 state.step().await?;
+                state.publish_hold();
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -373,10 +384,29 @@ struct AggregateState {
     ready: Vec<RecordBatch>,
     reservation: MemoryReservation,
     pipeline: Arc<PipelineContext>,
+    /// What the open windows hold, for committing source positions.
+    hold: Option<Arc<EventTimeHold>>,
     finished: bool,
 }
 
 impl AggregateState {
+    /// Publishes the earliest event time still held. Rows of emitted windows stay held
+    /// until the last of them is on its way to the sink; rows just folded into an earlier
+    /// window than any before are held at once.
+    fn publish_hold(&self) {
+        let Some(hold) = &self.hold else { return };
+        let mut open = self.open.earliest_held();
+        // Windows on another time column than the one sources settle by hold every row.
+        if !self.chain.window.on_event_time && open.is_some() {
+            open = Some(i64::MIN);
+        }
+        if self.ready.is_empty() {
+            hold.set(open);
+        } else if let Some(open) = open {
+            hold.lower(open);
+        }
+    }
+
     /// Reads one input batch, folds it in, and emits the windows the new watermark closes.
     async fn step(&mut self) -> Result<()> {
         let watermark = match self.input.next().await.transpose()? {

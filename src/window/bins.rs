@@ -177,6 +177,11 @@ impl WindowBins {
             + self.shared_keys.as_ref().map_or(0, |keys| keys.size())
     }
 
+    /// The start of the earliest open window, in nanoseconds, if any is open.
+    pub fn earliest_start(&self) -> Option<i64> {
+        self.bins.keys().next().copied()
+    }
+
     /// The number of open windows and of groups across them.
     pub fn open(&self) -> (usize, usize) {
         (

@@ -16,6 +16,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 
 use super::scan_exec::WindowScanExec;
 use super::{WatermarkCell, WindowKind};
+use crate::pipeline::StreamingFilterExec;
 
 enum Step {
     Filter {
@@ -32,6 +33,8 @@ pub struct ScannedWindow {
     pub lateness_nanos: i64,
     pub watermark: Arc<WatermarkCell>,
     pub table: String,
+    /// True when windows are on the table's declared event-time column.
+    pub on_event_time: bool,
 }
 
 /// Operators that only regroup or reschedule batches: running the steps ourselves makes
@@ -59,6 +62,7 @@ impl StatelessChain {
                     lateness_nanos: scan.lateness_nanos(),
                     watermark: Arc::clone(scan.watermark_cell()),
                     table: scan.table().to_string(),
+                    on_event_time: scan.on_event_time(),
                 };
                 return Ok(Self {
                     scan: node,
@@ -70,6 +74,12 @@ impl StatelessChain {
                 steps.push(Step::Filter {
                     predicate: Arc::clone(filter.predicate()),
                     projection: filter.projection().as_ref().map(|p| p.to_vec()),
+                });
+                Arc::clone(filter.input())
+            } else if let Some(filter) = node.downcast_ref::<StreamingFilterExec>() {
+                steps.push(Step::Filter {
+                    predicate: Arc::clone(filter.predicate()),
+                    projection: filter.projection().map(<[usize]>::to_vec),
                 });
                 Arc::clone(filter.input())
             } else if let Some(projection) = node.downcast_ref::<ProjectionExec>() {

@@ -61,6 +61,15 @@ impl WatermarkSpec {
         }
     }
 
+    /// The latest value of the event-time column in `batch`, in nanoseconds.
+    pub fn latest_event_time(&self, batch: &RecordBatch) -> Result<Option<i64>> {
+        let Some(times) = batch.column_by_name(&self.column) else {
+            return Ok(None);
+        };
+        let nanos = timestamps_as_nanos(times)?;
+        Ok(max(nanos.as_primitive::<TimestampNanosecondType>()))
+    }
+
     /// The largest value of the watermark expression over `batch`, if it has any.
     pub fn max_of(&self, batch: &RecordBatch) -> Result<Option<Watermark>> {
         if batch.num_rows() == 0 {

@@ -80,6 +80,16 @@ impl WindowScanExec {
         self.definition.lateness.lateness_nanos()
     }
 
+    /// True when windows are assigned on the table's declared event-time column (the one
+    /// its `WATERMARK FOR` names), whose times source positions are settled by.
+    pub fn on_event_time(&self) -> bool {
+        let time = self.windowed_schema.field(self.time_index).name();
+        self.definition
+            .watermark
+            .as_ref()
+            .is_some_and(|spec| &spec.column == time)
+    }
+
     /// The source table's name.
     pub fn table(&self) -> &str {
         &self.definition.table

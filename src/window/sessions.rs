@@ -33,6 +33,8 @@ pub struct SessionWindows {
     pending: Vec<RecordBatch>,
     /// The earliest a pending row's session could close.
     earliest_end: i64,
+    /// The earliest event time among pending rows.
+    earliest_time: i64,
 }
 
 impl SessionWindows {
@@ -58,6 +60,7 @@ impl SessionWindows {
             lateness,
             pending: Vec::new(),
             earliest_end: i64::MAX,
+            earliest_time: i64::MAX,
         }
     }
 
@@ -69,6 +72,10 @@ impl SessionWindows {
         let ends = nanos_values(batch.column(self.end_column))?;
         if let Some(&min) = ends.iter().min() {
             self.earliest_end = self.earliest_end.min(min);
+        }
+        let times = nanos_values(batch.column(self.start_column))?;
+        if let Some(&min) = times.iter().min() {
+            self.earliest_time = self.earliest_time.min(min);
         }
         self.pending.push(batch);
         Ok(())
@@ -119,6 +126,7 @@ impl SessionWindows {
         let mut closed_ends: Vec<i64> = Vec::new();
         let mut open: Vec<u32> = Vec::new();
         let mut earliest_end = i64::MAX;
+        let mut earliest_time = i64::MAX;
         let mut i = 0;
         while i < n {
             // One session: rows of one key, each within `gap` of the session so far.
@@ -137,6 +145,7 @@ impl SessionWindows {
             } else {
                 open.extend(members);
                 earliest_end = earliest_end.min(end);
+                earliest_time = earliest_time.min(start);
             }
             i = j;
         }
@@ -145,6 +154,7 @@ impl SessionWindows {
                 .push(take_record_batch(&rows, &UInt32Array::from(open))?);
         }
         self.earliest_end = earliest_end;
+        self.earliest_time = earliest_time;
         if closed.is_empty() {
             return Ok(());
         }
@@ -172,6 +182,11 @@ impl SessionWindows {
     /// Bytes held by waiting rows.
     pub fn size(&self) -> usize {
         self.pending.iter().map(|b| b.get_array_memory_size()).sum()
+    }
+
+    /// The earliest event time among waiting rows, if any wait.
+    pub fn earliest_time(&self) -> Option<i64> {
+        (!self.pending.is_empty()).then_some(self.earliest_time)
     }
 
     /// The number of waiting rows.

@@ -4,6 +4,8 @@
 // Each test crate uses some of these helpers, not all.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{JsonReadOptions, SessionContext};

@@ -13,7 +13,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
 
 /// The `blackhole` sink.
 #[derive(Debug)]
@@ -56,6 +56,7 @@ impl DataSink for BlackholeSink {
             self.bytes
                 .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
             PipelineMetrics::add(&pipeline.metrics.rows_out, batch.num_rows());
+            JobProgress::settle_task(context);
         }
         Ok(rows)
     }

@@ -20,6 +20,7 @@ use futures::StreamExt;
 use super::source::{Source, SplitStream};
 use crate::error::Error;
 use crate::sql::WithOptions;
+use crate::window::WatermarkSpec;
 
 /// The `datagen` source.
 #[derive(Debug)]
@@ -81,7 +82,11 @@ impl Source for DatagenSource {
         )
     }
 
-    async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
+    async fn open(
+        &self,
+        _context: Arc<TaskContext>,
+        _event_time: Option<&WatermarkSpec>,
+    ) -> Result<Vec<SplitStream>> {
         let schema = Arc::clone(&self.schema);
         let generator = self.generator.clone();
         let total = self.options.count.unwrap_or(u64::MAX);

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::options::{FileFormat, FileOptions};
 use crate::format::encode_json_lines;
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
 
 /// The `file` sink.
 #[derive(Debug)]
@@ -81,6 +81,7 @@ impl DataSink for FileSink {
                     PipelineMetrics::add(&pipeline.metrics.rows_out, batch.num_rows());
                 }
                 writer.shutdown().await.map_err(|e| failed(&e))?;
+                JobProgress::settle_task(context);
             }
             FileFormat::Parquet => {
                 let object = BufWriter::new(store, location.path.clone());
@@ -91,6 +92,7 @@ impl DataSink for FileSink {
                     PipelineMetrics::add(&pipeline.metrics.rows_out, batch.num_rows());
                 }
                 writer.close().await?;
+                JobProgress::settle_task(context);
             }
         }
         Ok(rows)

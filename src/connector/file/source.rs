@@ -25,6 +25,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::options::{FileFormat, FileOptions};
 use crate::connector::source::{Source, SplitStream};
+use crate::window::WatermarkSpec;
 
 /// The `file` source.
 #[derive(Debug)]
@@ -75,7 +76,11 @@ impl Source for FileSource {
         )
     }
 
-    async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
+    async fn open(
+        &self,
+        _context: Arc<TaskContext>,
+        _event_time: Option<&WatermarkSpec>,
+    ) -> Result<Vec<SplitStream>> {
         let files = self.files().await?;
         let store = Arc::clone(&self.options.location.store);
         Ok(files

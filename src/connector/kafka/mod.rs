@@ -2,6 +2,7 @@
 //! own watermark, read on its own blocking thread and decoded straight into Arrow batches.
 //! Client configuration is built in one place (`config.rs`) from the typed options.
 
+mod commit;
 mod config;
 mod decode;
 mod metadata;

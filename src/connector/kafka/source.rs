@@ -21,13 +21,16 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::commit::PartitionCommitter;
 use super::config::consumer_config;
 use super::decode::{RawRecord, RecordDecoder};
 use super::metadata::MetadataColumns;
 use super::options::{KafkaOptions, StartupMode};
 use crate::connector::{Source, SplitStream};
 use crate::error::Error;
+use crate::pipeline::{JobProgress, SplitLedger};
 use crate::session::SourceReads;
+use crate::window::WatermarkSpec;
 
 /// How long a metadata or offset lookup may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,15 +127,19 @@ fn start_offset(
     })
 }
 
+/// A decoded batch and the partition's position after it (the next offset to read).
+type PositionedBatch = (RecordBatch, i64);
+
 /// Reads one partition until `batches` is closed, sending each decoded batch; an error is
-/// sent and ends the reading.
+/// sent and ends the reading. With a committer, settled positions are committed as reading
+/// goes and once more at the end.
 fn read_partition(
     options: &KafkaOptions,
     reads: SourceReads,
     columns: &MetadataColumns,
-    topic: String,
-    partition: i32,
-    batches: &mpsc::Sender<Result<RecordBatch>>,
+    (topic, partition): (String, i32),
+    mut committer: Option<PartitionCommitter>,
+    batches: &mpsc::Sender<Result<PositionedBatch>>,
 ) -> Result<(), Error> {
     let consumer: BaseConsumer = consumer_config(options)
         .create()
@@ -180,6 +187,9 @@ fn read_partition(
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(options.batch_size);
     let mut done = false;
     while !done && !batches.is_closed() {
+        if let Some(committer) = &mut committer {
+            committer.tick(&consumer);
+        }
         // Wait for a first message; then take what is already fetched, without waiting.
         let wait = if messages.is_empty() {
             POLL_INTERVAL
@@ -221,11 +231,16 @@ fn read_partition(
             .collect();
         let (values, kept) = decoder.decode(&records)?;
         let batch = columns.assemble(values, &records, &kept, partition)?;
+        let position = records.last().map_or(0, |r| r.offset + 1);
         drop(records);
         messages.clear();
-        if batch.num_rows() > 0 && batches.blocking_send(Ok(batch)).is_err() {
+        // A batch whose records were all dropped still moves the position on.
+        if batches.blocking_send(Ok((batch, position))).is_err() {
             break;
         }
+    }
+    if let Some(committer) = &mut committer {
+        committer.finish(&consumer);
     }
     Ok(())
 }
@@ -248,28 +263,79 @@ impl Source for KafkaSource {
         format!("kafka(topic={}{snapshot})", self.options.topics.join(","))
     }
 
-    async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
+    async fn open(
+        &self,
+        context: Arc<TaskContext>,
+        event_time: Option<&WatermarkSpec>,
+    ) -> Result<Vec<SplitStream>> {
         let options = self.options.clone();
         let partitions = tokio::task::spawn_blocking(move || list_partitions(&options))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        // Positions are committed only for a named group, only by continuous reads.
+        let progress = match (self.reads, &self.options.group_id) {
+            (SourceReads::Continuous, Some(_)) => JobProgress::of_task(&context),
+            _ => None,
+        };
         Ok(partitions
             .into_iter()
             .map(|(topic, partition)| {
+                let ledger = progress.as_ref().map(|p| p.ledger());
+                let committer = ledger
+                    .as_ref()
+                    .map(|l| PartitionCommitter::new(Arc::clone(l), &topic, partition));
                 let (sender, receiver) = mpsc::channel(2);
                 let options = self.options.clone();
                 let (columns, reads) = (self.metadata.clone(), self.reads);
                 tokio::task::spawn_blocking(move || {
-                    let read = read_partition(&options, reads, &columns, topic, partition, &sender);
+                    let read = read_partition(
+                        &options,
+                        reads,
+                        &columns,
+                        (topic, partition),
+                        committer,
+                        &sender,
+                    );
                     if let Err(error) = read {
                         let _ = sender.blocking_send(Err(error.into()));
                     }
                 });
-                futures::stream::unfold(receiver, |mut receiver| async move {
-                    receiver.recv().await.map(|batch| (batch, receiver))
-                })
+                let handed_on = HandedOn {
+                    ledger,
+                    event_time: event_time.cloned(),
+                };
+                futures::stream::unfold(
+                    (receiver, handed_on),
+                    |(mut receiver, handed_on)| async move {
+                        let item = receiver.recv().await?;
+                        let batch = item.and_then(|(batch, position)| {
+                            handed_on.record(&batch, position)?;
+                            Ok(batch)
+                        });
+                        Some((batch, (receiver, handed_on)))
+                    },
+                )
                 .boxed()
             })
             .collect())
+    }
+}
+
+/// Records, for committing, each batch a partition hands on to the plan.
+struct HandedOn {
+    ledger: Option<Arc<SplitLedger>>,
+    event_time: Option<WatermarkSpec>,
+}
+
+impl HandedOn {
+    fn record(&self, batch: &RecordBatch, position: i64) -> Result<()> {
+        if let Some(ledger) = &self.ledger {
+            let latest = match &self.event_time {
+                Some(spec) => spec.latest_event_time(batch)?,
+                None => None,
+            };
+            ledger.read(position, latest);
+        }
+        Ok(())
     }
 }

@@ -22,8 +22,10 @@ use futures::StreamExt;
 
 use super::source::{Source, SplitStream};
 use crate::error::Error;
+use crate::pipeline::JobProgress;
 use crate::session::SourceReads;
 use crate::sql::WithOptions;
+use crate::window::WatermarkSpec;
 
 /// When reading a memory table ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +172,11 @@ impl Source for MemorySource {
         }
     }
 
-    async fn open(&self, _context: Arc<TaskContext>) -> Result<Vec<SplitStream>> {
+    async fn open(
+        &self,
+        _context: Arc<TaskContext>,
+        _event_time: Option<&WatermarkSpec>,
+    ) -> Result<Vec<SplitStream>> {
         Ok((0..self.0.splits)
             .map(|split| SplitReader::new(Arc::clone(&self.0), split).into_stream())
             .collect())
@@ -196,16 +202,16 @@ impl DataSink for MemorySink {
     async fn write_all(
         &self,
         mut data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> Result<u64> {
         let mut rows = 0;
         while let Some(batch) = data.next().await.transpose()? {
-            if batch.num_rows() == 0 {
-                continue;
+            if batch.num_rows() > 0 {
+                rows += batch.num_rows() as u64;
+                self.0
+                    .push(batch.with_schema(Arc::clone(&self.0.schema))?)?;
             }
-            rows += batch.num_rows() as u64;
-            self.0
-                .push(batch.with_schema(Arc::clone(&self.0.schema))?)?;
+            JobProgress::settle_task(context);
         }
         Ok(rows)
     }

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
 use crate::format::{TextTable, encode_json_lines};
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
 use crate::sql::WithOptions;
 
 /// How `stdout` prints rows.
@@ -73,6 +73,7 @@ impl DataSink for StdoutSink {
         let mut rows = 0u64;
         while let Some(batch) = data.next().await.transpose()? {
             if batch.num_rows() == 0 {
+                JobProgress::settle_task(context);
                 continue;
             }
             let bytes = match self.format {
@@ -102,6 +103,7 @@ impl DataSink for StdoutSink {
             }
             rows += batch.num_rows() as u64;
             PipelineMetrics::add(&metrics.metrics.rows_out, batch.num_rows());
+            JobProgress::settle_task(context);
         }
         Ok(rows)
     }

@@ -1,0 +1,234 @@
+//! Which source positions a job may commit: a position is settled once every row read
+//! before it has had its effect on the sinks.
+//!
+//! Rows travel from a source to a sink within one pull of the plan, except where a stateful
+//! operator keeps them: a window holds its rows until it is emitted. So each source split
+//! keeps a ledger of the batches it handed on (the position after each, and the latest
+//! event time in it), each stateful operator publishes an [`EventTimeHold`] (the earliest
+//! event time it still needs), and a sink, once what it has received is durable, calls
+//! [`JobProgress::settle`]: every batch whose rows are all older than every hold is settled.
+//! Committing settled positions gives at-least-once delivery across restarts.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use datafusion::execution::TaskContext;
+
+/// How long a finished job waits for its readers' last commits.
+const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(15);
+
+/// No position settled yet.
+const UNSETTLED: i64 = i64::MIN;
+
+/// The earliest event time (nanoseconds) a stateful operator still needs; `i64::MAX`
+/// while it holds nothing.
+#[derive(Debug)]
+pub struct EventTimeHold(AtomicI64);
+
+impl EventTimeHold {
+    /// Publishes what the operator holds now: `None` when nothing.
+    pub fn set(&self, earliest: Option<i64>) {
+        self.0
+            .store(earliest.unwrap_or(i64::MAX), Ordering::Release);
+    }
+
+    /// Lowers the hold to `earliest` if that is earlier.
+    pub fn lower(&self, earliest: i64) {
+        self.0.fetch_min(earliest, Ordering::AcqRel);
+    }
+
+    fn get(&self) -> i64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The batches one split (a Kafka partition) has handed on and not yet settled.
+#[derive(Debug)]
+pub struct SplitLedger {
+    /// (position after the batch, latest event time in it), oldest first.
+    pending: Mutex<VecDeque<(i64, Option<i64>)>>,
+    settled: AtomicI64,
+    /// Set when the job has ended: nothing more will settle.
+    finished: AtomicBool,
+    /// Set by the split's reader once it has committed for the last time.
+    closed: AtomicBool,
+}
+
+impl SplitLedger {
+    fn new() -> Self {
+        Self {
+            pending: Mutex::new(VecDeque::new()),
+            settled: AtomicI64::new(UNSETTLED),
+            finished: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Records a batch handed on to the plan: the split's position after it and the latest
+    /// event time among its rows (`None` when the table has no event time).
+    pub fn read(&self, position: i64, latest_event_time: Option<i64>) {
+        lock(&self.pending).push_back((position, latest_event_time));
+    }
+
+    /// The position up to which every row has reached the sinks, if any.
+    pub fn settled(&self) -> Option<i64> {
+        match self.settled.load(Ordering::Acquire) {
+            UNSETTLED => None,
+            position => Some(position),
+        }
+    }
+
+    /// True once the job has ended (its sinks have settled all they will).
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Called by the split's reader when it will commit no more.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    fn settle(&self, frontier: i64) {
+        let mut pending = lock(&self.pending);
+        let mut settled = None;
+        while let Some(&(position, latest)) = pending.front() {
+            // Without an event time, a row is held by any operator that holds anything.
+            let older = match latest {
+                Some(time) => time < frontier,
+                None => frontier == i64::MAX,
+            };
+            if !older {
+                break;
+            }
+            settled = Some(position);
+            pending.pop_front();
+        }
+        if let Some(position) = settled {
+            self.settled.store(position, Ordering::Release);
+        }
+    }
+}
+
+/// The progress of one job (one `INSERT` or query of a pipeline): its source ledgers and
+/// its operators' holds. It travels in the job's task context.
+#[derive(Debug, Default)]
+pub struct JobProgress {
+    ledgers: Mutex<Vec<Arc<SplitLedger>>>,
+    holds: Mutex<Vec<Arc<EventTimeHold>>>,
+}
+
+impl JobProgress {
+    /// The progress of the job a task belongs to; `None` outside a pipeline job (a plain
+    /// DataFusion session), where nothing is committed.
+    pub fn of_task(task: &TaskContext) -> Option<Arc<JobProgress>> {
+        task.session_config().get_extension::<JobProgress>()
+    }
+
+    /// A new ledger for a split whose positions will be committed.
+    pub fn ledger(&self) -> Arc<SplitLedger> {
+        let ledger = Arc::new(SplitLedger::new());
+        lock(&self.ledgers).push(Arc::clone(&ledger));
+        ledger
+    }
+
+    /// A new hold for a stateful operator; it holds nothing until set.
+    pub fn hold(&self) -> Arc<EventTimeHold> {
+        let hold = Arc::new(EventTimeHold(AtomicI64::new(i64::MAX)));
+        lock(&self.holds).push(Arc::clone(&hold));
+        hold
+    }
+
+    /// Called by a sink once everything it has received is durable: settles each split's
+    /// batches whose rows are older than every hold.
+    pub fn settle(&self) {
+        let frontier = lock(&self.holds)
+            .iter()
+            .map(|hold| hold.get())
+            .min()
+            .unwrap_or(i64::MAX);
+        for ledger in lock(&self.ledgers).iter() {
+            ledger.settle(frontier);
+        }
+    }
+
+    /// Marks the job of `task` ended, successfully or not, and waits (up to
+    /// [`FINAL_COMMIT_WAIT`]) for its readers to commit what is settled. Call it once the
+    /// job's plan has been dropped.
+    pub async fn finish_task(task: &TaskContext) {
+        let Some(progress) = Self::of_task(task) else {
+            return;
+        };
+        let ledgers = lock(&progress.ledgers).clone();
+        for ledger in &ledgers {
+            ledger.finished.store(true, Ordering::Release);
+        }
+        let deadline = tokio::time::Instant::now() + FINAL_COMMIT_WAIT;
+        while ledgers.iter().any(|l| !l.closed.load(Ordering::Acquire))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Settles the job of `task`, if it is a pipeline job.
+    pub fn settle_task(task: &TaskContext) {
+        if let Some(progress) = Self::of_task(task) {
+            progress.settle();
+        }
+    }
+}
+
+/// Locks `mutex`; a panic elsewhere while holding it leaves plain data that is still valid.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_holds_everything_read_settles() {
+        let progress = JobProgress::default();
+        let ledger = progress.ledger();
+        ledger.read(10, Some(5));
+        ledger.read(20, None);
+        assert_eq!(ledger.settled(), None);
+        progress.settle();
+        assert_eq!(ledger.settled(), Some(20));
+    }
+
+    #[test]
+    fn a_hold_keeps_batches_with_newer_rows_and_everything_after_them() {
+        let progress = JobProgress::default();
+        let ledger = progress.ledger();
+        let hold = progress.hold();
+        ledger.read(10, Some(100));
+        ledger.read(20, Some(300));
+        ledger.read(30, Some(150));
+        hold.set(Some(200));
+        progress.settle();
+        assert_eq!(ledger.settled(), Some(10));
+        hold.set(Some(301));
+        progress.settle();
+        assert_eq!(ledger.settled(), Some(30));
+    }
+
+    #[test]
+    fn rows_without_event_time_wait_for_every_hold_to_clear() {
+        let progress = JobProgress::default();
+        let ledger = progress.ledger();
+        let hold = progress.hold();
+        ledger.read(10, None);
+        hold.set(Some(i64::MIN + 1));
+        progress.settle();
+        assert_eq!(ledger.settled(), None);
+        hold.set(None);
+        progress.settle();
+        assert_eq!(ledger.settled(), Some(10));
+    }
+}

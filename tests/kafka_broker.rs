@@ -1,21 +1,22 @@
 //! Kafka tables against a broker in its own process (tansu, which `scripts/test` installs
 //! and starts on 127.0.0.1, setting `PROFUSION_TEST_KAFKA`): seeded events produced to a
-//! three-partition topic, read continuously through `TUMBLE`, equal the same aggregation
-//! computed by plain batch DataFusion over the same events.
+//! three-partition topic, aggregated by a running pipeline through `TUMBLE` into another
+//! topic, equal the same aggregation computed by plain batch DataFusion over the same events.
 //!
-//! The topic is read continuously, not as a snapshot: tansu 0.6.0 answers a query for a
+//! Topics are read continuously, not as snapshots: tansu 0.6.0 answers a query for a
 //! partition's end offset with the first offset of its last record batch (a partition
 //! holding offsets 0 to 6666 said 5278), so a snapshot of it would stop early. Instead, each
 //! partition ends with a sentinel event an hour later, which closes every window of the
-//! data, and the query stops after as many rows as the batch result has.
+//! data, and the output is read until it holds as many rows as the batch result.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
 
 use common::{batch_over_json, lines, run_pipeline};
 use profusion::sql::parse_pipeline;
-use profusion::{Engine, SessionOptions};
+use profusion::{Engine, Pipeline, SessionOptions};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -36,18 +37,7 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
         .unwrap()
         .as_nanos();
     let topic = format!("events-{nanos}");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    create_topic(&servers, &topic, 3).await;
 
     // The input: seeded events, a few seconds out of order, as JSON lines.
     let dir = tempfile::tempdir().unwrap();
@@ -96,24 +86,62 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
     let expected = batch(path).await;
     assert!(expected.len() > 100, "many windows: {}", expected.len());
 
-    let engine = Engine::new(&SessionOptions::default()).unwrap();
-    let pipeline = format!(
-        "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-           WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{servers}');
-         SELECT user_id, window_start, count(*), sum(amount)
-           FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
-           GROUP BY user_id, window_start, window_end LIMIT {};",
+    let activity = format!("activity-{nanos}");
+    create_topic(&servers, &activity, 3).await;
+    let pipeline = Pipeline::load(
+        &format!(
+            "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+               WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{servers}',
+                     'group.id' = 'activity-{nanos}');
+             CREATE TABLE activity (user_id TEXT, window_start TIMESTAMP, events BIGINT, spend DOUBLE)
+               WITH (connector = 'kafka', topic = '{activity}', 'bootstrap.servers' = '{servers}',
+                     'key.fields' = 'user_id');
+             INSERT INTO activity
+             SELECT user_id, window_start, count(*), sum(amount)
+               FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+               GROUP BY user_id, window_start, window_end;"
+        ),
+        &SessionOptions::default(),
+    )
+    .await
+    .unwrap();
+    let stop = Arc::clone(pipeline.engine().shared());
+    let running = tokio::spawn(pipeline.run());
+
+    let reader = Engine::new(&SessionOptions::default()).unwrap();
+    let read_back = format!(
+        "CREATE TABLE activity (user_id TEXT, window_start TIMESTAMP, events BIGINT, spend DOUBLE)
+           WITH (connector = 'kafka', topic = '{activity}', 'bootstrap.servers' = '{servers}');
+         SELECT * FROM activity LIMIT {};",
         expected.len()
     );
     let mut streamed = Vec::new();
-    for statement in parse_pipeline(&pipeline).unwrap() {
-        if let Some(job) = engine.submit(statement).await.unwrap() {
-            streamed = lines(&engine.collect(&job).await.unwrap());
+    for statement in parse_pipeline(&read_back).unwrap() {
+        if let Some(job) = reader.submit(statement).await.unwrap() {
+            streamed = lines(&reader.collect(&job).await.unwrap());
         }
     }
+    stop.stop.stop();
+    let summary = running.await.unwrap().unwrap();
+    assert!(summary.stopped);
 
     assert_eq!(streamed.len(), expected.len());
     assert_eq!(streamed, expected);
+}
+
+async fn create_topic(servers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
 }
 
 /// The per-user one-minute aggregation of the JSON lines at `path`, in plain DataFusion.

@@ -19,6 +19,7 @@ pub use table::{SourceDefinition, StreamTable};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Constraint;
 use datafusion::datasource::sink::DataSink;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
@@ -56,6 +57,19 @@ pub async fn create_table(
     };
     let df_schema = Arc::clone(ddl.input.schema());
     let schema: SchemaRef = Arc::clone(df_schema.inner());
+    let primary_key: Vec<String> = ddl
+        .constraints
+        .iter()
+        .find_map(|c| match c {
+            Constraint::PrimaryKey(indices) => Some(
+                indices
+                    .iter()
+                    .map(|&i| schema.field(i).name().clone())
+                    .collect(),
+            ),
+            Constraint::Unique(_) => None,
+        })
+        .unwrap_or_default();
 
     let connector = options.required("connector")?.to_ascii_lowercase();
     let lateness = LatenessOptions {
@@ -63,7 +77,12 @@ pub async fn create_table(
         idle_timeout: options.duration("watermark.idle_timeout")?,
         late_data_sink: options.take("late_data.sink"),
     };
-    let (source, sink) = connector_halves(&connector, &schema, &mut options, reads, &metadata)?;
+    let declared = Declared {
+        schema: &schema,
+        metadata: &metadata,
+        primary_key: &primary_key,
+    };
+    let (source, sink) = connector_halves(&connector, declared, &mut options, reads)?;
     options.finish(&connector)?;
 
     let watermark = match watermark {
@@ -94,13 +113,24 @@ pub async fn create_table(
 
 type Halves = (Option<Arc<dyn Source>>, Option<Arc<dyn DataSink>>);
 
+/// What a `CREATE TABLE` declares besides its options.
+struct Declared<'a> {
+    schema: &'a SchemaRef,
+    metadata: &'a [MetadataColumn],
+    primary_key: &'a [String],
+}
+
 fn connector_halves(
     connector: &str,
-    schema: &SchemaRef,
+    declared: Declared<'_>,
     options: &mut WithOptions,
     reads: SourceReads,
-    metadata: &[MetadataColumn],
 ) -> Result<Halves> {
+    let Declared {
+        schema,
+        metadata,
+        primary_key,
+    } = declared;
     let schema = Arc::clone(schema);
     if connector != "kafka"
         && let Some(column) = metadata.first()
@@ -129,9 +159,16 @@ fn connector_halves(
             let parsed = kafka::KafkaOptions::parse(options)?;
             let metadata =
                 kafka::MetadataColumns::try_new(&schema, metadata).map_err(|m| options.error(m))?;
+            let key_fields = parsed.key_fields.as_deref().unwrap_or(primary_key);
+            let layout = kafka::MessageLayout::try_new(&metadata, key_fields)
+                .map_err(|e| options.error(e.to_string()))?;
             (
-                Some(Arc::new(kafka::KafkaSource::new(parsed, reads, metadata))),
-                None,
+                Some(Arc::new(kafka::KafkaSource::new(
+                    parsed.clone(),
+                    reads,
+                    metadata,
+                ))),
+                Some(Arc::new(kafka::KafkaSink::new(schema, parsed, layout))),
             )
         }
         "memory" => {

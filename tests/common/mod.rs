@@ -12,12 +12,20 @@ use datafusion::prelude::{JsonReadOptions, SessionContext};
 
 /// Runs the pipeline `text` to its end.
 pub async fn run_pipeline(text: &str) -> profusion::RunSummary {
-    profusion::Pipeline::load(text, &profusion::SessionOptions::default())
+    try_run_pipeline(text, &profusion::SessionOptions::default())
         .await
         .unwrap()
-        .run()
+}
+
+/// Runs the pipeline `text` with `options` to its end, or to its first error.
+pub async fn try_run_pipeline(
+    text: &str,
+    options: &profusion::SessionOptions,
+) -> Result<profusion::RunSummary, String> {
+    let pipeline = profusion::Pipeline::load(text, options)
         .await
-        .unwrap()
+        .map_err(|e| e.to_string())?;
+    pipeline.run().await.map_err(|e| e.to_string())
 }
 
 /// The batch result of `query` in a plain DataFusion session where `events` is the JSON

@@ -1,6 +1,6 @@
-//! The one place Kafka client configurations are built: the table's servers and group, the
-//! settings profusion relies on, then the user's `'properties.*'` (security, SASL, SSL and
-//! any other librdkafka property), which may override anything but what correctness needs.
+//! The one place Kafka client configurations are built, for consumers and producers: the
+//! table's servers (and group), the user's `'properties.*'` (security, SASL, SSL and any
+//! other librdkafka property), then the settings correctness needs, which nothing overrides.
 
 use rdkafka::ClientConfig;
 
@@ -34,6 +34,22 @@ pub fn consumer_config(options: &KafkaOptions) -> ClientConfig {
     config
 }
 
+/// Settings a writer needs for its guarantees: retries never duplicate or reorder messages.
+const PRODUCER_FIXED: [(&str, &str); 1] = [("enable.idempotence", "true")];
+
+/// The configuration of a producer writing the table's topic.
+pub fn producer_config(options: &KafkaOptions) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &options.bootstrap_servers);
+    for (key, value) in &options.properties {
+        config.set(key, value);
+    }
+    for (key, value) in PRODUCER_FIXED {
+        config.set(key, value);
+    }
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +71,8 @@ mod tests {
         assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
         assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+        let producer = producer_config(&options);
+        assert_eq!(producer.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(producer.get("enable.idempotence"), Some("true"));
     }
 }

@@ -96,6 +96,27 @@ impl MetadataColumns {
         Arc::clone(&self.value)
     }
 
+    /// The column holding each message's key, if the table declares one.
+    pub fn key_column(&self) -> Option<usize> {
+        self.position(Field::Key)
+    }
+
+    /// The column holding each message's Kafka timestamp, if the table declares one.
+    pub fn timestamp_column(&self) -> Option<usize> {
+        self.position(Field::Timestamp)
+    }
+
+    /// The positions of the columns a message value holds.
+    pub fn value_columns(&self) -> Vec<usize> {
+        (0..self.fields.len())
+            .filter(|&i| self.fields[i].is_none())
+            .collect()
+    }
+
+    fn position(&self, field: Field) -> Option<usize> {
+        self.fields.iter().position(|f| *f == Some(field))
+    }
+
     /// The table's rows: the decoded `values` of `records[kept]`, with their metadata.
     pub fn assemble(
         &self,

@@ -5,10 +5,14 @@
 mod commit;
 mod config;
 mod decode;
+mod encode;
 mod metadata;
 mod options;
+mod sink;
 mod source;
 
+pub use encode::MessageLayout;
 pub use metadata::MetadataColumns;
 pub use options::{BadDataPolicy, KafkaFormat, KafkaOptions, StartupMode};
+pub use sink::KafkaSink;
 pub use source::KafkaSource;

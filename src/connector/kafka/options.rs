@@ -46,6 +46,9 @@ pub struct KafkaOptions {
     pub bad_data: BadDataPolicy,
     /// Rows per decoded batch.
     pub batch_size: usize,
+    /// Columns whose values make a written message's key (`'key.fields'`); the table's
+    /// primary key when not given.
+    pub key_fields: Option<Vec<String>>,
     /// librdkafka properties given as `'properties.<name>'`, passed to every client.
     pub properties: BTreeMap<String, String>,
 }
@@ -107,6 +110,13 @@ impl KafkaOptions {
             )?
             .unwrap_or(BadDataPolicy::Fail);
         let batch_size = options.parse::<usize>("batch_size")?.unwrap_or(8192).max(1);
+        let key_fields = options.take("key.fields").map(|fields| {
+            fields
+                .split(',')
+                .map(|f| f.trim().to_string())
+                .filter(|f| !f.is_empty())
+                .collect()
+        });
         let properties = options.take_prefixed("properties.");
         Ok(Self {
             topics,
@@ -116,6 +126,7 @@ impl KafkaOptions {
             format,
             bad_data,
             batch_size,
+            key_fields,
             properties,
         })
     }

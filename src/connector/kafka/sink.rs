@@ -1,0 +1,186 @@
+//! Writing a Kafka table (`INSERT INTO`): each row becomes one message on the table's topic,
+//! through an idempotent producer (librdkafka's retries neither duplicate nor reorder).
+//!
+//! A batch counts as written once librdkafka has acknowledged every one of its messages;
+//! only then may the job settle (and sources commit) what it came from. A message that
+//! cannot be delivered (after librdkafka's own retries, within `message.timeout.ms`) fails
+//! the pipeline with the cause: nothing is dropped silently.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::sink::DataSink;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
+use futures::StreamExt;
+use rdkafka::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::Notify;
+
+use super::config::producer_config;
+use super::encode::MessageLayout;
+use super::options::KafkaOptions;
+use crate::error::Error;
+use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
+
+/// How long to wait before retrying a message librdkafka's full queue refused.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
+/// How long the final flush may take when the input ends.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The writing half of a Kafka table.
+#[derive(Debug)]
+pub struct KafkaSink {
+    schema: SchemaRef,
+    options: KafkaOptions,
+    layout: MessageLayout,
+}
+
+impl KafkaSink {
+    /// A sink writing rows of `schema` as `layout` says.
+    pub fn new(schema: SchemaRef, options: KafkaOptions, layout: MessageLayout) -> Self {
+        Self {
+            schema,
+            options,
+            layout,
+        }
+    }
+
+    /// The one topic written to.
+    fn topic(&self) -> Result<&str> {
+        match self.options.topics.as_slice() {
+            [topic] => Ok(topic),
+            topics => Err(DataFusionError::Plan(format!(
+                "a Kafka table over several topics ({}) cannot be written to",
+                topics.join(", ")
+            ))),
+        }
+    }
+}
+
+impl DisplayAs for KafkaSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "KafkaSink: topic={}", self.options.topics.join(","))
+    }
+}
+
+/// Tracks the messages librdkafka has not yet acknowledged, and the first failure.
+#[derive(Default)]
+struct Deliveries {
+    in_flight: AtomicI64,
+    failure: Mutex<Option<KafkaError>>,
+    settled: Notify,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        if let Err((error, _)) = result {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            failure.get_or_insert_with(|| error.clone());
+        }
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_one();
+        }
+    }
+}
+
+impl Deliveries {
+    /// Waits until every message sent so far is acknowledged; the first failure, if any.
+    async fn settled(&self) -> Result<(), KafkaError> {
+        loop {
+            let notified = self.settled.notified();
+            if let Some(error) = self
+                .failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                return Err(error);
+            }
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            // A notification between the check and here is kept by `notify_one`.
+            notified.await;
+        }
+    }
+}
+
+#[async_trait]
+impl DataSink for KafkaSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        let topic = self.topic()?;
+        let failed = |source: KafkaError| -> DataFusionError {
+            Error::Kafka {
+                context: format!("writing to topic {topic}"),
+                source,
+            }
+            .into()
+        };
+        let pipeline = PipelineContext::of_task(context);
+        let producer: Arc<ThreadedProducer<Deliveries>> = Arc::new(
+            producer_config(&self.options)
+                .create_with_context(Deliveries::default())
+                .map_err(failed)?,
+        );
+        let deliveries = producer.context();
+        let mut rows = 0u64;
+        while let Some(batch) = data.next().await.transpose()? {
+            let messages = self.layout.encode(&batch)?;
+            for i in 0..messages.len() {
+                let message = messages.message(i);
+                let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(message.value);
+                if let Some(key) = message.key {
+                    record = record.key(key);
+                }
+                if let Some(timestamp) = message.timestamp {
+                    record = record.timestamp(timestamp);
+                }
+                deliveries.in_flight.fetch_add(1, Ordering::AcqRel);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                        }
+                        Err((error, _)) => {
+                            deliveries.in_flight.fetch_sub(1, Ordering::AcqRel);
+                            return Err(failed(error));
+                        }
+                    }
+                }
+            }
+            deliveries.settled().await.map_err(failed)?;
+            rows += batch.num_rows() as u64;
+            PipelineMetrics::add(&pipeline.metrics.rows_out, batch.num_rows());
+            JobProgress::settle_task(context);
+        }
+        let flushing = Arc::clone(&producer);
+        tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .map_err(failed)?;
+        Ok(rows)
+    }
+}

@@ -2,8 +2,9 @@
 //! It travels in DataFusion's session config as an extension, so operators reach it through
 //! the task context rather than through globals.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionConfig;
@@ -24,6 +25,8 @@ pub struct PipelineMetrics {
     pub peak_state_bytes: AtomicU64,
     /// The most advanced watermark any source has reported, in nanoseconds.
     watermark: AtomicI64,
+    /// Records skipped or dead-lettered by `bad_data`, by kind.
+    bad_records: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for PipelineMetrics {
@@ -34,6 +37,7 @@ impl Default for PipelineMetrics {
             rows_out: AtomicU64::new(0),
             peak_state_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(Watermark::MIN.0),
+            bad_records: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -54,6 +58,20 @@ impl PipelineMetrics {
         if !watermark.is_end() {
             self.watermark.fetch_max(watermark.0, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one bad record of `kind` that a source skipped or dead-lettered.
+    pub fn count_bad_record(&self, kind: &'static str) {
+        let mut counts = self.bad_records.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry(kind).or_default() += 1;
+    }
+
+    /// Bad records skipped or dead-lettered so far, by kind.
+    pub fn bad_records(&self) -> BTreeMap<&'static str, u64> {
+        self.bad_records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The latest source watermark.

@@ -13,6 +13,7 @@ pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use status::{StatusLine, status_text};
 pub use streaming_filter::{StreamingFilterExec, StreamingFilterRule};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,8 @@ pub struct RunSummary {
     pub events_in: u64,
     pub rows_out: u64,
     pub late_rows: u64,
+    /// Records sources skipped or dead-lettered as bad, by kind.
+    pub bad_records: BTreeMap<&'static str, u64>,
     pub elapsed: Duration,
     /// True when the run ended because a stop was requested.
     pub stopped: bool,
@@ -98,6 +101,7 @@ impl Pipeline {
             events_in: PipelineMetrics::read(&m.events_in),
             rows_out: PipelineMetrics::read(&m.rows_out),
             late_rows: PipelineMetrics::read(&m.late_rows),
+            bad_records: m.bad_records(),
             elapsed: started.elapsed(),
             stopped: shared.stop.is_stopped(),
         })

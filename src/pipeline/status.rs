@@ -10,14 +10,24 @@ use super::{PipelineContext, PipelineMetrics};
 /// A snapshot of the counters, formatted for people.
 pub fn status_text(context: &PipelineContext, events_per_second: f64) -> String {
     let m = &context.metrics;
-    format!(
+    let mut text = format!(
         "events in {} ({}/s) · watermark {} · late {} · rows out {}",
         PipelineMetrics::read(&m.events_in),
         events_per_second.round() as u64,
         m.watermark(),
         PipelineMetrics::read(&m.late_rows),
         PipelineMetrics::read(&m.rows_out),
-    )
+    );
+    let bad = m.bad_records();
+    if !bad.is_empty() {
+        let kinds: Vec<String> = bad.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        text.push_str(&format!(
+            " · bad records {} ({})",
+            bad.values().sum::<u64>(),
+            kinds.join(", ")
+        ));
+    }
+    text
 }
 
 /// Redraws the status line on standard error every `period` until dropped.

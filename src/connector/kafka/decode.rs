@@ -1,6 +1,7 @@
-//! Kafka message values into Arrow batches, with the table's `bad_data` policy. A poll's
-//! worth of messages is decoded in one go; only when that fails is each message decoded on
-//! its own, to find the bad ones and say exactly which record is wrong and why.
+//! Kafka message values into Arrow batches. A poll's worth of messages is decoded in one
+//! go; only when that fails is each message decoded on its own, to find the bad ones and
+//! say exactly which record is wrong and why (the table's `bad_data` policy then decides
+//! what becomes of them).
 
 use std::sync::Arc;
 
@@ -8,8 +9,10 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::ReaderBuilder;
+use datafusion::common::internal_datafusion_err;
+use rdkafka::message::BorrowedHeaders;
 
-use super::options::BadDataPolicy;
+use super::bad_data::{BadRecordKind, Rejected};
 use crate::error::Error;
 
 /// One message as read: its offset, value (`None` for a tombstone), key and timestamp.
@@ -19,108 +22,146 @@ pub struct RawRecord<'a> {
     pub key: Option<&'a [u8]>,
     /// The Kafka timestamp, in milliseconds since the epoch, when the message has one.
     pub timestamp_millis: Option<i64>,
+    pub headers: Option<&'a BorrowedHeaders>,
 }
 
 /// Decodes the messages of one partition.
 pub struct RecordDecoder {
     schema: SchemaRef,
-    policy: BadDataPolicy,
-    topic: String,
-    partition: i32,
-    /// Records skipped under `bad_data = 'drop'`.
-    pub dropped: u64,
+    /// Values longer than this are refused unread.
+    max_record_bytes: usize,
+}
+
+/// What became of a poll's worth of records.
+pub struct Decoded {
+    /// The rows, in record order.
+    pub batch: RecordBatch,
+    /// Which records the rows are (tombstones and bad records carry none).
+    pub kept: Vec<usize>,
+    /// The records that could not be decoded, and why.
+    pub rejected: Vec<Rejected>,
 }
 
 impl RecordDecoder {
-    pub fn new(schema: SchemaRef, policy: BadDataPolicy, topic: String, partition: i32) -> Self {
+    pub fn new(schema: SchemaRef, max_record_bytes: usize) -> Self {
         Self {
             schema,
-            policy,
-            topic,
-            partition,
-            dropped: 0,
+            max_record_bytes,
         }
     }
 
-    /// The rows of `records`, and which records they are (tombstones carry no row).
-    pub fn decode(
-        &mut self,
-        records: &[RawRecord<'_>],
-    ) -> Result<(RecordBatch, Vec<usize>), Error> {
+    /// Decodes `records`; a record that cannot be decoded is rejected, not an error.
+    pub fn decode(&self, records: &[RawRecord<'_>]) -> Result<Decoded, Error> {
+        let mut rejected = Vec::new();
         let (kept, values): (Vec<usize>, Vec<&[u8]>) = records
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| r.value.map(|v| (i, v)))
+            .filter_map(|(i, r)| {
+                let value = r.value?;
+                if value.len() > self.max_record_bytes {
+                    rejected.push(Rejected {
+                        index: i,
+                        kind: BadRecordKind::Oversize,
+                        reason: format!(
+                            "the value has {} bytes, over the limit of {} ('max_record_bytes')",
+                            value.len(),
+                            self.max_record_bytes
+                        ),
+                    });
+                    return None;
+                }
+                Some((i, value))
+            })
             .unzip();
         if let Ok(batch) = self.decode_values(&values) {
-            return Ok((batch, kept));
+            return Ok(Decoded {
+                batch,
+                kept,
+                rejected,
+            });
         }
         let mut good = Vec::with_capacity(values.len());
-        let mut kept = Vec::with_capacity(values.len());
-        for (i, record) in records.iter().enumerate() {
-            let Some(value) = record.value else { continue };
+        let mut kept_good = Vec::with_capacity(values.len());
+        for (&i, &value) in kept.iter().zip(&values) {
             match self.decode_values(&[value]) {
                 Ok(_) => {
                     good.push(value);
-                    kept.push(i);
+                    kept_good.push(i);
                 }
-                Err(reason) => match self.policy {
-                    BadDataPolicy::Fail => {
-                        return Err(Error::BadRecord {
-                            topic: self.topic.clone(),
-                            partition: self.partition,
-                            offset: record.offset,
-                            reason: reason.to_string(),
-                        });
-                    }
-                    BadDataPolicy::Drop => self.dropped += 1,
-                },
+                Err((kind, reason)) => rejected.push(Rejected {
+                    index: i,
+                    kind,
+                    reason,
+                }),
             }
         }
-        let batch = self.decode_values(&good).map_err(|e| Error::BadRecord {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            offset: records.first().map_or(-1, |r| r.offset),
-            reason: format!("records that decode alone fail together: {e}"),
+        rejected.sort_by_key(|r| r.index);
+        let batch = self.decode_values(&good).map_err(|(_, reason)| {
+            Error::DataFusion(internal_datafusion_err!(
+                "records that decode alone fail together: {reason}"
+            ))
         })?;
-        Ok((batch, kept))
+        Ok(Decoded {
+            batch,
+            kept: kept_good,
+            rejected,
+        })
     }
 
     /// Decodes JSON values, one row each.
-    fn decode_values(&self, values: &[&[u8]]) -> Result<RecordBatch, ArrowError> {
+    fn decode_values(&self, values: &[&[u8]]) -> Result<RecordBatch, (BadRecordKind, String)> {
+        let json = |e: ArrowError| (json_error_kind(&e), e.to_string());
         let mut decoder = ReaderBuilder::new(Arc::clone(&self.schema))
             .with_batch_size(values.len().max(1))
-            .build_decoder()?;
+            .build_decoder()
+            .map_err(json)?;
+        let not_one_object = || {
+            (
+                BadRecordKind::NotOneObject,
+                "a message must hold exactly one JSON object".to_string(),
+            )
+        };
         for value in values {
             if value.iter().all(u8::is_ascii_whitespace) {
-                return Err(ArrowError::JsonError("the message is empty".into()));
+                return Err((BadRecordKind::Empty, "the message is empty".into()));
             }
             // The decoder stops taking bytes once it holds one row per message: a message
             // it does not take whole holds more than one object.
-            if decoder.decode(value)? < value.len() {
-                return Err(ArrowError::JsonError(
-                    "a message must hold exactly one JSON object".into(),
-                ));
+            if decoder.decode(value).map_err(json)? < value.len() {
+                return Err(not_one_object());
             }
-            decoder.decode(b"\n")?;
+            decoder.decode(b"\n").map_err(json)?;
         }
         let batch = decoder
-            .flush()?
+            .flush()
+            .map_err(json)?
             .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema)));
         if batch.num_rows() != values.len() {
-            return Err(ArrowError::JsonError(
-                "a message must hold exactly one JSON object".into(),
-            ));
+            return Err(not_one_object());
         }
         for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
             if !field.is_nullable() && column.null_count() > 0 {
-                return Err(ArrowError::JsonError(format!(
-                    "no value for the NOT NULL column {}",
-                    field.name()
-                )));
+                return Err((
+                    BadRecordKind::MissingValue,
+                    format!("no value for the NOT NULL column {}", field.name()),
+                ));
             }
         }
         Ok(batch)
+    }
+}
+
+/// Whether the JSON reader failed on the syntax or on a value of the wrong type.
+fn json_error_kind(error: &ArrowError) -> BadRecordKind {
+    let message = error.to_string();
+    // The reader names the field whose value it could not convert, or the NOT NULL
+    // column it found no value for.
+    if message.contains("non-nullable") {
+        BadRecordKind::MissingValue
+    } else if message.contains("whilst decoding field") {
+        BadRecordKind::WrongType
+    } else {
+        BadRecordKind::InvalidJson
     }
 }
 
@@ -130,12 +171,12 @@ mod tests {
 
     use super::*;
 
-    fn decoder(policy: BadDataPolicy) -> RecordDecoder {
+    fn decoder() -> RecordDecoder {
         let schema = Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Utf8, false),
             Field::new("amount", DataType::Float64, true),
         ]));
-        RecordDecoder::new(schema, policy, "events".into(), 3)
+        RecordDecoder::new(schema, 64)
     }
 
     fn records<'a>(values: &[Option<&'a str>]) -> Vec<RawRecord<'a>> {
@@ -147,53 +188,57 @@ mod tests {
                 value: v.map(str::as_bytes),
                 key: None,
                 timestamp_millis: None,
+                headers: None,
             })
             .collect()
     }
 
     #[test]
     fn good_messages_decode_together_and_tombstones_are_skipped() {
-        let (batch, kept) = decoder(BadDataPolicy::Fail)
+        let decoded = decoder()
             .decode(&records(&[
                 Some(r#"{"user_id": "a", "amount": 1.5}"#),
                 None,
                 Some(r#"{"user_id": "b", "extra": true}"#),
             ]))
             .unwrap();
-        assert_eq!(batch.num_rows(), 2);
-        assert_eq!(kept, vec![0, 2]);
+        assert_eq!(decoded.batch.num_rows(), 2);
+        assert_eq!(decoded.kept, vec![0, 2]);
+        assert!(decoded.rejected.is_empty());
     }
 
     #[test]
-    fn fail_names_the_first_bad_record() {
-        let error = decoder(BadDataPolicy::Fail)
-            .decode(&records(&[
-                Some(r#"{"user_id": "a"}"#),
-                Some(r#"{"user_id": "b", "amount": "lots"}"#),
-                Some("not json"),
-            ]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.starts_with("bad record in topic events, partition 3, offset 101:"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn drop_skips_every_kind_of_bad_record_and_counts_it() {
-        let mut decoder = decoder(BadDataPolicy::Drop);
-        let (batch, kept) = decoder
+    fn every_kind_of_bad_record_is_rejected_with_its_reason() {
+        let decoded = decoder()
             .decode(&records(&[
                 Some("{not json"),
                 Some(r#"{"amount": 2.0}"#),
                 Some(r#"{"user_id": "ok"}"#),
                 Some(""),
                 Some(r#"{"user_id": "x"} {"user_id": "y"}"#),
+                Some(r#"{"user_id": "b", "amount": "lots"}"#),
+                Some(&format!(r#"{{"user_id": "{}"}}"#, "z".repeat(80))),
             ]))
             .unwrap();
-        assert_eq!(batch.num_rows(), 1);
-        assert_eq!(kept, vec![2]);
-        assert_eq!(decoder.dropped, 4);
+        assert_eq!(decoded.batch.num_rows(), 1);
+        assert_eq!(decoded.kept, vec![2]);
+        let kinds: Vec<(usize, BadRecordKind)> =
+            decoded.rejected.iter().map(|r| (r.index, r.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (0, BadRecordKind::InvalidJson),
+                (1, BadRecordKind::MissingValue),
+                (3, BadRecordKind::Empty),
+                (4, BadRecordKind::NotOneObject),
+                (5, BadRecordKind::WrongType),
+                (6, BadRecordKind::Oversize),
+            ]
+        );
+        assert!(
+            decoded.rejected[1].reason.contains("user_id"),
+            "{}",
+            decoded.rejected[1].reason
+        );
     }
 }

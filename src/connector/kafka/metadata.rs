@@ -1,6 +1,8 @@
 //! Columns a Kafka table fills from each message's metadata rather than its value:
-//! `key TEXT METADATA FROM 'key'`, `'partition'`, `'offset'` and `'timestamp'` (the Kafka
-//! timestamp). The value is decoded into the other columns; these are added alongside.
+//! `key TEXT METADATA FROM 'key'`, `'partition'`, `'offset'`, `'timestamp'` (the Kafka
+//! timestamp), `'headers'` (every header, as a JSON object of strings) and `'header.<name>'`
+//! (one header's value). The value is decoded into the other columns; these are added
+//! alongside.
 
 use std::sync::Arc;
 
@@ -10,16 +12,22 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use datafusion::common::Result;
 
+use rdkafka::message::{BorrowedHeaders, Headers};
+
 use super::decode::RawRecord;
 use crate::sql::MetadataColumn;
 
 /// What a metadata column holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Field {
     Key,
     Partition,
     Offset,
     Timestamp,
+    /// Every header as a JSON object.
+    Headers,
+    /// The value of the named header (the last, if it repeats).
+    Header(String),
 }
 
 /// Where the value's columns and the metadata columns sit in a table's schema.
@@ -41,11 +49,14 @@ impl MetadataColumns {
                 .index_of(&column.column)
                 .map_err(|_| format!("no column {} for METADATA FROM", column.column))?;
             let data_type = table.field(index).data_type();
+            let text_or_bytes = matches!(data_type, DataType::Utf8 | DataType::Binary);
             let (field, fits) = match column.key.as_str() {
-                "key" => (
-                    Field::Key,
-                    matches!(data_type, DataType::Utf8 | DataType::Binary),
+                "headers" => (Field::Headers, data_type == &DataType::Utf8),
+                name if name.starts_with("header.") && name.len() > "header.".len() => (
+                    Field::Header(name["header.".len()..].to_string()),
+                    text_or_bytes,
                 ),
+                "key" => (Field::Key, text_or_bytes),
                 "partition" => (
                     Field::Partition,
                     matches!(data_type, DataType::Int32 | DataType::Int64),
@@ -57,14 +68,14 @@ impl MetadataColumns {
                 ),
                 other => {
                     return Err(format!(
-                        "column {}: unknown metadata '{other}' (known: key, partition, offset, timestamp)",
+                        "column {}: unknown metadata '{other}' (known: key, partition, offset, timestamp, headers, header.<name>)",
                         column.column
                     ));
                 }
             };
             if !fits {
                 return Err(format!(
-                    "column {}: metadata '{}' cannot be {data_type} (key: TEXT or BYTEA; partition: INT or BIGINT; offset: BIGINT; timestamp: TIMESTAMP)",
+                    "column {}: metadata '{}' cannot be {data_type} (key and header.<name>: TEXT or BYTEA; partition: INT or BIGINT; offset: BIGINT; timestamp: TIMESTAMP; headers: TEXT)",
                     column.column, column.key
                 ));
             }
@@ -114,7 +125,7 @@ impl MetadataColumns {
     }
 
     fn position(&self, field: Field) -> Option<usize> {
-        self.fields.iter().position(|f| *f == Some(field))
+        self.fields.iter().position(|f| f.as_ref() == Some(&field))
     }
 
     /// The table's rows: the decoded `values` of `records[kept]`, with their metadata.
@@ -161,9 +172,49 @@ impl MetadataColumns {
                     )?;
                     datafusion::arrow::compute::cast(&as_millis, table_field.data_type())?
                 }
+                Some(Field::Headers) => Arc::new(
+                    kept()
+                        .map(|r| r.headers.map(headers_as_json))
+                        .collect::<StringArray>(),
+                ),
+                Some(Field::Header(name)) => {
+                    let values = kept().map(|r| r.headers.and_then(|h| header_value(h, name)));
+                    match table_field.data_type() {
+                        DataType::Binary => Arc::new(values.collect::<BinaryArray>()),
+                        _ => Arc::new(
+                            values
+                                .map(|v| v.map(String::from_utf8_lossy))
+                                .collect::<StringArray>(),
+                        ),
+                    }
+                }
             };
             columns.push(column);
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.table), columns)?)
     }
+}
+
+/// The last value of header `name`, if the message has it with a value.
+fn header_value<'a>(headers: &'a BorrowedHeaders, name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.key == name)
+        .last()
+        .and_then(|h| h.value)
+}
+
+/// Every header as a JSON object of strings (values read as UTF-8; a header without a
+/// value is null; a repeated header keeps its last value).
+fn headers_as_json(headers: &BorrowedHeaders) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|h| {
+            let value = h.value.map_or(serde_json::Value::Null, |v| {
+                serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
+            });
+            (h.key.to_string(), value)
+        })
+        .collect();
+    serde_json::Value::Object(object).to_string()
 }

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use crate::error::Error;
 use crate::sql::WithOptions;
 
+/// The default `max_record_bytes`: Kafka's own default largest message (1 MiB).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
 /// Where reading starts in each partition (`'scan.startup.mode'`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartupMode {
@@ -20,12 +23,15 @@ pub enum StartupMode {
 }
 
 /// What happens to a record that cannot be decoded (`bad_data`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadDataPolicy {
     /// Stop the pipeline, naming the topic, partition, offset and reason (the default).
     Fail,
     /// Skip the record, counted by reason.
     Drop,
+    /// Write the record as it was, with where it came from and why it was refused, to
+    /// this topic (`'dlq.topic'`), counted by reason.
+    Dlq(String),
 }
 
 /// Message formats a Kafka table can read.
@@ -44,6 +50,8 @@ pub struct KafkaOptions {
     pub startup: StartupMode,
     pub format: KafkaFormat,
     pub bad_data: BadDataPolicy,
+    /// Message values longer than this are bad records (`max_record_bytes`).
+    pub max_record_bytes: usize,
     /// Rows per decoded batch.
     pub batch_size: usize,
     /// Columns whose values make a written message's key (`'key.fields'`); the table's
@@ -103,12 +111,28 @@ impl KafkaOptions {
         let format = options
             .choice("format", &[("json", KafkaFormat::Json)])?
             .unwrap_or(KafkaFormat::Json);
-        let bad_data = options
+        let policy = options
             .choice(
                 "bad_data",
-                &[("fail", BadDataPolicy::Fail), ("drop", BadDataPolicy::Drop)],
+                &[("fail", "fail"), ("drop", "drop"), ("dlq", "dlq")],
             )?
-            .unwrap_or(BadDataPolicy::Fail);
+            .unwrap_or("fail");
+        let bad_data = match (policy, options.take("dlq.topic")) {
+            ("dlq", Some(topic)) => BadDataPolicy::Dlq(topic),
+            ("dlq", None) => {
+                return Err(options.error(
+                    "option 'dlq.topic' (where bad records go) is required when bad_data is 'dlq'",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(options.error("option 'dlq.topic' is only used when bad_data is 'dlq'"));
+            }
+            ("drop", None) => BadDataPolicy::Drop,
+            _ => BadDataPolicy::Fail,
+        };
+        let max_record_bytes = options
+            .parse::<usize>("max_record_bytes")?
+            .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
         let batch_size = options.parse::<usize>("batch_size")?.unwrap_or(8192).max(1);
         let key_fields = options.take("key.fields").map(|fields| {
             fields
@@ -125,6 +149,7 @@ impl KafkaOptions {
             startup,
             format,
             bad_data,
+            max_record_bytes,
             batch_size,
             key_fields,
             properties,

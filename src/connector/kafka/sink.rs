@@ -7,8 +7,7 @@
 //! the pipeline with the cause: nothing is dropped silently.
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,14 +17,12 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
-use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use tokio::sync::Notify;
 
 use super::config::producer_config;
+use super::delivery::{Deliveries, TrackedProducer};
 use super::encode::MessageLayout;
 use super::options::KafkaOptions;
 use crate::error::Error;
@@ -72,52 +69,6 @@ impl DisplayAs for KafkaSink {
     }
 }
 
-/// Tracks the messages librdkafka has not yet acknowledged, and the first failure.
-#[derive(Default)]
-struct Deliveries {
-    in_flight: AtomicI64,
-    failure: Mutex<Option<KafkaError>>,
-    settled: Notify,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
-        if let Err((error, _)) = result {
-            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-            failure.get_or_insert_with(|| error.clone());
-        }
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.settled.notify_one();
-        }
-    }
-}
-
-impl Deliveries {
-    /// Waits until every message sent so far is acknowledged; the first failure, if any.
-    async fn settled(&self) -> Result<(), KafkaError> {
-        loop {
-            let notified = self.settled.notified();
-            if let Some(error) = self
-                .failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
-                return Err(error);
-            }
-            if self.in_flight.load(Ordering::Acquire) == 0 {
-                return Ok(());
-            }
-            // A notification between the check and here is kept by `notify_one`.
-            notified.await;
-        }
-    }
-}
-
 #[async_trait]
 impl DataSink for KafkaSink {
     fn schema(&self) -> &SchemaRef {
@@ -138,7 +89,7 @@ impl DataSink for KafkaSink {
             .into()
         };
         let pipeline = PipelineContext::of_task(context);
-        let producer: Arc<ThreadedProducer<Deliveries>> = Arc::new(
+        let producer: Arc<TrackedProducer> = Arc::new(
             producer_config(&self.options)
                 .create_with_context(Deliveries::default())
                 .map_err(failed)?,
@@ -156,18 +107,14 @@ impl DataSink for KafkaSink {
                 if let Some(timestamp) = message.timestamp {
                     record = record.timestamp(timestamp);
                 }
-                deliveries.in_flight.fetch_add(1, Ordering::AcqRel);
                 loop {
-                    match producer.send(record) {
+                    match Deliveries::send(&producer, record) {
                         Ok(()) => break,
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                             record = back;
                             tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
                         }
-                        Err((error, _)) => {
-                            deliveries.in_flight.fetch_sub(1, Ordering::AcqRel);
-                            return Err(failed(error));
-                        }
+                        Err((error, _)) => return Err(failed(error)),
                     }
                 }
             }

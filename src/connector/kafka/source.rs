@@ -8,7 +8,7 @@
 //! from its start offset up to its end offset as seen when the query starts, then ends.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -17,18 +17,22 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::bad_data::{BadDataHandler, DeadLetters};
 use super::commit::PartitionCommitter;
-use super::config::consumer_config;
+use super::config::{consumer_config, producer_config};
 use super::decode::{RawRecord, RecordDecoder};
+use super::delivery::Deliveries;
 use super::metadata::MetadataColumns;
-use super::options::{KafkaOptions, StartupMode};
+use super::options::{BadDataPolicy, KafkaOptions, StartupMode};
 use crate::connector::{Source, SplitStream};
 use crate::error::Error;
-use crate::pipeline::{JobProgress, SplitLedger};
+use crate::pipeline::{JobProgress, PipelineContext, SplitLedger};
 use crate::session::SourceReads;
 use crate::window::WatermarkSpec;
 
@@ -127,6 +131,30 @@ fn start_offset(
     })
 }
 
+/// How often a partition reports errors librdkafka is recovering from.
+const TRANSIENT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// True for errors librdkafka recovers from by itself (connections, leadership, timeouts).
+fn is_transient(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    match error.rdkafka_error_code() {
+        Some(
+            Fatal
+            | UnknownTopicOrPartition
+            | UnknownTopic
+            | UnknownPartition
+            | TopicAuthorizationFailed
+            | GroupAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | SaslAuthenticationFailed
+            | Authentication
+            | SSL,
+        ) => false,
+        Some(_) => true,
+        None => false,
+    }
+}
+
 /// A decoded batch and the partition's position after it (the next offset to read).
 type PositionedBatch = (RecordBatch, i64);
 
@@ -139,6 +167,7 @@ fn read_partition(
     columns: &MetadataColumns,
     (topic, partition): (String, i32),
     mut committer: Option<PartitionCommitter>,
+    bad_data: &BadDataHandler,
     batches: &mpsc::Sender<Result<PositionedBatch>>,
 ) -> Result<(), Error> {
     let consumer: BaseConsumer = consumer_config(options)
@@ -178,12 +207,8 @@ fn read_partition(
         .add_partition_offset(&topic, partition, start)
         .and_then(|()| consumer.assign(&assignment))
         .map_err(kafka_error(format!("assigning {topic}/{partition}")))?;
-    let mut decoder = RecordDecoder::new(
-        columns.value_schema(),
-        options.bad_data,
-        topic.clone(),
-        partition,
-    );
+    let decoder = RecordDecoder::new(columns.value_schema(), options.max_record_bytes);
+    let mut warned = None;
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(options.batch_size);
     let mut done = false;
     while !done && !batches.is_closed() {
@@ -209,8 +234,17 @@ fn read_partition(
                     }
                 }
             }
-            Some(Err(error)) => {
+            // librdkafka recovers from most errors itself (a broker down, a leader moving):
+            // those are reported and reading goes on; the others end it.
+            Some(Err(error)) if !is_transient(&error) => {
                 return Err(kafka_error(format!("reading {topic}/{partition}"))(error));
+            }
+            Some(Err(error)) => {
+                if warned.is_none_or(|at: Instant| at.elapsed() > TRANSIENT_WARNING_INTERVAL) {
+                    eprintln!("warning: reading {topic}/{partition}: {error} (retrying)");
+                    warned = Some(Instant::now());
+                }
+                continue;
             }
             // Nothing more yet; a snapshot may be over anyway (the end offset of a
             // compacted or transactional partition need not be a record).
@@ -227,10 +261,12 @@ fn read_partition(
                 value: m.payload(),
                 key: m.key(),
                 timestamp_millis: m.timestamp().to_millis(),
+                headers: m.headers(),
             })
             .collect();
-        let (values, kept) = decoder.decode(&records)?;
-        let batch = columns.assemble(values, &records, &kept, partition)?;
+        let decoded = decoder.decode(&records)?;
+        bad_data.handle(&records, &decoded.rejected)?;
+        let batch = columns.assemble(decoded.batch, &records, &decoded.kept, partition)?;
         let position = records.last().map_or(0, |r| r.offset + 1);
         drop(records);
         messages.clear();
@@ -277,9 +313,29 @@ impl Source for KafkaSource {
             (SourceReads::Continuous, Some(_)) => JobProgress::of_task(&context),
             _ => None,
         };
+        let dead_letters = match &self.options.bad_data {
+            BadDataPolicy::Dlq(topic) => Some(DeadLetters {
+                topic: topic.clone(),
+                producer: Arc::new(
+                    producer_config(&self.options)
+                        .create_with_context(Deliveries::default())
+                        .map_err(kafka_error(format!(
+                            "producer for dead-letter topic {topic}"
+                        )))?,
+                ),
+            }),
+            _ => None,
+        };
+        let pipeline = PipelineContext::of_task(&context);
         Ok(partitions
             .into_iter()
             .map(|(topic, partition)| {
+                let bad_data = BadDataHandler::new(
+                    self.options.bad_data.clone(),
+                    dead_letters.clone(),
+                    (&topic, partition),
+                    Arc::clone(&pipeline),
+                );
                 let ledger = progress.as_ref().map(|p| p.ledger());
                 let committer = ledger
                     .as_ref()
@@ -294,6 +350,7 @@ impl Source for KafkaSource {
                         &columns,
                         (topic, partition),
                         committer,
+                        &bad_data,
                         &sender,
                     );
                     if let Err(error) = read {

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::bench_kafka::KafkaBench;
 use crate::error::{Error, Result};
 use crate::pipeline::PipelineMetrics;
 use crate::sql::parse_pipeline;
@@ -30,10 +31,14 @@ pub struct BenchArgs {
     /// the machine), with the median beside it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// A Kafka broker (`host:port`) for the Kafka benchmarks (`kafka_consume`, `kafka_json`,
+    /// `kafka_tumble`); they are skipped without one. A topic is created for them.
+    #[arg(long)]
+    kafka: Option<String>,
 }
 
 const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
-const TUMBLE: &str = "SELECT user_id, window_start, window_end, count(*), sum(amount)
+pub(super) const TUMBLE: &str = "SELECT user_id, window_start, window_end, count(*), sum(amount)
      FROM TUMBLE(events, ts, INTERVAL '1' MINUTE) GROUP BY user_id, window_start, window_end";
 const HOP: &str = "SELECT user_id, window_start, window_end, count(*), sum(amount)
      FROM HOP(events, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE) GROUP BY user_id, window_start, window_end";
@@ -155,30 +160,45 @@ async fn run_all(args: BenchArgs) -> Result<()> {
             ),
         );
     }
+    if args.kafka.is_some() || args.only.as_deref().is_some_and(|o| o.contains("kafka")) {
+        match &args.kafka {
+            Some(servers) => {
+                let kafka = KafkaBench {
+                    servers,
+                    events: args.events,
+                    users: args.users,
+                    repeat,
+                    dir: &dir,
+                };
+                kafka.run(&selected).await?;
+            }
+            None => println!("kafka_*: skipped (give a broker with --kafka host:port)"),
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-const WINDOW_COLUMNS: &str =
+pub(super) const WINDOW_COLUMNS: &str =
     "user_id TEXT, window_start TIMESTAMP, window_end TIMESTAMP, n BIGINT, total DOUBLE";
 
-fn into_blackhole(query: &str, columns: &str) -> String {
+pub(super) fn into_blackhole(query: &str, columns: &str) -> String {
     format!(
         "CREATE TABLE sink ({columns}) WITH (connector = 'blackhole'); INSERT INTO sink {query};"
     )
 }
 
-struct Run {
-    events: u64,
-    elapsed: Duration,
+pub(super) struct Run {
+    pub(super) events: u64,
+    pub(super) elapsed: Duration,
     /// The median of repeated runs' times (the only time of a single run).
-    median: Duration,
-    peak_state_bytes: u64,
-    output_bytes: u64,
+    pub(super) median: Duration,
+    pub(super) peak_state_bytes: u64,
+    pub(super) output_bytes: u64,
 }
 
 impl Run {
-    fn report(&self, name: &str, notes: &str) {
+    pub(super) fn report(&self, name: &str, notes: &str) {
         let per_second =
             |elapsed: Duration| format!("{:.0}", self.events as f64 / elapsed.as_secs_f64());
         println!(
@@ -192,7 +212,7 @@ impl Run {
 }
 
 /// Runs a benchmark `times` times: the fastest run, with the median time.
-async fn best_of<F: Future<Output = Result<Run>>>(
+pub(super) async fn best_of<F: Future<Output = Result<Run>>>(
     times: u32,
     mut run: impl FnMut() -> F,
 ) -> Result<Run> {
@@ -216,7 +236,12 @@ async fn best_of<F: Future<Output = Result<Run>>>(
 
 /// Runs every statement of `text` untimed.
 async fn setup(text: &str) -> Result<Engine> {
-    let engine = Engine::new(&SessionOptions::default())?;
+    setup_with(&SessionOptions::default(), text).await
+}
+
+/// Runs every statement of `text` untimed, in a session with `options`.
+pub(super) async fn setup_with(options: &SessionOptions, text: &str) -> Result<Engine> {
+    let engine = Engine::new(options)?;
     for statement in parse_pipeline(text)? {
         if let Some(job) = engine.submit(statement).await? {
             engine.drain(&job, |_| Ok(())).await?;
@@ -227,7 +252,16 @@ async fn setup(text: &str) -> Result<Engine> {
 
 /// Runs `setup_text` untimed, then times the queries of `text` in the same engine.
 async fn timed_after(setup_text: &str, text: &str) -> Result<Run> {
-    let engine = setup(setup_text).await?;
+    timed_after_with(&SessionOptions::default(), setup_text, text).await
+}
+
+/// [`timed_after`] in a session with `options`.
+pub(super) async fn timed_after_with(
+    options: &SessionOptions,
+    setup_text: &str,
+    text: &str,
+) -> Result<Run> {
+    let engine = setup_with(options, setup_text).await?;
     let events_before = PipelineMetrics::read(&engine.shared().metrics.events_in);
     let mut jobs = Vec::new();
     for statement in parse_pipeline(text)? {

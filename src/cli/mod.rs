@@ -2,6 +2,7 @@
 //! binary only calls [`Cli::run`].
 
 mod bench;
+mod bench_kafka;
 mod explain;
 mod run;
 

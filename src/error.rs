@@ -51,6 +51,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A schema registry request failed (not a missing schema: that is a bad record).
+    #[error("schema registry {url}: {context}: {source}")]
+    SchemaRegistry {
+        url: String,
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// Anything DataFusion reports outside a specific statement.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

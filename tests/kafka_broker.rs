@@ -1,7 +1,8 @@
 //! Kafka tables against a broker in its own process (tansu, which `scripts/test` installs
 //! and starts on 127.0.0.1, setting `PROFUSION_TEST_KAFKA`): seeded events produced to a
 //! three-partition topic, aggregated by a running pipeline through `TUMBLE` into another
-//! topic, equal the same aggregation computed by plain batch DataFusion over the same events.
+//! topic as Avro (schemas in a registry run by the test), equal the same aggregation
+//! computed by plain batch DataFusion over the same events.
 //!
 //! Topics are read continuously, not as snapshots: tansu 0.6.0 answers a query for a
 //! partition's end offset with the first offset of its last record batch (a partition
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
 
+use common::registry::TestRegistry;
 use common::{batch_over_json, lines, run_pipeline};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, Pipeline, SessionOptions};
@@ -88,6 +90,11 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
 
     let activity = format!("activity-{nanos}");
     create_topic(&servers, &activity, 3).await;
+    let registry = TestRegistry::start().await;
+    let avro = format!(
+        "format = 'avro', 'schema.registry.url' = '{}'",
+        registry.url
+    );
     let pipeline = Pipeline::load(
         &format!(
             "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
@@ -95,7 +102,7 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
                      'group.id' = 'activity-{nanos}');
              CREATE TABLE activity (user_id TEXT, window_start TIMESTAMP, events BIGINT, spend DOUBLE)
                WITH (connector = 'kafka', topic = '{activity}', 'bootstrap.servers' = '{servers}',
-                     'key.fields' = 'user_id');
+                     'key.fields' = 'user_id', {avro});
              INSERT INTO activity
              SELECT user_id, window_start, count(*), sum(amount)
                FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
@@ -106,27 +113,35 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
     .await
     .unwrap();
     let stop = Arc::clone(pipeline.engine().shared());
-    let running = tokio::spawn(pipeline.run());
+    let mut running = tokio::spawn(pipeline.run());
 
     let reader = Engine::new(&SessionOptions::default()).unwrap();
     let read_back = format!(
         "CREATE TABLE activity (user_id TEXT, window_start TIMESTAMP, events BIGINT, spend DOUBLE)
-           WITH (connector = 'kafka', topic = '{activity}', 'bootstrap.servers' = '{servers}');
+           WITH (connector = 'kafka', topic = '{activity}', 'bootstrap.servers' = '{servers}', {avro});
          SELECT * FROM activity LIMIT {};",
         expected.len()
     );
-    let mut streamed = Vec::new();
-    for statement in parse_pipeline(&read_back).unwrap() {
-        if let Some(job) = reader.submit(statement).await.unwrap() {
-            streamed = lines(&reader.collect(&job).await.unwrap());
+    let read = async {
+        let mut streamed = Vec::new();
+        for statement in parse_pipeline(&read_back).unwrap() {
+            if let Some(job) = reader.submit(statement).await.unwrap() {
+                streamed = lines(&reader.collect(&job).await.unwrap());
+            }
         }
-    }
+        streamed
+    };
+    let streamed = tokio::select! {
+        streamed = read => streamed,
+        ended = &mut running => panic!("the pipeline ended before its output was complete: {ended:?}"),
+    };
     stop.stop.stop();
     let summary = running.await.unwrap().unwrap();
     assert!(summary.stopped);
 
     assert_eq!(streamed.len(), expected.len());
     assert_eq!(streamed, expected);
+    assert_eq!(registry.versions(&format!("{activity}-value")), vec![1]);
 }
 
 async fn create_topic(servers: &str, topic: &str, partitions: i32) {

@@ -126,14 +126,12 @@ fn read_activity(cluster: &Cluster, want: usize) -> Vec<String> {
     while Instant::now() < deadline
         && (seen.len() < want || quiet_since.elapsed() < Duration::from_secs(1))
     {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let text =
-                    |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
-                seen.push(format!("{} => {}", text(m.key()), text(m.payload())));
-            }
-            Some(Err(_)) | None => {}
+        // Errors while the broker recovers are retried by the next poll.
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            quiet_since = Instant::now();
+            let text =
+                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
+            seen.push(format!("{} => {}", text(m.key()), text(m.payload())));
         }
     }
     seen.sort();

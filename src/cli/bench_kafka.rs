@@ -75,7 +75,10 @@ impl KafkaBench<'_> {
             self.servers
         );
         if selected("kafka_json") {
-            let query = format!("{table} {}", into_blackhole("SELECT * FROM events", COLUMNS));
+            let query = format!(
+                "{table} {}",
+                into_blackhole("SELECT * FROM events", COLUMNS)
+            );
             let run = best_of(self.repeat, || timed_after_with(&snapshot, "", &query)).await?;
             run.report("kafka_json", "Kafka -> JSON decode -> Arrow batches");
         }

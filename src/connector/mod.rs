@@ -25,6 +25,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 
 use crate::error::{Error, Result};
+use crate::format::SchemaRegistry;
 use crate::session::SourceReads;
 use crate::sql::{CreateTable, MetadataColumn, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
@@ -162,13 +163,20 @@ fn connector_halves(
             let key_fields = parsed.key_fields.as_deref().unwrap_or(primary_key);
             let layout = kafka::MessageLayout::try_new(&metadata, key_fields)
                 .map_err(|e| options.error(e.to_string()))?;
+            let registry = match &parsed.schema_registry_url {
+                Some(url) => Some(Arc::new(SchemaRegistry::new(url)?)),
+                None => None,
+            };
             (
                 Some(Arc::new(kafka::KafkaSource::new(
                     parsed.clone(),
                     reads,
                     metadata,
+                    registry.clone(),
                 ))),
-                Some(Arc::new(kafka::KafkaSink::new(schema, parsed, layout))),
+                Some(Arc::new(kafka::KafkaSink::new(
+                    schema, parsed, layout, registry,
+                ))),
             )
         }
         "memory" => {

@@ -1,8 +1,11 @@
-//! Encodings of rows for sinks: JSON lines (timestamps as ISO-8601) and aligned text
-//! tables printed a batch at a time.
+//! Encodings of rows: JSON lines (timestamps as ISO-8601), aligned text tables printed a
+//! batch at a time, and the Confluent Schema Registry that Avro messages name their
+//! schemas in.
 
 mod json_lines;
+mod schema_registry;
 mod text_table;
 
 pub use json_lines::encode_json_lines;
+pub use schema_registry::SchemaRegistry;
 pub use text_table::TextTable;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod registry;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};

@@ -42,6 +42,14 @@ pub enum BadRecordKind {
     Empty,
     /// The value is larger than `max_record_bytes`.
     Oversize,
+    /// An Avro value shorter than the 5-byte wire-format header.
+    ShortAvroHeader,
+    /// An Avro value whose first byte is not the wire format's magic byte 0.
+    WrongMagicByte,
+    /// An Avro value whose schema id the registry does not know.
+    UnknownSchemaId,
+    /// An Avro value whose body does not decode with its schema.
+    InvalidAvro,
 }
 
 impl BadRecordKind {
@@ -54,6 +62,10 @@ impl BadRecordKind {
             Self::NotOneObject => "not_one_object",
             Self::Empty => "empty",
             Self::Oversize => "oversize",
+            Self::ShortAvroHeader => "short_avro_header",
+            Self::WrongMagicByte => "wrong_magic_byte",
+            Self::UnknownSchemaId => "unknown_schema_id",
+            Self::InvalidAvro => "invalid_avro",
         }
     }
 }

@@ -2,9 +2,22 @@
 //! table's servers (and group), the user's `'properties.*'` (security, SASL, SSL and any
 //! other librdkafka property), then the settings correctness needs, which nothing overrides.
 
+use std::time::Duration;
+
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 
 use super::options::KafkaOptions;
+use crate::error::Error;
+
+/// How long a metadata or offset lookup may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wraps a client error with what was being done.
+pub fn kafka_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
+    let context = context.into();
+    move |source| Error::Kafka { context, source }
+}
 
 /// Settings a reader needs for its guarantees: offsets are committed by the pipeline, never
 /// by librdkafka on its own, and the end of a partition is not an event.

@@ -12,6 +12,7 @@ use datafusion::arrow::json::ReaderBuilder;
 use datafusion::common::internal_datafusion_err;
 use rdkafka::message::BorrowedHeaders;
 
+use super::avro::{AvroValues, Refusal};
 use super::bad_data::{BadRecordKind, Rejected};
 use crate::error::Error;
 
@@ -30,6 +31,8 @@ pub struct RecordDecoder {
     schema: SchemaRef,
     /// Values longer than this are refused unread.
     max_record_bytes: usize,
+    /// For Avro tables: the schemas and decoders; JSON otherwise.
+    avro: Option<AvroValues>,
 }
 
 /// What became of a poll's worth of records.
@@ -43,36 +46,49 @@ pub struct Decoded {
 }
 
 impl RecordDecoder {
-    pub fn new(schema: SchemaRef, max_record_bytes: usize) -> Self {
+    /// A decoder of JSON values, or of Avro values with `avro`.
+    pub fn new(schema: SchemaRef, max_record_bytes: usize, avro: Option<AvroValues>) -> Self {
         Self {
             schema,
             max_record_bytes,
+            avro,
         }
     }
 
-    /// Decodes `records`; a record that cannot be decoded is rejected, not an error.
-    pub fn decode(&self, records: &[RawRecord<'_>]) -> Result<Decoded, Error> {
+    /// Decodes `records`; a record that cannot be decoded is rejected, not an error. An
+    /// error is a failure to decode at all (the schema registry unreachable, say).
+    pub fn decode(&mut self, records: &[RawRecord<'_>]) -> Result<Decoded, Error> {
         let mut rejected = Vec::new();
-        let (kept, values): (Vec<usize>, Vec<&[u8]>) = records
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                let value = r.value?;
-                if value.len() > self.max_record_bytes {
-                    rejected.push(Rejected {
-                        index: i,
-                        kind: BadRecordKind::Oversize,
-                        reason: format!(
-                            "the value has {} bytes, over the limit of {} ('max_record_bytes')",
-                            value.len(),
-                            self.max_record_bytes
-                        ),
-                    });
-                    return None;
+        let mut kept = Vec::with_capacity(records.len());
+        let mut values = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            let Some(value) = record.value else { continue };
+            let refused = if value.len() > self.max_record_bytes {
+                Err((
+                    BadRecordKind::Oversize,
+                    format!(
+                        "the value has {} bytes, over the limit of {} ('max_record_bytes')",
+                        value.len(),
+                        self.max_record_bytes
+                    ),
+                ))
+            } else if let Some(avro) = &mut self.avro {
+                avro.check(value)?
+            } else {
+                Ok(())
+            };
+            match refused {
+                Ok(()) => {
+                    kept.push(i);
+                    values.push(value);
                 }
-                Some((i, value))
-            })
-            .unzip();
+                Err((kind, reason)) => rejected.push(Rejected {
+                    index: i,
+                    kind,
+                    reason,
+                }),
+            }
+        }
         if let Ok(batch) = self.decode_values(&values) {
             return Ok(Decoded {
                 batch,
@@ -108,8 +124,16 @@ impl RecordDecoder {
         })
     }
 
+    /// Decodes values, one row each.
+    fn decode_values(&mut self, values: &[&[u8]]) -> Result<RecordBatch, Refusal> {
+        match &mut self.avro {
+            Some(avro) => avro.decode(values),
+            None => self.decode_json(values),
+        }
+    }
+
     /// Decodes JSON values, one row each.
-    fn decode_values(&self, values: &[&[u8]]) -> Result<RecordBatch, (BadRecordKind, String)> {
+    fn decode_json(&self, values: &[&[u8]]) -> Result<RecordBatch, Refusal> {
         let json = |e: ArrowError| (json_error_kind(&e), e.to_string());
         let mut decoder = ReaderBuilder::new(Arc::clone(&self.schema))
             .with_batch_size(values.len().max(1))
@@ -176,7 +200,7 @@ mod tests {
             Field::new("user_id", DataType::Utf8, false),
             Field::new("amount", DataType::Float64, true),
         ]));
-        RecordDecoder::new(schema, 64)
+        RecordDecoder::new(schema, 64, None)
     }
 
     fn records<'a>(values: &[Option<&'a str>]) -> Vec<RawRecord<'a>> {

@@ -1,14 +1,20 @@
 //! Turning a sink's rows into Kafka messages: the value is the table's value columns as one
-//! JSON object; the key comes from a `METADATA FROM 'key'` column, or else from the key
+//! JSON object, or as an Avro record in the Confluent wire format; the key comes from a `METADATA FROM 'key'` column, or else from the key
 //! columns (`'key.fields'` or the primary key: a single TEXT column as its text, anything
 //! else as a JSON object); the Kafka timestamp from a `METADATA FROM 'timestamp'` column.
 
 use std::ops::Range;
 
+use arrow_avro::schema::{AvroSchema, FingerprintStrategy, SCHEMA_METADATA_KEY};
+use arrow_avro::writer::WriterBuilder;
+use arrow_avro::writer::format::AvroSoeFormat;
+use bytes::Bytes;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
-use datafusion::common::{Result, plan_err};
+use datafusion::arrow::datatypes::{
+    DataType, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
+use datafusion::common::{DataFusionError, Result, plan_err};
 
 use super::metadata::MetadataColumns;
 use crate::format::encode_json_lines;
@@ -67,11 +73,18 @@ impl MessageLayout {
         })
     }
 
-    /// The messages of `batch`.
-    pub fn encode(&self, batch: &RecordBatch) -> Result<EncodedMessages> {
-        let mut values = Vec::new();
-        encode_json_lines(&batch.project(&self.value_columns)?, &mut values)?;
-        let value_ranges = line_ranges(&values);
+    /// The schema of what a message value holds.
+    pub fn value_schema(&self, table: &SchemaRef) -> Result<Schema> {
+        Ok(table.project(&self.value_columns)?)
+    }
+
+    /// The messages of `batch`, values encoded by `values`.
+    pub fn encode(
+        &self,
+        batch: &RecordBatch,
+        values: &mut ValueEncoder,
+    ) -> Result<EncodedMessages> {
+        let (values, value_ranges) = values.encode(&batch.project(&self.value_columns)?)?;
         let mut keys = Vec::new();
         let key_ranges = match &self.key {
             KeySource::None => vec![None; batch.num_rows()],
@@ -104,9 +117,61 @@ impl MessageLayout {
     }
 }
 
+/// How message values are written.
+pub enum ValueEncoder {
+    /// One JSON object per row.
+    Json,
+    /// Avro in the Confluent wire format, the schema registered under its id.
+    Avro(Box<arrow_avro::writer::Encoder>),
+}
+
+impl ValueEncoder {
+    /// An Avro encoder for rows of `schema` whose Avro form (`avro_json`) the registry
+    /// holds as `id`.
+    pub fn avro(schema: Schema, avro_json: String, id: u32) -> Result<Self> {
+        let mut metadata = schema.metadata().clone();
+        metadata.insert(SCHEMA_METADATA_KEY.to_string(), avro_json);
+        let schema = schema.with_metadata(metadata);
+        let encoder = WriterBuilder::new(schema)
+            .with_fingerprint_strategy(FingerprintStrategy::Id(id))
+            .build_encoder::<AvroSoeFormat>()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Self::Avro(Box::new(encoder)))
+    }
+
+    /// The encoded values of `batch` and each one's range.
+    fn encode(&mut self, batch: &RecordBatch) -> Result<(Bytes, Vec<Range<usize>>)> {
+        match self {
+            Self::Json => {
+                let mut values = Vec::new();
+                encode_json_lines(batch, &mut values)?;
+                let ranges = line_ranges(&values);
+                Ok((Bytes::from(values), ranges))
+            }
+            Self::Avro(encoder) => {
+                // The rows as the table declares them (the plan may differ in nullability).
+                let batch = RecordBatch::try_new(encoder.schema(), batch.columns().to_vec())?;
+                encoder
+                    .encode(&batch)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let rows = encoder.flush();
+                let ranges = rows.offsets().windows(2).map(|w| w[0]..w[1]).collect();
+                Ok((rows.bytes().clone(), ranges))
+            }
+        }
+    }
+}
+
+/// The Avro form of rows of `schema`: the record schema a sink registers.
+pub fn avro_schema_of(schema: &Schema) -> Result<String> {
+    AvroSchema::try_from(schema)
+        .map(|avro| avro.json_string)
+        .map_err(DataFusionError::from)
+}
+
 /// One batch's messages, encoded into two shared buffers.
 pub struct EncodedMessages {
-    values: Vec<u8>,
+    values: Bytes,
     value_ranges: Vec<Range<usize>>,
     keys: Vec<u8>,
     key_ranges: Vec<Option<Range<usize>>>,
@@ -202,7 +267,7 @@ mod tests {
         let batch = batch();
         let metadata = MetadataColumns::try_new(&batch.schema(), &[]).unwrap();
         let layout = MessageLayout::try_new(&metadata, &["user_id".into()]).unwrap();
-        let messages = layout.encode(&batch).unwrap();
+        let messages = layout.encode(&batch, &mut ValueEncoder::Json).unwrap();
         assert_eq!(messages.len(), 2);
         assert_eq!(text(messages.message(0).key), Some("u1"));
         assert_eq!(text(messages.message(1).key), None);
@@ -218,7 +283,7 @@ mod tests {
         let batch = batch();
         let metadata = MetadataColumns::try_new(&batch.schema(), &[]).unwrap();
         let layout = MessageLayout::try_new(&metadata, &["user_id".into(), "n".into()]).unwrap();
-        let messages = layout.encode(&batch).unwrap();
+        let messages = layout.encode(&batch, &mut ValueEncoder::Json).unwrap();
         assert_eq!(
             text(messages.message(0).key),
             Some(r#"{"user_id":"u1","n":1}"#)

@@ -2,6 +2,7 @@
 //! own watermark, read on its own blocking thread and decoded straight into Arrow batches.
 //! Client configuration is built in one place (`config.rs`) from the typed options.
 
+mod avro;
 mod bad_data;
 mod commit;
 mod config;
@@ -10,6 +11,7 @@ mod delivery;
 mod encode;
 mod metadata;
 mod options;
+mod reader;
 mod sink;
 mod source;
 

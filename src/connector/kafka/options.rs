@@ -34,11 +34,13 @@ pub enum BadDataPolicy {
     Dlq(String),
 }
 
-/// Message formats a Kafka table can read.
+/// Message formats a Kafka table can read and write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KafkaFormat {
     /// One JSON object per message, fields named like the table's columns.
     Json,
+    /// Avro records in the Confluent wire format, schemas in a schema registry.
+    Avro,
 }
 
 /// The parsed options of a Kafka table.
@@ -49,6 +51,11 @@ pub struct KafkaOptions {
     pub group_id: Option<String>,
     pub startup: StartupMode,
     pub format: KafkaFormat,
+    /// The schema registry of an Avro table (`'schema.registry.url'`).
+    pub schema_registry_url: Option<String>,
+    /// The subject a sink registers its schema under (`'schema.registry.subject'`; the
+    /// topic name followed by `-value` by default).
+    pub schema_registry_subject: Option<String>,
     pub bad_data: BadDataPolicy,
     /// Message values longer than this are bad records (`max_record_bytes`).
     pub max_record_bytes: usize,
@@ -62,6 +69,13 @@ pub struct KafkaOptions {
 }
 
 impl KafkaOptions {
+    /// The subject a sink writing `topic` registers its value schema under.
+    pub fn subject(&self, topic: &str) -> String {
+        self.schema_registry_subject
+            .clone()
+            .unwrap_or_else(|| format!("{topic}-value"))
+    }
+
     /// Consumes the Kafka options from `options`.
     pub fn parse(options: &mut WithOptions) -> Result<Self, Error> {
         let topics: Vec<String> = options
@@ -109,8 +123,25 @@ impl KafkaOptions {
             ));
         }
         let format = options
-            .choice("format", &[("json", KafkaFormat::Json)])?
+            .choice(
+                "format",
+                &[("json", KafkaFormat::Json), ("avro", KafkaFormat::Avro)],
+            )?
             .unwrap_or(KafkaFormat::Json);
+        let schema_registry_url = options.take("schema.registry.url");
+        let schema_registry_subject = options.take("schema.registry.subject");
+        match (format, &schema_registry_url) {
+            (KafkaFormat::Avro, None) => {
+                return Err(
+                    options.error("option 'schema.registry.url' is required when format is 'avro'")
+                );
+            }
+            (KafkaFormat::Json, Some(_)) => {
+                return Err(options
+                    .error("option 'schema.registry.url' is only used when format is 'avro'"));
+            }
+            _ => {}
+        }
         let policy = options
             .choice(
                 "bad_data",
@@ -148,6 +179,8 @@ impl KafkaOptions {
             group_id,
             startup,
             format,
+            schema_registry_url,
+            schema_registry_subject,
             bad_data,
             max_record_bytes,
             batch_size,

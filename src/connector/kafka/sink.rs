@@ -23,9 +23,10 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::config::producer_config;
 use super::delivery::{Deliveries, TrackedProducer};
-use super::encode::MessageLayout;
-use super::options::KafkaOptions;
+use super::encode::{MessageLayout, ValueEncoder, avro_schema_of};
+use super::options::{KafkaFormat, KafkaOptions};
 use crate::error::Error;
+use crate::format::SchemaRegistry;
 use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
 
 /// How long to wait before retrying a message librdkafka's full queue refused.
@@ -39,15 +40,39 @@ pub struct KafkaSink {
     schema: SchemaRef,
     options: KafkaOptions,
     layout: MessageLayout,
+    /// The schema registry of an Avro table.
+    registry: Option<Arc<SchemaRegistry>>,
 }
 
 impl KafkaSink {
     /// A sink writing rows of `schema` as `layout` says.
-    pub fn new(schema: SchemaRef, options: KafkaOptions, layout: MessageLayout) -> Self {
+    pub fn new(
+        schema: SchemaRef,
+        options: KafkaOptions,
+        layout: MessageLayout,
+        registry: Option<Arc<SchemaRegistry>>,
+    ) -> Self {
         Self {
             schema,
             options,
             layout,
+            registry,
+        }
+    }
+
+    /// How values are written: JSON, or Avro with the value schema registered under the
+    /// table's subject.
+    async fn value_encoder(&self, topic: &str) -> Result<ValueEncoder> {
+        match (&self.options.format, &self.registry) {
+            (KafkaFormat::Avro, Some(registry)) => {
+                let schema = self.layout.value_schema(&self.schema)?;
+                let avro = avro_schema_of(&schema)?;
+                let id = registry
+                    .register(&self.options.subject(topic), &avro)
+                    .await?;
+                ValueEncoder::avro(schema, avro, id)
+            }
+            _ => Ok(ValueEncoder::Json),
         }
     }
 
@@ -95,9 +120,10 @@ impl DataSink for KafkaSink {
                 .map_err(failed)?,
         );
         let deliveries = producer.context();
+        let mut values = self.value_encoder(topic).await?;
         let mut rows = 0u64;
         while let Some(batch) = data.next().await.transpose()? {
-            let messages = self.layout.encode(&batch)?;
+            let messages = self.layout.encode(&batch, &mut values)?;
             for i in 0..messages.len() {
                 let message = messages.message(i);
                 let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(message.value);

@@ -1,0 +1,235 @@
+//! One partition's reading thread: a consumer assigned the partition at its start offset,
+//! polling messages from librdkafka's fetch queue until a batch is full or the queue is
+//! empty, decoding them into one Arrow batch (bad records to the `bad_data` policy) and
+//! handing it on; committing settled positions as it goes. A snapshot stops at the end
+//! offset seen when reading starts.
+
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::Result;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::bad_data::BadDataHandler;
+use super::commit::PartitionCommitter;
+use super::config::{REQUEST_TIMEOUT, consumer_config, kafka_error};
+use super::decode::{RawRecord, RecordDecoder};
+use super::metadata::MetadataColumns;
+use super::options::{KafkaOptions, StartupMode};
+use crate::error::Error;
+use crate::session::SourceReads;
+
+/// How long a reader waits for a message before checking whether it is still wanted.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where reading `partition` of `topic` starts.
+fn start_offset(
+    consumer: &BaseConsumer,
+    startup: StartupMode,
+    topic: &str,
+    partition: i32,
+) -> Result<Offset, Error> {
+    let lookup = |offset: Offset| -> Result<TopicPartitionList, Error> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, offset)
+            .map_err(kafka_error(format!("{topic}/{partition}")))?;
+        Ok(list)
+    };
+    let first = |list: TopicPartitionList| list.elements().first().map(|e| e.offset());
+    Ok(match startup {
+        StartupMode::Earliest => Offset::Beginning,
+        StartupMode::Latest => Offset::End,
+        StartupMode::GroupOffsets => {
+            let committed = consumer
+                .committed_offsets(lookup(Offset::Invalid)?, REQUEST_TIMEOUT)
+                .map_err(kafka_error(format!(
+                    "committed offset of {topic}/{partition}"
+                )))?;
+            match first(committed) {
+                Some(offset @ Offset::Offset(_)) => offset,
+                _ => Offset::Beginning,
+            }
+        }
+        StartupMode::Timestamp(millis) => {
+            let found = consumer
+                .offsets_for_times(lookup(Offset::Offset(millis))?, REQUEST_TIMEOUT)
+                .map_err(kafka_error(format!(
+                    "offset for time of {topic}/{partition}"
+                )))?;
+            first(found).unwrap_or(Offset::End)
+        }
+    })
+}
+
+/// How often a partition reports errors librdkafka is recovering from.
+const TRANSIENT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// True for errors librdkafka recovers from by itself (connections, leadership, timeouts).
+fn is_transient(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    match error.rdkafka_error_code() {
+        Some(
+            Fatal
+            | UnknownTopicOrPartition
+            | UnknownTopic
+            | UnknownPartition
+            | TopicAuthorizationFailed
+            | GroupAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | SaslAuthenticationFailed
+            | Authentication
+            | SSL,
+        ) => false,
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// A decoded batch and the partition's position after it (the next offset to read).
+pub type PositionedBatch = (RecordBatch, i64);
+
+/// Everything one partition's reading thread needs.
+pub struct PartitionReader {
+    pub options: KafkaOptions,
+    pub reads: SourceReads,
+    pub columns: MetadataColumns,
+    pub topic: String,
+    pub partition: i32,
+    /// Commits settled positions, for a table with a group read continuously.
+    pub committer: Option<PartitionCommitter>,
+    pub bad_data: BadDataHandler,
+    pub decoder: RecordDecoder,
+}
+
+/// Reads one partition until `batches` is closed, sending each decoded batch; an error is
+/// sent and ends the reading. With a committer, settled positions are committed as reading
+/// goes and once more at the end.
+pub fn read_partition(
+    reader: PartitionReader,
+    batches: &mpsc::Sender<Result<PositionedBatch>>,
+) -> Result<(), Error> {
+    let PartitionReader {
+        options,
+        reads,
+        columns,
+        topic,
+        partition,
+        mut committer,
+        bad_data,
+        mut decoder,
+    } = reader;
+    let options = &options;
+    let consumer: BaseConsumer = consumer_config(options)
+        .create()
+        .map_err(kafka_error(format!("consumer for {topic}/{partition}")))?;
+    let start = start_offset(&consumer, options.startup, &topic, partition)?;
+    // A snapshot ends at the partition's end offset as of now.
+    let end = match reads {
+        SourceReads::Continuous => None,
+        SourceReads::Snapshot => {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
+                .map_err(kafka_error(format!("end offset of {topic}/{partition}")))?;
+            let empty = match start {
+                Offset::End => true,
+                Offset::Offset(offset) => offset >= high,
+                _ => low >= high,
+            };
+            if empty {
+                return Ok(());
+            }
+            Some(high)
+        }
+    };
+    let reached_end = |consumer: &BaseConsumer| -> Result<bool, Error> {
+        let Some(end) = end else { return Ok(false) };
+        let position = consumer
+            .position()
+            .map_err(kafka_error(format!("position in {topic}/{partition}")))?;
+        Ok(position
+            .elements()
+            .first()
+            .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= end)))
+    };
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, partition, start)
+        .and_then(|()| consumer.assign(&assignment))
+        .map_err(kafka_error(format!("assigning {topic}/{partition}")))?;
+    let mut warned = None;
+    let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(options.batch_size);
+    let mut done = false;
+    while !done && !batches.is_closed() {
+        if let Some(committer) = &mut committer {
+            committer.tick(&consumer);
+        }
+        // Wait for a first message; then take what is already fetched, without waiting.
+        let wait = if messages.is_empty() {
+            POLL_INTERVAL
+        } else {
+            Duration::ZERO
+        };
+        match consumer.poll(wait) {
+            Some(Ok(message)) => {
+                // The last record of a snapshot; offsets past the end belong to later reads.
+                if end.is_some_and(|end| message.offset() >= end) {
+                    done = true;
+                } else {
+                    done = end.is_some_and(|end| message.offset() + 1 >= end);
+                    messages.push(message);
+                    if !done && messages.len() < options.batch_size {
+                        continue;
+                    }
+                }
+            }
+            // librdkafka recovers from most errors itself (a broker down, a leader moving):
+            // those are reported and reading goes on; the others end it.
+            Some(Err(error)) if !is_transient(&error) => {
+                return Err(kafka_error(format!("reading {topic}/{partition}"))(error));
+            }
+            Some(Err(error)) => {
+                if warned.is_none_or(|at: Instant| at.elapsed() > TRANSIENT_WARNING_INTERVAL) {
+                    eprintln!("warning: reading {topic}/{partition}: {error} (retrying)");
+                    warned = Some(Instant::now());
+                }
+                continue;
+            }
+            // Nothing more yet; a snapshot may be over anyway (the end offset of a
+            // compacted or transactional partition need not be a record).
+            None if messages.is_empty() => {
+                done = reached_end(&consumer)?;
+                continue;
+            }
+            None => {}
+        }
+        let records: Vec<RawRecord<'_>> = messages
+            .iter()
+            .map(|m| RawRecord {
+                offset: m.offset(),
+                value: m.payload(),
+                key: m.key(),
+                timestamp_millis: m.timestamp().to_millis(),
+                headers: m.headers(),
+            })
+            .collect();
+        let decoded = decoder.decode(&records)?;
+        bad_data.handle(&records, &decoded.rejected)?;
+        let batch = columns.assemble(decoded.batch, &records, &decoded.kept, partition)?;
+        let position = records.last().map_or(0, |r| r.offset + 1);
+        drop(records);
+        messages.clear();
+        // A batch whose records were all dropped still moves the position on.
+        if batches.blocking_send(Ok((batch, position))).is_err() {
+            break;
+        }
+    }
+    if let Some(committer) = &mut committer {
+        committer.finish(&consumer);
+    }
+    Ok(())
+}

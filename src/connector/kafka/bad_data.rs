@@ -50,6 +50,8 @@ pub enum BadRecordKind {
     UnknownSchemaId,
     /// An Avro value whose body does not decode with its schema.
     InvalidAvro,
+    /// A `debezium-json` value that is not a row change (no `op`, or no row image).
+    InvalidChange,
 }
 
 impl BadRecordKind {
@@ -66,6 +68,7 @@ impl BadRecordKind {
             Self::WrongMagicByte => "wrong_magic_byte",
             Self::UnknownSchemaId => "unknown_schema_id",
             Self::InvalidAvro => "invalid_avro",
+            Self::InvalidChange => "invalid_change",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! say exactly which record is wrong and why (the table's `bad_data` policy then decides
 //! what becomes of them).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -14,6 +15,7 @@ use rdkafka::message::BorrowedHeaders;
 
 use super::avro::{AvroValues, Refusal};
 use super::bad_data::{BadRecordKind, Rejected};
+use super::debezium::{ChangeOp, unwrap_change};
 use crate::error::Error;
 
 /// One message as read: its offset, value (`None` for a tombstone), key and timestamp.
@@ -31,8 +33,17 @@ pub struct RecordDecoder {
     schema: SchemaRef,
     /// Values longer than this are refused unread.
     max_record_bytes: usize,
-    /// For Avro tables: the schemas and decoders; JSON otherwise.
-    avro: Option<AvroValues>,
+    format: ValueFormat,
+}
+
+/// How message values are read.
+pub enum ValueFormat {
+    /// One JSON object per message.
+    Json,
+    /// Debezium change events, their row images JSON objects.
+    DebeziumJson,
+    /// Avro in the Confluent wire format.
+    Avro(AvroValues),
 }
 
 /// What became of a poll's worth of records.
@@ -43,15 +54,17 @@ pub struct Decoded {
     pub kept: Vec<usize>,
     /// The records that could not be decoded, and why.
     pub rejected: Vec<Rejected>,
+    /// For change events: the change each row is, in the order of `kept`.
+    pub ops: Vec<ChangeOp>,
 }
 
 impl RecordDecoder {
-    /// A decoder of JSON values, or of Avro values with `avro`.
-    pub fn new(schema: SchemaRef, max_record_bytes: usize, avro: Option<AvroValues>) -> Self {
+    /// A decoder of values in `format` into rows of `schema`.
+    pub fn new(schema: SchemaRef, max_record_bytes: usize, format: ValueFormat) -> Self {
         Self {
             schema,
             max_record_bytes,
-            avro,
+            format,
         }
     }
 
@@ -59,11 +72,12 @@ impl RecordDecoder {
     /// error is a failure to decode at all (the schema registry unreachable, say).
     pub fn decode(&mut self, records: &[RawRecord<'_>]) -> Result<Decoded, Error> {
         let mut rejected = Vec::new();
-        let mut kept = Vec::with_capacity(records.len());
-        let mut values = Vec::with_capacity(records.len());
+        // Each decodable record: its index, the bytes of its row, its change kind.
+        let mut prepared: Vec<(usize, Cow<'_, [u8]>, Option<ChangeOp>)> =
+            Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
             let Some(value) = record.value else { continue };
-            let refused = if value.len() > self.max_record_bytes {
+            let ready = if value.len() > self.max_record_bytes {
                 Err((
                     BadRecordKind::Oversize,
                     format!(
@@ -72,16 +86,19 @@ impl RecordDecoder {
                         self.max_record_bytes
                     ),
                 ))
-            } else if let Some(avro) = &mut self.avro {
-                avro.check(value)?
             } else {
-                Ok(())
+                match &mut self.format {
+                    ValueFormat::Json => Ok((Cow::Borrowed(value), None)),
+                    ValueFormat::Avro(avro) => {
+                        avro.check(value)?.map(|()| (Cow::Borrowed(value), None))
+                    }
+                    ValueFormat::DebeziumJson => {
+                        unwrap_change(value).map(|(op, row)| (Cow::Owned(row), Some(op)))
+                    }
+                }
             };
-            match refused {
-                Ok(()) => {
-                    kept.push(i);
-                    values.push(value);
-                }
+            match ready {
+                Ok((row, op)) => prepared.push((i, row, op)),
                 Err((kind, reason)) => rejected.push(Rejected {
                     index: i,
                     kind,
@@ -89,46 +106,46 @@ impl RecordDecoder {
                 }),
             }
         }
-        if let Ok(batch) = self.decode_values(&values) {
-            return Ok(Decoded {
-                batch,
-                kept,
-                rejected,
-            });
-        }
-        let mut good = Vec::with_capacity(values.len());
-        let mut kept_good = Vec::with_capacity(values.len());
-        for (&i, &value) in kept.iter().zip(&values) {
-            match self.decode_values(&[value]) {
-                Ok(_) => {
-                    good.push(value);
-                    kept_good.push(i);
+        let values: Vec<&[u8]> = prepared.iter().map(|(_, row, _)| row.as_ref()).collect();
+        let decoded = self.decode_values(&values);
+        let (batch, good) = match decoded {
+            Ok(batch) => (batch, prepared.iter().collect::<Vec<_>>()),
+            Err(_) => {
+                // Some value spoils the batch: decode each alone to find which.
+                let mut good = Vec::with_capacity(prepared.len());
+                for entry in &prepared {
+                    match self.decode_values(&[entry.1.as_ref()]) {
+                        Ok(_) => good.push(entry),
+                        Err((kind, reason)) => rejected.push(Rejected {
+                            index: entry.0,
+                            kind,
+                            reason,
+                        }),
+                    }
                 }
-                Err((kind, reason)) => rejected.push(Rejected {
-                    index: i,
-                    kind,
-                    reason,
-                }),
+                rejected.sort_by_key(|r| r.index);
+                let values: Vec<&[u8]> = good.iter().map(|(_, row, _)| row.as_ref()).collect();
+                let batch = self.decode_values(&values).map_err(|(_, reason)| {
+                    Error::DataFusion(internal_datafusion_err!(
+                        "records that decode alone fail together: {reason}"
+                    ))
+                })?;
+                (batch, good)
             }
-        }
-        rejected.sort_by_key(|r| r.index);
-        let batch = self.decode_values(&good).map_err(|(_, reason)| {
-            Error::DataFusion(internal_datafusion_err!(
-                "records that decode alone fail together: {reason}"
-            ))
-        })?;
+        };
         Ok(Decoded {
             batch,
-            kept: kept_good,
+            kept: good.iter().map(|(i, _, _)| *i).collect(),
             rejected,
+            ops: good.iter().filter_map(|(_, _, op)| *op).collect(),
         })
     }
 
     /// Decodes values, one row each.
     fn decode_values(&mut self, values: &[&[u8]]) -> Result<RecordBatch, Refusal> {
-        match &mut self.avro {
-            Some(avro) => avro.decode(values),
-            None => self.decode_json(values),
+        match &mut self.format {
+            ValueFormat::Avro(avro) => avro.decode(values),
+            ValueFormat::Json | ValueFormat::DebeziumJson => self.decode_json(values),
         }
     }
 
@@ -200,7 +217,7 @@ mod tests {
             Field::new("user_id", DataType::Utf8, false),
             Field::new("amount", DataType::Float64, true),
         ]));
-        RecordDecoder::new(schema, 64, None)
+        RecordDecoder::new(schema, 64, ValueFormat::Json)
     }
 
     fn records<'a>(values: &[Option<&'a str>]) -> Vec<RawRecord<'a>> {

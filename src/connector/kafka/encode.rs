@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::common::{DataFusionError, Result, plan_err};
 
+use super::debezium::ChangeOp;
 use super::metadata::MetadataColumns;
 use crate::format::encode_json_lines;
 
@@ -36,6 +37,8 @@ pub struct MessageLayout {
     value_columns: Vec<usize>,
     key: KeySource,
     timestamp: Option<usize>,
+    /// The change-kind column: rows whose kind is `d` are written as tombstones.
+    op: Option<usize>,
 }
 
 impl MessageLayout {
@@ -70,7 +73,18 @@ impl MessageLayout {
             value_columns: metadata.value_columns(),
             key,
             timestamp: metadata.timestamp_column(),
+            op: metadata.op_column(),
         })
+    }
+
+    /// Checks that rows can be written this way: deletes (a change-kind column) need a key.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.op.is_some() && matches!(self.key, KeySource::None) {
+            return plan_err!(
+                "a table with a METADATA FROM 'op' column writes deletes as tombstones, which need a key: set 'key.fields' or a PRIMARY KEY"
+            );
+        }
+        Ok(())
     }
 
     /// The schema of what a message value holds.
@@ -107,9 +121,19 @@ impl MessageLayout {
                     .collect()
             }
         };
+        let deletes = match self.op {
+            Some(column) => batch
+                .column(column)
+                .as_string::<i32>()
+                .iter()
+                .map(|op| op == Some(ChangeOp::Delete.letter()))
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(EncodedMessages {
             values,
             value_ranges,
+            deletes,
             keys,
             key_ranges,
             timestamps,
@@ -173,6 +197,8 @@ pub fn avro_schema_of(schema: &Schema) -> Result<String> {
 pub struct EncodedMessages {
     values: Bytes,
     value_ranges: Vec<Range<usize>>,
+    /// Which rows are deletes (empty when none can be).
+    deletes: Vec<bool>,
     keys: Vec<u8>,
     key_ranges: Vec<Option<Range<usize>>>,
     timestamps: Vec<Option<i64>>,
@@ -181,7 +207,8 @@ pub struct EncodedMessages {
 /// One message to write.
 pub struct OutgoingMessage<'a> {
     pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
+    /// `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
     /// Milliseconds since the epoch; the producer's clock when `None`.
     pub timestamp: Option<i64>,
 }
@@ -196,7 +223,8 @@ impl EncodedMessages {
     pub fn message(&self, i: usize) -> OutgoingMessage<'_> {
         OutgoingMessage {
             key: self.key_ranges[i].clone().map(|r| &self.keys[r]),
-            value: &self.values[self.value_ranges[i].clone()],
+            value: (!self.deletes.get(i).copied().unwrap_or(false))
+                .then(|| &self.values[self.value_ranges[i].clone()]),
             timestamp: self.timestamps[i],
         }
     }
@@ -272,10 +300,10 @@ mod tests {
         assert_eq!(text(messages.message(0).key), Some("u1"));
         assert_eq!(text(messages.message(1).key), None);
         assert_eq!(
-            text(Some(messages.message(0).value)),
+            text(messages.message(0).value),
             Some(r#"{"user_id":"u1","n":1}"#)
         );
-        assert_eq!(text(Some(messages.message(1).value)), Some(r#"{"n":2}"#));
+        assert_eq!(text(messages.message(1).value), Some(r#"{"n":2}"#));
     }
 
     #[test]

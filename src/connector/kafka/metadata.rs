@@ -14,6 +14,7 @@ use datafusion::common::Result;
 
 use rdkafka::message::{BorrowedHeaders, Headers};
 
+use super::debezium::ChangeOp;
 use super::decode::RawRecord;
 use crate::sql::MetadataColumn;
 
@@ -28,6 +29,9 @@ enum Field {
     Headers,
     /// The value of the named header (the last, if it repeats).
     Header(String),
+    /// The change a row is (`debezium-json`: c, u, d or r); on a sink, `d` writes a
+    /// tombstone.
+    Op,
 }
 
 /// Where the value's columns and the metadata columns sit in a table's schema.
@@ -52,6 +56,7 @@ impl MetadataColumns {
             let text_or_bytes = matches!(data_type, DataType::Utf8 | DataType::Binary);
             let (field, fits) = match column.key.as_str() {
                 "headers" => (Field::Headers, data_type == &DataType::Utf8),
+                "op" => (Field::Op, data_type == &DataType::Utf8),
                 name if name.starts_with("header.") && name.len() > "header.".len() => (
                     Field::Header(name["header.".len()..].to_string()),
                     text_or_bytes,
@@ -68,14 +73,14 @@ impl MetadataColumns {
                 ),
                 other => {
                     return Err(format!(
-                        "column {}: unknown metadata '{other}' (known: key, partition, offset, timestamp, headers, header.<name>)",
+                        "column {}: unknown metadata '{other}' (known: key, partition, offset, timestamp, headers, header.<name>, op)",
                         column.column
                     ));
                 }
             };
             if !fits {
                 return Err(format!(
-                    "column {}: metadata '{}' cannot be {data_type} (key and header.<name>: TEXT or BYTEA; partition: INT or BIGINT; offset: BIGINT; timestamp: TIMESTAMP; headers: TEXT)",
+                    "column {}: metadata '{}' cannot be {data_type} (key and header.<name>: TEXT or BYTEA; partition: INT or BIGINT; offset: BIGINT; timestamp: TIMESTAMP; headers and op: TEXT)",
                     column.column, column.key
                 ));
             }
@@ -117,6 +122,11 @@ impl MetadataColumns {
         self.position(Field::Timestamp)
     }
 
+    /// The column holding each row's change kind, if the table declares one.
+    pub fn op_column(&self) -> Option<usize> {
+        self.position(Field::Op)
+    }
+
     /// The positions of the columns a message value holds.
     pub fn value_columns(&self) -> Vec<usize> {
         (0..self.fields.len())
@@ -135,6 +145,7 @@ impl MetadataColumns {
         records: &[RawRecord<'_>],
         kept: &[usize],
         partition: i32,
+        ops: &[ChangeOp],
     ) -> Result<RecordBatch> {
         if self.fields.iter().all(Option::is_none) {
             return Ok(values.with_schema(Arc::clone(&self.table))?);
@@ -172,6 +183,18 @@ impl MetadataColumns {
                     )?;
                     datafusion::arrow::compute::cast(&as_millis, table_field.data_type())?
                 }
+                // Messages that are not change events are all inserts.
+                Some(Field::Op) if ops.is_empty() => {
+                    Arc::new(StringArray::from(vec![
+                        ChangeOp::Create.letter();
+                        records_kept
+                    ]))
+                }
+                Some(Field::Op) => Arc::new(
+                    ops.iter()
+                        .map(|op| Some(op.letter()))
+                        .collect::<StringArray>(),
+                ),
                 Some(Field::Headers) => Arc::new(
                     kept()
                         .map(|r| r.headers.map(headers_as_json))

@@ -6,6 +6,7 @@ mod avro;
 mod bad_data;
 mod commit;
 mod config;
+mod debezium;
 mod decode;
 mod delivery;
 mod encode;

@@ -41,6 +41,8 @@ pub enum KafkaFormat {
     Json,
     /// Avro records in the Confluent wire format, schemas in a schema registry.
     Avro,
+    /// Debezium change events in JSON: a changelog (read only).
+    DebeziumJson,
 }
 
 /// The parsed options of a Kafka table.
@@ -125,7 +127,11 @@ impl KafkaOptions {
         let format = options
             .choice(
                 "format",
-                &[("json", KafkaFormat::Json), ("avro", KafkaFormat::Avro)],
+                &[
+                    ("json", KafkaFormat::Json),
+                    ("avro", KafkaFormat::Avro),
+                    ("debezium-json", KafkaFormat::DebeziumJson),
+                ],
             )?
             .unwrap_or(KafkaFormat::Json);
         let schema_registry_url = options.take("schema.registry.url");
@@ -136,7 +142,7 @@ impl KafkaOptions {
                     options.error("option 'schema.registry.url' is required when format is 'avro'")
                 );
             }
-            (KafkaFormat::Json, Some(_)) => {
+            (KafkaFormat::Json | KafkaFormat::DebeziumJson, Some(_)) => {
                 return Err(options
                     .error("option 'schema.registry.url' is only used when format is 'avro'"));
             }

@@ -219,7 +219,13 @@ pub fn read_partition(
             .collect();
         let decoded = decoder.decode(&records)?;
         bad_data.handle(&records, &decoded.rejected)?;
-        let batch = columns.assemble(decoded.batch, &records, &decoded.kept, partition)?;
+        let batch = columns.assemble(
+            decoded.batch,
+            &records,
+            &decoded.kept,
+            partition,
+            &decoded.ops,
+        )?;
         let position = records.last().map_or(0, |r| r.offset + 1);
         drop(records);
         messages.clear();

@@ -72,6 +72,9 @@ impl KafkaSink {
                     .await?;
                 ValueEncoder::avro(schema, avro, id)
             }
+            (KafkaFormat::DebeziumJson, _) => Err(DataFusionError::Plan(format!(
+                "topic {topic}: debezium-json is read only; write format 'json' or 'avro' with a METADATA FROM 'op' column, and deletes become tombstones"
+            ))),
             _ => Ok(ValueEncoder::Json),
         }
     }
@@ -106,6 +109,7 @@ impl DataSink for KafkaSink {
         context: &Arc<TaskContext>,
     ) -> Result<u64> {
         let topic = self.topic()?;
+        self.layout.check_writable()?;
         let failed = |source: KafkaError| -> DataFusionError {
             Error::Kafka {
                 context: format!("writing to topic {topic}"),
@@ -126,7 +130,10 @@ impl DataSink for KafkaSink {
             let messages = self.layout.encode(&batch, &mut values)?;
             for i in 0..messages.len() {
                 let message = messages.message(i);
-                let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(message.value);
+                let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+                if let Some(value) = message.value {
+                    record = record.payload(value);
+                }
                 if let Some(key) = message.key {
                     record = record.key(key);
                 }

@@ -21,10 +21,10 @@ use super::avro::AvroValues;
 use super::bad_data::{BadDataHandler, DeadLetters};
 use super::commit::PartitionCommitter;
 use super::config::{REQUEST_TIMEOUT, consumer_config, kafka_error, producer_config};
-use super::decode::RecordDecoder;
+use super::decode::{RecordDecoder, ValueFormat};
 use super::delivery::Deliveries;
 use super::metadata::MetadataColumns;
-use super::options::{BadDataPolicy, KafkaOptions};
+use super::options::{BadDataPolicy, KafkaFormat, KafkaOptions};
 use super::reader::{PartitionReader, read_partition};
 use crate::connector::{Source, SplitStream};
 use crate::error::Error;
@@ -146,14 +146,16 @@ impl Source for KafkaSource {
                 let committer = ledger
                     .as_ref()
                     .map(|l| PartitionCommitter::new(Arc::clone(l), &topic, partition));
-                let avro = self.registry.as_ref().map(|registry| {
-                    AvroValues::new(
+                let format = match (self.options.format, &self.registry) {
+                    (KafkaFormat::Avro, Some(registry)) => ValueFormat::Avro(AvroValues::new(
                         Arc::clone(registry),
                         tokio::runtime::Handle::current(),
                         self.metadata.value_schema(),
                         self.options.batch_size,
-                    )
-                });
+                    )),
+                    (KafkaFormat::DebeziumJson, _) => ValueFormat::DebeziumJson,
+                    _ => ValueFormat::Json,
+                };
                 let reader = PartitionReader {
                     options: self.options.clone(),
                     reads: self.reads,
@@ -165,7 +167,7 @@ impl Source for KafkaSource {
                     decoder: RecordDecoder::new(
                         self.metadata.value_schema(),
                         self.options.max_record_bytes,
-                        avro,
+                        format,
                     ),
                 };
                 let (sender, receiver) = mpsc::channel(2);

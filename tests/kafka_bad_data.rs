@@ -208,3 +208,55 @@ async fn headers_are_metadata_columns() {
         "{rows:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_a_json_schema_rejects_are_schema_violations() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("checked", 1, 1).unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .unwrap();
+    for value in [
+        r#"{"user_id": "u1", "amount": 5, "ts": "2026-01-01T00:00:01Z"}"#,
+        r#"{"user_id": "u2", "amount": -5, "ts": "2026-01-01T00:00:02Z"}"#,
+        r#"{"user_id": "", "amount": 1, "ts": "2026-01-01T00:00:03Z"}"#,
+    ] {
+        producer
+            .send(
+                BaseRecord::<(), str>::to("checked")
+                    .partition(0)
+                    .payload(value),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("event.schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "required": ["user_id", "ts"],
+            "properties": {"user_id": {"type": "string", "minLength": 1},
+                           "amount": {"type": "number", "minimum": 0}}}"#,
+    )
+    .unwrap();
+    let servers = cluster.bootstrap_servers();
+    let summary = try_run_pipeline(
+        &format!(
+            "CREATE TABLE checked (user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL)
+             WITH (connector = 'kafka', topic = 'checked', 'bootstrap.servers' = '{servers}',
+                   'json.schema' = '{}', bad_data = 'drop');
+             CREATE TABLE out (user_id TEXT, amount DOUBLE, ts TIMESTAMP) WITH (connector = 'blackhole');
+             INSERT INTO out SELECT * FROM checked;",
+            schema.display()
+        ),
+        &bounded(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.rows_out, 1);
+    assert_eq!(
+        summary.bad_records,
+        BTreeMap::from([("schema_violation", 2)])
+    );
+}

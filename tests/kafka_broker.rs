@@ -19,10 +19,12 @@ use common::registry::TestRegistry;
 use common::{batch_over_json, lines, run_pipeline};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, Pipeline, SessionOptions};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
 
@@ -168,4 +170,121 @@ async fn batch(path: &str) -> Vec<String> {
          FROM events GROUP BY user_id, date_bin(INTERVAL '1' MINUTE, ts)",
     )
     .await
+}
+
+/// Debezium change events through the broker into an upsert topic: deletes become
+/// tombstones, and events a JSON Schema rejects are dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changelog_becomes_an_upsert_topic_with_tombstones() {
+    let Ok(servers) = std::env::var("PROFUSION_TEST_KAFKA") else {
+        eprintln!(
+            "skipped: PROFUSION_TEST_KAFKA is not set; scripts/test starts a broker and sets it"
+        );
+        return;
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let (cdc, users, dlq) = (
+        format!("cdc-{nanos}"),
+        format!("users-{nanos}"),
+        format!("cdc-dlq-{nanos}"),
+    );
+    for topic in [&cdc, &users, &dlq] {
+        create_topic(&servers, topic, 1).await;
+    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    for event in [
+        r#"{"after": {"id": "1", "name": "ann"}, "op": "c"}"#,
+        r#"{"after": {"id": "2", "name": "bob"}, "op": "c"}"#,
+        r#"{"after": {"id": "1", "name": ""}, "op": "u"}"#,
+        r#"{"before": {"id": "2", "name": "bob"}, "op": "d"}"#,
+    ] {
+        producer
+            .send(BaseRecord::<(), str>::to(&cdc).payload(event))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("user.schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"name": {"type": "string", "minLength": 1}}}"#,
+    )
+    .unwrap();
+
+    let pipeline = Pipeline::load(
+        &format!(
+            "CREATE TABLE cdc (id TEXT NOT NULL, name TEXT, op TEXT METADATA FROM 'op')
+               WITH (connector = 'kafka', topic = '{cdc}', 'bootstrap.servers' = '{servers}',
+                     format = 'debezium-json', 'json.schema' = '{}',
+                     bad_data = 'dlq', 'dlq.topic' = '{dlq}');
+             CREATE TABLE users (id TEXT NOT NULL, name TEXT, op TEXT METADATA FROM 'op',
+                                 PRIMARY KEY (id))
+               WITH (connector = 'kafka', topic = '{users}', 'bootstrap.servers' = '{servers}');
+             INSERT INTO users SELECT * FROM cdc;",
+            schema.display()
+        ),
+        &SessionOptions::default(),
+    )
+    .await
+    .unwrap();
+    let stop = Arc::clone(pipeline.engine().shared());
+    let running = tokio::spawn(pipeline.run());
+    let written = read_messages(&servers, &users, 3).await;
+    let dead = read_messages(&servers, &dlq, 1).await;
+    stop.stop.stop();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        written,
+        vec![
+            r#"1 => {"id":"1","name":"ann"}"#,
+            r#"2 => {"id":"2","name":"bob"}"#,
+            "2 => tombstone",
+        ]
+    );
+    assert_eq!(
+        dead,
+        vec![r#"- => {"after": {"id": "1", "name": ""}, "op": "u"}"#]
+    );
+}
+
+/// The first `count` messages of partition 0 of `topic`, as `key => value`.
+async fn read_messages(servers: &str, topic: &str, count: usize) -> Vec<String> {
+    let (servers, topic) = (servers.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("group.id", "checker")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            let message = consumer
+                .poll(Duration::from_secs(30))
+                .expect("a message within 30 s")
+                .unwrap();
+            let text = |b: Option<&[u8]>, none: &str| {
+                b.map_or(none.to_string(), |b| String::from_utf8_lossy(b).to_string())
+            };
+            seen.push(format!(
+                "{} => {}",
+                text(message.key(), "-"),
+                text(message.payload(), "tombstone")
+            ));
+        }
+        seen
+    })
+    .await
+    .unwrap()
 }

@@ -25,7 +25,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 
 use crate::error::{Error, Result};
-use crate::format::SchemaRegistry;
+use crate::format::{JsonSchema, SchemaRegistry};
 use crate::session::SourceReads;
 use crate::sql::{CreateTable, MetadataColumn, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
@@ -167,12 +167,23 @@ fn connector_halves(
                 Some(url) => Some(Arc::new(SchemaRegistry::new(url)?)),
                 None => None,
             };
+            let json = match &parsed.json_schema {
+                Some(path) => Some(
+                    JsonSchema::load(path)
+                        .map_err(|e| options.error(format!("option 'json.schema': {e}")))?,
+                ),
+                None => None,
+            };
+            let schemas = kafka::MessageSchemas {
+                registry: registry.clone(),
+                json,
+            };
             (
                 Some(Arc::new(kafka::KafkaSource::new(
                     parsed.clone(),
                     reads,
                     metadata,
-                    registry.clone(),
+                    schemas,
                 ))),
                 Some(Arc::new(kafka::KafkaSink::new(
                     schema, parsed, layout, registry,

@@ -1,11 +1,13 @@
 //! Encodings of rows: JSON lines (timestamps as ISO-8601), aligned text tables printed a
-//! batch at a time, and the Confluent Schema Registry that Avro messages name their
-//! schemas in.
+//! batch at a time, JSON Schema validation, and the Confluent Schema Registry that Avro
+//! messages name their schemas in.
 
 mod json_lines;
+mod json_schema;
 mod schema_registry;
 mod text_table;
 
 pub use json_lines::encode_json_lines;
+pub use json_schema::{JsonSchema, JsonSchemaFailure};
 pub use schema_registry::SchemaRegistry;
 pub use text_table::TextTable;

@@ -52,6 +52,8 @@ pub enum BadRecordKind {
     InvalidAvro,
     /// A `debezium-json` value that is not a row change (no `op`, or no row image).
     InvalidChange,
+    /// A JSON value the table's `'json.schema'` rejects.
+    SchemaViolation,
 }
 
 impl BadRecordKind {
@@ -69,6 +71,7 @@ impl BadRecordKind {
             Self::UnknownSchemaId => "unknown_schema_id",
             Self::InvalidAvro => "invalid_avro",
             Self::InvalidChange => "invalid_change",
+            Self::SchemaViolation => "schema_violation",
         }
     }
 }

@@ -17,6 +17,7 @@ use super::avro::{AvroValues, Refusal};
 use super::bad_data::{BadRecordKind, Rejected};
 use super::debezium::{ChangeOp, unwrap_change};
 use crate::error::Error;
+use crate::format::{JsonSchema, JsonSchemaFailure};
 
 /// One message as read: its offset, value (`None` for a tombstone), key and timestamp.
 pub struct RawRecord<'a> {
@@ -34,6 +35,8 @@ pub struct RecordDecoder {
     /// Values longer than this are refused unread.
     max_record_bytes: usize,
     format: ValueFormat,
+    /// For JSON values: a schema each must satisfy.
+    json_schema: Option<JsonSchema>,
 }
 
 /// How message values are read.
@@ -65,7 +68,14 @@ impl RecordDecoder {
             schema,
             max_record_bytes,
             format,
+            json_schema: None,
         }
+    }
+
+    /// Validates JSON values (or change event rows) against `schema` before decoding them.
+    pub fn with_json_schema(mut self, schema: Option<JsonSchema>) -> Self {
+        self.json_schema = schema;
+        self
     }
 
     /// Decodes `records`; a record that cannot be decoded is rejected, not an error. An
@@ -96,6 +106,18 @@ impl RecordDecoder {
                         unwrap_change(value).map(|(op, row)| (Cow::Owned(row), Some(op)))
                     }
                 }
+            };
+            let ready = match (ready, &self.json_schema) {
+                (Ok((row, op)), Some(schema)) => match schema.check(&row) {
+                    Ok(()) => Ok((row, op)),
+                    Err(JsonSchemaFailure::NotJson(reason)) => {
+                        Err((BadRecordKind::InvalidJson, reason))
+                    }
+                    Err(JsonSchemaFailure::Violation(reason)) => {
+                        Err((BadRecordKind::SchemaViolation, reason))
+                    }
+                },
+                (ready, _) => ready,
             };
             match ready {
                 Ok((row, op)) => prepared.push((i, row, op)),

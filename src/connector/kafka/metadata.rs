@@ -184,12 +184,10 @@ impl MetadataColumns {
                     datafusion::arrow::compute::cast(&as_millis, table_field.data_type())?
                 }
                 // Messages that are not change events are all inserts.
-                Some(Field::Op) if ops.is_empty() => {
-                    Arc::new(StringArray::from(vec![
+                Some(Field::Op) if ops.is_empty() => Arc::new(StringArray::from(vec![
                         ChangeOp::Create.letter();
                         records_kept
-                    ]))
-                }
+                    ])),
                 Some(Field::Op) => Arc::new(
                     ops.iter()
                         .map(|op| Some(op.letter()))

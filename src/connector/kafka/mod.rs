@@ -24,4 +24,4 @@ pub use encode::MessageLayout;
 pub use metadata::MetadataColumns;
 pub use options::{BadDataPolicy, KafkaFormat, KafkaOptions, StartupMode};
 pub use sink::KafkaSink;
-pub use source::KafkaSource;
+pub use source::{KafkaSource, MessageSchemas};

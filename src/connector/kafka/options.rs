@@ -53,6 +53,9 @@ pub struct KafkaOptions {
     pub group_id: Option<String>,
     pub startup: StartupMode,
     pub format: KafkaFormat,
+    /// A JSON Schema file each JSON message (or change event row) must satisfy
+    /// (`'json.schema'`).
+    pub json_schema: Option<String>,
     /// The schema registry of an Avro table (`'schema.registry.url'`).
     pub schema_registry_url: Option<String>,
     /// The subject a sink registers its schema under (`'schema.registry.subject'`; the
@@ -136,6 +139,12 @@ impl KafkaOptions {
             .unwrap_or(KafkaFormat::Json);
         let schema_registry_url = options.take("schema.registry.url");
         let schema_registry_subject = options.take("schema.registry.subject");
+        let json_schema = options.take("json.schema");
+        if json_schema.is_some() && format == KafkaFormat::Avro {
+            return Err(options.error(
+                "option 'json.schema' validates JSON messages: it is not used when format is 'avro'",
+            ));
+        }
         match (format, &schema_registry_url) {
             (KafkaFormat::Avro, None) => {
                 return Err(
@@ -185,6 +194,7 @@ impl KafkaOptions {
             group_id,
             startup,
             format,
+            json_schema,
             schema_registry_url,
             schema_registry_subject,
             bad_data,

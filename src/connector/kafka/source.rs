@@ -28,7 +28,7 @@ use super::options::{BadDataPolicy, KafkaFormat, KafkaOptions};
 use super::reader::{PartitionReader, read_partition};
 use crate::connector::{Source, SplitStream};
 use crate::error::Error;
-use crate::format::SchemaRegistry;
+use crate::format::{JsonSchema, SchemaRegistry};
 use crate::pipeline::{JobProgress, PipelineContext, SplitLedger};
 use crate::session::SourceReads;
 use crate::window::WatermarkSpec;
@@ -39,8 +39,16 @@ pub struct KafkaSource {
     options: KafkaOptions,
     reads: SourceReads,
     metadata: MetadataColumns,
+    schemas: MessageSchemas,
+}
+
+/// What a table's messages are checked and decoded with, besides its columns.
+#[derive(Debug, Clone, Default)]
+pub struct MessageSchemas {
     /// The schema registry of an Avro table.
-    registry: Option<Arc<SchemaRegistry>>,
+    pub registry: Option<Arc<SchemaRegistry>>,
+    /// The JSON Schema of a JSON table (`'json.schema'`).
+    pub json: Option<JsonSchema>,
 }
 
 impl KafkaSource {
@@ -49,13 +57,13 @@ impl KafkaSource {
         options: KafkaOptions,
         reads: SourceReads,
         metadata: MetadataColumns,
-        registry: Option<Arc<SchemaRegistry>>,
+        schemas: MessageSchemas,
     ) -> Self {
         Self {
             options,
             reads,
             metadata,
-            registry,
+            schemas,
         }
     }
 }
@@ -146,7 +154,7 @@ impl Source for KafkaSource {
                 let committer = ledger
                     .as_ref()
                     .map(|l| PartitionCommitter::new(Arc::clone(l), &topic, partition));
-                let format = match (self.options.format, &self.registry) {
+                let format = match (self.options.format, &self.schemas.registry) {
                     (KafkaFormat::Avro, Some(registry)) => ValueFormat::Avro(AvroValues::new(
                         Arc::clone(registry),
                         tokio::runtime::Handle::current(),
@@ -168,7 +176,8 @@ impl Source for KafkaSource {
                         self.metadata.value_schema(),
                         self.options.max_record_bytes,
                         format,
-                    ),
+                    )
+                    .with_json_schema(self.schemas.json.clone()),
                 };
                 let (sender, receiver) = mpsc::channel(2);
                 tokio::task::spawn_blocking(move || {

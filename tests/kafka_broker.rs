@@ -17,7 +17,7 @@ mod common;
 
 use common::registry::TestRegistry;
 use common::{batch_over_json, lines, run_pipeline};
-use profusion::sql::parse_pipeline;
+use profusion::sql::{parse_pipeline, substitute_variables};
 use profusion::{Engine, Pipeline, SessionOptions};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -287,4 +287,57 @@ async fn read_messages(servers: &str, topic: &str, count: usize) -> Vec<String> 
     })
     .await
     .unwrap()
+}
+
+/// The Kafka examples in `sql/`, as written, against the broker: one fills the events
+/// topic, the other turns it into activity windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_examples_run_as_written() {
+    let Ok(servers) = std::env::var("PROFUSION_TEST_KAFKA") else {
+        eprintln!(
+            "skipped: PROFUSION_TEST_KAFKA is not set; scripts/test starts a broker and sets it"
+        );
+        return;
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let variables = std::collections::HashMap::from([
+        ("KAFKA_BOOTSTRAP", servers.clone()),
+        ("EVENTS", "20000".to_string()),
+        ("EVENTS_TOPIC", format!("events-{nanos}")),
+        ("ACTIVITY_TOPIC", format!("activity-{nanos}")),
+        ("DLQ_TOPIC", format!("dlq-{nanos}")),
+        ("KAFKA_GROUP", format!("onboarding-{nanos}")),
+    ]);
+    create_topic(&servers, &variables["EVENTS_TOPIC"], 3).await;
+    create_topic(&servers, &variables["ACTIVITY_TOPIC"], 1).await;
+    create_topic(&servers, &variables["DLQ_TOPIC"], 1).await;
+    let example = |name: &str| {
+        let text = std::fs::read_to_string(format!("sql/{name}")).unwrap();
+        substitute_variables(&text, |v| variables.get(v).cloned()).unwrap()
+    };
+
+    let produced =
+        common::try_run_pipeline(&example("kafka_events.sql"), &SessionOptions::default())
+            .await
+            .unwrap();
+    assert_eq!(produced.rows_out, 20_000);
+
+    let pipeline = Pipeline::load(&example("onboarding_kafka.sql"), &SessionOptions::default())
+        .await
+        .unwrap();
+    let stop = Arc::clone(pipeline.engine().shared());
+    let running = tokio::spawn(pipeline.run());
+    // 200 seconds of events for 6 users: the first two minutes' windows are closed.
+    let windows = read_messages(&servers, &variables["ACTIVITY_TOPIC"], 12).await;
+    stop.stop.stop();
+    running.await.unwrap().unwrap();
+    for window in &windows {
+        let (user, value) = window.split_once(" => ").unwrap();
+        let value: serde_json::Value = serde_json::from_str(value).unwrap();
+        assert_eq!(value["user_id"], user);
+        assert!(value["events"].as_i64().unwrap() > 0, "{window}");
+    }
 }

@@ -91,11 +91,13 @@ impl Cli {
 }
 
 /// Reads a pipeline file.
+/// The pipeline file at `path`, its `${VARIABLES}` replaced from the environment.
 fn read_pipeline(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         context: format!("reading {}", path.display()),
         source,
-    })
+    })?;
+    crate::sql::substitute_variables(&text, |name| std::env::var(name).ok())
 }
 
 /// `512MB`, `2GB`, `1024` (bytes).

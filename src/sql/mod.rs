@@ -7,11 +7,13 @@ mod duration;
 mod options;
 mod split;
 mod tokens;
+mod variables;
 
 pub use create_table::{CreateTable, MetadataColumn, WatermarkClause, parse_create_table};
 pub use duration::parse_duration;
 pub use options::WithOptions;
 pub use split::{SourceStatement, split_statements};
+pub use variables::substitute_variables;
 
 use crate::error::Result;
 use tokens::tokenize;

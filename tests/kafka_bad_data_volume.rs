@@ -9,17 +9,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::kafka::{consumer_from_start, create_topics, test_broker, unique};
 use common::try_run_pipeline;
 use profusion::{Pipeline, SessionOptions};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const MESSAGES: usize = 1_000_000;
 const PARTITIONS: usize = 3;
@@ -61,17 +59,8 @@ const QUERY: &str = "SELECT user_id, window_start, count(*) AS events, sum(amoun
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_messages_with_one_percent_bad_put_exactly_the_bad_ones_in_the_dlq() {
-    let Ok(servers) = std::env::var("PROFUSION_TEST_KAFKA") else {
-        eprintln!(
-            "skipped: PROFUSION_TEST_KAFKA is not set; scripts/test starts a broker and sets it"
-        );
-        return;
-    };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let (topic, dlq) = (format!("volume-{nanos}"), format!("volume-dlq-{nanos}"));
+    let Some(servers) = test_broker() else { return };
+    let (topic, dlq) = (unique("volume"), unique("volume-dlq"));
     create_topics(&servers, &[(&topic, PARTITIONS as i32), (&dlq, 1)]).await;
     let dir = tempfile::tempdir().unwrap();
     let good_path = dir.path().join("good.jsonl");
@@ -189,22 +178,6 @@ fn send(producer: &BaseProducer, topic: &str, partition: i32, value: &str) {
     }
 }
 
-async fn create_topics(servers: &str, topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .unwrap();
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let created = admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-}
-
 fn sorted_lines(path: &std::path::Path) -> Vec<String> {
     let mut lines: Vec<String> = std::fs::read_to_string(path)
         .unwrap()
@@ -218,16 +191,7 @@ fn sorted_lines(path: &std::path::Path) -> Vec<String> {
 /// The (partition, offset) each dead letter names, reading until `want` have arrived and
 /// a second has passed without more.
 fn dead_letters(servers: &str, topic: &str, want: usize) -> BTreeSet<(i32, i64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("group.id", "dlq-checker")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    let consumer = consumer_from_start(servers, topic, 1);
     let mut positions = BTreeSet::new();
     let mut count = 0;
     let deadline = Instant::now() + Duration::from_secs(120);

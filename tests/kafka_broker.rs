@@ -11,37 +11,26 @@
 //! data, and the output is read until it holds as many rows as the batch result.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 mod common;
 
+use common::kafka::{create_topics, test_broker, unique};
 use common::registry::TestRegistry;
 use common::{batch_over_json, lines, run_pipeline};
 use profusion::sql::{parse_pipeline, substitute_variables};
 use profusion::{Engine, Pipeline, SessionOptions};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tumble_over_a_topic_equals_the_batch_result() {
-    let Ok(servers) = std::env::var("PROFUSION_TEST_KAFKA") else {
-        eprintln!(
-            "skipped: PROFUSION_TEST_KAFKA is not set; scripts/test starts a broker and sets it"
-        );
-        return;
-    };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let Some(servers) = test_broker() else { return };
+    let nanos = unique("run");
     let topic = format!("events-{nanos}");
-    create_topic(&servers, &topic, 3).await;
+    create_topics(&servers, &[(&topic, 3)]).await;
 
     // The input: seeded events, a few seconds out of order, as JSON lines.
     let dir = tempfile::tempdir().unwrap();
@@ -91,7 +80,7 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
     assert!(expected.len() > 100, "many windows: {}", expected.len());
 
     let activity = format!("activity-{nanos}");
-    create_topic(&servers, &activity, 3).await;
+    create_topics(&servers, &[(&activity, 3)]).await;
     let registry = TestRegistry::start().await;
     let avro = format!(
         "format = 'avro', 'schema.registry.url' = '{}'",
@@ -146,21 +135,6 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
     assert_eq!(registry.versions(&format!("{activity}-value")), vec![1]);
 }
 
-async fn create_topic(servers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-}
-
 /// The per-user one-minute aggregation of the JSON lines at `path`, in plain DataFusion.
 async fn batch(path: &str) -> Vec<String> {
     batch_over_json(
@@ -176,24 +150,14 @@ async fn batch(path: &str) -> Vec<String> {
 /// tombstones, and events a JSON Schema rejects are dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changelog_becomes_an_upsert_topic_with_tombstones() {
-    let Ok(servers) = std::env::var("PROFUSION_TEST_KAFKA") else {
-        eprintln!(
-            "skipped: PROFUSION_TEST_KAFKA is not set; scripts/test starts a broker and sets it"
-        );
-        return;
-    };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let Some(servers) = test_broker() else { return };
+    let nanos = unique("run");
     let (cdc, users, dlq) = (
         format!("cdc-{nanos}"),
         format!("users-{nanos}"),
         format!("cdc-dlq-{nanos}"),
     );
-    for topic in [&cdc, &users, &dlq] {
-        create_topic(&servers, topic, 1).await;
-    }
+    create_topics(&servers, &[(&cdc, 1), (&users, 1), (&dlq, 1)]).await;
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &servers)
         .create()
@@ -253,56 +217,20 @@ async fn a_changelog_becomes_an_upsert_topic_with_tombstones() {
     );
 }
 
-/// The first `count` messages of partition 0 of `topic`, as `key => value`.
+/// The messages of partition 0 of `topic` (see [`common::kafka::read_messages`]).
 async fn read_messages(servers: &str, topic: &str, count: usize) -> Vec<String> {
     let (servers, topic) = (servers.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &servers)
-            .set("group.id", "checker")
-            .set("fetch.wait.max.ms", "10")
-            .create()
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(&topic, 0, Offset::Beginning)
-            .unwrap();
-        consumer.assign(&assignment).unwrap();
-        let mut seen = Vec::new();
-        while seen.len() < count {
-            let message = consumer
-                .poll(Duration::from_secs(30))
-                .expect("a message within 30 s")
-                .unwrap();
-            let text = |b: Option<&[u8]>, none: &str| {
-                b.map_or(none.to_string(), |b| String::from_utf8_lossy(b).to_string())
-            };
-            seen.push(format!(
-                "{} => {}",
-                text(message.key(), "-"),
-                text(message.payload(), "tombstone")
-            ));
-        }
-        seen
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || common::kafka::read_messages(&servers, &topic, 1, count))
+        .await
+        .unwrap()
 }
 
 /// The Kafka examples in `sql/`, as written, against the broker: one fills the events
 /// topic, the other turns it into activity windows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_examples_run_as_written() {
-    let Ok(servers) = std::env::var("PROFUSION_TEST_KAFKA") else {
-        eprintln!(
-            "skipped: PROFUSION_TEST_KAFKA is not set; scripts/test starts a broker and sets it"
-        );
-        return;
-    };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let Some(servers) = test_broker() else { return };
+    let nanos = unique("run");
     let variables = std::collections::HashMap::from([
         ("KAFKA_BOOTSTRAP", servers.clone()),
         ("EVENTS", "20000".to_string()),
@@ -311,9 +239,15 @@ async fn the_kafka_examples_run_as_written() {
         ("DLQ_TOPIC", format!("dlq-{nanos}")),
         ("KAFKA_GROUP", format!("onboarding-{nanos}")),
     ]);
-    create_topic(&servers, &variables["EVENTS_TOPIC"], 3).await;
-    create_topic(&servers, &variables["ACTIVITY_TOPIC"], 1).await;
-    create_topic(&servers, &variables["DLQ_TOPIC"], 1).await;
+    create_topics(
+        &servers,
+        &[
+            (&variables["EVENTS_TOPIC"], 3),
+            (&variables["ACTIVITY_TOPIC"], 1),
+            (&variables["DLQ_TOPIC"], 1),
+        ],
+    )
+    .await;
     let example = |name: &str| {
         let text = std::fs::read_to_string(format!("sql/{name}")).unwrap();
         substitute_variables(&text, |v| variables.get(v).cloned()).unwrap()

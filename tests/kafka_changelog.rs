@@ -6,15 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::kafka::query_with;
+use common::kafka::{query_with, read_messages};
 use common::try_run_pipeline;
 use profusion::SessionOptions;
 use profusion::session::SourceReads;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 type Cluster = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 
@@ -108,33 +106,7 @@ async fn an_upsert_sink_writes_deletes_as_tombstones() {
     .unwrap();
     assert_eq!(summary.bad_records.get("invalid_change"), Some(&1));
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .set("group.id", "checker")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset("users", 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let mut written = Vec::new();
-    while written.len() < 5 {
-        let message = consumer
-            .poll(Duration::from_secs(10))
-            .expect("a message")
-            .unwrap();
-        let text = |b: Option<&[u8]>| {
-            b.map_or("tombstone".to_string(), |b| {
-                String::from_utf8_lossy(b).to_string()
-            })
-        };
-        written.push(format!(
-            "{} => {}",
-            text(message.key()),
-            text(message.payload())
-        ));
-    }
+    let written = read_messages(&servers, "users", 1, 5);
     assert_eq!(
         written,
         vec![

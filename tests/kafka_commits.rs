@@ -4,29 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::kafka::{event, produce, query, query_with, table};
+use common::kafka::{committed, event, produce, query, query_with, table};
 use profusion::session::SourceReads;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Offset;
 use rdkafka::mocking::MockCluster;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-/// The offsets `group` has committed for partitions 0 and 1 of `topic`.
-fn committed(servers: &str, group: &str, topic: &str) -> Vec<Offset> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    partitions.add_partition(topic, 0);
-    partitions.add_partition(topic, 1);
-    let committed = consumer
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .unwrap();
-    committed.elements().iter().map(|e| e.offset()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_are_committed_for_emitted_windows_only() {
@@ -57,7 +38,7 @@ async fn offsets_are_committed_for_emitted_windows_only() {
     .unwrap();
     assert_eq!(emitted.iter().filter(|r| r.contains("2026")).count(), 3);
     assert_eq!(
-        committed(&servers, "activity", "events"),
+        committed(&servers, "activity", "events", 2),
         vec![Offset::Offset(2), Offset::Offset(2)],
         "the rows of the open window (offset 2 of each partition) are not committed"
     );
@@ -80,7 +61,7 @@ async fn offsets_are_committed_for_emitted_windows_only() {
     );
     // Reading a snapshot commits nothing.
     assert_eq!(
-        committed(&servers, "activity", "events"),
+        committed(&servers, "activity", "events", 2),
         vec![Offset::Offset(2), Offset::Offset(2)]
     );
 }
@@ -99,7 +80,7 @@ async fn without_a_group_nothing_is_committed() {
     .unwrap();
     assert_eq!(rows.iter().filter(|r| r.contains("u1")).count(), 2);
     assert_eq!(
-        committed(&servers, "profusion", "plain"),
+        committed(&servers, "profusion", "plain", 2),
         vec![Offset::Invalid, Offset::Invalid]
     );
 }

@@ -7,16 +7,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::kafka::event;
+use common::kafka::{committed, event, read_messages};
 use profusion::{Pipeline, RunSummary, SessionOptions};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset};
 use tokio::task::JoinHandle;
 
 type Cluster = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
@@ -105,56 +103,11 @@ async fn start(
     (shared, tokio::spawn(pipeline.run()))
 }
 
-/// Reads `activity` until it has held `want` messages and then nothing more for a second
-/// (or a minute has passed): every message as `key => value`, sorted.
+/// Every message of `activity`, as `key => value`, sorted (see [`read_messages`]).
 fn read_activity(cluster: &Cluster, want: usize) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", "checker")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..2 {
-        assignment
-            .add_partition_offset("activity", partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut quiet_since = Instant::now();
-    let mut seen = Vec::new();
-    while Instant::now() < deadline
-        && (seen.len() < want || quiet_since.elapsed() < Duration::from_secs(1))
-    {
-        // Errors while the broker recovers are retried by the next poll.
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            quiet_since = Instant::now();
-            let text =
-                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
-            seen.push(format!("{} => {}", text(m.key()), text(m.payload())));
-        }
-    }
+    let mut seen = read_messages(&cluster.bootstrap_servers(), "activity", 2, want);
     seen.sort();
     seen
-}
-
-/// The offsets the pipeline's group has committed for both partitions of `events`.
-fn committed(cluster: &Cluster) -> Vec<Offset> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", "faults")
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    partitions.add_partition("events", 0);
-    partitions.add_partition("events", 1);
-    consumer
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .unwrap()
-        .elements()
-        .iter()
-        .map(|e| e.offset())
-        .collect()
 }
 
 /// Checks the output is complete without duplicates, stops the pipeline, and checks that
@@ -171,7 +124,7 @@ async fn finish(
     assert!(summary.stopped);
     assert_eq!(output.len(), expected.len(), "every window exactly once");
     assert_eq!(output, expected);
-    for offset in committed(cluster) {
+    for offset in committed(&cluster.bootstrap_servers(), "faults", "events", 2) {
         assert!(
             matches!(offset, Offset::Offset(n) if n > 0),
             "offsets committed despite the faults: {offset:?}"

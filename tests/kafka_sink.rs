@@ -4,17 +4,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::kafka::{event, produce, query_with};
+use common::kafka::{event, produce, query_with, read_messages};
 use common::try_run_pipeline;
 use profusion::SessionOptions;
 use profusion::session::SourceReads;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 fn bounded() -> SessionOptions {
     SessionOptions {
@@ -48,35 +43,9 @@ fn events(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) 
     produce(cluster, "events", &messages);
 }
 
-/// Every message of `topic`'s first `partitions` partitions as `key => value`, sorted.
-fn messages(servers: &str, topic: &str, partitions: i32) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("group.id", "reader")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut seen = Vec::new();
-    let mut idle = 0;
-    while idle < 20 {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                idle = 0;
-                let text = |b: Option<&[u8]>| {
-                    b.map_or("null".into(), |b| String::from_utf8_lossy(b).to_string())
-                };
-                seen.push(format!("{} => {}", text(m.key()), text(m.payload())));
-            }
-            Some(Err(e)) => panic!("{e}"),
-            None => idle += 1,
-        }
-    }
+/// The messages of `topic`, sorted (see [`read_messages`]).
+fn messages(servers: &str, topic: &str, partitions: i32, want: usize) -> Vec<String> {
+    let mut seen = read_messages(servers, topic, partitions, want);
     seen.sort();
     seen
 }
@@ -95,7 +64,7 @@ async fn window_results_are_written_as_keyed_json_messages() {
     .unwrap();
     assert_eq!(summary.rows_out, 3);
     assert_eq!(
-        messages(&servers, "activity", 2),
+        messages(&servers, "activity", 2, 3),
         vec![
             r#"u1 => {"user_id":"u1","window_start":"2026-01-01T00:00:00","events":2,"spend":9.0}"#,
             r#"u2 => {"user_id":"u2","window_start":"2026-01-01T00:01:00","events":1,"spend":2.0}"#,
@@ -135,7 +104,7 @@ async fn the_primary_key_is_the_message_key() {
     );
     try_run_pipeline(&text, &bounded()).await.unwrap();
     assert_eq!(
-        messages(&servers, "latest", 1),
+        messages(&servers, "latest", 1, 2),
         vec![
             r#"u1 => {"user_id":"u1","amount":8.0}"#,
             r#"u3 => {"user_id":"u3","amount":16.0}"#,

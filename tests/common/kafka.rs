@@ -1,14 +1,19 @@
-//! Kafka helpers shared by the tests against librdkafka's mock cluster: producing
-//! messages, declaring a table over a topic, and running a query to its rows.
+//! Kafka helpers shared by the tests: producing messages, declaring a table over a topic,
+//! running a query to its rows, creating topics, reading messages back and committed
+//! offsets; and the out-of-process broker, when `scripts/test` has started one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use profusion::session::SourceReads;
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, SessionOptions};
-use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Writes `(partition, value)` messages to `topic`, creating it with two partitions; the
 /// n-th message has key `k<n>` and Kafka timestamp 1767225600000 + n ms.
@@ -75,4 +80,112 @@ pub async fn query_with(
 
 pub fn event(user: &str, amount: f64, ts: &str) -> String {
     format!(r#"{{"user_id": "{user}", "amount": {amount}, "ts": "2026-01-01T{ts}Z"}}"#)
+}
+
+/// The out-of-process broker `scripts/test` starts (`PROFUSION_TEST_KAFKA`), or `None`,
+/// after saying that the test is skipped.
+pub fn test_broker() -> Option<String> {
+    let servers = std::env::var("PROFUSION_TEST_KAFKA").ok();
+    if servers.is_none() {
+        eprintln!(
+            "skipped: PROFUSION_TEST_KAFKA is not set; scripts/test starts a broker and sets it"
+        );
+    }
+    servers
+}
+
+/// `prefix` made unique to this run, for topics and groups on a shared broker.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
+/// Creates each `(topic, partitions)`.
+pub async fn create_topics(servers: &str, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .unwrap();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let created = admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
+/// A consumer of `topic`'s first `partitions` partitions, from their beginning.
+pub fn consumer_from_start(servers: &str, topic: &str, partitions: i32) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", "test-reader")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    consumer
+}
+
+/// A message as `key => value`: `-` for no key, `tombstone` for no value.
+pub fn key_value(message: &impl Message) -> String {
+    let text = |bytes: Option<&[u8]>, none: &str| {
+        bytes.map_or(none.to_string(), |b| String::from_utf8_lossy(b).to_string())
+    };
+    format!(
+        "{} => {}",
+        text(message.key(), "-"),
+        text(message.payload(), "tombstone")
+    )
+}
+
+/// The messages of `topic`'s first `partitions` partitions as [`key_value`], in the
+/// order read: read until `want` have arrived and then a second has passed without more
+/// (so that duplicates show), or a minute has passed.
+pub fn read_messages(servers: &str, topic: &str, partitions: i32, want: usize) -> Vec<String> {
+    let consumer = consumer_from_start(servers, topic, partitions);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    let mut seen = Vec::new();
+    while Instant::now() < deadline
+        && (seen.len() < want || quiet_since.elapsed() < Duration::from_secs(1))
+    {
+        // Errors while a broker recovers are retried by the next poll.
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            quiet_since = Instant::now();
+            seen.push(key_value(&message));
+        }
+    }
+    seen
+}
+
+/// The offsets `group` has committed for `topic`'s first `partitions` partitions.
+pub fn committed(servers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Offset> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.offset())
+        .collect()
 }

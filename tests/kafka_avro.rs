@@ -12,7 +12,7 @@ use std::time::Duration;
 use arrow_avro::schema::{FingerprintStrategy, SCHEMA_METADATA_KEY};
 use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::AvroSoeFormat;
-use common::kafka::{event, produce, query_with};
+use common::kafka::{produce_events, query_with};
 use common::registry::TestRegistry;
 use common::try_run_pipeline;
 use datafusion::arrow::array::{RecordBatch, StringArray};
@@ -34,13 +34,15 @@ fn bounded() -> SessionOptions {
 
 /// Copies the JSON topic `events` into the Avro topic `avro_events` through a pipeline.
 async fn write_avro(cluster: &Cluster, registry: &TestRegistry) {
-    let messages = [
-        (0, event("u1", 1.5, "00:00:10")),
-        (1, event("u2", 2.0, "00:01:10")),
-        (0, event("u1", 4.0, "00:02:30")),
-    ];
-    let messages: Vec<(i32, &str)> = messages.iter().map(|(p, v)| (*p, v.as_str())).collect();
-    produce(cluster, "events", &messages);
+    produce_events(
+        cluster,
+        "events",
+        &[
+            (0, "u1", 1.5, "00:00:10"),
+            (1, "u2", 2.0, "00:01:10"),
+            (0, "u1", 4.0, "00:02:30"),
+        ],
+    );
     cluster.create_topic("avro_events", 2, 1).unwrap();
     let servers = cluster.bootstrap_servers();
     let registry = &registry.url;

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::kafka::{committed, event, produce, query, query_with, table};
+use common::kafka::{
+    THREE_MINUTES, committed, event, produce, produce_events, query, query_with, table,
+};
 use profusion::session::SourceReads;
 use rdkafka::Offset;
 use rdkafka::mocking::MockCluster;
@@ -12,16 +14,7 @@ use rdkafka::mocking::MockCluster;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_are_committed_for_emitted_windows_only() {
     let cluster = MockCluster::new(1).unwrap();
-    let messages = [
-        (0, event("u1", 1.0, "00:00:10")),
-        (0, event("u2", 2.0, "00:01:10")),
-        (0, event("u1", 4.0, "00:02:30")),
-        (1, event("u1", 8.0, "00:00:20")),
-        (1, event("u3", 16.0, "00:01:20")),
-        (1, event("u3", 32.0, "00:02:40")),
-    ];
-    let messages: Vec<(i32, &str)> = messages.iter().map(|(p, v)| (*p, v.as_str())).collect();
-    produce(&cluster, "events", &messages);
+    produce_events(&cluster, "events", &THREE_MINUTES);
     let servers = cluster.bootstrap_servers();
     // One message per batch, so that each row's position can be settled on its own.
     let grouped =

@@ -4,23 +4,14 @@
 
 mod common;
 
-use common::kafka::{event, produce, query, query_with, table};
+use common::kafka::{THREE_MINUTES, event, produce, produce_events, query, query_with, table};
 use profusion::session::SourceReads;
 use rdkafka::mocking::MockCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_close_when_every_partition_has_passed_them() {
     let cluster = MockCluster::new(1).unwrap();
-    let messages = [
-        (0, event("u1", 1.0, "00:00:10")),
-        (0, event("u2", 2.0, "00:01:10")),
-        (0, event("u1", 4.0, "00:02:30")),
-        (1, event("u1", 8.0, "00:00:20")),
-        (1, event("u3", 16.0, "00:01:20")),
-        (1, event("u3", 32.0, "00:02:40")),
-    ];
-    let messages: Vec<(i32, &str)> = messages.iter().map(|(p, v)| (*p, v.as_str())).collect();
-    produce(&cluster, "events", &messages);
+    produce_events(&cluster, "events", &THREE_MINUTES);
     let rows = query(
         &table("events", "events", &cluster.bootstrap_servers(), ""),
         "SELECT user_id, window_start, count(*) AS n, sum(amount) AS spend
@@ -135,13 +126,15 @@ async fn a_snapshot_reads_up_to_the_end_and_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_columns_hold_key_partition_offset_and_timestamp() {
     let cluster = MockCluster::new(1).unwrap();
-    let messages = [
-        (0, event("u1", 1.0, "00:00:01")),
-        (1, event("u2", 2.0, "00:00:02")),
-        (0, event("u3", 3.0, "00:00:03")),
-    ];
-    let messages: Vec<(i32, &str)> = messages.iter().map(|(p, v)| (*p, v.as_str())).collect();
-    produce(&cluster, "keyed", &messages);
+    produce_events(
+        &cluster,
+        "keyed",
+        &[
+            (0, "u1", 1.0, "00:00:01"),
+            (1, "u2", 2.0, "00:00:02"),
+            (0, "u3", 3.0, "00:00:03"),
+        ],
+    );
     let servers = cluster.bootstrap_servers();
     let rows = query_with(
         SourceReads::Snapshot,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::kafka::{event, produce, query_with, read_messages};
+use common::kafka::{produce_events, query_with, read_messages};
 use common::try_run_pipeline;
 use profusion::SessionOptions;
 use profusion::session::SourceReads;
@@ -33,14 +33,16 @@ fn pipeline(servers: &str, sink_options: &str) -> String {
 }
 
 fn events(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) {
-    let messages = [
-        (0, event("u1", 1.0, "00:00:10")),
-        (0, event("u2", 2.0, "00:01:10")),
-        (1, event("u1", 8.0, "00:00:20")),
-        (1, event("u3", 16.0, "00:01:20")),
-    ];
-    let messages: Vec<(i32, &str)> = messages.iter().map(|(p, v)| (*p, v.as_str())).collect();
-    produce(cluster, "events", &messages);
+    produce_events(
+        cluster,
+        "events",
+        &[
+            (0, "u1", 1.0, "00:00:10"),
+            (0, "u2", 2.0, "00:01:10"),
+            (1, "u1", 8.0, "00:00:20"),
+            (1, "u3", 16.0, "00:01:20"),
+        ],
+    );
 }
 
 /// The messages of `topic`, sorted (see [`read_messages`]).

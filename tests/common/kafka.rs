@@ -78,6 +78,33 @@ pub async fn query_with(
     Ok(rows)
 }
 
+/// Six events over two partitions, three minutes of event time: the windows of minutes 0
+/// and 1 close once both partitions have passed minute 2, whose window stays open.
+pub const THREE_MINUTES: [(i32, &str, f64, &str); 6] = [
+    (0, "u1", 1.0, "00:00:10"),
+    (0, "u2", 2.0, "00:01:10"),
+    (0, "u1", 4.0, "00:02:30"),
+    (1, "u1", 8.0, "00:00:20"),
+    (1, "u3", 16.0, "00:01:20"),
+    (1, "u3", 32.0, "00:02:40"),
+];
+
+/// Produces an [`event`] per `(partition, user, amount, time of day)` to `topic`, as
+/// [`produce`] does.
+pub fn produce_events(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    events: &[(i32, &str, f64, &str)],
+) {
+    let values: Vec<(i32, String)> = events
+        .iter()
+        .map(|(partition, user, amount, ts)| (*partition, event(user, *amount, ts)))
+        .collect();
+    let messages: Vec<(i32, &str)> = values.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    produce(cluster, topic, &messages);
+}
+
+/// One event as JSON: `user_id`, `amount`, and `ts` at `ts` (a time of day) on 2026-01-01.
 pub fn event(user: &str, amount: f64, ts: &str) -> String {
     format!(r#"{{"user_id": "{user}", "amount": {amount}, "ts": "2026-01-01T{ts}Z"}}"#)
 }

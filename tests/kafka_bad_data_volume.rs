@@ -1,4 +1,6 @@
-//! A million messages with 1% bad records of every kind, through a pipeline reading the
+//! A million messages with 1% bad records of every kind a JSON table can meet (invalid JSON,
+//! a wrong type, a missing NOT NULL value, several objects, an empty value, an oversize
+//! value, a JSON Schema violation), through a pipeline reading the
 //! out-of-process broker (tansu, started by `scripts/test`, which sets
 //! `PROFUSION_TEST_KAFKA`) with `bad_data = 'dlq'`: exactly the 10,000 bad records land in
 //! the dead-letter topic, each naming its own partition and offset, and the windows
@@ -26,16 +28,18 @@ const MAX_RECORD_BYTES: usize = 512;
 
 /// The bad records, one kind after another: every 100th message is one.
 fn bad_value(n: usize) -> String {
-    match n % 6 {
+    match n % 7 {
         0 => r#"{"user_id": "u1", "amount": 1, "ts": "#.to_string(),
         1 => r#"{"user_id": "u1", "amount": "lots", "ts": "2026-01-01T00:00:00Z"}"#.to_string(),
         2 => r#"{"amount": 1, "ts": "2026-01-01T00:00:00Z"}"#.to_string(),
         3 => String::new(),
         4 => r#"{"user_id": "u1", "ts": "2026-01-01T00:00:00Z"} {"user_id": "u2"}"#.to_string(),
-        _ => format!(
+        5 => format!(
             r#"{{"user_id": "{}", "ts": "2026-01-01T00:00:00Z"}}"#,
             "x".repeat(MAX_RECORD_BYTES)
         ),
+        // Decodes, but the table's JSON Schema wants amounts of at least 0.
+        _ => r#"{"user_id": "u1", "amount": -1, "ts": "2026-01-01T00:00:00Z"}"#.to_string(),
     }
 }
 
@@ -64,6 +68,13 @@ async fn a_million_messages_with_one_percent_bad_put_exactly_the_bad_ones_in_the
     create_topics(&servers, &[(&topic, PARTITIONS as i32), (&dlq, 1)]).await;
     let dir = tempfile::tempdir().unwrap();
     let good_path = dir.path().join("good.jsonl");
+    // Amounts are never negative.
+    let schema = dir.path().join("event.schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"amount": {"minimum": 0}}}"#,
+    )
+    .unwrap();
 
     // Produce: every 100th message bad; the good ones also go to a file.
     let started = Instant::now();
@@ -126,10 +137,12 @@ async fn a_million_messages_with_one_percent_bad_put_exactly_the_bad_ones_in_the
         &format!(
             "CREATE TABLE events ({columns}, WATERMARK FOR ts AS ts)
                WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{servers}',
-                     bad_data = 'dlq', 'dlq.topic' = '{dlq}', max_record_bytes = {MAX_RECORD_BYTES});
+                     bad_data = 'dlq', 'dlq.topic' = '{dlq}', max_record_bytes = {MAX_RECORD_BYTES},
+                     'json.schema' = '{}');
              CREATE TABLE out (user_id TEXT, window_start TIMESTAMP, events BIGINT, spend DOUBLE)
                WITH (connector = 'file', path = '{}', format = 'json');
              INSERT INTO out {QUERY};",
+            schema.display(),
             kafka_out.display()
         ),
         &SessionOptions::default(),
@@ -155,7 +168,7 @@ async fn a_million_messages_with_one_percent_bad_put_exactly_the_bad_ones_in_the
         summary.bad_records
     );
     assert_eq!(summary.bad_records.values().sum::<u64>(), 10_000);
-    assert_eq!(summary.bad_records.len(), 6, "every kind");
+    assert_eq!(summary.bad_records.len(), 7, "every kind");
     assert_eq!(sorted_lines(&kafka_out), expected);
     assert_eq!(
         dead_letters(&servers, &dlq, bad_positions.len()),

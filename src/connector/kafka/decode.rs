@@ -109,10 +109,9 @@ impl RecordDecoder {
             };
             let ready = match (ready, &self.json_schema) {
                 (Ok((row, op)), Some(schema)) => match schema.check(&row) {
-                    Ok(()) => Ok((row, op)),
-                    Err(JsonSchemaFailure::NotJson(reason)) => {
-                        Err((BadRecordKind::InvalidJson, reason))
-                    }
+                    // Decoding says exactly what is wrong with a value that is not one
+                    // JSON value (empty, not JSON, several objects).
+                    Ok(()) | Err(JsonSchemaFailure::NotJson(_)) => Ok((row, op)),
                     Err(JsonSchemaFailure::Violation(reason)) => {
                         Err((BadRecordKind::SchemaViolation, reason))
                     }

@@ -28,6 +28,7 @@ pub mod connector;
 pub mod error;
 pub mod format;
 pub mod pipeline;
+pub mod profile;
 pub mod session;
 pub mod sql;
 pub mod window;

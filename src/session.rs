@@ -12,6 +12,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
 use crate::pipeline::{PipelineContext, StreamingFilterRule};
+use crate::profile::UpsertAggregateRule;
 use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
 
 /// Options of a profusion session.
@@ -81,6 +82,7 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(UnboundedInputCheck));
     rules.insert(at, Arc::new(StreamingFilterRule));
+    rules.insert(at, Arc::new(UpsertAggregateRule));
     rules.insert(at, Arc::new(WindowAggregateRule));
     rules
 }

@@ -8,7 +8,8 @@
 //! cargo test --test sqllogictests -- --complete   # rewrite the expected output
 //! ```
 //!
-//! `$DATA` in a file stands for `tests/data`.
+//! With `control substitution on`, `$DATA` in a file stands for `tests/data` and
+//! `__TEST_DIR__` for a fresh folder per file (for the SQLite files of materialized views).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,7 +42,9 @@ impl AsyncDB for SltEngine {
             };
             let batches = self.engine.collect(&job).await?;
             output = match job.kind {
-                JobKind::Insert => DBOutput::StatementComplete(inserted_rows(&batches)),
+                JobKind::Insert | JobKind::View(_) => {
+                    DBOutput::StatementComplete(inserted_rows(&batches))
+                }
                 JobKind::Query => rows(&batches)?,
             };
         }

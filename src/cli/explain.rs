@@ -19,9 +19,10 @@ pub async fn explain(args: ExplainArgs) -> Result<()> {
     let text = read_pipeline(&args.file.file)?;
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     for job in pipeline.jobs() {
-        let kind = match job.kind {
-            JobKind::Insert => "INSERT",
-            JobKind::Query => "SELECT",
+        let kind = match &job.kind {
+            JobKind::Insert => "INSERT".to_string(),
+            JobKind::Query => "SELECT".to_string(),
+            JobKind::View(name) => format!("MATERIALIZED VIEW {name}"),
         };
         let bounded = if job.is_bounded() {
             "bounded"

@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod memory;
 mod source;
 mod source_exec;
+pub mod sqlite;
 pub mod stdout;
 mod table;
 
@@ -26,12 +27,21 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 
 use crate::error::{Error, Result};
 use crate::format::{JsonSchema, SchemaRegistry};
+use crate::profile::{ProfileStore, StoreSink, StoreSource};
 use crate::session::SourceReads;
 use crate::sql::{CreateTable, MetadataColumn, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
 
 /// The connectors a table can name.
-pub const CONNECTORS: [&str; 6] = ["blackhole", "datagen", "file", "kafka", "memory", "stdout"];
+pub const CONNECTORS: [&str; 7] = [
+    "blackhole",
+    "datagen",
+    "file",
+    "kafka",
+    "memory",
+    "sqlite",
+    "stdout",
+];
 
 /// Turns a `CREATE TABLE` into a table, planning its columns and watermark with `state`.
 /// Sources that never end on their own are read as `reads` says.
@@ -79,6 +89,7 @@ pub async fn create_table(
         late_data_sink: options.take("late_data.sink"),
     };
     let declared = Declared {
+        name: &name,
         schema: &schema,
         metadata: &metadata,
         primary_key: &primary_key,
@@ -116,6 +127,7 @@ type Halves = (Option<Arc<dyn Source>>, Option<Arc<dyn DataSink>>);
 
 /// What a `CREATE TABLE` declares besides its options.
 struct Declared<'a> {
+    name: &'a str,
     schema: &'a SchemaRef,
     metadata: &'a [MetadataColumn],
     primary_key: &'a [String],
@@ -128,6 +140,7 @@ fn connector_halves(
     reads: SourceReads,
 ) -> Result<Halves> {
     let Declared {
+        name,
         schema,
         metadata,
         primary_key,
@@ -195,6 +208,18 @@ fn connector_halves(
             (
                 Some(Arc::new(memory::MemorySource(Arc::clone(&table)))),
                 Some(Arc::new(memory::MemorySink(table))),
+            )
+        }
+        "sqlite" => {
+            let store: Arc<dyn ProfileStore> = Arc::new(sqlite::SqliteStore::new(
+                sqlite::SqliteOptions::parse(options, name)?,
+                schema,
+                primary_key.to_vec(),
+                false,
+            ));
+            (
+                Some(Arc::new(StoreSource(Arc::clone(&store)))),
+                Some(Arc::new(StoreSink::new(store))),
             )
         }
         "stdout" => (

@@ -21,6 +21,8 @@ pub struct PipelineMetrics {
     pub late_rows: AtomicU64,
     /// Rows written to sinks.
     pub rows_out: AtomicU64,
+    /// Upserts a store skipped because it held the same or a newer version of the row.
+    pub stale_upserts: AtomicU64,
     /// The most bytes one window operator's state has held at once.
     pub peak_state_bytes: AtomicU64,
     /// The most advanced watermark any source has reported, in nanoseconds.
@@ -35,6 +37,7 @@ impl Default for PipelineMetrics {
             events_in: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
+            stale_upserts: AtomicU64::new(0),
             peak_state_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(Watermark::MIN.0),
             bad_records: Mutex::new(BTreeMap::new()),

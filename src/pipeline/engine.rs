@@ -14,6 +14,7 @@ use futures::StreamExt;
 use super::{JobProgress, PipelineContext};
 use crate::connector::create_table;
 use crate::error::{Error, Result};
+use crate::profile::plan_view;
 use crate::session::{SessionOptions, SourceReads, new_session};
 use crate::sql::{PipelineStatement, SourceStatement};
 
@@ -24,6 +25,8 @@ pub enum JobKind {
     Insert,
     /// A bare `SELECT`: rows go to whoever runs the job.
     Query,
+    /// `CREATE MATERIALIZED VIEW name`: rows are upserted into the view's store.
+    View(String),
 }
 
 /// A planned continuous query.
@@ -80,16 +83,26 @@ impl Engine {
                 let line = create.line;
                 let table = create_table(&self.context.state(), create, self.reads).await?;
                 let name = table.name().to_string();
-                if self.context.table_exist(name.as_str()).unwrap_or(false) {
-                    return Err(Error::Syntax {
-                        line,
-                        message: format!("table '{name}' is already declared"),
-                    });
-                }
+                self.check_new_name(&name, line)?;
                 self.context
                     .register_table(name.as_str(), Arc::new(table))
                     .map_err(|source| Error::Statement { line, source })?;
                 Ok(None)
+            }
+            PipelineStatement::CreateView(view) => {
+                let line = view.line;
+                self.check_new_name(&view.name, line)?;
+                let planned = plan_view(&self.context, view).await?;
+                let name = planned.table.name().to_string();
+                self.context
+                    .register_table(name.as_str(), Arc::new(planned.table))
+                    .map_err(|source| Error::Statement { line, source })?;
+                Ok(Some(Job {
+                    kind: JobKind::View(name),
+                    sql: planned.query,
+                    line,
+                    plan: planned.plan,
+                }))
             }
             PipelineStatement::Setup(statement) => {
                 let frame = self.sql(&statement).await?;
@@ -106,6 +119,17 @@ impl Engine {
                 self.plan(statement, JobKind::Query).await.map(Some)
             }
         }
+    }
+
+    /// An error when a table or view named `name` is already declared.
+    fn check_new_name(&self, name: &str, line: usize) -> Result<()> {
+        if self.context.table_exist(name).unwrap_or(false) {
+            return Err(Error::Syntax {
+                line,
+                message: format!("a table or view named '{name}' is already declared"),
+            });
+        }
+        Ok(())
     }
 
     async fn sql(&self, statement: &SourceStatement) -> Result<datafusion::prelude::DataFrame> {

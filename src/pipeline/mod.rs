@@ -111,7 +111,7 @@ impl Pipeline {
 /// Runs one job: an `INSERT` drains into its sink; a `SELECT` prints its rows as a table.
 async fn run_job(engine: &Engine, job: &Job) -> Result<()> {
     match job.kind {
-        JobKind::Insert => engine.drain(job, |_| Ok(())).await,
+        JobKind::Insert | JobKind::View(_) => engine.drain(job, |_| Ok(())).await,
         JobKind::Query => {
             let failed = |source| Error::Statement {
                 line: job.line,

@@ -214,7 +214,7 @@ fn parse_watermark(text: &str, item: &[&SpannedToken]) -> Result<WatermarkClause
 }
 
 /// Parses `key = value, ...` where a key is a word, a dotted word or a quoted string.
-fn parse_options(tokens: &[&SpannedToken], options: &mut WithOptions) -> Result<()> {
+pub(super) fn parse_options(tokens: &[&SpannedToken], options: &mut WithOptions) -> Result<()> {
     for entry in tokens.split(|t| t.token == Token::Comma) {
         if entry.is_empty() {
             continue;
@@ -252,7 +252,7 @@ fn literal_text(token: &Token) -> String {
     }
 }
 
-fn matching_paren(tokens: &[&SpannedToken], open: usize) -> Option<usize> {
+pub(super) fn matching_paren(tokens: &[&SpannedToken], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (i, token) in tokens.iter().enumerate().skip(open) {
         match token.token {

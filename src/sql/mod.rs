@@ -1,8 +1,9 @@
 //! The pipeline language: a `.sql` file split into statements, each classified into what the
-//! pipeline does with it. `CREATE TABLE` (with `WATERMARK` and `WITH` options) is parsed here;
-//! everything else is standard SQL that DataFusion plans.
+//! pipeline does with it. `CREATE TABLE` (with `WATERMARK` and `WITH` options) and
+//! `CREATE MATERIALIZED VIEW` are parsed here; everything else is standard SQL that DataFusion plans.
 
 mod create_table;
+mod create_view;
 mod duration;
 mod options;
 mod split;
@@ -10,6 +11,7 @@ mod tokens;
 mod variables;
 
 pub use create_table::{CreateTable, MetadataColumn, WatermarkClause, parse_create_table};
+pub use create_view::{CreateMaterializedView, parse_create_view};
 pub use duration::parse_duration;
 pub use options::WithOptions;
 pub use split::{SourceStatement, split_statements};
@@ -23,6 +25,9 @@ use tokens::tokenize;
 pub enum PipelineStatement {
     /// `CREATE TABLE ... WITH (connector = ...)`: a source or sink.
     CreateTable(CreateTable),
+    /// `CREATE MATERIALIZED VIEW ... PRIMARY KEY (...) AS SELECT ...`: a keyed view kept in
+    /// a store.
+    CreateView(CreateMaterializedView),
     /// `INSERT INTO sink SELECT ...`: a continuous query into a sink.
     Insert(SourceStatement),
     /// A bare `SELECT` (or `WITH ... SELECT`): streams its rows to standard output.
@@ -36,6 +41,7 @@ impl PipelineStatement {
     pub fn line(&self) -> usize {
         match self {
             Self::CreateTable(table) => table.line,
+            Self::CreateView(view) => view.line,
             Self::Insert(s) | Self::Query(s) | Self::Setup(s) => s.line,
         }
     }
@@ -62,7 +68,16 @@ pub fn classify(statement: SourceStatement) -> Result<PipelineStatement> {
             .skip(1)
             .take_while(|w| matches!(w.as_str(), "OR" | "REPLACE" | "TEMPORARY" | "TABLE"))
             .any(|w| w == "TABLE");
+    let is_create_view = first == "CREATE"
+        && words
+            .iter()
+            .skip(1)
+            .take_while(|w| matches!(w.as_str(), "OR" | "REPLACE" | "MATERIALIZED"))
+            .any(|w| w == "MATERIALIZED");
     Ok(match first {
+        _ if is_create_view => {
+            PipelineStatement::CreateView(parse_create_view(&statement.text, statement.line)?)
+        }
         _ if is_create_table => {
             PipelineStatement::CreateTable(parse_create_table(&statement.text, statement.line)?)
         }

@@ -190,7 +190,7 @@ impl WindowAggregateExec {
 
 /// A window aggregate sees rows in arrival order, not sorted by an aggregate's `ORDER BY`:
 /// aggregates that can order their input themselves are told so; the rest are refused.
-fn without_input_ordering(
+pub(crate) fn without_input_ordering(
     aggregate: Arc<AggregateFunctionExpr>,
 ) -> Result<Arc<AggregateFunctionExpr>> {
     let sensitivity = aggregate.order_sensitivity();

@@ -29,8 +29,12 @@ mod table_function;
 mod watermark;
 
 pub use aggregate_exec::WindowAggregateExec;
+pub(crate) use aggregate_exec::without_input_ordering;
+pub(crate) use byte_keys::ByteKeys;
 pub use event_time::{LatenessOptions, WatermarkSpec, nanos_values, timestamps_as_nanos};
+pub(crate) use grouped::{AggregateExprs, schema_of};
 pub use rule::{UnboundedInputCheck, WindowAggregateRule};
+pub(crate) use rule::{partial_below, without_sorts};
 pub use scan_exec::{LateSink, WindowScanExec};
 pub use spec::{DisplayNanos, WindowKind};
 pub use table_function::{WINDOW_END, WINDOW_START, WindowFunction, WindowedTable};

@@ -72,7 +72,7 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
 
 /// The plan down to the window scan without the sorts DataFusion added for order-sensitive
 /// aggregates: the window aggregate orders those aggregates' input itself.
-fn without_sorts(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+pub(crate) fn without_sorts(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     if plan.is::<WindowScanExec>() {
         return Ok(Arc::clone(plan));
     }
@@ -92,7 +92,7 @@ fn without_sorts(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>
 }
 
 /// The partial aggregate under a final one, through exchanges.
-fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
+pub(crate) fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
     if let Some(partial) = plan.downcast_ref::<AggregateExec>() {
         return (*partial.mode() == AggregateMode::Partial).then_some(partial);
     }
@@ -138,7 +138,7 @@ impl PhysicalOptimizerRule for UnboundedInputCheck {
             if blocking && !inherits && !unbounded_inputs.is_empty() {
                 refusal = Some(format!(
                     "{} needs all of its input before it can produce a row, but {} never ends. \
-                     Aggregate over a window (TUMBLE, HOP or SESSION) or bound the source (for datagen, set count).",
+                     Bound the source (for datagen, set count), or work within windows (TUMBLE, HOP or SESSION).",
                     describe(node.as_ref()),
                     unbounded_inputs.join(", ")
                 ));

@@ -4,7 +4,9 @@
 //!
 //! `'scan.mode'` says when reading ends: `snapshot` (the default) reads the rows inserted so
 //! far and ends, a bounded source; `follow` goes on to read every row inserted later, an
-//! unbounded source that ends only when the pipeline stops.
+//! unbounded source that ends only when the pipeline stops; `replay` reads the rows inserted
+//! so far as a stream does, planned as an unbounded source (the way a Kafka topic is), and
+//! ends after them: streaming plans, tested deterministically.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -34,6 +36,8 @@ pub enum ScanMode {
     Snapshot,
     /// Never: rows inserted later are read as they come.
     Follow,
+    /// After the rows inserted before reading started, planned as an unbounded source.
+    Replay,
 }
 
 /// The rows of a memory table, shared by its source and sink halves.
@@ -65,6 +69,7 @@ impl MemoryTable {
                 &[
                     ("snapshot", ScanMode::Snapshot),
                     ("follow", ScanMode::Follow),
+                    ("replay", ScanMode::Replay),
                 ],
             )?
             .unwrap_or(ScanMode::Snapshot);
@@ -116,7 +121,7 @@ struct SplitReader {
 impl SplitReader {
     fn new(table: Arc<MemoryTable>, split: usize) -> Self {
         let inserted = table.inserted.subscribe();
-        let end = (table.mode == ScanMode::Snapshot).then(|| *inserted.borrow());
+        let end = (table.mode != ScanMode::Follow).then(|| *inserted.borrow());
         Self {
             table,
             next: split,
@@ -169,6 +174,7 @@ impl Source for MemorySource {
         match self.0.mode {
             ScanMode::Snapshot => format!("memory(splits={})", self.0.splits),
             ScanMode::Follow => format!("memory(splits={}, follow)", self.0.splits),
+            ScanMode::Replay => format!("memory(splits={}, replay)", self.0.splits),
         }
     }
 

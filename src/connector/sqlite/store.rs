@@ -1,0 +1,401 @@
+//! [`SqliteStore`]: a [`ProfileStore`] in one SQLite file. The connection opens on first use
+//! (planning a pipeline touches no file) and every call runs on a blocking thread.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime;
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, exec_err};
+use rusqlite::Connection;
+
+use super::options::SqliteOptions;
+use super::values::{ColumnBuilder, SqlColumn, StorageClass};
+use crate::profile::{ProfileStore, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN};
+
+/// Rows per batch when reading a table back.
+const SCAN_BATCH_ROWS: usize = 8192;
+
+/// A keyed table in an SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    options: SqliteOptions,
+    schema: SchemaRef,
+    primary_key: Vec<String>,
+    /// True when rows carry a version (`_version`, `_updated_at`): the store of a view.
+    versioned: bool,
+    connection: Arc<Mutex<Option<Connection>>>,
+}
+
+impl SqliteStore {
+    /// The store of rows of `schema` keyed by `primary_key` (none: rows are appended);
+    /// `versioned` stores keep each row's version and apply only newer ones.
+    pub fn new(
+        options: SqliteOptions,
+        schema: SchemaRef,
+        primary_key: Vec<String>,
+        versioned: bool,
+    ) -> Self {
+        Self {
+            options,
+            schema,
+            primary_key,
+            versioned,
+            connection: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Runs `work` with the open connection on a blocking thread.
+    async fn with_connection<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, &Layout) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let connection = Arc::clone(&self.connection);
+        let layout = Layout {
+            options: self.options.clone(),
+            schema: Arc::clone(&self.schema),
+            primary_key: self.primary_key.clone(),
+            versioned: self.versioned,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                *guard = Some(layout.open()?);
+            }
+            let Some(connection) = guard.as_mut() else {
+                return exec_err!("sqlite connection missing after opening");
+            };
+            work(connection, &layout)
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "sqlite table {} in {}",
+            self.options.table,
+            self.options.path.display()
+        )
+    }
+}
+
+#[async_trait]
+impl ProfileStore for SqliteStore {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn primary_key(&self) -> &[String] {
+        &self.primary_key
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "sqlite(path={}, table={})",
+            self.options.path.display(),
+            self.options.table
+        )
+    }
+
+    async fn upsert(&self, rows: RecordBatch, versions: Option<Int64Array>) -> Result<Upserted> {
+        if versions.is_some() != self.versioned {
+            return exec_err!(
+                "{}: rows {} versions but the table {}",
+                self.context(),
+                if versions.is_some() { "carry" } else { "lack" },
+                if self.versioned {
+                    "keeps them"
+                } else {
+                    "has none"
+                }
+            );
+        }
+        let context = self.context();
+        self.with_connection(move |connection, layout| {
+            layout
+                .upsert(connection, &rows, versions.as_ref())
+                .map_err(|e| exec_datafusion_err!("upserting into {context}: {e}"))
+        })
+        .await
+    }
+
+    async fn scan(&self) -> Result<Vec<RecordBatch>> {
+        let context = self.context();
+        self.with_connection(move |connection, layout| {
+            layout
+                .scan(connection)
+                .map_err(|e| exec_datafusion_err!("reading {context}: {e}"))
+        })
+        .await
+    }
+}
+
+/// What the blocking side needs to know about the table.
+struct Layout {
+    options: SqliteOptions,
+    schema: SchemaRef,
+    primary_key: Vec<String>,
+    versioned: bool,
+}
+
+impl Layout {
+    /// Opens the file, creating it, its folder and the table when missing, and checks that
+    /// an existing table has the expected columns.
+    fn open(&self) -> Result<Connection> {
+        let path = &self.options.path;
+        let failed = |e: &dyn std::fmt::Display| {
+            exec_datafusion_err!(
+                "opening sqlite table {} in {}: {e}",
+                self.options.table,
+                path.display()
+            )
+        };
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|e| failed(&e))?;
+        }
+        let connection = Connection::open(path).map_err(|e| failed(&e))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
+            )
+            .map_err(|e| failed(&e))?;
+        connection
+            .execute_batch(&self.create_sql())
+            .map_err(|e| failed(&e))?;
+        self.check_columns(&connection, path)?;
+        Ok(connection)
+    }
+
+    /// Every stored column name, in order.
+    fn column_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        if self.versioned {
+            names.push(VERSION_COLUMN.into());
+            names.push(UPDATED_AT_COLUMN.into());
+        }
+        names
+    }
+
+    fn create_sql(&self) -> String {
+        let mut columns: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let not_null = if self.primary_key.contains(field.name()) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!(
+                    "{} {}{not_null}",
+                    quote(field.name()),
+                    StorageClass::of(field.data_type()).sql_type()
+                )
+            })
+            .collect();
+        if self.versioned {
+            columns.push(format!("{} INTEGER NOT NULL", quote(VERSION_COLUMN)));
+            columns.push(format!("{} TEXT NOT NULL", quote(UPDATED_AT_COLUMN)));
+        }
+        if !self.primary_key.is_empty() {
+            columns.push(format!("PRIMARY KEY ({})", self.key_list()));
+        }
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            quote(&self.options.table),
+            columns.join(", ")
+        )
+    }
+
+    fn key_list(&self) -> String {
+        self.primary_key
+            .iter()
+            .map(|k| quote(k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn check_columns(&self, connection: &Connection, path: &Path) -> Result<()> {
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT name FROM pragma_table_info({})",
+                literal(&self.options.table)
+            ))
+            .map_err(sqlite)?;
+        let found = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|names| names.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(sqlite)?;
+        let expected = self.column_names();
+        if found != expected {
+            return exec_err!(
+                "{} already has the columns ({}), not ({}): drop it, or store this table under another 'table' name or file than {}",
+                self.options.table,
+                found.join(", "),
+                expected.join(", "),
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn upsert_sql(&self) -> String {
+        let names = self.column_names();
+        let table = quote(&self.options.table);
+        let mut sql = format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            names
+                .iter()
+                .map(|n| quote(n))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (1..=names.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if self.primary_key.is_empty() {
+            return sql;
+        }
+        let updates: Vec<String> = names
+            .iter()
+            .filter(|n| !self.primary_key.contains(n))
+            .map(|n| format!("{0} = excluded.{0}", quote(n)))
+            .collect();
+        sql.push_str(&format!(" ON CONFLICT ({}) DO ", self.key_list()));
+        if updates.is_empty() {
+            sql.push_str("NOTHING");
+        } else {
+            sql.push_str(&format!("UPDATE SET {}", updates.join(", ")));
+            if self.versioned {
+                let version = quote(VERSION_COLUMN);
+                sql.push_str(&format!(" WHERE excluded.{version} > {table}.{version}"));
+            }
+        }
+        sql
+    }
+
+    fn upsert(
+        &self,
+        connection: &mut Connection,
+        rows: &RecordBatch,
+        versions: Option<&Int64Array>,
+    ) -> Result<Upserted> {
+        let columns = rows
+            .columns()
+            .iter()
+            .map(SqlColumn::try_new)
+            .collect::<Result<Vec<_>>>()?;
+        let updated_at = now_iso8601();
+        let transaction = connection.transaction().map_err(sqlite)?;
+        let mut outcome = Upserted::default();
+        {
+            let mut statement = transaction
+                .prepare_cached(&self.upsert_sql())
+                .map_err(sqlite)?;
+            for row in 0..rows.num_rows() {
+                for (index, column) in columns.iter().enumerate() {
+                    statement
+                        .raw_bind_parameter(index + 1, column.value(row))
+                        .map_err(sqlite)?;
+                }
+                if let Some(versions) = versions {
+                    let at = columns.len() + 1;
+                    statement
+                        .raw_bind_parameter(at, versions.value(row))
+                        .map_err(sqlite)?;
+                    statement
+                        .raw_bind_parameter(at + 1, updated_at.as_str())
+                        .map_err(sqlite)?;
+                }
+                if statement.raw_execute().map_err(sqlite)? > 0 {
+                    outcome.written += 1;
+                } else {
+                    outcome.stale += 1;
+                }
+            }
+        }
+        transaction.commit().map_err(sqlite)?;
+        Ok(outcome)
+    }
+
+    fn scan(&self, connection: &mut Connection) -> Result<Vec<RecordBatch>> {
+        let fields = self.schema.fields();
+        let sql = format!(
+            "SELECT {} FROM {}",
+            fields
+                .iter()
+                .map(|f| quote(f.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote(&self.options.table)
+        );
+        let mut statement = connection.prepare(&sql).map_err(sqlite)?;
+        let mut rows = statement.query([]).map_err(sqlite)?;
+        let new_builders = || -> Vec<ColumnBuilder> {
+            fields
+                .iter()
+                .map(|f| ColumnBuilder::new(f.data_type()))
+                .collect()
+        };
+        let finish = |builders: Vec<ColumnBuilder>| -> Result<RecordBatch> {
+            let columns = builders
+                .into_iter()
+                .zip(fields.iter())
+                .map(|(b, f)| b.finish(f.data_type()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+        };
+        let mut batches = Vec::new();
+        let mut builders = new_builders();
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(sqlite)? {
+            for (index, (builder, field)) in builders.iter_mut().zip(fields.iter()).enumerate() {
+                builder.append(row.get_ref(index).map_err(sqlite)?, field.name())?;
+            }
+            count += 1;
+            if count == SCAN_BATCH_ROWS {
+                batches.push(finish(std::mem::replace(&mut builders, new_builders()))?);
+                count = 0;
+            }
+        }
+        if count > 0 || batches.is_empty() {
+            batches.push(finish(builders)?);
+        }
+        Ok(batches)
+    }
+}
+
+/// An SQLite error as a DataFusion error, keeping it as the cause.
+fn sqlite(error: rusqlite::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// `name` as an SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `text` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The current time as ISO-8601 text in UTC, to the millisecond.
+fn now_iso8601() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    timestamp_ms_to_datetime(millis)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}

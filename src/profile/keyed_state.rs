@@ -1,0 +1,259 @@
+//! [`KeyedAggregates`]: the running aggregates of every key of an unbounded `GROUP BY`. Each
+//! key holds one DataFusion [`Accumulator`] per aggregate, so any aggregate (built-in or
+//! UDAF, `count(DISTINCT …)`, `last_value(… ORDER BY …)`, `array_agg`) keeps working; a key's
+//! value is read with `evaluate`, which leaves the state as it was, every time it changes.
+//!
+//! Each key also counts the rows folded into it. That count is the key's *version*: it
+//! grows with every change, and two runs over the same input reach the same version with
+//! the same value, whatever the order partitions interleave in, so a store can skip a
+//! replayed upsert by comparing versions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::compute::{filter, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::Accumulator;
+
+use crate::window::{AggregateExprs, ByteKeys};
+
+/// The state of one key.
+struct KeyState {
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Rows folded in so far.
+    version: i64,
+    /// When a row last arrived for the key, in milliseconds of the pipeline's clock.
+    touched_at: u64,
+    /// The accumulators' size when last measured.
+    size: usize,
+}
+
+/// The aggregates of every key, and which keys the last batch changed.
+pub struct KeyedAggregates {
+    exprs: AggregateExprs,
+    output: SchemaRef,
+    converter: RowConverter,
+    keys: ByteKeys,
+    states: Vec<Option<KeyState>>,
+    /// Bytes held by accumulators.
+    accumulated: usize,
+    /// Scratch, reused between batches.
+    batch_slot: Vec<u32>,
+    row_ids: Vec<u32>,
+}
+
+impl KeyedAggregates {
+    /// An empty state for `exprs`, producing rows of `output` (keys, then aggregates).
+    pub fn try_new(exprs: AggregateExprs, output: SchemaRef) -> Result<Self> {
+        let converter = RowConverter::new(
+            exprs
+                .key_schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        Ok(Self {
+            exprs,
+            output,
+            converter,
+            keys: ByteKeys::default(),
+            states: Vec::new(),
+            accumulated: 0,
+            batch_slot: Vec::new(),
+            row_ids: Vec::new(),
+        })
+    }
+
+    /// Folds `batch` in and returns the ids of the keys it changed, in the order they first
+    /// appear in it.
+    pub fn fold(&mut self, batch: &RecordBatch, now_ms: u64) -> Result<Vec<u32>> {
+        let rows = self.exprs.evaluate(batch)?;
+        let n = rows.num_rows;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // Each row's key id, and the keys in first-seen order.
+        self.row_ids.clear();
+        if self.exprs.keys.is_empty() {
+            let id = self.keys.intern(&[])?;
+            self.row_ids.resize(n, id);
+        } else {
+            let encoded = self.converter.convert_columns(&rows.keys)?;
+            for row in encoded.iter() {
+                self.row_ids.push(self.keys.intern(row.as_ref())?);
+            }
+        }
+        let bound = self.keys.id_bound();
+        if self.states.len() < bound {
+            self.states.resize_with(bound, || None);
+        }
+        if self.batch_slot.len() < bound {
+            self.batch_slot.resize(bound, u32::MAX);
+        }
+        let mut touched: Vec<u32> = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        for &id in &self.row_ids {
+            let slot = &mut self.batch_slot[id as usize];
+            if *slot == u32::MAX {
+                *slot = touched.len() as u32;
+                touched.push(id);
+                counts.push(0);
+            }
+            counts[*slot as usize] += 1;
+        }
+        // The rows grouped by key: a counting sort into one permutation.
+        let mut starts = Vec::with_capacity(touched.len() + 1);
+        let mut at = 0u32;
+        for &count in &counts {
+            starts.push(at);
+            at += count;
+        }
+        starts.push(at);
+        let mut next = starts.clone();
+        let mut order = vec![0u32; n];
+        for (row, &id) in self.row_ids.iter().enumerate() {
+            let slot = self.batch_slot[id as usize] as usize;
+            order[next[slot] as usize] = row as u32;
+            next[slot] += 1;
+        }
+        let order = UInt32Array::from(order);
+        for &id in &touched {
+            self.batch_slot[id as usize] = u32::MAX;
+        }
+
+        for (index, &id) in touched.iter().enumerate() {
+            if self.states[id as usize].is_none() {
+                self.states[id as usize] = Some(KeyState {
+                    accumulators: self
+                        .exprs
+                        .aggregates
+                        .iter()
+                        .map(|a| a.create_accumulator())
+                        .collect::<Result<_>>()?,
+                    version: 0,
+                    touched_at: now_ms,
+                    size: 0,
+                });
+            }
+            if let Some(state) = self.states[id as usize].as_mut() {
+                state.version += i64::from(starts[index + 1] - starts[index]);
+                state.touched_at = now_ms;
+            }
+        }
+        for (aggregate, arguments) in rows.arguments.iter().enumerate() {
+            let arguments = arguments
+                .iter()
+                .map(|a| take(a.as_ref(), &order, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let mask = match &rows.filters[aggregate] {
+                Some(f) => Some(take(f.as_ref(), &order, None)?),
+                None => None,
+            };
+            for (index, &id) in touched.iter().enumerate() {
+                let (from, to) = (starts[index] as usize, starts[index + 1] as usize);
+                let mut slice: Vec<ArrayRef> =
+                    arguments.iter().map(|a| a.slice(from, to - from)).collect();
+                if let Some(mask) = &mask {
+                    let keep = mask.slice(from, to - from);
+                    let keep: &BooleanArray = keep.as_boolean();
+                    slice = slice
+                        .iter()
+                        .map(|a| filter(a.as_ref(), keep))
+                        .collect::<std::result::Result<_, _>>()?;
+                }
+                if let Some(state) = self.states[id as usize].as_mut() {
+                    state.accumulators[aggregate].update_batch(&slice)?;
+                }
+            }
+        }
+        for &id in &touched {
+            if let Some(state) = self.states[id as usize].as_mut() {
+                let size: usize = state.accumulators.iter().map(|a| a.size()).sum();
+                self.accumulated = self.accumulated + size - state.size;
+                state.size = size;
+            }
+        }
+        Ok(touched)
+    }
+
+    /// The current rows of `ids` (keys, then aggregate values) and their versions.
+    pub fn rows(&mut self, ids: &[u32]) -> Result<(RecordBatch, Int64Array)> {
+        let mut columns: Vec<ArrayRef> = if self.exprs.keys.is_empty() {
+            Vec::new()
+        } else {
+            let parser = self.converter.parser();
+            let keys = &self.keys;
+            self.converter
+                .convert_rows(ids.iter().map(|&id| parser.parse(keys.get(id))))?
+        };
+        let mut versions = Vec::with_capacity(ids.len());
+        let mut values: Vec<Vec<ScalarValue>> =
+            vec![Vec::with_capacity(ids.len()); self.exprs.aggregates.len()];
+        for &id in ids {
+            let Some(state) = self.states[id as usize].as_mut() else {
+                continue;
+            };
+            versions.push(state.version);
+            for (value, accumulator) in values.iter_mut().zip(state.accumulators.iter_mut()) {
+                value.push(accumulator.evaluate()?);
+            }
+        }
+        for (index, value) in values.into_iter().enumerate() {
+            let expected = self.output.field(self.exprs.keys.len() + index).data_type();
+            let array = match value.is_empty() {
+                true => datafusion::arrow::array::new_empty_array(expected),
+                false => ScalarValue::iter_to_array(value)?,
+            };
+            columns.push(if array.data_type() == expected {
+                array
+            } else {
+                datafusion::arrow::compute::cast(&array, expected)?
+            });
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.output), columns)?;
+        Ok((batch, Int64Array::from(versions)))
+    }
+
+    /// Forgets keys no row has arrived for in `ttl`; returns how many.
+    pub fn expire(&mut self, now_ms: u64, ttl: Duration) -> usize {
+        let ttl = ttl.as_millis() as u64;
+        let mut expired = 0;
+        for (id, slot) in self.states.iter_mut().enumerate() {
+            if slot
+                .as_ref()
+                .is_some_and(|s| s.touched_at.saturating_add(ttl) < now_ms)
+            {
+                if let Some(state) = slot.take() {
+                    self.accumulated -= state.size;
+                }
+                self.keys.remove(id as u32);
+                expired += 1;
+            }
+        }
+        expired
+    }
+
+    /// The number of keys held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held, for the memory pool.
+    pub fn size(&self) -> usize {
+        self.accumulated
+            + self.keys.size()
+            + self.states.capacity() * size_of::<Option<KeyState>>()
+            + self.batch_slot.capacity() * size_of::<u32>()
+    }
+}

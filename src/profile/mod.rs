@@ -1,0 +1,22 @@
+//! Profiles: keyed state kept up to date as events arrive, and the stores that hold it.
+//!
+//! - [`UpsertAggregateExec`] runs an unbounded `GROUP BY` as an upsert stream: after each
+//!   input batch, the current row of every key it changed (any DataFusion aggregate).
+//! - `CREATE MATERIALIZED VIEW ... PRIMARY KEY (...)` ([`plan_view`]) sends such a stream,
+//!   each row with its version, into a [`ProfileStore`] that applies a row only when its
+//!   version is newer than the stored one, and reads the store back as a table.
+//! - Stores: SQLite (`connector = 'sqlite'`, the embedded default).
+
+mod keyed_state;
+mod store;
+mod store_table;
+mod upsert_aggregate;
+mod upsert_rule;
+mod view;
+
+pub use keyed_state::KeyedAggregates;
+pub use store::{ProfileStore, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN};
+pub use store_table::{StoreSink, StoreSource};
+pub use upsert_aggregate::UpsertAggregateExec;
+pub use upsert_rule::UpsertAggregateRule;
+pub use view::{PlannedView, VIEW_STORES, plan_view};

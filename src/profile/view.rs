@@ -1,0 +1,191 @@
+//! `CREATE MATERIALIZED VIEW`: a keyed query kept up to date in a store. Planning a view
+//! gives two things: a table under the view's name that reads the store (for ad-hoc
+//! queries and enrichment joins), and the plan of the job that upserts the query's rows
+//! into the store, each with its version.
+//!
+//! Versions come from the query's shape:
+//! - an unbounded `GROUP BY`: the number of rows folded into the key (see
+//!   [`UpsertAggregateExec`]), which replays of the same input reproduce;
+//! - a `GROUP BY` over a window: the window's end, in nanoseconds, so a later window of
+//!   the same key replaces an earlier one and a replayed window changes nothing;
+//! - a bounded query: the time the run was planned, in milliseconds, so each refresh
+//!   replaces the previous one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::{Result as DFResult, ScalarValue, plan_err};
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::prelude::SessionContext;
+
+use super::store::{ProfileStore, VERSION_COLUMN};
+use super::store_table::{StoreSink, StoreSource};
+use super::upsert_aggregate::UpsertAggregateExec;
+use crate::connector::sqlite::{SqliteOptions, SqliteStore};
+use crate::connector::{SourceDefinition, StreamTable};
+use crate::error::{Error, Result};
+use crate::sql::{CreateMaterializedView, WithOptions};
+use crate::window::{WINDOW_END, WindowAggregateExec};
+
+/// The stores a view can name in `connector`.
+pub const VIEW_STORES: [&str; 1] = ["sqlite"];
+
+/// A planned materialized view.
+pub struct PlannedView {
+    /// The table that reads the view's store, under the view's name.
+    pub table: StreamTable,
+    /// The plan that keeps the store up to date.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// The defining query.
+    pub query: String,
+}
+
+/// Plans `view` in `context`.
+pub async fn plan_view(
+    context: &SessionContext,
+    view: CreateMaterializedView,
+) -> Result<PlannedView> {
+    let CreateMaterializedView {
+        name,
+        primary_key,
+        mut options,
+        query,
+        line,
+    } = view;
+    let failed = |source| Error::Statement { line, source };
+    let frame = context.sql(&query).await.map_err(failed)?;
+    let schema: SchemaRef = Arc::clone(frame.schema().inner());
+    for key in &primary_key {
+        if schema.field_with_name(key).is_err() {
+            let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(options.error(format!(
+                "PRIMARY KEY column '{key}' is not a column of the query (columns: {})",
+                columns.join(", ")
+            )));
+        }
+    }
+    let state_ttl = options.duration("state.ttl")?;
+    let connector = options
+        .take("connector")
+        .unwrap_or_else(|| "sqlite".into())
+        .to_ascii_lowercase();
+    let store = open_store(&connector, &name, &schema, &primary_key, &mut options)?;
+    options.finish(&connector)?;
+
+    let plan = frame.create_physical_plan().await.map_err(failed)?;
+    let versioned = with_versions(&plan, state_ttl).map_err(failed)?;
+    let sink = StoreSink::versioned(Arc::clone(&store), versioned.schema());
+    let job = Arc::new(DataSinkExec::new(versioned, Arc::new(sink), None));
+    let source = SourceDefinition {
+        table: name.clone(),
+        source: Arc::new(StoreSource(store)),
+        watermark: None,
+        lateness: Default::default(),
+    };
+    Ok(PlannedView {
+        table: StreamTable::new(name, connector, schema, Some(Arc::new(source)), None),
+        plan: job,
+        query,
+    })
+}
+
+/// The store named by `connector`, consuming its options.
+fn open_store(
+    connector: &str,
+    name: &str,
+    schema: &SchemaRef,
+    primary_key: &[String],
+    options: &mut WithOptions,
+) -> Result<Arc<dyn ProfileStore>> {
+    Ok(match connector {
+        "sqlite" => Arc::new(SqliteStore::new(
+            SqliteOptions::parse(options, name)?,
+            Arc::clone(schema),
+            primary_key.to_vec(),
+            true,
+        )),
+        other => {
+            return Err(options.error(format!(
+                "unknown store connector '{other}' for a materialized view (known: {})",
+                VIEW_STORES.join(", ")
+            )));
+        }
+    })
+}
+
+/// `plan` with each row's version appended as a last `_version` column.
+fn with_versions(
+    plan: &Arc<dyn ExecutionPlan>,
+    state_ttl: Option<Duration>,
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    if let Some(upsert) = plan.downcast_ref::<UpsertAggregateExec>() {
+        return Ok(Arc::new(upsert.with_versions().with_state_ttl(state_ttl)));
+    }
+    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
+        let input = with_versions(projection.input(), state_ttl)?;
+        let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
+            .expr()
+            .iter()
+            .map(|e| (Arc::clone(&e.expr), e.alias.clone()))
+            .collect();
+        let version = Column::new(VERSION_COLUMN, input.schema().fields().len() - 1);
+        exprs.push((Arc::new(version), VERSION_COLUMN.into()));
+        return Ok(Arc::new(ProjectionExec::try_new(exprs, input)?));
+    }
+    if plan.is::<WindowAggregateExec>() {
+        let schema = plan.schema();
+        let Ok(end) = schema.index_of(WINDOW_END) else {
+            return plan_err!("a windowed view must GROUP BY window_end");
+        };
+        let version = CastExpr::new(
+            Arc::new(Column::new(WINDOW_END, end)),
+            DataType::Int64,
+            None,
+        );
+        return append_column(plan, Arc::new(version));
+    }
+    if plan.name().contains("Filter") {
+        return plan_err!(
+            "a materialized view cannot filter its groups (HAVING): a key that stops matching \
+             would keep its last row in the store. Filter when reading the view instead"
+        );
+    }
+    if !plan.boundedness().is_unbounded() {
+        let planned_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let version = Literal::new(ScalarValue::Int64(Some(planned_at)));
+        return append_column(plan, Arc::new(version));
+    }
+    plan_err!(
+        "a materialized view over a stream must be a GROUP BY of its primary key, directly or \
+         over a window (TUMBLE, HOP, SESSION); found {} at the top of its plan",
+        plan.name()
+    )
+}
+
+/// `plan`'s columns followed by `version`.
+fn append_column(
+    plan: &Arc<dyn ExecutionPlan>,
+    version: Arc<dyn PhysicalExpr>,
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            (
+                Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                f.name().clone(),
+            )
+        })
+        .collect();
+    exprs.push((version, VERSION_COLUMN.into()));
+    Ok(Arc::new(ProjectionExec::try_new(exprs, Arc::clone(plan))?))
+}

@@ -107,6 +107,7 @@ async fn first_minute(idle_timeout: Option<Duration>) -> (String, u64) {
             idle_timeout,
             ..Default::default()
         },
+        dedup: None,
     };
     let table = StreamTable::new(
         "timed".into(),

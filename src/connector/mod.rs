@@ -4,6 +4,7 @@
 
 pub mod blackhole;
 pub mod datagen;
+mod dedup;
 pub mod file;
 pub mod kafka;
 pub mod memory;
@@ -13,6 +14,7 @@ pub mod sqlite;
 pub mod stdout;
 mod table;
 
+pub use dedup::{DEFAULT_DEDUP_TTL, DedupSpec, Deduplicator};
 pub use source::{Source, SourceBatch, SourceStream, SplitStream};
 pub use source_exec::{SourceExec, open_source, source_properties};
 pub use table::{SourceDefinition, StreamTable};
@@ -88,6 +90,7 @@ pub async fn create_table(
         idle_timeout: options.duration("watermark.idle_timeout")?,
         late_data_sink: options.take("late_data.sink"),
     };
+    let dedup = DedupSpec::parse(&mut options, &schema)?;
     let declared = Declared {
         name: &name,
         schema: &schema,
@@ -118,6 +121,7 @@ pub async fn create_table(
             source,
             watermark,
             lateness,
+            dedup,
         })
     });
     Ok(StreamTable::new(name, connector, schema, source, sink))

@@ -4,8 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -15,9 +16,11 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
+use super::dedup::Deduplicator;
 use super::source::{SourceBatch, SourceStream};
 use super::table::SourceDefinition;
-use crate::pipeline::PipelineContext;
+use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::window::DisplayNanos;
 
 /// Reads a source table: every split, merged into one partition, projected.
 #[derive(Debug)]
@@ -68,7 +71,8 @@ pub fn source_properties(schema: SchemaRef, bounded: bool) -> PlanProperties {
     )
 }
 
-/// Opens the splits of `definition` and merges them into a [`SourceStream`].
+/// Opens the splits of `definition` and merges them into a [`SourceStream`], dropping
+/// duplicate rows when the table deduplicates.
 pub fn open_source(
     definition: &Arc<SourceDefinition>,
     context: Arc<TaskContext>,
@@ -78,15 +82,43 @@ pub fn open_source(
         let pipeline = PipelineContext::of_task(&context);
         let splits = definition
             .source
-            .open(context, definition.watermark.as_ref())
+            .open(Arc::clone(&context), definition.watermark.as_ref())
             .await?;
-        Ok::<_, datafusion::error::DataFusionError>(SourceStream::new(
-            definition.source.schema(),
+        let schema = definition.source.schema();
+        let stream = SourceStream::new(
+            Arc::clone(&schema),
             splits,
             definition.watermark.clone(),
             definition.lateness.idle_timeout,
-            pipeline,
-        ))
+            Arc::clone(&pipeline),
+        );
+        let Some(spec) = definition.dedup.clone() else {
+            return Ok::<_, DataFusionError>(stream.boxed());
+        };
+        let reservation = MemoryConsumer::new(format!("dedup[{}]", definition.table))
+            .register(context.memory_pool());
+        let deduplicator = Deduplicator::try_new(spec, &schema, definition.watermark.as_ref())?;
+        let table = definition.table.clone();
+        let deduplicated = stream.scan(
+            (deduplicator, reservation),
+            move |(deduplicator, reservation), item| {
+                let item = item.and_then(|SourceBatch { batch, watermark }| {
+                    let (batch, dropped) = deduplicator.apply(batch, watermark)?;
+                    PipelineMetrics::add(&pipeline.metrics.duplicates, dropped);
+                    let size = deduplicator.size();
+                    reservation.try_resize(size).map_err(|e| {
+                        DataFusionError::ResourcesExhausted(format!(
+                            "deduplicating table '{table}' needs {size} bytes for {} keys, over the memory limit \
+                             (shorten 'dedup.ttl' or raise the limit): {e}",
+                            deduplicator.len()
+                        ))
+                    })?;
+                    Ok(SourceBatch { batch, watermark })
+                });
+                futures::future::ready(Some(item))
+            },
+        );
+        Ok(deduplicated.boxed())
     })
     .try_flatten()
 }
@@ -101,6 +133,14 @@ impl DisplayAs for SourceExec {
         )?;
         if let Some(watermark) = &self.definition.watermark {
             write!(f, ", watermark={}", watermark.sql)?;
+        }
+        if let Some(dedup) = &self.definition.dedup {
+            write!(
+                f,
+                ", dedup=[{}] ttl={}",
+                dedup.names.join(", "),
+                DisplayNanos(dedup.ttl.as_nanos() as i64)
+            )?;
         }
         if let Some(projection) = &self.projection {
             let schema = self.definition.source.schema();

@@ -15,6 +15,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::dedup::DedupSpec;
 use super::source::Source;
 use super::source_exec::SourceExec;
 use crate::window::{LatenessOptions, WatermarkSpec};
@@ -27,6 +28,8 @@ pub struct SourceDefinition {
     pub source: Arc<dyn Source>,
     pub watermark: Option<WatermarkSpec>,
     pub lateness: LatenessOptions,
+    /// Rows already read with the same key are dropped (`'dedup.key'`).
+    pub dedup: Option<DedupSpec>,
 }
 
 /// A table backed by a connector: a source, a sink, or both.

@@ -21,6 +21,8 @@ pub struct PipelineMetrics {
     pub late_rows: AtomicU64,
     /// Rows written to sinks.
     pub rows_out: AtomicU64,
+    /// Rows sources dropped as duplicates of rows read before (`'dedup.key'`).
+    pub duplicates: AtomicU64,
     /// Upserts a store skipped because it held the same or a newer version of the row.
     pub stale_upserts: AtomicU64,
     /// The most bytes one window operator's state has held at once.
@@ -38,6 +40,7 @@ impl Default for PipelineMetrics {
             late_rows: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
             stale_upserts: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             peak_state_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(Watermark::MIN.0),
             bad_records: Mutex::new(BTreeMap::new()),

@@ -38,6 +38,10 @@ pub struct RunSummary {
     pub events_in: u64,
     pub rows_out: u64,
     pub late_rows: u64,
+    /// Rows sources dropped as duplicates (`'dedup.key'`).
+    pub duplicates: u64,
+    /// Upserts stores skipped as not newer than what they held.
+    pub stale_upserts: u64,
     /// Records sources skipped or dead-lettered as bad, by kind.
     pub bad_records: BTreeMap<&'static str, u64>,
     pub elapsed: Duration,
@@ -101,6 +105,8 @@ impl Pipeline {
             events_in: PipelineMetrics::read(&m.events_in),
             rows_out: PipelineMetrics::read(&m.rows_out),
             late_rows: PipelineMetrics::read(&m.late_rows),
+            duplicates: PipelineMetrics::read(&m.duplicates),
+            stale_upserts: PipelineMetrics::read(&m.stale_upserts),
             bad_records: m.bad_records(),
             elapsed: started.elapsed(),
             stopped: shared.stop.is_stopped(),

@@ -18,6 +18,15 @@ pub fn status_text(context: &PipelineContext, events_per_second: f64) -> String 
         PipelineMetrics::read(&m.late_rows),
         PipelineMetrics::read(&m.rows_out),
     );
+    for (label, counter) in [
+        ("duplicates", &m.duplicates),
+        ("stale upserts", &m.stale_upserts),
+    ] {
+        let n = PipelineMetrics::read(counter);
+        if n > 0 {
+            text.push_str(&format!(" · {label} {n}"));
+        }
+    }
     let bad = m.bad_records();
     if !bad.is_empty() {
         let kinds: Vec<String> = bad.iter().map(|(k, n)| format!("{k} {n}")).collect();

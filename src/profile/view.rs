@@ -86,6 +86,7 @@ pub async fn plan_view(
         source: Arc::new(StoreSource(store)),
         watermark: None,
         lateness: Default::default(),
+        dedup: None,
     };
     Ok(PlannedView {
         table: StreamTable::new(name, connector, schema, Some(Arc::new(source)), None),

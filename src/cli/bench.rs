@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::bench_kafka::KafkaBench;
+use super::bench_store::StoreBench;
 use crate::error::{Error, Result};
 use crate::pipeline::PipelineMetrics;
 use crate::sql::parse_pipeline;
@@ -160,6 +161,14 @@ async fn run_all(args: BenchArgs) -> Result<()> {
             ),
         );
     }
+    StoreBench {
+        events: args.events,
+        users: args.users,
+        repeat,
+        dir: &dir,
+    }
+    .run(&selected)
+    .await?;
     if args.kafka.is_some() || args.only.as_deref().is_some_and(|o| o.contains("kafka")) {
         match &args.kafka {
             Some(servers) => {
@@ -195,6 +204,8 @@ pub(super) struct Run {
     pub(super) median: Duration,
     pub(super) peak_state_bytes: u64,
     pub(super) output_bytes: u64,
+    /// Rows the sinks wrote.
+    pub(super) rows_out: u64,
 }
 
 impl Run {
@@ -235,7 +246,7 @@ pub(super) async fn best_of<F: Future<Output = Result<Run>>>(
 }
 
 /// Runs every statement of `text` untimed.
-async fn setup(text: &str) -> Result<Engine> {
+pub(super) async fn setup(text: &str) -> Result<Engine> {
     setup_with(&SessionOptions::default(), text).await
 }
 
@@ -251,7 +262,7 @@ pub(super) async fn setup_with(options: &SessionOptions, text: &str) -> Result<E
 }
 
 /// Runs `setup_text` untimed, then times the queries of `text` in the same engine.
-async fn timed_after(setup_text: &str, text: &str) -> Result<Run> {
+pub(super) async fn timed_after(setup_text: &str, text: &str) -> Result<Run> {
     timed_after_with(&SessionOptions::default(), setup_text, text).await
 }
 
@@ -263,6 +274,7 @@ pub(super) async fn timed_after_with(
 ) -> Result<Run> {
     let engine = setup_with(options, setup_text).await?;
     let events_before = PipelineMetrics::read(&engine.shared().metrics.events_in);
+    let rows_before = PipelineMetrics::read(&engine.shared().metrics.rows_out);
     let mut jobs = Vec::new();
     for statement in parse_pipeline(text)? {
         if let Some(job) = engine.submit(statement).await? {
@@ -285,6 +297,7 @@ pub(super) async fn timed_after_with(
         median: elapsed,
         peak_state_bytes: metrics.peak_state_bytes.load(Ordering::Relaxed),
         output_bytes,
+        rows_out: PipelineMetrics::read(&metrics.rows_out) - rows_before,
     })
 }
 

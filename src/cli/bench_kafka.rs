@@ -183,6 +183,7 @@ impl KafkaBench<'_> {
                 median: elapsed,
                 peak_state_bytes: 0,
                 output_bytes: bytes,
+                rows_out: 0,
             })
         })
         .await

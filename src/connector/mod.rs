@@ -8,6 +8,7 @@ mod dedup;
 pub mod file;
 pub mod kafka;
 pub mod memory;
+pub mod postgres;
 mod source;
 mod source_exec;
 pub mod sqlite;
@@ -221,6 +222,18 @@ fn connector_halves(
                 primary_key.to_vec(),
                 false,
             ));
+            (
+                Some(Arc::new(StoreSource(Arc::clone(&store)))),
+                Some(Arc::new(StoreSink::new(store))),
+            )
+        }
+        "postgres" => {
+            let store: Arc<dyn ProfileStore> = Arc::new(postgres::PostgresStore::try_new(
+                postgres::PostgresOptions::parse(options, name)?,
+                schema,
+                primary_key.to_vec(),
+                false,
+            )?);
             (
                 Some(Arc::new(StoreSource(Arc::clone(&store)))),
                 Some(Arc::new(StoreSink::new(store))),

@@ -4,10 +4,12 @@
 
 mod json_lines;
 mod json_schema;
+mod json_values;
 mod schema_registry;
 mod text_table;
 
 pub use json_lines::encode_json_lines;
 pub use json_schema::{JsonSchema, JsonSchemaFailure};
+pub use json_values::{from_json_texts, json_texts};
 pub use schema_registry::SchemaRegistry;
 pub use text_table::TextTable;

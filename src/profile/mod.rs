@@ -5,7 +5,8 @@
 //! - `CREATE MATERIALIZED VIEW ... PRIMARY KEY (...)` ([`plan_view`]) sends such a stream,
 //!   each row with its version, into a [`ProfileStore`] that applies a row only when its
 //!   version is newer than the stored one, and reads the store back as a table.
-//! - Stores: SQLite (`connector = 'sqlite'`, the embedded default).
+//! - Stores: SQLite (`connector = 'sqlite'`, the embedded default) and PostgreSQL
+//!   (`connector = 'postgres'`).
 
 mod keyed_state;
 mod store;

@@ -26,6 +26,7 @@ use datafusion::prelude::SessionContext;
 use super::store::{ProfileStore, VERSION_COLUMN};
 use super::store_table::{StoreSink, StoreSource};
 use super::upsert_aggregate::UpsertAggregateExec;
+use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
 use crate::connector::{SourceDefinition, StreamTable};
 use crate::error::{Error, Result};
@@ -33,7 +34,7 @@ use crate::sql::{CreateMaterializedView, WithOptions};
 use crate::window::{WINDOW_END, WindowAggregateExec};
 
 /// The stores a view can name in `connector`.
-pub const VIEW_STORES: [&str; 1] = ["sqlite"];
+pub const VIEW_STORES: [&str; 2] = ["postgres", "sqlite"];
 
 /// A planned materialized view.
 pub struct PlannedView {
@@ -110,6 +111,12 @@ fn open_store(
             primary_key.to_vec(),
             true,
         )),
+        "postgres" => Arc::new(PostgresStore::try_new(
+            PostgresOptions::parse(options, name)?,
+            Arc::clone(schema),
+            primary_key.to_vec(),
+            true,
+        )?),
         other => {
             return Err(options.error(format!(
                 "unknown store connector '{other}' for a materialized view (known: {})",

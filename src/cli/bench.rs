@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// `kafka_tumble`); they are skipped without one. A topic is created for them.
     #[arg(long)]
     kafka: Option<String>,
+    /// A PostgreSQL connection URL for `postgres_upsert`; skipped without one. A table
+    /// named `profusion_bench_<n>` is created in it (and dropped afterwards).
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 const COLUMNS: &str = "user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
@@ -166,6 +170,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         users: args.users,
         repeat,
         dir: &dir,
+        postgres: args.postgres.as_deref(),
     }
     .run(&selected)
     .await?;

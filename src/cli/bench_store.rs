@@ -1,5 +1,6 @@
-//! Store benchmarks: versioned upserts straight into a profile store (`sqlite_upsert`), and
-//! a materialized view end to end (`sqlite_view`: events -> GROUP BY -> upserts).
+//! Store benchmarks: versioned upserts straight into a profile store (`sqlite_upsert`,
+//! `postgres_upsert`), and a materialized view end to end (`sqlite_view`: events ->
+//! GROUP BY -> upserts).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,6 +9,7 @@ use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use super::bench::{Run, best_of, setup, timed_after};
+use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
 use crate::error::Result;
 use crate::profile::ProfileStore;
@@ -21,6 +23,7 @@ pub(super) struct StoreBench<'a> {
     pub users: u64,
     pub repeat: u32,
     pub dir: &'a std::path::Path,
+    pub postgres: Option<&'a str>,
 }
 
 impl StoreBench<'_> {
@@ -53,6 +56,12 @@ impl StoreBench<'_> {
                     self.users.min(self.events)
                 ),
             );
+        }
+        if selected("postgres_upsert") {
+            match self.postgres {
+                Some(url) => self.postgres_upsert(url).await?,
+                None => println!("postgres_upsert: skipped (give a database with --postgres URL)"),
+            }
         }
         if selected("sqlite_view") {
             let path = self.dir.join("view.db");
@@ -88,6 +97,40 @@ impl StoreBench<'_> {
                 ),
             );
         }
+        Ok(())
+    }
+
+    async fn postgres_upsert(&self, url: &str) -> Result<()> {
+        let batches = self.profile_rows().await?;
+        let mut round = 0;
+        let run = best_of(self.repeat, || {
+            round += 1;
+            let table = format!("profusion_bench_{}_{round}", std::process::id());
+            let batches = batches.clone();
+            async move {
+                let store = PostgresStore::try_new(
+                    PostgresOptions {
+                        url: url.to_string(),
+                        table: table.clone(),
+                        pool_size: 1,
+                    },
+                    profile_schema(),
+                    vec!["user_id".into()],
+                    true,
+                )?;
+                let run = upsert_all(&store, batches).await;
+                store.drop_table().await?;
+                run
+            }
+        })
+        .await?;
+        run.report(
+            "postgres_upsert",
+            &format!(
+                "versioned upserts of {} keys, {BATCH_ROWS} per statement (rows/s)",
+                self.users.min(self.events)
+            ),
+        );
         Ok(())
     }
 

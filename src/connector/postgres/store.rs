@@ -71,6 +71,19 @@ impl PostgresStore {
         })
     }
 
+    /// Drops the table (benchmarks clean up after themselves with it).
+    pub async fn drop_table(&self) -> Result<()> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| self.failed("connecting to", e))?;
+        client
+            .batch_execute(&format!("DROP TABLE IF EXISTS {}", quote(&self.options.table)))
+            .await
+            .map_err(|e| self.failed("dropping", e))
+    }
+
     fn context(&self) -> String {
         format!(
             "postgres table {} at {}",

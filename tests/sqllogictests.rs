@@ -42,7 +42,7 @@ impl AsyncDB for SltEngine {
             };
             let batches = self.engine.collect(&job).await?;
             output = match job.kind {
-                JobKind::Insert | JobKind::View(_) => {
+                JobKind::Insert | JobKind::View(_) | JobKind::Refresh(_) => {
                     DBOutput::StatementComplete(inserted_rows(&batches))
                 }
                 JobKind::Query => rows(&batches)?,

@@ -23,6 +23,7 @@ pub async fn explain(args: ExplainArgs) -> Result<()> {
             JobKind::Insert => "INSERT".to_string(),
             JobKind::Query => "SELECT".to_string(),
             JobKind::View(name) => format!("MATERIALIZED VIEW {name}"),
+            JobKind::Refresh(name) => format!("REFRESH MATERIALIZED VIEW {name}"),
         };
         let bounded = if job.is_bounded() {
             "bounded"

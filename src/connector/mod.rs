@@ -36,12 +36,13 @@ use crate::sql::{CreateTable, MetadataColumn, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
 
 /// The connectors a table can name.
-pub const CONNECTORS: [&str; 7] = [
+pub const CONNECTORS: [&str; 8] = [
     "blackhole",
     "datagen",
     "file",
     "kafka",
     "memory",
+    "postgres",
     "sqlite",
     "stdout",
 ];

@@ -2,7 +2,8 @@
 //! views are declared at once; `INSERT` and `SELECT` become [`Job`]s, planned and ready to
 //! run. `profusion run`, `explain`, the tests and embedding applications all go through it.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::DataFusionError;
@@ -14,7 +15,7 @@ use futures::StreamExt;
 use super::{JobProgress, PipelineContext};
 use crate::connector::create_table;
 use crate::error::{Error, Result};
-use crate::profile::plan_view;
+use crate::profile::{ViewDefinition, plan_run, plan_view};
 use crate::session::{SessionOptions, SourceReads, new_session};
 use crate::sql::{PipelineStatement, SourceStatement};
 
@@ -25,8 +26,11 @@ pub enum JobKind {
     Insert,
     /// A bare `SELECT`: rows go to whoever runs the job.
     Query,
-    /// `CREATE MATERIALIZED VIEW name`: rows are upserted into the view's store.
+    /// `CREATE MATERIALIZED VIEW name`: rows are upserted into the view's store (again on
+    /// the view's `refresh` schedule, for a view over a bounded query).
     View(String),
+    /// `REFRESH MATERIALIZED VIEW name`: one run of a view over a bounded query, now.
+    Refresh(String),
 }
 
 /// A planned continuous query.
@@ -37,6 +41,9 @@ pub struct Job {
     pub sql: String,
     pub line: usize,
     pub plan: Arc<dyn ExecutionPlan>,
+    /// For a view's job: the view, and for a run of a bounded query the version its rows
+    /// carry (rows older than it are deleted once the run has finished).
+    pub view: Option<(Arc<ViewDefinition>, Option<i64>)>,
 }
 
 impl Job {
@@ -50,6 +57,8 @@ impl Job {
 #[derive(Clone)]
 pub struct Engine {
     context: SessionContext,
+    /// Materialized views by name, for `REFRESH`.
+    views: Arc<Mutex<BTreeMap<String, Arc<ViewDefinition>>>>,
     shared: Arc<PipelineContext>,
     reads: SourceReads,
 }
@@ -61,6 +70,7 @@ impl Engine {
         let context = new_session(options, Arc::clone(&shared))?;
         Ok(Self {
             context,
+            views: Arc::default(),
             shared,
             reads: options.reads,
         })
@@ -97,11 +107,40 @@ impl Engine {
                 self.context
                     .register_table(name.as_str(), Arc::new(planned.table))
                     .map_err(|source| Error::Statement { line, source })?;
+                self.views
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.clone(), Arc::clone(&planned.definition));
                 Ok(Some(Job {
                     kind: JobKind::View(name),
-                    sql: planned.query,
+                    sql: planned.definition.query.clone(),
                     line,
-                    plan: planned.plan,
+                    plan: planned.run.plan,
+                    view: Some((planned.definition, planned.run.version)),
+                }))
+            }
+            PipelineStatement::Refresh { view, line } => {
+                let definition = self.view(&view).ok_or_else(|| Error::Syntax {
+                    line,
+                    message: format!(
+                        "REFRESH MATERIALIZED VIEW {view}: no materialized view named '{view}'"
+                    ),
+                })?;
+                let run = plan_run(&self.context, &definition).await?;
+                if run.version.is_none() {
+                    return Err(Error::Syntax {
+                        line,
+                        message: format!(
+                            "REFRESH MATERIALIZED VIEW {view}: the view reads a stream and is kept up to date as events arrive"
+                        ),
+                    });
+                }
+                Ok(Some(Job {
+                    kind: JobKind::Refresh(view),
+                    sql: definition.query.clone(),
+                    line,
+                    plan: run.plan,
+                    view: Some((definition, run.version)),
                 }))
             }
             PipelineStatement::Setup(statement) => {
@@ -118,6 +157,47 @@ impl Engine {
             PipelineStatement::Query(statement) => {
                 self.plan(statement, JobKind::Query).await.map(Some)
             }
+        }
+    }
+
+    /// The materialized view named `name`, if one is declared.
+    pub fn view(&self, name: &str) -> Option<Arc<ViewDefinition>> {
+        self.views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The next run of `job`, a view over a bounded query on a `refresh` schedule.
+    pub async fn replan_view(&self, job: &Job) -> Result<Job> {
+        let Some((definition, _)) = &job.view else {
+            return Err(Error::Syntax {
+                line: job.line,
+                message: "only a materialized view's job can run again".into(),
+            });
+        };
+        let run = plan_run(&self.context, definition).await?;
+        Ok(Job {
+            plan: run.plan,
+            view: Some((Arc::clone(definition), run.version)),
+            ..job.clone()
+        })
+    }
+
+    /// After a run of a bounded view has finished: deletes the rows of earlier runs (keys
+    /// the query no longer returns); returns how many.
+    pub(crate) async fn finish_view_run(&self, job: &Job) -> Result<u64> {
+        match &job.view {
+            Some((definition, Some(version))) => definition
+                .store
+                .delete_older_than(*version)
+                .await
+                .map_err(|source| Error::Statement {
+                    line: job.line,
+                    source,
+                }),
+            _ => Ok(0),
         }
     }
 
@@ -156,6 +236,7 @@ impl Engine {
             sql: statement.text,
             line: statement.line,
             plan,
+            view: None,
         })
     }
 
@@ -170,8 +251,16 @@ impl Engine {
         Arc::new(TaskContext::from(&state).with_session_config(config))
     }
 
-    /// Runs `job` to its end and returns its rows (for an `INSERT`, the row count).
+    /// Runs `job` to its end and returns its rows (for an `INSERT`, the row count). A run of
+    /// a view over a bounded query then deletes the rows of earlier runs.
     pub async fn collect(&self, job: &Job) -> Result<Vec<RecordBatch>> {
+        let batches = self.collect_rows(job).await?;
+        self.finish_view_run(job).await?;
+        Ok(batches)
+    }
+
+    /// [`Self::collect`] without what follows a view's run.
+    pub(crate) async fn collect_rows(&self, job: &Job) -> Result<Vec<RecordBatch>> {
         let context = self.job_context();
         let batches = collect(Arc::clone(&job.plan), Arc::clone(&context)).await;
         if batches.is_ok() {
@@ -204,11 +293,13 @@ impl Engine {
                 on_batch(batch.map_err(failed)?)?;
                 JobProgress::settle_task(&context);
             }
-            Ok(())
+            Ok::<_, Error>(())
         }
         .await;
         JobProgress::finish_task(&context).await;
-        drained
+        drained?;
+        self.finish_view_run(job).await?;
+        Ok(())
     }
 }
 

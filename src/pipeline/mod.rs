@@ -114,10 +114,49 @@ impl Pipeline {
     }
 }
 
+/// Runs a view's job. A view over a bounded query logs each run (rows written, rows of keys
+/// the query no longer returns deleted, duration) and, with a `refresh` schedule, runs
+/// again every interval until the pipeline stops.
+async fn run_view(engine: &Engine, job: &Job) -> Result<()> {
+    let Some((definition, Some(_))) = &job.view else {
+        return engine.drain(job, |_| Ok(())).await;
+    };
+    let mut job = job.clone();
+    loop {
+        let started = Instant::now();
+        let batches = engine.collect_rows(&job).await?;
+        let deleted = engine.finish_view_run(&job).await?;
+        let written: u64 = batches
+            .iter()
+            .filter_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                    .filter(|counts| !counts.is_empty())
+                    .map(|counts| counts.value(0))
+            })
+            .sum();
+        eprintln!(
+            "view {}: refreshed in {:.3}s, {written} rows written, {deleted} rows of keys no longer returned deleted",
+            definition.name,
+            started.elapsed().as_secs_f64()
+        );
+        let (JobKind::View(_), Some(every)) = (&job.kind, definition.refresh) else {
+            return Ok(());
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = engine.shared().stop.stopped() => return Ok(()),
+        }
+        job = engine.replan_view(&job).await?;
+    }
+}
+
 /// Runs one job: an `INSERT` drains into its sink; a `SELECT` prints its rows as a table.
 async fn run_job(engine: &Engine, job: &Job) -> Result<()> {
     match job.kind {
-        JobKind::Insert | JobKind::View(_) => engine.drain(job, |_| Ok(())).await,
+        JobKind::Insert => engine.drain(job, |_| Ok(())).await,
+        JobKind::View(_) | JobKind::Refresh(_) => run_view(engine, job).await,
         JobKind::Query => {
             let failed = |source| Error::Statement {
                 line: job.line,

@@ -6,7 +6,9 @@
 //! Each key also counts the rows folded into it. That count is the key's *version*: it
 //! grows with every change, and two runs over the same input reach the same version with
 //! the same value, whatever the order partitions interleave in, so a store can skip a
-//! replayed upsert by comparing versions.
+//! replayed upsert by comparing versions. Keys forgotten by a state TTL and seen again
+//! start over in a later *generation*, whose versions are above every earlier one's, so
+//! the store takes the restarted row.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,8 @@ use crate::window::{AggregateExprs, ByteKeys};
 /// The state of one key.
 struct KeyState {
     accumulators: Vec<Box<dyn Accumulator>>,
+    /// The key's first version: its generation, in the high 32 bits.
+    base: i64,
     /// Rows folded in so far.
     version: i64,
     /// When a row last arrived for the key, in milliseconds of the pipeline's clock.
@@ -42,6 +46,8 @@ pub struct KeyedAggregates {
     states: Vec<Option<KeyState>>,
     /// Bytes held by accumulators.
     accumulated: usize,
+    /// Bumped whenever a TTL sweep forgets keys.
+    generation: i64,
     /// Scratch, reused between batches.
     batch_slot: Vec<u32>,
     row_ids: Vec<u32>,
@@ -65,6 +71,7 @@ impl KeyedAggregates {
             keys: ByteKeys::default(),
             states: Vec::new(),
             accumulated: 0,
+            generation: 0,
             batch_slot: Vec::new(),
             row_ids: Vec::new(),
         })
@@ -136,6 +143,7 @@ impl KeyedAggregates {
                         .iter()
                         .map(|a| a.create_accumulator())
                         .collect::<Result<_>>()?,
+                    base: self.generation << 32,
                     version: 0,
                     touched_at: now_ms,
                     size: 0,
@@ -199,7 +207,7 @@ impl KeyedAggregates {
             let Some(state) = self.states[id as usize].as_mut() else {
                 continue;
             };
-            versions.push(state.version);
+            versions.push(state.base + state.version);
             for (value, accumulator) in values.iter_mut().zip(state.accumulators.iter_mut()) {
                 value.push(accumulator.evaluate()?);
             }
@@ -235,6 +243,9 @@ impl KeyedAggregates {
                 self.keys.remove(id as u32);
                 expired += 1;
             }
+        }
+        if expired > 0 {
+            self.generation += 1;
         }
         expired
     }

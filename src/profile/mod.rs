@@ -20,4 +20,4 @@ pub use store::{ProfileStore, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN};
 pub use store_table::{StoreSink, StoreSource};
 pub use upsert_aggregate::UpsertAggregateExec;
 pub use upsert_rule::UpsertAggregateRule;
-pub use view::{PlannedView, VIEW_STORES, plan_view};
+pub use view::{PlannedView, VIEW_STORES, ViewDefinition, ViewRun, plan_run, plan_view};

@@ -34,6 +34,10 @@ pub trait ProfileStore: Debug + Send + Sync {
 
     /// Every stored row.
     async fn scan(&self) -> Result<Vec<RecordBatch>>;
+
+    /// Deletes the rows whose version is older than `version` (keys a finished refresh no
+    /// longer returned); returns how many.
+    async fn delete_older_than(&self, version: i64) -> Result<u64>;
 }
 
 /// What one [`ProfileStore::upsert`] did.

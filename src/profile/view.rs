@@ -9,7 +9,8 @@
 //! - a `GROUP BY` over a window: the window's end, in nanoseconds, so a later window of
 //!   the same key replaces an earlier one and a replayed window changes nothing;
 //! - a bounded query: the time the run was planned, in milliseconds, so each refresh
-//!   replaces the previous one.
+//!   replaces the previous one (and, once it has finished, rows of older runs are keys the
+//!   query no longer returns, and are deleted).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,14 +37,36 @@ use crate::window::{WINDOW_END, WindowAggregateExec};
 /// The stores a view can name in `connector`.
 pub const VIEW_STORES: [&str; 2] = ["postgres", "sqlite"];
 
+/// What a materialized view is: enough to plan a run of it again (a refresh).
+#[derive(Debug)]
+pub struct ViewDefinition {
+    pub name: String,
+    /// The defining query.
+    pub query: String,
+    pub store: Arc<dyn ProfileStore>,
+    pub state_ttl: Option<Duration>,
+    /// How often a view over a bounded query runs again (`refresh`).
+    pub refresh: Option<Duration>,
+    /// The line of the `CREATE MATERIALIZED VIEW`.
+    pub line: usize,
+}
+
 /// A planned materialized view.
 pub struct PlannedView {
     /// The table that reads the view's store, under the view's name.
     pub table: StreamTable,
-    /// The plan that keeps the store up to date.
+    pub definition: Arc<ViewDefinition>,
+    /// The first run.
+    pub run: ViewRun,
+}
+
+/// One planned run of a view: a plan that keeps the store up to date, or, for a bounded
+/// query, brings it up to date once.
+pub struct ViewRun {
     pub plan: Arc<dyn ExecutionPlan>,
-    /// The defining query.
-    pub query: String,
+    /// For a bounded query: the version every row of this run carries. Once the run has
+    /// finished, rows with older versions are keys the query no longer returns.
+    pub version: Option<i64>,
 }
 
 /// Plans `view` in `context`.
@@ -71,17 +94,33 @@ pub async fn plan_view(
         }
     }
     let state_ttl = options.duration("state.ttl")?;
+    let refresh = options.duration("refresh")?;
+    if refresh.is_some_and(|r| r.is_zero()) {
+        return Err(options.error("option 'refresh' must be longer than zero"));
+    }
     let connector = options
         .take("connector")
         .unwrap_or_else(|| "sqlite".into())
         .to_ascii_lowercase();
     let store = open_store(&connector, &name, &schema, &primary_key, &mut options)?;
+    let refresh_on_stream = options.error(
+        "option 'refresh' is for views over bounded queries (files, stores, snapshots); \
+         a view over a stream is kept up to date as events arrive",
+    );
     options.finish(&connector)?;
 
-    let plan = frame.create_physical_plan().await.map_err(failed)?;
-    let versioned = with_versions(&plan, state_ttl).map_err(failed)?;
-    let sink = StoreSink::versioned(Arc::clone(&store), versioned.schema());
-    let job = Arc::new(DataSinkExec::new(versioned, Arc::new(sink), None));
+    let definition = Arc::new(ViewDefinition {
+        name: name.clone(),
+        query,
+        store: Arc::clone(&store),
+        state_ttl,
+        refresh,
+        line,
+    });
+    let run = plan_run(context, &definition).await?;
+    if refresh.is_some() && run.version.is_none() {
+        return Err(refresh_on_stream);
+    }
     let source = SourceDefinition {
         table: name.clone(),
         source: Arc::new(StoreSource(store)),
@@ -91,8 +130,24 @@ pub async fn plan_view(
     };
     Ok(PlannedView {
         table: StreamTable::new(name, connector, schema, Some(Arc::new(source)), None),
-        plan: job,
-        query,
+        definition,
+        run,
+    })
+}
+
+/// Plans one run of `view`: its query, each row with its version, into its store.
+pub async fn plan_run(context: &SessionContext, view: &ViewDefinition) -> Result<ViewRun> {
+    let failed = |source| Error::Statement {
+        line: view.line,
+        source,
+    };
+    let frame = context.sql(&view.query).await.map_err(failed)?;
+    let plan = frame.create_physical_plan().await.map_err(failed)?;
+    let (versioned, version) = with_versions(&plan, view.state_ttl).map_err(failed)?;
+    let sink = StoreSink::versioned(Arc::clone(&view.store), versioned.schema());
+    Ok(ViewRun {
+        plan: Arc::new(DataSinkExec::new(versioned, Arc::new(sink), None)),
+        version,
     })
 }
 
@@ -126,24 +181,30 @@ fn open_store(
     })
 }
 
-/// `plan` with each row's version appended as a last `_version` column.
+/// `plan` with each row's version appended as a last `_version` column; for a bounded
+/// plan, also the one version all its rows carry.
 fn with_versions(
     plan: &Arc<dyn ExecutionPlan>,
     state_ttl: Option<Duration>,
-) -> DFResult<Arc<dyn ExecutionPlan>> {
+) -> DFResult<(Arc<dyn ExecutionPlan>, Option<i64>)> {
     if let Some(upsert) = plan.downcast_ref::<UpsertAggregateExec>() {
-        return Ok(Arc::new(upsert.with_versions().with_state_ttl(state_ttl)));
+        return Ok((
+            Arc::new(upsert.with_versions().with_state_ttl(state_ttl)),
+            None,
+        ));
     }
-    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
-        let input = with_versions(projection.input(), state_ttl)?;
+    if let Some(projection) = plan.downcast_ref::<ProjectionExec>()
+        && plan.boundedness().is_unbounded()
+    {
+        let (input, version) = with_versions(projection.input(), state_ttl)?;
         let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
             .expr()
             .iter()
             .map(|e| (Arc::clone(&e.expr), e.alias.clone()))
             .collect();
-        let version = Column::new(VERSION_COLUMN, input.schema().fields().len() - 1);
-        exprs.push((Arc::new(version), VERSION_COLUMN.into()));
-        return Ok(Arc::new(ProjectionExec::try_new(exprs, input)?));
+        let column = Column::new(VERSION_COLUMN, input.schema().fields().len() - 1);
+        exprs.push((Arc::new(column), VERSION_COLUMN.into()));
+        return Ok((Arc::new(ProjectionExec::try_new(exprs, input)?), version));
     }
     if plan.is::<WindowAggregateExec>() {
         let schema = plan.schema();
@@ -155,9 +216,9 @@ fn with_versions(
             DataType::Int64,
             None,
         );
-        return append_column(plan, Arc::new(version));
+        return Ok((append_column(plan, Arc::new(version))?, None));
     }
-    if plan.name().contains("Filter") {
+    if plan.name().contains("Filter") && plan.boundedness().is_unbounded() {
         return plan_err!(
             "a materialized view cannot filter its groups (HAVING): a key that stops matching \
              would keep its last row in the store. Filter when reading the view instead"
@@ -168,7 +229,7 @@ fn with_versions(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let version = Literal::new(ScalarValue::Int64(Some(planned_at)));
-        return append_column(plan, Arc::new(version));
+        return Ok((append_column(plan, Arc::new(version))?, Some(planned_at)));
     }
     plan_err!(
         "a materialized view over a stream must be a GROUP BY of its primary key, directly or \

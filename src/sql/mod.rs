@@ -32,6 +32,8 @@ pub enum PipelineStatement {
     Insert(SourceStatement),
     /// A bare `SELECT` (or `WITH ... SELECT`): streams its rows to standard output.
     Query(SourceStatement),
+    /// `REFRESH MATERIALIZED VIEW name`: run a view over a bounded query now.
+    Refresh { view: String, line: usize },
     /// Anything else DataFusion runs once at start-up: `CREATE VIEW`, `SET`, `DROP`, ...
     Setup(SourceStatement),
 }
@@ -42,6 +44,7 @@ impl PipelineStatement {
         match self {
             Self::CreateTable(table) => table.line,
             Self::CreateView(view) => view.line,
+            Self::Refresh { line, .. } => *line,
             Self::Insert(s) | Self::Query(s) | Self::Setup(s) => s.line,
         }
     }
@@ -50,6 +53,37 @@ impl PipelineStatement {
 /// Parses a pipeline file into its statements.
 pub fn parse_pipeline(text: &str) -> Result<Vec<PipelineStatement>> {
     split_statements(text)?.into_iter().map(classify).collect()
+}
+
+/// `REFRESH MATERIALIZED VIEW name`.
+fn parse_refresh(statement: &SourceStatement) -> Result<PipelineStatement> {
+    let tokens = tokenize(&statement.text, statement.line)?;
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| {
+            !t.is_trivia() && t.token != datafusion::sql::sqlparser::tokenizer::Token::SemiColon
+        })
+        .map(|t| match &t.token {
+            datafusion::sql::sqlparser::tokenizer::Token::Word(w) => w.value.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    match words.as_slice() {
+        [refresh, materialized, view, name]
+            if refresh.eq_ignore_ascii_case("REFRESH")
+                && materialized.eq_ignore_ascii_case("MATERIALIZED")
+                && view.eq_ignore_ascii_case("VIEW") =>
+        {
+            Ok(PipelineStatement::Refresh {
+                view: name.clone(),
+                line: statement.line,
+            })
+        }
+        _ => Err(crate::error::Error::Syntax {
+            line: statement.line,
+            message: "expected REFRESH MATERIALIZED VIEW name".into(),
+        }),
+    }
 }
 
 /// Decides what kind of statement `statement` is from its leading keywords.
@@ -81,6 +115,7 @@ pub fn classify(statement: SourceStatement) -> Result<PipelineStatement> {
         _ if is_create_table => {
             PipelineStatement::CreateTable(parse_create_table(&statement.text, statement.line)?)
         }
+        "REFRESH" => parse_refresh(&statement)?,
         "INSERT" => PipelineStatement::Insert(statement),
         "SELECT" | "WITH" | "VALUES" | "(" | "EXPLAIN" | "SHOW" | "DESCRIBE" => {
             PipelineStatement::Query(statement)

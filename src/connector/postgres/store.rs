@@ -79,7 +79,10 @@ impl PostgresStore {
             .await
             .map_err(|e| self.failed("connecting to", e))?;
         client
-            .batch_execute(&format!("DROP TABLE IF EXISTS {}", quote(&self.options.table)))
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS {}",
+                quote(&self.options.table)
+            ))
             .await
             .map_err(|e| self.failed("dropping", e))
     }
@@ -349,6 +352,22 @@ impl ProfileStore for PostgresStore {
             written,
             stale: rows.num_rows() as u64 - written,
         })
+    }
+
+    async fn delete_older_than(&self, version: i64) -> Result<u64> {
+        if !self.versioned {
+            return exec_err!("{}: rows have no versions", self.context());
+        }
+        let client = self.client().await?;
+        let sql = format!(
+            "DELETE FROM {} WHERE {} < $1",
+            quote(&self.options.table),
+            quote(VERSION_COLUMN)
+        );
+        client
+            .execute(&sql, &[&version])
+            .await
+            .map_err(|e| self.failed("deleting old rows from", e))
     }
 
     async fn scan(&self) -> Result<Vec<RecordBatch>> {

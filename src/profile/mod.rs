@@ -11,6 +11,7 @@
 mod keyed_state;
 mod store;
 mod store_table;
+mod table_shape;
 mod upsert_aggregate;
 mod upsert_rule;
 mod view;
@@ -18,6 +19,7 @@ mod view;
 pub use keyed_state::KeyedAggregates;
 pub use store::{ProfileStore, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN};
 pub use store_table::{StoreSink, StoreSource};
+pub use table_shape::{ColumnTypes, TableShape, quote};
 pub use upsert_aggregate::UpsertAggregateExec;
 pub use upsert_rule::UpsertAggregateRule;
 pub use view::{PlannedView, VIEW_STORES, ViewDefinition, ViewRun, plan_run, plan_view};

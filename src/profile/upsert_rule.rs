@@ -8,11 +8,11 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, plan_err};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::upsert_aggregate::UpsertAggregateExec;
-use crate::window::{partial_below, without_sorts};
+use crate::window::{raw_aggregate, without_sorts};
 
 /// Replaces each `AggregateExec` over an unbounded input with an [`UpsertAggregateExec`].
 /// Runs after the window rule, so windowed aggregations are already taken.
@@ -29,15 +29,8 @@ impl PhysicalOptimizerRule for UpsertAggregateRule {
             let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
                 return Ok(Transformed::no(node));
             };
-            let raw = match aggregate.mode() {
-                AggregateMode::Single | AggregateMode::SinglePartitioned => aggregate,
-                AggregateMode::Final | AggregateMode::FinalPartitioned => {
-                    match partial_below(aggregate.input()) {
-                        Some(partial) => partial,
-                        None => return Ok(Transformed::no(node)),
-                    }
-                }
-                _ => return Ok(Transformed::no(node)),
+            let Some(raw) = raw_aggregate(aggregate) else {
+                return Ok(Transformed::no(node));
             };
             if !raw.input().boundedness().is_unbounded() {
                 return Ok(Transformed::no(node));

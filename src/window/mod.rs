@@ -34,7 +34,7 @@ pub(crate) use byte_keys::ByteKeys;
 pub use event_time::{LatenessOptions, WatermarkSpec, nanos_values, timestamps_as_nanos};
 pub(crate) use grouped::{AggregateExprs, schema_of};
 pub use rule::{UnboundedInputCheck, WindowAggregateRule};
-pub(crate) use rule::{partial_below, without_sorts};
+pub(crate) use rule::{raw_aggregate, without_sorts};
 pub use scan_exec::{LateSink, WindowScanExec};
 pub use spec::{DisplayNanos, WindowKind};
 pub use table_function::{WINDOW_END, WINDOW_START, WindowFunction, WindowedTable};

@@ -31,15 +31,8 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
             let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
                 return Ok(Transformed::no(node));
             };
-            let raw = match aggregate.mode() {
-                AggregateMode::Single | AggregateMode::SinglePartitioned => aggregate,
-                AggregateMode::Final | AggregateMode::FinalPartitioned => {
-                    match partial_below(aggregate.input()) {
-                        Some(partial) => partial,
-                        None => return Ok(Transformed::no(node)),
-                    }
-                }
-                _ => return Ok(Transformed::no(node)),
+            let Some(raw) = raw_aggregate(aggregate) else {
+                return Ok(Transformed::no(node));
             };
             if !reads_window_directly(raw.input()) {
                 return Ok(Transformed::no(node));
@@ -91,8 +84,19 @@ pub(crate) fn without_sorts(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exe
     Arc::clone(plan).with_new_children(children)
 }
 
+/// The aggregate whose input holds the raw rows: `aggregate` itself when it runs in one
+/// step, the partial aggregate under it when it is the final step; `None` for a partial
+/// step (its final step is the one replaced).
+pub(crate) fn raw_aggregate(aggregate: &AggregateExec) -> Option<&AggregateExec> {
+    match aggregate.mode() {
+        AggregateMode::Single | AggregateMode::SinglePartitioned => Some(aggregate),
+        AggregateMode::Final | AggregateMode::FinalPartitioned => partial_below(aggregate.input()),
+        _ => None,
+    }
+}
+
 /// The partial aggregate under a final one, through exchanges.
-pub(crate) fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
+fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
     if let Some(partial) = plan.downcast_ref::<AggregateExec>() {
         return (*partial.mode() == AggregateMode::Partial).then_some(partial);
     }

@@ -10,7 +10,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{DataFusionError, Result, exec_datafusion_err, exec_err};
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -20,16 +20,15 @@ use super::options::PostgresOptions;
 use super::types::{array_type, bind_columns, column_type, select_as_text};
 use crate::error::Error;
 use crate::format::from_json_texts;
-use crate::profile::{ProfileStore, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN};
+use crate::profile::{
+    ColumnTypes, ProfileStore, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN, quote,
+};
 
 /// A keyed table in PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresStore {
     options: PostgresOptions,
-    schema: SchemaRef,
-    primary_key: Vec<String>,
-    /// True when rows carry a version (`_version`, `_updated_at`): the store of a view.
-    versioned: bool,
+    shape: TableShape,
     pool: Pool,
     ready: OnceCell<()>,
 }
@@ -63,9 +62,11 @@ impl PostgresStore {
             })?;
         Ok(Self {
             options,
-            schema,
-            primary_key,
-            versioned,
+            shape: TableShape {
+                schema,
+                primary_key,
+                versioned,
+            },
             pool,
             ready: OnceCell::new(),
         })
@@ -117,59 +118,13 @@ impl PostgresStore {
         Ok(client)
     }
 
-    /// Every stored column name, in order.
-    fn column_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        if self.versioned {
-            names.push(VERSION_COLUMN.into());
-            names.push(UPDATED_AT_COLUMN.into());
-        }
-        names
-    }
-
     fn create_sql(&self) -> String {
-        let mut columns: Vec<String> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|field| {
-                let not_null = if self.primary_key.contains(field.name()) {
-                    " NOT NULL"
-                } else {
-                    ""
-                };
-                format!(
-                    "{} {}{not_null}",
-                    quote(field.name()),
-                    column_type(field.data_type())
-                )
-            })
-            .collect();
-        if self.versioned {
-            columns.push(format!("{} BIGINT NOT NULL", quote(VERSION_COLUMN)));
-            columns.push(format!("{} TIMESTAMPTZ NOT NULL", quote(UPDATED_AT_COLUMN)));
-        }
-        if !self.primary_key.is_empty() {
-            columns.push(format!("PRIMARY KEY ({})", self.key_list()));
-        }
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} ({})",
-            quote(&self.options.table),
-            columns.join(", ")
-        )
-    }
-
-    fn key_list(&self) -> String {
-        self.primary_key
-            .iter()
-            .map(|k| quote(k))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let types = ColumnTypes {
+            of: &column_type,
+            version: "BIGINT",
+            updated_at: "TIMESTAMPTZ",
+        };
+        self.shape.create_sql(&self.options.table, &types)
     }
 
     async fn check_columns(&self, client: &tokio_postgres::Client) -> Result<()> {
@@ -183,21 +138,11 @@ impl PostgresStore {
             .await
             .map_err(|e| self.failed("reading the columns of", e))?;
         let found: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        let expected = self.column_names();
-        if found != expected {
-            return exec_err!(
-                "{} already has the columns ({}), not ({}): drop it, or store this table under another 'table' name",
-                self.context(),
-                found.join(", "),
-                expected.join(", ")
-            );
-        }
-        Ok(())
+        self.shape.check_columns(&found, &self.context())
     }
 
     fn upsert_sql(&self) -> String {
-        let table = quote(&self.options.table);
-        let fields = self.schema.fields();
+        let fields = self.shape.schema.fields();
         let mut names: Vec<String> = fields.iter().map(|f| quote(f.name())).collect();
         let mut arrays: Vec<String> = fields
             .iter()
@@ -211,42 +156,24 @@ impl PostgresStore {
                 _ => quote(f.name()),
             })
             .collect();
-        if self.versioned {
+        if self.shape.versioned {
             arrays.push(format!("${}::bigint[]", fields.len() + 1));
             names.push(quote(VERSION_COLUMN));
             selected.push(quote(VERSION_COLUMN));
         }
         let unnested = names.join(", ");
-        if self.versioned {
+        if self.shape.versioned {
             names.push(quote(UPDATED_AT_COLUMN));
             selected.push("now()".into());
         }
-        let mut sql = format!(
-            "INSERT INTO {table} ({}) SELECT {} FROM unnest({}) AS u({unnested})",
+        format!(
+            "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({unnested}){}",
+            quote(&self.options.table),
             names.join(", "),
             selected.join(", "),
-            arrays.join(", ")
-        );
-        if self.primary_key.is_empty() {
-            return sql;
-        }
-        let updates: Vec<String> = self
-            .column_names()
-            .iter()
-            .filter(|n| !self.primary_key.contains(n))
-            .map(|n| format!("{0} = excluded.{0}", quote(n)))
-            .collect();
-        sql.push_str(&format!(" ON CONFLICT ({}) DO ", self.key_list()));
-        if updates.is_empty() {
-            sql.push_str("NOTHING");
-        } else {
-            sql.push_str(&format!("UPDATE SET {}", updates.join(", ")));
-            if self.versioned {
-                let version = quote(VERSION_COLUMN);
-                sql.push_str(&format!(" WHERE {table}.{version} < excluded.{version}"));
-            }
-        }
-        sql
+            arrays.join(", "),
+            self.shape.on_conflict(&self.options.table)
+        )
     }
 
     /// The rows to write: with a primary key, one per key (the newest; the last written
@@ -257,10 +184,11 @@ impl PostgresStore {
         versions: Option<&Int64Array>,
     ) -> Result<Vec<usize>> {
         let all: Vec<usize> = (0..rows.num_rows()).collect();
-        if self.primary_key.is_empty() {
+        if self.shape.primary_key.is_empty() {
             return Ok(all);
         }
         let keys: Vec<ArrayRef> = self
+            .shape
             .primary_key
             .iter()
             .map(|k| {
@@ -299,11 +227,11 @@ impl PostgresStore {
 #[async_trait]
 impl ProfileStore for PostgresStore {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
+        Arc::clone(&self.shape.schema)
     }
 
     fn primary_key(&self) -> &[String] {
-        &self.primary_key
+        &self.shape.primary_key
     }
 
     fn describe(&self) -> String {
@@ -316,18 +244,8 @@ impl ProfileStore for PostgresStore {
     }
 
     async fn upsert(&self, rows: RecordBatch, versions: Option<Int64Array>) -> Result<Upserted> {
-        if versions.is_some() != self.versioned {
-            return exec_err!(
-                "{}: rows {} versions but the table {}",
-                self.context(),
-                if versions.is_some() { "carry" } else { "lack" },
-                if self.versioned {
-                    "keeps them"
-                } else {
-                    "has none"
-                }
-            );
-        }
+        self.shape
+            .check_versions(versions.is_some(), &self.context())?;
         if rows.num_rows() == 0 {
             return Ok(Upserted::default());
         }
@@ -355,9 +273,7 @@ impl ProfileStore for PostgresStore {
     }
 
     async fn delete_older_than(&self, version: i64) -> Result<u64> {
-        if !self.versioned {
-            return exec_err!("{}: rows have no versions", self.context());
-        }
+        self.shape.check_versions(true, &self.context())?;
         let client = self.client().await?;
         let sql = format!(
             "DELETE FROM {} WHERE {} < $1",
@@ -371,7 +287,7 @@ impl ProfileStore for PostgresStore {
     }
 
     async fn scan(&self) -> Result<Vec<RecordBatch>> {
-        let fields = self.schema.fields();
+        let fields = self.shape.schema.fields();
         let sql = format!(
             "SELECT {} FROM {}",
             fields
@@ -398,7 +314,7 @@ impl ProfileStore for PostgresStore {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(vec![RecordBatch::try_new(
-            Arc::clone(&self.schema),
+            Arc::clone(&self.shape.schema),
             columns,
         )?])
     }
@@ -416,9 +332,4 @@ fn from_text(texts: &StringArray, data_type: &DataType) -> Result<ArrayRef> {
         )),
         _ => Ok(cast(texts as &dyn Array, data_type)?),
     }
-}
-
-/// `name` as an SQL identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -13,7 +13,7 @@ use rusqlite::Connection;
 
 use super::options::SqliteOptions;
 use super::values::{ColumnBuilder, SqlColumn, StorageClass};
-use crate::profile::{ProfileStore, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN};
+use crate::profile::{ColumnTypes, ProfileStore, TableShape, Upserted, VERSION_COLUMN, quote};
 
 /// Rows per batch when reading a table back.
 const SCAN_BATCH_ROWS: usize = 8192;
@@ -22,10 +22,7 @@ const SCAN_BATCH_ROWS: usize = 8192;
 #[derive(Debug)]
 pub struct SqliteStore {
     options: SqliteOptions,
-    schema: SchemaRef,
-    primary_key: Vec<String>,
-    /// True when rows carry a version (`_version`, `_updated_at`): the store of a view.
-    versioned: bool,
+    shape: TableShape,
     connection: Arc<Mutex<Option<Connection>>>,
 }
 
@@ -40,9 +37,11 @@ impl SqliteStore {
     ) -> Self {
         Self {
             options,
-            schema,
-            primary_key,
-            versioned,
+            shape: TableShape {
+                schema,
+                primary_key,
+                versioned,
+            },
             connection: Arc::new(Mutex::new(None)),
         }
     }
@@ -55,9 +54,7 @@ impl SqliteStore {
         let connection = Arc::clone(&self.connection);
         let layout = Layout {
             options: self.options.clone(),
-            schema: Arc::clone(&self.schema),
-            primary_key: self.primary_key.clone(),
-            versioned: self.versioned,
+            shape: self.shape.clone(),
         };
         tokio::task::spawn_blocking(move || {
             let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
@@ -85,11 +82,11 @@ impl SqliteStore {
 #[async_trait]
 impl ProfileStore for SqliteStore {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
+        Arc::clone(&self.shape.schema)
     }
 
     fn primary_key(&self) -> &[String] {
-        &self.primary_key
+        &self.shape.primary_key
     }
 
     fn describe(&self) -> String {
@@ -101,18 +98,8 @@ impl ProfileStore for SqliteStore {
     }
 
     async fn upsert(&self, rows: RecordBatch, versions: Option<Int64Array>) -> Result<Upserted> {
-        if versions.is_some() != self.versioned {
-            return exec_err!(
-                "{}: rows {} versions but the table {}",
-                self.context(),
-                if versions.is_some() { "carry" } else { "lack" },
-                if self.versioned {
-                    "keeps them"
-                } else {
-                    "has none"
-                }
-            );
-        }
+        self.shape
+            .check_versions(versions.is_some(), &self.context())?;
         let context = self.context();
         self.with_connection(move |connection, layout| {
             layout
@@ -123,9 +110,7 @@ impl ProfileStore for SqliteStore {
     }
 
     async fn delete_older_than(&self, version: i64) -> Result<u64> {
-        if !self.versioned {
-            return exec_err!("{}: rows have no versions", self.context());
-        }
+        self.shape.check_versions(true, &self.context())?;
         let context = self.context();
         self.with_connection(move |connection, layout| {
             let sql = format!(
@@ -155,9 +140,7 @@ impl ProfileStore for SqliteStore {
 /// What the blocking side needs to know about the table.
 struct Layout {
     options: SqliteOptions,
-    schema: SchemaRef,
-    primary_key: Vec<String>,
-    versioned: bool,
+    shape: TableShape,
 }
 
 impl Layout {
@@ -191,65 +174,19 @@ impl Layout {
         Ok(connection)
     }
 
-    /// Every stored column name, in order.
-    fn column_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        if self.versioned {
-            names.push(VERSION_COLUMN.into());
-            names.push(UPDATED_AT_COLUMN.into());
-        }
-        names
-    }
-
     fn create_sql(&self) -> String {
-        let mut columns: Vec<String> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|field| {
-                let not_null = if self.primary_key.contains(field.name()) {
-                    " NOT NULL"
-                } else {
-                    ""
-                };
-                format!(
-                    "{} {}{not_null}",
-                    quote(field.name()),
-                    StorageClass::of(field.data_type()).sql_type()
-                )
-            })
-            .collect();
-        if self.versioned {
-            columns.push(format!("{} INTEGER NOT NULL", quote(VERSION_COLUMN)));
-            columns.push(format!("{} TEXT NOT NULL", quote(UPDATED_AT_COLUMN)));
-        }
-        if !self.primary_key.is_empty() {
-            columns.push(format!("PRIMARY KEY ({})", self.key_list()));
-        }
+        let types = ColumnTypes {
+            of: &|t| StorageClass::of(t).sql_type(),
+            version: "INTEGER",
+            updated_at: "TEXT",
+        };
+        let create = self.shape.create_sql(&self.options.table, &types);
         // Keyed tables are clustered by their key: an upsert is one B-tree search, not a
         // search of a key index and then of the rowid table.
-        let clustered = match self.primary_key.is_empty() {
-            true => "",
-            false => " WITHOUT ROWID",
-        };
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} ({}){clustered}",
-            quote(&self.options.table),
-            columns.join(", ")
-        )
-    }
-
-    fn key_list(&self) -> String {
-        self.primary_key
-            .iter()
-            .map(|k| quote(k))
-            .collect::<Vec<_>>()
-            .join(", ")
+        match self.shape.primary_key.is_empty() {
+            true => create,
+            false => format!("{create} WITHOUT ROWID"),
+        }
     }
 
     fn check_columns(&self, connection: &Connection, path: &Path) -> Result<()> {
@@ -263,24 +200,17 @@ impl Layout {
             .query_map([], |row| row.get::<_, String>(0))
             .and_then(|names| names.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(sqlite)?;
-        let expected = self.column_names();
-        if found != expected {
-            return exec_err!(
-                "{} already has the columns ({}), not ({}): drop it, or store this table under another 'table' name or file than {}",
-                self.options.table,
-                found.join(", "),
-                expected.join(", "),
-                path.display()
-            );
-        }
-        Ok(())
+        self.shape.check_columns(
+            &found,
+            &format!("sqlite table {} in {}", self.options.table, path.display()),
+        )
     }
 
     fn upsert_sql(&self) -> String {
-        let names = self.column_names();
-        let table = quote(&self.options.table);
-        let mut sql = format!(
-            "INSERT INTO {table} ({}) VALUES ({})",
+        let names = self.shape.column_names();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({}){}",
+            quote(&self.options.table),
             names
                 .iter()
                 .map(|n| quote(n))
@@ -289,27 +219,9 @@ impl Layout {
             (1..=names.len())
                 .map(|i| format!("?{i}"))
                 .collect::<Vec<_>>()
-                .join(", ")
-        );
-        if self.primary_key.is_empty() {
-            return sql;
-        }
-        let updates: Vec<String> = names
-            .iter()
-            .filter(|n| !self.primary_key.contains(n))
-            .map(|n| format!("{0} = excluded.{0}", quote(n)))
-            .collect();
-        sql.push_str(&format!(" ON CONFLICT ({}) DO ", self.key_list()));
-        if updates.is_empty() {
-            sql.push_str("NOTHING");
-        } else {
-            sql.push_str(&format!("UPDATE SET {}", updates.join(", ")));
-            if self.versioned {
-                let version = quote(VERSION_COLUMN);
-                sql.push_str(&format!(" WHERE excluded.{version} > {table}.{version}"));
-            }
-        }
-        sql
+                .join(", "),
+            self.shape.on_conflict(&self.options.table)
+        )
     }
 
     fn upsert(
@@ -357,7 +269,7 @@ impl Layout {
     }
 
     fn scan(&self, connection: &mut Connection) -> Result<Vec<RecordBatch>> {
-        let fields = self.schema.fields();
+        let fields = self.shape.schema.fields();
         let sql = format!(
             "SELECT {} FROM {}",
             fields
@@ -381,7 +293,10 @@ impl Layout {
                 .zip(fields.iter())
                 .map(|(b, f)| b.finish(f.data_type()))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+            Ok(RecordBatch::try_new(
+                Arc::clone(&self.shape.schema),
+                columns,
+            )?)
         };
         let mut batches = Vec::new();
         let mut builders = new_builders();
@@ -406,11 +321,6 @@ impl Layout {
 /// An SQLite error as a DataFusion error, keeping it as the cause.
 fn sqlite(error: rusqlite::Error) -> DataFusionError {
     DataFusionError::External(Box::new(error))
-}
-
-/// `name` as an SQL identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `text` as an SQL string literal.

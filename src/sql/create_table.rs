@@ -50,23 +50,7 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<CreateTable> {
     let tokens: Vec<&SpannedToken> = all.iter().filter(|t| !t.is_trivia()).collect();
     let syntax = |line: usize, message: String| Error::Syntax { line, message };
 
-    let table_kw = tokens
-        .iter()
-        .position(|t| t.is_word("TABLE"))
-        .ok_or_else(|| syntax(line, "expected CREATE TABLE".into()))?;
-    let mut at = table_kw + 1;
-    if tokens.get(at).is_some_and(|t| t.is_word("IF")) {
-        at += 3; // IF NOT EXISTS
-    }
-    let name = match tokens.get(at).map(|t| &t.token) {
-        Some(Token::Word(word)) => word.value.clone(),
-        _ => {
-            return Err(syntax(
-                line,
-                "expected a table name after CREATE TABLE".into(),
-            ));
-        }
-    };
+    let (name, mut at) = created_name(&tokens, "TABLE", "CREATE TABLE", "table", line)?;
     at += 1;
     if tokens.get(at).map(|t| &t.token) != Some(&Token::LParen) {
         return Err(syntax(
@@ -120,6 +104,30 @@ pub fn parse_create_table(text: &str, line: usize) -> Result<CreateTable> {
         options,
         line,
     })
+}
+
+/// The name a `CREATE … <keyword> [IF NOT EXISTS] name` statement creates, and the position
+/// of its token; `statement` and `what` word the errors (`CREATE TABLE`, `table`).
+pub(super) fn created_name(
+    tokens: &[&SpannedToken],
+    keyword: &str,
+    statement: &str,
+    what: &str,
+    line: usize,
+) -> Result<(String, usize)> {
+    let syntax = |message: String| Error::Syntax { line, message };
+    let keyword_at = tokens
+        .iter()
+        .position(|t| t.is_word(keyword))
+        .ok_or_else(|| syntax(format!("expected {statement}")))?;
+    let mut at = keyword_at + 1;
+    if tokens.get(at).is_some_and(|t| t.is_word("IF")) {
+        at += 3; // IF NOT EXISTS
+    }
+    match tokens.get(at).map(|t| &t.token) {
+        Some(Token::Word(word)) => Ok((word.value.clone(), at)),
+        _ => Err(syntax(format!("expected a {what} name after {statement}"))),
+    }
 }
 
 /// Finds `WATERMARK FOR col AS expr` among the columns between `open` and `close`.

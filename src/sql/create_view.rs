@@ -5,7 +5,7 @@
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::create_table::{matching_paren, parse_options};
+use super::create_table::{created_name, matching_paren, parse_options};
 use super::options::WithOptions;
 use super::tokens::{SpannedToken, tokenize};
 use crate::error::{Error, Result};
@@ -31,23 +31,7 @@ pub fn parse_create_view(text: &str, line: usize) -> Result<CreateMaterializedVi
     let tokens: Vec<&SpannedToken> = all.iter().filter(|t| !t.is_trivia()).collect();
     let syntax = |line: usize, message: String| Error::Syntax { line, message };
 
-    let view_kw = tokens
-        .iter()
-        .position(|t| t.is_word("VIEW"))
-        .ok_or_else(|| syntax(line, "expected CREATE MATERIALIZED VIEW".into()))?;
-    let mut at = view_kw + 1;
-    if tokens.get(at).is_some_and(|t| t.is_word("IF")) {
-        at += 3; // IF NOT EXISTS
-    }
-    let name = match tokens.get(at).map(|t| &t.token) {
-        Some(Token::Word(word)) => word.value.clone(),
-        _ => {
-            return Err(syntax(
-                line,
-                "expected a view name after CREATE MATERIALIZED VIEW".into(),
-            ));
-        }
-    };
+    let (name, mut at) = created_name(&tokens, "VIEW", "CREATE MATERIALIZED VIEW", "view", line)?;
     at += 1;
     let statement = format!("CREATE MATERIALIZED VIEW {name}");
     let mut options = WithOptions::new(statement.clone(), line);

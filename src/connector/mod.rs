@@ -129,17 +129,19 @@ pub async fn create_table(
     Ok(StreamTable::new(name, connector, schema, source, sink))
 }
 
-type Halves = (Option<Arc<dyn Source>>, Option<Arc<dyn DataSink>>);
+/// A connector's reading and writing halves.
+pub type Halves = (Option<Arc<dyn Source>>, Option<Arc<dyn DataSink>>);
 
-/// What a `CREATE TABLE` declares besides its options.
-struct Declared<'a> {
-    name: &'a str,
-    schema: &'a SchemaRef,
-    metadata: &'a [MetadataColumn],
-    primary_key: &'a [String],
+/// What a `CREATE TABLE` (or a view's store) declares besides its options.
+pub struct Declared<'a> {
+    pub name: &'a str,
+    pub schema: &'a SchemaRef,
+    pub metadata: &'a [MetadataColumn],
+    pub primary_key: &'a [String],
 }
 
-fn connector_halves(
+/// The halves of the table `declared` of `connector`, consuming its options.
+pub fn connector_halves(
     connector: &str,
     declared: Declared<'_>,
     options: &mut WithOptions,

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use super::{JobProgress, PipelineContext};
 use crate::connector::create_table;
 use crate::error::{Error, Result};
-use crate::profile::{ViewDefinition, plan_run, plan_view};
+use crate::profile::{ViewDefinition, ViewStore, plan_run, plan_view};
 use crate::session::{SessionOptions, SourceReads, new_session};
 use crate::sql::{PipelineStatement, SourceStatement};
 
@@ -102,7 +102,7 @@ impl Engine {
             PipelineStatement::CreateView(view) => {
                 let line = view.line;
                 self.check_new_name(&view.name, line)?;
-                let planned = plan_view(&self.context, view).await?;
+                let planned = plan_view(&self.context, view, self.reads).await?;
                 let name = planned.table.name().to_string();
                 self.context
                     .register_table(name.as_str(), Arc::new(planned.table))
@@ -189,14 +189,18 @@ impl Engine {
     /// the query no longer returns); returns how many.
     pub(crate) async fn finish_view_run(&self, job: &Job) -> Result<u64> {
         match &job.view {
-            Some((definition, Some(version))) => definition
-                .store
-                .delete_older_than(*version)
-                .await
-                .map_err(|source| Error::Statement {
-                    line: job.line,
-                    source,
-                }),
+            Some((definition, Some(version))) => match &definition.store {
+                ViewStore::Table(store) => {
+                    store
+                        .delete_older_than(*version)
+                        .await
+                        .map_err(|source| Error::Statement {
+                            line: job.line,
+                            source,
+                        })
+                }
+                ViewStore::Topic { .. } => Ok(0),
+            },
             _ => Ok(0),
         }
     }

@@ -5,10 +5,12 @@
 //! - `CREATE MATERIALIZED VIEW ... PRIMARY KEY (...)` ([`plan_view`]) sends such a stream,
 //!   each row with its version, into a [`ProfileStore`] that applies a row only when its
 //!   version is newer than the stored one, and reads the store back as a table.
-//! - Stores: SQLite (`connector = 'sqlite'`, the embedded default) and PostgreSQL
-//!   (`connector = 'postgres'`).
+//! - Stores: SQLite (`connector = 'sqlite'`, the embedded default), PostgreSQL
+//!   (`connector = 'postgres'`), and a Kafka upsert topic (`connector = 'kafka'`, read back
+//!   through [`LatestPerKey`]).
 
 mod keyed_state;
+mod latest_per_key;
 mod store;
 mod store_table;
 mod table_shape;
@@ -17,9 +19,10 @@ mod upsert_rule;
 mod view;
 
 pub use keyed_state::KeyedAggregates;
+pub use latest_per_key::LatestPerKey;
 pub use store::{ProfileStore, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN};
 pub use store_table::{StoreSink, StoreSource};
 pub use table_shape::{ColumnTypes, TableShape, quote};
 pub use upsert_aggregate::UpsertAggregateExec;
 pub use upsert_rule::UpsertAggregateRule;
-pub use view::{PlannedView, VIEW_STORES, ViewDefinition, ViewRun, plan_run, plan_view};
+pub use view::{PlannedView, VIEW_STORES, ViewDefinition, ViewRun, ViewStore, plan_run, plan_view};

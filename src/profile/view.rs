@@ -17,25 +17,27 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{Result as DFResult, ScalarValue, plan_err};
-use datafusion::datasource::sink::DataSinkExec;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 
+use super::latest_per_key::LatestPerKey;
 use super::store::{ProfileStore, VERSION_COLUMN};
 use super::store_table::{StoreSink, StoreSource};
 use super::upsert_aggregate::UpsertAggregateExec;
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
-use crate::connector::{SourceDefinition, StreamTable};
+use crate::connector::{Declared, Source, SourceDefinition, StreamTable, connector_halves};
 use crate::error::{Error, Result};
+use crate::session::SourceReads;
 use crate::sql::{CreateMaterializedView, WithOptions};
 use crate::window::{WINDOW_END, WindowAggregateExec};
 
 /// The stores a view can name in `connector`.
-pub const VIEW_STORES: [&str; 2] = ["postgres", "sqlite"];
+pub const VIEW_STORES: [&str; 3] = ["kafka", "postgres", "sqlite"];
 
 /// What a materialized view is: enough to plan a run of it again (a refresh).
 #[derive(Debug)]
@@ -43,12 +45,27 @@ pub struct ViewDefinition {
     pub name: String,
     /// The defining query.
     pub query: String,
-    pub store: Arc<dyn ProfileStore>,
+    pub store: ViewStore,
     pub state_ttl: Option<Duration>,
     /// How often a view over a bounded query runs again (`refresh`).
     pub refresh: Option<Duration>,
     /// The line of the `CREATE MATERIALIZED VIEW`.
     pub line: usize,
+}
+
+/// Where a view's rows live.
+#[derive(Debug, Clone)]
+pub enum ViewStore {
+    /// A keyed table that applies a row only when its version is newer.
+    Table(Arc<dyn ProfileStore>),
+    /// An upsert topic: the message key is the primary key and a key's last message is its
+    /// row. Kafka cannot apply a write conditionally, so rows carry no version there: a
+    /// replay writes the same rows again, which readers of the last message per key see as
+    /// no change.
+    Topic {
+        sink: Arc<dyn DataSink>,
+        source: Arc<dyn Source>,
+    },
 }
 
 /// A planned materialized view.
@@ -73,6 +90,7 @@ pub struct ViewRun {
 pub async fn plan_view(
     context: &SessionContext,
     view: CreateMaterializedView,
+    reads: SourceReads,
 ) -> Result<PlannedView> {
     let CreateMaterializedView {
         name,
@@ -102,17 +120,30 @@ pub async fn plan_view(
         .take("connector")
         .unwrap_or_else(|| "sqlite".into())
         .to_ascii_lowercase();
-    let store = open_store(&connector, &name, &schema, &primary_key, &mut options)?;
+    let declared = Declared {
+        name: &name,
+        schema: &schema,
+        metadata: &[],
+        primary_key: &primary_key,
+    };
+    let store = open_store(&connector, declared, &mut options, reads)?;
+    let refresh_on_topic = options.error(
+        "option 'refresh' needs a store table (sqlite, postgres): an upsert topic cannot \
+         delete the keys a later run no longer returns",
+    );
     let refresh_on_stream = options.error(
         "option 'refresh' is for views over bounded queries (files, stores, snapshots); \
          a view over a stream is kept up to date as events arrive",
     );
     options.finish(&connector)?;
 
+    if refresh.is_some() && matches!(store, ViewStore::Topic { .. }) {
+        return Err(refresh_on_topic);
+    }
     let definition = Arc::new(ViewDefinition {
         name: name.clone(),
         query,
-        store: Arc::clone(&store),
+        store: store.clone(),
         state_ttl,
         refresh,
         line,
@@ -121,9 +152,20 @@ pub async fn plan_view(
     if refresh.is_some() && run.version.is_none() {
         return Err(refresh_on_stream);
     }
+    let source: Arc<dyn Source> = match store {
+        ViewStore::Table(store) => Arc::new(StoreSource(store)),
+        ViewStore::Topic { source, .. } => {
+            let key = primary_key
+                .iter()
+                .map(|k| schema.index_of(k))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::DataFusion(e.into()))?;
+            Arc::new(LatestPerKey::new(source, key))
+        }
+    };
     let source = SourceDefinition {
         table: name.clone(),
-        source: Arc::new(StoreSource(store)),
+        source,
         watermark: None,
         lateness: Default::default(),
         dedup: None,
@@ -144,34 +186,62 @@ pub async fn plan_run(context: &SessionContext, view: &ViewDefinition) -> Result
     let frame = context.sql(&view.query).await.map_err(failed)?;
     let plan = frame.create_physical_plan().await.map_err(failed)?;
     let (versioned, version) = with_versions(&plan, view.state_ttl).map_err(failed)?;
-    let sink = StoreSink::versioned(Arc::clone(&view.store), versioned.schema());
-    Ok(ViewRun {
-        plan: Arc::new(DataSinkExec::new(versioned, Arc::new(sink), None)),
-        version,
-    })
+    let plan: Arc<dyn ExecutionPlan> = match &view.store {
+        ViewStore::Table(store) => {
+            let sink = StoreSink::versioned(Arc::clone(store), versioned.schema());
+            Arc::new(DataSinkExec::new(versioned, Arc::new(sink), None))
+        }
+        ViewStore::Topic { sink, .. } => {
+            let schema = versioned.schema();
+            let rows: Vec<(Arc<dyn PhysicalExpr>, String)> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.name() != VERSION_COLUMN)
+                .map(|(i, f)| {
+                    (
+                        Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                        f.name().clone(),
+                    )
+                })
+                .collect();
+            let rows = ProjectionExec::try_new(rows, versioned).map_err(failed)?;
+            Arc::new(DataSinkExec::new(Arc::new(rows), Arc::clone(sink), None))
+        }
+    };
+    Ok(ViewRun { plan, version })
 }
 
 /// The store named by `connector`, consuming its options.
 fn open_store(
     connector: &str,
-    name: &str,
-    schema: &SchemaRef,
-    primary_key: &[String],
+    declared: Declared<'_>,
     options: &mut WithOptions,
-) -> Result<Arc<dyn ProfileStore>> {
+    reads: SourceReads,
+) -> Result<ViewStore> {
+    let Declared {
+        name,
+        schema,
+        primary_key,
+        ..
+    } = declared;
     Ok(match connector {
-        "sqlite" => Arc::new(SqliteStore::new(
+        "sqlite" => ViewStore::Table(Arc::new(SqliteStore::new(
             SqliteOptions::parse(options, name)?,
             Arc::clone(schema),
             primary_key.to_vec(),
             true,
-        )),
-        "postgres" => Arc::new(PostgresStore::try_new(
+        ))),
+        "postgres" => ViewStore::Table(Arc::new(PostgresStore::try_new(
             PostgresOptions::parse(options, name)?,
             Arc::clone(schema),
             primary_key.to_vec(),
             true,
-        )?),
+        )?)),
+        "kafka" => match connector_halves(connector, declared, options, reads)? {
+            (Some(source), Some(sink)) => ViewStore::Topic { sink, source },
+            _ => return Err(options.error("a Kafka table is both read and written")),
+        },
         other => {
             return Err(options.error(format!(
                 "unknown store connector '{other}' for a materialized view (known: {})",

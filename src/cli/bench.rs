@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// `kafka_tumble`); they are skipped without one. A topic is created for them.
     #[arg(long)]
     kafka: Option<String>,
+    /// Events per second for `profile_latency` (with `--kafka`).
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
     /// A PostgreSQL connection URL for `postgres_upsert`; skipped without one. A table
     /// named `profusion_bench_<n>` is created in it (and dropped afterwards).
     #[arg(long)]
@@ -174,7 +177,12 @@ async fn run_all(args: BenchArgs) -> Result<()> {
     }
     .run(&selected)
     .await?;
-    if args.kafka.is_some() || args.only.as_deref().is_some_and(|o| o.contains("kafka")) {
+    if args.kafka.is_some()
+        || args
+            .only
+            .as_deref()
+            .is_some_and(|o| o.contains("kafka") || o.contains("latency"))
+    {
         match &args.kafka {
             Some(servers) => {
                 let kafka = KafkaBench {
@@ -184,7 +192,16 @@ async fn run_all(args: BenchArgs) -> Result<()> {
                     repeat,
                     dir: &dir,
                 };
-                kafka.run(&selected).await?;
+                if ["kafka_consume", "kafka_json", "kafka_tumble"]
+                    .iter()
+                    .any(|name| selected(name))
+                {
+                    kafka.run(&selected).await?;
+                }
+                if selected("profile_latency") {
+                    super::bench_latency::profile_latency(servers, args.rate, args.events, &dir)
+                        .await?;
+                }
             }
             None => println!("kafka_*: skipped (give a broker with --kafka host:port)"),
         }

@@ -109,23 +109,7 @@ impl KafkaBench<'_> {
             ),
         )
         .await?;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.servers)
-            .create()
-            .map_err(kafka_failed("creating an admin client"))?;
-        let created = admin
-            .create_topics(
-                &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-            )
-            .await
-            .map_err(kafka_failed("creating the benchmark topic"))?;
-        for result in created {
-            result.map_err(|(_, code)| Error::Kafka {
-                context: format!("creating topic {topic}"),
-                source: rdkafka::error::KafkaError::AdminOp(code),
-            })?;
-        }
+        create_topic(self.servers, topic).await?;
         let (servers, topic) = (self.servers.to_string(), topic.to_string());
         let started = Instant::now();
         let bytes = tokio::task::spawn_blocking(move || produce_lines(&servers, &topic, &lines))
@@ -195,6 +179,28 @@ impl KafkaBench<'_> {
 }
 
 /// Produces each line of the file at `path` to `topic`, then a sentinel on its own.
+/// Creates `topic` with one partition.
+pub(super) async fn create_topic(servers: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .map_err(kafka_failed("creating an admin client"))?;
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .map_err(kafka_failed("creating the benchmark topic"))?;
+    for result in created {
+        result.map_err(|(_, code)| Error::Kafka {
+            context: format!("creating topic {topic}"),
+            source: rdkafka::error::KafkaError::AdminOp(code),
+        })?;
+    }
+    Ok(())
+}
+
 fn produce_lines(servers: &str, topic: &str, path: &Path) -> Result<u64> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         context: format!("reading {}", path.display()),

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_kafka;
+mod bench_latency;
 mod bench_store;
 mod explain;
 mod run;

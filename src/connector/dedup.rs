@@ -160,8 +160,10 @@ impl Deduplicator {
                 keep.push(false);
                 dropped += 1;
             } else {
+                // A row already older than the horizon (late, or without a time) is
+                // remembered from the horizon on, so its copies are still caught.
                 self.seen_at[id] = match &times {
-                    Some(times) => times[row].max(UNSEEN + 1),
+                    Some(times) => times[row].max(self.horizon).max(UNSEEN + 1),
                     None => now,
                 };
                 keep.push(true);

@@ -258,6 +258,10 @@ impl Engine {
     /// Runs `job` to its end and returns its rows (for an `INSERT`, the row count). A run of
     /// a view over a bounded query then deletes the rows of earlier runs.
     pub async fn collect(&self, job: &Job) -> Result<Vec<RecordBatch>> {
+        let _run = match &job.view {
+            Some((definition, Some(_))) => Some(definition.runs.lock().await),
+            _ => None,
+        };
         let batches = self.collect_rows(job).await?;
         self.finish_view_run(job).await?;
         Ok(batches)

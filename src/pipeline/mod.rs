@@ -123,6 +123,7 @@ async fn run_view(engine: &Engine, job: &Job) -> Result<()> {
     };
     let mut job = job.clone();
     loop {
+        let run = definition.runs.lock().await;
         let started = Instant::now();
         let batches = engine.collect_rows(&job).await?;
         let deleted = engine.finish_view_run(&job).await?;
@@ -141,6 +142,7 @@ async fn run_view(engine: &Engine, job: &Job) -> Result<()> {
             definition.name,
             started.elapsed().as_secs_f64()
         );
+        drop(run);
         let (JobKind::View(_), Some(every)) = (&job.kind, definition.refresh) else {
             return Ok(());
         };

@@ -17,6 +17,7 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -62,6 +63,7 @@ impl UpsertAggregateExec {
             .into_iter()
             .map(without_input_ordering)
             .collect::<Result<Vec<_>>>()?;
+        let input = single_partition(input);
         let properties = properties(&input, Arc::clone(&schema));
         Ok(Self {
             input,
@@ -116,6 +118,15 @@ impl UpsertAggregateExec {
                 .collect(),
             filters: self.filters.clone(),
         })
+    }
+}
+
+/// `plan` as one partition: every partition's rows (a `UNION ALL` of streams has several)
+/// merged as they come.
+pub(crate) fn single_partition(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    match plan.output_partitioning().partition_count() {
+        1 => plan,
+        _ => Arc::new(CoalescePartitionsExec::new(plan)),
     }
 }
 

@@ -27,7 +27,7 @@ use datafusion::prelude::SessionContext;
 use super::latest_per_key::LatestPerKey;
 use super::store::{ProfileStore, VERSION_COLUMN};
 use super::store_table::{StoreSink, StoreSource};
-use super::upsert_aggregate::UpsertAggregateExec;
+use super::upsert_aggregate::{UpsertAggregateExec, single_partition};
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
 use crate::connector::{Declared, Source, SourceDefinition, StreamTable, connector_halves};
@@ -51,6 +51,9 @@ pub struct ViewDefinition {
     pub refresh: Option<Duration>,
     /// The line of the `CREATE MATERIALIZED VIEW`.
     pub line: usize,
+    /// Held through a run of a bounded query and the deletes after it, so that runs of one
+    /// view (the first, `REFRESH`, the schedule) never overlap.
+    pub runs: tokio::sync::Mutex<()>,
 }
 
 /// Where a view's rows live.
@@ -147,6 +150,7 @@ pub async fn plan_view(
         state_ttl,
         refresh,
         line,
+        runs: tokio::sync::Mutex::new(()),
     });
     let run = plan_run(context, &definition).await?;
     if refresh.is_some() && run.version.is_none() {
@@ -186,6 +190,8 @@ pub async fn plan_run(context: &SessionContext, view: &ViewDefinition) -> Result
     let frame = context.sql(&view.query).await.map_err(failed)?;
     let plan = frame.create_physical_plan().await.map_err(failed)?;
     let (versioned, version) = with_versions(&plan, view.state_ttl).map_err(failed)?;
+    // A sink writes one partition: a plan of several (a UNION ALL) is merged first.
+    let versioned = single_partition(versioned);
     let plan: Arc<dyn ExecutionPlan> = match &view.store {
         ViewStore::Table(store) => {
             let sink = StoreSink::versioned(Arc::clone(store), versioned.schema());

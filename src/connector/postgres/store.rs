@@ -176,8 +176,9 @@ impl PostgresStore {
         )
     }
 
-    /// The rows to write: with a primary key, one per key (the newest; the last written
-    /// when equal), since one statement cannot change a row twice.
+    /// The rows to write: with a primary key, one per key (the newest version, the first
+    /// of equal ones; without versions the last), since one statement cannot change a row
+    /// twice.
     fn distinct_rows(
         &self,
         rows: &RecordBatch,
@@ -207,8 +208,10 @@ impl PostgresStore {
             hashbrown::HashMap::with_capacity(rows.num_rows());
         for (row, key) in encoded.iter().enumerate() {
             let slot = newest.entry(key.data()).or_insert(row);
+            // Of equal versions the first stays, as a store applying rows one by one would
+            // keep it (only a newer version replaces a row).
             let newer = match versions {
-                Some(v) => v.value(row) >= v.value(*slot),
+                Some(v) => v.value(row) > v.value(*slot),
                 None => true,
             };
             if newer {

@@ -167,6 +167,21 @@ async fn a_keyed_postgres_table_takes_inserts_and_refuses_other_columns() {
     .await;
     assert_eq!(rows, ["dave | 2", "erin | 5"]);
 
+    // Binary values come back byte for byte.
+    let blobs = unique("blobs");
+    let (_, written) = run(
+        &engine,
+        &format!(
+            "CREATE TABLE blobs (k TEXT NOT NULL, b BYTEA, PRIMARY KEY (k))
+             WITH (connector = 'postgres', url = '{url}', table = '{blobs}');
+             INSERT INTO blobs VALUES ('hello', X'68656c6c6f'), ('none', NULL);"
+        ),
+    )
+    .await;
+    assert_eq!(written, [2]);
+    let (rows, _) = run(&engine, "SELECT k, b FROM blobs;").await;
+    assert_eq!(rows, ["hello | 68656c6c6f", "none | NULL"]);
+
     let statements = parse_pipeline(&format!(
         "CREATE TABLE clash (user_id TEXT NOT NULL, n DOUBLE, PRIMARY KEY (user_id))
          WITH (connector = 'postgres', url = '{url}', table = '{table}');

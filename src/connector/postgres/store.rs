@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{DataFusionError, Result, exec_datafusion_err};
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err, exec_err};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -323,10 +323,34 @@ impl ProfileStore for PostgresStore {
     }
 }
 
+/// Bytes from the hex text `encode(…, 'hex')` gives.
+fn from_hex(text: &str) -> Result<Vec<u8>> {
+    let digits = text.as_bytes();
+    if digits.len() % 2 != 0 {
+        return exec_err!("bytes read back as odd-length hex: {text}");
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| exec_datafusion_err!("bytes read back as bad hex: {text}"))
+        })
+        .collect()
+}
+
 /// PostgreSQL's text rendering of a column as `data_type`.
 fn from_text(texts: &StringArray, data_type: &DataType) -> Result<ArrayRef> {
     match (column_type(data_type), data_type) {
         ("JSONB", _) => from_json_texts(texts, data_type),
+        ("BYTEA", _) => {
+            let bytes: BinaryArray = texts
+                .iter()
+                .map(|t| t.map(from_hex).transpose())
+                .collect::<Result<_>>()?;
+            Ok(cast(&bytes as &dyn Array, data_type)?)
+        }
         (_, DataType::Boolean) => Ok(Arc::new(
             texts
                 .iter()

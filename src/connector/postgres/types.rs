@@ -47,7 +47,7 @@ pub fn array_type(data_type: &DataType) -> &'static str {
 }
 
 /// How a column's text reads back: PostgreSQL's own rendering does not always parse as
-/// Arrow's, so timestamps are formatted as ISO-8601 in SQL.
+/// Arrow's, so timestamps are formatted as ISO-8601 in SQL and binaries as hex.
 pub fn select_as_text(column: &str, data_type: &DataType) -> String {
     match data_type {
         DataType::Timestamp(_, None) => {
@@ -56,6 +56,7 @@ pub fn select_as_text(column: &str, data_type: &DataType) -> String {
         DataType::Timestamp(_, Some(_)) => {
             format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
         }
+        _ if column_type(data_type) == "BYTEA" => format!("encode({column}, 'hex')"),
         _ => format!("{column}::text"),
     }
 }

@@ -326,7 +326,7 @@ impl ProfileStore for PostgresStore {
 /// Bytes from the hex text `encode(…, 'hex')` gives.
 fn from_hex(text: &str) -> Result<Vec<u8>> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return exec_err!("bytes read back as odd-length hex: {text}");
     }
     digits

@@ -34,5 +34,5 @@ pub mod sql;
 pub mod window;
 
 pub use error::{Error, Result};
-pub use pipeline::{Engine, Job, JobKind, Pipeline, RunSummary};
+pub use pipeline::{Engine, Job, JobKind, Pipeline, RunSummary, rows_written};
 pub use session::SessionOptions;

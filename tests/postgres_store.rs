@@ -7,7 +7,7 @@ mod common;
 
 use common::{kafka::unique, lines};
 use profusion::sql::parse_pipeline;
-use profusion::{Engine, SessionOptions};
+use profusion::{Engine, SessionOptions, rows_written};
 
 fn test_database() -> Option<String> {
     let url = std::env::var("PROFUSION_TEST_POSTGRES").ok();
@@ -29,19 +29,7 @@ async fn run(engine: &Engine, text: &str) -> (Vec<String>, Vec<u64>) {
             let batches = engine.collect(&job).await.unwrap();
             match job.kind {
                 profusion::JobKind::Query => rows = lines(&batches),
-                _ => written.push(
-                    batches
-                        .iter()
-                        .filter(|b| b.num_rows() > 0)
-                        .map(|b| {
-                            b.column(0)
-                                .as_any()
-                                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-                                .unwrap()
-                                .value(0)
-                        })
-                        .sum(),
-                ),
+                _ => written.push(rows_written(&batches)),
             }
         }
     }

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use profusion::sql::parse_pipeline;
-use profusion::{Engine, Error, JobKind, SessionOptions};
+use profusion::{Engine, Error, JobKind, SessionOptions, rows_written};
 use sqllogictest::{
     AsyncDB, DBOutput, DefaultColumnType, Normalizer, Runner, default_column_validator,
     default_normalizer,
@@ -43,7 +43,7 @@ impl AsyncDB for SltEngine {
             let batches = self.engine.collect(&job).await?;
             output = match job.kind {
                 JobKind::Insert | JobKind::View(_) | JobKind::Refresh(_) => {
-                    DBOutput::StatementComplete(inserted_rows(&batches))
+                    DBOutput::StatementComplete(rows_written(&batches))
                 }
                 JobKind::Query => rows(&batches)?,
             };
@@ -60,19 +60,6 @@ impl AsyncDB for SltEngine {
     async fn sleep(duration: Duration) {
         tokio::time::sleep(duration).await;
     }
-}
-
-fn inserted_rows(batches: &[RecordBatch]) -> u64 {
-    batches
-        .iter()
-        .filter(|b| b.num_rows() > 0)
-        .filter_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-        })
-        .map(|counts| counts.value(0))
-        .sum()
 }
 
 fn rows(batches: &[RecordBatch]) -> Result<DBOutput<DefaultColumnType>, Error> {

@@ -311,6 +311,20 @@ impl Engine {
     }
 }
 
+/// The rows an `INSERT` or a view's run wrote, from the count its sink reports.
+pub fn rows_written(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+        })
+        .map(|counts| counts.value(0))
+        .sum()
+}
+
 /// Planning errors arrive wrapped in context layers; the innermost message is the one that
 /// says what is wrong.
 fn unwrap_context(error: DataFusionError) -> DataFusionError {

@@ -8,7 +8,7 @@ mod status;
 mod streaming_filter;
 
 pub use context::{PipelineContext, PipelineMetrics, StopSignal};
-pub use engine::{Engine, Job, JobKind};
+pub use engine::{Engine, Job, JobKind, rows_written};
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use status::{StatusLine, status_text};
 pub use streaming_filter::{StreamingFilterExec, StreamingFilterRule};
@@ -127,16 +127,7 @@ async fn run_view(engine: &Engine, job: &Job) -> Result<()> {
         let started = Instant::now();
         let batches = engine.collect_rows(&job).await?;
         let deleted = engine.finish_view_run(&job).await?;
-        let written: u64 = batches
-            .iter()
-            .filter_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-                    .filter(|counts| !counts.is_empty())
-                    .map(|counts| counts.value(0))
-            })
-            .sum();
+        let written = rows_written(&batches);
         eprintln!(
             "view {}: refreshed in {:.3}s, {written} rows written, {deleted} rows of keys no longer returned deleted",
             definition.name,

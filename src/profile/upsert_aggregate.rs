@@ -29,7 +29,7 @@ use futures::StreamExt;
 use super::keyed_state::KeyedAggregates;
 use super::store::VERSION_COLUMN;
 use crate::pipeline::PipelineContext;
-use crate::window::{AggregateExprs, DisplayNanos, schema_of, without_input_ordering};
+use crate::window::{AggregateExprs, DisplayNanos, without_input_ordering};
 
 /// How often idle keys are looked for when a state TTL is set.
 const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
@@ -101,23 +101,12 @@ impl UpsertAggregateExec {
     }
 
     fn exprs(&self) -> Result<AggregateExprs> {
-        let input_schema = self.input.schema();
-        let (keys, names): (Vec<_>, Vec<_>) = self.group_by.iter().cloned().unzip();
-        Ok(AggregateExprs {
-            key_schema: schema_of(&keys, &names, &input_schema)?,
-            keys,
-            aggregates: self.aggregates.clone(),
-            arguments: self
-                .aggregates
-                .iter()
-                .map(|aggregate| {
-                    let mut args = aggregate.expressions();
-                    args.extend(aggregate.order_bys().iter().map(|o| Arc::clone(&o.expr)));
-                    args
-                })
-                .collect(),
-            filters: self.filters.clone(),
-        })
+        AggregateExprs::try_new(
+            self.group_by.clone(),
+            self.aggregates.clone(),
+            self.filters.clone(),
+            &self.input.schema(),
+        )
     }
 }
 

@@ -198,19 +198,9 @@ pub async fn plan_run(context: &SessionContext, view: &ViewDefinition) -> Result
             Arc::new(DataSinkExec::new(versioned, Arc::new(sink), None))
         }
         ViewStore::Topic { sink, .. } => {
+            // Messages carry the rows without their version, which is the last column.
             let schema = versioned.schema();
-            let rows: Vec<(Arc<dyn PhysicalExpr>, String)> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.name() != VERSION_COLUMN)
-                .map(|(i, f)| {
-                    (
-                        Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
-                        f.name().clone(),
-                    )
-                })
-                .collect();
+            let rows = leading_columns(&schema, schema.fields().len() - 1);
             let rows = ProjectionExec::try_new(rows, versioned).map_err(failed)?;
             Arc::new(DataSinkExec::new(Arc::new(rows), Arc::clone(sink), None))
         }
@@ -320,9 +310,20 @@ fn append_column(
     version: Arc<dyn PhysicalExpr>,
 ) -> DFResult<Arc<dyn ExecutionPlan>> {
     let schema = plan.schema();
-    let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = schema
+    let mut exprs = leading_columns(&schema, schema.fields().len());
+    exprs.push((version, VERSION_COLUMN.into()));
+    Ok(Arc::new(ProjectionExec::try_new(exprs, Arc::clone(plan))?))
+}
+
+/// The first `count` columns of `schema`, as projection expressions keeping their names.
+fn leading_columns(
+    schema: &datafusion::arrow::datatypes::Schema,
+    count: usize,
+) -> Vec<(Arc<dyn PhysicalExpr>, String)> {
+    schema
         .fields()
         .iter()
+        .take(count)
         .enumerate()
         .map(|(i, f)| {
             (
@@ -330,7 +331,5 @@ fn append_column(
                 f.name().clone(),
             )
         })
-        .collect();
-    exprs.push((version, VERSION_COLUMN.into()));
-    Ok(Arc::new(ProjectionExec::try_new(exprs, Arc::clone(plan))?))
+        .collect()
 }

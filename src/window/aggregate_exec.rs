@@ -26,7 +26,7 @@ use futures::StreamExt;
 
 use super::bins::{WindowBins, WindowColumns};
 use super::chain::{ScannedWindow, StatelessChain};
-use super::grouped::{AggregateExprs, schema_of};
+use super::grouped::AggregateExprs;
 use super::sessions::SessionWindows;
 use super::spec::DisplayNanos;
 use super::{WINDOW_END, WINDOW_START, Watermark, WindowKind};
@@ -103,28 +103,14 @@ impl WindowAggregateExec {
         })
     }
 
-    fn arguments(&self) -> Vec<Vec<Arc<dyn PhysicalExpr>>> {
-        self.aggregates
-            .iter()
-            .map(|aggregate| {
-                let mut args = aggregate.expressions();
-                args.extend(aggregate.order_bys().iter().map(|o| Arc::clone(&o.expr)));
-                args
-            })
-            .collect()
-    }
-
     /// The aggregation expressions with the given GROUP BY keys.
     fn exprs(&self, keys: Vec<(Arc<dyn PhysicalExpr>, String)>) -> Result<AggregateExprs> {
-        let input_schema = self.input.schema();
-        let (exprs, names): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
-        Ok(AggregateExprs {
-            key_schema: schema_of(&exprs, &names, &input_schema)?,
-            keys: exprs,
-            aggregates: self.aggregates.clone(),
-            arguments: self.arguments(),
-            filters: self.filters.clone(),
-        })
+        AggregateExprs::try_new(
+            keys,
+            self.aggregates.clone(),
+            self.filters.clone(),
+            &self.input.schema(),
+        )
     }
 
     fn open_state(&self) -> Result<OpenWindows> {

@@ -39,6 +39,33 @@ pub struct EvaluatedRows {
 }
 
 impl AggregateExprs {
+    /// The expressions of `aggregates` (with their `FILTER`s) grouped by `keys`, over rows
+    /// of `input`. Each aggregate's arguments are followed by its `ORDER BY` expressions, so
+    /// order-sensitive accumulators see the values they order by.
+    pub fn try_new(
+        keys: Vec<(Arc<dyn PhysicalExpr>, String)>,
+        aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+        input: &Schema,
+    ) -> Result<Self> {
+        let (keys, names): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
+        let arguments = aggregates
+            .iter()
+            .map(|aggregate| {
+                let mut args = aggregate.expressions();
+                args.extend(aggregate.order_bys().iter().map(|o| Arc::clone(&o.expr)));
+                args
+            })
+            .collect();
+        Ok(Self {
+            key_schema: schema_of(&keys, &names, input)?,
+            keys,
+            aggregates,
+            arguments,
+            filters,
+        })
+    }
+
     /// Evaluates every expression over `batch`.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<EvaluatedRows> {
         let n = batch.num_rows();

@@ -32,7 +32,7 @@ pub use aggregate_exec::WindowAggregateExec;
 pub(crate) use aggregate_exec::without_input_ordering;
 pub(crate) use byte_keys::ByteKeys;
 pub use event_time::{LatenessOptions, WatermarkSpec, nanos_values, timestamps_as_nanos};
-pub(crate) use grouped::{AggregateExprs, schema_of};
+pub(crate) use grouped::AggregateExprs;
 pub use rule::{UnboundedInputCheck, WindowAggregateRule};
 pub(crate) use rule::{raw_aggregate, without_sorts};
 pub use scan_exec::{LateSink, WindowScanExec};

@@ -60,6 +60,14 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// Reading or writing a checkpoint, or a checkpoint that does not fit the pipeline.
+    #[error("checkpoint {location}: {source}")]
+    Checkpoint {
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// Anything DataFusion reports outside a specific statement.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -5,6 +5,7 @@ mod bench;
 mod bench_kafka;
 mod bench_latency;
 mod bench_store;
+mod checkpoints;
 mod explain;
 mod run;
 
@@ -32,6 +33,9 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Measure the hot paths on one worker thread (build with --release).
     Bench(bench::BenchArgs),
+    /// Inspect the checkpoints of `run --checkpoint-dir`.
+    #[command(subcommand)]
+    Checkpoints(checkpoints::CheckpointsCommand),
 }
 
 /// Options shared by commands that load a pipeline.
@@ -88,6 +92,7 @@ impl Cli {
             Command::Run(args) => run::run(args).await,
             Command::Explain(args) => explain::explain(args).await,
             Command::Bench(args) => bench::bench(args).await,
+            Command::Checkpoints(command) => checkpoints::run(command).await,
         }
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::Pipeline;
 use crate::error::Result;
+use crate::pipeline::checkpoint::CheckpointOptions;
 use crate::pipeline::{StatusLine, status_text};
+use crate::sql::parse_duration;
 use clap::Args;
 
 use super::{PipelineFile, SessionArgs, read_pipeline};
@@ -23,6 +25,13 @@ pub struct RunArgs {
     /// Never show the live status line.
     #[arg(long, conflicts_with = "progress")]
     quiet: bool,
+    /// Checkpoint the continuous jobs into this folder or object-store URL (file://,
+    /// s3://), and resume from its latest complete checkpoint.
+    #[arg(long, value_name = "URL")]
+    checkpoint_dir: Option<String>,
+    /// How often to checkpoint, e.g. 10s or 1m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    checkpoint_interval: Duration,
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
@@ -44,7 +53,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let show_status = !args.quiet && (args.progress || std::io::stderr().is_terminal());
     let status =
         show_status.then(|| StatusLine::start(Arc::clone(&shared), Duration::from_millis(500)));
-    let summary = pipeline.run().await;
+    let checkpoints = args.checkpoint_dir.map(|location| CheckpointOptions {
+        location,
+        interval: args.checkpoint_interval,
+    });
+    let summary = pipeline.run_with(checkpoints).await;
     drop(status);
     let summary = summary?;
     if show_status || summary.stopped {

@@ -8,13 +8,16 @@
 
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::Result;
+use datafusion::common::{Result, internal_err};
 
 use crate::error::Error;
+use crate::pipeline::checkpoint::StateSnapshot;
 use crate::sql::WithOptions;
 use crate::window::{ByteKeys, Watermark, WatermarkSpec, nanos_values};
 
@@ -188,6 +191,74 @@ impl Deduplicator {
                 *seen = UNSEEN;
                 self.keys.remove(id as u32);
             }
+        }
+    }
+
+    /// The keys remembered and when each was seen, for a checkpoint. Without an event
+    /// time, times are kept relative to now.
+    pub fn snapshot(&self) -> Result<StateSnapshot> {
+        let offset = self.clock_offset();
+        let mut keys = Vec::with_capacity(self.keys.len());
+        let mut seen = Vec::with_capacity(self.keys.len());
+        for (id, &at) in self.seen_at.iter().enumerate() {
+            if at != UNSEEN {
+                keys.push(self.keys.get(id as u32));
+                seen.push(at - offset);
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("seen_at", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(BinaryArray::from_vec(keys)),
+                Arc::new(Int64Array::from(seen)),
+            ],
+        )?;
+        let relative = |v: i64| if v == i64::MIN { v } else { v - offset };
+        StateSnapshot::new(
+            schema,
+            vec![batch],
+            &[
+                ("watermark", self.watermark),
+                ("horizon", relative(self.horizon)),
+                ("last_sweep", relative(self.last_sweep)),
+            ],
+        )
+    }
+
+    /// Takes back the keys of a snapshot taken by [`Self::snapshot`].
+    pub fn restore(&mut self, snapshot: &StateSnapshot) -> Result<()> {
+        let offset = self.clock_offset();
+        let absolute = |v: i64| if v == i64::MIN { v } else { v + offset };
+        self.watermark = snapshot.scalar("watermark")?;
+        self.horizon = absolute(snapshot.scalar("horizon")?);
+        self.last_sweep = absolute(snapshot.scalar("last_sweep")?);
+        for batch in &snapshot.batches {
+            let (Some(keys), Some(seen)) = (
+                batch.column(0).as_binary_opt::<i32>(),
+                batch.column(1).as_primitive_opt::<Int64Type>(),
+            ) else {
+                return internal_err!("checkpointed dedup state has unexpected columns");
+            };
+            for (key, at) in keys.iter().zip(seen.values()) {
+                let id = self.keys.intern(key.unwrap_or_default())? as usize;
+                if self.seen_at.len() <= id {
+                    self.seen_at.resize(id + 1, UNSEEN);
+                }
+                self.seen_at[id] = at + offset;
+            }
+        }
+        Ok(())
+    }
+
+    /// What times are stored relative to: 0 in event time, now in processing time.
+    fn clock_offset(&self) -> i64 {
+        match &self.event_time {
+            Some(_) => 0,
+            None => self.clock.elapsed().as_nanos() as i64,
         }
     }
 

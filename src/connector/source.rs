@@ -4,20 +4,21 @@
 
 use std::fmt::Debug;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::common::Result;
 use datafusion::execution::TaskContext;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::pipeline::checkpoint::{StateSlot, StateSnapshot};
+use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics, lock};
 use crate::window::{Watermark, WatermarkSpec, WatermarkTracker};
 
 /// The rows of one split, in the order the split produces them.
@@ -63,7 +64,7 @@ pub struct SourceStream {
     schema: SchemaRef,
     splits: Vec<Option<SplitStream>>,
     next: usize,
-    tracker: WatermarkTracker,
+    tracker: Arc<Mutex<WatermarkTracker>>,
     watermark: Option<WatermarkSpec>,
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     stopped: BoxFuture<'static, ()>,
@@ -86,7 +87,7 @@ impl SourceStream {
             schema,
             splits: splits.into_iter().map(Some).collect(),
             next: 0,
-            tracker,
+            tracker: Arc::new(Mutex::new(tracker)),
             watermark,
             idle: idle_timeout.map(|t| (t, Box::pin(tokio::time::sleep(t)))),
             stopped: async move { stop_context.stop.stopped().await }.boxed(),
@@ -95,8 +96,37 @@ impl SourceStream {
         }
     }
 
+    /// Registers the watermark tracker's state under `slot` and takes back what a
+    /// checkpoint restored there.
+    pub fn checkpoint_as(&self, slot: StateSlot, progress: &JobProgress) -> Result<()> {
+        if let Some(restored) = &slot.restored {
+            let splits = match restored.batches.first() {
+                Some(batch) => batch
+                    .column(0)
+                    .as_primitive_opt::<Int64Type>()
+                    .map(|w| w.values().to_vec())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            lock(&self.tracker).restore(&splits, restored.scalar("watermark")?);
+        }
+        let tracker = Arc::clone(&self.tracker);
+        progress.state.register(slot.id, move || {
+            let (splits, current) = lock(&tracker).snapshot();
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "split_watermark",
+                DataType::Int64,
+                false,
+            )]));
+            let batch =
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(splits))])?;
+            StateSnapshot::new(schema, vec![batch], &[("watermark", current)])
+        });
+        Ok(())
+    }
+
     fn emit(&mut self, batch: RecordBatch) -> SourceBatch {
-        let watermark = self.tracker.current(Instant::now());
+        let watermark = lock(&self.tracker).current(Instant::now());
         if self.watermark.is_some() {
             self.context.metrics.observe_watermark(watermark);
         }
@@ -131,7 +161,7 @@ impl Stream for SourceStream {
                         },
                         None => None,
                     };
-                    self.tracker.observe(index, max, Instant::now());
+                    lock(&self.tracker).observe(index, max, Instant::now());
                     PipelineMetrics::add(&self.context.metrics.events_in, batch.num_rows());
                     let batch = self.emit(batch);
                     return Poll::Ready(Some(Ok(batch)));
@@ -139,7 +169,7 @@ impl Stream for SourceStream {
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => {
                     self.splits[index] = None;
-                    self.tracker.finish(index);
+                    lock(&self.tracker).finish(index);
                 }
                 Poll::Pending => {}
             }

@@ -1,7 +1,7 @@
 //! [`SourceExec`]: the leaf operator that reads a source table's splits.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::dedup::Deduplicator;
 use super::source::{SourceBatch, SourceStream};
 use super::table::SourceDefinition;
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics, lock};
 use crate::window::DisplayNanos;
 
 /// Reads a source table: every split, merged into one partition, projected.
@@ -78,6 +78,12 @@ pub fn open_source(
     context: Arc<TaskContext>,
 ) -> impl futures::Stream<Item = Result<SourceBatch>> + Send + 'static {
     let definition = Arc::clone(definition);
+    // Named now, while the plan is executed in its fixed order, not when first polled.
+    let progress = JobProgress::of_task(&context);
+    let slots = progress.as_ref().map(|p| {
+        let dedup = definition.dedup.as_ref().map(|_| p.state.slot("dedup"));
+        (p.state.slot("source"), dedup)
+    });
     futures::stream::once(async move {
         let pipeline = PipelineContext::of_task(&context);
         let splits = definition
@@ -92,17 +98,36 @@ pub fn open_source(
             definition.lateness.idle_timeout,
             Arc::clone(&pipeline),
         );
+        let dedup_slot = match (slots, &progress) {
+            (Some((source, dedup)), Some(progress)) => {
+                stream.checkpoint_as(source, progress)?;
+                dedup
+            }
+            _ => None,
+        };
         let Some(spec) = definition.dedup.clone() else {
             return Ok::<_, DataFusionError>(stream.boxed());
         };
         let reservation = MemoryConsumer::new(format!("dedup[{}]", definition.table))
             .register(context.memory_pool());
-        let deduplicator = Deduplicator::try_new(spec, &schema, definition.watermark.as_ref())?;
+        let mut deduplicator =
+            Deduplicator::try_new(spec, &schema, definition.watermark.as_ref())?;
+        if let Some(restored) = dedup_slot.as_ref().and_then(|s| s.restored.as_ref()) {
+            deduplicator.restore(restored)?;
+        }
+        let deduplicator = Arc::new(Mutex::new(deduplicator));
+        if let (Some(slot), Some(progress)) = (dedup_slot, &progress) {
+            let deduplicator = Arc::clone(&deduplicator);
+            progress
+                .state
+                .register(slot.id, move || lock(&deduplicator).snapshot());
+        }
         let table = definition.table.clone();
         let deduplicated = stream.scan(
             (deduplicator, reservation),
             move |(deduplicator, reservation), item| {
                 let item = item.and_then(|SourceBatch { batch, watermark }| {
+                    let mut deduplicator = lock(deduplicator);
                     let (batch, dropped) = deduplicator.apply(batch, watermark)?;
                     PipelineMetrics::add(&pipeline.metrics.duplicates, dropped);
                     let size = deduplicator.size();

@@ -27,6 +27,10 @@ pub struct PipelineMetrics {
     pub stale_upserts: AtomicU64,
     /// The most bytes one window operator's state has held at once.
     pub peak_state_bytes: AtomicU64,
+    /// Checkpoints completed.
+    pub checkpoints: AtomicU64,
+    /// How long the last checkpoint took, in milliseconds.
+    pub last_checkpoint_ms: AtomicU64,
     /// The most advanced watermark any source has reported, in nanoseconds.
     watermark: AtomicI64,
     /// Records skipped or dead-lettered by `bad_data`, by kind.
@@ -42,6 +46,8 @@ impl Default for PipelineMetrics {
             stale_upserts: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             peak_state_bytes: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            last_checkpoint_ms: AtomicU64::new(0),
             watermark: AtomicI64::new(Watermark::MIN.0),
             bad_records: Mutex::new(BTreeMap::new()),
         }

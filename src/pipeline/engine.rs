@@ -12,6 +12,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect,
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
+use super::checkpoint::{SinkInputExec, check_single_task, run_checkpointable};
 use super::{JobProgress, PipelineContext};
 use crate::connector::create_table;
 use crate::error::{Error, Result};
@@ -247,11 +248,13 @@ impl Engine {
     /// A task context for one run of a job: the session's, with the job's own
     /// [`JobProgress`] (what its sources may commit).
     pub fn job_context(&self) -> Arc<TaskContext> {
+        self.job_context_with(Arc::new(JobProgress::default()))
+    }
+
+    /// A task context for one run of a job whose progress is `progress`.
+    pub fn job_context_with(&self, progress: Arc<JobProgress>) -> Arc<TaskContext> {
         let state = self.context.state();
-        let config = state
-            .config()
-            .clone()
-            .with_extension(Arc::new(JobProgress::default()));
+        let config = state.config().clone().with_extension(progress);
         Arc::new(TaskContext::from(&state).with_session_config(config))
     }
 
@@ -287,23 +290,43 @@ impl Engine {
     pub async fn drain(
         &self,
         job: &Job,
+        on_batch: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        self.drain_with(job, None, on_batch).await
+    }
+
+    /// [`Self::drain`]; with `checkpointed`, the job's progress, restored from a checkpoint
+    /// or not, whose snapshots a [`Checkpointer`](super::checkpoint::Checkpointer) takes.
+    pub async fn drain_with(
+        &self,
+        job: &Job,
+        checkpointed: Option<Arc<JobProgress>>,
         mut on_batch: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<()> {
         let failed = |source| Error::Statement {
             line: job.line,
             source,
         };
-        let context = self.job_context();
+        let (plan, context) = match &checkpointed {
+            Some(progress) => {
+                let plan = SinkInputExec::around_sink_input(&job.plan).map_err(failed)?;
+                check_single_task(&plan, job.line)?;
+                (plan, self.job_context_with(Arc::clone(progress)))
+            }
+            None => (Arc::clone(&job.plan), self.job_context()),
+        };
         let drained = async {
-            let mut stream =
-                execute_stream(Arc::clone(&job.plan), Arc::clone(&context)).map_err(failed)?;
+            let mut stream = execute_stream(plan, Arc::clone(&context)).map_err(failed)?;
             while let Some(batch) = stream.next().await {
                 on_batch(batch.map_err(failed)?)?;
                 JobProgress::settle_task(&context);
             }
             Ok::<_, Error>(())
-        }
-        .await;
+        };
+        let drained = match checkpointed {
+            Some(progress) => run_checkpointable(progress, job.line, drained).await,
+            None => drained.await,
+        };
         JobProgress::finish_task(&context).await;
         drained?;
         self.finish_view_run(job).await?;

@@ -1,6 +1,7 @@
 //! Pipelines: a `.sql` file becomes declared tables and planned jobs ([`Engine`]); running
 //! it drives every job at once until the bounded inputs end or a stop is requested.
 
+pub mod checkpoint;
 mod context;
 mod engine;
 mod progress;
@@ -9,6 +10,7 @@ mod streaming_filter;
 
 pub use context::{PipelineContext, PipelineMetrics, StopSignal};
 pub use engine::{Engine, Job, JobKind, rows_written};
+pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use status::{StatusLine, status_text};
 pub use streaming_filter::{StreamingFilterExec, StreamingFilterRule};
@@ -22,6 +24,10 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::physical_plan::execute_stream;
 
 use crate::connector::stdout::{StdoutFormat, StdoutSink};
+use checkpoint::{
+    CheckpointOptions, CheckpointStore, CheckpointedJob, Checkpointer, SinkInputExec,
+    run_checkpointable,
+};
 use crate::error::{Error, Result};
 use crate::session::SessionOptions;
 use crate::sql::parse_pipeline;
@@ -75,14 +81,53 @@ impl Pipeline {
     /// Runs every job until all have ended, a job fails (the others are stopped), or a
     /// stop is requested through [`StopSignal`].
     pub async fn run(self) -> Result<RunSummary> {
+        self.run_with(None).await
+    }
+
+    /// [`Self::run`], checkpointing the continuous jobs as `checkpoints` says, after
+    /// restoring them from the latest complete checkpoint there, if any.
+    pub async fn run_with(self, checkpoints: Option<CheckpointOptions>) -> Result<RunSummary> {
         let started = Instant::now();
         let shared = Arc::clone(self.engine.shared());
+        let mut progress: Vec<Option<Arc<JobProgress>>> = vec![None; self.jobs.len()];
+        let mut checkpointer = None;
+        if let Some(options) = checkpoints {
+            let store = CheckpointStore::open(&options.location)?;
+            let (epoch, restored) = checkpoint::restore(&store, &self.jobs).await?;
+            if epoch > 0 {
+                eprintln!(
+                    "resuming from checkpoint {epoch} in {}",
+                    store.display()
+                );
+            }
+            let mut checkpointed = Vec::new();
+            for (index, (job, state)) in self.jobs.iter().zip(restored).enumerate() {
+                if job.is_bounded() {
+                    continue;
+                }
+                let job_progress = Arc::new(JobProgress::restoring(state.unwrap_or_default()));
+                checkpointed.push(CheckpointedJob {
+                    index,
+                    sql: job.sql.clone(),
+                    progress: Arc::clone(&job_progress),
+                });
+                progress[index] = Some(job_progress);
+            }
+            let checkpoints = Checkpointer::new(
+                store,
+                options.interval,
+                checkpointed,
+                epoch,
+                Arc::clone(&shared),
+            );
+            checkpointer = Some(SpawnedTask::spawn(checkpoints.run()));
+        }
         let mut tasks = Vec::with_capacity(self.jobs.len());
-        for job in self.jobs {
+        for (job, progress) in self.jobs.into_iter().zip(progress) {
             let engine = self.engine.clone();
-            tasks.push(SpawnedTask::spawn(
-                async move { run_job(&engine, &job).await },
-            ));
+            tasks.push(SpawnedTask::spawn(async move {
+                run_job(&engine, &job, progress).await
+            }));
         }
         let mut first_error = None;
         for task in tasks {
@@ -97,6 +142,7 @@ impl Pipeline {
                 first_error = Some(error);
             }
         }
+        drop(checkpointer);
         if let Some(error) = first_error {
             return Err(error);
         }
@@ -117,9 +163,9 @@ impl Pipeline {
 /// Runs a view's job. A view over a bounded query logs each run (rows written, rows of keys
 /// the query no longer returns deleted, duration) and, with a `refresh` schedule, runs
 /// again every interval until the pipeline stops.
-async fn run_view(engine: &Engine, job: &Job) -> Result<()> {
+async fn run_view(engine: &Engine, job: &Job, progress: Option<Arc<JobProgress>>) -> Result<()> {
     let Some((definition, Some(_))) = &job.view else {
-        return engine.drain(job, |_| Ok(())).await;
+        return engine.drain_with(job, progress, |_| Ok(())).await;
     };
     let mut job = job.clone();
     loop {
@@ -146,24 +192,35 @@ async fn run_view(engine: &Engine, job: &Job) -> Result<()> {
 }
 
 /// Runs one job: an `INSERT` drains into its sink; a `SELECT` prints its rows as a table.
-async fn run_job(engine: &Engine, job: &Job) -> Result<()> {
+/// With `progress`, the job is checkpointed (and may resume from a checkpoint).
+async fn run_job(engine: &Engine, job: &Job, progress: Option<Arc<JobProgress>>) -> Result<()> {
     match job.kind {
-        JobKind::Insert => engine.drain(job, |_| Ok(())).await,
-        JobKind::View(_) | JobKind::Refresh(_) => run_view(engine, job).await,
+        JobKind::Insert => engine.drain_with(job, progress, |_| Ok(())).await,
+        JobKind::View(_) | JobKind::Refresh(_) => run_view(engine, job, progress).await,
         JobKind::Query => {
             let failed = |source| Error::Statement {
                 line: job.line,
                 source,
             };
-            let context = engine.job_context();
+            let (plan, context) = match &progress {
+                Some(progress) => {
+                    let plan = SinkInputExec::around_sink_input(&job.plan).map_err(failed)?;
+                    checkpoint::check_single_task(&plan, job.line)?;
+                    (plan, engine.job_context_with(Arc::clone(progress)))
+                }
+                None => (Arc::clone(&job.plan), engine.job_context()),
+            };
             let printed = async {
-                let rows = execute_stream(Arc::clone(&job.plan), Arc::clone(&context))?;
+                let rows = execute_stream(plan, Arc::clone(&context)).map_err(failed)?;
                 let printer = StdoutSink::new(job.plan.schema(), StdoutFormat::Table);
-                printer.write_all(rows, &context).await
-            }
-            .await;
+                printer.write_all(rows, &context).await.map_err(failed)
+            };
+            let printed = match progress {
+                Some(progress) => run_checkpointable(progress, job.line, printed).await,
+                None => printed.await,
+            };
             JobProgress::finish_task(&context).await;
-            printed.map(|_| ()).map_err(failed)
+            printed.map(|_| ())
         }
     }
 }

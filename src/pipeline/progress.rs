@@ -8,6 +8,9 @@
 //! event time it still needs), and a sink, once what it has received is durable, calls
 //! [`JobProgress::settle`]: every batch whose rows are all older than every hold is settled.
 //! Committing settled positions gives at-least-once delivery across restarts.
+//!
+//! The same progress carries the job's checkpointed state ([`JobState`]): what each split
+//! has handed on, and the state its operators registered, snapshotted between batches.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -15,6 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use datafusion::execution::TaskContext;
+
+use super::checkpoint::JobState;
 
 /// How long a finished job waits for its readers' last commits.
 const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(15);
@@ -47,6 +52,10 @@ impl EventTimeHold {
 /// The batches one split (a Kafka partition) has handed on and not yet settled.
 #[derive(Debug)]
 pub struct SplitLedger {
+    /// The split's name in checkpoints, e.g. `kafka:events/0`.
+    id: String,
+    /// The position after the last batch handed on.
+    handed_on: AtomicI64,
     /// (position after the batch, latest event time in it), oldest first.
     pending: Mutex<VecDeque<(i64, Option<i64>)>>,
     settled: AtomicI64,
@@ -57,8 +66,10 @@ pub struct SplitLedger {
 }
 
 impl SplitLedger {
-    fn new() -> Self {
+    fn new(id: String) -> Self {
         Self {
+            id,
+            handed_on: AtomicI64::new(UNSETTLED),
             pending: Mutex::new(VecDeque::new()),
             settled: AtomicI64::new(UNSETTLED),
             finished: AtomicBool::new(false),
@@ -70,6 +81,20 @@ impl SplitLedger {
     /// event time among its rows (`None` when the table has no event time).
     pub fn read(&self, position: i64, latest_event_time: Option<i64>) {
         lock(&self.pending).push_back((position, latest_event_time));
+        self.handed_on.store(position, Ordering::Release);
+    }
+
+    /// The split's name in checkpoints.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The position after the last batch handed on, if any.
+    pub fn handed_on(&self) -> Option<i64> {
+        match self.handed_on.load(Ordering::Acquire) {
+            UNSETTLED => None,
+            position => Some(position),
+        }
     }
 
     /// The position up to which every row has reached the sinks, if any.
@@ -117,6 +142,8 @@ impl SplitLedger {
 pub struct JobProgress {
     ledgers: Mutex<Vec<Arc<SplitLedger>>>,
     holds: Mutex<Vec<Arc<EventTimeHold>>>,
+    /// The job's checkpointed state.
+    pub state: JobState,
 }
 
 impl JobProgress {
@@ -126,11 +153,34 @@ impl JobProgress {
         task.session_config().get_extension::<JobProgress>()
     }
 
-    /// A new ledger for a split whose positions will be committed.
-    pub fn ledger(&self) -> Arc<SplitLedger> {
-        let ledger = Arc::new(SplitLedger::new());
-        lock(&self.ledgers).push(Arc::clone(&ledger));
+    /// Progress that resumes from a checkpoint of the same job.
+    pub fn restoring(state: JobState) -> Self {
+        Self {
+            state,
+            ..Self::default()
+        }
+    }
+
+    /// A new ledger for the split named `id` (`kafka:events/0`); a second split of the
+    /// same name in one job gets a numbered name.
+    pub fn ledger(&self, id: &str) -> Arc<SplitLedger> {
+        let mut ledgers = lock(&self.ledgers);
+        let taken = ledgers.iter().filter(|l| l.id.split('#').next() == Some(id)).count();
+        let id = match taken {
+            0 => id.to_string(),
+            n => format!("{id}#{n}"),
+        };
+        let ledger = Arc::new(SplitLedger::new(id));
+        ledgers.push(Arc::clone(&ledger));
         ledger
+    }
+
+    /// Where each split has handed on up to, by name.
+    pub fn positions(&self) -> Vec<(String, i64)> {
+        lock(&self.ledgers)
+            .iter()
+            .filter_map(|l| l.handed_on().map(|p| (l.id.clone(), p)))
+            .collect()
     }
 
     /// A new hold for a stateful operator; it holds nothing until set.
@@ -151,6 +201,9 @@ impl JobProgress {
         for ledger in lock(&self.ledgers).iter() {
             ledger.settle(frontier);
         }
+        // Everything the sink received is durable: a moment to snapshot the job's state.
+        self.state.sink_settled();
+        self.state.serve(self);
     }
 
     /// Marks the job of `task` ended, successfully or not, and waits (up to
@@ -181,7 +234,7 @@ impl JobProgress {
 }
 
 /// Locks `mutex`; a panic elsewhere while holding it leaves plain data that is still valid.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -194,7 +247,7 @@ mod tests {
     #[test]
     fn without_holds_everything_read_settles() {
         let progress = JobProgress::default();
-        let ledger = progress.ledger();
+        let ledger = progress.ledger("s");
         ledger.read(10, Some(5));
         ledger.read(20, None);
         assert_eq!(ledger.settled(), None);
@@ -205,7 +258,7 @@ mod tests {
     #[test]
     fn a_hold_keeps_batches_with_newer_rows_and_everything_after_them() {
         let progress = JobProgress::default();
-        let ledger = progress.ledger();
+        let ledger = progress.ledger("s");
         let hold = progress.hold();
         ledger.read(10, Some(100));
         ledger.read(20, Some(300));
@@ -221,7 +274,7 @@ mod tests {
     #[test]
     fn rows_without_event_time_wait_for_every_hold_to_clear() {
         let progress = JobProgress::default();
-        let ledger = progress.ledger();
+        let ledger = progress.ledger("s");
         let hold = progress.hold();
         ledger.read(10, None);
         hold.set(Some(i64::MIN + 1));

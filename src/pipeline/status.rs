@@ -27,6 +27,13 @@ pub fn status_text(context: &PipelineContext, events_per_second: f64) -> String 
             text.push_str(&format!(" · {label} {n}"));
         }
     }
+    let checkpoints = PipelineMetrics::read(&m.checkpoints);
+    if checkpoints > 0 {
+        text.push_str(&format!(
+            " · checkpoints {checkpoints} (last {} ms)",
+            PipelineMetrics::read(&m.last_checkpoint_ms)
+        ));
+    }
     let bad = m.bad_records();
     if !bad.is_empty() {
         let kinds: Vec<String> = bad.iter().map(|(k, n)| format!("{k} {n}")).collect();

@@ -15,13 +15,15 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array,
+    new_empty_array,
 };
 use datafusion::arrow::compute::{filter, take};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 
+use crate::pipeline::checkpoint::StateSnapshot;
 use crate::window::{AggregateExprs, ByteKeys};
 
 /// The state of one key.
@@ -226,6 +228,152 @@ impl KeyedAggregates {
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.output), columns)?;
         Ok((batch, Int64Array::from(versions)))
+    }
+
+    /// Every key's state, for a checkpoint: its key columns, version base and count, how
+    /// long it has been idle (`now_ms` is the operator's clock), and its aggregates'
+    /// intermediate states; the generation as a scalar. The keys stay as they were.
+    pub fn snapshot(&mut self, now_ms: u64) -> Result<StateSnapshot> {
+        let mut fields: Vec<Field> = self
+            .exprs
+            .key_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for name in ["_version_base", "_version", "_idle_ms"] {
+            fields.push(Field::new(name, DataType::Int64, false));
+        }
+        let state_fields = self.exprs.state_fields()?;
+        fields.extend(state_fields.iter().cloned());
+        let schema = Arc::new(Schema::new(fields));
+        let live: Vec<u32> = (0..self.states.len() as u32)
+            .filter(|&id| self.states[id as usize].is_some())
+            .collect();
+        let mut columns: Vec<ArrayRef> = if self.exprs.keys.is_empty() {
+            Vec::new()
+        } else {
+            let parser = self.converter.parser();
+            let keys = &self.keys;
+            self.converter
+                .convert_rows(live.iter().map(|&id| parser.parse(keys.get(id))))?
+        };
+        let mut bases = Vec::with_capacity(live.len());
+        let mut versions = Vec::with_capacity(live.len());
+        let mut idle = Vec::with_capacity(live.len());
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(live.len()); state_fields.len()];
+        for &id in &live {
+            let Some(state) = self.states[id as usize].as_mut() else {
+                continue;
+            };
+            bases.push(state.base);
+            versions.push(state.version);
+            idle.push(now_ms.saturating_sub(state.touched_at) as i64);
+            let mut field = 0;
+            for accumulator in &mut state.accumulators {
+                for value in accumulator.state()? {
+                    values[field].push(value);
+                    field += 1;
+                }
+            }
+        }
+        columns.push(Arc::new(Int64Array::from(bases)));
+        columns.push(Arc::new(Int64Array::from(versions)));
+        columns.push(Arc::new(Int64Array::from(idle)));
+        for (value, field) in values.into_iter().zip(&state_fields) {
+            columns.push(match value.is_empty() {
+                true => new_empty_array(field.data_type()),
+                false => ScalarValue::iter_to_array(value)?,
+            });
+        }
+        let batch = StateSnapshot::conform(&schema, columns)?;
+        // `state` hands the accumulators' state over: build them again from it.
+        let first_state = batch.num_columns() - state_fields.len();
+        let widths = self.state_widths()?;
+        for (row, &id) in live.iter().enumerate() {
+            let accumulators =
+                self.accumulators_from(&widths, &batch.columns()[first_state..], row)?;
+            if let Some(state) = self.states[id as usize].as_mut() {
+                state.accumulators = accumulators;
+            }
+        }
+        StateSnapshot::new(schema, vec![batch], &[("generation", self.generation)])
+    }
+
+    /// Takes back the keys of a snapshot taken by [`Self::snapshot`].
+    pub fn restore(&mut self, snapshot: &StateSnapshot, now_ms: u64) -> Result<()> {
+        self.generation = snapshot.scalar("generation")?;
+        let key_count = self.exprs.keys.len();
+        let widths = self.state_widths()?;
+        for batch in &snapshot.batches {
+            let columns = batch.columns();
+            let mut ids = Vec::with_capacity(batch.num_rows());
+            if key_count == 0 {
+                ids.push(self.keys.intern(&[])?);
+            } else {
+                let rows = self.converter.convert_columns(&columns[..key_count])?;
+                for row in rows.iter() {
+                    ids.push(self.keys.intern(row.as_ref())?);
+                }
+            }
+            let int64 = |i: usize| -> Result<&Int64Array> {
+                columns[i].as_primitive_opt().ok_or_else(|| {
+                    datafusion::common::internal_datafusion_err!("checkpointed key state: column {i} is not Int64")
+                })
+            };
+            let (bases, versions, idle) =
+                (int64(key_count)?, int64(key_count + 1)?, int64(key_count + 2)?);
+            let bound = self.keys.id_bound();
+            if self.states.len() < bound {
+                self.states.resize_with(bound, || None);
+            }
+            for (row, &id) in ids.iter().enumerate() {
+                let accumulators =
+                    self.accumulators_from(&widths, &columns[key_count + 3..], row)?;
+                let size = accumulators.iter().map(|a| a.size()).sum();
+                self.accumulated += size;
+                self.states[id as usize] = Some(KeyState {
+                    accumulators,
+                    base: bases.value(row),
+                    version: versions.value(row),
+                    touched_at: now_ms.saturating_sub(idle.value(row) as u64),
+                    size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// How many state columns each aggregate has.
+    fn state_widths(&self) -> Result<Vec<usize>> {
+        self.exprs
+            .aggregates
+            .iter()
+            .map(|a| Ok(a.state_fields()?.len()))
+            .collect()
+    }
+
+    /// Fresh accumulators merged with the intermediate states in row `row` of `states`.
+    /// `widths` holds each aggregate's number of state columns.
+    fn accumulators_from(
+        &self,
+        widths: &[usize],
+        states: &[ArrayRef],
+        row: usize,
+    ) -> Result<Vec<Box<dyn Accumulator>>> {
+        let mut at = 0;
+        let mut accumulators = Vec::with_capacity(self.exprs.aggregates.len());
+        for (aggregate, &fields) in self.exprs.aggregates.iter().zip(widths) {
+            let mut accumulator = aggregate.create_accumulator()?;
+            let slices: Vec<ArrayRef> = states[at..at + fields]
+                .iter()
+                .map(|s| s.slice(row, 1))
+                .collect();
+            accumulator.merge_batch(&slices)?;
+            accumulators.push(accumulator);
+            at += fields;
+        }
+        Ok(accumulators)
     }
 
     /// Forgets keys no row has arrived for in `ttl`; returns how many.

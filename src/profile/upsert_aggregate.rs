@@ -6,7 +6,7 @@
 //! (see [`KeyedAggregates`]), and with `'state.ttl'` it forgets keys idle for that long.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
@@ -28,7 +28,7 @@ use futures::StreamExt;
 
 use super::keyed_state::KeyedAggregates;
 use super::store::VERSION_COLUMN;
-use crate::pipeline::PipelineContext;
+use crate::pipeline::{JobProgress, PipelineContext, lock};
 use crate::window::{AggregateExprs, DisplayNanos, without_input_ordering};
 
 /// How often idle keys are looked for when a state TTL is set.
@@ -209,14 +209,28 @@ impl ExecutionPlan for UpsertAggregateExec {
         let keys: Vec<&str> = self.group_by.iter().map(|(_, n)| n.as_str()).collect();
         let reservation = MemoryConsumer::new(format!("UpsertAggregateExec[{}]", keys.join(", ")))
             .register(context.memory_pool());
+        let clock = Instant::now();
+        let mut keyed = KeyedAggregates::try_new(self.exprs()?, Arc::clone(&self.rows_schema))?;
+        let progress = JobProgress::of_task(&context);
+        let slot = progress.as_ref().map(|p| p.state.slot("upsert"));
+        if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {
+            keyed.restore(restored, 0)?;
+        }
+        let keyed = Arc::new(Mutex::new(keyed));
+        if let (Some(progress), Some(slot)) = (progress, slot) {
+            let keyed = Arc::clone(&keyed);
+            progress.state.register(slot.id, move || {
+                lock(&keyed).snapshot(clock.elapsed().as_millis() as u64)
+            });
+        }
         let state = UpsertState {
             input,
-            keyed: KeyedAggregates::try_new(self.exprs()?, Arc::clone(&self.rows_schema))?,
+            keyed,
             reservation,
             pipeline: PipelineContext::of_task(&context),
             versioned: self.versioned,
             state_ttl: self.state_ttl,
-            clock: Instant::now(),
+            clock,
             last_expiry: Duration::ZERO,
             schema: self.schema(),
         };
@@ -237,7 +251,7 @@ impl ExecutionPlan for UpsertAggregateExec {
 
 struct UpsertState {
     input: SendableRecordBatchStream,
-    keyed: KeyedAggregates,
+    keyed: Arc<Mutex<KeyedAggregates>>,
     reservation: MemoryReservation,
     pipeline: Arc<PipelineContext>,
     versioned: bool,
@@ -252,14 +266,15 @@ impl UpsertState {
     /// Folds `batch` in and returns the rows it changed, if any.
     fn step(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
         let now = self.clock.elapsed();
+        let mut keyed = lock(&self.keyed);
         if let Some(ttl) = self.state_ttl
             && now.saturating_sub(self.last_expiry) >= EXPIRY_PERIOD
         {
             self.last_expiry = now;
-            self.keyed.expire(now.as_millis() as u64, ttl);
+            keyed.expire(now.as_millis() as u64, ttl);
         }
-        let touched = self.keyed.fold(batch, now.as_millis() as u64)?;
-        let size = self.keyed.size();
+        let touched = keyed.fold(batch, now.as_millis() as u64)?;
+        let size = keyed.size();
         self.pipeline
             .metrics
             .peak_state_bytes
@@ -268,13 +283,13 @@ impl UpsertState {
             DataFusionError::ResourcesExhausted(format!(
                 "the state of an unbounded GROUP BY needs {size} bytes for {} keys, over the memory limit \
                  (set 'state.ttl' on the view to forget idle keys, or raise the limit): {e}",
-                self.keyed.len()
+                keyed.len()
             ))
         })?;
         if touched.is_empty() {
             return Ok(None);
         }
-        let (rows, versions) = self.keyed.rows(&touched)?;
+        let (rows, versions) = keyed.rows(&touched)?;
         let mut columns = rows.columns().to_vec();
         if self.versioned {
             columns.push(Arc::new(versions));

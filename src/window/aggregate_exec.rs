@@ -4,7 +4,7 @@
 //! group values and accumulators.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -30,7 +30,8 @@ use super::grouped::AggregateExprs;
 use super::sessions::SessionWindows;
 use super::spec::DisplayNanos;
 use super::{WINDOW_END, WINDOW_START, Watermark, WindowKind};
-use crate::pipeline::{EventTimeHold, JobProgress, PipelineContext, PipelineMetrics};
+use crate::pipeline::checkpoint::StateSnapshot;
+use crate::pipeline::{EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, lock};
 
 /// A windowed aggregation.
 #[derive(Debug)]
@@ -330,20 +331,44 @@ impl ExecutionPlan for WindowAggregateExec {
         let input = chain.scan.execute(0, Arc::clone(&context))?;
         let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{}]", self.window.kind))
             .register(context.memory_pool());
-        let state = AggregateState {
-            input,
-            chain,
+        let progress = JobProgress::of_task(&context);
+        let mut windows = WindowState {
             open: self.open_state()?,
             applied: Watermark::MIN,
             ready: Vec::new(),
+        };
+        let slots = progress
+            .as_ref()
+            .map(|p| (p.state.slot("window"), p.state.slot("window-output")));
+        if let Some((open, output)) = &slots {
+            windows.restore(open.restored.as_ref(), output.restored.as_ref(), &self.schema)?;
+        }
+        let windows = Arc::new(Mutex::new(windows));
+        if let (Some(progress), Some((open, output))) = (&progress, slots) {
+            let state = Arc::clone(&windows);
+            progress
+                .state
+                .register(open.id, move || lock(&state).snapshot_open());
+            let state = Arc::clone(&windows);
+            let schema = Arc::clone(&self.schema);
+            progress.state.register(output.id, move || {
+                let emitted = lock(&state).ready.iter().rev().cloned().collect();
+                StateSnapshot::new(Arc::clone(&schema), emitted, &[])
+            });
+        }
+        let state = AggregateState {
+            input,
+            chain,
+            windows,
             reservation,
             pipeline: PipelineContext::of_task(&context),
-            hold: JobProgress::of_task(&context).map(|progress| progress.hold()),
+            hold: progress.map(|progress| progress.hold()),
             finished: false,
         };
         let stream = futures::stream::try_unfold(state, |mut state| async move {
             loop {
-                if let Some(batch) = state.ready.pop() {
+                let emitted = lock(&state.windows).ready.pop();
+                if let Some(batch) = emitted {
                     state.publish_hold();
                     return Ok(Some((batch, state)));
                 }
@@ -361,13 +386,60 @@ impl ExecutionPlan for WindowAggregateExec {
     }
 }
 
-struct AggregateState {
-    input: SendableRecordBatchStream,
-    chain: StatelessChain,
+/// What a window aggregate holds between batches; a checkpoint snapshots it.
+struct WindowState {
     open: OpenWindows,
+    /// The watermark the open windows were last advanced to.
     applied: Watermark,
     /// Emitted batches, last first.
     ready: Vec<RecordBatch>,
+}
+
+impl WindowState {
+    /// The open windows and the applied watermark, for a checkpoint.
+    fn snapshot_open(&mut self) -> Result<StateSnapshot> {
+        let applied = [("applied", self.applied.0)];
+        match &mut self.open {
+            OpenWindows::Bins(bins) => {
+                StateSnapshot::new(bins.state_schema()?, bins.snapshot()?, &applied)
+            }
+            OpenWindows::Sessions(sessions) => {
+                let (schema, rows) = sessions.snapshot();
+                StateSnapshot::new(schema, rows, &applied)
+            }
+        }
+    }
+
+    /// Takes back the open windows and the emitted batches of a checkpoint.
+    fn restore(
+        &mut self,
+        open: Option<&StateSnapshot>,
+        output: Option<&StateSnapshot>,
+        schema: &SchemaRef,
+    ) -> Result<()> {
+        if let Some(open) = open {
+            self.applied = Watermark(open.scalar("applied")?);
+            match &mut self.open {
+                OpenWindows::Bins(bins) => bins.restore(&open.batches)?,
+                OpenWindows::Sessions(sessions) => sessions.restore(&open.batches)?,
+            }
+        }
+        if let Some(output) = output {
+            for batch in output.batches.iter().rev() {
+                self.ready.push(RecordBatch::try_new(
+                    Arc::clone(schema),
+                    batch.columns().to_vec(),
+                )?);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct AggregateState {
+    input: SendableRecordBatchStream,
+    chain: StatelessChain,
+    windows: Arc<Mutex<WindowState>>,
     reservation: MemoryReservation,
     pipeline: Arc<PipelineContext>,
     /// What the open windows hold, for committing source positions.
@@ -381,12 +453,13 @@ impl AggregateState {
     /// window than any before are held at once.
     fn publish_hold(&self) {
         let Some(hold) = &self.hold else { return };
-        let mut open = self.open.earliest_held();
+        let windows = lock(&self.windows);
+        let mut open = windows.open.earliest_held();
         // Windows on another time column than the one sources settle by hold every row.
         if !self.chain.window.on_event_time && open.is_some() {
             open = Some(i64::MIN);
         }
-        if self.ready.is_empty() {
+        if windows.ready.is_empty() {
             hold.set(open);
         } else if let Some(open) = open {
             hold.lower(open);
@@ -395,10 +468,13 @@ impl AggregateState {
 
     /// Reads one input batch, folds it in, and emits the windows the new watermark closes.
     async fn step(&mut self) -> Result<()> {
-        let watermark = match self.input.next().await.transpose()? {
+        let input = self.input.next().await.transpose()?;
+        let mut windows = lock(&self.windows);
+        let windows = &mut *windows;
+        let watermark = match input {
             Some(batch) => {
                 let batch = self.chain.apply(batch)?;
-                self.open.insert(batch, self.applied)?;
+                windows.open.insert(batch, windows.applied)?;
                 self.chain.window.watermark.get()
             }
             None => {
@@ -411,16 +487,16 @@ impl AggregateState {
                 watermark
             }
         };
-        let late = self.open.take_late_rows();
+        let late = windows.open.take_late_rows();
         PipelineMetrics::add(&self.pipeline.metrics.late_rows, late);
-        if watermark > self.applied {
-            self.applied = watermark;
+        if watermark > windows.applied {
+            windows.applied = watermark;
             let mut emitted = Vec::new();
-            self.open.advance(watermark, &mut emitted)?;
+            windows.open.advance(watermark, &mut emitted)?;
             emitted.reverse();
-            self.ready.extend(emitted);
+            windows.ready.extend(emitted);
         }
-        let size = self.open.size();
+        let size = windows.open.size();
         self.pipeline
             .metrics
             .peak_state_bytes
@@ -430,7 +506,7 @@ impl AggregateState {
                 "window state of {}({}, …) needs {size} bytes for {}, over the memory limit: {e}",
                 self.chain.window.kind.function_name(),
                 self.chain.window.table,
-                self.open.describe(),
+                windows.open.describe(),
             ))
         })?;
         Ok(())

@@ -10,11 +10,12 @@ use std::collections::btree_map::Entry;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::grouped::{AggregateExprs, GroupedAggregation};
+use crate::pipeline::checkpoint::StateSnapshot;
 use super::id_groups::IdGroupValues;
 use super::shared_keys::SharedKeys;
 use super::{Watermark, nanos_values};
@@ -104,18 +105,15 @@ impl WindowBins {
         if let Some(shared) = &mut self.shared_keys {
             rows.keys = vec![shared.ids(&rows.keys, end_nanos)?];
         }
+        let aggregation = match self.bins.contains_key(&start_nanos[0]) {
+            true => None,
+            false => Some(self.new_aggregation()?),
+        };
         let bin = match self.bins.entry(start_nanos[0]) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                let aggregation = match &self.shared_keys {
-                    Some(shared) => GroupedAggregation::with_groups(
-                        &self.exprs,
-                        Some(Box::new(IdGroupValues::with_capacity(
-                            self.expected_groups,
-                            shared.id_bound(),
-                        ))),
-                    )?,
-                    None => GroupedAggregation::try_new(&self.exprs)?,
+                let Some(aggregation) = aggregation else {
+                    return internal_err!("a new window bin without an aggregation");
                 };
                 entry.insert(Bin {
                     end_nanos,
@@ -126,6 +124,85 @@ impl WindowBins {
             }
         };
         bin.aggregation.update(&rows)
+    }
+
+    /// An empty aggregation for a new bin.
+    fn new_aggregation(&self) -> Result<GroupedAggregation> {
+        match &self.shared_keys {
+            Some(shared) => GroupedAggregation::with_groups(
+                &self.exprs,
+                Some(Box::new(IdGroupValues::with_capacity(
+                    self.expected_groups,
+                    shared.id_bound(),
+                ))),
+            ),
+            None => GroupedAggregation::try_new(&self.exprs),
+        }
+    }
+
+    /// The columns of a checkpointed bin: window start and end, keys, intermediate states.
+    pub fn state_schema(&self) -> Result<SchemaRef> {
+        let mut fields = vec![
+            self.output.field(self.window.start_position).clone(),
+            self.output.field(self.window.end_position).clone(),
+        ];
+        fields.extend(self.exprs.key_schema.fields().iter().map(|f| f.as_ref().clone()));
+        fields.extend(self.exprs.state_fields()?);
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// Every open bin as a batch of [`Self::state_schema`], for a checkpoint; the bins stay
+    /// open.
+    pub fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let schema = self.state_schema()?;
+        let mut batches = Vec::with_capacity(self.bins.len());
+        for bin in self.bins.values_mut() {
+            let groups = bin.aggregation.num_groups();
+            let (keys, states) = bin.aggregation.take_state()?;
+            bin.aggregation.merge_state(&self.exprs, &keys, &states)?;
+            if groups == 0 {
+                continue;
+            }
+            let keys = match (&self.shared_keys, keys.as_slice()) {
+                (Some(shared), [ids]) => shared.keys_of(ids)?,
+                _ => keys,
+            };
+            let mut columns = vec![
+                bin.start.to_array_of_size(groups)?,
+                bin.end.to_array_of_size(groups)?,
+            ];
+            columns.extend(keys);
+            columns.extend(states);
+            batches.push(StateSnapshot::conform(&schema, columns)?);
+        }
+        Ok(batches)
+    }
+
+    /// Reopens the bins of a snapshot taken by [`Self::snapshot`].
+    pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        let key_count = self.exprs.keys.len();
+        for batch in batches {
+            let (starts, ends) = (batch.column(0), batch.column(1));
+            let start_nanos = nanos_values(starts)?[0];
+            let end_nanos = nanos_values(ends)?[0];
+            let mut keys = batch.columns()[2..2 + key_count].to_vec();
+            let states = &batch.columns()[2 + key_count..];
+            if let Some(shared) = &mut self.shared_keys {
+                keys = vec![shared.ids(&keys, end_nanos)?];
+            }
+            let mut aggregation = self.new_aggregation()?;
+            aggregation.merge_state(&self.exprs, &keys, states)?;
+            self.bins.insert(
+                start_nanos,
+                Bin {
+                    end_nanos,
+                    start: ScalarValue::try_from_array(starts, 0)?,
+                    end: ScalarValue::try_from_array(ends, 0)?,
+                    aggregation,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Emits, in window order, every bin whose end plus the allowed lateness is at or

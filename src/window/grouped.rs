@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Result, internal_err};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -27,6 +27,21 @@ pub struct AggregateExprs {
     /// Per aggregate: its arguments followed by its `ORDER BY` expressions.
     pub arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+}
+
+impl AggregateExprs {
+    /// The columns of every aggregate's intermediate state, in order, as a checkpoint
+    /// stores them.
+    pub fn state_fields(&self) -> Result<Vec<Field>> {
+        let mut fields = Vec::new();
+        for aggregate in &self.aggregates {
+            for field in aggregate.state_fields()? {
+                let name = format!("state_{}", fields.len());
+                fields.push(Field::new(name, field.data_type().clone(), true));
+            }
+        }
+        Ok(fields)
+    }
 }
 
 /// The keys, arguments and filters of a batch, evaluated once.
@@ -178,6 +193,56 @@ impl GroupedAggregation {
         self.groups.as_ref().map_or(0, |g| g.size())
             + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
             + self.group_indices.capacity() * size_of::<usize>()
+    }
+
+    /// Takes every group out: its keys and each aggregate's intermediate state columns
+    /// (the aggregation is left empty), for a checkpoint.
+    pub fn take_state(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let keys = match &mut self.groups {
+            Some(groups) => groups.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        let mut states = Vec::new();
+        if self.num_groups > 0 {
+            for accumulator in &mut self.accumulators {
+                states.extend(accumulator.state(EmitTo::All)?);
+            }
+        }
+        self.num_groups = 0;
+        Ok((keys, states))
+    }
+
+    /// Merges groups taken out by [`Self::take_state`] (keys, then state columns) back in.
+    pub fn merge_state(
+        &mut self,
+        exprs: &AggregateExprs,
+        keys: &[ArrayRef],
+        states: &[ArrayRef],
+    ) -> Result<()> {
+        let Some(rows) = states.first().map(|s| s.len()) else {
+            return Ok(());
+        };
+        match &mut self.groups {
+            Some(groups) => {
+                groups.intern(keys, &mut self.group_indices)?;
+                self.num_groups = groups.len();
+            }
+            None => {
+                self.group_indices.clear();
+                self.group_indices.resize(rows, 0);
+                self.num_groups = 1;
+            }
+        }
+        let mut at = 0;
+        for (accumulator, aggregate) in self.accumulators.iter_mut().zip(&exprs.aggregates) {
+            let fields = aggregate.state_fields()?.len();
+            let Some(columns) = states.get(at..at + fields) else {
+                return internal_err!("checkpointed window state lacks columns of {}", aggregate.name());
+            };
+            accumulator.merge_batch(columns, &self.group_indices, self.num_groups)?;
+            at += fields;
+        }
+        Ok(())
     }
 
     /// Emits every group: its keys and each aggregate's value.

@@ -64,6 +64,20 @@ impl SessionWindows {
         }
     }
 
+    /// The rows of open sessions (the window scan's columns), for a checkpoint.
+    pub fn snapshot(&self) -> (SchemaRef, Vec<RecordBatch>) {
+        (Arc::clone(&self.input), self.pending.clone())
+    }
+
+    /// Holds the rows of a snapshot taken by [`Self::snapshot`] again.
+    pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        for batch in batches {
+            let batch = RecordBatch::try_new(Arc::clone(&self.input), batch.columns().to_vec())?;
+            self.insert(batch)?;
+        }
+        Ok(())
+    }
+
     /// Holds `batch` until its sessions close.
     pub fn insert(&mut self, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {

@@ -96,6 +96,14 @@ impl SharedKeys {
         Ok(keys)
     }
 
+    /// The key columns of `ids`, leaving them held.
+    pub fn keys_of(&self, ids: &ArrayRef) -> Result<Vec<ArrayRef>> {
+        let Some(ids) = ids.as_primitive_opt::<UInt32Type>() else {
+            return internal_err!("shared window keys are UInt32 ids");
+        };
+        self.dictionary.keys_of(ids.values().iter().copied())
+    }
+
     /// The number of keys held.
     #[cfg(test)]
     fn len(&self) -> usize {

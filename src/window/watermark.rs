@@ -84,6 +84,23 @@ impl WatermarkTracker {
         self.splits[split].finished = true;
     }
 
+    /// Each split's watermark and the merged one, for a checkpoint.
+    pub fn snapshot(&self) -> (Vec<i64>, i64) {
+        (
+            self.splits.iter().map(|s| s.watermark.0).collect(),
+            self.current.0,
+        )
+    }
+
+    /// Takes back a snapshot: the splits it knew (a topic may have gained partitions since)
+    /// and the merged watermark, which then never moves below it.
+    pub fn restore(&mut self, splits: &[i64], current: i64) {
+        for (split, &watermark) in self.splits.iter_mut().zip(splits) {
+            split.watermark = Watermark(watermark);
+        }
+        self.current = self.current.max(Watermark(current));
+    }
+
     /// The merged watermark as of `now`; it never moves backwards.
     pub fn current(&mut self, now: Instant) -> Watermark {
         let open: Vec<&SplitProgress> = self.splits.iter().filter(|s| !s.finished).collect();

@@ -19,6 +19,7 @@ use futures::StreamExt;
 
 use super::source::{Source, SplitStream};
 use crate::error::Error;
+use crate::pipeline::JobProgress;
 use crate::sql::WithOptions;
 use crate::window::WatermarkSpec;
 
@@ -84,9 +85,19 @@ impl Source for DatagenSource {
 
     async fn open(
         &self,
-        _context: Arc<TaskContext>,
-        _event_time: Option<&WatermarkSpec>,
+        context: Arc<TaskContext>,
+        event_time: Option<&WatermarkSpec>,
     ) -> Result<Vec<SplitStream>> {
+        // Rows are a function of their index: a checkpoint keeps the next index to generate.
+        let progress = JobProgress::of_task(&context);
+        let ledger = progress.as_ref().map(|p| p.ledger("datagen"));
+        let first = match (&progress, &ledger) {
+            (Some(progress), Some(ledger)) => {
+                progress.state.restored_position(ledger.id()).unwrap_or(0) as u64
+            }
+            _ => 0,
+        };
+        let event_time = event_time.cloned();
         let schema = Arc::clone(&self.schema);
         let generator = self.generator.clone();
         let total = self.options.count.unwrap_or(u64::MAX);
@@ -97,20 +108,33 @@ impl Source for DatagenSource {
             None => self.options.batch_size,
         };
         let started = tokio::time::Instant::now();
-        let stream = futures::stream::unfold(0u64, move |next| {
+        let stream = futures::stream::unfold(first, move |next| {
             let schema = Arc::clone(&schema);
             let generator = generator.clone();
+            let ledger = ledger.clone();
+            let event_time = event_time.clone();
             async move {
                 if next >= total {
                     return None;
                 }
                 if let Some(rate) = rate {
-                    let due = Duration::from_secs_f64(next as f64 / rate as f64);
+                    let due = Duration::from_secs_f64((next - first) as f64 / rate as f64);
                     tokio::time::sleep_until(started + due).await;
                 }
                 let len = (total - next).min(batch_size as u64) as usize;
                 let batch = generator.batch(&schema, next, len);
-                Some((batch, next + len as u64))
+                let after = next + len as u64;
+                if let (Some(ledger), Ok(batch)) = (&ledger, &batch) {
+                    let latest = match &event_time {
+                        Some(spec) => match spec.latest_event_time(batch) {
+                            Ok(latest) => latest,
+                            Err(e) => return Some((Err(e), total)),
+                        },
+                        None => None,
+                    };
+                    ledger.read(after as i64, latest);
+                }
+                Some((batch, after))
             }
         });
         Ok(vec![stream.boxed()])

@@ -100,6 +100,8 @@ pub struct PartitionReader {
     pub columns: MetadataColumns,
     pub topic: String,
     pub partition: i32,
+    /// The offset to resume at, restored from a checkpoint: it overrides the startup mode.
+    pub resume: Option<i64>,
     /// Commits settled positions, for a table with a group read continuously.
     pub committer: Option<PartitionCommitter>,
     pub bad_data: BadDataHandler,
@@ -119,6 +121,7 @@ pub fn read_partition(
         columns,
         topic,
         partition,
+        resume,
         mut committer,
         bad_data,
         mut decoder,
@@ -127,7 +130,10 @@ pub fn read_partition(
     let consumer: BaseConsumer = consumer_config(options)
         .create()
         .map_err(kafka_error(format!("consumer for {topic}/{partition}")))?;
-    let start = start_offset(&consumer, options.startup, &topic, partition)?;
+    let start = match resume {
+        Some(offset) => Offset::Offset(offset),
+        None => start_offset(&consumer, options.startup, &topic, partition)?,
+    };
     // A snapshot ends at the partition's end offset as of now.
     let end = match reads {
         SourceReads::Continuous => None,

@@ -122,10 +122,11 @@ impl Source for KafkaSource {
         let partitions = tokio::task::spawn_blocking(move || list_partitions(&options))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))??;
-        // Positions are committed only for a named group, only by continuous reads.
-        let progress = match (self.reads, &self.options.group_id) {
-            (SourceReads::Continuous, Some(_)) => JobProgress::of_task(&context),
-            _ => None,
+        // Continuous reads record what they hand on (for checkpoints), and commit it to a
+        // named group once settled.
+        let progress = match self.reads {
+            SourceReads::Continuous => JobProgress::of_task(&context),
+            SourceReads::Snapshot => None,
         };
         let dead_letters = match &self.options.bad_data {
             BadDataPolicy::Dlq(topic) => Some(DeadLetters {
@@ -150,10 +151,21 @@ impl Source for KafkaSource {
                     (&topic, partition),
                     Arc::clone(&pipeline),
                 );
-                let ledger = progress.as_ref().map(|p| p.ledger());
-                let committer = ledger
+                let ledger = progress
                     .as_ref()
-                    .map(|l| PartitionCommitter::new(Arc::clone(l), &topic, partition));
+                    .map(|p| p.ledger(&format!("kafka:{topic}/{partition}")));
+                let resume = match (&progress, &ledger) {
+                    (Some(progress), Some(ledger)) => {
+                        progress.state.restored_position(ledger.id())
+                    }
+                    _ => None,
+                };
+                let committer = match (&ledger, &self.options.group_id) {
+                    (Some(ledger), Some(_)) => {
+                        Some(PartitionCommitter::new(Arc::clone(ledger), &topic, partition))
+                    }
+                    _ => None,
+                };
                 let format = match (self.options.format, &self.schemas.registry) {
                     (KafkaFormat::Avro, Some(registry)) => ValueFormat::Avro(AvroValues::new(
                         Arc::clone(registry),
@@ -170,6 +182,7 @@ impl Source for KafkaSource {
                     columns: self.metadata.clone(),
                     topic,
                     partition,
+                    resume,
                     committer,
                     bad_data,
                     decoder: RecordDecoder::new(

@@ -1,0 +1,232 @@
+//! [`CheckpointStore`]: the checkpoint directory, a local folder or any object-store URL.
+//!
+//! ```text
+//! chk-0000000012/job-0/source-0.arrows    one Arrow IPC stream per operator's state
+//! chk-0000000012/job-0/upsert-0.arrows
+//! chk-0000000012/_manifest.json           written last: the checkpoint is complete
+//! ```
+//!
+//! A crash while a checkpoint is written leaves a folder without a manifest, which is never
+//! read; the latest complete checkpoint before it stays usable. Older checkpoints than the
+//! last few complete ones are deleted.
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::manifest::{JobEntry, Manifest, StateFile};
+use super::snapshot::{JobSnapshot, StateSnapshot};
+use crate::connector::file::FileLocation;
+use crate::error::{Error, Result};
+
+const MANIFEST: &str = "_manifest.json";
+
+/// A checkpoint found in the directory.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub epoch: u64,
+    /// The manifest of a complete checkpoint; `None` for one cut short.
+    pub manifest: Option<Manifest>,
+    /// Bytes of its files, manifest included.
+    pub bytes: u64,
+}
+
+/// The directory checkpoints are written to and restored from.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    location: FileLocation,
+}
+
+impl CheckpointStore {
+    /// The directory at `location`: a local path, `file://` or `s3://` URL.
+    pub fn open(location: &str) -> Result<Self> {
+        if !location.contains("://") {
+            std::fs::create_dir_all(location).map_err(|e| Error::Checkpoint {
+                location: location.to_string(),
+                source: Box::new(e),
+            })?;
+        }
+        let location = FileLocation::resolve(location).map_err(|message| Error::Checkpoint {
+            location: location.to_string(),
+            source: message.into(),
+        })?;
+        Ok(Self { location })
+    }
+
+    /// The directory as the user wrote it.
+    pub fn display(&self) -> &str {
+        &self.location.display
+    }
+
+    fn path(&self, relative: &str) -> Path {
+        let mut path = self.location.path.clone();
+        for part in relative.split('/') {
+            path = path.join(part);
+        }
+        path
+    }
+
+    fn error(&self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        Error::Checkpoint {
+            location: self.location.display.clone(),
+            source: source.into(),
+        }
+    }
+
+    /// Writes one job's snapshot for checkpoint `epoch` and describes what it wrote.
+    pub async fn write_job(
+        &self,
+        epoch: u64,
+        job: usize,
+        sql: &str,
+        snapshot: &JobSnapshot,
+    ) -> Result<JobEntry> {
+        let mut states = Vec::with_capacity(snapshot.states.len());
+        for (id, state) in &snapshot.states {
+            let bytes = state.encode()?;
+            let path = format!("{}/job-{job}/{id}.arrows", folder(epoch));
+            let size = bytes.len() as u64;
+            self.location
+                .store
+                .put(&self.path(&path), PutPayload::from(bytes))
+                .await
+                .map_err(|e| self.error(e))?;
+            states.push(StateFile {
+                id: id.clone(),
+                path,
+                bytes: size,
+                rows: state.num_rows() as u64,
+            });
+        }
+        Ok(JobEntry {
+            job,
+            sql: sql.to_string(),
+            positions: snapshot.positions.clone(),
+            states,
+        })
+    }
+
+    /// Completes a checkpoint by writing its manifest.
+    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let path = format!("{}/{MANIFEST}", folder(manifest.epoch));
+        self.location
+            .store
+            .put(&self.path(&path), PutPayload::from(manifest.to_json().into_bytes()))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Every checkpoint in the directory, oldest first.
+    pub async fn list(&self) -> Result<Vec<Listed>> {
+        let files: Vec<_> = self
+            .location
+            .store
+            .list(Some(&self.location.path))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut found: std::collections::BTreeMap<u64, Listed> = Default::default();
+        let mut manifests = Vec::new();
+        for file in files {
+            let Some(relative) = file.location.prefix_match(&self.location.path) else {
+                continue;
+            };
+            let parts: Vec<String> = relative.map(|p| p.as_ref().to_string()).collect();
+            let Some(epoch) = parts.first().and_then(|f| parse_folder(f)) else {
+                continue;
+            };
+            let listed = found.entry(epoch).or_insert(Listed {
+                epoch,
+                manifest: None,
+                bytes: 0,
+            });
+            listed.bytes += file.size;
+            if parts.len() == 2 && parts[1] == MANIFEST {
+                manifests.push((epoch, file.location));
+            }
+        }
+        for (epoch, path) in manifests {
+            let text = self.read(&path).await?;
+            let text = String::from_utf8(text).map_err(|e| self.error(e))?;
+            let manifest = Manifest::from_json(&text, &format!("{}/{path}", self.display()))?;
+            if let Some(listed) = found.get_mut(&epoch) {
+                listed.manifest = Some(manifest);
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// The latest complete checkpoint, if any.
+    pub async fn latest(&self) -> Result<Option<Manifest>> {
+        Ok(self.list().await?.into_iter().rev().find_map(|l| l.manifest))
+    }
+
+    /// Reads back what `entry` saved of one job.
+    pub async fn read_job(&self, entry: &JobEntry) -> Result<JobSnapshot> {
+        let mut states = Vec::with_capacity(entry.states.len());
+        for file in &entry.states {
+            let bytes = self.read(&self.path(&file.path)).await?;
+            let state = StateSnapshot::decode(&bytes).map_err(|e| self.error(e))?;
+            states.push((file.id.clone(), state));
+        }
+        Ok(JobSnapshot {
+            positions: entry.positions.clone(),
+            states,
+        })
+    }
+
+    /// Deletes every checkpoint older than the `keep` latest complete ones.
+    pub async fn prune(&self, keep: usize) -> Result<()> {
+        let listed = self.list().await?;
+        let complete: Vec<u64> = listed
+            .iter()
+            .filter(|l| l.manifest.is_some())
+            .map(|l| l.epoch)
+            .collect();
+        let Some(&oldest_kept) = complete.iter().rev().take(keep).last() else {
+            return Ok(());
+        };
+        for old in listed.iter().filter(|l| l.epoch < oldest_kept) {
+            let prefix = self.path(&folder(old.epoch));
+            let files: Vec<_> = self
+                .location
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| self.error(e))?;
+            // The manifest first: a half-deleted checkpoint is an incomplete one.
+            let (manifest, rest): (Vec<_>, Vec<_>) = files
+                .into_iter()
+                .partition(|f| f.location.filename() == Some(MANIFEST));
+            for file in manifest.into_iter().chain(rest) {
+                self.location
+                    .store
+                    .delete(&file.location)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&self, path: &Path) -> Result<Vec<u8>> {
+        let got = self
+            .location
+            .store
+            .get(path)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(got.bytes().await.map_err(|e| self.error(e))?.to_vec())
+    }
+}
+
+/// The folder of checkpoint `epoch`.
+fn folder(epoch: u64) -> String {
+    format!("chk-{epoch:010}")
+}
+
+fn parse_folder(name: &str) -> Option<u64> {
+    name.strip_prefix("chk-")?.parse().ok()
+}

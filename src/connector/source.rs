@@ -118,8 +118,10 @@ impl SourceStream {
                 DataType::Int64,
                 false,
             )]));
-            let batch =
-                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(splits))])?;
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(splits))],
+            )?;
             StateSnapshot::new(schema, vec![batch], &[("watermark", current)])
         });
         Ok(())

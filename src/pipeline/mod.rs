@@ -24,13 +24,13 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::physical_plan::execute_stream;
 
 use crate::connector::stdout::{StdoutFormat, StdoutSink};
+use crate::error::{Error, Result};
+use crate::session::SessionOptions;
+use crate::sql::parse_pipeline;
 use checkpoint::{
     CheckpointOptions, CheckpointStore, CheckpointedJob, Checkpointer, SinkInputExec,
     run_checkpointable,
 };
-use crate::error::{Error, Result};
-use crate::session::SessionOptions;
-use crate::sql::parse_pipeline;
 
 /// A pipeline file, declared and planned.
 pub struct Pipeline {
@@ -95,10 +95,7 @@ impl Pipeline {
             let store = CheckpointStore::open(&options.location)?;
             let (epoch, restored) = checkpoint::restore(&store, &self.jobs).await?;
             if epoch > 0 {
-                eprintln!(
-                    "resuming from checkpoint {epoch} in {}",
-                    store.display()
-                );
+                eprintln!("resuming from checkpoint {epoch} in {}", store.display());
             }
             let mut checkpointed = Vec::new();
             for (index, (job, state)) in self.jobs.iter().zip(restored).enumerate() {

@@ -165,7 +165,10 @@ impl JobProgress {
     /// same name in one job gets a numbered name.
     pub fn ledger(&self, id: &str) -> Arc<SplitLedger> {
         let mut ledgers = lock(&self.ledgers);
-        let taken = ledgers.iter().filter(|l| l.id.split('#').next() == Some(id)).count();
+        let taken = ledgers
+            .iter()
+            .filter(|l| l.id.split('#').next() == Some(id))
+            .count();
         let id = match taken {
             0 => id.to_string(),
             n => format!("{id}#{n}"),

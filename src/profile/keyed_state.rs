@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array,
-    new_empty_array,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array, new_empty_array,
 };
 use datafusion::arrow::compute::{filter, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -261,7 +260,8 @@ impl KeyedAggregates {
         let mut bases = Vec::with_capacity(live.len());
         let mut versions = Vec::with_capacity(live.len());
         let mut idle = Vec::with_capacity(live.len());
-        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(live.len()); state_fields.len()];
+        let mut values: Vec<Vec<ScalarValue>> =
+            vec![Vec::with_capacity(live.len()); state_fields.len()];
         for &id in &live {
             let Some(state) = self.states[id as usize].as_mut() else {
                 continue;
@@ -318,11 +318,16 @@ impl KeyedAggregates {
             }
             let int64 = |i: usize| -> Result<&Int64Array> {
                 columns[i].as_primitive_opt().ok_or_else(|| {
-                    datafusion::common::internal_datafusion_err!("checkpointed key state: column {i} is not Int64")
+                    datafusion::common::internal_datafusion_err!(
+                        "checkpointed key state: column {i} is not Int64"
+                    )
                 })
             };
-            let (bases, versions, idle) =
-                (int64(key_count)?, int64(key_count + 1)?, int64(key_count + 2)?);
+            let (bases, versions, idle) = (
+                int64(key_count)?,
+                int64(key_count + 1)?,
+                int64(key_count + 2)?,
+            );
             let bound = self.keys.id_bound();
             if self.states.len() < bound {
                 self.states.resize_with(bound, || None);

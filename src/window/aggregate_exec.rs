@@ -341,7 +341,11 @@ impl ExecutionPlan for WindowAggregateExec {
             .as_ref()
             .map(|p| (p.state.slot("window"), p.state.slot("window-output")));
         if let Some((open, output)) = &slots {
-            windows.restore(open.restored.as_ref(), output.restored.as_ref(), &self.schema)?;
+            windows.restore(
+                open.restored.as_ref(),
+                output.restored.as_ref(),
+                &self.schema,
+            )?;
         }
         let windows = Arc::new(Mutex::new(windows));
         if let (Some(progress), Some((open, output))) = (&progress, slots) {

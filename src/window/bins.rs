@@ -15,10 +15,10 @@ use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::grouped::{AggregateExprs, GroupedAggregation};
-use crate::pipeline::checkpoint::StateSnapshot;
 use super::id_groups::IdGroupValues;
 use super::shared_keys::SharedKeys;
 use super::{Watermark, nanos_values};
+use crate::pipeline::checkpoint::StateSnapshot;
 
 /// Where the window columns sit among the GROUP BY expressions.
 #[derive(Debug, Clone)]
@@ -146,7 +146,13 @@ impl WindowBins {
             self.output.field(self.window.start_position).clone(),
             self.output.field(self.window.end_position).clone(),
         ];
-        fields.extend(self.exprs.key_schema.fields().iter().map(|f| f.as_ref().clone()));
+        fields.extend(
+            self.exprs
+                .key_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone()),
+        );
         fields.extend(self.exprs.state_fields()?);
         Ok(Arc::new(Schema::new(fields)))
     }

@@ -237,7 +237,10 @@ impl GroupedAggregation {
         for (accumulator, aggregate) in self.accumulators.iter_mut().zip(&exprs.aggregates) {
             let fields = aggregate.state_fields()?.len();
             let Some(columns) = states.get(at..at + fields) else {
-                return internal_err!("checkpointed window state lacks columns of {}", aggregate.name());
+                return internal_err!(
+                    "checkpointed window state lacks columns of {}",
+                    aggregate.name()
+                );
             };
             accumulator.merge_batch(columns, &self.group_indices, self.num_groups)?;
             at += fields;

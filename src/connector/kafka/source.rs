@@ -90,7 +90,11 @@ fn list_partitions(options: &KafkaOptions) -> Result<Vec<(String, i32)>, Error> 
                 rdkafka::error::KafkaError::MetadataFetch(code.into()),
             ));
         }
-        partitions.extend(found.partitions().iter().map(|p| (topic.clone(), p.id())));
+        // In partition order, whatever order the broker lists them in: a checkpoint keeps
+        // the splits' watermarks by their place in this list.
+        let mut ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        partitions.extend(ids.into_iter().map(|id| (topic.clone(), id)));
     }
     Ok(partitions)
 }
@@ -155,15 +159,15 @@ impl Source for KafkaSource {
                     .as_ref()
                     .map(|p| p.ledger(&format!("kafka:{topic}/{partition}")));
                 let resume = match (&progress, &ledger) {
-                    (Some(progress), Some(ledger)) => {
-                        progress.state.restored_position(ledger.id())
-                    }
+                    (Some(progress), Some(ledger)) => progress.state.restored_position(ledger.id()),
                     _ => None,
                 };
                 let committer = match (&ledger, &self.options.group_id) {
-                    (Some(ledger), Some(_)) => {
-                        Some(PartitionCommitter::new(Arc::clone(ledger), &topic, partition))
-                    }
+                    (Some(ledger), Some(_)) => Some(PartitionCommitter::new(
+                        Arc::clone(ledger),
+                        &topic,
+                        partition,
+                    )),
                     _ => None,
                 };
                 let format = match (self.options.format, &self.schemas.registry) {

@@ -87,7 +87,12 @@ impl Checkpointer {
             let reply = job.progress.state.request();
             let snapshot = tokio::time::timeout(SNAPSHOT_WAIT, reply)
                 .await
-                .map_err(|_| self.failed(epoch, format!("job {} did not reach a point to snapshot at", job.index)))?
+                .map_err(|_| {
+                    self.failed(
+                        epoch,
+                        format!("job {} did not reach a point to snapshot at", job.index),
+                    )
+                })?
                 .map_err(|_| self.failed(epoch, format!("job {} ended", job.index)))?
                 .map_err(|e| self.failed(epoch, format!("snapshot of job {}: {e}", job.index)))?;
             entries.push(
@@ -126,18 +131,23 @@ impl Checkpointer {
 /// The state each of `jobs` resumes from, from the latest complete checkpoint in `store`,
 /// and that checkpoint's epoch (0 when there is none). Only unbounded jobs are
 /// checkpointed; the checkpoint must have been taken of the same statements.
-pub async fn restore(store: &CheckpointStore, jobs: &[Job]) -> Result<(u64, Vec<Option<JobState>>)> {
+pub async fn restore(
+    store: &CheckpointStore,
+    jobs: &[Job],
+) -> Result<(u64, Vec<Option<JobState>>)> {
     let mut states: Vec<Option<JobState>> = jobs.iter().map(|_| None).collect();
     let Some(manifest) = store.latest().await? else {
         return Ok((0, states));
     };
-    let mismatch = |message: String| Error::Checkpoint {
+    let mismatch = |message: String| {
+        Error::Checkpoint {
         location: store.display().to_string(),
         source: format!(
             "checkpoint {} was taken of another pipeline: {message}; run with a fresh --checkpoint-dir to start over",
             manifest.epoch
         )
         .into(),
+    }
     };
     let checkpointed: Vec<usize> = jobs
         .iter()

@@ -99,7 +99,11 @@ impl Manifest {
             return Err(bad("unknown version"));
         }
         let mut jobs = Vec::new();
-        for job in value.get("jobs").and_then(Value::as_array).ok_or_else(|| bad("jobs"))? {
+        for job in value
+            .get("jobs")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("jobs"))?
+        {
             let positions = job
                 .get("positions")
                 .and_then(Value::as_object)

@@ -71,7 +71,10 @@ pub async fn run_checkpointable<T>(
 /// DataFusion's partition operators): its state could not be snapshotted consistently.
 pub fn check_single_task(plan: &Arc<dyn ExecutionPlan>, line: usize) -> Result<()> {
     let name = plan.name();
-    if matches!(name, "CoalescePartitionsExec" | "RepartitionExec" | "SortPreservingMergeExec") {
+    if matches!(
+        name,
+        "CoalescePartitionsExec" | "RepartitionExec" | "SortPreservingMergeExec"
+    ) {
         return Err(Error::Syntax {
             line,
             message: format!(

@@ -46,10 +46,12 @@ impl StateSnapshot {
         let columns = columns
             .into_iter()
             .zip(schema.fields())
-            .map(|(column, field)| match column.data_type() == field.data_type() {
-                true => Ok(column),
-                false => cast(&column, field.data_type()),
-            })
+            .map(
+                |(column, field)| match column.data_type() == field.data_type() {
+                    true => Ok(column),
+                    false => cast(&column, field.data_type()),
+                },
+            )
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
@@ -105,9 +107,11 @@ mod tests {
     #[test]
     fn a_snapshot_survives_encoding_with_its_scalars() {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let batch =
-            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(vec![1, 2]))])
-                .unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2]))],
+        )
+        .unwrap();
         let snapshot = StateSnapshot::new(schema, vec![batch], &[("watermark", -7)]).unwrap();
         let back = StateSnapshot::decode(&snapshot.encode().unwrap()).unwrap();
         assert_eq!(back.num_rows(), 2);

@@ -111,7 +111,10 @@ impl CheckpointStore {
         let path = format!("{}/{MANIFEST}", folder(manifest.epoch));
         self.location
             .store
-            .put(&self.path(&path), PutPayload::from(manifest.to_json().into_bytes()))
+            .put(
+                &self.path(&path),
+                PutPayload::from(manifest.to_json().into_bytes()),
+            )
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
@@ -159,7 +162,12 @@ impl CheckpointStore {
 
     /// The latest complete checkpoint, if any.
     pub async fn latest(&self) -> Result<Option<Manifest>> {
-        Ok(self.list().await?.into_iter().rev().find_map(|l| l.manifest))
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .rev()
+            .find_map(|l| l.manifest))
     }
 
     /// Reads back what `entry` saved of one job.

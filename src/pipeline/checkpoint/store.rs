@@ -192,7 +192,7 @@ impl CheckpointStore {
             .filter(|l| l.manifest.is_some())
             .map(|l| l.epoch)
             .collect();
-        let Some(&oldest_kept) = complete.iter().rev().take(keep).last() else {
+        let Some(&oldest_kept) = complete.iter().rev().take(keep).next_back() else {
             return Ok(());
         };
         for old in listed.iter().filter(|l| l.epoch < oldest_kept) {

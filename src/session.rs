@@ -11,7 +11,7 @@ use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
-use crate::pipeline::{PipelineContext, StreamingFilterRule};
+use crate::pipeline::{MergeStreamsRule, PipelineContext, StreamingFilterRule};
 use crate::profile::UpsertAggregateRule;
 use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
 
@@ -81,6 +81,7 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
         .position(|r| r.name() == "SanityCheckPlan")
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(UnboundedInputCheck));
+    rules.insert(at, Arc::new(MergeStreamsRule));
     rules.insert(at, Arc::new(StreamingFilterRule));
     rules.insert(at, Arc::new(UpsertAggregateRule));
     rules.insert(at, Arc::new(WindowAggregateRule));

@@ -1,7 +1,8 @@
 //! The crash test: a pipeline reads 200,000 events (1% duplicated, up to 2 s out of
-//! order) from a broker in its own process into a profile view and a one-minute tumble
-//! sink, both in SQLite. The `profusion run --checkpoint-dir` process is killed with SIGKILL
-//! at random moments, at least 20 times, and restarted each time from its latest complete
+//! order) from a broker in its own process into a profile view, a one-minute tumble sink
+//! and a count over a `UNION ALL` of the topic read twice, all in SQLite. The
+//! `profusion run --checkpoint-dir` process is killed with SIGKILL at random moments, at
+//! least 20 times, and restarted each time from its latest complete
 //! checkpoint. At the end the profile table equals the batch recomputation of the same
 //! input, every key and every value, and the window table holds each (user, window)
 //! exactly once with the right values: no event lost, none counted twice.
@@ -63,7 +64,15 @@ async fn killed_twenty_times_the_profiles_and_windows_equal_the_batch_result() {
              CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
                WITH (connector = 'sqlite', path = '{db}') AS
              SELECT user_id, count(*) AS events, sum(amount) AS spend, max(ts) AS last_seen
-               FROM events GROUP BY user_id;"
+               FROM events GROUP BY user_id;
+             CREATE TABLE events_again ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '3' SECOND)
+               WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{servers}',
+                     'scan.startup.mode' = 'earliest', 'dedup.key' = 'event_id');
+             CREATE MATERIALIZED VIEW both_counts PRIMARY KEY (user_id)
+               WITH (connector = 'sqlite', path = '{db}') AS
+             SELECT user_id, count(*) AS events
+               FROM (SELECT user_id FROM events UNION ALL SELECT user_id FROM events_again)
+               GROUP BY user_id;"
         ),
     )
     .unwrap();
@@ -111,8 +120,14 @@ async fn killed_twenty_times_the_profiles_and_windows_equal_the_batch_result() {
     }
     kill(&mut child);
     println!(
-        "{kills} kills: lost {}, duplicated {} (profiles), lost {}, duplicated {} (windows)",
-        outcome.profiles.0, outcome.profiles.1, outcome.windows.0, outcome.windows.1
+        "{kills} kills: lost {}, duplicated {} (profiles), lost {}, duplicated {} (windows), \
+         lost {}, duplicated {} (view over a UNION ALL)",
+        outcome.profiles.0,
+        outcome.profiles.1,
+        outcome.windows.0,
+        outcome.windows.1,
+        outcome.both.0,
+        outcome.both.1
     );
     for (name, (expected, actual)) in [
         ("profiles", &outcome.profile_rows),
@@ -143,6 +158,11 @@ async fn killed_twenty_times_the_profiles_and_windows_equal_the_batch_result() {
         outcome.windows,
         (0, 0),
         "events lost / duplicated in windows"
+    );
+    assert_eq!(
+        outcome.both,
+        (0, 0),
+        "events lost / duplicated in the view over a UNION ALL"
     );
     assert_eq!(
         outcome.profile_rows.0, outcome.profile_rows.1,
@@ -203,6 +223,8 @@ struct Outcome {
     /// (events lost, events counted twice) over the profiles and over the windows.
     profiles: (i64, i64),
     windows: (i64, i64),
+    /// The same over the view of the `UNION ALL`, where each event counts twice.
+    both: (i64, i64),
     /// (expected, actual) rows.
     profile_rows: (Vec<String>, Vec<String>),
     window_rows: (Vec<String>, Vec<String>),
@@ -212,6 +234,7 @@ impl Outcome {
     fn is_exact(&self) -> bool {
         self.profiles == (0, 0)
             && self.windows == (0, 0)
+            && self.both == (0, 0)
             && self.profile_rows.0 == self.profile_rows.1
             && self.window_rows.0 == self.window_rows.1
     }
@@ -229,7 +252,14 @@ async fn compare(input: &str, db: &str) -> Outcome {
            WITH (connector = 'sqlite', path = '{db}') AS
          SELECT user_id, count(*) AS events, sum(amount) AS spend, max(ts) AS last_seen
            FROM stream GROUP BY user_id;
+         CREATE MATERIALIZED VIEW both_counts PRIMARY KEY (user_id)
+           WITH (connector = 'sqlite', path = '{db}') AS
+         SELECT user_id, count(*) AS events FROM stream GROUP BY user_id;
          CREATE VIEW events AS SELECT DISTINCT * FROM input;
+         CREATE VIEW expected_both AS
+           SELECT user_id, 2 * count(*) AS events FROM events GROUP BY user_id;
+         CREATE VIEW actual_both AS
+           SELECT user_id, events FROM both_counts WHERE user_id <> 'sentinel';
          CREATE VIEW expected_profiles AS
            SELECT user_id, count(*) AS events, round(sum(amount), 4) AS spend, max(ts) AS last_seen
            FROM events GROUP BY user_id;
@@ -293,6 +323,7 @@ async fn compare(input: &str, db: &str) -> Outcome {
             "actual_windows",
         ))
         .await,
+        both: counts(difference("user_id", "expected_both", "actual_both")).await,
         profile_rows: (
             rows("SELECT * FROM expected_profiles ORDER BY user_id".into()).await,
             rows("SELECT * FROM actual_profiles ORDER BY user_id".into()).await,

@@ -4,12 +4,14 @@
 pub mod checkpoint;
 mod context;
 mod engine;
+mod merge_streams;
 mod progress;
 mod status;
 mod streaming_filter;
 
 pub use context::{PipelineContext, PipelineMetrics, StopSignal};
 pub use engine::{Engine, Job, JobKind, rows_written};
+pub use merge_streams::{MergeStreamsExec, MergeStreamsRule, single_partition};
 pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use status::{StatusLine, status_text};

@@ -9,6 +9,7 @@
 //!   (`connector = 'postgres'`), and a Kafka upsert topic (`connector = 'kafka'`, read back
 //!   through [`LatestPerKey`]).
 
+mod conflict;
 mod keyed_state;
 mod latest_per_key;
 mod store;
@@ -18,6 +19,7 @@ mod upsert_aggregate;
 mod upsert_rule;
 mod view;
 
+pub use conflict::{ConflictPolicies, ConflictPolicy};
 pub use keyed_state::KeyedAggregates;
 pub use latest_per_key::LatestPerKey;
 pub use store::{ProfileStore, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN};

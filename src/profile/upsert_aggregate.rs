@@ -17,7 +17,6 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -28,7 +27,7 @@ use futures::StreamExt;
 
 use super::keyed_state::KeyedAggregates;
 use super::store::VERSION_COLUMN;
-use crate::pipeline::{JobProgress, PipelineContext, lock};
+use crate::pipeline::{JobProgress, PipelineContext, lock, single_partition};
 use crate::window::{AggregateExprs, DisplayNanos, without_input_ordering};
 
 /// How often idle keys are looked for when a state TTL is set.
@@ -107,15 +106,6 @@ impl UpsertAggregateExec {
             self.filters.clone(),
             &self.input.schema(),
         )
-    }
-}
-
-/// `plan` as one partition: every partition's rows (a `UNION ALL` of streams has several)
-/// merged as they come.
-pub(crate) fn single_partition(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
-    match plan.output_partitioning().partition_count() {
-        1 => plan,
-        _ => Arc::new(CoalescePartitionsExec::new(plan)),
     }
 }
 

@@ -24,14 +24,16 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 
+use super::conflict::{ConflictPolicies, is_grouped};
 use super::latest_per_key::LatestPerKey;
 use super::store::{ProfileStore, VERSION_COLUMN};
 use super::store_table::{StoreSink, StoreSource};
-use super::upsert_aggregate::{UpsertAggregateExec, single_partition};
+use super::upsert_aggregate::UpsertAggregateExec;
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
 use crate::connector::{Declared, Source, SourceDefinition, StreamTable, connector_halves};
 use crate::error::{Error, Result};
+use crate::pipeline::single_partition;
 use crate::session::SourceReads;
 use crate::sql::{CreateMaterializedView, WithOptions};
 use crate::window::{WINDOW_END, WindowAggregateExec};
@@ -104,7 +106,7 @@ pub async fn plan_view(
     } = view;
     let failed = |source| Error::Statement { line, source };
     let frame = context.sql(&query).await.map_err(failed)?;
-    let schema: SchemaRef = Arc::clone(frame.schema().inner());
+    let mut schema: SchemaRef = Arc::clone(frame.schema().inner());
     for key in &primary_key {
         if schema.field_with_name(key).is_err() {
             let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -114,6 +116,34 @@ pub async fn plan_view(
             )));
         }
     }
+    let conflicts = ConflictPolicies::parse(&mut options)?;
+    let grouped = is_grouped(frame.logical_plan());
+    let query = if grouped {
+        if conflicts.is_some() {
+            return Err(options.error(
+                "the 'conflict.*' options are for views over updates without GROUP BY; a \
+                 GROUP BY picks each value with its aggregates (last_value(x ORDER BY ts))",
+            ));
+        }
+        query
+    } else {
+        let unbounded = frame
+            .clone()
+            .create_physical_plan()
+            .await
+            .map_err(failed)?
+            .boundedness()
+            .is_unbounded();
+        if conflicts.is_none() && !unbounded {
+            query
+        } else {
+            let merge = conflicts.unwrap_or_default();
+            let merged = merge.merge_query(&query, &schema, &primary_key, |m| options.error(m))?;
+            let frame = context.sql(&merged).await.map_err(failed)?;
+            schema = Arc::clone(frame.schema().inner());
+            merged
+        }
+    };
     let state_ttl = options.duration("state.ttl")?;
     let refresh = options.duration("refresh")?;
     if refresh.is_some_and(|r| r.is_zero()) {

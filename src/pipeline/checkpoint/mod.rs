@@ -27,7 +27,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::JobProgress;
 use crate::error::{Error, Result};
@@ -67,19 +67,22 @@ pub async fn run_checkpointable<T>(
     .await
 }
 
-/// An error when `plan` moves rows between tasks (a `UNION ALL` of streams merged by
-/// DataFusion's partition operators): its state could not be snapshotted consistently.
+/// An error when `plan` moves rows of a stream between tasks (DataFusion's exchanges;
+/// [`MergeStreamsExec`](crate::pipeline::MergeStreamsExec) takes the place of the merge of
+/// a `UNION ALL`): rows in flight there would be in no snapshot.
 pub fn check_single_task(plan: &Arc<dyn ExecutionPlan>, line: usize) -> Result<()> {
     let name = plan.name();
-    if matches!(
-        name,
-        "CoalescePartitionsExec" | "RepartitionExec" | "SortPreservingMergeExec"
-    ) {
+    if plan.boundedness().is_unbounded()
+        && matches!(
+            name,
+            "CoalescePartitionsExec" | "RepartitionExec" | "SortPreservingMergeExec"
+        )
+    {
         return Err(Error::Syntax {
             line,
             message: format!(
-                "this statement merges several streams ({name}), which checkpoints do not cover yet; \
-                 run it without --checkpoint-dir or as one statement per stream"
+                "this statement moves stream rows between tasks ({name}), which checkpoints do \
+                 not cover; run it without --checkpoint-dir"
             ),
         });
     }

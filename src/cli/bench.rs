@@ -33,7 +33,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
     /// A Kafka broker (`host:port`) for the Kafka benchmarks (`kafka_consume`, `kafka_json`,
-    /// `kafka_tumble`); they are skipped without one. A topic is created for them.
+    /// `kafka_tumble`, `profile_latency`, `restart`); they are skipped without one. A topic
+    /// is created for each.
     #[arg(long)]
     kafka: Option<String>,
     /// Events per second for `profile_latency` (with `--kafka`).
@@ -181,7 +182,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         || args
             .only
             .as_deref()
-            .is_some_and(|o| o.contains("kafka") || o.contains("latency"))
+            .is_some_and(|o| o.contains("kafka") || o.contains("latency") || o.contains("restart"))
     {
         match &args.kafka {
             Some(servers) => {
@@ -201,6 +202,15 @@ async fn run_all(args: BenchArgs) -> Result<()> {
                 if selected("profile_latency") {
                     super::bench_latency::profile_latency(servers, args.rate, args.events, &dir)
                         .await?;
+                }
+                if selected("restart") {
+                    super::bench_restart::restart_to_caught_up(
+                        servers,
+                        args.events,
+                        args.users,
+                        &dir,
+                    )
+                    .await?;
                 }
             }
             None => println!("kafka_*: skipped (give a broker with --kafka host:port)"),

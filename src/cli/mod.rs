@@ -4,6 +4,7 @@
 mod bench;
 mod bench_kafka;
 mod bench_latency;
+mod bench_restart;
 mod bench_store;
 mod checkpoints;
 mod explain;

@@ -146,6 +146,13 @@ pub fn open_source(
         Ok(deduplicated.boxed())
     })
     .try_flatten()
+    // Every batch spends tokio's cooperative budget: a source that is never Pending (a
+    // generator, a file) still yields now and then, so tasks its job has woken (the
+    // checkpointer receiving a snapshot) get to run on the worker it occupies.
+    .then(|item| async move {
+        tokio::task::coop::consume_budget().await;
+        item
+    })
 }
 
 impl DisplayAs for SourceExec {

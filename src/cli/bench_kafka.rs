@@ -212,21 +212,7 @@ fn produce_lines(servers: &str, topic: &str, path: &Path) -> Result<u64> {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .map_err(kafka_failed("creating a producer"))?;
-    let send = |value: &str| -> Result<()> {
-        let mut record = BaseRecord::<(), str>::to(topic).payload(value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((error, back))
-                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
-                {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
-                Err((error, _)) => return Err(kafka_failed("producing")(error)),
-            }
-        }
-    };
+    let send = |value: &str| send_queued(&producer, BaseRecord::to(topic).payload(value));
     let mut bytes = 0u64;
     let mut last = "";
     for line in text.lines() {
@@ -239,4 +225,21 @@ fn produce_lines(servers: &str, topic: &str, path: &Path) -> Result<u64> {
     send(last)?;
     producer.flush(TIMEOUT).map_err(kafka_failed("flushing"))?;
     Ok(bytes)
+}
+
+/// Sends `record`, polling the producer while its queue is full.
+pub(super) fn send_queued(producer: &BaseProducer, record: BaseRecord<'_, (), str>) -> Result<()> {
+    let mut record = record;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((error, back))
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
+            {
+                producer.poll(Duration::from_millis(1));
+                record = back;
+            }
+            Err((error, _)) => return Err(kafka_failed("producing")(error)),
+        }
+    }
 }

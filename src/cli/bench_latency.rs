@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 
-use super::bench_kafka::create_topic;
+use super::bench_kafka::{create_topic, send_queued};
 use crate::Engine;
 use crate::error::{Error, Result};
 use crate::session::SessionOptions;
@@ -23,7 +22,8 @@ const PROBE_EVERY: Duration = Duration::from_millis(10);
 /// How long a probe's row may take before the benchmark gives up on it.
 const GIVE_UP: Duration = Duration::from_secs(30);
 
-fn failed(context: &str, error: impl std::fmt::Display) -> Error {
+/// An error of a Kafka benchmark step, with its cause.
+pub(super) fn failed(context: &str, error: impl std::fmt::Display) -> Error {
     Error::Io {
         context: context.to_string(),
         source: std::io::Error::other(error.to_string()),
@@ -160,19 +160,7 @@ fn produce_paced(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
         let value = format!(r#"{{"user_id":"{user}","sent":{sent},"ts":"2026-01-01T00:00:00"}}"#);
-        let mut record = BaseRecord::<(), str>::to(topic).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((error, back))
-                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
-                {
-                    producer.poll(Duration::from_millis(1));
-                    record = back;
-                }
-                Err((error, _)) => return Err(failed("producing", error)),
-            }
-        }
+        send_queued(&producer, BaseRecord::to(topic).payload(&value))?;
         if user.starts_with(prefix) {
             let _ = probes.send((user, Instant::now()));
         }

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 
-use super::bench_kafka::create_topic;
-use crate::error::{Error, Result};
+use super::bench_kafka::{create_topic, send_queued};
+use super::bench_latency::failed;
+use crate::error::Result;
 use crate::pipeline::Pipeline;
 use crate::pipeline::checkpoint::{CheckpointOptions, CheckpointStore};
 use crate::session::SessionOptions;
@@ -23,13 +23,6 @@ use crate::session::SessionOptions;
 const INTERVAL: Duration = Duration::from_secs(1);
 /// How long a run may take to catch up before the benchmark gives up.
 const GIVE_UP: Duration = Duration::from_secs(600);
-
-fn failed(context: &str, error: impl std::fmt::Display) -> Error {
-    Error::Io {
-        context: context.to_string(),
-        source: std::io::Error::other(error.to_string()),
-    }
-}
 
 /// Runs the benchmark over `events` events of `users` users.
 pub(super) async fn restart_to_caught_up(
@@ -153,19 +146,7 @@ async fn produce(servers: &str, topic: &str, first: u64, count: u64, users: u64)
                 i % users.max(1),
                 i % 100
             );
-            let mut record = BaseRecord::<(), str>::to(&topic).payload(&value);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((error, back))
-                        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
-                    {
-                        producer.poll(Duration::from_millis(1));
-                        record = back;
-                    }
-                    Err((error, _)) => return Err(failed("producing", error)),
-                }
-            }
+            send_queued(&producer, BaseRecord::to(&topic).payload(&value))?;
         }
         producer
             .flush(Duration::from_secs(120))

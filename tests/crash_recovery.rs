@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::kafka::{create_topics, test_broker, unique};
+use common::kafka::{create_topics, send, test_broker, unique};
 use common::{lines, run_pipeline};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, SessionOptions};
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 
 const EVENTS: usize = 200_000;
 const KILLS: usize = 20;
@@ -194,20 +194,7 @@ fn produce(servers: &str, topic: &str, path: &str) {
         .map(|l| (l, None))
         .chain((0..3).map(|p| (sentinel, Some(p))));
     for (i, (line, partition)) in lines.enumerate() {
-        let mut record = BaseRecord::<(), str>::to(topic)
-            .partition(partition.unwrap_or((i % 3) as i32))
-            .payload(line);
-        while let Err((error, returned)) = producer.send(record) {
-            assert!(
-                matches!(
-                    error.rdkafka_error_code(),
-                    Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                ),
-                "{error}"
-            );
-            producer.poll(Duration::from_millis(10));
-            record = returned;
-        }
+        send(&producer, topic, partition.unwrap_or((i % 3) as i32), line);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
 }

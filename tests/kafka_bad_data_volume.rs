@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::kafka::{consumer_from_start, create_topics, test_broker, unique};
+use common::kafka::{consumer_from_start, create_topics, send, test_broker, unique};
 use common::try_run_pipeline;
 use profusion::{Pipeline, SessionOptions};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{BaseProducer, Producer};
 
 const MESSAGES: usize = 1_000_000;
 const PARTITIONS: usize = 3;
@@ -174,21 +173,6 @@ async fn a_million_messages_with_one_percent_bad_put_exactly_the_bad_ones_in_the
         dead_letters(&servers, &dlq, bad_positions.len()),
         bad_positions
     );
-}
-
-fn send(producer: &BaseProducer, topic: &str, partition: i32, value: &str) {
-    let mut record = BaseRecord::<(), str>::to(topic)
-        .partition(partition)
-        .payload(value);
-    while let Err((error, back)) = producer.send(record) {
-        assert_eq!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::QueueFull),
-            "{error}"
-        );
-        producer.poll(Duration::from_millis(10));
-        record = back;
-    }
 }
 
 fn sorted_lines(path: &std::path::Path) -> Vec<String> {

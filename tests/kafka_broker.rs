@@ -15,7 +15,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::kafka::{create_topics, test_broker, unique};
+use common::kafka::{create_topics, send, test_broker, unique};
 use common::registry::TestRegistry;
 use common::{batch_over_json, lines, run_pipeline};
 use profusion::sql::{parse_pipeline, substitute_variables};
@@ -49,21 +49,7 @@ async fn a_tumble_over_a_topic_equals_the_batch_result() {
         .create()
         .unwrap();
     for (i, line) in text.lines().enumerate() {
-        let mut record = BaseRecord::<(), str>::to(&topic)
-            .partition((i % 3) as i32)
-            .payload(line);
-        // A full local queue drains as the producer is polled.
-        while let Err((error, returned)) = producer.send(record) {
-            assert!(
-                matches!(
-                    error.rdkafka_error_code(),
-                    Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                ),
-                "{error}"
-            );
-            producer.poll(Duration::from_millis(10));
-            record = returned;
-        }
+        send(&producer, &topic, (i % 3) as i32, line);
     }
     let sentinel = r#"{"user_id": "sentinel", "amount": 0, "ts": "2026-01-01T05:00:00Z"}"#;
     for partition in 0..3 {

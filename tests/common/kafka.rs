@@ -42,6 +42,23 @@ pub fn produce(
     producer.flush(Duration::from_secs(10)).unwrap();
 }
 
+/// Sends `value` to `partition` of `topic`, polling the producer while its local queue is
+/// full; any other error fails the test.
+pub fn send(producer: &BaseProducer, topic: &str, partition: i32, value: &str) {
+    let mut record = BaseRecord::<(), str>::to(topic)
+        .partition(partition)
+        .payload(value);
+    while let Err((error, back)) = producer.send(record) {
+        assert_eq!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::QueueFull),
+            "{error}"
+        );
+        producer.poll(Duration::from_millis(10));
+        record = back;
+    }
+}
+
 pub fn table(name: &str, topic: &str, servers: &str, extra: &str) -> String {
     format!(
         "CREATE TABLE {name} (user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL,

@@ -1,6 +1,7 @@
 //! Store benchmarks: versioned upserts straight into a profile store (`sqlite_upsert`,
 //! `postgres_upsert`), and a materialized view end to end (`sqlite_view`: events ->
-//! GROUP BY -> upserts).
+//! GROUP BY -> upserts), and one run of a view over a view (`view_over_view`: what each
+//! run brought by an upstream change costs).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,6 +95,42 @@ impl StoreBench<'_> {
                     "events -> GROUP BY user_id -> SQLite: {} upserts, {:.0} upserts/s",
                     run.rows_out,
                     run.rows_out_per_second()
+                ),
+            );
+        }
+        if selected("view_over_view") {
+            let path = self.dir.join("views.db");
+            let mut round = 0;
+            let run = best_of(self.repeat, || {
+                round += 1;
+                let _ = std::fs::remove_file(&path);
+                let upstream = format!(
+                    "CREATE TABLE events (user_id TEXT NOT NULL, event_type TEXT NOT NULL, ts TIMESTAMP NOT NULL)
+                       WITH (connector = 'datagen', count = {events}, users = {users}, seed = 1);
+                     CREATE MATERIALIZED VIEW profile_{round} PRIMARY KEY (user_id)
+                       WITH (path = '{path}') AS
+                     SELECT user_id, last_value(event_type ORDER BY ts) AS last_event, count(*) AS events
+                     FROM events GROUP BY user_id;",
+                    events = self.users * 2,
+                    users = self.users,
+                    path = path.display()
+                );
+                let downstream = format!(
+                    "CREATE MATERIALIZED VIEW by_event_{round} PRIMARY KEY (last_event)
+                       WITH (path = '{}') AS
+                     SELECT last_event, count(*) AS users, sum(events) AS events
+                     FROM profile_{round} GROUP BY last_event;",
+                    path.display()
+                );
+                async move { timed_after(&upstream, &downstream).await }
+            })
+            .await?;
+            run.report(
+                "view_over_view",
+                &format!(
+                    "one run of a GROUP BY over a {}-row SQLite view: {:.1} ms",
+                    run.events,
+                    run.elapsed.as_secs_f64() * 1e3
                 ),
             );
         }

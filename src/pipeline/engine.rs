@@ -103,7 +103,8 @@ impl Engine {
             PipelineStatement::CreateView(view) => {
                 let line = view.line;
                 self.check_new_name(&view.name, line)?;
-                let planned = plan_view(&self.context, view, self.reads).await?;
+                let planned =
+                    plan_view(&self.context, view, self.reads, |name| self.view(name)).await?;
                 let name = planned.table.name().to_string();
                 self.context
                     .register_table(name.as_str(), Arc::new(planned.table))
@@ -192,13 +193,16 @@ impl Engine {
         match &job.view {
             Some((definition, Some(version))) => match &definition.store {
                 ViewStore::Table(store) => {
-                    store
-                        .delete_older_than(*version)
-                        .await
-                        .map_err(|source| Error::Statement {
+                    let deleted = store.delete_older_than(*version).await.map_err(|source| {
+                        Error::Statement {
                             line: job.line,
                             source,
-                        })
+                        }
+                    })?;
+                    if deleted > 0 {
+                        definition.changes.applied();
+                    }
+                    Ok(deleted)
                 }
                 ViewStore::Topic { .. } => Ok(0),
             },

@@ -8,6 +8,7 @@ mod merge_streams;
 mod progress;
 mod status;
 mod streaming_filter;
+mod view_runs;
 
 pub use context::{PipelineContext, PipelineMetrics, StopSignal};
 pub use engine::{Engine, Job, JobKind, rows_written};
@@ -121,11 +122,20 @@ impl Pipeline {
             );
             checkpointer = Some(SpawnedTask::spawn(checkpoints.run()));
         }
+        // Every job writing a view is registered before any runs, so that a view over it
+        // knows, from its first run, that it may change.
+        let writers: Vec<_> = self
+            .jobs
+            .iter()
+            .map(|job| job.view.as_ref().map(|(view, _)| view.changes.writer()))
+            .collect();
         let mut tasks = Vec::with_capacity(self.jobs.len());
-        for (job, progress) in self.jobs.into_iter().zip(progress) {
+        for ((job, progress), writer) in self.jobs.into_iter().zip(progress).zip(writers) {
             let engine = self.engine.clone();
             tasks.push(SpawnedTask::spawn(async move {
-                run_job(&engine, &job, progress).await
+                let ran = run_job(&engine, &job, progress).await;
+                drop(writer);
+                ran
             }));
         }
         let mut first_error = None;
@@ -159,43 +169,12 @@ impl Pipeline {
     }
 }
 
-/// Runs a view's job. A view over a bounded query logs each run (rows written, rows of keys
-/// the query no longer returns deleted, duration) and, with a `refresh` schedule, runs
-/// again every interval until the pipeline stops.
-async fn run_view(engine: &Engine, job: &Job, progress: Option<Arc<JobProgress>>) -> Result<()> {
-    let Some((definition, Some(_))) = &job.view else {
-        return engine.drain_with(job, progress, |_| Ok(())).await;
-    };
-    let mut job = job.clone();
-    loop {
-        let run = definition.runs.lock().await;
-        let started = Instant::now();
-        let batches = engine.collect_rows(&job).await?;
-        let deleted = engine.finish_view_run(&job).await?;
-        let written = rows_written(&batches);
-        eprintln!(
-            "view {}: refreshed in {:.3}s, {written} rows written, {deleted} rows of keys no longer returned deleted",
-            definition.name,
-            started.elapsed().as_secs_f64()
-        );
-        drop(run);
-        let (JobKind::View(_), Some(every)) = (&job.kind, definition.refresh) else {
-            return Ok(());
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = engine.shared().stop.stopped() => return Ok(()),
-        }
-        job = engine.replan_view(&job).await?;
-    }
-}
-
 /// Runs one job: an `INSERT` drains into its sink; a `SELECT` prints its rows as a table.
 /// With `progress`, the job is checkpointed (and may resume from a checkpoint).
 async fn run_job(engine: &Engine, job: &Job, progress: Option<Arc<JobProgress>>) -> Result<()> {
     match job.kind {
         JobKind::Insert => engine.drain_with(job, progress, |_| Ok(())).await,
-        JobKind::View(_) | JobKind::Refresh(_) => run_view(engine, job, progress).await,
+        JobKind::View(_) | JobKind::Refresh(_) => view_runs::run_view(engine, job, progress).await,
         JobKind::Query => {
             let failed = |source| Error::Statement {
                 line: job.line,

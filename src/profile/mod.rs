@@ -8,6 +8,7 @@
 //! - Stores: SQLite (`connector = 'sqlite'`, the embedded default), PostgreSQL
 //!   (`connector = 'postgres'`), and a Kafka upsert topic (`connector = 'kafka'`, read back
 //!   through [`LatestPerKey`]).
+//! - A view over other views runs again when they change ([`ViewChanges`]).
 
 mod conflict;
 mod keyed_state;
@@ -18,6 +19,7 @@ mod table_shape;
 mod upsert_aggregate;
 mod upsert_rule;
 mod view;
+mod view_changes;
 
 pub use conflict::{ConflictPolicies, ConflictPolicy};
 pub use keyed_state::KeyedAggregates;
@@ -27,4 +29,8 @@ pub use store_table::{StoreSink, StoreSource};
 pub use table_shape::{ColumnTypes, TableShape, quote};
 pub use upsert_aggregate::UpsertAggregateExec;
 pub use upsert_rule::UpsertAggregateRule;
-pub use view::{PlannedView, VIEW_STORES, ViewDefinition, ViewRun, ViewStore, plan_run, plan_view};
+pub use view::{
+    DEFAULT_MIN_INTERVAL, PlannedView, VIEW_STORES, ViewDefinition, ViewRun, ViewStore, plan_run,
+    plan_view,
+};
+pub use view_changes::{ChangeCount, UpstreamViews, ViewChanges, ViewWriter};

@@ -14,6 +14,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 
 use super::store::{ProfileStore, VERSION_COLUMN};
+use super::view_changes::ViewChanges;
 use crate::connector::{Source, SplitStream};
 use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
 use crate::window::WatermarkSpec;
@@ -60,6 +61,8 @@ pub struct StoreSink {
     /// when they carry versions.
     schema: SchemaRef,
     versioned: bool,
+    /// Told of every batch that changed the store (a view's, for the views over it).
+    changes: Option<Arc<ViewChanges>>,
 }
 
 impl StoreSink {
@@ -69,6 +72,7 @@ impl StoreSink {
             schema: store.schema(),
             store,
             versioned: false,
+            changes: None,
         }
     }
 
@@ -79,6 +83,15 @@ impl StoreSink {
             store,
             schema,
             versioned: true,
+            changes: None,
+        }
+    }
+
+    /// This sink, telling `changes` of every batch that changed the store.
+    pub fn signalling(self, changes: Arc<ViewChanges>) -> Self {
+        Self {
+            changes: Some(changes),
+            ..self
         }
     }
 }
@@ -134,6 +147,11 @@ impl DataSink for StoreSink {
                 let values =
                     RecordBatch::try_new(Arc::clone(&store_schema), values.columns().to_vec())?;
                 let upserted = self.store.upsert(values, versions).await?;
+                if let Some(changes) = &self.changes
+                    && upserted.written > 0
+                {
+                    changes.applied();
+                }
                 rows += upserted.written;
                 PipelineMetrics::add(&pipeline.metrics.rows_out, upserted.written as usize);
                 PipelineMetrics::add(&pipeline.metrics.stale_upserts, upserted.stale as usize);

@@ -11,13 +11,20 @@
 //! - a bounded query: the time the run was planned, in milliseconds, so each refresh
 //!   replaces the previous one (and, once it has finished, rows of older runs are keys the
 //!   query no longer returns, and are deleted).
+//!
+//! A view over other views (read from their stores, a bounded query) runs again whenever
+//! one of them changes, at most once per `'refresh.min_interval'` (see [`ViewChanges`]).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result as DFResult, ScalarValue, plan_err};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
 use datafusion::physical_plan::projection::ProjectionExec;
@@ -29,6 +36,7 @@ use super::latest_per_key::LatestPerKey;
 use super::store::{ProfileStore, VERSION_COLUMN};
 use super::store_table::{StoreSink, StoreSource};
 use super::upsert_aggregate::UpsertAggregateExec;
+use super::view_changes::{UpstreamViews, ViewChanges};
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
 use crate::connector::{Declared, Source, SourceDefinition, StreamTable, connector_halves};
@@ -41,6 +49,10 @@ use crate::window::{WINDOW_END, WindowAggregateExec};
 /// The stores a view can name in `connector`.
 pub const VIEW_STORES: [&str; 3] = ["kafka", "postgres", "sqlite"];
 
+/// The least time between two runs of a view over other views, unless
+/// `'refresh.min_interval'` says otherwise.
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What a materialized view is: enough to plan a run of it again (a refresh).
 #[derive(Debug)]
 pub struct ViewDefinition {
@@ -51,11 +63,43 @@ pub struct ViewDefinition {
     pub state_ttl: Option<Duration>,
     /// How often a view over a bounded query runs again (`refresh`).
     pub refresh: Option<Duration>,
+    /// The views (kept in store tables) this view's query reads: it runs again when they
+    /// change.
+    pub upstream: Vec<(String, Arc<ViewChanges>)>,
+    /// The least time between two runs brought by upstream changes
+    /// (`'refresh.min_interval'`).
+    pub min_interval: Duration,
+    /// This view's own change signal, for the views defined over it.
+    pub changes: Arc<ViewChanges>,
+    /// The version of the latest run of a bounded query: each run's is newer, even two
+    /// planned within one millisecond.
+    run_version: AtomicI64,
     /// The line of the `CREATE MATERIALIZED VIEW`.
     pub line: usize,
     /// Held through a run of a bounded query and the deletes after it, so that runs of one
     /// view (the first, `REFRESH`, the schedule) never overlap.
     pub runs: tokio::sync::Mutex<()>,
+}
+
+impl ViewDefinition {
+    /// A watch on the views this one reads, for waiting between its runs.
+    pub fn watch_upstream(&self) -> UpstreamViews {
+        UpstreamViews::new(self.upstream.iter().map(|(n, c)| (n.as_str(), c)))
+    }
+
+    /// The version of a new run of a bounded query: when it was planned, in milliseconds,
+    /// and always newer than the previous run's.
+    fn next_run_version(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let newer = |previous: i64| now.max(previous + 1);
+        let previous = self
+            .run_version
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| Some(newer(p)))
+            .unwrap_or_else(|p| p);
+        newer(previous)
+    }
 }
 
 /// Where a view's rows live.
@@ -91,11 +135,13 @@ pub struct ViewRun {
     pub version: Option<i64>,
 }
 
-/// Plans `view` in `context`.
+/// Plans `view` in `context`; `views` finds the materialized views declared so far, by
+/// name (those the query reads make it run again when they change).
 pub async fn plan_view(
     context: &SessionContext,
     view: CreateMaterializedView,
     reads: SourceReads,
+    views: impl Fn(&str) -> Option<Arc<ViewDefinition>>,
 ) -> Result<PlannedView> {
     let CreateMaterializedView {
         name,
@@ -118,6 +164,12 @@ pub async fn plan_view(
     }
     let conflicts = ConflictPolicies::parse(&mut options)?;
     let grouped = is_grouped(frame.logical_plan());
+    let upstream: Vec<(String, Arc<ViewChanges>)> = tables_read(frame.logical_plan())
+        .into_iter()
+        .filter_map(|table| views(&table).map(|view| (table, view)))
+        .filter(|(_, view)| matches!(view.store, ViewStore::Table(_)))
+        .map(|(table, view)| (table, Arc::clone(&view.changes)))
+        .collect();
     let query = if grouped {
         if conflicts.is_some() {
             return Err(options.error(
@@ -149,6 +201,14 @@ pub async fn plan_view(
     if refresh.is_some_and(|r| r.is_zero()) {
         return Err(options.error("option 'refresh' must be longer than zero"));
     }
+    let min_interval = options.duration("refresh.min_interval")?;
+    let min_interval_alone = options.error(
+        "option 'refresh.min_interval' is for views over other materialized views (kept in \
+         sqlite or postgres), which run again when those change",
+    );
+    if min_interval.is_some() && upstream.is_empty() {
+        return Err(min_interval_alone);
+    }
     let connector = options
         .take("connector")
         .unwrap_or_else(|| "sqlite".into())
@@ -179,12 +239,19 @@ pub async fn plan_view(
         store: store.clone(),
         state_ttl,
         refresh,
+        upstream,
+        min_interval: min_interval.unwrap_or(DEFAULT_MIN_INTERVAL),
+        changes: Arc::default(),
+        run_version: AtomicI64::new(0),
         line,
         runs: tokio::sync::Mutex::new(()),
     });
     let run = plan_run(context, &definition).await?;
     if refresh.is_some() && run.version.is_none() {
         return Err(refresh_on_stream);
+    }
+    if min_interval.is_some() && run.version.is_none() {
+        return Err(min_interval_alone);
     }
     let source: Arc<dyn Source> = match store {
         ViewStore::Table(store) => Arc::new(StoreSource(store)),
@@ -219,12 +286,13 @@ pub async fn plan_run(context: &SessionContext, view: &ViewDefinition) -> Result
     };
     let frame = context.sql(&view.query).await.map_err(failed)?;
     let plan = frame.create_physical_plan().await.map_err(failed)?;
-    let (versioned, version) = with_versions(&plan, view.state_ttl).map_err(failed)?;
+    let (versioned, version) = with_versions(&plan, view).map_err(failed)?;
     // A sink writes one partition: a plan of several (a UNION ALL) is merged first.
     let versioned = single_partition(versioned);
     let plan: Arc<dyn ExecutionPlan> = match &view.store {
         ViewStore::Table(store) => {
-            let sink = StoreSink::versioned(Arc::clone(store), versioned.schema());
+            let sink = StoreSink::versioned(Arc::clone(store), versioned.schema())
+                .signalling(Arc::clone(&view.changes));
             Arc::new(DataSinkExec::new(versioned, Arc::new(sink), None))
         }
         ViewStore::Topic { sink, .. } => {
@@ -281,8 +349,9 @@ fn open_store(
 /// plan, also the one version all its rows carry.
 fn with_versions(
     plan: &Arc<dyn ExecutionPlan>,
-    state_ttl: Option<Duration>,
+    view: &ViewDefinition,
 ) -> DFResult<(Arc<dyn ExecutionPlan>, Option<i64>)> {
+    let state_ttl = view.state_ttl;
     if let Some(upsert) = plan.downcast_ref::<UpsertAggregateExec>() {
         return Ok((
             Arc::new(upsert.with_versions().with_state_ttl(state_ttl)),
@@ -292,7 +361,7 @@ fn with_versions(
     if let Some(projection) = plan.downcast_ref::<ProjectionExec>()
         && plan.boundedness().is_unbounded()
     {
-        let (input, version) = with_versions(projection.input(), state_ttl)?;
+        let (input, version) = with_versions(projection.input(), view)?;
         let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
             .expr()
             .iter()
@@ -321,9 +390,7 @@ fn with_versions(
         );
     }
     if !plan.boundedness().is_unbounded() {
-        let planned_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let planned_at = view.next_run_version();
         let version = Literal::new(ScalarValue::Int64(Some(planned_at)));
         return Ok((append_column(plan, Arc::new(version))?, Some(planned_at)));
     }
@@ -332,6 +399,21 @@ fn with_versions(
          over a window (TUMBLE, HOP, SESSION); found {} at the top of its plan",
         plan.name()
     )
+}
+
+/// The names of the tables `plan` reads, in subqueries and through views too.
+fn tables_read(plan: &LogicalPlan) -> BTreeSet<String> {
+    let mut tables = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            tables.insert(scan.table_name.table().to_string());
+            if let Some(inner) = scan.source.get_logical_plan() {
+                tables.extend(tables_read(&inner));
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    tables
 }
 
 /// `plan`'s columns followed by `version`.

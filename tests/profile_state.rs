@@ -2,11 +2,11 @@
 //! (outgrowing the limit is an error that says what to do, not an abort), and
 //! `'state.ttl'` forgets keys that have been idle, whose rows then start over.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-use common::try_run_pipeline;
+use common::{eventually, try_run_pipeline};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, SessionOptions};
 
@@ -53,19 +53,15 @@ fn stored(path: &std::path::Path, table: &str, user: &str) -> Option<(i64, i64)>
 }
 
 async fn wait_for(path: &std::path::Path, user: &str, expected_n: i64) -> (i64, i64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(row) = stored(path, "recent", user)
-            && row.0 == expected_n
-        {
-            return row;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{user} never reached n = {expected_n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        &format!("{user} reaching n = {expected_n}"),
+        Duration::from_secs(20),
+        || match stored(path, "recent", user) {
+            Some(row) if row.0 == expected_n => Ok(row),
+            other => Err(format!("last: {other:?}")),
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

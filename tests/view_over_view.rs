@@ -4,11 +4,11 @@
 //! are deleted. A chain of views follows its first link; a pipeline whose inputs end ends.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-use common::run_pipeline;
+use common::{eventually, run_pipeline};
 use profusion::{Pipeline, SessionOptions};
 
 /// The rows of `query` in the SQLite file at `path`, as text, or nothing while the table
@@ -43,18 +43,19 @@ fn stored(path: &Path, query: &str) -> Vec<String> {
 }
 
 async fn wait_for(path: &Path, query: &str, expected: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows = stored(path, query);
-        if rows == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`{query}` never returned {expected:?}; last: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        &format!("`{query}` returning {expected:?}"),
+        Duration::from_secs(30),
+        || {
+            let rows = stored(path, query);
+            if rows == expected {
+                Ok(())
+            } else {
+                Err(format!("last: {rows:?}"))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,9 +7,28 @@
 pub mod kafka;
 pub mod registry;
 
+use std::time::{Duration, Instant};
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{JsonReadOptions, SessionContext};
+
+/// Polls `check` every 20 ms until it returns `Ok`, for at most `timeout`; then panics
+/// with `what` and the last `Err` (what was seen instead).
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => panic!("{what} never happened; {seen}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
 
 /// Runs the pipeline `text` to its end.
 pub async fn run_pipeline(text: &str) -> profusion::RunSummary {

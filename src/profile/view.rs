@@ -206,9 +206,6 @@ pub async fn plan_view(
         "option 'refresh.min_interval' is for views over other materialized views (kept in \
          sqlite or postgres), which run again when those change",
     );
-    if min_interval.is_some() && upstream.is_empty() {
-        return Err(min_interval_alone);
-    }
     let connector = options
         .take("connector")
         .unwrap_or_else(|| "sqlite".into())
@@ -250,7 +247,8 @@ pub async fn plan_view(
     if refresh.is_some() && run.version.is_none() {
         return Err(refresh_on_stream);
     }
-    if min_interval.is_some() && run.version.is_none() {
+    // Only a bounded query over other views runs again when they change.
+    if min_interval.is_some() && (definition.upstream.is_empty() || run.version.is_none()) {
         return Err(min_interval_alone);
     }
     let source: Arc<dyn Source> = match store {

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod connector;
 pub mod error;
 pub mod format;
+pub mod lookup;
 pub mod pipeline;
 pub mod profile;
 pub mod session;

@@ -1,6 +1,6 @@
 //! The DataFusion session profusion runs in: window table functions, the streaming physical
-//! optimizer rules, the UDF library, and configuration suited to streaming (one partition
-//! per pipeline, plain `Utf8` strings).
+//! optimizer rules (windows, upserts, lookup joins), the UDF library, and configuration
+//! suited to streaming (one partition per pipeline, plain `Utf8` strings).
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::Result;
+use crate::lookup::LookupJoinRule;
 use crate::pipeline::{MergeStreamsRule, PipelineContext, StreamingFilterRule};
 use crate::profile::UpsertAggregateRule;
 use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
@@ -85,5 +86,6 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     rules.insert(at, Arc::new(StreamingFilterRule));
     rules.insert(at, Arc::new(UpsertAggregateRule));
     rules.insert(at, Arc::new(WindowAggregateRule));
+    rules.insert(at, Arc::new(LookupJoinRule));
     rules
 }

@@ -108,6 +108,7 @@ async fn first_minute(idle_timeout: Option<Duration>) -> (String, u64) {
             ..Default::default()
         },
         dedup: None,
+        lookup_refresh: None,
     };
     let table = StreamTable::new(
         "timed".into(),

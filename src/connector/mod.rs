@@ -93,6 +93,10 @@ pub async fn create_table(
         late_data_sink: options.take("late_data.sink"),
     };
     let dedup = DedupSpec::parse(&mut options, &schema)?;
+    let lookup_refresh = options.duration("lookup.refresh")?;
+    if lookup_refresh.is_some_and(|d| d.is_zero()) {
+        return Err(options.error("option 'lookup.refresh' must be positive"));
+    }
     let declared = Declared {
         name: &name,
         schema: &schema,
@@ -100,6 +104,12 @@ pub async fn create_table(
         primary_key: &primary_key,
     };
     let (source, sink) = connector_halves(&connector, declared, &mut options, reads)?;
+    if lookup_refresh.is_some() && !source.as_ref().is_some_and(|s| s.is_bounded()) {
+        return Err(options.error(format!(
+            "option 'lookup.refresh' is for bounded tables that lookup joins read again; \
+             table '{name}' ({connector}) is not one"
+        )));
+    }
     options.finish(&connector)?;
 
     let watermark = match watermark {
@@ -124,6 +134,7 @@ pub async fn create_table(
             watermark,
             lateness,
             dedup,
+            lookup_refresh,
         })
     });
     Ok(StreamTable::new(name, connector, schema, source, sink))

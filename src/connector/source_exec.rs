@@ -53,6 +53,11 @@ impl SourceExec {
     pub fn table(&self) -> &str {
         &self.definition.table
     }
+
+    /// How often a lookup join reads this table again, if it is given.
+    pub fn lookup_refresh(&self) -> Option<std::time::Duration> {
+        self.definition.lookup_refresh
+    }
 }
 
 /// Plan properties of a leaf that reads a source: one partition, incremental emission.
@@ -173,6 +178,9 @@ impl DisplayAs for SourceExec {
                 dedup.names.join(", "),
                 DisplayNanos(dedup.ttl.as_nanos() as i64)
             )?;
+        }
+        if let Some(refresh) = self.definition.lookup_refresh {
+            write!(f, ", lookup.refresh={}", DisplayNanos(refresh.as_nanos() as i64))?;
         }
         if let Some(projection) = &self.projection {
             let schema = self.definition.source.schema();

@@ -30,6 +30,9 @@ pub struct SourceDefinition {
     pub lateness: LatenessOptions,
     /// Rows already read with the same key are dropped (`'dedup.key'`).
     pub dedup: Option<DedupSpec>,
+    /// How often a lookup join reads this (bounded) table again (`'lookup.refresh'`); read
+    /// once per query without it.
+    pub lookup_refresh: Option<std::time::Duration>,
 }
 
 /// A table backed by a connector: a source, a sink, or both.

@@ -268,6 +268,7 @@ pub async fn plan_view(
         watermark: None,
         lateness: Default::default(),
         dedup: None,
+        lookup_refresh: None,
     };
     Ok(PlannedView {
         table: StreamTable::new(name, connector, schema, Some(Arc::new(source)), None),

@@ -1,0 +1,5 @@
+//! Enrichment functions: data for a key fetched from another system.
+
+pub mod http;
+pub mod options;
+pub mod response_cache;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::bench_kafka::KafkaBench;
 use super::bench_store::StoreBench;
+use super::bench_udfs::UdfBench;
 use crate::error::{Error, Result};
 use crate::pipeline::PipelineMetrics;
 use crate::sql::parse_pipeline;
@@ -169,6 +170,13 @@ async fn run_all(args: BenchArgs) -> Result<()> {
             ),
         );
     }
+    UdfBench {
+        rows: args.events * 5,
+        repeat,
+        dir: &dir,
+    }
+    .run(&selected)
+    .await?;
     StoreBench {
         events: args.events,
         users: args.users,

@@ -6,6 +6,7 @@ mod bench_kafka;
 mod bench_latency;
 mod bench_restart;
 mod bench_store;
+mod bench_udfs;
 mod checkpoints;
 mod explain;
 mod run;

@@ -12,7 +12,7 @@ use datafusion::arrow::compute::{filter_record_batch, not, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, exec_err, internal_err};
-use datafusion::common_runtime::SpawnedTask;
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
@@ -137,7 +137,7 @@ async fn keep_loaded(
     table: LookupTable,
     context: Arc<TaskContext>,
     publish: watch::Sender<Loaded>,
-    mut reservation: MemoryReservation,
+    reservation: MemoryReservation,
     loads: Count,
     failures: Count,
 ) {

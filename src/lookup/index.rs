@@ -2,8 +2,6 @@
 //! hash index from each row's join key (in Arrow's row format) to the rows that have it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, UInt32Builder};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -26,7 +24,7 @@ pub struct LookupIndex {
 }
 
 /// For a batch of stream rows: pairs of (stream row, table row) that match.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Matches {
     pub stream_rows: UInt32Array,
     pub table_rows: UInt32Array,
@@ -51,7 +49,8 @@ impl LookupIndex {
             if has_null(&key_columns, row) {
                 continue;
             }
-            let key = key_rows.row(row).as_ref();
+            let key_row = key_rows.row(row);
+            let key = key_row.as_ref();
             match first.get_mut(key) {
                 Some(head) => {
                     next[row] = *head;
@@ -122,6 +121,3 @@ fn evaluate(keys: &[PhysicalExprRef], batch: &RecordBatch) -> Result<Vec<ArrayRe
 fn has_null(columns: &[ArrayRef], row: usize) -> bool {
     columns.iter().any(|c| c.is_null(row))
 }
-
-/// Shared ownership of an index, swapped whole when the table is read again.
-pub type SharedIndex = Arc<LookupIndex>;

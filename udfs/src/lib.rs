@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use aggregate::decayed::{Decayed, DecayedAggregate};
@@ -71,6 +71,23 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         Arc::new(AggregateUDF::new_from_impl(SessionCount::default())),
         Arc::new(AggregateUDF::new_from_impl(OnlineLogistic::default())),
     ]
+}
+
+/// Every function's name and documentation, scalar functions first, in registration order
+/// (for `\\h` in the REPL and generated references).
+pub fn documentation() -> Vec<(String, Documentation)> {
+    let scalar = scalar_functions().into_iter().map(|f| {
+        let doc = match f.documentation() {
+            Some(doc) => doc.clone(),
+            None if f.as_async().is_some() && f.name() == "enrich_http" => enrich::http::documentation().clone(),
+            None => Documentation::builder(docs::NORMALIZATION, "", f.name()).build(),
+        };
+        (f.name().to_string(), doc)
+    });
+    let aggregate = aggregate_functions().into_iter().filter_map(|f| {
+        f.documentation().map(|doc| (f.name().to_string(), doc.clone()))
+    });
+    scalar.chain(aggregate).collect()
 }
 
 /// Registers every function of the library with `ctx`.

@@ -33,14 +33,13 @@ fn no_function_name_is_datafusions() {
 
 #[test]
 fn every_function_is_documented() {
-    for function in profusion_udfs::scalar_functions() {
-        let doc = function.documentation().unwrap_or_else(|| panic!("{} has no documentation", function.name()));
-        assert!(doc.syntax_example.starts_with(function.name()), "{}", function.name());
-        assert!(doc.sql_example.is_some(), "{} has no example", function.name());
-    }
-    for function in profusion_udfs::aggregate_functions() {
-        let doc = function.documentation().unwrap_or_else(|| panic!("{} has no documentation", function.name()));
-        assert!(doc.syntax_example.starts_with(function.name()), "{}", function.name());
-        assert!(doc.sql_example.is_some(), "{} has no example", function.name());
+    let documentation = profusion_udfs::documentation();
+    let count = profusion_udfs::scalar_functions().len() + profusion_udfs::aggregate_functions().len();
+    assert_eq!(documentation.len(), count, "every function is listed");
+    for (name, doc) in documentation {
+        assert!(!doc.description.is_empty(), "{name} has no description");
+        assert!(doc.syntax_example.starts_with(&name), "{name}: {}", doc.syntax_example);
+        assert!(doc.sql_example.as_deref().is_some_and(|e| e.contains(&name)), "{name} has no example");
+        assert!(doc.arguments.as_ref().is_some_and(|a| !a.is_empty()), "{name} has no arguments documented");
     }
 }

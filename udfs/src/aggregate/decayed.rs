@@ -223,19 +223,35 @@ impl GroupsAccumulator for DecayedGroups {
         &mut self,
         values: &[ArrayRef],
         group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
         self.resize(total_num_groups);
         let latest = values[0].as_primitive::<Int64Type>();
         let sums = values[1].as_primitive::<Float64Type>();
         for (row, &group) in group_indices.iter().enumerate() {
-            if latest.is_null(row) || !passes(opt_filter, row) {
-                continue;
+            if latest.is_valid(row) {
+                self.add(group, latest.value(row), sums.value(row));
             }
-            self.add(group, latest.value(row), sums.value(row));
         }
         Ok(())
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let times = event_millis(&values[self.time_column])?;
+        let weights = self.value_column.map(|c| values[c].as_primitive::<Float64Type>().clone());
+        let mut latest = Vec::with_capacity(times.len());
+        let mut sums = Vec::with_capacity(times.len());
+        for row in 0..times.len() {
+            let weight = match &weights {
+                Some(w) if w.is_null(row) => None,
+                Some(w) => Some(w.value(row)),
+                None => Some(1.0),
+            };
+            let counted = times.is_valid(row) && passes(opt_filter, row) && weight.is_some();
+            latest.push(counted.then(|| times.value(row)));
+            sums.push(if counted { weight.unwrap_or(0.0) } else { 0.0 });
+        }
+        Ok(vec![Arc::new(Int64Array::from(latest)), Arc::new(Float64Array::from(sums))])
     }
 
     fn size(&self) -> usize {
@@ -282,7 +298,7 @@ impl Accumulator for DecayedAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let groups = self.single(states);
-        self.groups.merge_batch(states, &groups, None, 1)
+        self.groups.merge_batch(states, &groups, 1)
     }
 }
 

@@ -168,9 +168,9 @@ mod tests {
         for ts in [0, 25, 5, 40, 15, 100, 49] {
             sessions.add(ts, ts);
         }
-        // 0 5 15 25 (15->25 is 10: a new session) | 25 | 40 49 | 100
-        assert_eq!(sessions.sessions, vec![(0, 15), (25, 25), (40, 49), (100, 100)]);
+        // 0 5 | 15 | 25 | 40 49 | 100: a pause of exactly the gap starts a new session.
+        assert_eq!(sessions.sessions, vec![(0, 5), (15, 15), (25, 25), (40, 49), (100, 100)]);
         sessions.add(20, 20);
-        assert_eq!(sessions.sessions, vec![(0, 25), (40, 49), (100, 100)]);
+        assert_eq!(sessions.sessions, vec![(0, 5), (15, 25), (40, 49), (100, 100)]);
     }
 }

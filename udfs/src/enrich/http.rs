@@ -17,10 +17,10 @@ use datafusion::common::{Result, exec_datafusion_err, plan_err};
 use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    TypeSignature, Volatility,
 };
 use futures::StreamExt;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::Semaphore;
 
 use super::options::HttpOptions;
@@ -30,6 +30,9 @@ use crate::docs::ENRICHMENT;
 
 /// Where the key goes in a URL template.
 const KEY_PLACEHOLDER: &str = "{key}";
+
+/// Bytes of a key that are percent-encoded: all but RFC 3986's unreserved characters.
+const KEY_ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Counts of what `enrich_http` did, for progress output and metrics.
 #[derive(Debug, Default)]
@@ -81,7 +84,17 @@ crate::function_identity!(EnrichHttp);
 impl Default for EnrichHttp {
     fn default() -> Self {
         Self {
-            signature: Signature::user_defined(Volatility::Volatile),
+            // DataFusion's async wrapper does not ask a function to coerce its arguments:
+            // the accepted types are listed (integer keys are cast to text when invoked).
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Utf8]),
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Int64]),
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Utf8, DataType::Utf8]),
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Int64, DataType::Utf8]),
+                ],
+                Volatility::Volatile,
+            ),
             endpoints: Mutex::new(HashMap::new()),
             stats: Arc::new(EnrichStats::default()),
         }
@@ -146,7 +159,7 @@ impl Endpoint {
             EnrichStats::count(&stats.cache_hits);
             return answer.clone();
         }
-        let url = self.template.replace(KEY_PLACEHOLDER, &utf8_percent_encode(key, NON_ALPHANUMERIC).to_string());
+        let url = self.template.replace(KEY_PLACEHOLDER, &utf8_percent_encode(key, KEY_ENCODED).to_string());
         for attempt in 0..=self.options.retries {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(50 << (attempt - 1).min(6))).await;
@@ -243,18 +256,6 @@ impl ScalarUDFImpl for EnrichHttp {
         &self.signature
     }
 
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if !(2..=3).contains(&arg_types.len()) {
-            return plan_err!("enrich_http takes a URL template, a key and, optionally, options");
-        }
-        let mut coerced = vec![DataType::Utf8; arg_types.len()];
-        if !(arg_types[1].is_integer() || matches!(arg_types[1], DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null)) {
-            return plan_err!("enrich_http: the key must be text or an integer, not {}", arg_types[1]);
-        }
-        coerced[1] = DataType::Utf8;
-        Ok(coerced)
-    }
-
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(DataType::Utf8)
     }
@@ -291,11 +292,15 @@ impl AsyncScalarUDFImpl for EnrichHttp {
         let mut distinct: Vec<&str> = keys.iter().flatten().collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let stats = &self.stats;
-        let answers: HashMap<&str, Answer> = futures::stream::iter(distinct)
+        let distinct: Vec<String> = distinct.into_iter().map(str::to_string).collect();
+        let answers: HashMap<String, Answer> = futures::stream::iter(distinct)
             .map(|key| {
-                let endpoint = &endpoint;
-                async move { (key, endpoint.answer(key, stats).await) }
+                let endpoint = Arc::clone(&endpoint);
+                let stats = Arc::clone(&self.stats);
+                async move {
+                    let answer = endpoint.answer(&key, &stats).await;
+                    (key, answer)
+                }
             })
             .buffer_unordered(endpoint.options.concurrency)
             .collect()
@@ -304,6 +309,12 @@ impl AsyncScalarUDFImpl for EnrichHttp {
         let values: ArrayRef = Arc::new(values);
         Ok(ColumnarValue::Array(values))
     }
+}
+
+/// The function's documentation. DataFusion's async wrapper does not pass it on, so the
+/// library's own listing ([`crate::documentation`]) reads it here.
+pub fn documentation() -> &'static Documentation {
+    &DOC
 }
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {

@@ -7,7 +7,7 @@ pub mod rules;
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_err};
@@ -85,7 +85,7 @@ impl ScalarUDFImpl for CategorizeIntent {
         let array = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
         let strings = cast(&array, &DataType::Utf8)?;
         let strings = strings.as_string::<i32>();
-        let mut out = StringBuilder::with_capacity(strings.len(), strings.len() * 8);
+        let mut out = StringBuilder::with_capacity(array.len(), array.len() * 8);
         for text in strings.iter() {
             out.append_option(text.and_then(|text| matcher.label(text)));
         }

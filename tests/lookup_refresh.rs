@@ -16,13 +16,27 @@ fn write_plans(path: &Path, lines: &str) {
 }
 
 async fn rows(engine: &Engine, sql: &str) -> String {
-    let batches = engine.context().sql(sql).await.unwrap().collect().await.unwrap();
+    let batches = engine
+        .context()
+        .sql(sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     pretty_format_batches(&batches).unwrap().to_string()
 }
 
 async fn insert(engine: &Engine, values: &str) {
     let sql = format!("INSERT INTO events VALUES {values}");
-    engine.context().sql(&sql).await.unwrap().collect().await.unwrap();
+    engine
+        .context()
+        .sql(&sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +62,8 @@ async fn rows_are_joined_with_the_table_as_it_is_when_they_arrive() {
     let running = tokio::spawn(pipeline.run());
 
     insert(&engine, "('ann', 1), ('bob', 2)").await;
-    let seen = "SELECT user_id, plan, count(*) AS events FROM joined GROUP BY user_id, plan ORDER BY plan";
+    let seen =
+        "SELECT user_id, plan, count(*) AS events FROM joined GROUP BY user_id, plan ORDER BY plan";
     let mut last = String::new();
     for _ in 0..300 {
         last = rows(&engine, seen).await;
@@ -62,7 +77,10 @@ async fn rows_are_joined_with_the_table_as_it_is_when_they_arrive() {
 
     // The table changes: ann upgrades, bob signs up. Rows arriving once it has been read
     // again are joined with the new plans; the stream was never paused for it.
-    write_plans(&plans, "{\"user_id\": \"ann\", \"plan\": \"pro\"}\n{\"user_id\": \"bob\", \"plan\": \"team\"}\n");
+    write_plans(
+        &plans,
+        "{\"user_id\": \"ann\", \"plan\": \"pro\"}\n{\"user_id\": \"bob\", \"plan\": \"team\"}\n",
+    );
     let mut n = 10;
     loop {
         insert(&engine, &format!("('ann', {n}), ('bob', {})", n + 1)).await;
@@ -78,17 +96,28 @@ async fn rows_are_joined_with_the_table_as_it_is_when_they_arrive() {
     // The file goes missing: reading it again fails, and the copy read before stays in use.
     std::fs::remove_file(&plans).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = rows(&engine, "SELECT count(*) AS n FROM joined WHERE plan = 'team'").await;
+    let before = rows(
+        &engine,
+        "SELECT count(*) AS n FROM joined WHERE plan = 'team'",
+    )
+    .await;
     insert(&engine, "('bob', 100000)").await;
     let mut after = String::new();
     for _ in 0..300 {
-        after = rows(&engine, "SELECT count(*) AS n FROM joined WHERE plan = 'team'").await;
+        after = rows(
+            &engine,
+            "SELECT count(*) AS n FROM joined WHERE plan = 'team'",
+        )
+        .await;
         if after != before {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_ne!(after, before, "bob's last event was joined with the plans read before");
+    assert_ne!(
+        after, before,
+        "bob's last event was joined with the plans read before"
+    );
 
     engine.shared().stop.stop();
     let summary = running.await.unwrap().unwrap();

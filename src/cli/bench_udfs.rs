@@ -42,7 +42,11 @@ impl UdfBench<'_> {
             let mut args = vec![path_argument(&path)];
             args.extend(features.into_iter().map(ColumnarValue::Array));
             let run = self.time(&function("score_logistic")?, args)?;
-            report("udf_score_logistic", run, "16 features, model from a JSON file");
+            report(
+                "udf_score_logistic",
+                run,
+                "16 features, model from a JSON file",
+            );
         }
         if selected("udf_score_tree") {
             let path = self.dir.join("trees100.json");
@@ -50,32 +54,62 @@ impl UdfBench<'_> {
             let mut args = vec![path_argument(&path)];
             args.extend(feature_columns(16, 2).into_iter().map(ColumnarValue::Array));
             let run = self.time(&function("score_tree")?, args)?;
-            report("udf_score_tree", run, "100 trees of depth 6 over 16 features (XGBoost JSON)");
+            report(
+                "udf_score_tree",
+                run,
+                "100 trees of depth 6 over 16 features (XGBoost JSON)",
+            );
         }
         if selected("udf_to_epoch_millis") {
             let times: StringArray = (0..BATCH as i64)
                 .map(|i| {
                     let s = i * 7919 % 86_400;
-                    Some(format!("2026-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", 1 + i % 12, 1 + i % 28, s / 3600, s / 60 % 60, s % 60, i % 1000))
+                    Some(format!(
+                        "2026-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                        1 + i % 12,
+                        1 + i % 28,
+                        s / 3600,
+                        s / 60 % 60,
+                        s % 60,
+                        i % 1000
+                    ))
                 })
                 .collect();
-            let run = self.time(&function("to_epoch_millis")?, vec![ColumnarValue::Array(Arc::new(times))])?;
-            report("udf_to_epoch_millis", run, "ISO-8601 text with milliseconds and Z");
+            let run = self.time(
+                &function("to_epoch_millis")?,
+                vec![ColumnarValue::Array(Arc::new(times))],
+            )?;
+            report(
+                "udf_to_epoch_millis",
+                run,
+                "ISO-8601 text with milliseconds and Z",
+            );
         }
         if selected("udf_categorize_intent") {
             let path = self.dir.join("intents50.yaml");
             write(&path, &intent_rules(50))?;
             let messages: StringArray = (0..BATCH).map(|i| Some(chat_message(i))).collect();
-            let args = vec![ColumnarValue::Array(Arc::new(messages)), path_argument(&path)];
+            let args = vec![
+                ColumnarValue::Array(Arc::new(messages)),
+                path_argument(&path),
+            ];
             let run = self.time(&function("categorize_intent")?, args)?;
-            report("udf_categorize_intent", run, "50 rules (150 keywords, 10 patterns), chat-sized messages");
+            report(
+                "udf_categorize_intent",
+                run,
+                "50 rules (150 keywords, 10 patterns), chat-sized messages",
+            );
         }
         Ok(())
     }
 
     /// Invokes `function` on batches of `args` until `rows` rows are done, `repeat` times:
     /// the fastest and the median time.
-    fn time(&self, function: &Arc<ScalarUDF>, args: Vec<ColumnarValue>) -> Result<(u64, Duration, Duration)> {
+    fn time(
+        &self,
+        function: &Arc<ScalarUDF>,
+        args: Vec<ColumnarValue>,
+    ) -> Result<(u64, Duration, Duration)> {
         let arg_fields: Vec<Arc<Field>> = args
             .iter()
             .enumerate()
@@ -90,7 +124,10 @@ impl UdfBench<'_> {
             .collect();
         // Planning: what a query does once (the model or rules file is read here).
         let return_field = function
-            .return_field_from_args(ReturnFieldArgs { arg_fields: &arg_fields, scalar_arguments: &scalars })
+            .return_field_from_args(ReturnFieldArgs {
+                arg_fields: &arg_fields,
+                scalar_arguments: &scalars,
+            })
             .map_err(|e| io_error(e.to_string()))?;
         let config = Arc::new(ConfigOptions::default());
         let batches = self.rows.div_ceil(BATCH as u64);
@@ -118,7 +155,12 @@ impl UdfBench<'_> {
 
 fn report(name: &str, (rows, best, median): (u64, Duration, Duration), notes: &str) {
     let per_second = |t: Duration| format!("{:.0}", rows as f64 / t.as_secs_f64());
-    println!("{name:<16} {rows:>12} {:>10.3} {:>12} {:>12}  {notes}", best.as_secs_f64(), per_second(best), per_second(median));
+    println!(
+        "{name:<16} {rows:>12} {:>10.3} {:>12} {:>12}  {notes}",
+        best.as_secs_f64(),
+        per_second(best),
+        per_second(median)
+    );
 }
 
 fn path_argument(path: &Path) -> ColumnarValue {
@@ -126,11 +168,17 @@ fn path_argument(path: &Path) -> ColumnarValue {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|source| Error::Io { context: format!("writing {}", path.display()), source })
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        context: format!("writing {}", path.display()),
+        source,
+    })
 }
 
 fn io_error(message: String) -> Error {
-    Error::Io { context: "UDF benchmark".into(), source: std::io::Error::other(message) }
+    Error::Io {
+        context: "UDF benchmark".into(),
+        source: std::io::Error::other(message),
+    }
 }
 
 /// A small deterministic generator, so every run scores the same inputs.
@@ -138,7 +186,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 11
     }
 
@@ -150,12 +201,18 @@ impl Lcg {
 fn feature_columns(count: usize, seed: u64) -> Vec<ArrayRef> {
     let mut random = Lcg(seed);
     (0..count)
-        .map(|_| Arc::new(Float64Array::from_iter_values((0..BATCH).map(|_| random.unit() * 2.0 - 1.0))) as ArrayRef)
+        .map(|_| {
+            Arc::new(Float64Array::from_iter_values(
+                (0..BATCH).map(|_| random.unit() * 2.0 - 1.0),
+            )) as ArrayRef
+        })
         .collect()
 }
 
 fn logistic_model(features: usize) -> String {
-    let weights: Vec<String> = (0..features).map(|i| format!("{:.3}", (i as f64 - 7.5) / 10.0)).collect();
+    let weights: Vec<String> = (0..features)
+        .map(|i| format!("{:.3}", (i as f64 - 7.5) / 10.0))
+        .collect();
     format!("{{\"weights\": [{}], \"bias\": -0.25}}", weights.join(", "))
 }
 
@@ -164,9 +221,12 @@ fn xgboost_model(trees: usize, depth: u32, features: usize) -> String {
     let mut random = Lcg(7);
     let nodes = (1usize << (depth + 1)) - 1;
     let splits = (1usize << depth) - 1;
-    let mut text = String::from("{\"learner\": {\"feature_names\": [], \"gradient_booster\": {\"name\": \"gbtree\", \"model\": {\"trees\": [");
+    let mut text = String::from(
+        "{\"learner\": {\"feature_names\": [], \"gradient_booster\": {\"name\": \"gbtree\", \"model\": {\"trees\": [",
+    );
     for t in 0..trees {
-        let (mut left, mut right, mut index, mut condition, mut default_left) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut left, mut right, mut index, mut condition, mut default_left) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for node in 0..nodes {
             if node < splits {
                 left.push((2 * node + 1) as i64);
@@ -182,8 +242,17 @@ fn xgboost_model(trees: usize, depth: u32, features: usize) -> String {
                 default_left.push(0);
             }
         }
-        let list = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
-        let floats = condition.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(",");
+        let list = |v: &[i64]| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let floats = condition
+            .iter()
+            .map(|x| format!("{x:.6}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let _ = write!(
             text,
             "{}{{\"left_children\": [{}], \"right_children\": [{}], \"split_indices\": [{}], \"split_conditions\": [{floats}], \"default_left\": [{}]}}",
@@ -202,15 +271,39 @@ fn xgboost_model(trees: usize, depth: u32, features: usize) -> String {
 }
 
 const WORDS: &[&str] = &[
-    "the", "app", "my", "team", "account", "please", "when", "dashboard", "upload", "photo", "invite", "export",
-    "report", "thanks", "today", "again", "settings", "login", "page", "button", "mobile", "email", "project",
+    "the",
+    "app",
+    "my",
+    "team",
+    "account",
+    "please",
+    "when",
+    "dashboard",
+    "upload",
+    "photo",
+    "invite",
+    "export",
+    "report",
+    "thanks",
+    "today",
+    "again",
+    "settings",
+    "login",
+    "page",
+    "button",
+    "mobile",
+    "email",
+    "project",
 ];
 
 /// 50 rules of three keywords each; every fifth has a pattern too.
 fn intent_rules(rules: usize) -> String {
     let mut text = String::from("default: other\nrules:\n");
     for r in 0..rules {
-        let _ = writeln!(text, "  - label: intent_{r}\n    keywords: [kw{r}a, kw{r}b, \"phrase {r} here\"]");
+        let _ = writeln!(
+            text,
+            "  - label: intent_{r}\n    keywords: [kw{r}a, kw{r}b, \"phrase {r} here\"]"
+        );
         if r % 5 == 0 {
             let _ = writeln!(text, "    patterns: ['\\bcode {r}[0-9]+\\b']");
         }

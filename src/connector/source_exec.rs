@@ -180,7 +180,11 @@ impl DisplayAs for SourceExec {
             )?;
         }
         if let Some(refresh) = self.definition.lookup_refresh {
-            write!(f, ", lookup.refresh={}", DisplayNanos(refresh.as_nanos() as i64))?;
+            write!(
+                f,
+                ", lookup.refresh={}",
+                DisplayNanos(refresh.as_nanos() as i64)
+            )?;
         }
         if let Some(projection) = &self.projection {
             let schema = self.definition.source.schema();

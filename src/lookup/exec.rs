@@ -10,16 +10,20 @@ use std::time::Duration;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{filter_record_batch, not, take};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, exec_err, internal_err};
-use datafusion::common::runtime::SpawnedTask;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
 use datafusion::physical_plan::execution_plan::EmissionType;
-use datafusion::physical_plan::metrics::{BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, execute_stream};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, execute_stream,
+};
 use datafusion::prelude::SessionConfig;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
@@ -76,7 +80,12 @@ pub struct LookupJoinExec {
 
 impl LookupJoinExec {
     /// A lookup join producing `schema` (the join's output: `shape.join_schema` projected).
-    pub fn new(stream: Arc<dyn ExecutionPlan>, table: LookupTable, shape: Arc<JoinShape>, schema: SchemaRef) -> Self {
+    pub fn new(
+        stream: Arc<dyn ExecutionPlan>,
+        table: LookupTable,
+        shape: Arc<JoinShape>,
+        schema: SchemaRef,
+    ) -> Self {
         let input = stream.properties();
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -84,7 +93,13 @@ impl LookupJoinExec {
             EmissionType::Incremental,
             input.boundedness,
         );
-        Self { stream, table, shape, properties: Arc::new(properties), metrics: ExecutionPlanMetricsSet::new() }
+        Self {
+            stream,
+            table,
+            shape,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
     }
 
     /// The table the stream looks up.
@@ -100,17 +115,30 @@ impl JoinShape {
             LookupKind::Semi | LookupKind::Anti => {
                 let matches = index.probe(batch, &self.stream_keys, true)?;
                 let mut found = vec![false; batch.num_rows()];
-                for (stream_row, table_row) in matches.stream_rows.values().iter().zip(matches.table_rows.iter()) {
+                for (stream_row, table_row) in matches
+                    .stream_rows
+                    .values()
+                    .iter()
+                    .zip(matches.table_rows.iter())
+                {
                     found[*stream_row as usize] |= table_row.is_some();
                 }
                 let found = BooleanArray::from(found);
-                let keep = if self.kind == LookupKind::Semi { found } else { not(&found)? };
+                let keep = if self.kind == LookupKind::Semi {
+                    found
+                } else {
+                    not(&found)?
+                };
                 filter_record_batch(batch, &keep)?
             }
             LookupKind::Inner | LookupKind::Outer => {
-                let matches = index.probe(batch, &self.stream_keys, self.kind == LookupKind::Outer)?;
+                let matches =
+                    index.probe(batch, &self.stream_keys, self.kind == LookupKind::Outer)?;
                 let taken = |columns: &[ArrayRef], rows| -> Result<Vec<ArrayRef>> {
-                    columns.iter().map(|c| Ok(take(c.as_ref(), rows, None)?)).collect()
+                    columns
+                        .iter()
+                        .map(|c| Ok(take(c.as_ref(), rows, None)?))
+                        .collect()
                 };
                 let stream_columns = taken(batch.columns(), &matches.stream_rows)?;
                 let table_columns = taken(index.rows().columns(), &matches.table_rows)?;
@@ -160,13 +188,19 @@ async fn keep_loaded(
                 publish.send_replace(Some(Ok(Arc::new(index))));
             }
             Err(e) if first => {
-                publish.send_replace(Some(Err(format!("reading lookup table '{}': {e}", table.name))));
+                publish.send_replace(Some(Err(format!(
+                    "reading lookup table '{}': {e}",
+                    table.name
+                ))));
                 return;
             }
             Err(e) => {
                 // The previous copy stays in use; the next refresh tries again.
                 failures.add(1);
-                eprintln!("warning: reading lookup table '{}' again failed, keeping the copy read before: {e}", table.name);
+                eprintln!(
+                    "warning: reading lookup table '{}' again failed, keeping the copy read before: {e}",
+                    table.name
+                );
             }
         }
         match table.refresh {
@@ -216,7 +250,11 @@ impl DisplayAs for LookupJoinExec {
             "LookupJoinExec: type={:?}, table={} ({}), on=[{}], refresh=",
             self.shape.kind,
             self.table.name,
-            if self.shape.stream_is_left { "right" } else { "left" },
+            if self.shape.stream_is_left {
+                "right"
+            } else {
+                "left"
+            },
             on.join(", ")
         )?;
         match self.table.refresh {
@@ -224,7 +262,10 @@ impl DisplayAs for LookupJoinExec {
             None => write!(f, "once")?,
         }
         if let Some(projection) = &self.shape.projection {
-            let names: Vec<&str> = projection.iter().map(|&i| self.shape.join_schema.field(i).name().as_str()).collect();
+            let names: Vec<&str> = projection
+                .iter()
+                .map(|&i| self.shape.join_schema.field(i).name().as_str())
+                .collect();
             write!(f, ", projection=[{}]", names.join(", "))?;
         }
         Ok(())
@@ -264,11 +305,24 @@ impl ExecutionPlan for LookupJoinExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let [first, second] = <[_; 2]>::try_from(children)
-            .map_err(|_| DataFusionError::Internal("LookupJoinExec takes two inputs".to_string()))?;
-        let (stream, table_plan) = if self.shape.stream_is_left { (first, second) } else { (second, first) };
-        let table = LookupTable { plan: table_plan, ..self.table.clone() };
-        Ok(Arc::new(Self::new(stream, table, Arc::clone(&self.shape), self.schema())))
+        let [first, second] = <[_; 2]>::try_from(children).map_err(|_| {
+            DataFusionError::Internal("LookupJoinExec takes two inputs".to_string())
+        })?;
+        let (stream, table_plan) = if self.shape.stream_is_left {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let table = LookupTable {
+            plan: table_plan,
+            ..self.table.clone()
+        };
+        Ok(Arc::new(Self::new(
+            stream,
+            table,
+            Arc::clone(&self.shape),
+            self.schema(),
+        )))
     }
 
     fn execute(
@@ -276,7 +330,9 @@ impl ExecutionPlan for LookupJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if self.shape.stream_keys.len() != self.table.keys.len() || self.shape.stream_keys.is_empty() {
+        if self.shape.stream_keys.len() != self.table.keys.len()
+            || self.shape.stream_keys.is_empty()
+        {
             return internal_err!("LookupJoinExec needs one table key per stream key");
         }
         let stream = self.stream.execute(partition, Arc::clone(&context))?;
@@ -298,7 +354,9 @@ impl ExecutionPlan for LookupJoinExec {
             let first = loaded
                 .wait_for(Option::is_some)
                 .await
-                .map_err(|_| DataFusionError::Execution("the lookup table reader stopped".to_string()))?
+                .map_err(|_| {
+                    DataFusionError::Execution("the lookup table reader stopped".to_string())
+                })?
                 .clone();
             if let Some(Err(message)) = first {
                 return exec_err!("{message}");
@@ -320,7 +378,10 @@ impl ExecutionPlan for LookupJoinExec {
             Ok::<_, DataFusionError>(joined)
         })
         .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), joined)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            joined,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -1,13 +1,13 @@
 //! A bounded table held in memory for lookup joins: all of its rows in one batch, and a
 //! hash index from each row's join key (in Arrow's row format) to the rows that have it.
 
-use std::collections::HashMap;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, UInt32Builder};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{Result, exec_err};
 use datafusion::physical_expr::PhysicalExprRef;
+use std::collections::HashMap;
 
 /// No further row with the same key.
 const END: u32 = u32::MAX;
@@ -33,13 +33,24 @@ pub struct Matches {
 impl LookupIndex {
     /// Indexes `batches` (of `schema`) by the keys `keys` compute; rows with a NULL key
     /// are left out, as they never equal anything.
-    pub fn build(schema: &SchemaRef, batches: &[RecordBatch], keys: &[PhysicalExprRef]) -> Result<Self> {
+    pub fn build(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        keys: &[PhysicalExprRef],
+    ) -> Result<Self> {
         let rows = concat_batches(schema, batches)?;
         if rows.num_rows() >= END as usize {
-            return exec_err!("a lookup table holds at most {} rows, not {}", END - 1, rows.num_rows());
+            return exec_err!(
+                "a lookup table holds at most {} rows, not {}",
+                END - 1,
+                rows.num_rows()
+            );
         }
         let key_columns = evaluate(keys, &rows)?;
-        let fields = key_columns.iter().map(|c| SortField::new(c.data_type().clone())).collect();
+        let fields = key_columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
         let converter = RowConverter::new(fields)?;
         let key_rows = converter.convert_columns(&key_columns)?;
         let mut first: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(rows.num_rows());
@@ -61,7 +72,12 @@ impl LookupIndex {
                 }
             }
         }
-        Ok(Self { rows, converter, first, next })
+        Ok(Self {
+            rows,
+            converter,
+            first,
+            next,
+        })
     }
 
     /// The table's rows.
@@ -71,7 +87,12 @@ impl LookupIndex {
 
     /// The rows of `stream` each key matches; with `keep_unmatched`, a stream row that
     /// matches nothing appears once with a NULL table row.
-    pub fn probe(&self, stream: &RecordBatch, keys: &[PhysicalExprRef], keep_unmatched: bool) -> Result<Matches> {
+    pub fn probe(
+        &self,
+        stream: &RecordBatch,
+        keys: &[PhysicalExprRef],
+        keep_unmatched: bool,
+    ) -> Result<Matches> {
         let key_columns = evaluate(keys, stream)?;
         let key_rows: Rows = self.converter.convert_columns(&key_columns)?;
         let mut stream_rows = UInt32Builder::with_capacity(stream.num_rows());
@@ -80,7 +101,10 @@ impl LookupIndex {
             let mut at = if has_null(&key_columns, row) {
                 END
             } else {
-                self.first.get(key_rows.row(row).as_ref()).copied().unwrap_or(END)
+                self.first
+                    .get(key_rows.row(row).as_ref())
+                    .copied()
+                    .unwrap_or(END)
             };
             if at == END && keep_unmatched {
                 stream_rows.append_value(row as u32);
@@ -92,7 +116,10 @@ impl LookupIndex {
                 at = self.next[at as usize];
             }
         }
-        Ok(Matches { stream_rows: stream_rows.finish(), table_rows: table_rows.finish() })
+        Ok(Matches {
+            stream_rows: stream_rows.finish(),
+            table_rows: table_rows.finish(),
+        })
     }
 
     /// Bytes held: rows, keys and index.

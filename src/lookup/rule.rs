@@ -9,8 +9,8 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{JoinType, NullEquality, Result};
 use datafusion::config::ConfigOptions;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::physical_plan::joins::HashJoinExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::exec::{JoinShape, LookupJoinExec, LookupKind, LookupTable};
 use crate::connector::SourceExec;
@@ -67,12 +67,27 @@ fn lookup_join(join: &HashJoinExec) -> Option<LookupJoinExec> {
     };
     let (left_keys, right_keys): (Vec<_>, Vec<_>) = join.on.iter().cloned().unzip();
     let (stream, stream_keys, table_plan, table_keys) = if stream_is_left {
-        (Arc::clone(&join.left), left_keys, Arc::clone(&join.right), right_keys)
+        (
+            Arc::clone(&join.left),
+            left_keys,
+            Arc::clone(&join.right),
+            right_keys,
+        )
     } else {
-        (Arc::clone(&join.right), right_keys, Arc::clone(&join.left), left_keys)
+        (
+            Arc::clone(&join.right),
+            right_keys,
+            Arc::clone(&join.left),
+            left_keys,
+        )
     };
     let (name, refresh) = table_source(&table_plan);
-    let table = LookupTable { name, plan: table_plan, keys: table_keys, refresh };
+    let table = LookupTable {
+        name,
+        plan: table_plan,
+        keys: table_keys,
+        refresh,
+    };
     let shape = JoinShape {
         stream_keys,
         kind,
@@ -80,7 +95,12 @@ fn lookup_join(join: &HashJoinExec) -> Option<LookupJoinExec> {
         join_schema: Arc::clone(join.join_schema()),
         projection: join.projection.as_ref().map(|p| p.to_vec()),
     };
-    Some(LookupJoinExec::new(stream, table, Arc::new(shape), join.schema()))
+    Some(LookupJoinExec::new(
+        stream,
+        table,
+        Arc::new(shape),
+        join.schema(),
+    ))
 }
 
 /// The name and refresh interval of the table a bounded plan reads.

@@ -22,7 +22,10 @@ pub fn constant_string<'a>(
         Some(value) => match string_of(value) {
             Some(Some(text)) => Ok(text),
             Some(None) => plan_err!("{function}: the {what} is NULL"),
-            None => plan_err!("{function}: the {what} must be a string, not {}", value.data_type()),
+            None => plan_err!(
+                "{function}: the {what} must be a string, not {}",
+                value.data_type()
+            ),
         },
         None => plan_err!("{function}: the {what} must be a constant string"),
     }
@@ -39,18 +42,32 @@ pub fn string_of(value: &ScalarValue) -> Option<Option<&str>> {
 }
 
 /// The string constant argument `index` evaluates to, at run time.
-pub fn scalar_string<'a>(function: &str, args: &'a [ColumnarValue], index: usize) -> Result<&'a str> {
+pub fn scalar_string<'a>(
+    function: &str,
+    args: &'a [ColumnarValue],
+    index: usize,
+) -> Result<&'a str> {
     match args.get(index) {
         Some(ColumnarValue::Scalar(value)) => match string_of(value) {
             Some(Some(text)) => Ok(text),
-            _ => exec_err!("{function}: argument {} must be a constant string", index + 1),
+            _ => exec_err!(
+                "{function}: argument {} must be a constant string",
+                index + 1
+            ),
         },
-        _ => exec_err!("{function}: argument {} must be a constant string", index + 1),
+        _ => exec_err!(
+            "{function}: argument {} must be a constant string",
+            index + 1
+        ),
     }
 }
 
 /// The constant a physical aggregate argument holds, as given in SQL.
-pub fn literal_of<'a>(function: &str, what: &str, expr: &'a Arc<dyn PhysicalExpr>) -> Result<&'a ScalarValue> {
+pub fn literal_of<'a>(
+    function: &str,
+    what: &str,
+    expr: &'a Arc<dyn PhysicalExpr>,
+) -> Result<&'a ScalarValue> {
     match expr.downcast_ref::<Literal>() {
         Some(literal) => Ok(literal.value()),
         None => plan_err!("{function}: the {what} must be a constant"),
@@ -74,7 +91,11 @@ pub fn is_numeric(data_type: &DataType) -> bool {
 }
 
 /// Float64 for every numeric argument type, or a planning error naming the argument.
-pub fn coerce_features(function: &str, arg_types: &[DataType], first: usize) -> Result<Vec<DataType>> {
+pub fn coerce_features(
+    function: &str,
+    arg_types: &[DataType],
+    first: usize,
+) -> Result<Vec<DataType>> {
     let mut coerced = arg_types.to_vec();
     for (i, data_type) in arg_types.iter().enumerate().skip(first) {
         if !is_numeric(data_type) {

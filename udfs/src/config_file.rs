@@ -32,8 +32,13 @@ fn json_of(yaml: &Yaml) -> Result<Value, String> {
         Yaml::Boolean(b) => Value::Bool(*b),
         Yaml::Integer(i) => Value::Number((*i).into()),
         Yaml::Real(text) => {
-            let number: f64 = text.parse().map_err(|_| format!("'{text}' is not a number"))?;
-            Value::Number(Number::from_f64(number).ok_or_else(|| format!("'{text}' is not a finite number"))?)
+            let number: f64 = text
+                .parse()
+                .map_err(|_| format!("'{text}' is not a number"))?;
+            Value::Number(
+                Number::from_f64(number)
+                    .ok_or_else(|| format!("'{text}' is not a finite number"))?,
+            )
         }
         Yaml::String(s) => Value::String(s.clone()),
         Yaml::Array(items) => Value::Array(items.iter().map(json_of).collect::<Result<_, _>>()?),

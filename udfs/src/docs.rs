@@ -28,5 +28,7 @@ pub const SCORING: DocSection = DocSection {
 pub const BEHAVIOUR: DocSection = DocSection {
     include: true,
     label: "Behavioural Aggregate Functions",
-    description: Some("Recency-weighted engagement, frequent values, sessions and online learning."),
+    description: Some(
+        "Recency-weighted engagement, frequent values, sessions and online learning.",
+    ),
 };

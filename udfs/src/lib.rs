@@ -51,13 +51,21 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(ToEpochMillis::lenient())),
         Arc::new(ScalarUDF::new_from_impl(ToEpochMillis::strict())),
         Arc::new(ScalarUDF::new_from_impl(NormalizeEmail::default())),
-        Arc::new(ScalarUDF::new_from_impl(UrlPartFunction::new(UrlPart::Domain))),
-        Arc::new(ScalarUDF::new_from_impl(UrlPartFunction::new(UrlPart::Path))),
+        Arc::new(ScalarUDF::new_from_impl(UrlPartFunction::new(
+            UrlPart::Domain,
+        ))),
+        Arc::new(ScalarUDF::new_from_impl(UrlPartFunction::new(
+            UrlPart::Path,
+        ))),
         Arc::new(ScalarUDF::new_from_impl(ParseUserAgent::default())),
         Arc::new(ScalarUDF::new_from_impl(CategorizeIntent::default())),
         Arc::new(AsyncScalarUDF::new(Arc::new(EnrichHttp::default())).into_scalar_udf()),
-        Arc::new(ScalarUDF::new_from_impl(LinearScore::new(LinkFunction::Identity))),
-        Arc::new(ScalarUDF::new_from_impl(LinearScore::new(LinkFunction::Logistic))),
+        Arc::new(ScalarUDF::new_from_impl(LinearScore::new(
+            LinkFunction::Identity,
+        ))),
+        Arc::new(ScalarUDF::new_from_impl(LinearScore::new(
+            LinkFunction::Logistic,
+        ))),
         Arc::new(ScalarUDF::new_from_impl(ScoreTree::default())),
     ]
 }
@@ -65,8 +73,12 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
 /// Every aggregate function of the library.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     vec![
-        Arc::new(AggregateUDF::new_from_impl(DecayedAggregate::new(Decayed::Count))),
-        Arc::new(AggregateUDF::new_from_impl(DecayedAggregate::new(Decayed::Sum))),
+        Arc::new(AggregateUDF::new_from_impl(DecayedAggregate::new(
+            Decayed::Count,
+        ))),
+        Arc::new(AggregateUDF::new_from_impl(DecayedAggregate::new(
+            Decayed::Sum,
+        ))),
         Arc::new(AggregateUDF::new_from_impl(TopK::default())),
         Arc::new(AggregateUDF::new_from_impl(SessionCount::default())),
         Arc::new(AggregateUDF::new_from_impl(OnlineLogistic::default())),
@@ -79,13 +91,16 @@ pub fn documentation() -> Vec<(String, Documentation)> {
     let scalar = scalar_functions().into_iter().map(|f| {
         let doc = match f.documentation() {
             Some(doc) => doc.clone(),
-            None if f.as_async().is_some() && f.name() == "enrich_http" => enrich::http::documentation().clone(),
+            None if f.as_async().is_some() && f.name() == "enrich_http" => {
+                enrich::http::documentation().clone()
+            }
             None => Documentation::builder(docs::NORMALIZATION, "", f.name()).build(),
         };
         (f.name().to_string(), doc)
     });
     let aggregate = aggregate_functions().into_iter().filter_map(|f| {
-        f.documentation().map(|doc| (f.name().to_string(), doc.clone()))
+        f.documentation()
+            .map(|doc| (f.name().to_string(), doc.clone()))
     });
     scalar.chain(aggregate).collect()
 }

@@ -39,7 +39,9 @@ async fn start_server() -> (u16, Arc<Seen>) {
     let state = Arc::clone(&seen);
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
             let seen = Arc::clone(&state);
             tokio::spawn(async move {
                 let mut request = Vec::new();
@@ -74,7 +76,10 @@ async fn start_server() -> (u16, Arc<Seen>) {
                 } else if key.starts_with("missing-") {
                     ("404 Not Found", "{}".to_string())
                 } else {
-                    ("200 OK", format!("{{\"id\":\"{key}\",\"plan\":\"pro\",\"seats\":3}}"))
+                    (
+                        "200 OK",
+                        format!("{{\"id\":\"{key}\",\"plan\":\"pro\",\"seats\":3}}"),
+                    )
                 };
                 seen.in_flight.fetch_sub(1, Ordering::SeqCst);
                 let response = format!(
@@ -99,12 +104,27 @@ fn session() -> (SessionContext, Arc<EnrichStats>) {
 fn strings(batches: &[RecordBatch], column: usize) -> Vec<Option<String>> {
     batches
         .iter()
-        .flat_map(|b| b.column(column).as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>())
+        .flat_map(|b| {
+            b.column(column)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
-async fn enrich(ctx: &SessionContext, port: u16, keys: &[&str], options: &str) -> Vec<Option<String>> {
-    let values = keys.iter().map(|k| format!("('{k}')")).collect::<Vec<_>>().join(", ");
+async fn enrich(
+    ctx: &SessionContext,
+    port: u16,
+    keys: &[&str],
+    options: &str,
+) -> Vec<Option<String>> {
+    let values = keys
+        .iter()
+        .map(|k| format!("('{k}')"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "SELECT enrich_http('http://127.0.0.1:{port}/users/{{key}}', k, '{options}') FROM (VALUES {values}) AS t(k)"
     );
@@ -116,9 +136,25 @@ async fn enrich(ctx: &SessionContext, port: u16, keys: &[&str], options: &str) -
 async fn answers_fields_and_nulls_for_each_kind_of_key() {
     let (port, seen) = start_server().await;
     let (ctx, stats) = session();
-    let keys = ["u1", "slow-2", "flaky-3", "broken-4", "missing-5", "hang-6", "u1"];
+    let keys = [
+        "u1",
+        "slow-2",
+        "flaky-3",
+        "broken-4",
+        "missing-5",
+        "hang-6",
+        "u1",
+    ];
     let values = enrich(&ctx, port, &keys, "field=plan, timeout=400ms, retries=1").await;
-    let expected = [Some("pro"), Some("team"), Some("pro"), None, None, None, Some("pro")];
+    let expected = [
+        Some("pro"),
+        Some("team"),
+        Some("pro"),
+        None,
+        None,
+        None,
+        Some("pro"),
+    ];
     assert_eq!(values, expected.map(|v| v.map(str::to_string)));
 
     // The duplicate key was asked once; the flaky key twice; the broken and hanging ones
@@ -132,8 +168,22 @@ async fn answers_fields_and_nulls_for_each_kind_of_key() {
     assert_eq!(requests, 9);
 
     // A second query is answered from the cache, but failures are asked again.
-    let again = enrich(&ctx, port, &["u1", "slow-2", "missing-5", "broken-4"], "field=plan, timeout=400ms, retries=1").await;
-    assert_eq!(again, [Some("pro".to_string()), Some("team".to_string()), None, None]);
+    let again = enrich(
+        &ctx,
+        port,
+        &["u1", "slow-2", "missing-5", "broken-4"],
+        "field=plan, timeout=400ms, retries=1",
+    )
+    .await;
+    assert_eq!(
+        again,
+        [
+            Some("pro".to_string()),
+            Some("team".to_string()),
+            None,
+            None
+        ]
+    );
     assert_eq!(seen.requests_for("u1"), 1);
     assert_eq!(seen.requests_for("slow-2"), 1);
     assert_eq!(seen.requests_for("missing-5"), 1);
@@ -146,7 +196,12 @@ async fn whole_bodies_and_pointers() {
     let (port, _) = start_server().await;
     let (ctx, _) = session();
     let body = enrich(&ctx, port, &["u7"], "retries=0").await;
-    assert_eq!(body, [Some("{\"id\":\"u7\",\"plan\":\"pro\",\"seats\":3}".to_string())]);
+    assert_eq!(
+        body,
+        [Some(
+            "{\"id\":\"u7\",\"plan\":\"pro\",\"seats\":3}".to_string()
+        )]
+    );
     let seats = enrich(&ctx, port, &["u7"], "field=/seats").await;
     assert_eq!(seats, [Some("3".to_string())]);
 }
@@ -159,7 +214,11 @@ async fn requests_in_flight_stay_within_the_limit() {
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let values = enrich(&ctx, port, &keys, "concurrency=3, field=plan").await;
     assert!(values.iter().all(|v| v.as_deref() == Some("team")));
-    assert!(seen.most_in_flight.load(Ordering::SeqCst) <= 3, "{} in flight", seen.most_in_flight.load(Ordering::SeqCst));
+    assert!(
+        seen.most_in_flight.load(Ordering::SeqCst) <= 3,
+        "{} in flight",
+        seen.most_in_flight.load(Ordering::SeqCst)
+    );
     assert_eq!(stats.snapshot()[1], 24);
 }
 
@@ -168,12 +227,27 @@ async fn bad_templates_and_options_are_planning_errors() {
     let (ctx, _) = session();
     for (call, message) in [
         ("enrich_http('http://127.0.0.1:1/users', k)", "has no {key}"),
-        ("enrich_http('ftp://127.0.0.1/{key}', k)", "not http or https"),
-        ("enrich_http('http://127.0.0.1:1/{key}', k, 'timeout=fast')", "timeout"),
-        ("enrich_http('http://127.0.0.1:1/{key}', k, 'cache.sise=1')", "unknown option cache.sise"),
-        ("enrich_http(k, k)", "URL template must be a constant string"),
+        (
+            "enrich_http('ftp://127.0.0.1/{key}', k)",
+            "not http or https",
+        ),
+        (
+            "enrich_http('http://127.0.0.1:1/{key}', k, 'timeout=fast')",
+            "timeout",
+        ),
+        (
+            "enrich_http('http://127.0.0.1:1/{key}', k, 'cache.sise=1')",
+            "unknown option cache.sise",
+        ),
+        (
+            "enrich_http(k, k)",
+            "URL template must be a constant string",
+        ),
     ] {
-        let error = match ctx.sql(&format!("SELECT {call} FROM (VALUES ('a')) AS t(k)")).await {
+        let error = match ctx
+            .sql(&format!("SELECT {call} FROM (VALUES ('a')) AS t(k)"))
+            .await
+        {
             Ok(frame) => frame.collect().await.unwrap_err().to_string(),
             Err(e) => e.to_string(),
         };

@@ -22,8 +22,16 @@ fn test_set() -> RecordBatch {
             column.push((!cell.is_empty()).then(|| cell.parse().unwrap()));
         }
     }
-    let schema = Schema::new(header.iter().map(|name| Field::new(*name, DataType::Float64, true)).collect::<Vec<_>>());
-    let arrays: Vec<ArrayRef> = columns.into_iter().map(|c| Arc::new(Float64Array::from(c)) as ArrayRef).collect();
+    let schema = Schema::new(
+        header
+            .iter()
+            .map(|name| Field::new(*name, DataType::Float64, true))
+            .collect::<Vec<_>>(),
+    );
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
+        .collect();
     RecordBatch::try_new(Arc::new(schema), arrays).unwrap()
 }
 
@@ -71,7 +79,8 @@ async fn lightgbm_binary_matches_lightgbm_predictions() {
 
 #[tokio::test]
 async fn lightgbm_regression_matches_lightgbm_predictions() {
-    let (rows, difference) = largest_difference("lightgbm_regression.txt", "lightgbm_regression").await;
+    let (rows, difference) =
+        largest_difference("lightgbm_regression.txt", "lightgbm_regression").await;
     assert_eq!(rows, 300);
     assert!(difference <= 1e-6, "largest difference {difference}");
 }
@@ -80,9 +89,15 @@ async fn lightgbm_regression_matches_lightgbm_predictions() {
 async fn a_model_with_other_features_is_a_planning_error() {
     let ctx = session().await;
     let error = ctx
-        .sql(&format!("SELECT score_tree('{MODELS}/xgboost_binary.json', sessions_7d) FROM test_set"))
+        .sql(&format!(
+            "SELECT score_tree('{MODELS}/xgboost_binary.json', sessions_7d) FROM test_set"
+        ))
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("xgboost_binary.json") && error.contains("6 features (sessions_7d, minutes_7d"), "{error}");
+    assert!(
+        error.contains("xgboost_binary.json")
+            && error.contains("6 features (sessions_7d, minutes_7d"),
+        "{error}"
+    );
 }

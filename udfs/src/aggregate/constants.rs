@@ -20,7 +20,9 @@ pub fn duration_millis(function: &str, what: &str, expr: &Arc<dyn PhysicalExpr>)
         }
         ScalarValue::IntervalDayTime(Some(v)) => v.days as i64 * 86_400_000 + v.milliseconds as i64,
         ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)) => {
-            return plan_err!("{function}: the {what} must not count months or years, which have no fixed length");
+            return plan_err!(
+                "{function}: the {what} must not count months or years, which have no fixed length"
+            );
         }
         other => {
             return plan_err!(
@@ -38,7 +40,9 @@ pub fn duration_millis(function: &str, what: &str, expr: &Arc<dyn PhysicalExpr>)
 pub fn coerce_interval(function: &str, what: &str, data_type: &DataType) -> Result<DataType> {
     match data_type {
         DataType::Interval(_) => Ok(data_type.clone()),
-        other => plan_err!("{function}: the {what} must be an INTERVAL such as INTERVAL '1' HOUR, not {other}"),
+        other => plan_err!(
+            "{function}: the {what} must be an INTERVAL such as INTERVAL '1' HOUR, not {other}"
+        ),
     }
 }
 
@@ -49,7 +53,9 @@ pub fn coerce_event_time(function: &str, data_type: &DataType) -> Result<DataTyp
         DataType::Timestamp(_, tz) => Ok(DataType::Timestamp(TimeUnit::Millisecond, tz.clone())),
         DataType::Date32 | DataType::Date64 => Ok(DataType::Timestamp(TimeUnit::Millisecond, None)),
         t if t.is_integer() => Ok(DataType::Int64),
-        other => plan_err!("{function}: the time must be a timestamp or epoch milliseconds, not {other}"),
+        other => {
+            plan_err!("{function}: the time must be a timestamp or epoch milliseconds, not {other}")
+        }
     }
 }
 
@@ -58,13 +64,21 @@ pub fn event_millis(array: &ArrayRef) -> Result<Int64Array> {
     let millis = match array.data_type() {
         DataType::Int64 => Arc::clone(array),
         DataType::Timestamp(TimeUnit::Millisecond, _) => cast(array, &DataType::Int64)?,
-        _ => cast(&cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None))?, &DataType::Int64)?,
+        _ => cast(
+            &cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None))?,
+            &DataType::Int64,
+        )?,
     };
     Ok(millis.as_primitive().clone())
 }
 
 /// A positive integer constant, at most `max`.
-pub fn positive_count(function: &str, what: &str, expr: &Arc<dyn PhysicalExpr>, max: usize) -> Result<usize> {
+pub fn positive_count(
+    function: &str,
+    what: &str,
+    expr: &Arc<dyn PhysicalExpr>,
+    max: usize,
+) -> Result<usize> {
     let value = literal_of(function, what, expr)?;
     let count = match value {
         ScalarValue::Int8(Some(v)) => *v as i64,
@@ -75,7 +89,9 @@ pub fn positive_count(function: &str, what: &str, expr: &Arc<dyn PhysicalExpr>, 
         ScalarValue::UInt16(Some(v)) => *v as i64,
         ScalarValue::UInt32(Some(v)) => *v as i64,
         ScalarValue::UInt64(Some(v)) => (*v).min(i64::MAX as u64) as i64,
-        other => return plan_err!("{function}: the {what} must be an integer constant, not {other}"),
+        other => {
+            return plan_err!("{function}: the {what} must be an integer constant, not {other}");
+        }
     };
     if count < 1 || count as u64 > max as u64 {
         return plan_err!("{function}: the {what} must be between 1 and {max}, not {count}");

@@ -36,7 +36,10 @@ pub struct DecayedAggregate {
 impl DecayedAggregate {
     /// The aggregate of `kind`.
     pub fn new(kind: Decayed) -> Self {
-        Self { kind, signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            kind,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 
     /// (value column, time column, half-life column) positions.
@@ -68,9 +71,10 @@ impl AggregateUDFImpl for DecayedAggregate {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let name = self.name();
         match (self.kind, arg_types) {
-            (Decayed::Count, [ts, half_life]) => {
-                Ok(vec![coerce_event_time(name, ts)?, coerce_interval(name, "half-life", half_life)?])
-            }
+            (Decayed::Count, [ts, half_life]) => Ok(vec![
+                coerce_event_time(name, ts)?,
+                coerce_interval(name, "half-life", half_life)?,
+            ]),
             (Decayed::Sum, [x, ts, half_life]) => {
                 if !(x.is_numeric() || x == &DataType::Null) {
                     return plan_err!("decayed_sum: the value must be numeric, not {x}");
@@ -82,7 +86,9 @@ impl AggregateUDFImpl for DecayedAggregate {
                 ])
             }
             (Decayed::Count, _) => plan_err!("decayed_count takes an event time and a half-life"),
-            (Decayed::Sum, _) => plan_err!("decayed_sum takes a value, an event time and a half-life"),
+            (Decayed::Sum, _) => {
+                plan_err!("decayed_sum takes a value, an event time and a half-life")
+            }
         }
     }
 
@@ -92,20 +98,33 @@ impl AggregateUDFImpl for DecayedAggregate {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![
-            Arc::new(Field::new(format!("{}[latest]", args.name), DataType::Int64, true)),
-            Arc::new(Field::new(format!("{}[value]", args.name), DataType::Float64, true)),
+            Arc::new(Field::new(
+                format!("{}[latest]", args.name),
+                DataType::Int64,
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[value]", args.name),
+                DataType::Float64,
+                true,
+            )),
         ])
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(DecayedAccumulator { groups: self.groups(&args)? }))
+        Ok(Box::new(DecayedAccumulator {
+            groups: self.groups(&args)?,
+        }))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
     }
 
-    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
         Ok(Box::new(self.groups(&args)?))
     }
 
@@ -154,7 +173,8 @@ impl DecayedGroups {
             self.latest[group] = ts;
             self.sums[group] = weight;
         } else if ts > latest {
-            self.sums[group] = self.sums[group] * decay((ts - latest) as f64, self.half_life) + weight;
+            self.sums[group] =
+                self.sums[group] * decay((ts - latest) as f64, self.half_life) + weight;
             self.latest[group] = ts;
         } else {
             self.sums[group] += weight * decay((latest - ts) as f64, self.half_life);
@@ -168,7 +188,10 @@ impl DecayedGroups {
 
     fn results(&self, latest: &[i64], sums: Vec<f64>) -> Float64Array {
         if self.is_sum {
-            sums.into_iter().zip(latest).map(|(s, &l)| (l != NONE).then_some(s)).collect()
+            sums.into_iter()
+                .zip(latest)
+                .map(|(s, &l)| (l != NONE).then_some(s))
+                .collect()
         } else {
             Float64Array::from(sums)
         }
@@ -191,7 +214,9 @@ impl GroupsAccumulator for DecayedGroups {
     ) -> Result<()> {
         self.resize(total_num_groups);
         let times = event_millis(&values[self.time_column])?;
-        let weights = self.value_column.map(|c| values[c].as_primitive::<Float64Type>().clone());
+        let weights = self
+            .value_column
+            .map(|c| values[c].as_primitive::<Float64Type>().clone());
         for (row, &group) in group_indices.iter().enumerate() {
             if times.is_null(row) || !passes(opt_filter, row) {
                 continue;
@@ -215,7 +240,10 @@ impl GroupsAccumulator for DecayedGroups {
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let latest = emit_to.take_needed(&mut self.latest);
         let sums = emit_to.take_needed(&mut self.sums);
-        let latest: Int64Array = latest.into_iter().map(|l| (l != NONE).then_some(l)).collect();
+        let latest: Int64Array = latest
+            .into_iter()
+            .map(|l| (l != NONE).then_some(l))
+            .collect();
         Ok(vec![Arc::new(latest), Arc::new(Float64Array::from(sums))])
     }
 
@@ -236,9 +264,15 @@ impl GroupsAccumulator for DecayedGroups {
         Ok(())
     }
 
-    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
         let times = event_millis(&values[self.time_column])?;
-        let weights = self.value_column.map(|c| values[c].as_primitive::<Float64Type>().clone());
+        let weights = self
+            .value_column
+            .map(|c| values[c].as_primitive::<Float64Type>().clone());
         let mut latest = Vec::with_capacity(times.len());
         let mut sums = Vec::with_capacity(times.len());
         for row in 0..times.len() {
@@ -251,7 +285,10 @@ impl GroupsAccumulator for DecayedGroups {
             latest.push(counted.then(|| times.value(row)));
             sums.push(if counted { weight.unwrap_or(0.0) } else { 0.0 });
         }
-        Ok(vec![Arc::new(Int64Array::from(latest)), Arc::new(Float64Array::from(sums))])
+        Ok(vec![
+            Arc::new(Int64Array::from(latest)),
+            Arc::new(Float64Array::from(sums)),
+        ])
     }
 
     fn size(&self) -> usize {
@@ -279,7 +316,9 @@ impl Accumulator for DecayedAccumulator {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.groups.resize(1);
-        let result = self.groups.results(&self.groups.latest, self.groups.sums.clone());
+        let result = self
+            .groups
+            .results(&self.groups.latest, self.groups.sums.clone());
         ScalarValue::try_from_array(&result, 0)
     }
 

@@ -9,7 +9,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StructArr
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
+};
 
 use crate::arguments::{coerce_features, is_numeric};
 use crate::docs::BEHAVIOUR;
@@ -21,7 +23,11 @@ pub const LEARNING_RATE: f64 = 0.05;
 pub fn model_fields() -> Fields {
     Fields::from(vec![
         Field::new("bias", DataType::Float64, false),
-        Field::new("weights", DataType::new_list(DataType::Float64, true), false),
+        Field::new(
+            "weights",
+            DataType::new_list(DataType::Float64, true),
+            false,
+        ),
         Field::new("rows", DataType::Int64, false),
     ])
 }
@@ -34,7 +40,9 @@ pub struct OnlineLogistic {
 
 impl Default for OnlineLogistic {
     fn default() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -52,7 +60,10 @@ impl AggregateUDFImpl for OnlineLogistic {
             return plan_err!("online_logistic takes a label and at least one feature");
         }
         if !is_numeric(&arg_types[0]) {
-            return plan_err!("online_logistic: the label must be a boolean or a number (0 or 1), not {}", arg_types[0]);
+            return plan_err!(
+                "online_logistic: the label must be a boolean or a number (0 or 1), not {}",
+                arg_types[0]
+            );
         }
         let mut coerced = coerce_features(self.name(), arg_types, 1)?;
         coerced[0] = DataType::Float64;
@@ -64,12 +75,20 @@ impl AggregateUDFImpl for OnlineLogistic {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(format!("{}[model]", args.name), DataType::Struct(model_fields()), true))])
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[model]", args.name),
+            DataType::Struct(model_fields()),
+            true,
+        ))])
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let features = args.exprs.len() - 1;
-        Ok(Box::new(Sgd { bias: 0.0, weights: vec![0.0; features], rows: 0 }))
+        Ok(Box::new(Sgd {
+            bias: 0.0,
+            weights: vec![0.0; features],
+            rows: 0,
+        }))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -88,7 +107,13 @@ pub struct Sgd {
 impl Sgd {
     /// One gradient step of the log loss on a row.
     fn step(&mut self, label: f64, features: impl Iterator<Item = f64> + Clone) {
-        let margin = self.bias + self.weights.iter().zip(features.clone()).map(|(w, x)| w * x).sum::<f64>();
+        let margin = self.bias
+            + self
+                .weights
+                .iter()
+                .zip(features.clone())
+                .map(|(w, x)| w * x)
+                .sum::<f64>();
         let error = 1.0 / (1.0 + (-margin).exp()) - label;
         for (w, x) in self.weights.iter_mut().zip(features) {
             *w -= LEARNING_RATE * error * x;
@@ -113,7 +138,11 @@ impl Sgd {
 
     fn to_scalar(&self) -> Result<ScalarValue> {
         let weights = ScalarValue::new_list_nullable(
-            &self.weights.iter().map(|w| ScalarValue::Float64(Some(*w))).collect::<Vec<_>>(),
+            &self
+                .weights
+                .iter()
+                .map(|w| ScalarValue::Float64(Some(*w)))
+                .collect::<Vec<_>>(),
             &DataType::Float64,
         );
         let model = StructArray::try_new(
@@ -132,7 +161,10 @@ impl Sgd {
 impl Accumulator for Sgd {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let label = values[0].as_primitive::<Float64Type>();
-        let features: Vec<&Float64Array> = values[1..].iter().map(|v| v.as_primitive::<Float64Type>()).collect();
+        let features: Vec<&Float64Array> = values[1..]
+            .iter()
+            .map(|v| v.as_primitive::<Float64Type>())
+            .collect();
         for row in 0..label.len() {
             if label.is_null(row) || features.iter().any(|f| f.is_null(row)) {
                 continue;
@@ -197,7 +229,11 @@ mod tests {
 
     #[test]
     fn steps_match_the_gradient_of_the_log_loss() {
-        let mut model = Sgd { bias: 0.0, weights: vec![0.0, 0.0], rows: 0 };
+        let mut model = Sgd {
+            bias: 0.0,
+            weights: vec![0.0, 0.0],
+            rows: 0,
+        };
         model.step(1.0, [1.0, 2.0].into_iter());
         // margin 0, p = 0.5, error -0.5: w -= 0.05 * -0.5 * x.
         assert_eq!(model.weights, vec![0.025, 0.05]);
@@ -206,7 +242,11 @@ mod tests {
 
     #[test]
     fn merging_averages_by_rows() {
-        let mut a = Sgd { bias: 1.0, weights: vec![2.0], rows: 3 };
+        let mut a = Sgd {
+            bias: 1.0,
+            weights: vec![2.0],
+            rows: 3,
+        };
         a.merge(5.0, &[6.0], 1);
         assert_eq!((a.bias, a.weights[0], a.rows), (2.0, 3.0, 4));
     }

@@ -9,7 +9,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
+};
 
 use super::constants::{coerce_event_time, coerce_interval, duration_millis, event_millis};
 use crate::docs::BEHAVIOUR;
@@ -22,7 +24,9 @@ pub struct SessionCount {
 
 impl Default for SessionCount {
     fn default() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -37,7 +41,10 @@ impl AggregateUDFImpl for SessionCount {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         match arg_types {
-            [ts, gap] => Ok(vec![coerce_event_time(self.name(), ts)?, coerce_interval(self.name(), "gap", gap)?]),
+            [ts, gap] => Ok(vec![
+                coerce_event_time(self.name(), ts)?,
+                coerce_interval(self.name(), "gap", gap)?,
+            ]),
             _ => plan_err!("session_count takes an event time and a gap"),
         }
     }
@@ -53,7 +60,11 @@ impl AggregateUDFImpl for SessionCount {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let list = DataType::new_list(DataType::Int64, true);
         Ok(vec![
-            Arc::new(Field::new(format!("{}[firsts]", args.name), list.clone(), true)),
+            Arc::new(Field::new(
+                format!("{}[firsts]", args.name),
+                list.clone(),
+                true,
+            )),
             Arc::new(Field::new(format!("{}[lasts]", args.name), list, true)),
         ])
     }
@@ -80,9 +91,13 @@ struct Sessions {
 impl Sessions {
     /// Adds the span `first..=last` of one event or session, merging what it now joins.
     fn add(&mut self, first: i64, last: i64) {
-        let joins = |s: &(i64, i64)| first.saturating_sub(s.1) < self.gap && s.0.saturating_sub(last) < self.gap;
+        let joins = |s: &(i64, i64)| {
+            first.saturating_sub(s.1) < self.gap && s.0.saturating_sub(last) < self.gap
+        };
         // The first session that ends within a gap before `first`, or later.
-        let start = self.sessions.partition_point(|s| first.saturating_sub(s.1) >= self.gap);
+        let start = self
+            .sessions
+            .partition_point(|s| first.saturating_sub(s.1) >= self.gap);
         let mut end = start;
         let (mut merged_first, mut merged_last) = (first, last);
         while end < self.sessions.len() && joins(&self.sessions[end]) {
@@ -90,12 +105,21 @@ impl Sessions {
             merged_last = merged_last.max(self.sessions[end].1);
             end += 1;
         }
-        self.sessions.splice(start..end, [(merged_first, merged_last)]);
+        self.sessions
+            .splice(start..end, [(merged_first, merged_last)]);
     }
 
     fn lists(&self) -> (ScalarValue, ScalarValue) {
-        let firsts: Vec<ScalarValue> = self.sessions.iter().map(|s| ScalarValue::Int64(Some(s.0))).collect();
-        let lasts: Vec<ScalarValue> = self.sessions.iter().map(|s| ScalarValue::Int64(Some(s.1))).collect();
+        let firsts: Vec<ScalarValue> = self
+            .sessions
+            .iter()
+            .map(|s| ScalarValue::Int64(Some(s.0)))
+            .collect();
+        let lasts: Vec<ScalarValue> = self
+            .sessions
+            .iter()
+            .map(|s| ScalarValue::Int64(Some(s.1)))
+            .collect();
         (
             ScalarValue::List(ScalarValue::new_list_nullable(&firsts, &DataType::Int64)),
             ScalarValue::List(ScalarValue::new_list_nullable(&lasts, &DataType::Int64)),
@@ -133,7 +157,10 @@ impl Accumulator for Sessions {
                 continue;
             }
             let (row_firsts, row_lasts) = (firsts.value(row), lasts.value(row));
-            let (row_firsts, row_lasts) = (row_firsts.as_primitive::<Int64Type>(), row_lasts.as_primitive::<Int64Type>());
+            let (row_firsts, row_lasts) = (
+                row_firsts.as_primitive::<Int64Type>(),
+                row_lasts.as_primitive::<Int64Type>(),
+            );
             for (first, last) in row_firsts.values().iter().zip(row_lasts.values().iter()) {
                 self.add(*first, *last);
             }
@@ -164,13 +191,22 @@ mod tests {
 
     #[test]
     fn out_of_order_events_join_sessions() {
-        let mut sessions = Sessions { gap: 10, sessions: Vec::new() };
+        let mut sessions = Sessions {
+            gap: 10,
+            sessions: Vec::new(),
+        };
         for ts in [0, 25, 5, 40, 15, 100, 49] {
             sessions.add(ts, ts);
         }
         // 0 5 | 15 | 25 | 40 49 | 100: a pause of exactly the gap starts a new session.
-        assert_eq!(sessions.sessions, vec![(0, 5), (15, 15), (25, 25), (40, 49), (100, 100)]);
+        assert_eq!(
+            sessions.sessions,
+            vec![(0, 5), (15, 15), (25, 25), (40, 49), (100, 100)]
+        );
         sessions.add(20, 20);
-        assert_eq!(sessions.sessions, vec![(0, 5), (15, 25), (40, 49), (100, 100)]);
+        assert_eq!(
+            sessions.sessions,
+            vec![(0, 5), (15, 25), (40, 49), (100, 100)]
+        );
     }
 }

@@ -9,7 +9,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, UInt64Array}
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
+};
 
 use super::constants::positive_count;
 use crate::docs::BEHAVIOUR;
@@ -25,7 +27,9 @@ pub struct TopK {
 
 impl Default for TopK {
     fn default() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -42,11 +46,15 @@ impl AggregateUDFImpl for TopK {
         match arg_types {
             [value, k] => {
                 let value = match value {
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => DataType::Utf8,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+                        DataType::Utf8
+                    }
                     t if t.is_integer() => DataType::Int64,
                     DataType::Boolean | DataType::Date32 | DataType::Timestamp(..) => value.clone(),
                     other => {
-                        return plan_err!("top_k: values must be text, integers, booleans, dates or timestamps, not {other}");
+                        return plan_err!(
+                            "top_k: values must be text, integers, booleans, dates or timestamps, not {other}"
+                        );
                     }
                 };
                 if !k.is_integer() {
@@ -65,8 +73,16 @@ impl AggregateUDFImpl for TopK {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let value = args.input_fields[0].data_type().clone();
         Ok(vec![
-            Arc::new(Field::new(format!("{}[values]", args.name), DataType::new_list(value, true), true)),
-            Arc::new(Field::new(format!("{}[counts]", args.name), DataType::new_list(DataType::UInt64, true), true)),
+            Arc::new(Field::new(
+                format!("{}[values]", args.name),
+                DataType::new_list(value, true),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[counts]", args.name),
+                DataType::new_list(DataType::UInt64, true),
+                true,
+            )),
         ])
     }
 
@@ -110,8 +126,12 @@ impl TopKAccumulator {
 
     /// The values by descending count; ties by ascending value, so results repeat.
     fn ranked(&self) -> Vec<(&ScalarValue, u64)> {
-        let mut entries: Vec<(&ScalarValue, u64)> = self.counts.iter().map(|(v, c)| (v, *c)).collect();
-        entries.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.partial_cmp(b.0).unwrap_or(std::cmp::Ordering::Equal)));
+        let mut entries: Vec<(&ScalarValue, u64)> =
+            self.counts.iter().map(|(v, c)| (v, *c)).collect();
+        entries.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| a.0.partial_cmp(b.0).unwrap_or(std::cmp::Ordering::Equal))
+        });
         entries
     }
 
@@ -132,19 +152,32 @@ impl Accumulator for TopKAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let top = self.ranked().into_iter().take(self.k).map(|(v, _)| v.clone()).collect();
+        let top = self
+            .ranked()
+            .into_iter()
+            .take(self.k)
+            .map(|(v, _)| v.clone())
+            .collect();
         Ok(self.list(top, &self.value_type.clone()))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.counts.capacity() * (std::mem::size_of::<ScalarValue>() + 8) + self.bytes
+        std::mem::size_of::<Self>()
+            + self.counts.capacity() * (std::mem::size_of::<ScalarValue>() + 8)
+            + self.bytes
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let ranked = self.ranked();
         let values = ranked.iter().map(|(v, _)| (*v).clone()).collect();
-        let counts = ranked.iter().map(|(_, c)| ScalarValue::UInt64(Some(*c))).collect();
-        Ok(vec![self.list(values, &self.value_type.clone()), self.list(counts, &DataType::UInt64)])
+        let counts = ranked
+            .iter()
+            .map(|(_, c)| ScalarValue::UInt64(Some(*c)))
+            .collect();
+        Ok(vec![
+            self.list(values, &self.value_type.clone()),
+            self.list(counts, &DataType::UInt64),
+        ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
@@ -157,7 +190,10 @@ impl Accumulator for TopKAccumulator {
             let (row_values, row_counts) = (values.value(row), counts.value(row));
             let row_counts: &UInt64Array = row_counts.as_primitive::<UInt64Type>();
             for i in 0..row_values.len() {
-                self.add(ScalarValue::try_from_array(&row_values, i)?, row_counts.value(i));
+                self.add(
+                    ScalarValue::try_from_array(&row_values, i)?,
+                    row_counts.value(i),
+                );
             }
         }
         Ok(())

@@ -32,7 +32,11 @@ use crate::docs::ENRICHMENT;
 const KEY_PLACEHOLDER: &str = "{key}";
 
 /// Bytes of a key that are percent-encoded: all but RFC 3986's unreserved characters.
-const KEY_ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const KEY_ENCODED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Counts of what `enrich_http` did, for progress output and metrics.
 #[derive(Debug, Default)]
@@ -56,8 +60,14 @@ impl EnrichStats {
 
     /// (cache hits, requests, not found, failures, timeouts) as of now.
     pub fn snapshot(&self) -> [u64; 5] {
-        [&self.cache_hits, &self.requests, &self.not_found, &self.failures, &self.timeouts]
-            .map(|c| c.load(Ordering::Relaxed))
+        [
+            &self.cache_hits,
+            &self.requests,
+            &self.not_found,
+            &self.failures,
+            &self.timeouts,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -147,7 +157,10 @@ fn check_template(template: &str) -> Result<()> {
     let example = template.replace(KEY_PLACEHOLDER, "k");
     match url::Url::parse(&example) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(()),
-        Ok(url) => plan_err!("enrich_http: the URL template '{template}' is {}, not http or https", url.scheme()),
+        Ok(url) => plan_err!(
+            "enrich_http: the URL template '{template}' is {}, not http or https",
+            url.scheme()
+        ),
         Err(e) => plan_err!("enrich_http: the URL template '{template}' is not a URL: {e}"),
     }
 }
@@ -159,7 +172,10 @@ impl Endpoint {
             EnrichStats::count(&stats.cache_hits);
             return answer.clone();
         }
-        let url = self.template.replace(KEY_PLACEHOLDER, &utf8_percent_encode(key, KEY_ENCODED).to_string());
+        let url = self.template.replace(
+            KEY_PLACEHOLDER,
+            &utf8_percent_encode(key, KEY_ENCODED).to_string(),
+        );
         for attempt in 0..=self.options.retries {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(50 << (attempt - 1).min(6))).await;
@@ -167,12 +183,14 @@ impl Endpoint {
             match self.fetch(&url, stats).await {
                 Fetched::Value(body) => {
                     let answer = self.select(body);
-                    self.lock_cache().insert(key.to_string(), answer.clone(), Instant::now());
+                    self.lock_cache()
+                        .insert(key.to_string(), answer.clone(), Instant::now());
                     return answer;
                 }
                 Fetched::NotFound => {
                     EnrichStats::count(&stats.not_found);
-                    self.lock_cache().insert(key.to_string(), None, Instant::now());
+                    self.lock_cache()
+                        .insert(key.to_string(), None, Instant::now());
                     return None;
                 }
                 Fetched::Refused => break,
@@ -188,7 +206,13 @@ impl Endpoint {
             return Fetched::Refused;
         };
         EnrichStats::count(&stats.requests);
-        let response = match self.client.get(url).header("accept", "application/json").send().await {
+        let response = match self
+            .client
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 if e.is_timeout() {
@@ -224,7 +248,11 @@ impl Endpoint {
             return Some(body);
         };
         let value: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let selected = if field.starts_with('/') { value.pointer(field)? } else { value.get(field)? };
+        let selected = if field.starts_with('/') {
+            value.pointer(field)?
+        } else {
+            value.get(field)?
+        };
         match selected {
             serde_json::Value::Null => None,
             serde_json::Value::String(s) => Some(s.clone()),
@@ -261,9 +289,19 @@ impl ScalarUDFImpl for EnrichHttp {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        check_template(constant_string(self.name(), "URL template", args.scalar_arguments, 0)?)?;
+        check_template(constant_string(
+            self.name(),
+            "URL template",
+            args.scalar_arguments,
+            0,
+        )?)?;
         if args.arg_fields.len() == 3 {
-            self.options(Some(constant_string(self.name(), "options", args.scalar_arguments, 2)?))?;
+            self.options(Some(constant_string(
+                self.name(),
+                "options",
+                args.scalar_arguments,
+                2,
+            )?))?;
         }
         Ok(Arc::new(Field::new(self.name(), DataType::Utf8, true)))
     }
@@ -305,7 +343,10 @@ impl AsyncScalarUDFImpl for EnrichHttp {
             .buffer_unordered(endpoint.options.concurrency)
             .collect()
             .await;
-        let values: StringArray = keys.iter().map(|key| key.and_then(|k| answers.get(k).cloned().flatten())).collect();
+        let values: StringArray = keys
+            .iter()
+            .map(|key| key.and_then(|k| answers.get(k).cloned().flatten()))
+            .collect();
         let values: ArrayRef = Arc::new(values);
         Ok(ColumnarValue::Array(values))
     }

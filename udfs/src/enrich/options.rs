@@ -46,7 +46,10 @@ impl HttpOptions {
             let Some((key, value)) = pair.split_once('=') else {
                 return Err(format!("'{pair}' is not key=value"));
             };
-            if pairs.insert(key.trim().to_string(), value.trim().to_string()).is_some() {
+            if pairs
+                .insert(key.trim().to_string(), value.trim().to_string())
+                .is_some()
+            {
                 return Err(format!("'{}' is given twice", key.trim()));
             }
         }
@@ -56,13 +59,17 @@ impl HttpOptions {
             options.timeout = positive_duration("timeout", &v)?;
         }
         if let Some(v) = take("retries") {
-            options.retries = v.parse().map_err(|_| format!("retries: '{v}' is not a count"))?;
+            options.retries = v
+                .parse()
+                .map_err(|_| format!("retries: '{v}' is not a count"))?;
         }
         if let Some(v) = take("concurrency") {
             options.concurrency = positive("concurrency", &v)?;
         }
         if let Some(v) = take("cache.size") {
-            options.cache_size = v.parse().map_err(|_| format!("cache.size: '{v}' is not a count"))?;
+            options.cache_size = v
+                .parse()
+                .map_err(|_| format!("cache.size: '{v}' is not a count"))?;
         }
         if let Some(v) = take("cache.ttl") {
             options.cache_ttl = parse_duration(&v).map_err(|e| format!("cache.ttl: {e}"))?;
@@ -105,17 +112,35 @@ mod tests {
 
     #[test]
     fn reads_every_key() {
-        let options = HttpOptions::parse("timeout=200ms, retries=0, concurrency=4, cache.size=10, cache.ttl=1m, field=/plan").unwrap();
+        let options = HttpOptions::parse(
+            "timeout=200ms, retries=0, concurrency=4, cache.size=10, cache.ttl=1m, field=/plan",
+        )
+        .unwrap();
         assert_eq!(options.timeout, Duration::from_millis(200));
-        assert_eq!((options.retries, options.concurrency, options.cache_size), (0, 4, 10));
+        assert_eq!(
+            (options.retries, options.concurrency, options.cache_size),
+            (0, 4, 10)
+        );
         assert_eq!(options.cache_ttl, Duration::from_secs(60));
         assert_eq!(options.field.as_deref(), Some("/plan"));
     }
 
     #[test]
     fn names_what_is_wrong() {
-        assert!(HttpOptions::parse("timeuot=1s").unwrap_err().contains("unknown option timeuot"));
-        assert!(HttpOptions::parse("concurrency=0").unwrap_err().contains("concurrency"));
-        assert!(HttpOptions::parse("timeout").unwrap_err().contains("not key=value"));
+        assert!(
+            HttpOptions::parse("timeuot=1s")
+                .unwrap_err()
+                .contains("unknown option timeuot")
+        );
+        assert!(
+            HttpOptions::parse("concurrency=0")
+                .unwrap_err()
+                .contains("concurrency")
+        );
+        assert!(
+            HttpOptions::parse("timeout")
+                .unwrap_err()
+                .contains("not key=value")
+        );
     }
 }

@@ -20,7 +20,12 @@ pub struct ResponseCache {
 impl ResponseCache {
     /// An empty cache of at most `capacity` answers, each kept for `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        Self { capacity, ttl, entries: HashMap::new(), order: VecDeque::new() }
+        Self {
+            capacity,
+            ttl,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// The answer stored for `key`, if it is still fresh at `now`.
@@ -39,7 +44,11 @@ impl ResponseCache {
                 break;
             };
             // Only the latest store of a key removes it.
-            if self.entries.get(&oldest).is_some_and(|(_, at)| *at == stored) {
+            if self
+                .entries
+                .get(&oldest)
+                .is_some_and(|(_, at)| *at == stored)
+            {
                 self.entries.remove(&oldest);
             }
         }
@@ -47,7 +56,8 @@ impl ResponseCache {
         self.entries.insert(key, (answer, now));
         if self.order.len() > 2 * self.capacity.max(16) {
             let entries = &self.entries;
-            self.order.retain(|(k, at)| entries.get(k).is_some_and(|(_, stored)| stored == at));
+            self.order
+                .retain(|(k, at)| entries.get(k).is_some_and(|(_, stored)| stored == at));
         }
     }
 

@@ -60,11 +60,22 @@ impl ScalarUDFImpl for CategorizeIntent {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let is_string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null);
+        let is_string = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+            )
+        };
         match arg_types {
-            [text, rules] if is_string(text) && is_string(rules) => Ok(vec![DataType::Utf8, DataType::Utf8]),
-            [text, _] if !is_string(text) => plan_err!("categorize_intent: the text must be a string, not {text}"),
-            [_, rules] => plan_err!("categorize_intent: the rules file must be a string path, not {rules}"),
+            [text, rules] if is_string(text) && is_string(rules) => {
+                Ok(vec![DataType::Utf8, DataType::Utf8])
+            }
+            [text, _] if !is_string(text) => {
+                plan_err!("categorize_intent: the text must be a string, not {text}")
+            }
+            [_, rules] => {
+                plan_err!("categorize_intent: the rules file must be a string path, not {rules}")
+            }
             _ => plan_err!("categorize_intent takes a text and the path of a rules file"),
         }
     }

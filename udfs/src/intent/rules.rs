@@ -83,8 +83,13 @@ impl IntentMatcher {
                 keyword_rules.push(index);
             }
             for pattern in rule.patterns {
-                if let Err(e) = regex::RegexBuilder::new(&pattern).case_insensitive(true).build() {
-                    return Err(format!("{name}: pattern '{pattern}' is not a regular expression: {e}"));
+                if let Err(e) = regex::RegexBuilder::new(&pattern)
+                    .case_insensitive(true)
+                    .build()
+                {
+                    return Err(format!(
+                        "{name}: pattern '{pattern}' is not a regular expression: {e}"
+                    ));
                 }
                 patterns.push(pattern);
                 pattern_rules.push(index);
@@ -171,7 +176,8 @@ mod tests {
     use super::*;
 
     fn matcher(yaml_rules: &str) -> Result<IntentMatcher, String> {
-        let file: RuleFile = crate::config_file::parse_json_or_yaml("rules.yaml", yaml_rules.as_bytes())?;
+        let file: RuleFile =
+            crate::config_file::parse_json_or_yaml("rules.yaml", yaml_rules.as_bytes())?;
         IntentMatcher::compile(file)
     }
 
@@ -181,7 +187,10 @@ mod tests {
             "default: other\nrules:\n  - label: cancel\n    keywords: [cancel]\n    patterns: ['stop (my )?subscription']\n  - label: pricing\n    keywords: [price, how much]\n",
         )
         .unwrap();
-        assert_eq!(rules.label("How much is it? I might CANCEL."), Some("cancel"));
+        assert_eq!(
+            rules.label("How much is it? I might CANCEL."),
+            Some("cancel")
+        );
         assert_eq!(rules.label("how much does it cost"), Some("pricing"));
         assert_eq!(rules.label("please stop my subscription"), Some("cancel"));
         assert_eq!(rules.label("cancellation fee?"), Some("other"));
@@ -190,9 +199,25 @@ mod tests {
 
     #[test]
     fn broken_rules_say_what_is_wrong() {
-        assert!(matcher("rules: []").unwrap_err().contains("'rules' is empty"));
-        assert!(matcher("rules:\n  - label: x\n").unwrap_err().contains("neither keywords nor patterns"));
-        assert!(matcher("rules:\n  - label: x\n    patterns: ['(']\n").unwrap_err().contains("pattern '(' is not a regular expression"));
-        assert!(matcher("rules:\n  - label: x\n    words: [a]\n").unwrap_err().contains("unknown field `words`"));
+        assert!(
+            matcher("rules: []")
+                .unwrap_err()
+                .contains("'rules' is empty")
+        );
+        assert!(
+            matcher("rules:\n  - label: x\n")
+                .unwrap_err()
+                .contains("neither keywords nor patterns")
+        );
+        assert!(
+            matcher("rules:\n  - label: x\n    patterns: ['(']\n")
+                .unwrap_err()
+                .contains("pattern '(' is not a regular expression")
+        );
+        assert!(
+            matcher("rules:\n  - label: x\n    words: [a]\n")
+                .unwrap_err()
+                .contains("unknown field `words`")
+        );
     }
 }

@@ -81,7 +81,11 @@ fn parse_iso(s: &[u8]) -> Option<i64> {
 }
 
 fn signed(sign: u8, minutes: u32) -> i64 {
-    if sign == b'-' { -(minutes as i64) } else { minutes as i64 }
+    if sign == b'-' {
+        -(minutes as i64)
+    } else {
+        minutes as i64
+    }
 }
 
 fn digits(s: &[u8]) -> Option<u32> {
@@ -110,7 +114,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = month as i64;
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -125,7 +130,12 @@ fn parse_other(text: &str) -> Option<i64> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Some(time.timestamp_millis());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y%m%dT%H%M%S%.fZ", "%Y%m%dT%H%M%SZ"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y%m%dT%H%M%S%.fZ",
+        "%Y%m%dT%H%M%SZ",
+    ] {
         if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
             return Some(time.and_utc().timestamp_millis());
         }
@@ -138,7 +148,9 @@ mod tests {
     use super::parse_epoch_millis;
 
     fn chrono_millis(text: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis()
     }
 
     #[test]
@@ -151,7 +163,11 @@ mod tests {
             "2000-01-01T00:00:00+00:00",
             "1900-03-01T12:00:00Z",
         ] {
-            assert_eq!(parse_epoch_millis(text), Some(chrono_millis(text)), "{text}");
+            assert_eq!(
+                parse_epoch_millis(text),
+                Some(chrono_millis(text)),
+                "{text}"
+            );
         }
     }
 
@@ -174,7 +190,15 @@ mod tests {
 
     #[test]
     fn not_times() {
-        for text in ["", "yesterday", "2024-13-01", "2023-02-29", "2024-01-01T24:00:00", "2024-01-01T10:00:00+", "2024-01-01T10:00:00.Z"] {
+        for text in [
+            "",
+            "yesterday",
+            "2024-13-01",
+            "2023-02-29",
+            "2024-01-01T24:00:00",
+            "2024-01-01T10:00:00+",
+            "2024-01-01T10:00:00.Z",
+        ] {
             assert_eq!(parse_epoch_millis(text), None, "{text}");
         }
     }

@@ -27,15 +27,23 @@ pub fn normalize_email(text: &str, out: &mut String) -> bool {
     let valid_domain = domain.contains('.')
         && !domain.starts_with('.')
         && !domain.contains("..")
-        && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b >= 0x80);
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b >= 0x80);
     let valid_local = !local.is_empty()
         && !local.contains('@')
-        && !local.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+        && !local
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
     if !valid_domain || !valid_local {
         return false;
     }
     let domain = domain.to_lowercase();
-    let domain = if domain == "googlemail.com" { "gmail.com".to_string() } else { domain };
+    let domain = if domain == "googlemail.com" {
+        "gmail.com".to_string()
+    } else {
+        domain
+    };
     let local = local.split('+').next().unwrap_or(local);
     if local.is_empty() {
         return false;
@@ -62,7 +70,9 @@ pub struct NormalizeEmail {
 
 impl Default for NormalizeEmail {
     fn default() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -123,14 +133,32 @@ mod tests {
 
     #[test]
     fn one_spelling_per_mailbox() {
-        assert_eq!(normalized(" Jane.Doe+news@GoogleMail.com ").as_deref(), Some("janedoe@gmail.com"));
-        assert_eq!(normalized("Jane.Doe@Example.ORG").as_deref(), Some("jane.doe@example.org"));
-        assert_eq!(normalized("mailto:bob+x@corp.example.com").as_deref(), Some("bob@corp.example.com"));
+        assert_eq!(
+            normalized(" Jane.Doe+news@GoogleMail.com ").as_deref(),
+            Some("janedoe@gmail.com")
+        );
+        assert_eq!(
+            normalized("Jane.Doe@Example.ORG").as_deref(),
+            Some("jane.doe@example.org")
+        );
+        assert_eq!(
+            normalized("mailto:bob+x@corp.example.com").as_deref(),
+            Some("bob@corp.example.com")
+        );
     }
 
     #[test]
     fn not_addresses() {
-        for text in ["", "jane", "@example.com", "jane@", "jane@localhost", "ja ne@example.com", "+tag@example.com", "a@b..com"] {
+        for text in [
+            "",
+            "jane",
+            "@example.com",
+            "jane@",
+            "jane@localhost",
+            "ja ne@example.com",
+            "+tag@example.com",
+            "a@b..com",
+        ] {
             assert_eq!(normalized(text), None, "{text}");
         }
     }

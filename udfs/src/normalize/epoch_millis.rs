@@ -82,12 +82,18 @@ pub struct ToEpochMillis {
 impl ToEpochMillis {
     /// The lenient function: text that is not a time gives NULL.
     pub fn lenient() -> Self {
-        Self { strict: false, signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            strict: false,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 
     /// The strict function: text that is not a time is an error.
     pub fn strict() -> Self {
-        Self { strict: true, signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            strict: true,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 
     fn unit(&self, args: &[ColumnarValue]) -> Result<Option<EpochUnit>> {
@@ -97,7 +103,10 @@ impl ToEpochMillis {
         let text = scalar_string(self.name(), args, 1)?;
         match EpochUnit::parse(text) {
             Some(unit) => Ok(Some(unit)),
-            None => exec_err!("{}: unknown unit '{text}' (expected s, ms, us or ns)", self.name()),
+            None => exec_err!(
+                "{}: unknown unit '{text}' (expected s, ms, us or ns)",
+                self.name()
+            ),
         }
     }
 
@@ -112,7 +121,8 @@ impl ToEpochMillis {
             };
             let millis = parse_epoch_millis(text).or_else(|| {
                 let number: f64 = text.trim().parse().ok()?;
-                unit.unwrap_or(EpochUnit::by_magnitude(number)).to_millis_f64(number)
+                unit.unwrap_or(EpochUnit::by_magnitude(number))
+                    .to_millis_f64(number)
             });
             match millis {
                 Some(millis) => out.append_value(millis),
@@ -128,7 +138,11 @@ impl ToEpochMillis {
 
 impl ScalarUDFImpl for ToEpochMillis {
     fn name(&self) -> &str {
-        if self.strict { "to_epoch_millis_strict" } else { "to_epoch_millis" }
+        if self.strict {
+            "to_epoch_millis_strict"
+        } else {
+            "to_epoch_millis"
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -144,7 +158,10 @@ impl ScalarUDFImpl for ToEpochMillis {
         let value = match value {
             DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => value.clone(),
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
-            DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => DataType::Float64,
+            DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(..) => DataType::Float64,
             DataType::Null => DataType::Utf8,
             t if t.is_integer() => DataType::Int64,
             other => {
@@ -156,8 +173,14 @@ impl ScalarUDFImpl for ToEpochMillis {
         };
         let mut coerced = vec![value];
         if let Some(unit) = unit {
-            if !matches!(unit, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-                return plan_err!("{}: the unit must be a string such as 'ms', not {unit}", self.name());
+            if !matches!(
+                unit,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) {
+                return plan_err!(
+                    "{}: the unit must be a string such as 'ms', not {unit}",
+                    self.name()
+                );
             }
             coerced.push(DataType::Utf8);
         }
@@ -176,13 +199,18 @@ impl ScalarUDFImpl for ToEpochMillis {
             DataType::Utf8 => self.from_text(&array, unit)?,
             DataType::Int64 => {
                 let values = array.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-                values.unary(|v| unit.unwrap_or(EpochUnit::by_magnitude(v as f64)).to_millis_i64(v))
+                values.unary(|v| {
+                    unit.unwrap_or(EpochUnit::by_magnitude(v as f64))
+                        .to_millis_i64(v)
+                })
             }
             DataType::Float64 => {
                 let values = array.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
                 let out: Int64Array = values
                     .iter()
-                    .map(|v| v.and_then(|v| unit.unwrap_or(EpochUnit::by_magnitude(v)).to_millis_f64(v)))
+                    .map(|v| {
+                        v.and_then(|v| unit.unwrap_or(EpochUnit::by_magnitude(v)).to_millis_f64(v))
+                    })
                     .collect();
                 out
             }
@@ -195,14 +223,20 @@ impl ScalarUDFImpl for ToEpochMillis {
         };
         let millis: ArrayRef = Arc::new(millis);
         if scalar {
-            Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&millis, 0)?))
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&millis, 0)?,
+            ))
         } else {
             Ok(ColumnarValue::Array(millis))
         }
     }
 
     fn documentation(&self) -> Option<&Documentation> {
-        if self.strict { Some(&STRICT_DOC) } else { Some(&LENIENT_DOC) }
+        if self.strict {
+            Some(&STRICT_DOC)
+        } else {
+            Some(&LENIENT_DOC)
+        }
     }
 }
 
@@ -241,8 +275,14 @@ static STRICT_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "```sql\n> SELECT to_epoch_millis_strict('yesterday');\n\
          Execution error: to_epoch_millis_strict: 'yesterday' (row 1) is not a time\n```",
     )
-    .with_argument("expression", "A timestamp, a date, text or an epoch number.")
-    .with_argument("unit", "Optional: what an epoch number counts, 's', 'ms', 'us' or 'ns'.")
+    .with_argument(
+        "expression",
+        "A timestamp, a date, text or an epoch number.",
+    )
+    .with_argument(
+        "unit",
+        "Optional: what an epoch number counts, 's', 'ms', 'us' or 'ns'.",
+    )
     .with_related_udf("to_epoch_millis")
     .build()
 });

@@ -43,6 +43,9 @@ pub fn coerce_one_string(function: &str, arg_types: &[DataType]) -> Result<Vec<D
             Ok(vec![DataType::Utf8])
         }
         [other] => plan_err!("{function} takes a string, not {other}"),
-        _ => plan_err!("{function} takes one string argument, not {}", arg_types.len()),
+        _ => plan_err!(
+            "{function} takes one string argument, not {}",
+            arg_types.len()
+        ),
     }
 }

@@ -34,7 +34,8 @@ fn parse(text: &str) -> Option<Url> {
         Err(url::ParseError::RelativeUrlWithoutBase) => {
             let text = text.trim_start_matches("//");
             Url::parse(&format!("http://{text}")).ok().filter(|url| {
-                url.host_str().is_some_and(|host| host.contains('.') || host == "localhost")
+                url.host_str()
+                    .is_some_and(|host| host.contains('.') || host == "localhost")
             })
         }
         Err(_) => None,
@@ -73,7 +74,10 @@ pub struct UrlPartFunction {
 impl UrlPartFunction {
     /// The function returning `part`.
     pub fn new(part: UrlPart) -> Self {
-        Self { part, signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            part,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -98,7 +102,9 @@ impl ScalarUDFImpl for UrlPartFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        map_strings(&args.args, args.number_rows, |text, out| self.part.extract(text, out))
+        map_strings(&args.args, args.number_rows, |text, out| {
+            self.part.extract(text, out)
+        })
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -161,17 +167,35 @@ mod tests {
 
     #[test]
     fn domains() {
-        assert_eq!(part(UrlPart::Domain, "https://WWW.Example.com:8443/x").as_deref(), Some("example.com"));
-        assert_eq!(part(UrlPart::Domain, "example.com/pricing").as_deref(), Some("example.com"));
-        assert_eq!(part(UrlPart::Domain, "http://münchen.de/").as_deref(), Some("xn--mnchen-3ya.de"));
+        assert_eq!(
+            part(UrlPart::Domain, "https://WWW.Example.com:8443/x").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            part(UrlPart::Domain, "example.com/pricing").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            part(UrlPart::Domain, "http://münchen.de/").as_deref(),
+            Some("xn--mnchen-3ya.de")
+        );
         assert_eq!(part(UrlPart::Domain, "mailto:jane@example.com"), None);
         assert_eq!(part(UrlPart::Domain, "not a url"), None);
     }
 
     #[test]
     fn paths() {
-        assert_eq!(part(UrlPart::Path, "https://example.com/pricing/?plan=pro#faq").as_deref(), Some("/pricing/"));
-        assert_eq!(part(UrlPart::Path, "https://example.com").as_deref(), Some("/"));
-        assert_eq!(part(UrlPart::Path, "example.com/a%20b").as_deref(), Some("/a%20b"));
+        assert_eq!(
+            part(UrlPart::Path, "https://example.com/pricing/?plan=pro#faq").as_deref(),
+            Some("/pricing/")
+        );
+        assert_eq!(
+            part(UrlPart::Path, "https://example.com").as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            part(UrlPart::Path, "example.com/a%20b").as_deref(),
+            Some("/a%20b")
+        );
     }
 }

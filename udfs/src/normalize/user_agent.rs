@@ -51,7 +51,17 @@ const BROWSERS: &[(&str, &str)] = &[
 ];
 
 /// Lower-case marks of automated clients.
-const BOTS: &[&str] = &["bot", "crawler", "spider", "slurp", "headless", "curl/", "wget/", "python-requests/", "facebookexternalhit"];
+const BOTS: &[&str] = &[
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "headless",
+    "curl/",
+    "wget/",
+    "python-requests/",
+    "facebookexternalhit",
+];
 
 /// Parses a User-Agent.
 pub fn parse_user_agent(text: &str) -> UserAgent {
@@ -64,7 +74,11 @@ pub fn parse_user_agent(text: &str) -> UserAgent {
                 return None;
             }
             if *token == "Trident/" {
-                return Some((*name, text.find("rv:").and_then(|at| major_version(&text[at + 3..]))));
+                return Some((
+                    *name,
+                    text.find("rv:")
+                        .and_then(|at| major_version(&text[at + 3..])),
+                ));
             }
             Some((*name, major_version(&text[at + token.len()..])))
         })
@@ -90,14 +104,26 @@ pub fn parse_user_agent(text: &str) -> UserAgent {
     };
     let device = if BOTS.iter().any(|mark| lower.contains(mark)) {
         "bot"
-    } else if text.contains("iPad") || text.contains("Tablet") || (os == "Android" && !text.contains("Mobile")) {
+    } else if text.contains("iPad")
+        || text.contains("Tablet")
+        || (os == "Android" && !text.contains("Mobile"))
+    {
         "tablet"
-    } else if text.contains("Mobi") || text.contains("iPhone") || text.contains("iPod") || os == "Android" {
+    } else if text.contains("Mobi")
+        || text.contains("iPhone")
+        || text.contains("iPod")
+        || os == "Android"
+    {
         "mobile"
     } else {
         "desktop"
     };
-    UserAgent { browser, browser_version, os, device }
+    UserAgent {
+        browser,
+        browser_version,
+        os,
+        device,
+    }
 }
 
 /// The leading digits of a version.
@@ -118,7 +144,10 @@ fn bot_name(text: &str) -> &'static str {
         ("headlesschrome", "HeadlessChrome"),
     ];
     let lower = text.to_ascii_lowercase();
-    KNOWN.iter().find(|(mark, _)| lower.contains(mark)).map_or("Bot", |(_, name)| name)
+    KNOWN
+        .iter()
+        .find(|(mark, _)| lower.contains(mark))
+        .map_or("Bot", |(_, name)| name)
 }
 
 fn fields() -> Fields {
@@ -138,7 +167,9 @@ pub struct ParseUserAgent {
 
 impl Default for ParseUserAgent {
     fn default() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -177,8 +208,15 @@ impl ScalarUDFImpl for ParseUserAgent {
                 None => columns.iter_mut().for_each(|c| c.append_null()),
             }
         }
-        let arrays: Vec<ArrayRef> = columns.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef).collect();
-        let out: ArrayRef = Arc::new(StructArray::try_new(fields(), arrays, strings.nulls().cloned())?);
+        let arrays: Vec<ArrayRef> = columns
+            .iter_mut()
+            .map(|c| Arc::new(c.finish()) as ArrayRef)
+            .collect();
+        let out: ArrayRef = Arc::new(StructArray::try_new(
+            fields(),
+            arrays,
+            strings.nulls().cloned(),
+        )?);
         if scalar {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
         } else {
@@ -221,22 +259,93 @@ mod tests {
     #[test]
     fn common_agents() {
         let cases = [
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36", "Chrome", "124", "Windows", "desktop"),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.51", "Edge", "124", "Windows", "desktop"),
-            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15", "Safari", "17", "macOS", "desktop"),
-            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1", "Safari", "17", "iOS", "mobile"),
-            ("Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/124.0.6367.88 Mobile/15E148 Safari/604.1", "Chrome", "124", "iOS", "tablet"),
-            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36", "Chrome", "124", "Android", "mobile"),
-            ("Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/24.0 Chrome/117.0.0.0 Safari/537.36", "Samsung Internet", "24", "Android", "tablet"),
-            ("Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0", "Firefox", "125", "Linux", "desktop"),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 OPR/109.0.0.0", "Opera", "109", "Windows", "desktop"),
-            ("Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko", "Internet Explorer", "11", "Windows", "desktop"),
-            ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36", "Chrome", "124", "ChromeOS", "desktop"),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+                "Chrome",
+                "124",
+                "Windows",
+                "desktop",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.51",
+                "Edge",
+                "124",
+                "Windows",
+                "desktop",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+                "Safari",
+                "17",
+                "macOS",
+                "desktop",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+                "Safari",
+                "17",
+                "iOS",
+                "mobile",
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/124.0.6367.88 Mobile/15E148 Safari/604.1",
+                "Chrome",
+                "124",
+                "iOS",
+                "tablet",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36",
+                "Chrome",
+                "124",
+                "Android",
+                "mobile",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/24.0 Chrome/117.0.0.0 Safari/537.36",
+                "Samsung Internet",
+                "24",
+                "Android",
+                "tablet",
+            ),
+            (
+                "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+                "Firefox",
+                "125",
+                "Linux",
+                "desktop",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 OPR/109.0.0.0",
+                "Opera",
+                "109",
+                "Windows",
+                "desktop",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko",
+                "Internet Explorer",
+                "11",
+                "Windows",
+                "desktop",
+            ),
+            (
+                "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+                "Chrome",
+                "124",
+                "ChromeOS",
+                "desktop",
+            ),
         ];
         for (text, browser, version, os, device) in cases {
             let agent = parse_user_agent(text);
             assert_eq!(
-                (agent.browser, agent.browser_version.as_deref(), agent.os, agent.device),
+                (
+                    agent.browser,
+                    agent.browser_version.as_deref(),
+                    agent.os,
+                    agent.device
+                ),
                 (browser, Some(version), os, device),
                 "{text}"
             );
@@ -245,11 +354,23 @@ mod tests {
 
     #[test]
     fn bots_and_tools() {
-        let agent = parse_user_agent("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
+        let agent = parse_user_agent(
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        );
         assert_eq!((agent.browser, agent.device), ("Googlebot", "bot"));
         let agent = parse_user_agent("curl/8.5.0");
-        assert_eq!((agent.browser, agent.browser_version.as_deref(), agent.device), ("curl", Some("8"), "bot"));
+        assert_eq!(
+            (
+                agent.browser,
+                agent.browser_version.as_deref(),
+                agent.device
+            ),
+            ("curl", Some("8"), "bot")
+        );
         let agent = parse_user_agent("");
-        assert_eq!((agent.browser, agent.os, agent.device), ("Other", "Other", "desktop"));
+        assert_eq!(
+            (agent.browser, agent.os, agent.device),
+            ("Other", "Other", "desktop")
+        );
     }
 }

@@ -15,7 +15,9 @@ use datafusion::logical_expr::{
 };
 
 use super::linear_model::LinearModel;
-use crate::arguments::{array_len, coerce_features, constant_string, float64_column, scalar_string};
+use crate::arguments::{
+    array_len, coerce_features, constant_string, float64_column, scalar_string,
+};
 use crate::docs::SCORING;
 use crate::file_cache::FileCache;
 
@@ -49,7 +51,8 @@ impl LinearScore {
     }
 
     fn model(&self, path: &str) -> Result<Arc<LinearModel>> {
-        self.models.get(path, |bytes| LinearModel::parse(path, bytes))
+        self.models
+            .get(path, |bytes| LinearModel::parse(path, bytes))
     }
 
     fn link(&self, sums: &mut [f64]) {
@@ -61,7 +64,12 @@ impl LinearScore {
     }
 
     /// Scores every row with the model in a file.
-    fn score_with_file(&self, model: &LinearModel, features: &[Arc<Float64Array>], rows: usize) -> Result<Float64Array> {
+    fn score_with_file(
+        &self,
+        model: &LinearModel,
+        features: &[Arc<Float64Array>],
+        rows: usize,
+    ) -> Result<Float64Array> {
         let mut sums = vec![model.bias; rows];
         for (weight, feature) in model.weights.iter().zip(features) {
             for (sum, x) in sums.iter_mut().zip(feature.values().iter()) {
@@ -69,25 +77,43 @@ impl LinearScore {
             }
         }
         self.link(&mut sums);
-        let nulls = features.iter().fold(None, |nulls: Option<NullBuffer>, f| NullBuffer::union(nulls.as_ref(), f.nulls()));
+        let nulls = features.iter().fold(None, |nulls: Option<NullBuffer>, f| {
+            NullBuffer::union(nulls.as_ref(), f.nulls())
+        });
         Ok(Float64Array::new(sums.into(), nulls))
     }
 
     /// Scores every row with its own model (a struct of bias and weights).
-    fn score_with_rows(&self, models: &StructArray, features: &[Arc<Float64Array>], rows: usize) -> Result<Float64Array> {
-        let (Some(bias), Some(weights)) = (models.column_by_name("bias"), models.column_by_name("weights")) else {
-            return exec_err!("{}: a model struct has the fields bias and weights", self.name());
+    fn score_with_rows(
+        &self,
+        models: &StructArray,
+        features: &[Arc<Float64Array>],
+        rows: usize,
+    ) -> Result<Float64Array> {
+        let (Some(bias), Some(weights)) = (
+            models.column_by_name("bias"),
+            models.column_by_name("weights"),
+        ) else {
+            return exec_err!(
+                "{}: a model struct has the fields bias and weights",
+                self.name()
+            );
         };
         let bias = bias.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
         let weights = weights.as_list::<i32>();
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
-            if models.is_null(row) || bias.is_null(row) || weights.is_null(row) || features.iter().any(|f| f.is_null(row)) {
+            if models.is_null(row)
+                || bias.is_null(row)
+                || weights.is_null(row)
+                || features.iter().any(|f| f.is_null(row))
+            {
                 out.push(None);
                 continue;
             }
             let row_weights = weights.value(row);
-            let row_weights = row_weights.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            let row_weights =
+                row_weights.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
             if row_weights.len() != features.len() {
                 return exec_err!(
                     "{}: the model of row {} has {} weights but {} features were given",
@@ -98,7 +124,12 @@ impl LinearScore {
                 );
             }
             let mut sum = [bias.value(row)];
-            sum[0] += row_weights.values().iter().zip(features).map(|(w, f)| w * f.value(row)).sum::<f64>();
+            sum[0] += row_weights
+                .values()
+                .iter()
+                .zip(features)
+                .map(|(w, f)| w * f.value(row))
+                .sum::<f64>();
             self.link(&mut sum);
             out.push(Some(sum[0]));
         }

@@ -15,7 +15,9 @@ use datafusion::logical_expr::{
 };
 
 use super::tree::TreeModel;
-use crate::arguments::{array_len, coerce_features, constant_string, float64_column, scalar_string};
+use crate::arguments::{
+    array_len, coerce_features, constant_string, float64_column, scalar_string,
+};
 use crate::docs::SCORING;
 use crate::file_cache::FileCache;
 

@@ -86,7 +86,10 @@ impl EnsembleBuilder {
     /// An empty ensemble over `features` features.
     pub fn new(features: usize, base: f64, output: Output) -> Result<Self, String> {
         if features > u16::MAX as usize {
-            return Err(format!("{features} features; at most {} are supported", u16::MAX));
+            return Err(format!(
+                "{features} features; at most {} are supported",
+                u16::MAX
+            ));
         }
         Ok(Self {
             ensemble: TreeEnsemble {
@@ -134,7 +137,9 @@ impl EnsembleBuilder {
         while let Some((source, slot, level)) = queue.pop_front() {
             visited += 1;
             if visited > tree.len() {
-                return Err(format!("tree {number} is not a tree (a node is reached twice)"));
+                return Err(format!(
+                    "tree {number} is not a tree (a node is reached twice)"
+                ));
             }
             depth = depth.max(level);
             if level > MAX_DEPTH {
@@ -142,10 +147,22 @@ impl EnsembleBuilder {
             }
             match tree.get(source) {
                 Some(SourceNode::Leaf(value)) => {
-                    nodes[slot] = Node { threshold: f64::INFINITY, left: slot as u32, feature: 0, flags: MISSING_LEFT };
+                    nodes[slot] = Node {
+                        threshold: f64::INFINITY,
+                        left: slot as u32,
+                        feature: 0,
+                        flags: MISSING_LEFT,
+                    };
                     values[slot] = *value;
                 }
-                Some(SourceNode::Split { feature, threshold, missing_left, zero_is_missing, left, right }) => {
+                Some(SourceNode::Split {
+                    feature,
+                    threshold,
+                    missing_left,
+                    zero_is_missing,
+                    left,
+                    right,
+                }) => {
                     if *feature >= self.ensemble.features {
                         return Err(format!(
                             "tree {number} splits on feature {feature}, but the model has {} features",
@@ -162,12 +179,17 @@ impl EnsembleBuilder {
                         threshold: *threshold,
                         left: children as u32,
                         feature: *feature as u16,
-                        flags: (*missing_left as u8) * MISSING_LEFT | (*zero_is_missing as u8) * ZERO_IS_MISSING,
+                        flags: (*missing_left as u8) * MISSING_LEFT
+                            | (*zero_is_missing as u8) * ZERO_IS_MISSING,
                     };
                     queue.push_back((*left, children, level + 1));
                     queue.push_back((*right, children + 1, level + 1));
                 }
-                None => return Err(format!("tree {number} refers to node {source}, which it does not have")),
+                None => {
+                    return Err(format!(
+                        "tree {number} refers to node {source}, which it does not have"
+                    ));
+                }
             }
         }
         if nodes.len() > u32::MAX as usize {
@@ -186,7 +208,12 @@ impl EnsembleBuilder {
     }
 }
 
-const LEAF_PLACEHOLDER: Node = Node { threshold: f64::INFINITY, left: 0, feature: 0, flags: MISSING_LEFT };
+const LEAF_PLACEHOLDER: Node = Node {
+    threshold: f64::INFINITY,
+    left: 0,
+    feature: 0,
+    flags: MISSING_LEFT,
+};
 
 /// Rows scored together: their features (row-major) stay in the first-level cache.
 const BLOCK_ROWS: usize = 128;
@@ -206,7 +233,11 @@ impl TreeEnsemble {
 
     /// The deepest tree's depth.
     pub fn depth(&self) -> usize {
-        self.trees.iter().map(|(_, d)| *d as usize).max().unwrap_or(0)
+        self.trees
+            .iter()
+            .map(|(_, d)| *d as usize)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Predictions for `rows` rows whose features are given column by column; `out[i]`
@@ -224,7 +255,11 @@ impl TreeEnsemble {
             for (f, column) in columns.iter().enumerate() {
                 for r in 0..n {
                     let x = column[start + r];
-                    block[r * width + f] = if self.round_to_f32 { x as f32 as f64 } else { x };
+                    block[r * width + f] = if self.round_to_f32 {
+                        x as f32 as f64
+                    } else {
+                        x
+                    };
                 }
             }
             sums[..n].fill(0.0);
@@ -243,7 +278,11 @@ impl TreeEnsemble {
                 }
             }
             for r in 0..n {
-                let sum = if self.sum_in_f32 { sums32[r] as f64 } else { sums[r] / self.divisor + self.base };
+                let sum = if self.sum_in_f32 {
+                    sums32[r] as f64
+                } else {
+                    sums[r] / self.divisor + self.base
+                };
                 out.push(self.transform(sum));
             }
         }
@@ -257,8 +296,13 @@ impl TreeEnsemble {
             for (lane, node_index) in at.iter_mut().enumerate() {
                 let node = self.nodes[*node_index];
                 let x = rows[lane * width + node.feature as usize];
-                let missing = x.is_nan() | ((node.flags & ZERO_IS_MISSING != 0) & (x.abs() <= ZERO_THRESHOLD));
-                let left = if missing { node.flags & MISSING_LEFT != 0 } else { x <= node.threshold };
+                let missing = x.is_nan()
+                    | ((node.flags & ZERO_IS_MISSING != 0) & (x.abs() <= ZERO_THRESHOLD));
+                let left = if missing {
+                    node.flags & MISSING_LEFT != 0
+                } else {
+                    x <= node.threshold
+                };
                 *node_index = node.left as usize + (!left) as usize;
             }
         }
@@ -294,8 +338,22 @@ mod tests {
     /// x0 <= 1 ? (x1 <= 0 ? 1 : 2) : 3, missing x0 goes right.
     fn stump_tree() -> Vec<SourceNode> {
         vec![
-            SourceNode::Split { feature: 0, threshold: 1.0, missing_left: false, zero_is_missing: false, left: 1, right: 2 },
-            SourceNode::Split { feature: 1, threshold: 0.0, missing_left: true, zero_is_missing: false, left: 3, right: 4 },
+            SourceNode::Split {
+                feature: 0,
+                threshold: 1.0,
+                missing_left: false,
+                zero_is_missing: false,
+                left: 1,
+                right: 2,
+            },
+            SourceNode::Split {
+                feature: 1,
+                threshold: 0.0,
+                missing_left: true,
+                zero_is_missing: false,
+                left: 3,
+                right: 4,
+            },
             SourceNode::Leaf(3.0),
             SourceNode::Leaf(1.0),
             SourceNode::Leaf(2.0),
@@ -308,8 +366,24 @@ mod tests {
         builder.add_tree(&stump_tree()).unwrap();
         builder.add_tree(&[SourceNode::Leaf(10.0)]).unwrap();
         let ensemble = builder.build().unwrap();
-        let x0: Vec<f64> = (0..20).map(|i| if i % 3 == 0 { f64::NAN } else { (i % 4) as f64 * 0.5 }).collect();
-        let x1: Vec<f64> = (0..20).map(|i| if i % 5 == 0 { f64::NAN } else { (i % 3) as f64 - 1.0 }).collect();
+        let x0: Vec<f64> = (0..20)
+            .map(|i| {
+                if i % 3 == 0 {
+                    f64::NAN
+                } else {
+                    (i % 4) as f64 * 0.5
+                }
+            })
+            .collect();
+        let x1: Vec<f64> = (0..20)
+            .map(|i| {
+                if i % 5 == 0 {
+                    f64::NAN
+                } else {
+                    (i % 3) as f64 - 1.0
+                }
+            })
+            .collect();
         let mut out = Vec::new();
         ensemble.predict(&[&x0, &x1], &mut out);
         for i in 0..20 {
@@ -327,9 +401,28 @@ mod tests {
     #[test]
     fn rejects_malformed_trees() {
         let mut builder = EnsembleBuilder::new(1, 0.0, Output::Identity).unwrap();
-        let looped = [SourceNode::Split { feature: 0, threshold: 0.0, missing_left: true, zero_is_missing: false, left: 0, right: 0 }];
-        assert!(builder.add_tree(&looped).unwrap_err().contains("not a tree"));
-        let wide = [SourceNode::Split { feature: 3, threshold: 0.0, missing_left: true, zero_is_missing: false, left: 1, right: 1 }];
+        let looped = [SourceNode::Split {
+            feature: 0,
+            threshold: 0.0,
+            missing_left: true,
+            zero_is_missing: false,
+            left: 0,
+            right: 0,
+        }];
+        assert!(
+            builder
+                .add_tree(&looped)
+                .unwrap_err()
+                .contains("not a tree")
+        );
+        let wide = [SourceNode::Split {
+            feature: 3,
+            threshold: 0.0,
+            missing_left: true,
+            zero_is_missing: false,
+            left: 1,
+            right: 1,
+        }];
         assert!(builder.add_tree(&wide).unwrap_err().contains("feature 3"));
     }
 }

@@ -29,7 +29,10 @@ pub fn parse(text: &str) -> Result<(Vec<String>, TreeEnsemble), String> {
             None => header.read(key, value)?,
         }
     }
-    let features = header.max_feature_idx.ok_or("no max_feature_idx: not a LightGBM text model")? + 1;
+    let features = header
+        .max_feature_idx
+        .ok_or("no max_feature_idx: not a LightGBM text model")?
+        + 1;
     if header.num_class > 1 || header.num_tree_per_iteration > 1 {
         return Err("multi-class models are not supported".to_string());
     }
@@ -57,7 +60,10 @@ struct Header {
 
 impl Header {
     fn read(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let number = |v: &str| v.parse::<usize>().map_err(|_| format!("{key}='{v}' is not a number"));
+        let number = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{key}='{v}' is not a number"))
+        };
         match key {
             "max_feature_idx" => self.max_feature_idx = Some(number(value)?),
             "num_class" => self.num_class = number(value)?,
@@ -80,10 +86,12 @@ impl Header {
                 .find_map(|w| w.strip_prefix(key)?.strip_prefix(':')?.parse::<f64>().ok())
         };
         Ok(match name {
-            "binary" => Output::Sigmoid { scale: parameter("sigmoid").unwrap_or(1.0) },
+            "binary" => Output::Sigmoid {
+                scale: parameter("sigmoid").unwrap_or(1.0),
+            },
             "cross_entropy" | "xentropy" => Output::Sigmoid { scale: 1.0 },
-            "regression" | "regression_l2" | "regression_l1" | "huber" | "fair" | "quantile" | "mape"
-            | "lambdarank" | "rank_xendcg" | "" => Output::Identity,
+            "regression" | "regression_l2" | "regression_l1" | "huber" | "fair" | "quantile"
+            | "mape" | "lambdarank" | "rank_xendcg" | "" => Output::Identity,
             "poisson" | "gamma" | "tweedie" => Output::Exp,
             other => return Err(format!("objective '{other}' is not supported")),
         })
@@ -96,13 +104,25 @@ fn source_nodes(tree: &[(&str, &str)]) -> Result<Vec<SourceNode>, String> {
         let Some(value) = field(key) else {
             return Err(format!("no {key}"));
         };
-        value.split(' ').map(|v| v.parse::<f64>().map_err(|_| format!("{key}: '{v}' is not a number"))).collect()
+        value
+            .split(' ')
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| format!("{key}: '{v}' is not a number"))
+            })
+            .collect()
     };
     let integers = |key: &str| -> Result<Vec<i64>, String> {
         let Some(value) = field(key) else {
             return Err(format!("no {key}"));
         };
-        value.split(' ').map(|v| v.parse::<i64>().map_err(|_| format!("{key}: '{v}' is not an integer"))).collect()
+        value
+            .split(' ')
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("{key}: '{v}' is not an integer"))
+            })
+            .collect()
     };
     if field("is_linear") == Some("1") {
         return Err("linear trees are not supported".to_string());
@@ -111,9 +131,14 @@ fn source_nodes(tree: &[(&str, &str)]) -> Result<Vec<SourceNode>, String> {
         return Err("categorical splits are not supported".to_string());
     }
     let leaves = numbers("leaf_value")?;
-    let num_leaves: usize = field("num_leaves").and_then(|n| n.parse().ok()).ok_or("no num_leaves")?;
+    let num_leaves: usize = field("num_leaves")
+        .and_then(|n| n.parse().ok())
+        .ok_or("no num_leaves")?;
     if leaves.len() != num_leaves {
-        return Err(format!("num_leaves={num_leaves} but {} leaf values", leaves.len()));
+        return Err(format!(
+            "num_leaves={num_leaves} but {} leaf values",
+            leaves.len()
+        ));
     }
     if num_leaves == 1 {
         return Ok(vec![SourceNode::Leaf(leaves[0])]);
@@ -124,16 +149,28 @@ fn source_nodes(tree: &[(&str, &str)]) -> Result<Vec<SourceNode>, String> {
     let left_child = integers("left_child")?;
     let right_child = integers("right_child")?;
     let splits = num_leaves - 1;
-    if [split_feature.len(), threshold.len(), decision_type.len(), left_child.len(), right_child.len()]
-        .iter()
-        .any(|&len| len != splits)
+    if [
+        split_feature.len(),
+        threshold.len(),
+        decision_type.len(),
+        left_child.len(),
+        right_child.len(),
+    ]
+    .iter()
+    .any(|&len| len != splits)
     {
-        return Err(format!("{num_leaves} leaves need {splits} splits, but the split arrays differ"));
+        return Err(format!(
+            "{num_leaves} leaves need {splits} splits, but the split arrays differ"
+        ));
     }
     // Splits first (indices 0..splits), then leaves (splits + leaf index); LightGBM writes a
     // leaf child as !leaf_index.
     let child = |c: i64| -> Result<usize, String> {
-        let index = if c >= 0 { c as usize } else { splits + (!c) as usize };
+        let index = if c >= 0 {
+            c as usize
+        } else {
+            splits + (!c) as usize
+        };
         if index >= splits + num_leaves {
             return Err(format!("child {c} does not exist"));
         }
@@ -155,7 +192,8 @@ fn source_nodes(tree: &[(&str, &str)]) -> Result<Vec<SourceNode>, String> {
             2 => (default_left, false),
             other => return Err(format!("missing type {other} is unknown")),
         };
-        let feature = usize::try_from(split_feature[i]).map_err(|_| "a negative feature index".to_string())?;
+        let feature = usize::try_from(split_feature[i])
+            .map_err(|_| "a negative feature index".to_string())?;
         nodes.push(SourceNode::Split {
             feature,
             threshold: threshold[i],

@@ -25,13 +25,23 @@ impl TreeModel {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
         let start = text.trim_start();
         let (format, (feature_names, ensemble)) = if start.starts_with('{') {
-            ("XGBoost", xgboost::parse(text).map_err(|e| format!("XGBoost model: {e}"))?)
+            (
+                "XGBoost",
+                xgboost::parse(text).map_err(|e| format!("XGBoost model: {e}"))?,
+            )
         } else if start.starts_with("tree") {
-            ("LightGBM", lightgbm::parse(text).map_err(|e| format!("LightGBM model: {e}"))?)
+            (
+                "LightGBM",
+                lightgbm::parse(text).map_err(|e| format!("LightGBM model: {e}"))?,
+            )
         } else {
             return Err("neither an XGBoost JSON model nor a LightGBM text model".to_string());
         };
-        Ok(Self { format, feature_names, ensemble })
+        Ok(Self {
+            format,
+            feature_names,
+            ensemble,
+        })
     }
 
     /// The features for messages: their names when the file has them.

@@ -59,7 +59,8 @@ struct Objective {
 
 /// The model's feature names (empty when it was trained without them) and its ensemble.
 pub fn parse(text: &str) -> Result<(Vec<String>, TreeEnsemble), String> {
-    let file: ModelFile = serde_json::from_str(text).map_err(|e| format!("not an XGBoost JSON model: {e}"))?;
+    let file: ModelFile =
+        serde_json::from_str(text).map_err(|e| format!("not an XGBoost JSON model: {e}"))?;
     let learner = file.learner;
     if learner.gradient_booster.name != "gbtree" {
         return Err(format!(
@@ -68,7 +69,8 @@ pub fn parse(text: &str) -> Result<(Vec<String>, TreeEnsemble), String> {
         ));
     }
     let params = &learner.learner_model_param;
-    let outputs = |value: &Option<String>| value.as_deref().unwrap_or("0").parse::<u32>().unwrap_or(0);
+    let outputs =
+        |value: &Option<String>| value.as_deref().unwrap_or("0").parse::<u32>().unwrap_or(0);
     if outputs(&params.num_class) > 1 || outputs(&params.num_target) > 1 {
         return Err("multi-class and multi-target models are not supported".to_string());
     }
@@ -80,11 +82,19 @@ pub fn parse(text: &str) -> Result<(Vec<String>, TreeEnsemble), String> {
     let (output, base_margin) = match learner.objective.name.as_str() {
         "binary:logistic" | "reg:logistic" => (Output::Sigmoid { scale: 1.0 }, logit(base_score)?),
         "binary:logitraw" => (Output::Identity, logit(base_score)?),
-        "reg:squarederror" | "reg:squaredlogerror" | "reg:pseudohubererror" | "reg:absoluteerror"
-        | "reg:quantileerror" | "rank:pairwise" | "rank:ndcg" | "rank:map" => (Output::Identity, base_score),
+        "reg:squarederror"
+        | "reg:squaredlogerror"
+        | "reg:pseudohubererror"
+        | "reg:absoluteerror"
+        | "reg:quantileerror"
+        | "rank:pairwise"
+        | "rank:ndcg"
+        | "rank:map" => (Output::Identity, base_score),
         "count:poisson" | "reg:gamma" | "reg:tweedie" => {
             if base_score <= 0.0 {
-                return Err(format!("base_score {base_score} must be positive for a log-link objective"));
+                return Err(format!(
+                    "base_score {base_score} must be positive for a log-link objective"
+                ));
             }
             (Output::Exp, base_score.ln())
         }
@@ -107,13 +117,19 @@ fn parse_base_score(text: &str) -> Result<f64, String> {
     if inner.contains(',') {
         return Err("a base_score per target is not supported".to_string());
     }
-    inner.trim().parse::<f32>().map(f64::from).map_err(|_| format!("base_score '{text}' is not a number"))
+    inner
+        .trim()
+        .parse::<f32>()
+        .map(f64::from)
+        .map_err(|_| format!("base_score '{text}' is not a number"))
 }
 
 /// The margin of a probability, as XGBoost turns its base score into one (in f32).
 fn logit(p: f64) -> Result<f64, String> {
     if !(p > 0.0 && p < 1.0) {
-        return Err(format!("base_score {p} must lie strictly between 0 and 1 for a logistic objective"));
+        return Err(format!(
+            "base_score {p} must lie strictly between 0 and 1 for a logistic objective"
+        ));
     }
     let p = p as f32;
     Ok(f64::from(-(1.0f32 / p - 1.0).ln()))
@@ -121,9 +137,14 @@ fn logit(p: f64) -> Result<f64, String> {
 
 fn source_nodes(tree: &TreeJson) -> Result<Vec<SourceNode>, String> {
     let n = tree.left_children.len();
-    if [tree.right_children.len(), tree.split_indices.len(), tree.split_conditions.len(), tree.default_left.len()]
-        .iter()
-        .any(|&len| len != n)
+    if [
+        tree.right_children.len(),
+        tree.split_indices.len(),
+        tree.split_conditions.len(),
+        tree.default_left.len(),
+    ]
+    .iter()
+    .any(|&len| len != n)
     {
         return Err("its node arrays differ in length".to_string());
     }
@@ -137,7 +158,8 @@ fn source_nodes(tree: &TreeJson) -> Result<Vec<SourceNode>, String> {
         if tree.split_type.get(i).copied().unwrap_or(0) != 0 {
             return Err("categorical splits are not supported".to_string());
         }
-        let feature = usize::try_from(tree.split_indices[i]).map_err(|_| "a negative feature index".to_string())?;
+        let feature = usize::try_from(tree.split_indices[i])
+            .map_err(|_| "a negative feature index".to_string())?;
         let default_left = match &tree.default_left[i] {
             serde_json::Value::Bool(b) => *b,
             serde_json::Value::Number(n) => n.as_i64() == Some(1),
@@ -146,7 +168,8 @@ fn source_nodes(tree: &TreeJson) -> Result<Vec<SourceNode>, String> {
         // XGBoost goes left when `x < threshold` in f32; for f32 values that is
         // `x <= the largest f32 below threshold`.
         let threshold = (tree.split_conditions[i] as f32).next_down() as f64;
-        let child = |c: i64| usize::try_from(c).map_err(|_| format!("node {i} has a negative child"));
+        let child =
+            |c: i64| usize::try_from(c).map_err(|_| format!("node {i} has a negative child"));
         nodes.push(SourceNode::Split {
             feature,
             threshold,

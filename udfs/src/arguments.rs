@@ -119,3 +119,24 @@ pub fn array_len(args: &[ColumnarValue], rows: usize) -> usize {
         })
         .unwrap_or(rows)
 }
+
+/// An argument as an array, and whether it was a scalar: a scalar is read as one row, and
+/// the answer for it is given back as a scalar by [`answer`].
+pub fn argument_array(value: &ColumnarValue, rows: usize) -> Result<(ArrayRef, bool)> {
+    match value {
+        ColumnarValue::Scalar(scalar) => Ok((scalar.to_array_of_size(1)?, true)),
+        ColumnarValue::Array(array) => {
+            debug_assert_eq!(array.len(), rows);
+            Ok((Arc::clone(array), false))
+        }
+    }
+}
+
+/// The answer for an argument [`argument_array`] read: a scalar for a scalar.
+pub fn answer(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    if scalar {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+    } else {
+        Ok(ColumnarValue::Array(out))
+    }
+}

@@ -10,13 +10,13 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
     Volatility,
 };
 
-use crate::arguments::{constant_string, scalar_string};
+use crate::arguments::{answer, argument_array, constant_string, scalar_string};
 use crate::config_file::parse_json_or_yaml;
 use crate::docs::NORMALIZATION;
 use crate::file_cache::FileCache;
@@ -92,8 +92,7 @@ impl ScalarUDFImpl for CategorizeIntent {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let matcher = self.matcher(scalar_string(self.name(), &args.args, 1)?)?;
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let array = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let (array, scalar) = argument_array(&args.args[0], args.number_rows)?;
         let strings = cast(&array, &DataType::Utf8)?;
         let strings = strings.as_string::<i32>();
         let mut out = StringBuilder::with_capacity(array.len(), array.len() * 8);
@@ -101,11 +100,7 @@ impl ScalarUDFImpl for CategorizeIntent {
             out.append_option(text.and_then(|text| matcher.label(text)));
         }
         let out: ArrayRef = Arc::new(out.finish());
-        if scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        answer(out, scalar)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -13,7 +13,7 @@ use datafusion::logical_expr::{
 };
 
 use super::civil_time::parse_epoch_millis;
-use crate::arguments::scalar_string;
+use crate::arguments::{answer, argument_array, scalar_string};
 use crate::docs::NORMALIZATION;
 
 /// What a bare number counts since the epoch.
@@ -193,8 +193,7 @@ impl ScalarUDFImpl for ToEpochMillis {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let unit = self.unit(&args.args)?;
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let array = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let (array, scalar) = argument_array(&args.args[0], args.number_rows)?;
         let millis: Int64Array = match array.data_type() {
             DataType::Utf8 => self.from_text(&array, unit)?,
             DataType::Int64 => {
@@ -222,13 +221,7 @@ impl ScalarUDFImpl for ToEpochMillis {
             other => return exec_err!("{}: unexpected argument type {other}", self.name()),
         };
         let millis: ArrayRef = Arc::new(millis);
-        if scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&millis, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(millis))
-        }
+        answer(millis, scalar)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{Result, plan_err};
+
+use crate::arguments::{answer, argument_array};
 use datafusion::logical_expr::ColumnarValue;
 
 /// Applies `normalize` to every string of the single argument; NULL in, NULL out.
@@ -15,8 +17,7 @@ pub fn map_strings(
     rows: usize,
     mut normalize: impl FnMut(&str, &mut String) -> bool,
 ) -> Result<ColumnarValue> {
-    let scalar = matches!(args[0], ColumnarValue::Scalar(_));
-    let array = args[0].to_array(if scalar { 1 } else { rows })?;
+    let (array, scalar) = argument_array(&args[0], rows)?;
     let strings = cast(&array, &DataType::Utf8)?;
     let strings = strings.as_string::<i32>();
     let mut out = StringBuilder::with_capacity(strings.len(), strings.values().len());
@@ -29,11 +30,7 @@ pub fn map_strings(
         }
     }
     let out: ArrayRef = Arc::new(out.finish());
-    if scalar {
-        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-    } else {
-        Ok(ColumnarValue::Array(out))
-    }
+    answer(out, scalar)
 }
 
 /// The one string argument of a normalizer, as Utf8.

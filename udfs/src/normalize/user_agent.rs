@@ -7,12 +7,13 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder, StructArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 use super::string_map::coerce_one_string;
+use crate::arguments::{answer, argument_array};
 use crate::docs::NORMALIZATION;
 
 /// What a User-Agent says about the client.
@@ -191,8 +192,7 @@ impl ScalarUDFImpl for ParseUserAgent {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let array = args.args[0].to_array(if scalar { 1 } else { args.number_rows })?;
+        let (array, scalar) = argument_array(&args.args[0], args.number_rows)?;
         let strings = cast(&array, &DataType::Utf8)?;
         let strings = strings.as_string::<i32>();
         let mut columns: [StringBuilder; 4] = std::array::from_fn(|_| StringBuilder::new());
@@ -217,11 +217,7 @@ impl ScalarUDFImpl for ParseUserAgent {
             arrays,
             strings.nulls().cloned(),
         )?);
-        if scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        answer(out, scalar)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -1,29 +1,39 @@
 //! A tree ensemble laid out for fast scoring: the nodes of every tree in one array, the
 //! children of a node side by side (`left`, `left + 1`), and every leaf pointing at itself
-//! so that each tree is walked a fixed number of steps, its depth, without a branch that
-//! depends on the data. Rows are scored in blocks, several rows in lock-step per tree, so
-//! the processor overlaps their walks.
+//! so that each tree is walked a fixed number of steps, its depth. Each step is one load,
+//! one comparison and one add: missing values are settled before the walk, by giving each
+//! row every feature in two (or four) copies — NaN as -inf, NaN as +inf (and, for
+//! LightGBM's `missing_type=Zero`, zero too) — and pointing each split at the copy that
+//! sends a missing value its way. Rows are scored in blocks, sixteen rows in lock-step per
+//! tree, so the processor overlaps their walks.
 
-/// One node. A split sends `x` left when `x <= threshold` and right otherwise; a value the
-/// split counts as missing goes the side `MISSING_LEFT` says. A leaf is a split that always
-/// goes left, to itself.
+/// One node: a split sends `x` right when `x > threshold`. A leaf is a split that never
+/// goes right, and its left child is itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 pub struct Node {
-    /// Go left when `x <= threshold`.
+    /// Go right when `x > threshold`.
     pub threshold: f64,
     /// The left child; the right child is `left + 1`.
     pub left: u32,
-    /// The feature the split reads.
-    pub feature: u16,
-    /// `MISSING_LEFT`, `ZERO_IS_MISSING`.
-    pub flags: u8,
+    /// Where in a row's expanded features the split reads `x`.
+    pub column: u32,
 }
 
-/// A missing value (NaN, or zero where zero counts as missing) goes left.
-pub const MISSING_LEFT: u8 = 1;
-/// Values within ±1e-35 of zero count as missing (LightGBM's `missing_type=Zero`).
-pub const ZERO_IS_MISSING: u8 = 2;
+/// How a missing value is seen by one split, as the copy of the feature it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum MissingCopy {
+    /// NaN as -inf: missing goes left.
+    MissingLeft = 0,
+    /// NaN as +inf: missing goes right.
+    MissingRight = 1,
+    /// NaN and zero as -inf.
+    ZeroMissingLeft = 2,
+    /// NaN and zero as +inf.
+    ZeroMissingRight = 3,
+}
+
 /// LightGBM's `kZeroThreshold` (1e-35 as an f32).
 const ZERO_THRESHOLD: f64 = 1.000_000_018_002_509_5e-35;
 
@@ -56,6 +66,9 @@ pub struct TreeEnsemble {
     round_to_f32: bool,
     /// Leaves are summed in f32 (XGBoost's way).
     sum_in_f32: bool,
+    /// Copies of each feature in an expanded row: 2, or 4 when a split counts zero as
+    /// missing.
+    copies: usize,
 }
 
 /// A tree as a model format describes it, before it is laid out.
@@ -78,6 +91,8 @@ pub enum SourceNode {
 #[derive(Debug)]
 pub struct EnsembleBuilder {
     ensemble: TreeEnsemble,
+    /// The feature and copy each node reads, turned into columns by `build`.
+    reads: Vec<(usize, MissingCopy)>,
 }
 
 const MAX_DEPTH: usize = 64;
@@ -102,7 +117,9 @@ impl EnsembleBuilder {
                 features,
                 round_to_f32: false,
                 sum_in_f32: false,
+                copies: 2,
             },
+            reads: Vec::new(),
         })
     }
 
@@ -127,9 +144,11 @@ impl EnsembleBuilder {
         }
         let nodes = &mut self.ensemble.nodes;
         let values = &mut self.ensemble.values;
+        let reads = &mut self.reads;
         let root = nodes.len();
         nodes.push(LEAF_PLACEHOLDER);
         values.push(0.0);
+        reads.push((0, MissingCopy::MissingLeft));
         // Breadth first: (source node, slot, depth).
         let mut queue = std::collections::VecDeque::from([(0usize, root, 0usize)]);
         let mut depth = 0;
@@ -150,8 +169,7 @@ impl EnsembleBuilder {
                     nodes[slot] = Node {
                         threshold: f64::INFINITY,
                         left: slot as u32,
-                        feature: 0,
-                        flags: MISSING_LEFT,
+                        column: 0,
                     };
                     values[slot] = *value;
                 }
@@ -172,16 +190,25 @@ impl EnsembleBuilder {
                     if threshold.is_nan() {
                         return Err(format!("tree {number} has a split with a NaN threshold"));
                     }
+                    let copy = match (*zero_is_missing, *missing_left) {
+                        (false, true) => MissingCopy::MissingLeft,
+                        (false, false) => MissingCopy::MissingRight,
+                        (true, true) => MissingCopy::ZeroMissingLeft,
+                        (true, false) => MissingCopy::ZeroMissingRight,
+                    };
+                    if *zero_is_missing {
+                        self.ensemble.copies = 4;
+                    }
                     let children = nodes.len();
                     nodes.extend([LEAF_PLACEHOLDER, LEAF_PLACEHOLDER]);
                     values.extend([0.0, 0.0]);
+                    reads.extend([(0, MissingCopy::MissingLeft), (0, MissingCopy::MissingLeft)]);
                     nodes[slot] = Node {
                         threshold: *threshold,
                         left: children as u32,
-                        feature: *feature as u16,
-                        flags: (*missing_left as u8) * MISSING_LEFT
-                            | (*zero_is_missing as u8) * ZERO_IS_MISSING,
+                        column: 0,
                     };
+                    reads[slot] = (*feature, copy);
                     queue.push_back((*left, children, level + 1));
                     queue.push_back((*right, children + 1, level + 1));
                 }
@@ -199,10 +226,14 @@ impl EnsembleBuilder {
         Ok(())
     }
 
-    /// The finished ensemble.
-    pub fn build(self) -> Result<TreeEnsemble, String> {
+    /// The finished ensemble, each split pointed at the copy of its feature it reads.
+    pub fn build(mut self) -> Result<TreeEnsemble, String> {
         if self.ensemble.trees.is_empty() {
             return Err("the model has no trees".to_string());
+        }
+        let copies = self.ensemble.copies;
+        for (node, (feature, copy)) in self.ensemble.nodes.iter_mut().zip(&self.reads) {
+            node.column = (feature * copies + *copy as usize) as u32;
         }
         Ok(self.ensemble)
     }
@@ -211,14 +242,13 @@ impl EnsembleBuilder {
 const LEAF_PLACEHOLDER: Node = Node {
     threshold: f64::INFINITY,
     left: 0,
-    feature: 0,
-    flags: MISSING_LEFT,
+    column: 0,
 };
 
 /// Rows scored together: their features (row-major) stay in the first-level cache.
 const BLOCK_ROWS: usize = 128;
 /// Rows walked in lock-step through one tree.
-const LANES: usize = 8;
+const LANES: usize = 16;
 
 impl TreeEnsemble {
     /// The number of features the model reads.
@@ -246,7 +276,8 @@ impl TreeEnsemble {
         let rows = columns.first().map_or(0, |c| c.len());
         out.clear();
         out.reserve(rows);
-        let width = self.features.max(1);
+        let copies = self.copies;
+        let width = self.features.max(1) * copies;
         let mut block = vec![0.0; BLOCK_ROWS * width];
         let mut sums = [0.0f64; BLOCK_ROWS];
         let mut sums32 = [0.0f32; BLOCK_ROWS];
@@ -255,11 +286,24 @@ impl TreeEnsemble {
             for (f, column) in columns.iter().enumerate() {
                 for r in 0..n {
                     let x = column[start + r];
-                    block[r * width + f] = if self.round_to_f32 {
+                    let x = if self.round_to_f32 {
                         x as f32 as f64
                     } else {
                         x
                     };
+                    let at = r * width + f * copies;
+                    let (low, high) = if x.is_nan() {
+                        (f64::NEG_INFINITY, f64::INFINITY)
+                    } else {
+                        (x, x)
+                    };
+                    block[at] = low;
+                    block[at + 1] = high;
+                    if copies == 4 {
+                        let zero = x.is_nan() || x.abs() <= ZERO_THRESHOLD;
+                        block[at + 2] = if zero { f64::NEG_INFINITY } else { x };
+                        block[at + 3] = if zero { f64::INFINITY } else { x };
+                    }
                 }
             }
             sums[..n].fill(0.0);
@@ -288,22 +332,26 @@ impl TreeEnsemble {
         }
     }
 
-    /// The leaf each of `L` consecutive rows reaches in the tree at `root`.
+    /// The leaf each of `L` consecutive rows (expanded, `width` values each) reaches in
+    /// the tree at `root`.
     #[inline(always)]
     fn walk<const L: usize>(&self, root: u32, depth: u8, rows: &[f64], width: usize) -> [usize; L] {
+        assert!(rows.len() >= L * width);
+        let nodes = &self.nodes[..];
         let mut at = [root as usize; L];
         for _ in 0..depth {
             for (lane, node_index) in at.iter_mut().enumerate() {
-                let node = self.nodes[*node_index];
-                let x = rows[lane * width + node.feature as usize];
-                let missing = x.is_nan()
-                    | ((node.flags & ZERO_IS_MISSING != 0) & (x.abs() <= ZERO_THRESHOLD));
-                let left = if missing {
-                    node.flags & MISSING_LEFT != 0
-                } else {
-                    x <= node.threshold
+                // SAFETY: `EnsembleBuilder` gives every node children inside `nodes` (a leaf
+                // points at itself) and a column below the expanded row's `width`; `rows`
+                // holds `L` rows of `width` values (asserted above).
+                let (node, x) = unsafe {
+                    let node = nodes.get_unchecked(*node_index);
+                    (
+                        node,
+                        *rows.get_unchecked(lane * width + node.column as usize),
+                    )
                 };
-                *node_index = node.left as usize + (!left) as usize;
+                *node_index = node.left as usize + (x > node.threshold) as usize;
             }
         }
         at
@@ -396,6 +444,30 @@ mod tests {
             };
             assert_eq!(out[i], 10.5 + leaf, "row {i}");
         }
+    }
+
+    #[test]
+    fn zero_can_count_as_missing() {
+        // LightGBM's missing_type=Zero: zero and NaN go the default way (right here), even
+        // though 0 <= 0.5.
+        let mut builder = EnsembleBuilder::new(1, 0.0, Output::Identity).unwrap();
+        let tree = [
+            SourceNode::Split {
+                feature: 0,
+                threshold: 0.5,
+                missing_left: false,
+                zero_is_missing: true,
+                left: 1,
+                right: 2,
+            },
+            SourceNode::Leaf(1.0),
+            SourceNode::Leaf(2.0),
+        ];
+        builder.add_tree(&tree).unwrap();
+        let ensemble = builder.build().unwrap();
+        let mut out = Vec::new();
+        ensemble.predict(&[&[0.0, 1e-36, f64::NAN, 0.25, 0.75, -3.0]], &mut out);
+        assert_eq!(out, vec![2.0, 2.0, 2.0, 1.0, 2.0, 1.0]);
     }
 
     #[test]

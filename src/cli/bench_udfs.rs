@@ -321,7 +321,7 @@ fn chat_message(i: usize) -> String {
         }
         text.push_str(WORDS[(i * 31 + w * 17) % WORDS.len()]);
     }
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         let _ = write!(text, " kw{}b", i % 50);
     }
     text.push('?');

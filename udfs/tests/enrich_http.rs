@@ -69,9 +69,7 @@ async fn start_server() -> (u16, Arc<Seen>) {
                 } else if key.starts_with("hang-") {
                     tokio::time::sleep(Duration::from_secs(10)).await;
                     ("200 OK", "{}".to_string())
-                } else if key.starts_with("flaky-") && count == 1 {
-                    ("500 Internal Server Error", "{}".to_string())
-                } else if key.starts_with("broken-") {
+                } else if (key.starts_with("flaky-") && count == 1) || key.starts_with("broken-") {
                     ("500 Internal Server Error", "{}".to_string())
                 } else if key.starts_with("missing-") {
                     ("404 Not Found", "{}".to_string())

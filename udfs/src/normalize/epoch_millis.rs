@@ -110,7 +110,7 @@ impl ToEpochMillis {
         }
     }
 
-    fn from_text(&self, array: &ArrayRef, unit: Option<EpochUnit>) -> Result<Int64Array> {
+    fn parse_text(&self, array: &ArrayRef, unit: Option<EpochUnit>) -> Result<Int64Array> {
         let strings = cast(array, &DataType::Utf8)?;
         let strings = strings.as_string::<i32>();
         let mut out = Int64Builder::with_capacity(strings.len());
@@ -195,7 +195,7 @@ impl ScalarUDFImpl for ToEpochMillis {
         let unit = self.unit(&args.args)?;
         let (array, scalar) = argument_array(&args.args[0], args.number_rows)?;
         let millis: Int64Array = match array.data_type() {
-            DataType::Utf8 => self.from_text(&array, unit)?,
+            DataType::Utf8 => self.parse_text(&array, unit)?,
             DataType::Int64 => {
                 let values = array.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                 values.unary(|v| {

@@ -83,7 +83,6 @@ pub fn parse_user_agent(text: &str) -> UserAgent {
             }
             Some((*name, major_version(&text[at + token.len()..])))
         })
-        .map(|(name, version)| (name, version))
         .unwrap_or_else(|| {
             let bot = BOTS.iter().any(|mark| lower.contains(mark));
             (if bot { bot_name(text) } else { "Other" }, None)

@@ -109,8 +109,8 @@ pub fn coerce_features(
     Ok(coerced)
 }
 
-/// The number of rows of a batch with no array arguments is given; otherwise it is the
-/// length of the first array.
+/// The number of rows to answer: the length of the first array argument, or `rows` when
+/// every argument is a scalar.
 pub fn array_len(args: &[ColumnarValue], rows: usize) -> usize {
     args.iter()
         .find_map(|a| match a {

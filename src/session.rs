@@ -15,6 +15,8 @@ use crate::lookup::LookupJoinRule;
 use crate::pipeline::{MergeStreamsRule, PipelineContext, StreamingFilterRule};
 use crate::profile::UpsertAggregateRule;
 use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
+use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+use profusion_udfs::enrich::http::EnrichHttp;
 
 /// Options of a profusion session.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +49,7 @@ pub fn new_session(
         .with_information_schema(true)
         .with_coalesce_batches(false);
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let shared = Arc::clone(&pipeline);
     let config = config.with_extension(pipeline);
 
     let mut runtime = RuntimeEnvBuilder::new();
@@ -70,6 +73,9 @@ pub fn new_session(
         context.register_udtf(&function.name().to_ascii_uppercase(), Arc::new(function));
     }
     profusion_udfs::register_all(&context)?;
+    // enrich_http counts its failures where the status line reads them.
+    let enrich_http = EnrichHttp::with_stats(Arc::clone(&shared.metrics.enrich_http));
+    context.register_udf(AsyncScalarUDF::new(Arc::new(enrich_http)).into_scalar_udf());
     Ok(context)
 }
 

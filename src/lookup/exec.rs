@@ -29,6 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use super::index::LookupIndex;
+use crate::pipeline::{PipelineContext, PipelineMetrics};
 use crate::window::DisplayNanos;
 
 /// What a stream row becomes.
@@ -168,6 +169,7 @@ async fn keep_loaded(
     reservation: MemoryReservation,
     loads: Count,
     failures: Count,
+    pipeline: Arc<PipelineContext>,
 ) {
     loop {
         let loaded = load(&table, &context).await.and_then(|index| {
@@ -197,6 +199,7 @@ async fn keep_loaded(
             Err(e) => {
                 // The previous copy stays in use; the next refresh tries again.
                 failures.add(1);
+                PipelineMetrics::add(&pipeline.metrics.lookup_refresh_failures, 1);
                 eprintln!(
                     "warning: reading lookup table '{}' again failed, keeping the copy read before: {e}",
                     table.name
@@ -346,6 +349,7 @@ impl ExecutionPlan for LookupJoinExec {
             reservation,
             MetricBuilder::new(&self.metrics).counter("table_loads", partition),
             MetricBuilder::new(&self.metrics).counter("table_load_failures", partition),
+            PipelineContext::of_task(&context),
         ));
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let shape = Arc::clone(&self.shape);

@@ -31,6 +31,10 @@ pub struct PipelineMetrics {
     pub checkpoints: AtomicU64,
     /// How long the last checkpoint took, in milliseconds.
     pub last_checkpoint_ms: AtomicU64,
+    /// Lookup tables that could not be read again (the copy read before stays in use).
+    pub lookup_refresh_failures: AtomicU64,
+    /// What `enrich_http` did: cache hits, requests, failures, timeouts.
+    pub enrich_http: Arc<profusion_udfs::enrich::http::EnrichStats>,
     /// The most advanced watermark any source has reported, in nanoseconds.
     watermark: AtomicI64,
     /// Records skipped or dead-lettered by `bad_data`, by kind.
@@ -48,6 +52,8 @@ impl Default for PipelineMetrics {
             peak_state_bytes: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             last_checkpoint_ms: AtomicU64::new(0),
+            lookup_refresh_failures: AtomicU64::new(0),
+            enrich_http: Arc::default(),
             watermark: AtomicI64::new(Watermark::MIN.0),
             bad_records: Mutex::new(BTreeMap::new()),
         }

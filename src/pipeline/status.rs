@@ -21,6 +21,9 @@ pub fn status_text(context: &PipelineContext, events_per_second: f64) -> String 
     for (label, counter) in [
         ("duplicates", &m.duplicates),
         ("stale upserts", &m.stale_upserts),
+        ("lookup refresh failures", &m.lookup_refresh_failures),
+        ("enrich_http failures", &m.enrich_http.failures),
+        ("enrich_http timeouts", &m.enrich_http.timeouts),
     ] {
         let n = PipelineMetrics::read(counter);
         if n > 0 {

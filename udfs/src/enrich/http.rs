@@ -112,6 +112,14 @@ impl Default for EnrichHttp {
 }
 
 impl EnrichHttp {
+    /// The function, counting into `stats` (shared with whoever reports them).
+    pub fn with_stats(stats: Arc<EnrichStats>) -> Self {
+        Self {
+            stats,
+            ..Self::default()
+        }
+    }
+
     /// What this function has done so far.
     pub fn stats(&self) -> Arc<EnrichStats> {
         Arc::clone(&self.stats)

@@ -208,7 +208,11 @@ async fn keep_loaded(
         }
         match table.refresh {
             Some(every) => tokio::time::sleep(every).await,
-            None => return,
+            None => {
+                // Read once: the reservation lives as long as the copy is in use.
+                publish.closed().await;
+                return;
+            }
         }
         if publish.is_closed() {
             return;

@@ -32,7 +32,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let unit = &rest[..unit_len];
         let seconds = unit_seconds(unit)
             .ok_or_else(|| format!("unknown unit '{unit}' (use ms, s, min, h or d)"))?;
-        total += Duration::from_secs_f64(number * seconds);
+        let part = Duration::try_from_secs_f64(number * seconds)
+            .map_err(|_| format!("'{text}' is longer than a duration can be"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("'{text}' is longer than a duration can be"))?;
         rest = rest[unit_len..].trim_start();
     }
     Ok(total)
@@ -59,6 +63,7 @@ mod tests {
         assert_eq!(parse_duration("5 seconds"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1 minute"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("99999999999999999999999d").is_err());
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
     }

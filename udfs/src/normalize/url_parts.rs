@@ -30,6 +30,14 @@ fn parse(text: &str) -> Option<Url> {
     }
     match Url::parse(text) {
         Ok(url) if url.has_host() => Some(url),
+        // `example.com:8443/pricing` reads as the scheme `example.com`: without `://`, it
+        // is a host and port.
+        Ok(_) if !text.contains("://") && !text.starts_with("mailto:") => {
+            Url::parse(&format!("http://{text}")).ok().filter(|url| {
+                url.host_str()
+                    .is_some_and(|host| host.contains('.') || host == "localhost")
+            })
+        }
         Ok(_) => None,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
             let text = text.trim_start_matches("//");
@@ -178,6 +186,14 @@ mod tests {
         assert_eq!(
             part(UrlPart::Domain, "http://münchen.de/").as_deref(),
             Some("xn--mnchen-3ya.de")
+        );
+        assert_eq!(
+            part(UrlPart::Domain, "example.com:8443/pricing").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            part(UrlPart::Domain, "localhost:3000/x").as_deref(),
+            Some("localhost")
         );
         assert_eq!(part(UrlPart::Domain, "mailto:jane@example.com"), None);
         assert_eq!(part(UrlPart::Domain, "not a url"), None);

@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StructArray};
 use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -99,7 +100,10 @@ impl LinearScore {
                 self.name()
             );
         };
+        // A struct written by hand may hold integers: read it as online_logistic's.
+        let bias = cast(bias, &DataType::Float64)?;
         let bias = bias.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let weights = cast(weights, &DataType::new_list(DataType::Float64, true))?;
         let weights = weights.as_list::<i32>();
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
@@ -200,7 +204,17 @@ impl ScalarUDFImpl for LinearScore {
             .collect::<Result<Vec<_>>>()?;
         let scores = match &args.args[0] {
             ColumnarValue::Scalar(s) if s.data_type() == DataType::Utf8 => {
-                let model = self.model(scalar_string(self.name(), &args.args, 0)?)?;
+                let path = scalar_string(self.name(), &args.args, 0)?;
+                let model = self.model(path)?;
+                // The file may have been replaced since the query was planned.
+                if model.weights.len() != features.len() {
+                    return exec_err!(
+                        "{}: model file '{path}' now has {} but {} were given",
+                        self.name(),
+                        model.describe_features(),
+                        features.len()
+                    );
+                }
                 self.score_with_file(&model, &features, rows)?
             }
             models => {

@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, plan_err};
+use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
     Volatility,
@@ -83,7 +83,16 @@ impl ScalarUDFImpl for ScoreTree {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let model = self.model(scalar_string(self.name(), &args.args, 0)?)?;
+        let path = scalar_string(self.name(), &args.args, 0)?;
+        let model = self.model(path)?;
+        // The file may have been replaced since the query was planned.
+        if model.ensemble.features() != args.args.len() - 1 {
+            return exec_err!(
+                "score_tree: model file '{path}' now has {} but {} were given",
+                model.describe_features(),
+                args.args.len() - 1
+            );
+        }
         let rows = array_len(&args.args, args.number_rows);
         let features = args.args[1..]
             .iter()

@@ -21,6 +21,10 @@ pub fn parse(text: &str) -> Result<(Vec<String>, TreeEnsemble), String> {
             trees.push(Vec::new());
             continue;
         }
+        if line == "average_output" && trees.is_empty() {
+            header.average_output = true;
+            continue;
+        }
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
@@ -85,6 +89,12 @@ impl Header {
                 .split(' ')
                 .find_map(|w| w.strip_prefix(key)?.strip_prefix(':')?.parse::<f64>().ok())
         };
+        if self.objective.split(' ').any(|w| w == "sqrt") {
+            return Err(format!(
+                "objective '{}' (reg_sqrt) is not supported",
+                self.objective
+            ));
+        }
         Ok(match name {
             "binary" => Output::Sigmoid {
                 scale: parameter("sigmoid").unwrap_or(1.0),
@@ -205,4 +215,33 @@ fn source_nodes(tree: &[(&str, &str)]) -> Result<Vec<SourceNode>, String> {
     }
     nodes.extend(leaves.into_iter().map(SourceNode::Leaf));
     Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    /// A random forest of two one-split trees on feature 0 (LightGBM writes
+    /// `average_output` as a bare line).
+    const FOREST: &str = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nmax_feature_idx=0\n\
+        objective=regression\naverage_output\nfeature_names=x\n\n\
+        Tree=0\nnum_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold=0.5\ndecision_type=2\n\
+        left_child=-1\nright_child=-2\nleaf_value=1 3\nis_linear=0\n\n\
+        Tree=1\nnum_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold=0.5\ndecision_type=2\n\
+        left_child=-1\nright_child=-2\nleaf_value=5 7\nis_linear=0\n\nend of trees\n";
+
+    #[test]
+    fn a_random_forest_averages_its_trees() {
+        let (names, ensemble) = parse(FOREST).unwrap();
+        assert_eq!(names, ["x"]);
+        let mut out = Vec::new();
+        ensemble.predict(&[&[0.0, 1.0]], &mut out);
+        assert_eq!(out, vec![3.0, 5.0]);
+    }
+
+    #[test]
+    fn square_root_regression_is_refused() {
+        let model = FOREST.replace("objective=regression", "objective=regression sqrt");
+        assert!(parse(&model).unwrap_err().contains("reg_sqrt"));
+    }
 }

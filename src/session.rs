@@ -15,8 +15,6 @@ use crate::lookup::LookupJoinRule;
 use crate::pipeline::{MergeStreamsRule, PipelineContext, StreamingFilterRule};
 use crate::profile::UpsertAggregateRule;
 use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
-use datafusion::logical_expr::async_udf::AsyncScalarUDF;
-use profusion_udfs::enrich::http::EnrichHttp;
 
 /// Options of a profusion session.
 #[derive(Debug, Clone, Default)]
@@ -72,10 +70,8 @@ pub fn new_session(
         context.register_udtf(function.name(), Arc::new(function));
         context.register_udtf(&function.name().to_ascii_uppercase(), Arc::new(function));
     }
-    profusion_udfs::register_all(&context)?;
     // enrich_http counts its failures where the status line reads them.
-    let enrich_http = EnrichHttp::with_stats(Arc::clone(&shared.metrics.enrich_http));
-    context.register_udf(AsyncScalarUDF::new(Arc::new(enrich_http)).into_scalar_udf());
+    profusion_udfs::register_all_counting(&context, Arc::clone(&shared.metrics.enrich_http))?;
     Ok(context)
 }
 

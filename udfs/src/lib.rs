@@ -36,7 +36,7 @@ use aggregate::decayed::{Decayed, DecayedAggregate};
 use aggregate::online_logistic::OnlineLogistic;
 use aggregate::session_count::SessionCount;
 use aggregate::top_k::TopK;
-use enrich::http::EnrichHttp;
+use enrich::http::{EnrichHttp, EnrichStats};
 use intent::CategorizeIntent;
 use normalize::email::NormalizeEmail;
 use normalize::epoch_millis::ToEpochMillis;
@@ -107,7 +107,18 @@ pub fn documentation() -> Vec<(String, Documentation)> {
 
 /// Registers every function of the library with `ctx`.
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
+    register_all_counting(ctx, Arc::default())
+}
+
+/// Registers every function of the library with `ctx`, `enrich_http` counting what it does
+/// into `enrich_stats` (for an application's status output or metrics).
+pub fn register_all_counting(ctx: &SessionContext, enrich_stats: Arc<EnrichStats>) -> Result<()> {
     for function in scalar_functions() {
+        if function.name() == "enrich_http" {
+            let enrich_http = EnrichHttp::with_stats(Arc::clone(&enrich_stats));
+            ctx.register_udf(AsyncScalarUDF::new(Arc::new(enrich_http)).into_scalar_udf());
+            continue;
+        }
         ctx.register_udf(function.as_ref().clone());
     }
     for function in aggregate_functions() {

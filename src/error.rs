@@ -68,6 +68,10 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The user cancelled a running statement (Ctrl-C).
+    #[error("cancelled (Ctrl-C)")]
+    Cancelled,
+
     /// Anything DataFusion reports outside a specific statement.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -30,6 +30,8 @@ pub mod format;
 pub mod lookup;
 pub mod pipeline;
 pub mod profile;
+pub mod repl;
+pub mod serve;
 pub mod session;
 pub mod sql;
 pub mod window;

@@ -38,9 +38,13 @@ pub struct BenchArgs {
     /// is created for each.
     #[arg(long)]
     kafka: Option<String>,
-    /// Events per second for `profile_latency` (with `--kafka`).
+    /// Events per second for `profile_latency` (with `--kafka`), requests per second for
+    /// `serve_get`.
     #[arg(long, default_value_t = 20_000)]
     rate: u64,
+    /// Requests of `serve_get`, sent at `--rate` per second.
+    #[arg(long, default_value_t = 200_000)]
+    requests: u64,
     /// A PostgreSQL connection URL for `postgres_upsert`; skipped without one. A table
     /// named `profusion_bench_<n>` is created in it (and dropped afterwards).
     #[arg(long)]
@@ -186,6 +190,16 @@ async fn run_all(args: BenchArgs) -> Result<()> {
     }
     .run(&selected)
     .await?;
+    if selected("serve_get") || selected("serve_ingest") {
+        super::bench_serve::serve_benchmarks(
+            &selected,
+            args.users.min(100_000),
+            args.rate,
+            args.requests,
+            &dir,
+        )
+        .await?;
+    }
     if args.kafka.is_some()
         || args
             .only
@@ -344,7 +358,9 @@ pub(super) async fn timed_after_with(
 /// Bytes received by the blackhole sink at the top of `plan`.
 fn sink_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
     let sink = plan.downcast_ref::<datafusion::datasource::sink::DataSinkExec>()?;
-    let blackhole = (sink.sink() as &dyn std::any::Any)
+    let counted = (sink.sink() as &dyn std::any::Any)
+        .downcast_ref::<crate::connector::CountingSink>()?;
+    let blackhole = (counted.inner().as_ref() as &dyn std::any::Any)
         .downcast_ref::<crate::connector::blackhole::BlackholeSink>()?;
     Some(blackhole.bytes.load(Ordering::Relaxed))
 }

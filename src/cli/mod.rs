@@ -1,15 +1,18 @@
-//! Command-line interface: `run`, `explain` and `bench`, parsed by clap. The `profusion`
-//! binary only calls [`Cli::run`].
+//! Command-line interface: `run`, `repl`, `serve`, `explain` and `bench`, parsed by clap.
+//! The `profusion` binary only calls [`Cli::run`].
 
 mod bench;
 mod bench_kafka;
 mod bench_latency;
 mod bench_restart;
+mod bench_serve;
 mod bench_store;
 mod bench_udfs;
 mod checkpoints;
 mod explain;
+mod repl;
 mod run;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,6 +34,10 @@ pub struct Cli {
 enum Command {
     /// Run a pipeline until its bounded inputs end, or until Ctrl-C.
     Run(run::RunArgs),
+    /// Ad-hoc SQL over a pipeline's tables: Kafka topics as snapshots, views as tables.
+    Repl(repl::ReplArgs),
+    /// Run a pipeline and serve its profiles, scores, webhook ingest and metrics over HTTP.
+    Serve(serve::ServeArgs),
     /// Show the plan of every query of a pipeline, streaming operators with their parameters.
     Explain(explain::ExplainArgs),
     /// Measure the hot paths on one worker thread (build with --release).
@@ -80,7 +87,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(command.run()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
@@ -89,13 +96,17 @@ pub fn main() -> ExitCode {
 }
 
 impl Cli {
-    pub async fn run(self) -> Result<()> {
+    /// Runs the command; the exit code says whether it succeeded.
+    pub async fn run(self) -> Result<ExitCode> {
         match self.command {
             Command::Run(args) => run::run(args).await,
+            Command::Repl(args) => return repl::repl(args).await,
+            Command::Serve(args) => serve::serve(args).await,
             Command::Explain(args) => explain::explain(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Checkpoints(command) => checkpoints::run(command).await,
         }
+        .map(|()| ExitCode::SUCCESS)
     }
 }
 

@@ -3,6 +3,7 @@
 //! its own options into a typed struct.
 
 pub mod blackhole;
+mod counting_sink;
 pub mod datagen;
 mod dedup;
 pub mod file;
@@ -14,11 +15,14 @@ mod source_exec;
 pub mod sqlite;
 pub mod stdout;
 mod table;
+pub mod webhook;
 
+pub use counting_sink::CountingSink;
 pub use dedup::{DEFAULT_DEDUP_TTL, DedupSpec, Deduplicator};
 pub use source::{Source, SourceBatch, SourceStream, SplitStream};
 pub use source_exec::{SourceExec, open_source, source_properties};
 pub use table::{SourceDefinition, StreamTable};
+pub use webhook::WebhookOptions;
 
 use std::sync::Arc;
 
@@ -63,6 +67,7 @@ pub async fn create_table(
         line,
     } = create;
     let statement_error = |source| Error::Statement { line, source };
+    let declared_options = options.remaining().clone();
     let plan = state
         .create_logical_plan(&columns_sql)
         .await
@@ -94,6 +99,7 @@ pub async fn create_table(
     };
     let dedup = DedupSpec::parse(&mut options, &schema)?;
     let lookup_refresh = options.duration("lookup.refresh")?;
+    let webhook = WebhookOptions::parse(&mut options)?;
     if lookup_refresh.is_some_and(|d| d.is_zero()) {
         return Err(options.error("option 'lookup.refresh' must be positive"));
     }
@@ -137,7 +143,9 @@ pub async fn create_table(
             lookup_refresh,
         })
     });
-    Ok(StreamTable::new(name, connector, schema, source, sink))
+    Ok(StreamTable::new(name, connector, schema, source, sink)
+        .with_options(declared_options)
+        .with_webhook(webhook))
 }
 
 /// A connector's reading and writing halves.

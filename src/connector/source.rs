@@ -18,7 +18,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 
 use crate::pipeline::checkpoint::{StateSlot, StateSnapshot};
-use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics, lock};
+use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics, TableCounts, lock};
 use crate::window::{Watermark, WatermarkSpec, WatermarkTracker};
 
 /// The rows of one split, in the order the split produces them.
@@ -69,6 +69,8 @@ pub struct SourceStream {
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     stopped: BoxFuture<'static, ()>,
     context: Arc<PipelineContext>,
+    /// The counts of the table read, when counted per table.
+    table: Option<Arc<TableCounts>>,
     done: bool,
 }
 
@@ -92,7 +94,16 @@ impl SourceStream {
             idle: idle_timeout.map(|t| (t, Box::pin(tokio::time::sleep(t)))),
             stopped: async move { stop_context.stop.stopped().await }.boxed(),
             context,
+            table: None,
             done: false,
+        }
+    }
+
+    /// This stream, counting the rows it reads into `table`'s counts too.
+    pub fn counting(self, table: Arc<TableCounts>) -> Self {
+        Self {
+            table: Some(table),
+            ..self
         }
     }
 
@@ -165,6 +176,9 @@ impl Stream for SourceStream {
                     };
                     lock(&self.tracker).observe(index, max, Instant::now());
                     PipelineMetrics::add(&self.context.metrics.events_in, batch.num_rows());
+                    if let Some(table) = &self.table {
+                        PipelineMetrics::add(&table.rows_in, batch.num_rows());
+                    }
                     let batch = self.emit(batch);
                     return Poll::Ready(Some(Ok(batch)));
                 }

@@ -2,6 +2,7 @@
 //! DataFusion [`TableProvider`]. It reads through its connector's [`Source`] and is written
 //! to through its connector's [`DataSink`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -15,9 +16,11 @@ use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::counting_sink::CountingSink;
 use super::dedup::DedupSpec;
 use super::source::Source;
 use super::source_exec::SourceExec;
+use super::webhook::WebhookOptions;
 use crate::window::{LatenessOptions, WatermarkSpec};
 
 /// The reading side of a table: its source connector and its event time.
@@ -42,6 +45,10 @@ pub struct StreamTable {
     schema: SchemaRef,
     source: Option<Arc<SourceDefinition>>,
     sink: Option<Arc<dyn DataSink>>,
+    /// The `WITH` options as declared, for `\d name` (shown with secrets masked).
+    options: BTreeMap<String, String>,
+    /// How events pushed over HTTP are checked.
+    webhook: WebhookOptions,
 }
 
 impl fmt::Debug for StreamTable {
@@ -68,7 +75,39 @@ impl StreamTable {
             schema,
             source,
             sink,
+            options: BTreeMap::new(),
+            webhook: WebhookOptions::default(),
         }
+    }
+
+    /// This table, remembering the `WITH` options it was declared with.
+    pub fn with_options(self, options: BTreeMap<String, String>) -> Self {
+        Self { options, ..self }
+    }
+
+    /// This table, checking events pushed over HTTP as `webhook` says.
+    pub fn with_webhook(self, webhook: WebhookOptions) -> Self {
+        Self { webhook, ..self }
+    }
+
+    /// The `WITH` options as declared (secrets included: mask them to show them).
+    pub fn options(&self) -> &BTreeMap<String, String> {
+        &self.options
+    }
+
+    /// How events pushed over HTTP are checked.
+    pub fn webhook(&self) -> &WebhookOptions {
+        &self.webhook
+    }
+
+    /// The reading side, if any.
+    pub fn source_definition(&self) -> Option<&Arc<SourceDefinition>> {
+        self.source.as_ref()
+    }
+
+    /// The writing side, if any.
+    pub fn sink_half(&self) -> Option<&Arc<dyn DataSink>> {
+        self.sink.as_ref()
     }
 
     /// The table name.
@@ -139,7 +178,7 @@ impl TableProvider for StreamTable {
                 self.name
             );
         }
-        let sink = Arc::clone(self.sink()?);
-        Ok(Arc::new(DataSinkExec::new(input, sink, None)))
+        let sink = CountingSink::new(self.name.clone(), Arc::clone(self.sink()?));
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionConfig;
 use tokio::sync::Notify;
 
+use super::histogram::Histogram;
 use crate::window::Watermark;
 
 /// Counters a running pipeline exposes (the status line and the final summary read them).
@@ -35,10 +37,27 @@ pub struct PipelineMetrics {
     pub lookup_refresh_failures: AtomicU64,
     /// What `enrich_http` did: cache hits, requests, failures, timeouts.
     pub enrich_http: Arc<profusion_udfs::enrich::http::EnrichStats>,
+    /// How long each upsert into a profile store took (one transaction per batch).
+    pub upsert_seconds: Histogram,
+    /// How long each checkpoint took.
+    pub checkpoint_seconds: Histogram,
     /// The most advanced watermark any source has reported, in nanoseconds.
     watermark: AtomicI64,
     /// Records skipped or dead-lettered by `bad_data`, by kind.
     bad_records: Mutex<BTreeMap<&'static str, u64>>,
+    /// Rows read from and written to each table, by table name.
+    tables: Mutex<BTreeMap<String, Arc<TableCounts>>>,
+    /// Messages behind the end of each Kafka partition read, by `topic/partition`.
+    consumer_lag: Mutex<BTreeMap<String, Arc<AtomicI64>>>,
+}
+
+/// Rows one table has handed to queries and received from them.
+#[derive(Debug, Default)]
+pub struct TableCounts {
+    /// Rows read from the table's source.
+    pub rows_in: AtomicU64,
+    /// Rows handed to the table's sink.
+    pub rows_out: AtomicU64,
 }
 
 impl Default for PipelineMetrics {
@@ -54,8 +73,12 @@ impl Default for PipelineMetrics {
             last_checkpoint_ms: AtomicU64::new(0),
             lookup_refresh_failures: AtomicU64::new(0),
             enrich_http: Arc::default(),
+            upsert_seconds: Histogram::default(),
+            checkpoint_seconds: Histogram::default(),
             watermark: AtomicI64::new(Watermark::MIN.0),
             bad_records: Mutex::new(BTreeMap::new()),
+            tables: Mutex::new(BTreeMap::new()),
+            consumer_lag: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -95,6 +118,54 @@ impl PipelineMetrics {
     /// The latest source watermark.
     pub fn watermark(&self) -> Watermark {
         Watermark(self.watermark.load(Ordering::Relaxed))
+    }
+
+    /// The counts of the table named `table`, made on first use.
+    pub fn table(&self, table: &str) -> Arc<TableCounts> {
+        let mut tables = super::lock(&self.tables);
+        match tables.get(table) {
+            Some(counts) => Arc::clone(counts),
+            None => Arc::clone(tables.entry(table.to_string()).or_default()),
+        }
+    }
+
+    /// Every table's counts so far, by name.
+    pub fn tables(&self) -> Vec<(String, u64, u64)> {
+        super::lock(&self.tables)
+            .iter()
+            .map(|(name, c)| (name.clone(), Self::read(&c.rows_in), Self::read(&c.rows_out)))
+            .collect()
+    }
+
+    /// The lag gauge of one Kafka partition, made on first use; `-1` until measured.
+    pub fn consumer_lag(&self, topic: &str, partition: i32) -> Arc<AtomicI64> {
+        let mut lags = super::lock(&self.consumer_lag);
+        Arc::clone(
+            lags.entry(format!("{topic}/{partition}"))
+                .or_insert_with(|| Arc::new(AtomicI64::new(-1))),
+        )
+    }
+
+    /// The measured lag of every partition read, by `topic/partition`.
+    pub fn consumer_lags(&self) -> Vec<(String, i64)> {
+        super::lock(&self.consumer_lag)
+            .iter()
+            .map(|(name, lag)| (name.clone(), lag.load(Ordering::Relaxed)))
+            .filter(|(_, lag)| *lag >= 0)
+            .collect()
+    }
+
+    /// How far the watermark is behind the wall clock; `None` before any source reported
+    /// one.
+    pub fn watermark_lag(&self) -> Option<Duration> {
+        let watermark = self.watermark();
+        if watermark == Watermark::MIN {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        Some(Duration::from_nanos(now.saturating_sub(watermark.0).max(0) as u64))
     }
 }
 

@@ -171,6 +171,16 @@ impl Engine {
             .cloned()
     }
 
+    /// Every materialized view declared so far, by name.
+    pub fn views(&self) -> Vec<Arc<ViewDefinition>> {
+        self.views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The next run of `job`, a view over a bounded query on a `refresh` schedule.
     pub async fn replan_view(&self, job: &Job) -> Result<Job> {
         let Some((definition, _)) = &job.view else {
@@ -200,7 +210,7 @@ impl Engine {
                         }
                     })?;
                     if deleted > 0 {
-                        definition.changes.applied();
+                        definition.changes.deleted();
                     }
                     Ok(deleted)
                 }

@@ -4,13 +4,14 @@
 pub mod checkpoint;
 mod context;
 mod engine;
+pub mod histogram;
 mod merge_streams;
 mod progress;
 mod status;
 mod streaming_filter;
 mod view_runs;
 
-pub use context::{PipelineContext, PipelineMetrics, StopSignal};
+pub use context::{PipelineContext, PipelineMetrics, StopSignal, TableCounts};
 pub use engine::{Engine, Job, JobKind, rows_written};
 pub use merge_streams::{MergeStreamsExec, MergeStreamsRule, single_partition};
 pub(crate) use progress::lock;

@@ -35,9 +35,24 @@ pub trait ProfileStore: Debug + Send + Sync {
     /// Every stored row.
     async fn scan(&self) -> Result<Vec<RecordBatch>>;
 
+    /// The row whose primary key is `key`: one text per key column, in key order, read as
+    /// the column's type (`42` for an integer key). `None` when there is no such row.
+    async fn get(&self, key: &[String]) -> Result<Option<StoredRow>>;
+
     /// Deletes the rows whose version is older than `version` (keys a finished refresh no
     /// longer returned); returns how many.
     async fn delete_older_than(&self, version: i64) -> Result<u64>;
+}
+
+/// One row read by key, with its bookkeeping.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    /// One row, in the store's schema.
+    pub row: RecordBatch,
+    /// The row's version, in a versioned store.
+    pub version: Option<i64>,
+    /// When the row was last written (ISO-8601, UTC), in a versioned store.
+    pub updated_at: Option<String>,
 }
 
 /// What one [`ProfileStore::upsert`] did.
@@ -47,4 +62,15 @@ pub struct Upserted {
     pub written: u64,
     /// Rows left out because the store already held the same or a newer version.
     pub stale: u64,
+}
+
+/// The current time as ISO-8601 text in UTC, to the millisecond: what versioned stores
+/// write as a row's `_updated_at`.
+pub fn now_iso8601() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(millis)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
 }

@@ -146,12 +146,19 @@ impl DataSink for StoreSink {
                 };
                 let values =
                     RecordBatch::try_new(Arc::clone(&store_schema), values.columns().to_vec())?;
-                let upserted = self.store.upsert(values, versions).await?;
-                if let Some(changes) = &self.changes
-                    && upserted.written > 0
-                {
-                    changes.applied();
-                }
+                let started = std::time::Instant::now();
+                let upserted = match &self.changes {
+                    // Listeners see the rows after the commit: keep a cheap copy (Arc'd columns).
+                    Some(changes) => {
+                        let upserted = self.store.upsert(values.clone(), versions.clone()).await?;
+                        if upserted.written > 0 {
+                            changes.upserted(&values, versions.as_ref());
+                        }
+                        upserted
+                    }
+                    None => self.store.upsert(values, versions).await?,
+                };
+                pipeline.metrics.upsert_seconds.observe(started.elapsed());
                 rows += upserted.written;
                 PipelineMetrics::add(&pipeline.metrics.rows_out, upserted.written as usize);
                 PipelineMetrics::add(&pipeline.metrics.stale_upserts, upserted.stale as usize);

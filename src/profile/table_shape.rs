@@ -135,6 +135,17 @@ impl TableShape {
         Ok(())
     }
 
+    /// An error unless `key` has one value per primary key column.
+    pub fn check_key(&self, key: &[String], store: &str) -> Result<()> {
+        if key.is_empty() || key.len() != self.primary_key.len() {
+            return exec_err!(
+                "{store}: a lookup takes one value per primary key column ({})",
+                self.primary_key.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// An error unless `found` (an existing table's columns) are the expected ones.
     pub fn check_columns(&self, found: &[String], store: &str) -> Result<()> {
         let expected = self.column_names();

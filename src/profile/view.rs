@@ -36,6 +36,7 @@ use super::latest_per_key::LatestPerKey;
 use super::store::{ProfileStore, VERSION_COLUMN};
 use super::store_table::{StoreSink, StoreSource};
 use super::upsert_aggregate::UpsertAggregateExec;
+use super::score::{ViewScore, plan_scores};
 use super::view_changes::{UpstreamViews, ViewChanges};
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
@@ -76,6 +77,10 @@ pub struct ViewDefinition {
     run_version: AtomicI64,
     /// The line of the `CREATE MATERIALIZED VIEW`.
     pub line: usize,
+    /// The key columns.
+    pub primary_key: Vec<String>,
+    /// The scoring functions `POST /v1/score` evaluates on a row (`'score.<name>'`).
+    pub scores: Vec<ViewScore>,
     /// Held through a run of a bounded query and the deletes after it, so that runs of one
     /// view (the first, `REFRESH`, the schedule) never overlap.
     pub runs: tokio::sync::Mutex<()>,
@@ -151,6 +156,7 @@ pub async fn plan_view(
         line,
     } = view;
     let failed = |source| Error::Statement { line, source };
+    let declared_options = options.remaining().clone();
     let frame = context.sql(&query).await.map_err(failed)?;
     let mut schema: SchemaRef = Arc::clone(frame.schema().inner());
     for key in &primary_key {
@@ -197,6 +203,7 @@ pub async fn plan_view(
         }
     };
     let state_ttl = options.duration("state.ttl")?;
+    let scores = plan_scores(context, &schema, &mut options)?;
     let refresh = options.duration("refresh")?;
     if refresh.is_some_and(|r| r.is_zero()) {
         return Err(options.error("option 'refresh' must be longer than zero"));
@@ -242,6 +249,8 @@ pub async fn plan_view(
         run_version: AtomicI64::new(0),
         line,
         runs: tokio::sync::Mutex::new(()),
+        primary_key: primary_key.clone(),
+        scores,
     });
     let run = plan_run(context, &definition).await?;
     if refresh.is_some() && run.version.is_none() {
@@ -271,7 +280,8 @@ pub async fn plan_view(
         lookup_refresh: None,
     };
     Ok(PlannedView {
-        table: StreamTable::new(name, connector, schema, Some(Arc::new(source)), None),
+        table: StreamTable::new(name, connector, schema, Some(Arc::new(source)), None)
+            .with_options(declared_options),
         definition,
         run,
     })

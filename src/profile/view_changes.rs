@@ -6,11 +6,28 @@
 //! job that writes the view holds a [`ViewWriter`] while it runs. [`UpstreamViews`] waits,
 //! between two runs of the downstream view, until one of its views has applied something
 //! the last run may not have read, and tells when none of them can change any more.
+//!
+//! The same signal hands the rows themselves to [`RowListener`]s, such as the cache that
+//! `profusion serve` answers profile lookups from, so that it never serves a row older
+//! than the store's.
 
-use std::sync::Arc;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::array::{Int64Array, RecordBatch};
 use futures::future::select_all;
 use tokio::sync::watch;
+
+/// Told of every change a view's sink commits to its store.
+pub trait RowListener: Debug + Send + Sync {
+    /// `rows` (in the store's schema) were offered to the store, each with its version
+    /// when the view is versioned; rows not newer than the stored ones were left out by the
+    /// store.
+    fn upserted(&self, rows: &RecordBatch, versions: Option<&Int64Array>);
+
+    /// Keys were deleted (a finished refresh dropped the keys its query no longer returns).
+    fn deleted(&self);
+}
 
 /// What a view's store has been through so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,11 +40,11 @@ pub struct ChangeCount {
 
 /// The change signal of one view's store.
 #[derive(Debug)]
-pub struct ViewChanges(watch::Sender<ChangeCount>);
+pub struct ViewChanges(watch::Sender<ChangeCount>, Mutex<Vec<Arc<dyn RowListener>>>);
 
 impl Default for ViewChanges {
     fn default() -> Self {
-        Self(watch::Sender::new(ChangeCount::default()))
+        Self(watch::Sender::new(ChangeCount::default()), Mutex::default())
     }
 }
 
@@ -35,6 +52,31 @@ impl ViewChanges {
     /// Records that rows were written to or deleted from the store (after the commit).
     pub fn applied(&self) {
         self.0.send_modify(|count| count.applied += 1);
+    }
+
+    /// Records that `rows` were upserted (after the commit), telling the listeners.
+    pub fn upserted(&self, rows: &RecordBatch, versions: Option<&Int64Array>) {
+        for listener in self.listeners() {
+            listener.upserted(rows, versions);
+        }
+        self.applied();
+    }
+
+    /// Records that keys were deleted (after the commit), telling the listeners.
+    pub fn deleted(&self) {
+        for listener in self.listeners() {
+            listener.deleted();
+        }
+        self.applied();
+    }
+
+    /// Tells `listener` of every change from now on.
+    pub fn listen(&self, listener: Arc<dyn RowListener>) {
+        crate::pipeline::lock(&self.1).push(listener);
+    }
+
+    fn listeners(&self) -> Vec<Arc<dyn RowListener>> {
+        crate::pipeline::lock(&self.1).clone()
     }
 
     /// Registers a job that writes the view, until the returned guard is dropped.

@@ -13,7 +13,7 @@ mod variables;
 pub use create_table::{CreateTable, MetadataColumn, WatermarkClause, parse_create_table};
 pub use create_view::{CreateMaterializedView, parse_create_view};
 pub use duration::parse_duration;
-pub use options::WithOptions;
+pub use options::{WithOptions, masked_option};
 pub use split::{SourceStatement, split_statements};
 pub use variables::substitute_variables;
 

@@ -45,6 +45,12 @@ impl WithOptions {
         }
     }
 
+    /// The options not consumed yet, as written (keys lowercased): taken before a connector
+    /// consumes them, this is what the statement declared.
+    pub fn remaining(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
     /// Removes and returns the raw value of `key`.
     pub fn take(&mut self, key: &str) -> Option<String> {
         self.values.remove(key)
@@ -133,6 +139,25 @@ impl WithOptions {
     }
 }
 
+/// Words in an option key that mark its value as a secret.
+const SECRET_KEY_WORDS: [&str; 6] = ["password", "secret", "token", "credential", "jaas", "key.pem"];
+
+/// The value of option `key` fit to show: secrets as `********`, and the password of a URL
+/// (`postgres://user:pw@host/db`) masked.
+pub fn masked_option(key: &str, value: &str) -> String {
+    let key = key.to_ascii_lowercase();
+    if SECRET_KEY_WORDS.iter().any(|word| key.contains(word)) {
+        return "********".into();
+    }
+    match url::Url::parse(value) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("********"));
+            url.to_string()
+        }
+        _ => value.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +168,20 @@ mod tests {
             options.insert(k.to_string(), v.to_string()).unwrap();
         }
         options
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(masked_option("webhook.secret", "s3cret"), "********");
+        assert_eq!(
+            masked_option("properties.sasl.password", "pw"),
+            "********"
+        );
+        assert_eq!(
+            masked_option("url", "postgres://me:pw@127.0.0.1/db"),
+            "postgres://me:********@127.0.0.1/db"
+        );
+        assert_eq!(masked_option("topic", "events"), "events");
     }
 
     #[test]

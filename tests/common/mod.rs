@@ -6,6 +6,7 @@
 
 pub mod kafka;
 pub mod registry;
+pub mod server;
 
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,8 @@
 //! handing it on; committing settled positions as it goes. A snapshot stops at the end
 //! offset seen when reading starts.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
@@ -26,6 +28,8 @@ use crate::session::SourceReads;
 
 /// How long a reader waits for a message before checking whether it is still wanted.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a continuous reader measures how far behind the partition's end it is.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where reading `partition` of `topic` starts.
 fn start_offset(
@@ -106,6 +110,8 @@ pub struct PartitionReader {
     pub committer: Option<PartitionCommitter>,
     pub bad_data: BadDataHandler,
     pub decoder: RecordDecoder,
+    /// Where the reader publishes how many messages it is behind the partition's end.
+    pub lag: Arc<AtomicI64>,
 }
 
 /// Reads one partition until `batches` is closed, sending each decoded batch; an error is
@@ -125,6 +131,7 @@ pub fn read_partition(
         mut committer,
         bad_data,
         mut decoder,
+        lag,
     } = reader;
     let options = &options;
     let consumer: BaseConsumer = consumer_config(options)
@@ -170,9 +177,21 @@ pub fn read_partition(
     let mut warned = None;
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(options.batch_size);
     let mut done = false;
+    let mut next_offset = match start {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    };
+    let mut lag_measured: Option<Instant> = None;
     while !done && !batches.is_closed() {
         if let Some(committer) = &mut committer {
             committer.tick(&consumer);
+        }
+        if end.is_none() && lag_measured.is_none_or(|at| at.elapsed() >= LAG_INTERVAL) {
+            lag_measured = Some(Instant::now());
+            if let Ok((low, high)) = consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT) {
+                let behind = high - next_offset.unwrap_or(low).max(low);
+                lag.store(behind.max(0), Ordering::Relaxed);
+            }
         }
         // Wait for a first message; then take what is already fetched, without waiting.
         let wait = if messages.is_empty() {
@@ -233,6 +252,7 @@ pub fn read_partition(
             &decoded.ops,
         )?;
         let position = records.last().map_or(0, |r| r.offset + 1);
+        next_offset = Some(position);
         drop(records);
         messages.clear();
         // A batch whose records were all dropped still moves the position on.

@@ -180,7 +180,9 @@ impl Source for KafkaSource {
                     (KafkaFormat::DebeziumJson, _) => ValueFormat::DebeziumJson,
                     _ => ValueFormat::Json,
                 };
+                let lag = pipeline.metrics.consumer_lag(&topic, partition);
                 let reader = PartitionReader {
+                    lag,
                     options: self.options.clone(),
                     reads: self.reads,
                     columns: self.metadata.clone(),

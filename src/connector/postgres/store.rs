@@ -21,7 +21,8 @@ use super::types::{array_type, bind_columns, column_type, select_as_text};
 use crate::error::Error;
 use crate::format::from_json_texts;
 use crate::profile::{
-    ColumnTypes, ProfileStore, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN, quote,
+    ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted,
+    VERSION_COLUMN, quote,
 };
 
 /// A keyed table in PostgreSQL.
@@ -287,6 +288,72 @@ impl ProfileStore for PostgresStore {
             .execute(&sql, &[&version])
             .await
             .map_err(|e| self.failed("deleting old rows from", e))
+    }
+
+    async fn get(&self, key: &[String]) -> Result<Option<StoredRow>> {
+        self.shape.check_key(key, &self.context())?;
+        let fields = self.shape.schema.fields();
+        let mut columns: Vec<String> = fields
+            .iter()
+            .map(|f| select_as_text(&quote(f.name()), f.data_type()))
+            .collect();
+        if self.shape.versioned {
+            columns.push(quote(VERSION_COLUMN));
+            columns.push(format!(
+                "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                quote(UPDATED_AT_COLUMN)
+            ));
+        }
+        let mut matches = Vec::new();
+        for (i, name) in self.shape.primary_key.iter().enumerate() {
+            let field = self.shape.schema.field_with_name(name)?;
+            matches.push(format!(
+                "{} = CAST(${}::text AS {})",
+                quote(name),
+                i + 1,
+                column_type(field.data_type())
+            ));
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            columns.join(", "),
+            quote(&self.options.table),
+            matches.join(" AND ")
+        );
+        let params: Vec<&(dyn ToSql + Sync)> =
+            key.iter().map(|k| k as &(dyn ToSql + Sync)).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| self.failed("preparing a lookup in", e))?;
+        let Some(row) = client
+            .query_opt(&statement, &params)
+            .await
+            .map_err(|e| self.failed("reading a row of", e))?
+        else {
+            return Ok(None);
+        };
+        let values = fields
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let text = StringArray::from(vec![row.get::<_, Option<String>>(i)]);
+                from_text(&text, field.data_type())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (version, updated_at) = match self.shape.versioned {
+            true => (
+                row.get::<_, Option<i64>>(fields.len()),
+                row.get::<_, Option<String>>(fields.len() + 1),
+            ),
+            false => (None, None),
+        };
+        Ok(Some(StoredRow {
+            row: RecordBatch::try_new(Arc::clone(&self.shape.schema), values)?,
+            version,
+            updated_at,
+        }))
     }
 
     async fn scan(&self) -> Result<Vec<RecordBatch>> {

@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime;
 use datafusion::common::{DataFusionError, Result, exec_datafusion_err, exec_err};
 use rusqlite::Connection;
 
 use super::options::SqliteOptions;
 use super::values::{ColumnBuilder, SqlColumn, StorageClass};
-use crate::profile::{ColumnTypes, ProfileStore, TableShape, Upserted, VERSION_COLUMN, quote};
+use crate::profile::{
+    ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted,
+    VERSION_COLUMN, now_iso8601, quote,
+};
 
 /// Rows per batch when reading a table back.
 const SCAN_BATCH_ROWS: usize = 8192;
@@ -122,6 +124,18 @@ impl ProfileStore for SqliteStore {
                 .execute(&sql, [version])
                 .map(|n| n as u64)
                 .map_err(|e| exec_datafusion_err!("deleting old rows from {context}: {e}"))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &[String]) -> Result<Option<StoredRow>> {
+        self.shape.check_key(key, &self.context())?;
+        let context = self.context();
+        let key = key.to_vec();
+        self.with_connection(move |connection, layout| {
+            layout
+                .get(connection, &key)
+                .map_err(|e| exec_datafusion_err!("reading a row of {context}: {e}"))
         })
         .await
     }
@@ -268,6 +282,65 @@ impl Layout {
         Ok(outcome)
     }
 
+    /// `SELECT` of the row's columns, then the version and write time in a versioned store,
+    /// of the row whose key is `key`.
+    fn get_sql(&self) -> String {
+        let mut columns: Vec<String> = self
+            .shape
+            .schema
+            .fields()
+            .iter()
+            .map(|f| quote(f.name()))
+            .collect();
+        if self.shape.versioned {
+            columns.push(quote(VERSION_COLUMN));
+            columns.push(quote(UPDATED_AT_COLUMN));
+        }
+        let matches: Vec<String> = self
+            .shape
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{} = ?{}", quote(k), i + 1))
+            .collect();
+        format!(
+            "SELECT {} FROM {} WHERE {}",
+            columns.join(", "),
+            quote(&self.options.table),
+            matches.join(" AND ")
+        )
+    }
+
+    fn get(&self, connection: &mut Connection, key: &[String]) -> Result<Option<StoredRow>> {
+        let fields = self.shape.schema.fields();
+        let mut statement = connection.prepare_cached(&self.get_sql()).map_err(sqlite)?;
+        // Text compared with an INTEGER or REAL key column takes the column's affinity.
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(key.iter()))
+            .map_err(sqlite)?;
+        let Some(row) = rows.next().map_err(sqlite)? else {
+            return Ok(None);
+        };
+        let mut columns = Vec::with_capacity(fields.len());
+        for (index, field) in fields.iter().enumerate() {
+            let mut builder = ColumnBuilder::new(field.data_type());
+            builder.append(row.get_ref(index).map_err(sqlite)?, field.name())?;
+            columns.push(builder.finish(field.data_type())?);
+        }
+        let (version, updated_at) = match self.shape.versioned {
+            true => (
+                row.get::<_, Option<i64>>(fields.len()).map_err(sqlite)?,
+                row.get::<_, Option<String>>(fields.len() + 1).map_err(sqlite)?,
+            ),
+            false => (None, None),
+        };
+        Ok(Some(StoredRow {
+            row: RecordBatch::try_new(Arc::clone(&self.shape.schema), columns)?,
+            version,
+            updated_at,
+        }))
+    }
+
     fn scan(&self, connection: &mut Connection) -> Result<Vec<RecordBatch>> {
         let fields = self.shape.schema.fields();
         let sql = format!(
@@ -328,12 +401,3 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The current time as ISO-8601 text in UTC, to the millisecond.
-fn now_iso8601() -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    timestamp_ms_to_datetime(millis)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
-}

@@ -113,6 +113,7 @@ impl Checkpointer {
         self.epoch = epoch;
         let metrics = &self.pipeline.metrics;
         PipelineMetrics::add(&metrics.checkpoints, 1);
+        metrics.checkpoint_seconds.observe(started.elapsed());
         metrics
             .last_checkpoint_ms
             .store(manifest.duration_ms, std::sync::atomic::Ordering::Relaxed);

@@ -1,0 +1,176 @@
+//! `profusion serve FILE.sql --listen 127.0.0.1:8080`: runs the pipeline and serves its
+//! views, scores, webhook ingest and metrics over HTTP until Ctrl-C.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::sync::Notify;
+
+use crate::Pipeline;
+use crate::error::{Error, Result};
+use crate::pipeline::checkpoint::CheckpointOptions;
+use crate::pipeline::{StatusLine, status_text};
+use crate::serve::{Scope, ServeOptions, ServeState, Tokens, generate_token, router};
+use crate::sql::parse_duration;
+
+use super::{PipelineFile, SessionArgs, read_pipeline};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    file: PipelineFile,
+    #[command(flatten)]
+    session: SessionArgs,
+    /// The address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A file of bearer tokens, one `read|ingest|admin TOKEN` per line. Tokens are also
+    /// read from PROFUSION_READ_TOKENS, PROFUSION_INGEST_TOKENS and PROFUSION_ADMIN_TOKENS.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// Serve without authentication (only on a loopback address).
+    #[arg(long, conflicts_with = "tokens")]
+    no_auth: bool,
+    /// Profile rows kept in memory per view.
+    #[arg(long, default_value_t = 100_000)]
+    cache_entries: usize,
+    /// Checkpoint the continuous jobs into this folder or object-store URL, and resume
+    /// from its latest complete checkpoint.
+    #[arg(long, value_name = "URL")]
+    checkpoint_dir: Option<String>,
+    /// How often to checkpoint, e.g. 10s or 1m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    checkpoint_interval: Duration,
+    /// Never show the live status line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let tokens = tokens(&args)?;
+    let text = read_pipeline(&args.file.file)?;
+    let pipeline = Pipeline::load(&text, &args.session.options()).await?;
+    let shared = Arc::clone(pipeline.engine().shared());
+    let state = ServeState::new(
+        pipeline.engine().clone(),
+        ServeOptions {
+            tokens,
+            cache_entries: args.cache_entries,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("listening on {}", args.listen),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| Error::Io {
+        context: "the listening address".into(),
+        source,
+    })?;
+    eprintln!(
+        "serving {} on http://{address} (views: {})",
+        args.file.file.display(),
+        state.view_names().join(", ")
+    );
+
+    // Stops the server: Ctrl-C, or a pipeline that failed.
+    let shutdown = Arc::new(Notify::new());
+    let on_signal = Arc::clone(&shutdown);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping: sinks are flushing; press Ctrl-C again to abort");
+            on_signal.notify_one();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+
+    let show_status = !args.quiet && std::io::stderr().is_terminal();
+    let status =
+        show_status.then(|| StatusLine::start(Arc::clone(&shared), Duration::from_millis(500)));
+    let checkpoints = args.checkpoint_dir.map(|location| CheckpointOptions {
+        location,
+        interval: args.checkpoint_interval,
+    });
+    let running = Arc::clone(&state);
+    let on_failure = Arc::clone(&shutdown);
+    let pipeline_task = tokio::spawn(async move {
+        running.set_ready(true);
+        let ran = pipeline.run_with(checkpoints).await;
+        match &ran {
+            Ok(summary) if !summary.stopped => {
+                eprintln!("\npipeline finished; still serving what it wrote (Ctrl-C stops)")
+            }
+            Ok(_) => {}
+            Err(error) => {
+                eprintln!("\npipeline failed: {error}");
+                running.set_ready(false);
+                on_failure.notify_one();
+            }
+        }
+        ran
+    });
+
+    let stopping = Arc::clone(&shutdown);
+    axum::serve(listener, router(Arc::clone(&state)))
+        .with_graceful_shutdown(async move { stopping.notified().await })
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("serving on {address}"),
+            source,
+        })?;
+    state.set_ready(false);
+    shared.stop.stop();
+    let summary = pipeline_task.await.map_err(|e| Error::Io {
+        context: "pipeline task".into(),
+        source: std::io::Error::other(e.to_string()),
+    })??;
+    drop(status);
+    let rate = summary.events_in as f64 / summary.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "stopped after {:.2}s: {}",
+        summary.elapsed.as_secs_f64(),
+        status_text(&shared, rate)
+    );
+    Ok(())
+}
+
+/// The tokens to accept: from `--tokens` and the environment; with none, one admin token
+/// made now and printed; none needed with `--no-auth`, on loopback only.
+fn tokens(args: &ServeArgs) -> Result<Tokens> {
+    if args.no_auth {
+        if !args.listen.ip().is_loopback() {
+            return Err(Error::Io {
+                context: "serve --no-auth".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "--no-auth is allowed only on a loopback address, not {}",
+                        args.listen
+                    ),
+                ),
+            });
+        }
+        eprintln!("warning: serving without authentication (--no-auth)");
+        return Ok(Tokens::open());
+    }
+    let mut tokens = match &args.tokens {
+        Some(path) => Tokens::from_file(path)?,
+        None => Vec::new(),
+    };
+    tokens.extend(Tokens::from_env(|name| std::env::var(name).ok()));
+    if tokens.is_empty() {
+        let token = generate_token()?;
+        eprintln!(
+            "no tokens configured: this run's admin token is\n  {token}\n(--tokens FILE or PROFUSION_ADMIN_TOKENS choose your own)"
+        );
+        tokens.push((Scope::Admin, token));
+    }
+    Tokens::new(tokens)
+}

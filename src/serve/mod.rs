@@ -1,0 +1,612 @@
+//! `profusion serve`: a pipeline's profiles, scores, webhook ingest and metrics over HTTP
+//! (axum, JSON).
+//!
+//! | method and path | scope | what |
+//! | --- | --- | --- |
+//! | `GET /v1/views/{view}/{key}` | read | a view's row, its version and when it was written |
+//! | `POST /v1/score/{view}/{key}` | read | the same, with the view's `'score.*'` functions evaluated on it |
+//! | `POST /v1/ingest/{table}` | ingest | JSON events into a Kafka or memory table |
+//! | `GET /metrics` | admin | Prometheus text |
+//! | `GET /healthz`, `GET /readyz` | none | liveness; readiness (the pipeline is running) |
+//!
+//! Every other path needs a token too: without a valid one a request gets 401 and reaches
+//! nothing. Lookups are answered from a per-view [`ProfileCache`] that the pipeline's own
+//! upserts keep fresh; misses read the store. The API is described in `docs/openapi.yaml`.
+
+mod auth;
+mod decode;
+mod idempotency;
+mod ingest_writer;
+mod json_row;
+mod metrics;
+mod profile_cache;
+mod signature;
+
+pub use auth::{Refusal, Scope, Tokens, generate_token};
+pub use decode::decode_events;
+pub use idempotency::{Claim, IdempotencyKeys};
+pub use ingest_writer::IngestWriter;
+pub use metrics::{ServerMetrics, render};
+pub use profile_cache::{Cached, CachedRow, ProfileCache, cache_key};
+pub use signature::{
+    GITHUB_SIGNATURE_HEADER, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, sign, verify,
+};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::datasource::sink::DataSink;
+
+use crate::connector::{StreamTable, WebhookOptions};
+use crate::pipeline::{Engine, PipelineMetrics};
+use crate::profile::{ProfileStore, ViewDefinition, ViewStore};
+use json_row::{json_string, row_json};
+
+/// The largest webhook body taken, in bytes (larger ones get 413).
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// The connectors whose tables take webhook events.
+const INGEST_CONNECTORS: [&str; 2] = ["kafka", "memory"];
+
+/// How a server is set up.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub tokens: Tokens,
+    /// Profile rows cached per view at most.
+    pub cache_entries: usize,
+}
+
+/// A view served by key.
+struct ServedView {
+    definition: Arc<ViewDefinition>,
+    store: Arc<dyn ProfileStore>,
+    cache: Arc<ProfileCache>,
+}
+
+/// Where webhook events for one table go.
+#[derive(Clone)]
+struct IngestTarget {
+    webhook: WebhookOptions,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    writer: Arc<IngestWriter>,
+}
+
+/// What every request shares.
+pub struct ServeState {
+    engine: Engine,
+    tokens: Tokens,
+    views: HashMap<String, ServedView>,
+    targets: Mutex<HashMap<String, IngestTarget>>,
+    idempotency: IdempotencyKeys,
+    metrics: ServerMetrics,
+    ready: AtomicBool,
+}
+
+impl ServeState {
+    /// The state of a server over `engine`'s tables and views; each view kept in a store
+    /// table gets a cache its sink keeps fresh.
+    pub fn new(engine: Engine, options: ServeOptions) -> Arc<Self> {
+        let mut views = HashMap::new();
+        for definition in engine.views() {
+            let ViewStore::Table(store) = &definition.store else {
+                continue;
+            };
+            let schema = store.schema();
+            let key_columns: Vec<usize> = store
+                .primary_key()
+                .iter()
+                .filter_map(|k| schema.index_of(k).ok())
+                .collect();
+            let cache = Arc::new(ProfileCache::new(key_columns, options.cache_entries));
+            definition
+                .changes
+                .listen(Arc::clone(&cache) as Arc<dyn crate::profile::RowListener>);
+            views.insert(
+                definition.name.clone(),
+                ServedView {
+                    store: Arc::clone(store),
+                    definition: Arc::clone(&definition),
+                    cache,
+                },
+            );
+        }
+        Arc::new(Self {
+            engine,
+            tokens: options.tokens,
+            views,
+            targets: Mutex::default(),
+            idempotency: IdempotencyKeys::new(1_000_000),
+            metrics: ServerMetrics::default(),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Says whether `/readyz` answers 200.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// The names of the views served by key.
+    pub fn view_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.views.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The row of `key` in `view`, from the cache or the store.
+    async fn lookup(
+        &self,
+        view: &str,
+        key: &str,
+    ) -> Result<(&ServedView, Arc<CachedRow>), ApiError> {
+        let served = self.views.get(view).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no view named '{view}' is served (served: {})",
+                    self.view_names().join(", ")
+                ),
+            )
+        })?;
+        let parts = key_parts(key, served.store.primary_key())?;
+        let cached = cache_key(&parts);
+        let row = match served.cache.get(&cached) {
+            Cached::Hit(row) => {
+                PipelineMetrics::add(&self.metrics.cache_hits, 1);
+                row
+            }
+            Cached::Miss => {
+                PipelineMetrics::add(&self.metrics.cache_misses, 1);
+                match served.store.get(&parts).await {
+                    Ok(stored) => served.cache.loaded(&cached, stored),
+                    Err(error) => {
+                        served.cache.abandon(&cached);
+                        return Err(ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("reading view {view}: {error}"),
+                        ));
+                    }
+                }
+            }
+        };
+        let row = row.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("view {view} has no row with key {key}"),
+            )
+        })?;
+        Ok((served, row))
+    }
+
+    /// Where events for `table` go, set up on first use.
+    async fn target(&self, table: &str) -> Result<IngestTarget, ApiError> {
+        if let Some(target) = crate::pipeline::lock(&self.targets).get(table) {
+            return Ok(target.clone());
+        }
+        let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no table named '{table}'"));
+        let provider = self
+            .engine
+            .context()
+            .table_provider(table)
+            .await
+            .map_err(|_| not_found())?;
+        let stream = provider
+            .as_any()
+            .downcast_ref::<StreamTable>()
+            .ok_or_else(not_found)?;
+        let sink: Arc<dyn DataSink> = match stream.sink_half() {
+            Some(sink) if INGEST_CONNECTORS.contains(&stream.connector()) => Arc::clone(sink),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "table {table} (connector '{}') does not take webhook events: ingest writes to {} tables",
+                        stream.connector(),
+                        INGEST_CONNECTORS.join(" and ")
+                    ),
+                ));
+            }
+        };
+        let schema = datafusion::catalog::TableProvider::schema(stream);
+        let target = IngestTarget {
+            webhook: stream.webhook().clone(),
+            schema: Arc::clone(&schema),
+            writer: Arc::new(IngestWriter::new(
+                table.to_string(),
+                schema,
+                sink,
+                self.engine.job_context(),
+            )),
+        };
+        Ok(crate::pipeline::lock(&self.targets)
+            .entry(table.to_string())
+            .or_insert(target)
+            .clone())
+    }
+}
+
+/// The router of the API over `state`.
+pub fn router(state: Arc<ServeState>) -> Router {
+    Router::new()
+        .route("/v1/views/{view}/{key}", get(get_view))
+        .route("/v1/score/{view}/{key}", post(score_view))
+        .route("/v1/ingest/{table}", post(ingest))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn_with_state(Arc::clone(&state), guard))
+        .with_state(state)
+}
+
+/// The metrics route and the scope a request needs, from its path.
+fn route_of(path: &str) -> (usize, Option<Scope>) {
+    if path.starts_with("/v1/views/") {
+        (0, Some(Scope::Read))
+    } else if path.starts_with("/v1/score/") {
+        (1, Some(Scope::Read))
+    } else if path.starts_with("/v1/ingest/") {
+        (2, Some(Scope::Ingest))
+    } else if path == "/metrics" {
+        (3, Some(Scope::Admin))
+    } else if path == "/healthz" || path == "/readyz" {
+        (4, None)
+    } else {
+        (5, Some(Scope::Admin))
+    }
+}
+
+/// Checks the bearer token before anything else runs, and times every request.
+async fn guard(State(state): State<Arc<ServeState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (route, scope) = route_of(request.uri().path());
+    let admitted = match scope {
+        None => Ok(()),
+        Some(scope) => state.tokens.check(
+            request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+            scope,
+        ),
+    };
+    let response = match admitted {
+        Ok(()) => next.run(request).await,
+        Err(Refusal::Unauthenticated) => {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is needed (Authorization: Bearer TOKEN)",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        Err(Refusal::Forbidden) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token lacks the {} scope",
+                scope.map_or(String::new(), |s| s.to_string())
+            ),
+        )
+        .into_response(),
+    };
+    state
+        .metrics
+        .respond(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// `GET /v1/views/{view}/{key}`.
+async fn get_view(
+    State(state): State<Arc<ServeState>>,
+    Path((view, key)): Path<(String, String)>,
+) -> Response {
+    match state.lookup(&view, &key).await {
+        Ok((_, row)) => json(StatusCode::OK, profile_json(&view, &key, &row, None)),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `POST /v1/score/{view}/{key}`.
+async fn score_view(
+    State(state): State<Arc<ServeState>>,
+    Path((view, key)): Path<(String, String)>,
+) -> Response {
+    let (served, row) = match state.lookup(&view, &key).await {
+        Ok(found) => found,
+        Err(error) => return error.into_response(),
+    };
+    match scores_json(&served.definition, &row.row) {
+        Ok(scores) => json(
+            StatusCode::OK,
+            profile_json(&view, &key, &row, Some(&scores)),
+        ),
+        Err(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).into_response(),
+    }
+}
+
+/// The view's scores of `row`, as one JSON object.
+fn scores_json(view: &ViewDefinition, row: &RecordBatch) -> Result<String, String> {
+    if view.scores.is_empty() {
+        return Ok("{}".into());
+    }
+    let mut fields = Vec::with_capacity(view.scores.len());
+    let mut columns = Vec::with_capacity(view.scores.len());
+    for score in &view.scores {
+        let value = score
+            .evaluate(row)
+            .and_then(|v| v.to_array())
+            .map_err(|e| format!("score {} ({}): {e}", score.name, score.sql))?;
+        fields.push(Field::new(&score.name, value.data_type().clone(), true));
+        columns.push(value);
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| e.to_string())?;
+    row_json(&batch, 0).map_err(|e| e.to_string())
+}
+
+/// The answer to a lookup.
+fn profile_json(view: &str, key: &str, row: &CachedRow, scores: Option<&str>) -> String {
+    let mut out = String::with_capacity(row.json.len() + 128);
+    out.push_str("{\"view\":");
+    out.push_str(&json_string(view));
+    out.push_str(",\"key\":");
+    out.push_str(&json_string(key));
+    out.push_str(",\"version\":");
+    match row.version {
+        Some(version) => out.push_str(&version.to_string()),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"updated_at\":");
+    match &row.updated_at {
+        Some(at) => out.push_str(&json_string(at)),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"row\":");
+    out.push_str(&row.json);
+    if let Some(scores) = scores {
+        out.push_str(",\"scores\":");
+        out.push_str(scores);
+    }
+    out.push('}');
+    out
+}
+
+/// The key of a lookup as one text per key column: the path segment itself for a view
+/// with one key column, a JSON array of the values for a composite key.
+fn key_parts(key: &str, primary_key: &[String]) -> Result<Vec<String>, ApiError> {
+    if primary_key.len() <= 1 {
+        return Ok(vec![key.to_string()]);
+    }
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the view's key is ({}): give it as a JSON array of {} values, e.g. [\"u1\",42]",
+                primary_key.join(", "),
+                primary_key.len()
+            ),
+        )
+    };
+    let values: Vec<serde_json::Value> = serde_json::from_str(key).map_err(|_| bad())?;
+    if values.len() != primary_key.len() {
+        return Err(bad());
+    }
+    values
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => Ok(s),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            serde_json::Value::Bool(b) => Ok(b.to_string()),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+/// `POST /v1/ingest/{table}`.
+async fn ingest(
+    State(state): State<Arc<ServeState>>,
+    Path(table): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = match state.target(&table).await {
+        Ok(target) => target,
+        Err(error) => return error.into_response(),
+    };
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(secret) = &target.webhook.secret {
+        let signature = text(SIGNATURE_HEADER).or_else(|| text(GITHUB_SIGNATURE_HEADER));
+        if let Err(error) = verify(
+            secret,
+            target.webhook.tolerance(),
+            text(TIMESTAMP_HEADER),
+            signature,
+            &body,
+        ) {
+            state.metrics.reject(match error {
+                SignatureError::Expired => "expired",
+                SignatureError::Mismatch => "signature",
+                _ => "unsigned",
+            });
+            return ApiError::new(StatusCode::UNAUTHORIZED, error.reason()).into_response();
+        }
+    }
+    let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(key)) if !key.is_empty() && key.len() <= 255 => Some(key.to_string()),
+        Some(_) => {
+            state.metrics.reject("idempotency_key");
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+            .into_response();
+        }
+    };
+    if let Some(key) = &idempotency_key {
+        match state.idempotency.claim(&table, key, &body) {
+            Claim::Fresh => {}
+            Claim::Replay(answer) => {
+                let mut response = json(StatusCode::ACCEPTED, answer);
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return response;
+            }
+            Claim::Conflict => {
+                return ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "this Idempotency-Key was used with another body",
+                )
+                .into_response();
+            }
+            Claim::InFlight => {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "a request with this Idempotency-Key is still being written; retry",
+                )
+                .into_response();
+            }
+        }
+    }
+    let release = |state: &ServeState| {
+        if let Some(key) = &idempotency_key {
+            state.idempotency.failed(&table, key);
+        }
+    };
+    let batch = match decode_events(&target.schema, &body) {
+        Ok(batch) => batch,
+        Err(reason) => {
+            release(&state);
+            state.metrics.reject("invalid");
+            return ApiError::new(StatusCode::BAD_REQUEST, reason).into_response();
+        }
+    };
+    let rows = batch.num_rows();
+    if let Err(reason) = target.writer.write(batch).await {
+        release(&state);
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    }
+    PipelineMetrics::add(&state.metrics.ingested, rows);
+    let answer = format!("{{\"table\":{},\"accepted\":{rows}}}", json_string(&table));
+    if let Some(key) = &idempotency_key {
+        state.idempotency.accepted(&table, key, answer.clone());
+    }
+    json(StatusCode::ACCEPTED, answer)
+}
+
+/// `GET /metrics`.
+async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
+    let text = render(state.engine.shared(), &state.metrics);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: the process answers.
+async fn healthz() -> Response {
+    json(StatusCode::OK, "{\"status\":\"ok\"}".into())
+}
+
+/// `GET /readyz`: the pipeline is running (or has finished without error).
+async fn readyz(State(state): State<Arc<ServeState>>) -> Response {
+    match state.ready.load(Ordering::SeqCst) {
+        true => json(StatusCode::OK, "{\"status\":\"ready\"}".into()),
+        false => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"status\":\"not ready\"}".into(),
+        ),
+    }
+}
+
+async fn not_found(method: Method) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint for {method} (see docs/openapi.yaml)"),
+    )
+    .into_response()
+}
+
+/// A JSON answer.
+fn json(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An error answer: `{"error": "..."}` with its status.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json(
+            self.status,
+            format!("{{\"error\":{}}}", json_string(&self.message)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composite_keys_are_json_arrays() {
+        let one = vec!["user_id".to_string()];
+        assert_eq!(key_parts("u1", &one).unwrap(), vec!["u1"]);
+        let two = vec!["user_id".to_string(), "day".to_string()];
+        assert_eq!(
+            key_parts(r#"["u1",20260101]"#, &two).unwrap(),
+            vec!["u1", "20260101"]
+        );
+        assert_eq!(key_parts("u1", &two).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert!(key_parts(r#"["u1"]"#, &two).is_err());
+    }
+
+    #[test]
+    fn every_path_but_health_needs_a_scope() {
+        assert_eq!(route_of("/v1/views/p/u1").1, Some(Scope::Read));
+        assert_eq!(route_of("/v1/score/p/u1").1, Some(Scope::Read));
+        assert_eq!(route_of("/v1/ingest/events").1, Some(Scope::Ingest));
+        assert_eq!(route_of("/metrics").1, Some(Scope::Admin));
+        assert_eq!(route_of("/healthz").1, None);
+        assert_eq!(route_of("/anything/else").1, Some(Scope::Admin));
+    }
+}

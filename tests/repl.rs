@@ -36,7 +36,9 @@ fn a_session_on_standard_input() {
     let dir = tempfile::tempdir().unwrap();
     let input = r"
 CREATE TABLE clicks (user_id TEXT NOT NULL, page TEXT, n BIGINT)
-  WITH (connector = 'memory', 'properties.sasl.password' = 'hunter2');
+  WITH (connector = 'memory');
+CREATE TABLE topic (user_id TEXT) WITH (connector = 'kafka', topic = 'events',
+  'bootstrap.servers' = '127.0.0.1:9', 'properties.sasl.password' = 'hunter2');
 INSERT INTO clicks VALUES ('u1', '/home', 1), ('u2', '/docs,faq', 2),
   ('u1', '/pricing', 3);
 SELECT user_id, sum(n) AS clicks
@@ -44,6 +46,7 @@ FROM clicks
 GROUP BY user_id ORDER BY user_id;
 \d
 \d clicks
+\d topic
 \format csv
 SELECT page FROM clicks WHERE user_id = 'u2';
 \format json
@@ -65,9 +68,19 @@ SELECT 'never run';
     assert!(table.contains("u1") && table.contains('4'), "{stdout}");
     assert!(stdout.contains("(2 rows)"), "{stdout}");
     // \d and \d clicks, the password masked.
-    assert!(stdout.contains("clicks | table (source, sink) | memory"), "{stdout}");
+    assert!(
+        stdout.contains("clicks | table (source, sink) | memory"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("topic  | table (source, sink) | kafka"),
+        "{stdout}"
+    );
     assert!(stdout.contains("user_id | Utf8 | no"), "{stdout}");
-    assert!(stdout.contains("'properties.sasl.password' = '********'"), "{stdout}");
+    assert!(
+        stdout.contains("'properties.sasl.password' = '********'"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("hunter2"), "{stdout}");
     // CSV quotes what needs it; JSON is one object per row.
     assert!(stdout.contains("page\n\"/docs,faq\"\n"), "{stdout}");
@@ -92,7 +105,10 @@ fn errors_show_where_and_the_session_goes_on() {
         stderr.contains("SELECT nope FROM (VALUES (1)) AS t(a)\n       ^"),
         "{stderr}"
     );
-    assert!(stderr.contains("no table or view named 'missing'"), "{stderr}");
+    assert!(
+        stderr.contains("no table or view named 'missing'"),
+        "{stderr}"
+    );
     assert!(stderr.contains("unknown command '\\bogus'"), "{stderr}");
     assert!(stdout.contains("still here"), "{stdout}");
 }
@@ -113,21 +129,33 @@ fn scripts_run_with_c_and_f_and_fail_with_a_status() {
         "CREATE TABLE t (a INT) WITH (connector = 'memory');\nINSERT INTO t VALUES (1), (2);\n\\i more.sql\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("more.sql"), "SELECT sum(a) AS total FROM t;\n").unwrap();
+    std::fs::write(
+        dir.path().join("more.sql"),
+        "SELECT sum(a) AS total FROM t;\n",
+    )
+    .unwrap();
     let included = Command::new(env!("CARGO_BIN_EXE_profusion"))
         .args(["repl", "--format", "csv", "-f", "script.sql"])
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(included.status.success(), "{}", text(&included.stderr));
-    assert!(text(&included.stdout).ends_with("total\n3\n"), "{}", text(&included.stdout));
+    assert!(
+        text(&included.stdout).ends_with("total\n3\n"),
+        "{}",
+        text(&included.stdout)
+    );
 
     let failed = Command::new(env!("CARGO_BIN_EXE_profusion"))
         .args(["repl", "-c", "SELECT * FROM nowhere"])
         .output()
         .unwrap();
     assert!(!failed.status.success());
-    assert!(text(&failed.stderr).contains("nowhere"), "{}", text(&failed.stderr));
+    assert!(
+        text(&failed.stderr).contains("nowhere"),
+        "{}",
+        text(&failed.stderr)
+    );
 }
 
 #[test]
@@ -158,7 +186,10 @@ fn a_pipelines_views_read_as_tables() {
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(stdout.contains("users,events\n5,1000\n"), "{stdout}");
-    assert!(stdout.contains("materialized view user_profile"), "{stdout}");
+    assert!(
+        stdout.contains("materialized view user_profile"),
+        "{stdout}"
+    );
     assert!(stdout.contains("primary key: user_id"), "{stdout}");
     assert!(stdout.contains("'path' = 'profiles.db'"), "{stdout}");
 }

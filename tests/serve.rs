@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::server::{ADMIN_TOKEN, INGEST_TOKEN, READ_TOKEN, Server, field, signed};
@@ -41,9 +42,15 @@ fn start() -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
+/// An event of `user`, each a second after the one made before it.
 fn event(user: &str, kind: &str, amount: f64) -> String {
+    static SECONDS: AtomicU64 = AtomicU64::new(0);
+    let at = SECONDS.fetch_add(1, Ordering::Relaxed);
     format!(
-        r#"{{"user_id":"{user}","event_type":"{kind}","amount":{amount},"ts":"2026-01-01T00:00:00Z"}}"#
+        r#"{{"user_id":"{user}","event_type":"{kind}","amount":{amount},"ts":"2026-01-01T{:02}:{:02}:{:02}Z"}}"#,
+        at / 3600 % 24,
+        at / 60 % 60,
+        at % 60
     )
 }
 
@@ -80,7 +87,10 @@ async fn pushed_events_become_profiles_and_scores() {
     assert_eq!(server.get("/readyz", None).await.0, 200);
 
     let (status, body) = push(&server, &event("u1", "page_view", 0.0)).await;
-    assert_eq!((status, body.as_str()), (202, r#"{"table":"events","accepted":1}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (202, r#"{"table":"events","accepted":1}"#)
+    );
     let batch = format!(
         "[{},{}]",
         event("u1", "purchase", 30.0),
@@ -92,8 +102,17 @@ async fn pushed_events_become_profiles_and_scores() {
     assert_eq!(field(&profile, &["view"]), "user_profile");
     assert_eq!(field(&profile, &["key"]), "u1");
     assert_eq!(field(&profile, &["row", "spend"]), 30.0);
-    assert!(field(&profile, &["version"]).as_i64().unwrap() >= 2, "{profile}");
-    assert!(field(&profile, &["updated_at"]).as_str().unwrap().ends_with('Z'), "{profile}");
+    assert!(
+        field(&profile, &["version"]).as_i64().unwrap() >= 2,
+        "{profile}"
+    );
+    assert!(
+        field(&profile, &["updated_at"])
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "{profile}"
+    );
     profile_with(&server, "u2", 1).await;
 
     // A table without a secret takes events with an ingest token alone.
@@ -112,16 +131,25 @@ async fn pushed_events_become_profiles_and_scores() {
     profile_with(&server, "u1", 3).await;
 
     let (status, scored) = server
-        .post("/v1/score/user_profile/u1", Some(READ_TOKEN), &[], Vec::new())
+        .post(
+            "/v1/score/user_profile/u1",
+            Some(READ_TOKEN),
+            &[],
+            Vec::new(),
+        )
         .await;
     assert_eq!(status, 200, "{scored}");
     let expected = 1.0 / (1.0 + f64::exp(-(-2.0 + 0.08 * 3.0 + 0.01 * 30.0)));
-    let propensity = field(&scored, &["scores", "purchase_propensity"]).as_f64().unwrap();
+    let propensity = field(&scored, &["scores", "purchase_propensity"])
+        .as_f64()
+        .unwrap();
     assert!((propensity - expected).abs() < 1e-9, "{scored}");
     assert_eq!(field(&scored, &["scores", "is_engaged"]), true);
     assert_eq!(field(&scored, &["row", "last_event"]), "form_submit");
 
-    let (status, missing) = server.get("/v1/views/user_profile/nobody", Some(READ_TOKEN)).await;
+    let (status, missing) = server
+        .get("/v1/views/user_profile/nobody", Some(READ_TOKEN))
+        .await;
     assert_eq!(status, 404, "{missing}");
     assert!(missing.contains("no row with key nobody"), "{missing}");
     let (status, unknown) = server.get("/v1/views/nothing/u1", Some(READ_TOKEN)).await;
@@ -160,24 +188,53 @@ async fn tokens_and_scopes_guard_every_endpoint() {
     ] {
         for token in [None, Some("not-a-token-at-all-0000"), Some("Bearer")] {
             let (status, text) = match post {
-                true => server.post(path, token, &signed(SECRET, body.as_bytes()), body.clone().into_bytes()).await,
+                true => {
+                    server
+                        .post(
+                            path,
+                            token,
+                            &signed(SECRET, body.as_bytes()),
+                            body.clone().into_bytes(),
+                        )
+                        .await
+                }
                 false => server.get(path, token).await,
             };
             assert_eq!(status, 401, "{path} with {token:?}: {text}");
         }
     }
     // A valid token without the scope: 403.
-    assert_eq!(server.get("/v1/views/user_profile/u1", Some(INGEST_TOKEN)).await.0, 403);
+    assert_eq!(
+        server
+            .get("/v1/views/user_profile/u1", Some(INGEST_TOKEN))
+            .await
+            .0,
+        403
+    );
     assert_eq!(server.get("/metrics", Some(READ_TOKEN)).await.0, 403);
     let (status, _) = server
-        .post("/v1/ingest/events", Some(READ_TOKEN), &signed(SECRET, body.as_bytes()), body.clone().into_bytes())
+        .post(
+            "/v1/ingest/events",
+            Some(READ_TOKEN),
+            &signed(SECRET, body.as_bytes()),
+            body.clone().into_bytes(),
+        )
         .await;
     assert_eq!(status, 403);
     // The admin token may do everything.
-    assert_eq!(server.get("/v1/views/user_profile/u1", Some(ADMIN_TOKEN)).await.0, 404);
+    assert_eq!(
+        server
+            .get("/v1/views/user_profile/u1", Some(ADMIN_TOKEN))
+            .await
+            .0,
+        404
+    );
     let (metrics_status, metrics) = server.get("/metrics", Some(ADMIN_TOKEN)).await;
     assert_eq!(metrics_status, 200);
-    assert!(metrics.contains("profusion_ingested_events_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("profusion_ingested_events_total 0"),
+        "{metrics}"
+    );
     server.stop();
 }
 
@@ -186,28 +243,53 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
     let (_dir, server) = start();
     let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
         let server = &server;
-        async move { server.post("/v1/ingest/events", Some(INGEST_TOKEN), &headers, body).await }
+        async move {
+            server
+                .post("/v1/ingest/events", Some(INGEST_TOKEN), &headers, body)
+                .await
+        }
     };
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("not json", b"{nope".to_vec(), 400, "not valid JSON"),
         ("a number", b"42".to_vec(), 400, "object"),
-        ("unknown field", br#"{"user_id":"u1","event_type":"x","ts":"2026-01-01T00:00:00Z","colour":"red"}"#.to_vec(), 400, "colour"),
-        ("missing column", br#"{"event_type":"x","ts":"2026-01-01T00:00:00Z"}"#.to_vec(), 400, "fit"),
-        ("wrong type", br#"{"user_id":"u1","event_type":"x","amount":"lots","ts":"2026-01-01T00:00:00Z"}"#.to_vec(), 400, "fit"),
+        (
+            "unknown field",
+            br#"{"user_id":"u1","event_type":"x","ts":"2026-01-01T00:00:00Z","colour":"red"}"#
+                .to_vec(),
+            400,
+            "colour",
+        ),
+        (
+            "missing column",
+            br#"{"event_type":"x","ts":"2026-01-01T00:00:00Z"}"#.to_vec(),
+            400,
+            "fit",
+        ),
+        (
+            "wrong type",
+            br#"{"user_id":"u1","event_type":"x","amount":"lots","ts":"2026-01-01T00:00:00Z"}"#
+                .to_vec(),
+            400,
+            "fit",
+        ),
     ];
     for (what, body, status, reason) in cases {
         let (got, text) = post(signed(SECRET, &body), body).await;
         assert_eq!(got, status, "{what}: {text}");
         assert!(text.contains(reason), "{what}: {text}");
     }
-    let big = format!("[{}]", vec![event("u1", "x", 0.0); 12_000].join(","));
+    let big = format!("[{}]", vec![event("u1", "x", 0.0); 20_000].join(","));
     assert!(big.len() > 1 << 20);
     let (status, _) = post(signed(SECRET, big.as_bytes()), big.into_bytes()).await;
     assert_eq!(status, 413);
 
     let body = event("u1", "page_view", 1.0).into_bytes();
     let (status, text) = post(Vec::new(), body.clone()).await;
-    assert_eq!((status, text.contains("X-Profusion-Timestamp")), (401, true), "{text}");
+    assert_eq!(
+        (status, text.contains("X-Profusion-Timestamp")),
+        (401, true),
+        "{text}"
+    );
     let old = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -216,7 +298,10 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
         .to_string();
     let stale = vec![
         ("x-profusion-timestamp", old.clone()),
-        ("x-profusion-signature", profusion::serve::sign(SECRET.as_bytes(), &old, &body)),
+        (
+            "x-profusion-signature",
+            profusion::serve::sign(SECRET.as_bytes(), &old, &body),
+        ),
     ];
     let (status, text) = post(stale, body.clone()).await;
     assert_eq!((status, text.contains("tolerance")), (401, true), "{text}");
@@ -226,7 +311,18 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
         .await;
     assert_eq!(status, 400);
     assert!(text.contains("blackhole"), "{text}");
-    assert_eq!(server.post("/v1/ingest/nothing", Some(INGEST_TOKEN), &[], b"{}".to_vec()).await.0, 404);
+    assert_eq!(
+        server
+            .post(
+                "/v1/ingest/nothing",
+                Some(INGEST_TOKEN),
+                &[],
+                b"{}".to_vec()
+            )
+            .await
+            .0,
+        404
+    );
 
     // 1,000 forged or tampered requests: none is written.
     let valid = event("victim", "purchase", 1000.0).into_bytes();
@@ -234,7 +330,11 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
     for i in 0..1000 {
         let (token, headers, body): (String, Vec<(&'static str, String)>, Vec<u8>) = match i % 5 {
             // A forged token.
-            0 => (format!("forged-token-{i:012}"), signed(SECRET, &valid), valid.clone()),
+            0 => (
+                format!("forged-token-{i:012}"),
+                signed(SECRET, &valid),
+                valid.clone(),
+            ),
             // A body changed after signing.
             1 => {
                 let mut tampered = valid.clone();
@@ -243,7 +343,11 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
                 (INGEST_TOKEN.into(), signed(SECRET, &valid), tampered)
             }
             // Signed with another secret.
-            2 => (INGEST_TOKEN.into(), signed(&format!("guess-{i}"), &valid), valid.clone()),
+            2 => (
+                INGEST_TOKEN.into(),
+                signed(&format!("guess-{i}"), &valid),
+                valid.clone(),
+            ),
             // A signature with one digit changed.
             3 => {
                 let mut headers = signed(SECRET, &valid);
@@ -261,17 +365,38 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
                 (INGEST_TOKEN.into(), headers, valid.clone())
             }
         };
-        let (status, _) = server.post("/v1/ingest/events", Some(&token), &headers, body).await;
+        let (status, _) = server
+            .post("/v1/ingest/events", Some(&token), &headers, body)
+            .await;
         assert_eq!(status, 401, "forgery {i} (kind {}) was not refused", i % 5);
         refused += 1;
     }
     assert_eq!(refused, 1000);
     // Nothing reached the table or the profile.
     let (_, metrics) = server.get("/metrics", Some(ADMIN_TOKEN)).await;
-    assert!(metrics.contains("profusion_ingested_events_total 0"), "{metrics}");
-    assert!(metrics.contains("profusion_table_rows_in_total") , "{metrics}");
-    assert!(!metrics.contains("profusion_table_rows_out_total{table=\"events\"}"), "{metrics}");
-    assert_eq!(server.get("/v1/views/user_profile/victim", Some(READ_TOKEN)).await.0, 404);
+    assert!(
+        metrics.contains("profusion_ingested_events_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("profusion_table_rows_in_total{table=\"events\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("profusion_table_rows_out_total{table=\"events\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("profusion_ingest_rejected_total{reason=\"signature\"} "),
+        "{metrics}"
+    );
+    assert_eq!(
+        server
+            .get("/v1/views/user_profile/victim", Some(READ_TOKEN))
+            .await
+            .0,
+        404
+    );
     server.stop();
 }
 
@@ -281,14 +406,35 @@ async fn an_idempotency_key_writes_once() {
     let body = event("u7", "purchase", 5.0);
     let mut headers = signed(SECRET, body.as_bytes());
     headers.push(("idempotency-key", "order-7".into()));
-    let first = server.post("/v1/ingest/events", Some(INGEST_TOKEN), &headers, body.clone().into_bytes()).await;
+    let first = server
+        .post(
+            "/v1/ingest/events",
+            Some(INGEST_TOKEN),
+            &headers,
+            body.clone().into_bytes(),
+        )
+        .await;
     assert_eq!(first.0, 202);
-    let again = server.post("/v1/ingest/events", Some(INGEST_TOKEN), &headers, body.clone().into_bytes()).await;
+    let again = server
+        .post(
+            "/v1/ingest/events",
+            Some(INGEST_TOKEN),
+            &headers,
+            body.clone().into_bytes(),
+        )
+        .await;
     assert_eq!(again, first);
     let other = event("u7", "purchase", 6.0);
     let mut other_headers = signed(SECRET, other.as_bytes());
     other_headers.push(("idempotency-key", "order-7".into()));
-    let conflict = server.post("/v1/ingest/events", Some(INGEST_TOKEN), &other_headers, other.into_bytes()).await;
+    let conflict = server
+        .post(
+            "/v1/ingest/events",
+            Some(INGEST_TOKEN),
+            &other_headers,
+            other.into_bytes(),
+        )
+        .await;
     assert_eq!(conflict.0, 422, "{}", conflict.1);
     profile_with(&server, "u7", 1).await;
     // A later event without the key still counts, and the replay never did.
@@ -336,7 +482,10 @@ async fn without_tokens_serve_makes_one_and_prints_it() {
             token = Some(line.trim().to_string());
         }
         if let Some(at) = line.find("on http://") {
-            url = Some(format!("http://{}", line[at + 10..].split_whitespace().next().unwrap()));
+            url = Some(format!(
+                "http://{}",
+                line[at + 10..].split_whitespace().next().unwrap()
+            ));
             break;
         }
     }
@@ -344,8 +493,21 @@ async fn without_tokens_serve_makes_one_and_prints_it() {
     assert_eq!(token.len(), 64);
     let client = reqwest::Client::new();
     let status = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(status(client.get(format!("{url}/metrics")).send().await.unwrap()), 401);
-    assert_eq!(status(client.get(format!("{url}/metrics")).bearer_auth(&token).send().await.unwrap()), 200);
+    assert_eq!(
+        status(client.get(format!("{url}/metrics")).send().await.unwrap()),
+        401
+    );
+    assert_eq!(
+        status(
+            client
+                .get(format!("{url}/metrics"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

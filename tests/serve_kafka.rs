@@ -73,12 +73,26 @@ async fn a_webhook_event_travels_through_kafka_into_a_served_profile() {
             last = format!("{status} {body}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(found, "{user}'s profile never showed 5 events; last: {last}\n{}", server.log.lock().unwrap());
+        assert!(
+            found,
+            "{user}'s profile never showed 5 events; last: {last}\n{}",
+            server.log.lock().unwrap()
+        );
     }
     let (status, scored) = server
-        .post("/v1/score/user_profile/ana", Some(READ_TOKEN), &[], Vec::new())
+        .post(
+            "/v1/score/user_profile/ana",
+            Some(READ_TOKEN),
+            &[],
+            Vec::new(),
+        )
         .await;
     assert_eq!(status, 200, "{scored}");
-    assert!(field(&scored, &["scores", "purchase_propensity"]).as_f64().is_some(), "{scored}");
+    assert!(
+        field(&scored, &["scores", "purchase_propensity"])
+            .as_f64()
+            .is_some(),
+        "{scored}"
+    );
     server.stop();
 }

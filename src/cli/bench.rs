@@ -358,8 +358,8 @@ pub(super) async fn timed_after_with(
 /// Bytes received by the blackhole sink at the top of `plan`.
 fn sink_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<u64> {
     let sink = plan.downcast_ref::<datafusion::datasource::sink::DataSinkExec>()?;
-    let counted = (sink.sink() as &dyn std::any::Any)
-        .downcast_ref::<crate::connector::CountingSink>()?;
+    let counted =
+        (sink.sink() as &dyn std::any::Any).downcast_ref::<crate::connector::CountingSink>()?;
     let blackhole = (counted.inner().as_ref() as &dyn std::any::Any)
         .downcast_ref::<crate::connector::blackhole::BlackholeSink>()?;
     Some(blackhole.bytes.load(Ordering::Relaxed))

@@ -80,7 +80,10 @@ impl ServerProcess {
         let (found, address) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(|l| l.ok())
+            {
                 if let Some(at) = line.find("on http://") {
                     let rest = &line[at + "on http://".len()..];
                     let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_string());
@@ -166,7 +169,10 @@ impl Connection {
             .await
             .map_err(|e| failed("reading an answer", e))?;
         if read == 0 {
-            return Err(failed("reading an answer", "the server closed the connection"));
+            return Err(failed(
+                "reading an answer",
+                "the server closed the connection",
+            ));
         }
         Ok(())
     }
@@ -321,7 +327,10 @@ pub(super) async fn serve_benchmarks(
                     break;
                 }
                 if sent.elapsed() > Duration::from_secs(30) {
-                    return Err(failed("serve_ingest", format!("{user} never became readable")));
+                    return Err(failed(
+                        "serve_ingest",
+                        format!("{user} never became readable"),
+                    ));
                 }
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }

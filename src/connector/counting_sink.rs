@@ -50,9 +50,7 @@ impl DataSink for CountingSink {
         data: SendableRecordBatchStream,
         context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        let counts = PipelineContext::of_task(context)
-            .metrics
-            .table(&self.table);
+        let counts = PipelineContext::of_task(context).metrics.table(&self.table);
         let schema = data.schema();
         let counted = data.inspect(move |batch| {
             if let Ok(batch) = batch {

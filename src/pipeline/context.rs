@@ -133,7 +133,13 @@ impl PipelineMetrics {
     pub fn tables(&self) -> Vec<(String, u64, u64)> {
         super::lock(&self.tables)
             .iter()
-            .map(|(name, c)| (name.clone(), Self::read(&c.rows_in), Self::read(&c.rows_out)))
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    Self::read(&c.rows_in),
+                    Self::read(&c.rows_out),
+                )
+            })
             .collect()
     }
 
@@ -165,7 +171,9 @@ impl PipelineMetrics {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        Some(Duration::from_nanos(now.saturating_sub(watermark.0).max(0) as u64))
+        Some(Duration::from_nanos(
+            now.saturating_sub(watermark.0).max(0) as u64
+        ))
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 /// Upper bounds of the buckets, in seconds: 50 µs to 10 s, about three per decade.
 pub const BUCKET_BOUNDS: [f64; 16] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
 ];
 
 /// Counts of durations by bucket, with their sum.

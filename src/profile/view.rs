@@ -33,10 +33,10 @@ use datafusion::prelude::SessionContext;
 
 use super::conflict::{ConflictPolicies, is_grouped};
 use super::latest_per_key::LatestPerKey;
+use super::score::{ViewScore, plan_scores};
 use super::store::{ProfileStore, VERSION_COLUMN};
 use super::store_table::{StoreSink, StoreSource};
 use super::upsert_aggregate::UpsertAggregateExec;
-use super::score::{ViewScore, plan_scores};
 use super::view_changes::{UpstreamViews, ViewChanges};
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};

@@ -71,7 +71,9 @@ impl Command {
             },
             "\\q" | "\\quit" => none(Self::Quit),
             "\\?" | "\\help" => none(Self::Commands),
-            other => Err(format!("unknown command '{other}' (\\? lists the commands)")),
+            other => Err(format!(
+                "unknown command '{other}' (\\? lists the commands)"
+            )),
         }
     }
 }
@@ -93,7 +95,10 @@ mod tests {
             Ok(Command::Help(Some("score_tree".into())))
         );
         assert_eq!(Command::parse("\\timing"), Ok(Command::Timing(None)));
-        assert_eq!(Command::parse("\\timing off"), Ok(Command::Timing(Some(false))));
+        assert_eq!(
+            Command::parse("\\timing off"),
+            Ok(Command::Timing(Some(false)))
+        );
         assert_eq!(
             Command::parse("\\format csv"),
             Ok(Command::Format(OutputFormat::Csv))
@@ -107,9 +112,17 @@ mod tests {
 
     #[test]
     fn mistakes_are_reported() {
-        assert!(Command::parse("\\x").unwrap_err().contains("unknown command"));
+        assert!(
+            Command::parse("\\x")
+                .unwrap_err()
+                .contains("unknown command")
+        );
         assert!(Command::parse("\\format xml").unwrap_err().contains("xml"));
-        assert!(Command::parse("\\q now").unwrap_err().contains("no argument"));
+        assert!(
+            Command::parse("\\q now")
+                .unwrap_err()
+                .contains("no argument")
+        );
         assert!(Command::parse("\\i").unwrap_err().contains("needs a file"));
         assert!(Command::parse("\\timing maybe").is_err());
     }

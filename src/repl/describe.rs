@@ -27,13 +27,13 @@ pub fn table_names(engine: &Engine) -> Vec<String> {
 /// What kind of thing `name` is, and what it reads or writes.
 fn kind_of(engine: &Engine, name: &str, table: &dyn TableProvider) -> (String, String) {
     if engine.view(name).is_some() {
-        let store = match table.as_any().downcast_ref::<StreamTable>() {
+        let store = match table.downcast_ref::<StreamTable>() {
             Some(t) => t.connector().to_string(),
             None => String::new(),
         };
         return ("materialized view".into(), store);
     }
-    match table.as_any().downcast_ref::<StreamTable>() {
+    match table.downcast_ref::<StreamTable>() {
         Some(t) => {
             let halves = match (t.source_definition().is_some(), t.sink_half().is_some()) {
                 (true, true) => "source, sink",
@@ -133,7 +133,7 @@ pub async fn describe(engine: &Engine, name: &str) -> Result<String, String> {
         }
         let _ = writeln!(out, "query: {}", view.query.trim());
     }
-    if let Some(stream) = table.as_any().downcast_ref::<StreamTable>() {
+    if let Some(stream) = table.downcast_ref::<StreamTable>() {
         if let Some(watermark) = stream
             .source_definition()
             .and_then(|s| s.watermark.as_ref())

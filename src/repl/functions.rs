@@ -59,9 +59,10 @@ pub fn help(engine: &Engine, name: Option<&str>) -> Result<String, String> {
         return Ok(out);
     };
     let key = name.to_ascii_lowercase();
-    let (kind, doc) = all.get(&key).or_else(|| all.get(name)).ok_or_else(|| {
-        format!("no function named '{name}' (\\h lists them)")
-    })?;
+    let (kind, doc) = all
+        .get(&key)
+        .or_else(|| all.get(name))
+        .ok_or_else(|| format!("no function named '{name}' (\\h lists them)"))?;
     let mut out = format!("{key} ({kind} function)\n");
     match doc {
         None => out.push_str("No documentation.\n"),

@@ -174,9 +174,9 @@ impl Repl {
         let context = self.engine.job_context();
         let mut printer = ResultPrinter::new(self.format, job.plan.schema());
         let rows = Arc::new(AtomicU64::new(0));
-        let progress = self.show_progress.then(|| {
-            Progress::start(Arc::clone(&rows), Arc::clone(self.engine.shared()))
-        });
+        let progress = self
+            .show_progress
+            .then(|| Progress::start(Arc::clone(&rows), Arc::clone(self.engine.shared())));
         let printed = cancellable(async {
             let mut stream =
                 execute_stream(Arc::clone(&job.plan), Arc::clone(&context)).map_err(failed)?;

@@ -72,8 +72,12 @@ impl ResultPrinter {
             OutputFormat::Csv => {
                 let mut out = String::new();
                 if !self.header_written {
-                    let names: Vec<String> =
-                        self.schema.fields().iter().map(|f| csv_field(f.name())).collect();
+                    let names: Vec<String> = self
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| csv_field(f.name()))
+                        .collect();
                     out.push_str(&names.join(","));
                     out.push('\n');
                     self.header_written = true;
@@ -108,8 +112,12 @@ impl ResultPrinter {
             OutputFormat::Table => {
                 let mut out = String::new();
                 if !self.header_written {
-                    let names: Vec<&str> =
-                        self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    let names: Vec<&str> = self
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect();
                     out.push_str(&names.join(" | "));
                     out.push('\n');
                 }
@@ -120,8 +128,12 @@ impl ResultPrinter {
                 out.into_bytes()
             }
             OutputFormat::Csv if !self.header_written => {
-                let names: Vec<String> =
-                    self.schema.fields().iter().map(|f| csv_field(f.name())).collect();
+                let names: Vec<String> = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| csv_field(f.name()))
+                    .collect();
                 format!("{}\n", names.join(",")).into_bytes()
             }
             OutputFormat::Json | OutputFormat::Csv => Vec::new(),

@@ -54,7 +54,9 @@ mod tests {
     #[test]
     fn parser_positions_are_read_from_the_message() {
         assert_eq!(
-            parser_location("SQL error: ParserError(\"Expected: end of statement, found: x at Line: 2, Column: 14\")"),
+            parser_location(
+                "SQL error: ParserError(\"Expected: end of statement, found: x at Line: 2, Column: 14\")"
+            ),
             Some((2, 14))
         );
         assert_eq!(parser_location("no position here"), None);

@@ -237,13 +237,22 @@ mod tests {
     fn scopes_are_enforced() {
         let t = tokens();
         let bearer = |token: &str| format!("Bearer {token}").into_bytes();
-        assert_eq!(t.check(Some(&bearer("read-token-0123456789")), Scope::Read), Ok(()));
+        assert_eq!(
+            t.check(Some(&bearer("read-token-0123456789")), Scope::Read),
+            Ok(())
+        );
         assert_eq!(
             t.check(Some(&bearer("read-token-0123456789")), Scope::Ingest),
             Err(Refusal::Forbidden)
         );
-        assert_eq!(t.check(Some(&bearer("admin-token-0123456789")), Scope::Ingest), Ok(()));
-        assert_eq!(t.check(Some(&bearer("ingest-token-0123456789")), Scope::Admin), Err(Refusal::Forbidden));
+        assert_eq!(
+            t.check(Some(&bearer("admin-token-0123456789")), Scope::Ingest),
+            Ok(())
+        );
+        assert_eq!(
+            t.check(Some(&bearer("ingest-token-0123456789")), Scope::Admin),
+            Err(Refusal::Forbidden)
+        );
         assert_eq!(
             t.check(Some(&bearer("read-token-012345678")), Scope::Read),
             Err(Refusal::Unauthenticated)
@@ -253,7 +262,10 @@ mod tests {
             t.check(Some(b"Basic read-token-0123456789"), Scope::Read),
             Err(Refusal::Unauthenticated)
         );
-        assert_eq!(t.check(Some(b"bearer read-token-0123456789"), Scope::Read), Ok(()));
+        assert_eq!(
+            t.check(Some(b"bearer read-token-0123456789"), Scope::Read),
+            Ok(())
+        );
     }
 
     #[test]
@@ -261,9 +273,22 @@ mod tests {
         assert!(Tokens::new([(Scope::Read, "short".to_string())]).is_err());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens");
-        std::fs::write(&path, "# comment\nread aaaaaaaaaaaaaaaaaaaa\nwrite bbbbbbbbbbbbbbbbbbbbbb\n").unwrap();
-        assert!(Tokens::from_file(&path).unwrap_err().to_string().contains("line 3"));
-        std::fs::write(&path, "read aaaaaaaaaaaaaaaaaaaa\n\nadmin cccccccccccccccccccc\n").unwrap();
+        std::fs::write(
+            &path,
+            "# comment\nread aaaaaaaaaaaaaaaaaaaa\nwrite bbbbbbbbbbbbbbbbbbbbbb\n",
+        )
+        .unwrap();
+        assert!(
+            Tokens::from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("line 3")
+        );
+        std::fs::write(
+            &path,
+            "read aaaaaaaaaaaaaaaaaaaa\n\nadmin cccccccccccccccccccc\n",
+        )
+        .unwrap();
         assert_eq!(Tokens::from_file(&path).unwrap().len(), 2);
     }
 

@@ -54,13 +54,21 @@ mod tests {
         Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Utf8, false),
             Field::new("amount", DataType::Float64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
         ]))
     }
 
     #[test]
     fn an_object_or_an_array_of_objects() {
-        let one = decode_events(&schema(), br#"{"user_id":"u1","ts":"2026-01-01T00:00:00Z"}"#).unwrap();
+        let one = decode_events(
+            &schema(),
+            br#"{"user_id":"u1","ts":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
         assert_eq!(one.num_rows(), 1);
         let two = decode_events(
             &schema(),
@@ -73,15 +81,25 @@ mod tests {
     #[test]
     fn bad_bodies_say_why() {
         let s = schema();
-        assert!(decode_events(&s, b"{nope").unwrap_err().contains("not valid JSON"));
+        assert!(
+            decode_events(&s, b"{nope")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
         assert!(decode_events(&s, b"42").unwrap_err().contains("object"));
         assert!(decode_events(&s, b"[]").unwrap_err().contains("no events"));
         assert!(decode_events(&s, b"[1]").unwrap_err().contains("event 0"));
         let unknown = decode_events(&s, br#"{"user_id":"u1","ts":1,"colour":"red"}"#).unwrap_err();
         assert!(unknown.contains("colour"), "{unknown}");
         let missing = decode_events(&s, br#"{"amount":1.0,"ts":1}"#).unwrap_err();
-        assert!(missing.contains("user_id") || missing.contains("null"), "{missing}");
+        assert!(
+            missing.contains("user_id") || missing.contains("null"),
+            "{missing}"
+        );
         let wrong = decode_events(&s, br#"{"user_id":"u1","ts":1,"amount":"lots"}"#).unwrap_err();
-        assert!(wrong.contains("amount") || wrong.contains("lots"), "{wrong}");
+        assert!(
+            wrong.contains("amount") || wrong.contains("lots"),
+            "{wrong}"
+        );
     }
 }

@@ -66,7 +66,10 @@ impl IdempotencyKeys {
         if seen.len() >= self.capacity {
             seen.retain(|_, e| e.at.elapsed() < IDEMPOTENCY_TTL);
             if seen.len() >= self.capacity
-                && let Some(oldest) = seen.iter().min_by_key(|(_, e)| e.at).map(|(k, _)| k.clone())
+                && let Some(oldest) = seen
+                    .iter()
+                    .min_by_key(|(_, e)| e.at)
+                    .map(|(k, _)| k.clone())
             {
                 seen.remove(&oldest);
             }
@@ -107,7 +110,10 @@ mod tests {
         assert_eq!(keys.claim("events", "k1", b"{}"), Claim::Fresh);
         assert_eq!(keys.claim("events", "k1", b"{}"), Claim::InFlight);
         keys.accepted("events", "k1", "answer".into());
-        assert_eq!(keys.claim("events", "k1", b"{}"), Claim::Replay("answer".into()));
+        assert_eq!(
+            keys.claim("events", "k1", b"{}"),
+            Claim::Replay("answer".into())
+        );
         assert_eq!(keys.claim("events", "k1", b"[]"), Claim::Conflict);
         // Another table has its own keys.
         assert_eq!(keys.claim("clicks", "k1", b"{}"), Claim::Fresh);

@@ -40,7 +40,9 @@ impl ServerMetrics {
 
     /// Counts a refused webhook request.
     pub fn reject(&self, reason: &'static str) {
-        *crate::pipeline::lock(&self.rejected).entry(reason).or_default() += 1;
+        *crate::pipeline::lock(&self.rejected)
+            .entry(reason)
+            .or_default() += 1;
     }
 }
 
@@ -50,37 +52,132 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
     let mut out = String::with_capacity(8192);
     let read = PipelineMetrics::read;
 
-    counter(&mut out, "profusion_events_in_total", "Rows read from every source.", read(&m.events_in));
-    counter(&mut out, "profusion_rows_out_total", "Rows written to every sink.", read(&m.rows_out));
+    counter(
+        &mut out,
+        "profusion_events_in_total",
+        "Rows read from every source.",
+        read(&m.events_in),
+    );
+    counter(
+        &mut out,
+        "profusion_rows_out_total",
+        "Rows written to every sink.",
+        read(&m.rows_out),
+    );
     let tables = m.tables();
-    family(&mut out, "profusion_table_rows_in_total", "counter", "Rows read from a table's source.");
+    family(
+        &mut out,
+        "profusion_table_rows_in_total",
+        "counter",
+        "Rows read from a table's source.",
+    );
     for (table, rows_in, _) in &tables {
-        let _ = writeln!(out, "profusion_table_rows_in_total{{table=\"{}\"}} {rows_in}", label(table));
+        let _ = writeln!(
+            out,
+            "profusion_table_rows_in_total{{table=\"{}\"}} {rows_in}",
+            label(table)
+        );
     }
-    family(&mut out, "profusion_table_rows_out_total", "counter", "Rows handed to a table's sink.");
+    family(
+        &mut out,
+        "profusion_table_rows_out_total",
+        "counter",
+        "Rows handed to a table's sink.",
+    );
     for (table, _, rows_out) in &tables {
-        let _ = writeln!(out, "profusion_table_rows_out_total{{table=\"{}\"}} {rows_out}", label(table));
+        let _ = writeln!(
+            out,
+            "profusion_table_rows_out_total{{table=\"{}\"}} {rows_out}",
+            label(table)
+        );
     }
-    family(&mut out, "profusion_bad_records_total", "counter", "Records skipped or dead-lettered by bad_data, by reason.");
+    family(
+        &mut out,
+        "profusion_bad_records_total",
+        "counter",
+        "Records skipped or dead-lettered by bad_data, by reason.",
+    );
     for (reason, n) in m.bad_records() {
-        let _ = writeln!(out, "profusion_bad_records_total{{reason=\"{}\"}} {n}", label(reason));
+        let _ = writeln!(
+            out,
+            "profusion_bad_records_total{{reason=\"{}\"}} {n}",
+            label(reason)
+        );
     }
-    counter(&mut out, "profusion_late_rows_total", "Rows that arrived after their window was emitted.", read(&m.late_rows));
-    counter(&mut out, "profusion_duplicate_rows_total", "Rows dropped as duplicates ('dedup.key').", read(&m.duplicates));
-    counter(&mut out, "profusion_stale_upserts_total", "Upserts a store skipped as not newer than what it held.", read(&m.stale_upserts));
+    counter(
+        &mut out,
+        "profusion_late_rows_total",
+        "Rows that arrived after their window was emitted.",
+        read(&m.late_rows),
+    );
+    counter(
+        &mut out,
+        "profusion_duplicate_rows_total",
+        "Rows dropped as duplicates ('dedup.key').",
+        read(&m.duplicates),
+    );
+    counter(
+        &mut out,
+        "profusion_stale_upserts_total",
+        "Upserts a store skipped as not newer than what it held.",
+        read(&m.stale_upserts),
+    );
     if let Some(lag) = m.watermark_lag() {
-        family(&mut out, "profusion_watermark_lag_seconds", "gauge", "How far the watermark is behind the wall clock.");
-        let _ = writeln!(out, "profusion_watermark_lag_seconds {:.3}", lag.as_secs_f64());
+        family(
+            &mut out,
+            "profusion_watermark_lag_seconds",
+            "gauge",
+            "How far the watermark is behind the wall clock.",
+        );
+        let _ = writeln!(
+            out,
+            "profusion_watermark_lag_seconds {:.3}",
+            lag.as_secs_f64()
+        );
     }
-    family(&mut out, "profusion_consumer_lag_messages", "gauge", "Messages behind the end of each Kafka partition read.");
+    family(
+        &mut out,
+        "profusion_consumer_lag_messages",
+        "gauge",
+        "Messages behind the end of each Kafka partition read.",
+    );
     for (partition, lag) in m.consumer_lags() {
-        let _ = writeln!(out, "profusion_consumer_lag_messages{{partition=\"{}\"}} {lag}", label(&partition));
+        let _ = writeln!(
+            out,
+            "profusion_consumer_lag_messages{{partition=\"{}\"}} {lag}",
+            label(&partition)
+        );
     }
-    counter(&mut out, "profusion_checkpoints_total", "Checkpoints completed.", read(&m.checkpoints));
-    histogram(&mut out, "profusion_checkpoint_duration_seconds", "How long each checkpoint took.", &[("", m.checkpoint_seconds.snapshot())]);
-    histogram(&mut out, "profusion_upsert_duration_seconds", "How long each upsert transaction into a profile store took.", &[("", m.upsert_seconds.snapshot())]);
-    counter(&mut out, "profusion_enrich_http_failures_total", "enrich_http lookups that failed.", read(&m.enrich_http.failures));
-    counter(&mut out, "profusion_lookup_refresh_failures_total", "Lookup tables that could not be read again.", read(&m.lookup_refresh_failures));
+    counter(
+        &mut out,
+        "profusion_checkpoints_total",
+        "Checkpoints completed.",
+        read(&m.checkpoints),
+    );
+    histogram(
+        &mut out,
+        "profusion_checkpoint_duration_seconds",
+        "How long each checkpoint took.",
+        &[("", m.checkpoint_seconds.snapshot())],
+    );
+    histogram(
+        &mut out,
+        "profusion_upsert_duration_seconds",
+        "How long each upsert transaction into a profile store took.",
+        &[("", m.upsert_seconds.snapshot())],
+    );
+    counter(
+        &mut out,
+        "profusion_enrich_http_failures_total",
+        "enrich_http lookups that failed.",
+        read(&m.enrich_http.failures),
+    );
+    counter(
+        &mut out,
+        "profusion_lookup_refresh_failures_total",
+        "Lookup tables that could not be read again.",
+        read(&m.lookup_refresh_failures),
+    );
 
     let requests: Vec<(&str, HistogramSnapshot)> = ROUTES
         .iter()
@@ -92,20 +189,59 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         .into_iter()
         .map(|(route, s)| (format!("route=\"{route}\""), s))
         .collect();
-    let labelled: Vec<(&str, HistogramSnapshot)> =
-        labelled.iter().map(|(l, s)| (l.as_str(), s.clone())).collect();
-    histogram(&mut out, "profusion_http_request_duration_seconds", "HTTP request latency, by route.", &labelled);
-    family(&mut out, "profusion_http_responses_total", "counter", "HTTP responses, by route and status.");
+    let labelled: Vec<(&str, HistogramSnapshot)> = labelled
+        .iter()
+        .map(|(l, s)| (l.as_str(), s.clone()))
+        .collect();
+    histogram(
+        &mut out,
+        "profusion_http_request_duration_seconds",
+        "HTTP request latency, by route.",
+        &labelled,
+    );
+    family(
+        &mut out,
+        "profusion_http_responses_total",
+        "counter",
+        "HTTP responses, by route and status.",
+    );
     for ((route, status), n) in crate::pipeline::lock(&server.statuses).iter() {
-        let _ = writeln!(out, "profusion_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "profusion_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+        );
     }
-    family(&mut out, "profusion_ingest_rejected_total", "counter", "Webhook requests refused, by reason.");
+    family(
+        &mut out,
+        "profusion_ingest_rejected_total",
+        "counter",
+        "Webhook requests refused, by reason.",
+    );
     for (reason, n) in crate::pipeline::lock(&server.rejected).iter() {
-        let _ = writeln!(out, "profusion_ingest_rejected_total{{reason=\"{}\"}} {n}", label(reason));
+        let _ = writeln!(
+            out,
+            "profusion_ingest_rejected_total{{reason=\"{}\"}} {n}",
+            label(reason)
+        );
     }
-    counter(&mut out, "profusion_ingested_events_total", "Webhook events accepted.", read(&server.ingested));
-    counter(&mut out, "profusion_profile_cache_hits_total", "Profile lookups answered from the cache.", read(&server.cache_hits));
-    counter(&mut out, "profusion_profile_cache_misses_total", "Profile lookups that read the store.", read(&server.cache_misses));
+    counter(
+        &mut out,
+        "profusion_ingested_events_total",
+        "Webhook events accepted.",
+        read(&server.ingested),
+    );
+    counter(
+        &mut out,
+        "profusion_profile_cache_hits_total",
+        "Profile lookups answered from the cache.",
+        read(&server.cache_hits),
+    );
+    counter(
+        &mut out,
+        "profusion_profile_cache_misses_total",
+        "Profile lookups that read the store.",
+        read(&server.cache_misses),
+    );
     out
 }
 
@@ -129,9 +265,18 @@ fn histogram(out: &mut String, name: &str, help: &str, series: &[(&str, Histogra
             (false, false) => format!("{{{labels},{extra}}}"),
         };
         for (bound, count) in &snapshot.cumulative {
-            let _ = writeln!(out, "{name}_bucket{} {count}", with(&format!("le=\"{bound}\"")));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{} {count}",
+                with(&format!("le=\"{bound}\""))
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{} {}", with("le=\"+Inf\""), snapshot.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{} {}",
+            with("le=\"+Inf\""),
+            snapshot.count
+        );
         let _ = writeln!(out, "{name}_sum{} {}", with(""), snapshot.sum_seconds);
         let _ = writeln!(out, "{name}_count{} {}", with(""), snapshot.count);
     }
@@ -156,7 +301,10 @@ mod tests {
         let pipeline = PipelineContext::default();
         PipelineMetrics::add(&pipeline.metrics.table("events").rows_in, 5);
         pipeline.metrics.count_bad_record("json");
-        pipeline.metrics.upsert_seconds.observe(Duration::from_micros(300));
+        pipeline
+            .metrics
+            .upsert_seconds
+            .observe(Duration::from_micros(300));
         let server = ServerMetrics::default();
         server.respond(0, 200, Duration::from_micros(80));
         server.reject("signature");
@@ -168,7 +316,9 @@ mod tests {
         assert!(text.contains(
             "profusion_http_request_duration_seconds_bucket{route=\"views\",le=\"0.0001\"} 1\n"
         ));
-        assert!(text.contains("profusion_http_responses_total{route=\"views\",status=\"200\"} 1\n"));
+        assert!(
+            text.contains("profusion_http_responses_total{route=\"views\",status=\"200\"} 1\n")
+        );
         assert!(text.contains("profusion_ingest_rejected_total{reason=\"signature\"} 1\n"));
         // Every sample line belongs to a declared family.
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -194,7 +194,8 @@ impl ServeState {
         if let Some(target) = crate::pipeline::lock(&self.targets).get(table) {
             return Ok(target.clone());
         }
-        let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no table named '{table}'"));
+        let not_found =
+            || ApiError::new(StatusCode::NOT_FOUND, format!("no table named '{table}'"));
         let provider = self
             .engine
             .context()
@@ -202,7 +203,6 @@ impl ServeState {
             .await
             .map_err(|_| not_found())?;
         let stream = provider
-            .as_any()
             .downcast_ref::<StreamTable>()
             .ok_or_else(not_found)?;
         let sink: Arc<dyn DataSink> = match stream.sink_half() {
@@ -354,8 +354,8 @@ fn scores_json(view: &ViewDefinition, row: &RecordBatch) -> Result<String, Strin
         fields.push(Field::new(&score.name, value.data_type().clone(), true));
         columns.push(value);
     }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| e.to_string())?;
+    let batch =
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())?;
     row_json(&batch, 0).map_err(|e| e.to_string())
 }
 
@@ -596,7 +596,10 @@ mod tests {
             key_parts(r#"["u1",20260101]"#, &two).unwrap(),
             vec!["u1", "20260101"]
         );
-        assert_eq!(key_parts("u1", &two).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            key_parts("u1", &two).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
         assert!(key_parts(r#"["u1"]"#, &two).is_err());
     }
 

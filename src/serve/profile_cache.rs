@@ -228,7 +228,6 @@ impl RowListener for ProfileCache {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -274,7 +273,10 @@ mod tests {
         assert!(matches!(cache.get("u1"), Cached::Miss));
         cache.loaded("u1", Some(stored(3, 3)));
         assert_eq!(hit(&cache, "u1").unwrap(), r#"{"user_id":"u1","events":3}"#);
-        cache.upserted(&rows(&["u1", "u9"], &[5, 1]), Some(&Int64Array::from(vec![5, 1])));
+        cache.upserted(
+            &rows(&["u1", "u9"], &[5, 1]),
+            Some(&Int64Array::from(vec![5, 1])),
+        );
         assert_eq!(hit(&cache, "u1").unwrap(), r#"{"user_id":"u1","events":5}"#);
         // Keys nobody asked for are not cached.
         assert_eq!(cache.len(), 1);

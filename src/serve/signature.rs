@@ -118,9 +118,18 @@ mod tests {
         let body = br#"{"user_id":"u1"}"#;
         let at = now();
         let signature = sign(b"s3cret", &at, body);
-        assert_eq!(verify(b"s3cret", TOLERANCE, Some(&at), Some(&signature), body), Ok(()));
         assert_eq!(
-            verify(b"s3cret", TOLERANCE, Some(&at), Some(&signature), br#"{"user_id":"u2"}"#),
+            verify(b"s3cret", TOLERANCE, Some(&at), Some(&signature), body),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                b"s3cret",
+                TOLERANCE,
+                Some(&at),
+                Some(&signature),
+                br#"{"user_id":"u2"}"#
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
@@ -144,10 +153,25 @@ mod tests {
             Err(SignatureError::Expired)
         );
         let at = now();
-        assert_eq!(verify(b"k", TOLERANCE, None, Some("x"), body), Err(SignatureError::MissingTimestamp));
-        assert_eq!(verify(b"k", TOLERANCE, Some("soon"), Some("x"), body), Err(SignatureError::BadTimestamp));
-        assert_eq!(verify(b"k", TOLERANCE, Some(&at), None, body), Err(SignatureError::MissingSignature));
-        assert_eq!(verify(b"k", TOLERANCE, Some(&at), Some("md5=00"), body), Err(SignatureError::Malformed));
-        assert_eq!(verify(b"k", TOLERANCE, Some(&at), Some("sha256=zz"), body), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(b"k", TOLERANCE, None, Some("x"), body),
+            Err(SignatureError::MissingTimestamp)
+        );
+        assert_eq!(
+            verify(b"k", TOLERANCE, Some("soon"), Some("x"), body),
+            Err(SignatureError::BadTimestamp)
+        );
+        assert_eq!(
+            verify(b"k", TOLERANCE, Some(&at), None, body),
+            Err(SignatureError::MissingSignature)
+        );
+        assert_eq!(
+            verify(b"k", TOLERANCE, Some(&at), Some("md5=00"), body),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(b"k", TOLERANCE, Some(&at), Some("sha256=zz"), body),
+            Err(SignatureError::Malformed)
+        );
     }
 }

@@ -140,7 +140,14 @@ impl WithOptions {
 }
 
 /// Words in an option key that mark its value as a secret.
-const SECRET_KEY_WORDS: [&str; 6] = ["password", "secret", "token", "credential", "jaas", "key.pem"];
+const SECRET_KEY_WORDS: [&str; 6] = [
+    "password",
+    "secret",
+    "token",
+    "credential",
+    "jaas",
+    "key.pem",
+];
 
 /// The value of option `key` fit to show: secrets as `********`, and the password of a URL
 /// (`postgres://user:pw@host/db`) masked.
@@ -173,10 +180,7 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         assert_eq!(masked_option("webhook.secret", "s3cret"), "********");
-        assert_eq!(
-            masked_option("properties.sasl.password", "pw"),
-            "********"
-        );
+        assert_eq!(masked_option("properties.sasl.password", "pw"), "********");
         assert_eq!(
             masked_option("url", "postgres://me:pw@127.0.0.1/db"),
             "postgres://me:********@127.0.0.1/db"

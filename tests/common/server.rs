@@ -68,7 +68,11 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("serve exited with {status}: {}", log.lock().unwrap());
             }
-            assert!(Instant::now() < deadline, "serve never listened: {}", log.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "serve never listened: {}",
+                log.lock().unwrap()
+            );
         };
         Self {
             child,

@@ -21,8 +21,8 @@ use super::types::{array_type, bind_columns, column_type, select_as_text};
 use crate::error::Error;
 use crate::format::from_json_texts;
 use crate::profile::{
-    ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted,
-    VERSION_COLUMN, quote,
+    ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
+    quote,
 };
 
 /// A keyed table in PostgreSQL.

@@ -13,8 +13,8 @@ use rusqlite::Connection;
 use super::options::SqliteOptions;
 use super::values::{ColumnBuilder, SqlColumn, StorageClass};
 use crate::profile::{
-    ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted,
-    VERSION_COLUMN, now_iso8601, quote,
+    ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
+    now_iso8601, quote,
 };
 
 /// Rows per batch when reading a table back.
@@ -330,7 +330,8 @@ impl Layout {
         let (version, updated_at) = match self.shape.versioned {
             true => (
                 row.get::<_, Option<i64>>(fields.len()).map_err(sqlite)?,
-                row.get::<_, Option<String>>(fields.len() + 1).map_err(sqlite)?,
+                row.get::<_, Option<String>>(fields.len() + 1)
+                    .map_err(sqlite)?,
             ),
             false => (None, None),
         };
@@ -400,4 +401,3 @@ fn sqlite(error: rusqlite::Error) -> DataFusionError {
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
-

@@ -2,9 +2,13 @@
 //! standard input, `-c` and `-f` for scripts, `--pipeline` to start from a pipeline's
 //! tables, errors with their position, and Ctrl-C cancelling a query without leaving.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
 
 /// Runs `profusion repl ARGS` in `dir` with `input` on standard input.
 fn repl(dir: &std::path::Path, args: &[&str], input: &str) -> Output {
@@ -228,4 +232,34 @@ fn ctrl_c_cancels_the_query_not_the_session() {
     assert!(stderr.contains("cancelled (Ctrl-C)"), "{stderr}");
     assert!(stdout.contains("still\nafter\n"), "{stdout}");
     assert!(output.status.success(), "{stderr}");
+}
+
+#[test]
+fn kafka_topics_read_as_snapshots() {
+    let cluster = MockCluster::new(1).unwrap();
+    common::kafka::produce(
+        &cluster,
+        "clicks",
+        &[
+            (0, r#"{"user_id":"u1"}"#),
+            (1, r#"{"user_id":"u2"}"#),
+            (0, r#"{"user_id":"u1"}"#),
+        ],
+    );
+    let sql = format!(
+        "CREATE TABLE clicks (user_id TEXT) WITH (connector = 'kafka', topic = 'clicks',
+           'bootstrap.servers' = '{}', format = 'json', 'scan.startup.mode' = 'earliest');
+         SELECT user_id, count(*) AS n FROM clicks GROUP BY user_id ORDER BY user_id;",
+        cluster.bootstrap_servers()
+    );
+    // The query ends at the topic's end, as it was when the query started.
+    let output = Command::new(env!("CARGO_BIN_EXE_profusion"))
+        .args(["repl", "--format", "csv", "-c", &sql])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "CREATE TABLE\nuser_id,n\nu1,2\nu2,1\n"
+    );
 }

@@ -20,6 +20,7 @@ fn pipeline(models: &str) -> String {
          CREATE TABLE open_events (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL)
            WITH (connector = 'memory', 'scan.mode' = 'follow');
          CREATE TABLE report (user_id TEXT) WITH (connector = 'blackhole');
+         CREATE TABLE snapshot_events (user_id TEXT) WITH (connector = 'memory');
          CREATE MATERIALIZED VIEW user_profile PRIMARY KEY (user_id) WITH (
            connector = 'sqlite', path = 'profiles.db',
            'score.purchase_propensity' = 'score_logistic(''{models}/purchase_propensity.json'', events, spend)',
@@ -326,7 +327,6 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
 
     // 1,000 forged or tampered requests: none is written.
     let valid = event("victim", "purchase", 1000.0).into_bytes();
-    let mut refused = 0;
     for i in 0..1000 {
         let (token, headers, body): (String, Vec<(&'static str, String)>, Vec<u8>) = match i % 5 {
             // A forged token.
@@ -369,9 +369,7 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
             .post("/v1/ingest/events", Some(&token), &headers, body)
             .await;
         assert_eq!(status, 401, "forgery {i} (kind {}) was not refused", i % 5);
-        refused += 1;
     }
-    assert_eq!(refused, 1000);
     // Nothing reached the table or the profile.
     let (_, metrics) = server.get("/metrics", Some(ADMIN_TOKEN)).await;
     assert!(

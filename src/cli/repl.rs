@@ -32,7 +32,8 @@ pub struct ReplArgs {
     memory_limit: Option<usize>,
 }
 
-/// Runs the REPL; with `-c` or `-f`, exits non-zero when a statement failed.
+/// Runs the REPL; with `-c` or `-f`, stops at the first statement that fails and exits
+/// non-zero.
 pub async fn repl(args: ReplArgs) -> Result<ExitCode> {
     let engine = Engine::new(&SessionOptions {
         memory_limit: args.memory_limit,
@@ -46,6 +47,7 @@ pub async fn repl(args: ReplArgs) -> Result<ExitCode> {
         repl.interactive().await?;
         return Ok(ExitCode::SUCCESS);
     }
+    repl.stop_on_error();
     let mut inputs: Vec<String> = args.commands;
     for path in &args.files {
         inputs.push(read_sql_file(path)?);

@@ -47,6 +47,8 @@ pub struct Repl {
     completions: Arc<RwLock<Completions>>,
     /// Progress of long queries on standard error, when it is a terminal.
     show_progress: bool,
+    /// Stop at the first statement that fails (scripts: `-c`, `-f`).
+    stop_on_error: bool,
 }
 
 /// What the REPL does after a piece of input.
@@ -72,6 +74,7 @@ impl Repl {
             timing: false,
             completions: Arc::default(),
             show_progress: std::io::stderr().is_terminal(),
+            stop_on_error: false,
         };
         repl.refresh_completions().await;
         Ok(repl)
@@ -80,6 +83,11 @@ impl Repl {
     /// The engine statements run in.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Makes the REPL stop at the first statement or command that fails, as a script should.
+    pub fn stop_on_error(&mut self) {
+        self.stop_on_error = true;
     }
 
     /// Runs the statements and commands of `text` in order, printing results and errors;
@@ -98,12 +106,15 @@ impl Repl {
                         ok = false;
                     }
                 }
-                continue;
+            } else {
+                sql.push_str(line);
+                sql.push('\n');
+                if is_complete(&sql) {
+                    ok &= self.run_sql(&std::mem::take(&mut sql)).await;
+                }
             }
-            sql.push_str(line);
-            sql.push('\n');
-            if is_complete(&sql) {
-                ok &= self.run_sql(&std::mem::take(&mut sql)).await;
+            if !ok && self.stop_on_error {
+                return (false, Flow::Continue);
             }
         }
         if !sql.trim().is_empty() {
@@ -144,7 +155,7 @@ impl Repl {
             PipelineStatement::Setup(_) => Some("OK"),
             _ => None,
         };
-        let Some(job) = self.engine.submit(classified).await? else {
+        let Some(job) = cancellable(self.engine.submit(classified)).await? else {
             if let Some(tag) = tag {
                 println!("{tag}");
             }
@@ -185,6 +196,9 @@ impl Repl {
                 let batch = batch.map_err(failed)?;
                 rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 let text = printer.batch(&batch).map_err(failed)?;
+                if text.is_empty() {
+                    continue;
+                }
                 if let Some(progress) = &progress {
                     progress.clear();
                 }

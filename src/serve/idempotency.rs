@@ -3,7 +3,7 @@
 //! key is bound to the body: the same key with another body is refused. While the first
 //! request is still being written, a second one with its key is told to retry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,14 @@ struct Seen {
 #[derive(Debug)]
 pub struct IdempotencyKeys {
     capacity: usize,
-    seen: Mutex<HashMap<(String, String), Seen>>,
+    seen: Mutex<Remembered>,
+}
+
+/// Keys by (table, key), and the order they were claimed in.
+#[derive(Debug, Default)]
+struct Remembered {
+    keys: HashMap<(String, String), Seen>,
+    order: VecDeque<((String, String), Instant)>,
 }
 
 impl IdempotencyKeys {
@@ -54,7 +61,7 @@ impl IdempotencyKeys {
         let digest: [u8; 32] = Sha256::digest(body).into();
         let mut seen = crate::pipeline::lock(&self.seen);
         let id = (table.to_string(), key.to_string());
-        if let Some(entry) = seen.get(&id)
+        if let Some(entry) = seen.keys.get(&id)
             && entry.at.elapsed() < IDEMPOTENCY_TTL
         {
             return match (&entry.answer, entry.body == digest) {
@@ -63,23 +70,24 @@ impl IdempotencyKeys {
                 (None, true) => Claim::InFlight,
             };
         }
-        if seen.len() >= self.capacity {
-            seen.retain(|_, e| e.at.elapsed() < IDEMPOTENCY_TTL);
-            if seen.len() >= self.capacity
-                && let Some(oldest) = seen
-                    .iter()
-                    .min_by_key(|(_, e)| e.at)
-                    .map(|(k, _)| k.clone())
-            {
-                seen.remove(&oldest);
+        // Forget the oldest claims: expired ones, and any beyond the capacity.
+        while let Some((oldest, at)) = seen.order.front().cloned() {
+            if seen.order.len() < self.capacity && at.elapsed() < IDEMPOTENCY_TTL {
+                break;
+            }
+            seen.order.pop_front();
+            if seen.keys.get(&oldest).is_some_and(|e| e.at == at) {
+                seen.keys.remove(&oldest);
             }
         }
-        seen.insert(
+        let at = Instant::now();
+        seen.order.push_back((id.clone(), at));
+        seen.keys.insert(
             id,
             Seen {
                 body: digest,
                 answer: None,
-                at: Instant::now(),
+                at,
             },
         );
         Claim::Fresh
@@ -87,8 +95,9 @@ impl IdempotencyKeys {
 
     /// The request with `key` was accepted with `answer`.
     pub fn accepted(&self, table: &str, key: &str, answer: String) {
-        if let Some(entry) =
-            crate::pipeline::lock(&self.seen).get_mut(&(table.to_string(), key.to_string()))
+        if let Some(entry) = crate::pipeline::lock(&self.seen)
+            .keys
+            .get_mut(&(table.to_string(), key.to_string()))
         {
             entry.answer = Some(answer);
         }
@@ -96,7 +105,9 @@ impl IdempotencyKeys {
 
     /// The request with `key` failed: a retry with the key may try again.
     pub fn failed(&self, table: &str, key: &str) {
-        crate::pipeline::lock(&self.seen).remove(&(table.to_string(), key.to_string()));
+        crate::pipeline::lock(&self.seen)
+            .keys
+            .remove(&(table.to_string(), key.to_string()));
     }
 }
 
@@ -127,6 +138,9 @@ mod tests {
         assert_eq!(keys.claim("t", "a", b"1"), Claim::Fresh);
         keys.claim("t", "b", b"1");
         keys.claim("t", "c", b"1");
-        assert!(crate::pipeline::lock(&keys.seen).len() <= 2);
+        let seen = crate::pipeline::lock(&keys.seen);
+        assert!(seen.keys.len() <= 2 && seen.order.len() <= 2);
+        // The newest claims are the ones kept.
+        assert!(seen.keys.contains_key(&("t".to_string(), "c".to_string())));
     }
 }

@@ -5,26 +5,32 @@
 //! everything queued at once as one batch. Every sink writes a batch to the end (a Kafka
 //! sink waits for the broker's acknowledgements) before it asks for the next one, so when
 //! the sink asks again, the batches it had are durable: their requests are answered then.
-//! If the write fails, the waiting requests are told why and the next request starts a new
-//! writer.
+//! If the write fails, the requests of the batch in hand are told why, and the next request
+//! starts a new writer. Events of a failed batch may be partly written (Kafka has no
+//! transactions here): a client that retries may write some twice.
 
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::DataFusionError;
 use datafusion::datasource::sink::DataSink;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connector::CountingSink;
+use crate::pipeline::lock;
 
 /// Batches taken into one write at most.
 const MAX_BATCHES_PER_WRITE: usize = 256;
 
-/// A request's batch and where to say it is durable.
-type Queued = (RecordBatch, oneshot::Sender<()>);
+/// Where a request hears whether its batch was written.
+type Reply = oneshot::Sender<Result<(), Arc<str>>>;
+
+/// The replies of the batch the sink has in hand.
+type InHand = Arc<Mutex<Vec<Reply>>>;
 
 /// The webhook writer of one table.
 #[derive(Debug)]
@@ -33,9 +39,7 @@ pub struct IngestWriter {
     schema: SchemaRef,
     sink: Arc<dyn DataSink>,
     context: Arc<TaskContext>,
-    running: Mutex<Option<mpsc::Sender<Queued>>>,
-    /// Why the last write ended, if it failed.
-    last_error: Arc<Mutex<Option<String>>>,
+    running: Mutex<Option<mpsc::Sender<(RecordBatch, Reply)>>>,
 }
 
 impl IngestWriter {
@@ -52,87 +56,88 @@ impl IngestWriter {
             sink,
             context,
             running: Mutex::new(None),
-            last_error: Arc::default(),
         }
     }
 
-    /// Writes `batch`; returns once it is durable in the table's sink.
-    pub async fn write(&self, batch: RecordBatch) -> Result<(), String> {
-        let (done, durable) = oneshot::channel();
-        let mut queued = (batch, done);
+    /// Writes `batch`; returns once it is durable in the table's sink, or why it is not.
+    pub async fn write(&self, batch: RecordBatch) -> Result<(), Arc<str>> {
+        let (reply, written) = oneshot::channel();
+        let mut queued = (batch, reply);
+        // A writer that has just ended refuses the batch: start another and queue again.
         for _ in 0..2 {
-            let sender = self.sender();
-            match sender.send(queued).await {
+            match self.sender().send(queued).await {
                 Ok(()) => {
-                    return durable.await.map_err(|_| self.failure());
+                    return written.await.unwrap_or_else(|_| {
+                        Err(format!("writing to table {} stopped; retry", self.table).into())
+                    });
                 }
-                // The writer ended: start another and queue again.
                 Err(mpsc::error::SendError(back)) => {
                     queued = back;
-                    *crate::pipeline::lock(&self.running) = None;
+                    *lock(&self.running) = None;
                 }
             }
         }
-        Err(self.failure())
-    }
-
-    fn failure(&self) -> String {
-        crate::pipeline::lock(&self.last_error)
-            .clone()
-            .unwrap_or_else(|| format!("writing to table {} stopped", self.table))
+        Err(format!("writing to table {} could not start", self.table).into())
     }
 
     /// The queue of the running write, started if there is none.
-    fn sender(&self) -> mpsc::Sender<Queued> {
-        let mut running = crate::pipeline::lock(&self.running);
+    fn sender(&self) -> mpsc::Sender<(RecordBatch, Reply)> {
+        let mut running = lock(&self.running);
         if let Some(sender) = running.as_ref().filter(|s| !s.is_closed()) {
             return sender.clone();
         }
-        let (sender, receiver) = mpsc::channel::<Queued>(1024);
-        let schema = Arc::clone(&self.schema);
-        let batches = futures::stream::unfold(
-            (receiver, Vec::<oneshot::Sender<()>>::new()),
-            move |(mut receiver, written)| {
-                let schema = Arc::clone(&schema);
-                async move {
-                    // The sink asks for more only once what it had is durable.
-                    for done in written {
-                        let _ = done.send(());
-                    }
-                    let (first, done) = receiver.recv().await?;
-                    let mut batches = vec![first];
-                    let mut waiting = vec![done];
-                    while batches.len() < MAX_BATCHES_PER_WRITE {
-                        match receiver.try_recv() {
-                            Ok((batch, done)) => {
-                                batches.push(batch);
-                                waiting.push(done);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let batch = concat_batches(&schema, &batches)
-                        .map_err(datafusion::common::DataFusionError::from);
-                    Some((batch, (receiver, waiting)))
-                }
-            },
-        );
+        let (sender, receiver) = mpsc::channel(1024);
+        let in_hand: InHand = Arc::default();
         let stream = Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
-            batches,
+            batches(receiver, Arc::clone(&self.schema), Arc::clone(&in_hand)),
         ));
         let sink = CountingSink::new(self.table.clone(), Arc::clone(&self.sink));
         let context = Arc::clone(&self.context);
-        let last_error = Arc::clone(&self.last_error);
         let table = self.table.clone();
         tokio::spawn(async move {
             if let Err(error) = sink.write_all(stream, &context).await {
-                let message = format!("writing to table {table}: {error}");
+                let message: Arc<str> = format!("writing to table {table}: {error}").into();
                 eprintln!("serve: {message}");
-                *crate::pipeline::lock(&last_error) = Some(message);
+                for reply in lock(&in_hand).drain(..) {
+                    let _ = reply.send(Err(Arc::clone(&message)));
+                }
             }
         });
         *running = Some(sender.clone());
         sender
     }
+}
+
+/// The batches the sink writes: each time it asks, the requests of the batch before are
+/// answered (it is durable), and everything queued since is joined into the next.
+fn batches(
+    receiver: mpsc::Receiver<(RecordBatch, Reply)>,
+    schema: SchemaRef,
+    in_hand: InHand,
+) -> impl futures::Stream<Item = Result<RecordBatch, DataFusionError>> {
+    futures::stream::unfold(receiver, move |mut receiver| {
+        let schema = Arc::clone(&schema);
+        let in_hand = Arc::clone(&in_hand);
+        async move {
+            for reply in lock(&in_hand).drain(..) {
+                let _ = reply.send(Ok(()));
+            }
+            let (first, reply) = receiver.recv().await?;
+            let mut joined = vec![first];
+            let mut replies = vec![reply];
+            while joined.len() < MAX_BATCHES_PER_WRITE {
+                match receiver.try_recv() {
+                    Ok((batch, reply)) => {
+                        joined.push(batch);
+                        replies.push(reply);
+                    }
+                    Err(_) => break,
+                }
+            }
+            *lock(&in_hand) = replies;
+            let batch = concat_batches(&schema, &joined).map_err(DataFusionError::from);
+            Some((batch, receiver))
+        }
+    })
 }

@@ -28,9 +28,7 @@ pub use idempotency::{Claim, IdempotencyKeys};
 pub use ingest_writer::IngestWriter;
 pub use metrics::{ServerMetrics, render};
 pub use profile_cache::{Cached, CachedRow, ProfileCache, cache_key};
-pub use signature::{
-    GITHUB_SIGNATURE_HEADER, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, sign, verify,
-};
+pub use signature::{SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, sign, verify};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +42,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::sink::DataSink;
 
 use crate::connector::{StreamTable, WebhookOptions};
@@ -55,6 +55,9 @@ use json_row::{json_string, row_json};
 
 /// The largest webhook body taken, in bytes (larger ones get 413).
 pub const BODY_LIMIT: usize = 1 << 20;
+
+/// Idempotency keys remembered at most (the oldest are forgotten first).
+const IDEMPOTENCY_KEYS: usize = 100_000;
 
 /// The connectors whose tables take webhook events.
 const INGEST_CONNECTORS: [&str; 2] = ["kafka", "memory"];
@@ -126,7 +129,7 @@ impl ServeState {
             tokens: options.tokens,
             views,
             targets: Mutex::default(),
-            idempotency: IdempotencyKeys::new(1_000_000),
+            idempotency: IdempotencyKeys::new(IDEMPOTENCY_KEYS),
             metrics: ServerMetrics::default(),
             ready: AtomicBool::new(false),
         })
@@ -159,25 +162,24 @@ impl ServeState {
                 ),
             )
         })?;
-        let parts = key_parts(key, served.store.primary_key())?;
+        let parts = normalized_key(key, served.store.as_ref())?;
         let cached = cache_key(&parts);
         let row = match served.cache.get(&cached) {
             Cached::Hit(row) => {
                 PipelineMetrics::add(&self.metrics.cache_hits, 1);
                 row
             }
-            Cached::Miss => {
+            Cached::Miss(load) => {
                 PipelineMetrics::add(&self.metrics.cache_misses, 1);
-                match served.store.get(&parts).await {
-                    Ok(stored) => served.cache.loaded(&cached, stored),
-                    Err(error) => {
-                        served.cache.abandon(&cached);
-                        return Err(ApiError::new(
+                let read = served.store.get(&parts).await;
+                read.map_err(|e| e.to_string())
+                    .and_then(|stored| load.finish(stored))
+                    .map_err(|error| {
+                        ApiError::new(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             format!("reading view {view}: {error}"),
-                        ));
-                    }
-                }
+                        )
+                    })?
             }
         };
         let row = row.ok_or_else(|| {
@@ -202,10 +204,24 @@ impl ServeState {
             .table_provider(table)
             .await
             .map_err(|_| not_found())?;
+        // Tables are addressed by their declared name alone, so that each has one writer
+        // and one set of idempotency keys.
         let stream = provider
             .downcast_ref::<StreamTable>()
+            .filter(|stream| stream.name() == table)
             .ok_or_else(not_found)?;
+        let streamed = stream
+            .source_definition()
+            .is_some_and(|s| !s.source.is_bounded());
         let sink: Arc<dyn DataSink> = match stream.sink_half() {
+            Some(_) if stream.connector() == "memory" && !streamed => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "memory table {table} is not followed: the pipeline would never read its events (declare it with 'scan.mode' = 'follow')"
+                    ),
+                ));
+            }
             Some(sink) if INGEST_CONNECTORS.contains(&stream.connector()) => Arc::clone(sink),
             _ => {
                 return Err(ApiError::new(
@@ -417,6 +433,43 @@ fn key_parts(key: &str, primary_key: &[String]) -> Result<Vec<String>, ApiError>
         .collect()
 }
 
+/// The key of a lookup in the form the view's rows print their keys in (what upserts
+/// are cached under): each part read as its key column's type. A part that is not a value
+/// of that type is a bad request.
+fn normalized_key(key: &str, store: &dyn ProfileStore) -> Result<Vec<String>, ApiError> {
+    let parts = key_parts(key, store.primary_key())?;
+    let schema = store.schema();
+    let options = FormatOptions::default();
+    let strict = CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    };
+    parts
+        .iter()
+        .zip(store.primary_key())
+        .map(|(part, column)| {
+            let data_type = schema
+                .field_with_name(column)
+                .map(|f| f.data_type().clone())
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            if data_type == DataType::Utf8 {
+                return Ok(part.clone());
+            }
+            let text: ArrayRef = Arc::new(StringArray::from(vec![part.as_str()]));
+            let typed = cast_with_options(&text, &data_type, &strict).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("key column {column} is {data_type}: '{part}' is not one"),
+                )
+            })?;
+            let shown = ArrayFormatter::try_new(typed.as_ref(), &options)
+                .map(|f| f.value(0).to_string())
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok(shown)
+        })
+        .collect()
+}
+
 /// `POST /v1/ingest/{table}`.
 async fn ingest(
     State(state): State<Arc<ServeState>>,
@@ -430,12 +483,11 @@ async fn ingest(
     };
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(secret) = &target.webhook.secret {
-        let signature = text(SIGNATURE_HEADER).or_else(|| text(GITHUB_SIGNATURE_HEADER));
         if let Err(error) = verify(
             secret,
             target.webhook.tolerance(),
             text(TIMESTAMP_HEADER),
-            signature,
+            text(SIGNATURE_HEADER),
             &body,
         ) {
             state.metrics.reject(match error {
@@ -484,30 +536,45 @@ async fn ingest(
             }
         }
     }
-    let release = |state: &ServeState| {
-        if let Some(key) = &idempotency_key {
-            state.idempotency.failed(&table, key);
-        }
-    };
     let batch = match decode_events(&target.schema, &body) {
         Ok(batch) => batch,
         Err(reason) => {
-            release(&state);
+            if let Some(key) = &idempotency_key {
+                state.idempotency.failed(&table, key);
+            }
             state.metrics.reject("invalid");
             return ApiError::new(StatusCode::BAD_REQUEST, reason).into_response();
         }
     };
-    let rows = batch.num_rows();
-    if let Err(reason) = target.writer.write(batch).await {
-        release(&state);
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    // The write and what is recorded of it finish even if the client goes away meanwhile,
+    // so an idempotency key never stays claimed by a request nobody waits for.
+    let written = tokio::spawn(async move {
+        let rows = batch.num_rows();
+        let written = target.writer.write(batch).await;
+        match (&written, &idempotency_key) {
+            (Ok(()), key) => {
+                PipelineMetrics::add(&state.metrics.ingested, rows);
+                let answer = format!("{{\"table\":{},\"accepted\":{rows}}}", json_string(&table));
+                if let Some(key) = key {
+                    state.idempotency.accepted(&table, key, answer.clone());
+                }
+                Ok(answer)
+            }
+            (Err(reason), key) => {
+                if let Some(key) = key {
+                    state.idempotency.failed(&table, key);
+                }
+                Err(reason.to_string())
+            }
+        }
+    });
+    match written.await {
+        Ok(Ok(answer)) => json(StatusCode::ACCEPTED, answer),
+        Ok(Err(reason)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        Err(error) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+        }
     }
-    PipelineMetrics::add(&state.metrics.ingested, rows);
-    let answer = format!("{{\"table\":{},\"accepted\":{rows}}}", json_string(&table));
-    if let Some(key) = &idempotency_key {
-        state.idempotency.accepted(&table, key, answer.clone());
-    }
-    json(StatusCode::ACCEPTED, answer)
 }
 
 /// `GET /metrics`.

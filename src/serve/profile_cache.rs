@@ -1,14 +1,17 @@
 //! [`ProfileCache`]: the rows of one view that `GET /v1/views/{view}/{key}` has read,
 //! kept in the process and kept fresh by the pipeline's own upserts.
 //!
-//! The cache listens to the view's sink ([`RowListener`]): a committed upsert of a cached
-//! key replaces its entry when the version is newer, and a refresh that deleted keys
-//! empties the cache. A miss reads the store; while that read is in flight the key's entry
-//! is a placeholder that an upsert may fill, and the read's result only lands if it is
-//! newer, so a lookup racing an upsert never leaves an older row behind. Entries are
+//! The cache listens to the view's sink ([`RowListener`]): right after each commit, an
+//! upsert of a cached key replaces its entry when the version is newer, and a refresh that
+//! deleted keys empties the cache. A miss reads the store under a [`Load`] ticket; while
+//! the read is in flight the key's entry is a placeholder that an upsert may fill, and the
+//! read's result is kept only if the placeholder is still its own (not emptied by a delete,
+//! evicted, or taken by a later load) and not older than what an upsert brought meanwhile.
+//! A load dropped half-way (the client went away) removes its placeholder. Entries are
 //! bounded; when full, an arbitrary entry makes room.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
@@ -28,19 +31,26 @@ pub struct CachedRow {
 
 #[derive(Debug, Clone)]
 enum Entry {
-    /// A store read is in flight; an upsert may fill it meanwhile.
-    Loading(Option<Arc<CachedRow>>),
+    /// The store read with this ticket is in flight; an upsert may fill it meanwhile.
+    Loading(u64, Option<Arc<CachedRow>>),
     /// What the store holds (`None`: no row with this key).
     Loaded(Option<Arc<CachedRow>>),
 }
 
 /// What a lookup found in the cache.
-#[derive(Debug, Clone)]
-pub enum Cached {
+pub enum Cached<'a> {
     /// The key's row, or `None` when the store has none.
     Hit(Option<Arc<CachedRow>>),
-    /// Not cached: read the store, then [`ProfileCache::loaded`].
-    Miss,
+    /// Not cached: read the store, then [`Load::finish`].
+    Miss(Load<'a>),
+}
+
+/// A store read on behalf of the cache; dropped unfinished, it gives its placeholder up.
+pub struct Load<'a> {
+    cache: &'a ProfileCache,
+    key: String,
+    ticket: u64,
+    finished: bool,
 }
 
 /// The cache of one view.
@@ -50,6 +60,7 @@ pub struct ProfileCache {
     key_columns: Vec<usize>,
     capacity: usize,
     entries: RwLock<HashMap<String, Entry>>,
+    tickets: AtomicU64,
 }
 
 /// Joins the values of a composite key into one cache key.
@@ -67,58 +78,33 @@ impl ProfileCache {
             key_columns,
             capacity: capacity.max(1),
             entries: RwLock::new(HashMap::new()),
+            tickets: AtomicU64::new(0),
         }
     }
 
-    /// The cached row of `key`, or a miss (marking the key as loading).
-    pub fn get(&self, key: &str) -> Cached {
+    /// The cached row of `key`, or a miss with the ticket of a new load.
+    pub fn get(&self, key: &str) -> Cached<'_> {
         if let Some(Entry::Loaded(row)) = self.read().get(key) {
             return Cached::Hit(row.clone());
         }
         let mut entries = self.write();
-        match entries.get(key) {
-            Some(Entry::Loaded(row)) => Cached::Hit(row.clone()),
-            Some(Entry::Loading(_)) => Cached::Miss,
-            None => {
-                self.make_room(&mut entries);
-                entries.insert(key.to_string(), Entry::Loading(None));
-                Cached::Miss
-            }
+        if let Some(Entry::Loaded(row)) = entries.get(key) {
+            return Cached::Hit(row.clone());
         }
-    }
-
-    /// Records what the store returned for `key` after a miss; returns what the cache
-    /// now holds (an upsert during the read may have brought a newer row).
-    pub fn loaded(&self, key: &str, stored: Option<StoredRow>) -> Option<Arc<CachedRow>> {
-        let read = stored.and_then(|s| {
-            let json = row_json(&s.row, 0).ok()?;
-            Some(Arc::new(CachedRow {
-                row: s.row,
-                json: json.into(),
-                version: s.version,
-                updated_at: s.updated_at.map(Into::into),
-            }))
-        });
-        let mut entries = self.write();
-        let kept = match entries.remove(key) {
-            Some(Entry::Loading(Some(pushed)) | Entry::Loaded(Some(pushed)))
-                if !newer(read.as_deref(), &pushed) =>
-            {
-                Some(pushed)
-            }
-            _ => read,
+        // A new load takes the placeholder over (with what upserts brought to it so far).
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let pushed = match entries.remove(key) {
+            Some(Entry::Loading(_, pushed)) => pushed,
+            _ => None,
         };
         self.make_room(&mut entries);
-        entries.insert(key.to_string(), Entry::Loaded(kept.clone()));
-        kept
-    }
-
-    /// Gives up a miss whose store read failed: the next lookup reads again.
-    pub fn abandon(&self, key: &str) {
-        let mut entries = self.write();
-        if let Some(Entry::Loading(_)) = entries.get(key) {
-            entries.remove(key);
-        }
+        entries.insert(key.to_string(), Entry::Loading(ticket, pushed));
+        Cached::Miss(Load {
+            cache: self,
+            key: key.to_string(),
+            ticket,
+            finished: false,
+        })
     }
 
     /// How many keys are cached.
@@ -132,12 +118,10 @@ impl ProfileCache {
     }
 
     fn make_room(&self, entries: &mut HashMap<String, Entry>) {
-        if entries.len() >= self.capacity
-            && let Some(victim) = entries
-                .iter()
-                .find(|(_, e)| matches!(e, Entry::Loaded(_)))
-                .map(|(k, _)| k.clone())
-        {
+        while entries.len() >= self.capacity {
+            let Some(victim) = entries.keys().next().cloned() else {
+                return;
+            };
             entries.remove(&victim);
         }
     }
@@ -150,7 +134,7 @@ impl ProfileCache {
         self.entries.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cache keys of every row of `rows`.
+    /// The cache keys of every row of `rows`, as key values print.
     fn keys_of(&self, rows: &RecordBatch) -> Option<Vec<String>> {
         let options = FormatOptions::default();
         let formatters = self
@@ -169,6 +153,50 @@ impl ProfileCache {
                 })
                 .collect(),
         )
+    }
+}
+
+impl Load<'_> {
+    /// Records what the store returned; returns the row to answer with (an upsert during
+    /// the read may have brought a newer one). A row that cannot be shown is an error.
+    pub fn finish(mut self, stored: Option<StoredRow>) -> Result<Option<Arc<CachedRow>>, String> {
+        self.finished = true;
+        let read = match stored {
+            None => None,
+            Some(s) => Some(Arc::new(CachedRow {
+                json: row_json(&s.row, 0).map_err(|e| e.to_string())?.into(),
+                row: s.row,
+                version: s.version,
+                updated_at: s.updated_at.map(Into::into),
+            })),
+        };
+        let mut entries = self.cache.write();
+        match entries.get(&self.key) {
+            Some(Entry::Loading(ticket, pushed)) if *ticket == self.ticket => {
+                let kept = match pushed {
+                    Some(pushed) if !newer(read.as_deref(), pushed) => Some(Arc::clone(pushed)),
+                    _ => read,
+                };
+                entries.insert(self.key.clone(), Entry::Loaded(kept.clone()));
+                Ok(kept)
+            }
+            // Emptied, evicted or taken over meanwhile: answer with the read, keep nothing.
+            _ => Ok(read),
+        }
+    }
+}
+
+impl Drop for Load<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut entries = self.cache.write();
+        if let Some(Entry::Loading(ticket, _)) = entries.get(&self.key)
+            && *ticket == self.ticket
+        {
+            entries.remove(&self.key);
+        }
     }
 }
 
@@ -201,23 +229,30 @@ impl RowListener for ProfileCache {
         if cached.is_empty() {
             return;
         }
+        // Rows are rendered before the lock is taken.
         let now: Arc<str> = now_iso8601().into();
+        let pushed: Vec<(usize, Arc<CachedRow>)> = cached
+            .into_iter()
+            .filter_map(|i| {
+                let json = row_json(rows, i).ok()?;
+                Some((
+                    i,
+                    Arc::new(CachedRow {
+                        row: rows.slice(i, 1),
+                        json: json.into(),
+                        version: versions.filter(|v| v.is_valid(i)).map(|v| v.value(i)),
+                        updated_at: Some(Arc::clone(&now)),
+                    }),
+                ))
+            })
+            .collect();
         let mut entries = self.write();
-        for i in cached {
-            let Ok(json) = row_json(rows, i) else {
-                continue;
-            };
-            let pushed = Arc::new(CachedRow {
-                row: rows.slice(i, 1),
-                json: json.into(),
-                version: versions.filter(|v| v.is_valid(i)).map(|v| v.value(i)),
-                updated_at: Some(Arc::clone(&now)),
-            });
+        for (i, row) in pushed {
             if let Some(entry) = entries.get_mut(&keys[i]) {
-                let (Entry::Loading(current) | Entry::Loaded(current)) = entry;
+                let (Entry::Loading(_, current) | Entry::Loaded(current)) = entry;
                 // A store never applies an older version: neither does its cache.
-                if current.as_ref().is_none_or(|c| newer(Some(&*pushed), c)) {
-                    *current = Some(pushed);
+                if current.as_ref().is_none_or(|c| newer(Some(&*row), c)) {
+                    *current = Some(row);
                 }
             }
         }
@@ -263,15 +298,21 @@ mod tests {
     fn hit(cache: &ProfileCache, key: &str) -> Option<String> {
         match cache.get(key) {
             Cached::Hit(row) => row.map(|r| r.json.to_string()),
-            Cached::Miss => panic!("expected {key} cached"),
+            Cached::Miss(_) => panic!("expected {key} cached"),
+        }
+    }
+
+    fn miss<'a>(cache: &'a ProfileCache, key: &str) -> Load<'a> {
+        match cache.get(key) {
+            Cached::Miss(load) => load,
+            Cached::Hit(_) => panic!("expected a miss for {key}"),
         }
     }
 
     #[test]
     fn a_miss_then_a_hit_then_an_upsert_keeps_it_fresh() {
         let cache = ProfileCache::new(vec![0], 10);
-        assert!(matches!(cache.get("u1"), Cached::Miss));
-        cache.loaded("u1", Some(stored(3, 3)));
+        miss(&cache, "u1").finish(Some(stored(3, 3))).unwrap();
         assert_eq!(hit(&cache, "u1").unwrap(), r#"{"user_id":"u1","events":3}"#);
         cache.upserted(
             &rows(&["u1", "u9"], &[5, 1]),
@@ -288,18 +329,30 @@ mod tests {
     #[test]
     fn an_upsert_during_the_store_read_wins_over_the_older_read() {
         let cache = ProfileCache::new(vec![0], 10);
-        assert!(matches!(cache.get("u1"), Cached::Miss));
+        let load = miss(&cache, "u1");
         cache.upserted(&rows(&["u1"], &[7]), Some(&Int64Array::from(vec![7])));
-        let kept = cache.loaded("u1", Some(stored(6, 6))).unwrap();
+        let kept = load.finish(Some(stored(6, 6))).unwrap().unwrap();
         assert_eq!(kept.version, Some(7));
         assert_eq!(hit(&cache, "u1").unwrap(), r#"{"user_id":"u1","events":7}"#);
     }
 
     #[test]
+    fn a_delete_during_the_store_read_keeps_the_read_out_of_the_cache() {
+        let cache = ProfileCache::new(vec![0], 10);
+        let load = miss(&cache, "u1");
+        cache.deleted();
+        // The read answers its own request, but is not cached: the next lookup reads again.
+        assert!(load.finish(Some(stored(6, 6))).unwrap().is_some());
+        assert!(cache.is_empty());
+        drop(miss(&cache, "u1"));
+        // A load dropped half-way leaves no placeholder behind.
+        assert!(cache.is_empty());
+    }
+
+    #[test]
     fn unknown_keys_are_remembered_until_a_row_arrives_and_deletes_empty_the_cache() {
         let cache = ProfileCache::new(vec![0], 10);
-        assert!(matches!(cache.get("u1"), Cached::Miss));
-        assert!(cache.loaded("u1", None).is_none());
+        assert!(miss(&cache, "u1").finish(None).unwrap().is_none());
         assert_eq!(hit(&cache, "u1"), None);
         cache.upserted(&rows(&["u1"], &[1]), Some(&Int64Array::from(vec![1])));
         assert!(hit(&cache, "u1").is_some());
@@ -308,11 +361,15 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_stays_within_its_capacity() {
+    fn the_cache_stays_within_its_capacity_even_with_loads_in_flight() {
         let cache = ProfileCache::new(vec![0], 2);
+        let mut loads = Vec::new();
         for key in ["a", "b", "c", "d"] {
-            assert!(matches!(cache.get(key), Cached::Miss));
-            cache.loaded(key, None);
+            loads.push(miss(&cache, key));
+            assert!(cache.len() <= 2);
+        }
+        for load in loads {
+            load.finish(None).unwrap();
         }
         assert!(cache.len() <= 2);
     }

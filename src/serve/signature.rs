@@ -2,11 +2,11 @@
 //!
 //! - `X-Profusion-Timestamp`: the time of sending, in seconds since the Unix epoch, within
 //!   the table's `'webhook.timestamp_tolerance'` (default 5 minutes) of the server's clock;
-//! - `X-Profusion-Signature` (or `X-Hub-Signature-256`): `sha256=` and the hex HMAC-SHA256,
-//!   under the table's secret, of the timestamp, a `.`, and the raw body.
+//! - `X-Profusion-Signature`: `sha256=` and the hex HMAC-SHA256, under the table's secret,
+//!   of the timestamp, a `.`, and the raw body.
 //!
-//! The signature has GitHub's `sha256=` form; it covers the timestamp too, so a captured
-//! request cannot be replayed later with a fresh timestamp. Within the tolerance, an
+//! The signature has GitHub's `sha256=` form, and covers the timestamp too (as Stripe's
+//! and Slack's do), so a captured request cannot be replayed later under a fresh timestamp. Within the tolerance, an
 //! `Idempotency-Key` makes a replay a no-op. Signatures are compared in constant time.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,8 +18,6 @@ use sha2::Sha256;
 pub const TIMESTAMP_HEADER: &str = "x-profusion-timestamp";
 /// The header with the signature.
 pub const SIGNATURE_HEADER: &str = "x-profusion-signature";
-/// GitHub's name for the same header, accepted too.
-pub const GITHUB_SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
 /// Why a signed request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

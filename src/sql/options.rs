@@ -161,6 +161,15 @@ pub fn masked_option(key: &str, value: &str) -> String {
             let _ = url.set_password(Some("********"));
             url.to_string()
         }
+        // A key=value connection string (`host=db user=me password=pw`).
+        _ if value.contains("password=") => value
+            .split(' ')
+            .map(|part| match part.starts_with("password=") {
+                true => "password=********",
+                false => part,
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
         _ => value.to_string(),
     }
 }
@@ -184,6 +193,10 @@ mod tests {
         assert_eq!(
             masked_option("url", "postgres://me:pw@127.0.0.1/db"),
             "postgres://me:********@127.0.0.1/db"
+        );
+        assert_eq!(
+            masked_option("url", "host=127.0.0.1 user=me password=pw dbname=p"),
+            "host=127.0.0.1 user=me password=******** dbname=p"
         );
         assert_eq!(masked_option("topic", "events"), "events");
     }

@@ -188,9 +188,18 @@ pub fn read_partition(
         }
         if end.is_none() && lag_measured.is_none_or(|at| at.elapsed() >= LAG_INTERVAL) {
             lag_measured = Some(Instant::now());
-            if let Ok((low, high)) = consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT) {
-                let behind = high - next_offset.unwrap_or(low).max(low);
-                lag.store(behind.max(0), Ordering::Relaxed);
+            // Before the first batch, the consumer's own position says where reading is.
+            let position = next_offset.or_else(|| {
+                let positions = consumer.position().ok()?;
+                match positions.elements().first()?.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                }
+            });
+            if let Some(position) = position
+                && let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
+            {
+                lag.store((high - position).max(0), Ordering::Relaxed);
             }
         }
         // Wait for a first message; then take what is already fetched, without waiting.

@@ -338,14 +338,18 @@ impl ProfileStore for PostgresStore {
             .iter()
             .enumerate()
             .map(|(i, field)| {
-                let text = StringArray::from(vec![row.get::<_, Option<String>>(i)]);
-                from_text(&text, field.data_type())
+                let text = row
+                    .try_get::<_, Option<String>>(i)
+                    .map_err(|e| self.failed("reading a row of", e))?;
+                from_text(&StringArray::from(vec![text]), field.data_type())
             })
             .collect::<Result<Vec<_>>>()?;
         let (version, updated_at) = match self.shape.versioned {
             true => (
-                row.get::<_, Option<i64>>(fields.len()),
-                row.get::<_, Option<String>>(fields.len() + 1),
+                row.try_get::<_, Option<i64>>(fields.len())
+                    .map_err(|e| self.failed("reading a row's version of", e))?,
+                row.try_get::<_, Option<String>>(fields.len() + 1)
+                    .map_err(|e| self.failed("reading a row's write time of", e))?,
             ),
             false => (None, None),
         };

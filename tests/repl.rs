@@ -80,7 +80,7 @@ SELECT 'never run';
         stdout.contains("topic  | table (source, sink) | kafka"),
         "{stdout}"
     );
-    assert!(stdout.contains("user_id | Utf8 | no"), "{stdout}");
+    assert!(stdout.contains("user_id | Utf8  | no"), "{stdout}");
     assert!(
         stdout.contains("'properties.sasl.password' = '********'"),
         "{stdout}"

@@ -45,6 +45,9 @@ pub struct BenchArgs {
     /// Requests of `serve_get`, sent at `--rate` per second.
     #[arg(long, default_value_t = 200_000)]
     requests: u64,
+    /// Load threads of `serve_get`, each with its own keep-alive connection.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
     /// A PostgreSQL connection URL for `postgres_upsert`; skipped without one. A table
     /// named `profusion_bench_<n>` is created in it (and dropped afterwards).
     #[arg(long)]
@@ -191,14 +194,15 @@ async fn run_all(args: BenchArgs) -> Result<()> {
     .run(&selected)
     .await?;
     if selected("serve_get") || selected("serve_ingest") {
+        // Profiles the server's cache holds (100,000 rows a view by default).
         super::bench_serve::serve_benchmarks(
             &selected,
-            args.users.min(100_000),
+            args.connections.max(1),
+            args.users.min(50_000),
             args.rate,
             args.requests,
             &dir,
-        )
-        .await?;
+        )?;
     }
     if args.kafka.is_some()
         || args

@@ -5,25 +5,23 @@
 //! loads `--users` profiles through `POST /v1/ingest`, then:
 //!
 //! - `serve_get`: `GET /v1/views/user_profile/{key}` for random users at a fixed `--rate`
-//!   over 32 keep-alive connections, open loop: each request has its scheduled time, and
-//!   its latency counts from then, so a stall delays the requests behind it and shows in
-//!   the percentiles (no coordinated omission);
+//!   from `--connections` threads (8) with a keep-alive connection each, open loop: each request has its
+//!   scheduled time, and its latency counts from then, so a stall delays the requests
+//!   behind it and shows in the percentiles (no coordinated omission). The threads sleep
+//!   with the kernel's high-resolution timers (tens of microseconds late at most), not an
+//!   async runtime's millisecond wheel, so the schedule itself adds no latency to speak of;
 //! - `serve_ingest`: one signed event for a new user, then `GET` until its profile is
 //!   there; the time from sending the event to the first `200`, 500 times.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use crate::error::{Error, Result};
 use crate::serve::sign;
 
-/// Keep-alive connections of the load generator.
-const CONNECTIONS: usize = 32;
 /// Probes of the ingest-to-readable benchmark.
 const INGEST_PROBES: usize = 500;
 const TOKEN: &str = "benchmark-admin-token-000000001";
@@ -108,17 +106,16 @@ impl Drop for ServerProcess {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection, as lean as a load generator needs.
+/// One keep-alive HTTP/1.1 connection, as lean as a load generator needs (blocking: each
+/// load thread has its own).
 struct Connection {
     stream: TcpStream,
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(address: SocketAddr) -> Result<Self> {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| failed("connecting to the server", e))?;
+    fn open(address: SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect(address).map_err(|e| failed("connecting to the server", e))?;
         stream
             .set_nodelay(true)
             .map_err(|e| failed("TCP_NODELAY", e))?;
@@ -129,10 +126,9 @@ impl Connection {
     }
 
     /// Sends `request` (head and body) and reads the answer's status and body.
-    async fn send(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>)> {
+    fn send(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>)> {
         self.stream
             .write_all(request)
-            .await
             .map_err(|e| failed("sending a request", e))?;
         loop {
             if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
@@ -152,28 +148,26 @@ impl Connection {
                     .unwrap_or(0);
                 let total = end + 4 + length;
                 while self.buffer.len() < total {
-                    self.fill().await?;
+                    self.fill()?;
                 }
                 let body = self.buffer[end + 4..total].to_vec();
                 self.buffer.drain(..total);
                 return Ok((status, body));
             }
-            self.fill().await?;
+            self.fill()?;
         }
     }
 
-    async fn fill(&mut self) -> Result<()> {
+    fn fill(&mut self) -> Result<()> {
+        let mut chunk = [0u8; 8192];
         let read = self
             .stream
-            .read_buf(&mut self.buffer)
-            .await
+            .read(&mut chunk)
             .map_err(|e| failed("reading an answer", e))?;
         if read == 0 {
-            return Err(failed(
-                "reading an answer",
-                "the server closed the connection",
-            ));
+            return Err(failed("reading an answer", "the server closed the connection"));
         }
+        self.buffer.extend_from_slice(&chunk[..read]);
         Ok(())
     }
 }
@@ -227,31 +221,31 @@ fn percentiles(latencies: &mut [Duration]) -> String {
     )
 }
 
-/// Runs the selected serve benchmarks.
-pub(super) async fn serve_benchmarks(
+/// Runs the selected serve benchmarks (blocking: the benchmark thread has nothing else to
+/// do, and the load threads need the kernel's precise sleeps).
+pub(super) fn serve_benchmarks(
     selected: &dyn Fn(&str) -> bool,
+    connections: usize,
     users: u64,
     rate: u64,
     requests: u64,
     dir: &Path,
 ) -> Result<()> {
     let server = ServerProcess::start(dir)?;
-    let mut connection = Connection::open(server.address).await?;
+    let mut connection = Connection::open(server.address)?;
     // Load the profiles, 500 events a request.
     let users = users.max(1);
     let loaded = Instant::now();
     for chunk in (0..users).collect::<Vec<_>>().chunks(500) {
         let events: Vec<String> = chunk.iter().map(|&u| event(&format!("u{u}"), u)).collect();
-        let (status, body) = connection
-            .send(&ingest_request(&format!("[{}]", events.join(","))))
-            .await?;
+        let (status, body) = connection.send(&ingest_request(&format!("[{}]", events.join(","))))?;
         if status != 202 {
             return Err(failed("loading profiles", String::from_utf8_lossy(&body)));
         }
     }
     let last = format!("u{}", users - 1);
-    while connection.send(&get_request(&last)).await?.0 != 200 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    while connection.send(&get_request(&last))?.0 != 200 {
+        std::thread::sleep(Duration::from_millis(5));
     }
     println!(
         "serve: {users} profiles loaded through POST /v1/ingest in {:.2}s",
@@ -261,48 +255,59 @@ pub(super) async fn serve_benchmarks(
     if selected("serve_get") {
         // Every profile read once: the benchmark measures the cache the server keeps.
         for u in 0..users {
-            connection.send(&get_request(&format!("u{u}"))).await?;
+            connection.send(&get_request(&format!("u{u}")))?;
         }
-        let per_connection = requests.div_ceil(CONNECTIONS as u64);
-        let interval = Duration::from_secs_f64(CONNECTIONS as f64 / rate as f64);
-        let started = tokio::time::Instant::now() + Duration::from_millis(100);
-        let mut tasks = Vec::new();
-        for c in 0..CONNECTIONS {
-            let mut connection = Connection::open(server.address).await?;
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_connection as usize);
-                let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
-                let offset = interval.mul_f64(c as f64 / CONNECTIONS as f64);
-                let mut errors = 0u64;
-                for k in 0..per_connection {
-                    let scheduled = started + offset + interval * k as u32;
-                    tokio::time::sleep_until(scheduled).await;
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    let user = format!("u{}", seed % users);
-                    let (status, _) = connection.send(&get_request(&user)).await?;
-                    if status != 200 {
-                        errors += 1;
-                    }
-                    latencies.push(scheduled.elapsed());
-                }
-                Ok::<_, Error>((latencies, errors))
-            }));
-        }
+        let per_connection = requests.div_ceil(connections as u64);
+        let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
+        let started = Instant::now() + Duration::from_millis(100);
+        let address = server.address;
+        let outcomes: Vec<Result<(Vec<Duration>, u64)>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..connections)
+                .map(|c| {
+                    scope.spawn(move || {
+                        let mut connection = Connection::open(address)?;
+                        let mut latencies = Vec::with_capacity(per_connection as usize);
+                        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
+                        let offset = interval.mul_f64(c as f64 / connections as f64);
+                        let mut errors = 0u64;
+                        for k in 0..per_connection {
+                            let scheduled = started + offset + interval * k as u32;
+                            let now = Instant::now();
+                            if scheduled > now {
+                                std::thread::sleep(scheduled - now);
+                            }
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            let user = format!("u{}", seed % users);
+                            if connection.send(&get_request(&user))?.0 != 200 {
+                                errors += 1;
+                            }
+                            latencies.push(scheduled.elapsed());
+                        }
+                        Ok((latencies, errors))
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(failed("a load thread", "panicked")))
+                })
+                .collect()
+        });
         let mut latencies = Vec::new();
         let mut errors = 0;
-        for task in tasks {
-            let (mut found, failed_requests) = task
-                .await
-                .map_err(|e| failed("a load generator connection", e))??;
+        for outcome in outcomes {
+            let (mut found, failed_requests) = outcome?;
             latencies.append(&mut found);
             errors += failed_requests;
         }
         let elapsed = started.elapsed();
         let achieved = latencies.len() as f64 / elapsed.as_secs_f64();
         println!(
-            "serve_get        {:>12} {:>10.3} {:>12.0}  target {rate}/s over {CONNECTIONS} connections, {errors} non-200: {}",
+            "serve_get        {:>12} {:>10.3} {:>12.0}  target {rate}/s from {connections} threads, {errors} non-200: {}",
             latencies.len(),
             elapsed.as_secs_f64(),
             achieved,
@@ -311,19 +316,17 @@ pub(super) async fn serve_benchmarks(
     }
 
     if selected("serve_ingest") {
-        let mut reader = Connection::open(server.address).await?;
+        let mut reader = Connection::open(server.address)?;
         let mut latencies = Vec::with_capacity(INGEST_PROBES);
         for probe in 0..INGEST_PROBES {
             let user = format!("probe-{probe}");
             let sent = Instant::now();
-            let (status, body) = connection
-                .send(&ingest_request(&event(&user, probe as u64)))
-                .await?;
+            let (status, body) = connection.send(&ingest_request(&event(&user, probe as u64)))?;
             if status != 202 {
                 return Err(failed("ingesting a probe", String::from_utf8_lossy(&body)));
             }
             loop {
-                if reader.send(&get_request(&user)).await?.0 == 200 {
+                if reader.send(&get_request(&user))?.0 == 200 {
                     break;
                 }
                 if sent.elapsed() > Duration::from_secs(30) {
@@ -332,10 +335,10 @@ pub(super) async fn serve_benchmarks(
                         format!("{user} never became readable"),
                     ));
                 }
-                tokio::time::sleep(Duration::from_micros(500)).await;
+                std::thread::sleep(Duration::from_micros(200));
             }
             latencies.push(sent.elapsed());
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            std::thread::sleep(Duration::from_millis(10));
         }
         println!(
             "serve_ingest     {:>12} {:>10} {:>12}  webhook event to profile readable: {}",

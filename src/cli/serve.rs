@@ -117,6 +117,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ran
     });
 
+    // Answers are small and go out at once: no waiting for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let stopping = Arc::clone(&shutdown);
     axum::serve(listener, router(Arc::clone(&state)))
         .with_graceful_shutdown(async move { stopping.notified().await })

@@ -113,13 +113,18 @@ pub async fn describe(engine: &Engine, name: &str) -> Result<String, String> {
         .max()
         .unwrap_or(0)
         .max("column".len());
-    let _ = writeln!(out, "  {:width$} | type | nullable", "column");
-    for field in schema.fields() {
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
+    let type_width = types.iter().map(String::len).max().unwrap_or(0).max(4);
+    let _ = writeln!(out, "  {:width$} | {:type_width$} | nullable", "column", "type");
+    for (field, data_type) in schema.fields().iter().zip(&types) {
         let _ = writeln!(
             out,
-            "  {:width$} | {} | {}",
+            "  {:width$} | {data_type:type_width$} | {}",
             field.name(),
-            field.data_type(),
             if field.is_nullable() { "yes" } else { "no" }
         );
     }

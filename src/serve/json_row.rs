@@ -23,6 +23,10 @@ pub fn row_json(batch: &RecordBatch, row: usize) -> Result<String> {
 
 /// `text` as a JSON string literal.
 pub fn json_string(text: &str) -> String {
+    // Keys, view names and times rarely need escaping: quote those directly.
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        return format!("\"{text}\"");
+    }
     serde_json::Value::String(text.to_string()).to_string()
 }
 
@@ -60,5 +64,7 @@ mod tests {
             r#"{"user_id":"u2","plan":"pro","events":4}"#
         );
         assert_eq!(json_string("a\"b"), r#""a\"b""#);
+        assert_eq!(json_string("u1"), r#""u1""#);
+        assert_eq!(json_string("a\\b\n"), r#""a\\b\n""#);
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::pipeline::histogram::{Histogram, HistogramSnapshot};
 use crate::pipeline::{PipelineContext, PipelineMetrics};
@@ -13,13 +13,17 @@ use crate::pipeline::{PipelineContext, PipelineMetrics};
 /// The HTTP routes requests are counted under.
 pub const ROUTES: [&str; 6] = ["views", "score", "ingest", "metrics", "health", "other"];
 
+/// The status codes the server answers with; anything else counts as the last, `0`.
+pub const STATUSES: [u16; 13] = [200, 202, 400, 401, 403, 404, 405, 409, 413, 422, 500, 503, 0];
+
 /// What the server itself counts.
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
     /// Request latency by route, in the order of [`ROUTES`].
     pub requests: [Histogram; ROUTES.len()],
-    /// Responses by route and status code.
-    statuses: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Responses by route and status code, in the order of [`ROUTES`] and [`STATUSES`]
+    /// (atomics: counted on every request without a lock).
+    statuses: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
     /// Webhook requests refused, by reason.
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Webhook events accepted.
@@ -33,9 +37,11 @@ impl ServerMetrics {
     /// Counts a response.
     pub fn respond(&self, route: usize, status: u16, elapsed: std::time::Duration) {
         self.requests[route].observe(elapsed);
-        *crate::pipeline::lock(&self.statuses)
-            .entry((ROUTES[route], status))
-            .or_default() += 1;
+        let code = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len() - 1);
+        self.statuses[route][code].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a refused webhook request.

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::json_row::row_json;
@@ -238,7 +239,8 @@ impl RowListener for ProfileCache {
                 Some((
                     i,
                     Arc::new(CachedRow {
-                        row: rows.slice(i, 1),
+                        // A copy of the row: a slice would keep the whole batch alive.
+                        row: take_record_batch(rows, &UInt32Array::from(vec![i as u32])).ok()?,
                         json: json.into(),
                         version: versions.filter(|v| v.is_valid(i)).map(|v| v.value(i)),
                         updated_at: Some(Arc::clone(&now)),

@@ -115,7 +115,8 @@ struct Connection {
 
 impl Connection {
     fn open(address: SocketAddr) -> Result<Self> {
-        let stream = TcpStream::connect(address).map_err(|e| failed("connecting to the server", e))?;
+        let stream =
+            TcpStream::connect(address).map_err(|e| failed("connecting to the server", e))?;
         stream
             .set_nodelay(true)
             .map_err(|e| failed("TCP_NODELAY", e))?;
@@ -165,7 +166,10 @@ impl Connection {
             .read(&mut chunk)
             .map_err(|e| failed("reading an answer", e))?;
         if read == 0 {
-            return Err(failed("reading an answer", "the server closed the connection"));
+            return Err(failed(
+                "reading an answer",
+                "the server closed the connection",
+            ));
         }
         self.buffer.extend_from_slice(&chunk[..read]);
         Ok(())
@@ -238,7 +242,8 @@ pub(super) fn serve_benchmarks(
     let loaded = Instant::now();
     for chunk in (0..users).collect::<Vec<_>>().chunks(500) {
         let events: Vec<String> = chunk.iter().map(|&u| event(&format!("u{u}"), u)).collect();
-        let (status, body) = connection.send(&ingest_request(&format!("[{}]", events.join(","))))?;
+        let (status, body) =
+            connection.send(&ingest_request(&format!("[{}]", events.join(","))))?;
         if status != 202 {
             return Err(failed("loading profiles", String::from_utf8_lossy(&body)));
         }

@@ -119,7 +119,11 @@ pub async fn describe(engine: &Engine, name: &str) -> Result<String, String> {
         .map(|f| f.data_type().to_string())
         .collect();
     let type_width = types.iter().map(String::len).max().unwrap_or(0).max(4);
-    let _ = writeln!(out, "  {:width$} | {:type_width$} | nullable", "column", "type");
+    let _ = writeln!(
+        out,
+        "  {:width$} | {:type_width$} | nullable",
+        "column", "type"
+    );
     for (field, data_type) in schema.fields().iter().zip(&types) {
         let _ = writeln!(
             out,

@@ -14,7 +14,9 @@ use crate::pipeline::{PipelineContext, PipelineMetrics};
 pub const ROUTES: [&str; 6] = ["views", "score", "ingest", "metrics", "health", "other"];
 
 /// The status codes the server answers with; anything else counts as the last, `0`.
-pub const STATUSES: [u16; 13] = [200, 202, 400, 401, 403, 404, 405, 409, 413, 422, 500, 503, 0];
+pub const STATUSES: [u16; 13] = [
+    200, 202, 400, 401, 403, 404, 405, 409, 413, 422, 500, 503, 0,
+];
 
 /// What the server itself counts.
 #[derive(Debug, Default)]
@@ -211,11 +213,20 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         "counter",
         "HTTP responses, by route and status.",
     );
-    for ((route, status), n) in crate::pipeline::lock(&server.statuses).iter() {
-        let _ = writeln!(
-            out,
-            "profusion_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-        );
+    for (route, counts) in ROUTES.iter().zip(&server.statuses) {
+        for (status, count) in STATUSES.iter().zip(counts) {
+            let n = count.load(Ordering::Relaxed);
+            if n > 0 {
+                let status = match status {
+                    0 => "other".to_string(),
+                    code => code.to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "profusion_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
     }
     family(
         &mut out,

@@ -482,21 +482,21 @@ async fn ingest(
         Err(error) => return error.into_response(),
     };
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(secret) = &target.webhook.secret {
-        if let Err(error) = verify(
+    if let Some(secret) = &target.webhook.secret
+        && let Err(error) = verify(
             secret,
             target.webhook.tolerance(),
             text(TIMESTAMP_HEADER),
             text(SIGNATURE_HEADER),
             &body,
-        ) {
-            state.metrics.reject(match error {
-                SignatureError::Expired => "expired",
-                SignatureError::Mismatch => "signature",
-                _ => "unsigned",
-            });
-            return ApiError::new(StatusCode::UNAUTHORIZED, error.reason()).into_response();
-        }
+        )
+    {
+        state.metrics.reject(match error {
+            SignatureError::Expired => "expired",
+            SignatureError::Mismatch => "signature",
+            _ => "unsigned",
+        });
+        return ApiError::new(StatusCode::UNAUTHORIZED, error.reason()).into_response();
     }
     let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => None,

@@ -72,14 +72,7 @@ impl ResultPrinter {
             OutputFormat::Csv => {
                 let mut out = String::new();
                 if !self.header_written {
-                    let names: Vec<String> = self
-                        .schema
-                        .fields()
-                        .iter()
-                        .map(|f| csv_field(f.name()))
-                        .collect();
-                    out.push_str(&names.join(","));
-                    out.push('\n');
+                    out.push_str(&self.csv_header());
                     self.header_written = true;
                 }
                 let options = FormatOptions::default();
@@ -127,17 +120,22 @@ impl ResultPrinter {
                 ));
                 out.into_bytes()
             }
-            OutputFormat::Csv if !self.header_written => {
-                let names: Vec<String> = self
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| csv_field(f.name()))
-                    .collect();
-                format!("{}\n", names.join(",")).into_bytes()
-            }
+            OutputFormat::Csv if !self.header_written => self.csv_header().into_bytes(),
             OutputFormat::Json | OutputFormat::Csv => Vec::new(),
         }
+    }
+}
+
+impl ResultPrinter {
+    /// The CSV header line: the column names.
+    fn csv_header(&self) -> String {
+        let names: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| csv_field(f.name()))
+            .collect();
+        format!("{}\n", names.join(","))
     }
 }
 

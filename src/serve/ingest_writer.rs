@@ -39,22 +39,26 @@ pub struct IngestWriter {
     schema: SchemaRef,
     sink: Arc<dyn DataSink>,
     context: Arc<TaskContext>,
+    /// Where the write runs: the pipeline's runtime.
+    runtime: tokio::runtime::Handle,
     running: Mutex<Option<mpsc::Sender<(RecordBatch, Reply)>>>,
 }
 
 impl IngestWriter {
-    /// A writer into `sink` of the table `table`, run with `context`.
+    /// A writer into `sink` of the table `table`, run with `context` on `runtime`.
     pub fn new(
         table: String,
         schema: SchemaRef,
         sink: Arc<dyn DataSink>,
         context: Arc<TaskContext>,
+        runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
             table,
             schema,
             sink,
             context,
+            runtime,
             running: Mutex::new(None),
         }
     }
@@ -95,7 +99,7 @@ impl IngestWriter {
         let sink = CountingSink::new(self.table.clone(), Arc::clone(&self.sink));
         let context = Arc::clone(&self.context);
         let table = self.table.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             if let Err(error) = sink.write_all(stream, &context).await {
                 let message: Arc<str> = format!("writing to table {table}: {error}").into();
                 eprintln!("serve: {message}");

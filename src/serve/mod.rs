@@ -68,6 +68,9 @@ pub struct ServeOptions {
     pub tokens: Tokens,
     /// Profile rows cached per view at most.
     pub cache_entries: usize,
+    /// The runtime the pipeline runs on: webhook writes run there, not on the threads that
+    /// answer requests.
+    pub pipeline_runtime: tokio::runtime::Handle,
 }
 
 /// A view served by key.
@@ -94,6 +97,7 @@ pub struct ServeState {
     idempotency: IdempotencyKeys,
     metrics: ServerMetrics,
     ready: AtomicBool,
+    pipeline_runtime: tokio::runtime::Handle,
 }
 
 impl ServeState {
@@ -132,6 +136,7 @@ impl ServeState {
             idempotency: IdempotencyKeys::new(IDEMPOTENCY_KEYS),
             metrics: ServerMetrics::default(),
             ready: AtomicBool::new(false),
+            pipeline_runtime: options.pipeline_runtime,
         })
     }
 
@@ -243,6 +248,7 @@ impl ServeState {
                 schema,
                 sink,
                 self.engine.job_context(),
+                self.pipeline_runtime.clone(),
             )),
         };
         Ok(crate::pipeline::lock(&self.targets)
@@ -548,7 +554,8 @@ async fn ingest(
     };
     // The write and what is recorded of it finish even if the client goes away meanwhile,
     // so an idempotency key never stays claimed by a request nobody waits for.
-    let written = tokio::spawn(async move {
+    let runtime = state.pipeline_runtime.clone();
+    let written = runtime.spawn(async move {
         let rows = batch.num_rows();
         let written = target.writer.write(batch).await;
         match (&written, &idempotency_key) {

@@ -5,7 +5,8 @@ use crate::{JobKind, Pipeline};
 use clap::Args;
 use datafusion::physical_plan::displayable;
 
-use super::{PipelineFile, SessionArgs, read_pipeline};
+use super::{PipelineFile, SessionArgs};
+use crate::sql::read_sql_file;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -16,7 +17,7 @@ pub struct ExplainArgs {
 }
 
 pub async fn explain(args: ExplainArgs) -> Result<()> {
-    let text = read_pipeline(&args.file.file)?;
+    let text = read_sql_file(&args.file.file)?;
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     for job in pipeline.jobs() {
         let kind = match &job.kind {

@@ -14,11 +14,11 @@ mod repl;
 mod run;
 mod serve;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::SessionOptions;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::session::SourceReads;
 use clap::{Args, Parser, Subcommand};
 
@@ -108,16 +108,6 @@ impl Cli {
         }
         .map(|()| ExitCode::SUCCESS)
     }
-}
-
-/// Reads a pipeline file.
-/// The pipeline file at `path`, its `${VARIABLES}` replaced from the environment.
-fn read_pipeline(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        context: format!("reading {}", path.display()),
-        source,
-    })?;
-    crate::sql::substitute_variables(&text, |name| std::env::var(name).ok())
 }
 
 /// `512MB`, `2GB`, `1024` (bytes).

@@ -11,7 +11,8 @@ use crate::pipeline::{StatusLine, status_text};
 use crate::sql::parse_duration;
 use clap::Args;
 
-use super::{PipelineFile, SessionArgs, read_pipeline};
+use super::{PipelineFile, SessionArgs};
+use crate::sql::read_sql_file;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -35,7 +36,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
-    let text = read_pipeline(&args.file.file)?;
+    let text = read_sql_file(&args.file.file)?;
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     let shared = Arc::clone(pipeline.engine().shared());
 

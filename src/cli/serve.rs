@@ -17,7 +17,8 @@ use crate::pipeline::{StatusLine, status_text};
 use crate::serve::{Scope, ServeOptions, ServeState, Tokens, generate_token, router};
 use crate::sql::parse_duration;
 
-use super::{PipelineFile, SessionArgs, read_pipeline};
+use super::{PipelineFile, SessionArgs};
+use crate::sql::read_sql_file;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -52,7 +53,7 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let tokens = tokens(&args)?;
-    let text = read_pipeline(&args.file.file)?;
+    let text = read_sql_file(&args.file.file)?;
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     let shared = Arc::clone(pipeline.engine().shared());
     let state = ServeState::new(

@@ -20,7 +20,7 @@ pub use helper::is_complete;
 pub use output::{OutputFormat, ResultPrinter};
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ use rustyline::{Config, Editor};
 
 use crate::error::{Error, Result};
 use crate::pipeline::{Engine, Job, JobKind, PipelineMetrics, rows_written};
-use crate::sql::{PipelineStatement, SourceStatement, classify, split_statements};
+use crate::sql::{PipelineStatement, SourceStatement, classify, read_sql_file, split_statements};
 use helper::{Completions, ReplHelper};
 
 /// How long a query runs before its progress is shown.
@@ -310,15 +310,6 @@ impl Repl {
             Err(poisoned) => poisoned.into_inner().names = names,
         }
     }
-}
-
-/// A `.sql` file's text, its `${VARIABLES}` replaced from the environment.
-pub fn read_sql_file(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        context: format!("reading {}", path.display()),
-        source,
-    })?;
-    crate::sql::substitute_variables(&text, |name| std::env::var(name).ok())
 }
 
 /// `~/.profusion_history`, where the REPL keeps what was typed.

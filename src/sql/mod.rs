@@ -15,7 +15,7 @@ pub use create_view::{CreateMaterializedView, parse_create_view};
 pub use duration::parse_duration;
 pub use options::{WithOptions, masked_option};
 pub use split::{SourceStatement, split_statements};
-pub use variables::substitute_variables;
+pub use variables::{read_sql_file, substitute_variables};
 
 use crate::error::Result;
 use tokens::tokenize;

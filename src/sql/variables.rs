@@ -57,6 +57,15 @@ pub fn substitute_variables(text: &str, lookup: impl Fn(&str) -> Option<String>)
     Ok(out)
 }
 
+/// The `.sql` file at `path`, its `${VARIABLES}` replaced from the environment.
+pub fn read_sql_file(path: &std::path::Path) -> crate::error::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|source| crate::error::Error::Io {
+        context: format!("reading {}", path.display()),
+        source,
+    })?;
+    substitute_variables(&text, |name| std::env::var(name).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,16 +100,6 @@ impl StreamTable {
         &self.webhook
     }
 
-    /// The reading side, if any.
-    pub fn source_definition(&self) -> Option<&Arc<SourceDefinition>> {
-        self.source.as_ref()
-    }
-
-    /// The writing side, if any.
-    pub fn sink_half(&self) -> Option<&Arc<dyn DataSink>> {
-        self.sink.as_ref()
-    }
-
     /// The table name.
     pub fn name(&self) -> &str {
         &self.name

@@ -35,7 +35,7 @@ fn kind_of(engine: &Engine, name: &str, table: &dyn TableProvider) -> (String, S
     }
     match table.downcast_ref::<StreamTable>() {
         Some(t) => {
-            let halves = match (t.source_definition().is_some(), t.sink_half().is_some()) {
+            let halves = match (t.source().is_ok(), t.sink().is_ok()) {
                 (true, true) => "source, sink",
                 (true, false) => "source",
                 (false, true) => "sink",
@@ -143,10 +143,7 @@ pub async fn describe(engine: &Engine, name: &str) -> Result<String, String> {
         let _ = writeln!(out, "query: {}", view.query.trim());
     }
     if let Some(stream) = table.downcast_ref::<StreamTable>() {
-        if let Some(watermark) = stream
-            .source_definition()
-            .and_then(|s| s.watermark.as_ref())
-        {
+        if let Some(watermark) = stream.source().ok().and_then(|s| s.watermark.as_ref()) {
             let _ = writeln!(
                 out,
                 "watermark: FOR {} AS {}",

@@ -215,10 +215,8 @@ impl ServeState {
             .downcast_ref::<StreamTable>()
             .filter(|stream| stream.name() == table)
             .ok_or_else(not_found)?;
-        let streamed = stream
-            .source_definition()
-            .is_some_and(|s| !s.source.is_bounded());
-        let sink: Arc<dyn DataSink> = match stream.sink_half() {
+        let streamed = stream.source().ok().is_some_and(|s| !s.source.is_bounded());
+        let sink: Arc<dyn DataSink> = match stream.sink().ok() {
             Some(_) if stream.connector() == "memory" && !streamed => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,

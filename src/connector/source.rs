@@ -69,19 +69,21 @@ pub struct SourceStream {
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     stopped: BoxFuture<'static, ()>,
     context: Arc<PipelineContext>,
-    /// The counts of the table read, when counted per table.
-    table: Option<Arc<TableCounts>>,
+    /// The counts of the table read.
+    table: Arc<TableCounts>,
     done: bool,
 }
 
 impl SourceStream {
-    /// A stream over `splits`, with the watermark declared by `watermark`, if any.
+    /// A stream over `splits`, with the watermark declared by `watermark`, if any, counting
+    /// its rows into the pipeline's and into `table`'s counts.
     pub fn new(
         schema: SchemaRef,
         splits: Vec<SplitStream>,
         watermark: Option<WatermarkSpec>,
         idle_timeout: Option<Duration>,
         context: Arc<PipelineContext>,
+        table: Arc<TableCounts>,
     ) -> Self {
         let tracker = WatermarkTracker::new(splits.len(), idle_timeout, Instant::now());
         let stop_context = Arc::clone(&context);
@@ -94,16 +96,8 @@ impl SourceStream {
             idle: idle_timeout.map(|t| (t, Box::pin(tokio::time::sleep(t)))),
             stopped: async move { stop_context.stop.stopped().await }.boxed(),
             context,
-            table: None,
+            table,
             done: false,
-        }
-    }
-
-    /// This stream, counting the rows it reads into `table`'s counts too.
-    pub fn counting(self, table: Arc<TableCounts>) -> Self {
-        Self {
-            table: Some(table),
-            ..self
         }
     }
 
@@ -176,9 +170,7 @@ impl Stream for SourceStream {
                     };
                     lock(&self.tracker).observe(index, max, Instant::now());
                     PipelineMetrics::add(&self.context.metrics.events_in, batch.num_rows());
-                    if let Some(table) = &self.table {
-                        PipelineMetrics::add(&table.rows_in, batch.num_rows());
-                    }
+                    PipelineMetrics::add(&self.table.rows_in, batch.num_rows());
                     let batch = self.emit(batch);
                     return Poll::Ready(Some(Ok(batch)));
                 }

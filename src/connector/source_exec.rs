@@ -102,8 +102,8 @@ pub fn open_source(
             definition.watermark.clone(),
             definition.lateness.idle_timeout,
             Arc::clone(&pipeline),
-        )
-        .counting(pipeline.metrics.table(&definition.table));
+            pipeline.metrics.table(&definition.table),
+        );
         let dedup_slot = match (slots, &progress) {
             (Some((source, dedup)), Some(progress)) => {
                 stream.checkpoint_as(source, progress)?;

@@ -110,6 +110,20 @@ impl Cli {
     }
 }
 
+/// On the first Ctrl-C, says that sinks are flushing and calls `stop`; a second Ctrl-C
+/// exits at once.
+fn stop_on_ctrl_c(stop: impl FnOnce() + Send + 'static) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping: sinks are flushing; press Ctrl-C again to abort");
+            stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
 /// `512MB`, `2GB`, `1024` (bytes).
 fn parse_bytes(text: &str) -> std::result::Result<usize, String> {
     let text = text.trim();

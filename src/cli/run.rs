@@ -11,7 +11,7 @@ use crate::pipeline::{StatusLine, status_text};
 use crate::sql::parse_duration;
 use clap::Args;
 
-use super::{PipelineFile, SessionArgs};
+use super::{PipelineFile, SessionArgs, stop_on_ctrl_c};
 use crate::sql::read_sql_file;
 
 #[derive(Debug, Args)]
@@ -41,15 +41,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let shared = Arc::clone(pipeline.engine().shared());
 
     let stop = Arc::clone(&shared);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nstopping: sinks are flushing; press Ctrl-C again to abort");
-            stop.stop.stop();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
+    stop_on_ctrl_c(move || stop.stop.stop());
 
     let show_status = !args.quiet && (args.progress || std::io::stderr().is_terminal());
     let status =

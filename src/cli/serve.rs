@@ -17,7 +17,7 @@ use crate::pipeline::{StatusLine, status_text};
 use crate::serve::{Scope, ServeOptions, ServeState, Tokens, generate_token, router};
 use crate::sql::parse_duration;
 
-use super::{PipelineFile, SessionArgs};
+use super::{PipelineFile, SessionArgs, stop_on_ctrl_c};
 use crate::sql::read_sql_file;
 
 #[derive(Debug, Args)]
@@ -83,15 +83,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // Stops the server: Ctrl-C, or a pipeline that failed.
     let shutdown = Arc::new(Notify::new());
     let on_signal = Arc::clone(&shutdown);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nstopping: sinks are flushing; press Ctrl-C again to abort");
-            on_signal.notify_one();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
+    stop_on_ctrl_c(move || on_signal.notify_one());
 
     let show_status = !args.quiet && std::io::stderr().is_terminal();
     let status =

@@ -23,10 +23,12 @@
 //! [`session::new_session`], or register [`window::WindowFunction`]s and add
 //! [`window::WindowAggregateRule`] to your physical optimizer rules.
 
+pub mod bench;
 pub mod cli;
 pub mod connector;
 pub mod error;
 pub mod format;
+pub mod join;
 pub mod lookup;
 pub mod pipeline;
 pub mod profile;
@@ -34,6 +36,7 @@ pub mod repl;
 pub mod serve;
 pub mod session;
 pub mod sql;
+pub mod stream;
 pub mod window;
 
 pub use error::{Error, Result};

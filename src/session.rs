@@ -10,11 +10,19 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::connector::SourceExec;
 use crate::error::Result;
-use crate::lookup::LookupJoinRule;
-use crate::pipeline::{MergeStreamsRule, PipelineContext, StreamingFilterRule};
+use crate::join::{IntervalJoinExec, StreamJoinRule};
+use crate::lookup::{LookupJoinExec, LookupJoinRule};
+use crate::pipeline::{
+    MergeStreamsExec, MergeStreamsRule, PipelineContext, StreamingFilterExec, StreamingFilterRule,
+    UnboundedInputCheck,
+};
 use crate::profile::UpsertAggregateRule;
-use crate::window::{UnboundedInputCheck, WindowAggregateRule, WindowFunction};
+use crate::stream::StreamingOperators;
+use crate::window::{
+    WindowAggregateExec, WindowAggregateRule, WindowAssignExec, WindowFunction, WindowQueryPlanner,
+};
 
 /// Options of a profusion session.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +56,9 @@ pub fn new_session(
         .with_coalesce_batches(false);
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     let shared = Arc::clone(&pipeline);
-    let config = config.with_extension(pipeline);
+    let config = config
+        .with_extension(pipeline)
+        .with_extension(Arc::new(streaming_operators()));
 
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
@@ -59,20 +69,29 @@ pub fn new_session(
         .with_config(config)
         .with_runtime_env(runtime.build_arc()?)
         .with_physical_optimizer_rules(streaming_rules())
+        .with_relation_planners(vec![Arc::new(WindowQueryPlanner)])
         .build();
     let context = SessionContext::new_with_state(state);
     // Table function names are matched as written: accept both common spellings.
-    for function in [
-        WindowFunction::Tumble,
-        WindowFunction::Hop,
-        WindowFunction::Session,
-    ] {
+    for function in WindowFunction::ALL {
         context.register_udtf(function.name(), Arc::new(function));
         context.register_udtf(&function.name().to_ascii_uppercase(), Arc::new(function));
     }
     // enrich_http counts its failures where the status line reads them.
     profusion_udfs::register_all_counting(&context, Arc::clone(&shared.metrics.enrich_http))?;
     Ok(context)
+}
+
+/// The operators that run with event time in band.
+pub fn streaming_operators() -> StreamingOperators {
+    StreamingOperators::default()
+        .with::<SourceExec>()
+        .with::<StreamingFilterExec>()
+        .with::<MergeStreamsExec>()
+        .with::<LookupJoinExec>()
+        .with::<WindowAssignExec>()
+        .with::<WindowAggregateExec>()
+        .with::<IntervalJoinExec>()
 }
 
 /// DataFusion's physical optimizer rules with profusion's streaming rules before the final
@@ -87,6 +106,8 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     rules.insert(at, Arc::new(MergeStreamsRule));
     rules.insert(at, Arc::new(StreamingFilterRule));
     rules.insert(at, Arc::new(UpsertAggregateRule));
+    // Joins are planned after windows: a window join recognises windowed aggregations.
+    rules.insert(at, Arc::new(StreamJoinRule));
     rules.insert(at, Arc::new(WindowAggregateRule));
     rules.insert(at, Arc::new(LookupJoinRule));
     rules

@@ -1,13 +1,6 @@
 //! Command-line interface: `run`, `repl`, `serve`, `explain` and `bench`, parsed by clap.
 //! The `profusion` binary only calls [`Cli::run`].
 
-mod bench;
-mod bench_kafka;
-mod bench_latency;
-mod bench_restart;
-mod bench_serve;
-mod bench_store;
-mod bench_udfs;
 mod checkpoints;
 mod explain;
 mod repl;
@@ -41,7 +34,7 @@ enum Command {
     /// Show the plan of every query of a pipeline, streaming operators with their parameters.
     Explain(explain::ExplainArgs),
     /// Measure the hot paths on one worker thread (build with --release).
-    Bench(bench::BenchArgs),
+    Bench(crate::bench::BenchArgs),
     /// Inspect the checkpoints of `run --checkpoint-dir`.
     #[command(subcommand)]
     Checkpoints(checkpoints::CheckpointsCommand),
@@ -103,7 +96,7 @@ impl Cli {
             Command::Repl(args) => return repl::repl(args).await,
             Command::Serve(args) => serve::serve(args).await,
             Command::Explain(args) => explain::explain(args).await,
-            Command::Bench(args) => bench::bench(args).await,
+            Command::Bench(args) => crate::bench::bench(args).await,
             Command::Checkpoints(command) => checkpoints::run(command).await,
         }
         .map(|()| ExitCode::SUCCESS)

@@ -19,7 +19,8 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use crate::pipeline::checkpoint::{StateSlot, StateSnapshot};
 use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics, TableCounts, lock};
-use crate::window::{Watermark, WatermarkSpec, WatermarkTracker};
+use crate::stream::{Watermark, WatermarkTracker};
+use crate::window::WatermarkSpec;
 
 /// The rows of one split, in the order the split produces them.
 pub type SplitStream = BoxStream<'static, Result<RecordBatch>>;

@@ -10,7 +10,6 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
@@ -20,6 +19,7 @@ use super::dedup::Deduplicator;
 use super::source::{SourceBatch, SourceStream};
 use super::table::SourceDefinition;
 use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics, lock};
+use crate::stream::{MessageStream, StreamMessage, StreamingExec, Watermark, batches_only};
 use crate::window::DisplayNanos;
 
 /// Reads a source table: every split, merged into one partition, projected.
@@ -172,6 +172,9 @@ impl DisplayAs for SourceExec {
         if let Some(watermark) = &self.definition.watermark {
             write!(f, ", watermark={}", watermark.sql)?;
         }
+        if let Some(idle) = self.definition.lateness.idle_timeout {
+            write!(f, ", idle_timeout={}", DisplayNanos(idle.as_nanos() as i64))?;
+        }
         if let Some(dedup) = &self.definition.dedup {
             write!(
                 f,
@@ -228,26 +231,45 @@ impl ExecutionPlan for SourceExec {
 
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let messages = self.execute_messages(partition, context)?;
+        Ok(batches_only(self.schema(), messages))
+    }
+}
+
+impl StreamingExec for SourceExec {
+    /// The source's rows, each batch followed by the source's watermark when it moved.
+    fn execute_messages(
+        &self,
+        _partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<MessageStream> {
         let projection = self.projection.clone();
-        let stream = open_source(&self.definition, context).filter_map(move |item| {
-            let projection = projection.clone();
-            async move {
-                match item {
-                    Ok(SourceBatch { batch, .. }) if batch.num_rows() == 0 => None,
-                    Ok(SourceBatch { batch, .. }) => Some(match &projection {
-                        Some(indices) => batch.project(indices).map_err(Into::into),
-                        None => Ok(batch),
-                    }),
-                    Err(e) => Some(Err(e)),
+        let mut forwarded = Watermark::MIN;
+        let messages = open_source(&self.definition, context).flat_map(move |item| {
+            let mut out = Vec::with_capacity(2);
+            match item {
+                Ok(SourceBatch { batch, watermark }) => {
+                    if batch.num_rows() > 0 {
+                        out.push(match &projection {
+                            Some(indices) => batch
+                                .project(indices)
+                                .map(StreamMessage::Batch)
+                                .map_err(Into::into),
+                            None => Ok(StreamMessage::Batch(batch)),
+                        });
+                    }
+                    if watermark > forwarded {
+                        forwarded = watermark;
+                        out.push(Ok(StreamMessage::Watermark(watermark)));
+                    }
                 }
+                Err(e) => out.push(Err(e)),
             }
+            futures::stream::iter(out)
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema(),
-            stream,
-        )))
+        Ok(Box::pin(messages))
     }
 }

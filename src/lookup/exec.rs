@@ -20,16 +20,16 @@ use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, execute_stream,
 };
 use datafusion::prelude::SessionConfig;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use tokio::sync::watch;
 
 use super::index::LookupIndex;
 use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::stream::{MessageStream, StreamingExec, batches_only, execute_messages, map_batches};
 use crate::window::DisplayNanos;
 
 /// What a stream row becomes.
@@ -337,12 +337,28 @@ impl ExecutionPlan for LookupJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let messages = self.execute_messages(partition, context)?;
+        Ok(batches_only(self.schema(), messages))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+impl StreamingExec for LookupJoinExec {
+    /// Each stream batch joined with the table as last read; watermarks pass through.
+    fn execute_messages(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<MessageStream> {
         if self.shape.stream_keys.len() != self.table.keys.len()
             || self.shape.stream_keys.is_empty()
         {
             return internal_err!("LookupJoinExec needs one table key per stream key");
         }
-        let stream = self.stream.execute(partition, Arc::clone(&context))?;
+        let stream = execute_messages(&self.stream, partition, Arc::clone(&context))?;
         let reservation = MemoryConsumer::new(format!("LookupJoinExec[{}]", self.table.name))
             .register(context.memory_pool());
         let (publish, mut loaded) = watch::channel::<Loaded>(None);
@@ -369,10 +385,9 @@ impl ExecutionPlan for LookupJoinExec {
             if let Some(Err(message)) = first {
                 return exec_err!("{message}");
             }
-            let joined = stream.map(move |batch| {
+            let joined = map_batches(stream, move |batch| {
                 // The loader lives as long as the stream it serves.
                 let _ = &loader;
-                let batch = batch?;
                 let current = loaded.borrow().clone();
                 let Some(Ok(index)) = current else {
                     return internal_err!("the lookup table was not read");
@@ -386,13 +401,6 @@ impl ExecutionPlan for LookupJoinExec {
             Ok::<_, DataFusionError>(joined)
         })
         .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema(),
-            joined,
-        )))
-    }
-
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        Ok(Box::pin(joined))
     }
 }

@@ -12,7 +12,7 @@ use datafusion::prelude::SessionConfig;
 use tokio::sync::Notify;
 
 use super::histogram::Histogram;
-use crate::window::Watermark;
+use crate::stream::Watermark;
 
 /// Counters a running pipeline exposes (the status line and the final summary read them).
 #[derive(Debug)]

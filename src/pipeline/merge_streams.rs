@@ -1,5 +1,6 @@
-//! [`MergeStreamsExec`]: the partitions of an unbounded plan (the branches of a
-//! `UNION ALL` of streams) merged into one, polled in turn by the task that polls the merge.
+//! [`MergeStreamsExec`]: the partitions of a plan (the branches of a `UNION ALL` of
+//! streams) merged into one, polled in turn by the task that polls the merge; the merged
+//! watermark is the minimum of the branches'.
 //!
 //! DataFusion's `CoalescePartitionsExec` runs each input partition in a task of its own and
 //! passes batches through a channel. Over streams that is a place where rows wait between
@@ -7,7 +8,7 @@
 //! past rows that no operator state holds yet. Polling every branch from one task leaves
 //! nothing in between, so a checkpoint taken while the job waits sees every row that left
 //! a source inside the state above it. [`MergeStreamsRule`] puts this operator in place of
-//! each `CoalescePartitionsExec` over an unbounded input.
+//! each `CoalescePartitionsExec`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,11 +21,12 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::EmissionType;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
 };
+
+use crate::stream::{MessageStream, StreamingExec, batches_only, execute_messages, merge_messages};
 
 /// Merges every partition of its input into one, without tasks or channels.
 #[derive(Debug)]
@@ -103,21 +105,30 @@ impl ExecutionPlan for MergeStreamsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return internal_err!("MergeStreamsExec has one partition, asked for {partition}");
-        }
-        let streams = (0..self.input.output_partitioning().partition_count())
-            .map(|p| self.input.execute(p, Arc::clone(&context)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.input.schema(),
-            futures::stream::select_all(streams),
-        )))
+        let messages = self.execute_messages(partition, context)?;
+        Ok(batches_only(self.schema(), messages))
     }
 }
 
-/// Replaces each `CoalescePartitionsExec` over an unbounded input with a
-/// [`MergeStreamsExec`].
+impl StreamingExec for MergeStreamsExec {
+    /// Every partition's rows, and the minimum of their watermarks.
+    fn execute_messages(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<MessageStream> {
+        if partition != 0 {
+            return internal_err!("MergeStreamsExec has one partition, asked for {partition}");
+        }
+        let inputs = (0..self.input.output_partitioning().partition_count())
+            .map(|p| execute_messages(&self.input, p, Arc::clone(&context)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(merge_messages(inputs))
+    }
+}
+
+/// Replaces each `CoalescePartitionsExec` with a [`MergeStreamsExec`], so that the merged
+/// partitions' watermarks reach the operators above, bounded or not.
 #[derive(Debug, Default)]
 pub struct MergeStreamsRule;
 
@@ -132,7 +143,7 @@ impl PhysicalOptimizerRule for MergeStreamsRule {
                 return Ok(Transformed::no(node));
             };
             let input = coalesce.input();
-            if !input.boundedness().is_unbounded() || coalesce.fetch().is_some() {
+            if coalesce.fetch().is_some() {
                 return Ok(Transformed::no(node));
             }
             let merge: Arc<dyn ExecutionPlan> = Arc::new(MergeStreamsExec::new(Arc::clone(input)));

@@ -9,6 +9,7 @@ mod merge_streams;
 mod progress;
 mod status;
 mod streaming_filter;
+mod unbounded_check;
 mod view_runs;
 
 pub use context::{PipelineContext, PipelineMetrics, StopSignal, TableCounts};
@@ -18,6 +19,7 @@ pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use status::{StatusLine, status_text};
 pub use streaming_filter::{StreamingFilterExec, StreamingFilterRule};
+pub use unbounded_check::UnboundedInputCheck;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -16,13 +16,11 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::{FilterExec, batch_filter};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
-use futures::StreamExt;
 
-use crate::window::WindowAggregateExec;
+use crate::stream::{MessageStream, StreamingExec, batches_only, execute_messages, map_batches};
 
 /// Filters (and optionally projects) each input batch on its own.
 #[derive(Debug)]
@@ -116,20 +114,27 @@ impl ExecutionPlan for StreamingFilterExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
+        let messages = self.execute_messages(partition, context)?;
+        Ok(batches_only(self.schema(), messages))
+    }
+}
+
+impl StreamingExec for StreamingFilterExec {
+    fn execute_messages(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<MessageStream> {
+        let input = execute_messages(&self.input, partition, context)?;
         let predicate = Arc::clone(&self.predicate);
         let projection = self.projection.clone();
-        let rows = input.map(move |batch| {
-            let filtered = batch_filter(&batch?, &predicate)?;
+        Ok(map_batches(input, move |batch| {
+            let filtered = batch_filter(&batch, &predicate)?;
             match &projection {
                 Some(indices) => Ok(filtered.project(indices)?),
                 None => Ok(filtered),
             }
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.properties.eq_properties.schema().clone(),
-            rows,
-        )))
+        }))
     }
 }
 
@@ -143,17 +148,11 @@ impl PhysicalOptimizerRule for StreamingFilterRule {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_down(|node| {
-            // A window aggregate runs the filters below it itself, batch by batch.
-            if node.is::<WindowAggregateExec>() {
-                return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
-            }
-            match node.downcast_ref::<FilterExec>() {
-                Some(filter) if filter.input().boundedness().is_unbounded() => Ok(
-                    Transformed::yes(Arc::new(StreamingFilterExec::new(filter)) as _),
-                ),
-                _ => Ok(Transformed::no(node)),
-            }
+        plan.transform_down(|node| match node.downcast_ref::<FilterExec>() {
+            Some(filter) if filter.input().boundedness().is_unbounded() => Ok(Transformed::yes(
+                Arc::new(StreamingFilterExec::new(filter)) as _,
+            )),
+            _ => Ok(Transformed::no(node)),
         })
         .map(|t| t.data)
     }

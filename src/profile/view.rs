@@ -27,6 +27,7 @@ use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
@@ -42,7 +43,7 @@ use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
 use crate::connector::{Declared, Source, SourceDefinition, StreamTable, connector_halves};
 use crate::error::{Error, Result};
-use crate::pipeline::single_partition;
+use crate::pipeline::{StreamingFilterExec, single_partition};
 use crate::session::SourceReads;
 use crate::sql::{CreateMaterializedView, WithOptions};
 use crate::window::{WINDOW_END, WindowAggregateExec};
@@ -392,7 +393,8 @@ fn with_versions(
         );
         return Ok((append_column(plan, Arc::new(version))?, None));
     }
-    if plan.name().contains("Filter") && plan.boundedness().is_unbounded() {
+    let filters = plan.is::<FilterExec>() || plan.is::<StreamingFilterExec>();
+    if filters && plan.boundedness().is_unbounded() {
         return plan_err!(
             "a materialized view cannot filter its groups (HAVING): a key that stops matching \
              would keep its last row in the store. Filter when reading the view instead"
@@ -405,7 +407,7 @@ fn with_versions(
     }
     plan_err!(
         "a materialized view over a stream must be a GROUP BY of its primary key, directly or \
-         over a window (TUMBLE, HOP, SESSION); found {} at the top of its plan",
+         over a window (TUMBLE, HOP, SESSION, CUMULATE); found {} at the top of its plan",
         plan.name()
     )
 }

@@ -1,7 +1,9 @@
-//! [`WindowAggregateExec`]: a `GROUP BY window_start, window_end, …` over a window table,
+//! [`WindowAggregateExec`]: a `GROUP BY window_start, window_end, …` over assigned windows,
 //! emitted once per window when the watermark passes the window's end (plus the allowed
 //! lateness). It replaces DataFusion's `AggregateExec` for windowed queries and reuses its
-//! group values and accumulators.
+//! group values and accumulators. It reads its input as messages, so any stream may sit
+//! below it, and forwards its own watermark: the earliest window end still to come, so a
+//! window can sit on its output.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -17,21 +19,26 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
 };
 use futures::StreamExt;
 
+use super::assign_exec::WindowAssignment;
 use super::bins::{WindowBins, WindowColumns};
-use super::chain::{ScannedWindow, StatelessChain};
 use super::grouped::AggregateExprs;
 use super::sessions::SessionWindows;
 use super::spec::DisplayNanos;
-use super::{WINDOW_END, WINDOW_START, Watermark, WindowKind};
+use super::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowKind};
 use crate::pipeline::checkpoint::StateSnapshot;
 use crate::pipeline::{EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, lock};
+use crate::stream::{
+    MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
+};
 
 /// A windowed aggregation.
 #[derive(Debug)]
@@ -40,25 +47,26 @@ pub struct WindowAggregateExec {
     group_by: Vec<(Arc<dyn PhysicalExpr>, String)>,
     aggregates: Vec<Arc<AggregateFunctionExpr>>,
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
-    window: ScannedWindow,
+    window: WindowAssignment,
     start_position: usize,
     end_position: usize,
     schema: SchemaRef,
+    metrics: ExecutionPlanMetricsSet,
     properties: Arc<PlanProperties>,
 }
 
 impl WindowAggregateExec {
     /// The aggregation `group_by` / `aggregates` (with their `FILTER`s) over `input`, whose
-    /// rows come from a window scan through filters and projections only; `schema` is the
-    /// output schema of the aggregate it replaces.
+    /// rows carry the windows of `window`; `schema` is the output schema of the aggregate
+    /// it replaces.
     pub fn try_new(
         input: Arc<dyn ExecutionPlan>,
+        window: WindowAssignment,
         group_by: Vec<(Arc<dyn PhysicalExpr>, String)>,
         aggregates: Vec<Arc<AggregateFunctionExpr>>,
         filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
         schema: SchemaRef,
     ) -> Result<Self> {
-        let chain = StatelessChain::try_new(&input)?;
         let aggregates = aggregates
             .into_iter()
             .map(without_input_ordering)
@@ -74,8 +82,8 @@ impl WindowAggregateExec {
         else {
             return plan_err!(
                 "an aggregation over {}({}, …) must GROUP BY window_start and window_end",
-                chain.window.kind.function_name(),
-                chain.window.table
+                window.kind.function_name(),
+                window.input
             );
         };
         let bounded = !input.boundedness().is_unbounded();
@@ -96,10 +104,11 @@ impl WindowAggregateExec {
             group_by,
             aggregates,
             filters,
-            window: chain.window,
+            window,
             start_position,
             end_position,
             schema,
+            metrics: ExecutionPlanMetricsSet::new(),
             properties: Arc::new(properties),
         })
     }
@@ -122,13 +131,27 @@ impl WindowAggregateExec {
             .filter(|(i, _)| *i != self.start_position && *i != self.end_position)
             .map(|(_, (e, n))| (Arc::clone(e), n.clone()))
             .collect();
+        let column_index =
+            |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Column>().map(|c| c.index());
         let start = Arc::clone(&self.group_by[self.start_position].0);
         let end = Arc::clone(&self.group_by[self.end_position].0);
         let lateness = self.window.lateness_nanos;
         Ok(match self.window.kind {
             WindowKind::Session { gap } => {
-                let column_index =
-                    |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Column>().map(|c| c.index());
+                // A session's window_time follows from its end, known only when it closes.
+                let is_time = |e: &Arc<dyn PhysicalExpr>| {
+                    e.downcast_ref::<Column>()
+                        .is_some_and(|c| c.name() == WINDOW_TIME)
+                };
+                let time_column = keys
+                    .iter()
+                    .find(|(e, _)| is_time(e))
+                    .and_then(|(e, _)| column_index(e));
+                let session_keys = keys
+                    .iter()
+                    .filter(|(e, _)| !is_time(e))
+                    .map(|(e, _)| Arc::clone(e))
+                    .collect();
                 let (Some(start_column), Some(end_column)) =
                     (column_index(&start), column_index(&end))
                 else {
@@ -137,18 +160,20 @@ impl WindowAggregateExec {
                     );
                 };
                 OpenWindows::Sessions(SessionWindows::new(
-                    keys.iter().map(|(e, _)| Arc::clone(e)).collect(),
+                    session_keys,
                     self.exprs(self.group_by.clone())?,
                     self.input.schema(),
                     Arc::clone(&self.schema),
                     start_column,
                     end_column,
+                    time_column,
                     gap,
                     lateness,
                 ))
             }
             WindowKind::Tumble { .. } => self.bins(keys, start, end, false)?,
             WindowKind::Hop { slide, size } => self.bins(keys, start, end, size > slide)?,
+            WindowKind::Cumulate { step, size } => self.bins(keys, start, end, size > step)?,
         })
     }
 
@@ -306,6 +331,10 @@ impl ExecutionPlan for WindowAggregateExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
@@ -315,6 +344,7 @@ impl ExecutionPlan for WindowAggregateExec {
         };
         Ok(Arc::new(Self::try_new(
             input,
+            self.window.clone(),
             self.group_by.clone(),
             self.aggregates.clone(),
             self.filters.clone(),
@@ -324,11 +354,21 @@ impl ExecutionPlan for WindowAggregateExec {
 
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let chain = StatelessChain::try_new(&self.input)?;
-        let input = chain.scan.execute(0, Arc::clone(&context))?;
+        let messages = self.execute_messages(partition, context)?;
+        Ok(batches_only(Arc::clone(&self.schema), messages))
+    }
+}
+
+impl StreamingExec for WindowAggregateExec {
+    fn execute_messages(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<MessageStream> {
+        let input = execute_messages(&self.input, partition, Arc::clone(&context))?;
         let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{}]", self.window.kind))
             .register(context.memory_pool());
         let progress = JobProgress::of_task(&context);
@@ -362,19 +402,25 @@ impl ExecutionPlan for WindowAggregateExec {
         }
         let state = AggregateState {
             input,
-            chain,
+            window: self.window.clone(),
             windows,
             reservation,
             pipeline: PipelineContext::of_task(&context),
             hold: progress.map(|progress| progress.hold()),
+            forwarded: Watermark::MIN,
             finished: false,
+            metrics: AggregateMetrics::new(&self.metrics, partition),
         };
         let stream = futures::stream::try_unfold(state, |mut state| async move {
             loop {
                 let emitted = lock(&state.windows).ready.pop();
                 if let Some(batch) = emitted {
                     state.publish_hold();
-                    return Ok(Some((batch, state)));
+                    state.metrics.baseline.record_output(batch.num_rows());
+                    return Ok(Some((StreamMessage::Batch(batch), state)));
+                }
+                if let Some(watermark) = state.output_watermark() {
+                    return Ok(Some((StreamMessage::Watermark(watermark), state)));
                 }
                 if state.finished {
                     return Ok(None);
@@ -383,10 +429,7 @@ impl ExecutionPlan for WindowAggregateExec {
                 state.publish_hold();
             }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            stream,
-        )))
+        Ok(Box::pin(stream))
     }
 }
 
@@ -441,14 +484,36 @@ impl WindowState {
 }
 
 struct AggregateState {
-    input: SendableRecordBatchStream,
-    chain: StatelessChain,
+    input: MessageStream,
+    window: WindowAssignment,
     windows: Arc<Mutex<WindowState>>,
     reservation: MemoryReservation,
     pipeline: Arc<PipelineContext>,
     /// What the open windows hold, for committing source positions.
     hold: Option<Arc<EventTimeHold>>,
+    /// The last watermark handed on.
+    forwarded: Watermark,
     finished: bool,
+    metrics: AggregateMetrics,
+}
+
+/// What `EXPLAIN ANALYZE` shows of a window aggregate.
+struct AggregateMetrics {
+    baseline: BaselineMetrics,
+    input_rows: Count,
+    late_rows: Count,
+    state_bytes: Gauge,
+}
+
+impl AggregateMetrics {
+    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+        Self {
+            baseline: BaselineMetrics::new(metrics, partition),
+            input_rows: MetricBuilder::new(metrics).counter("input_rows", partition),
+            late_rows: MetricBuilder::new(metrics).counter("late_rows", partition),
+            state_bytes: MetricBuilder::new(metrics).gauge("state_bytes", partition),
+        }
+    }
 }
 
 impl AggregateState {
@@ -460,7 +525,7 @@ impl AggregateState {
         let windows = lock(&self.windows);
         let mut open = windows.open.earliest_held();
         // Windows on another time column than the one sources settle by hold every row.
-        if !self.chain.window.on_event_time && open.is_some() {
+        if !self.window.on_event_time && open.is_some() {
             open = Some(i64::MIN);
         }
         if windows.ready.is_empty() {
@@ -470,46 +535,60 @@ impl AggregateState {
         }
     }
 
-    /// Reads one input batch, folds it in, and emits the windows the new watermark closes.
+    /// The watermark to hand on after the windows emitted so far, when it has moved: a
+    /// window still to come ends after the applied watermark less the allowed lateness.
+    fn output_watermark(&mut self) -> Option<Watermark> {
+        let applied = lock(&self.windows).applied;
+        let output = if applied.is_end() {
+            Watermark::END
+        } else {
+            Watermark(applied.0.saturating_sub(self.window.lateness_nanos))
+        };
+        (output > self.forwarded).then(|| {
+            self.forwarded = output;
+            output
+        })
+    }
+
+    /// Reads one input message: folds rows in, or emits the windows a new watermark closes.
     async fn step(&mut self) -> Result<()> {
-        let input = self.input.next().await.transpose()?;
+        let message = self.input.next().await.transpose()?;
+        let timer = self.metrics.baseline.elapsed_compute().timer();
         let mut windows = lock(&self.windows);
         let windows = &mut *windows;
-        let watermark = match input {
-            Some(batch) => {
-                let batch = self.chain.apply(batch)?;
+        match message {
+            Some(StreamMessage::Batch(batch)) => {
+                self.metrics.input_rows.add(batch.num_rows());
                 windows.open.insert(batch, windows.applied)?;
-                self.chain.window.watermark.get()
             }
-            None => {
-                self.finished = true;
-                let watermark = self.chain.window.watermark.get();
-                if !watermark.is_end() {
-                    // Stopped before the input ended: open windows are not complete.
-                    return Ok(());
+            Some(StreamMessage::Watermark(watermark)) => {
+                if watermark > windows.applied {
+                    windows.applied = watermark;
+                    let mut emitted = Vec::new();
+                    windows.open.advance(watermark, &mut emitted)?;
+                    emitted.reverse();
+                    windows.ready.extend(emitted);
                 }
-                watermark
             }
-        };
-        let late = windows.open.take_late_rows();
-        PipelineMetrics::add(&self.pipeline.metrics.late_rows, late);
-        if watermark > windows.applied {
-            windows.applied = watermark;
-            let mut emitted = Vec::new();
-            windows.open.advance(watermark, &mut emitted)?;
-            emitted.reverse();
-            windows.ready.extend(emitted);
+            // Stopped, or ended: open windows are complete only after the end of input.
+            None => self.finished = true,
         }
+        let late = windows.open.take_late_rows();
+        self.metrics.late_rows.add(late);
+        PipelineMetrics::add(&self.pipeline.metrics.late_rows, late);
         let size = windows.open.size();
+        self.metrics.state_bytes.set(size);
         self.pipeline
             .metrics
             .peak_state_bytes
             .fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
+        timer.done();
         self.reservation.try_resize(size).map_err(|e| {
             DataFusionError::ResourcesExhausted(format!(
-                "window state of {}({}, …) needs {size} bytes for {}, over the memory limit: {e}",
-                self.chain.window.kind.function_name(),
-                self.chain.window.table,
+                "window state of {}({}, …) needs {size} bytes for {}, over the memory limit \
+                 (raise --memory-limit, or use smaller windows or fewer keys): {e}",
+                self.window.kind.function_name(),
+                self.window.input,
                 windows.open.describe(),
             ))
         })?;

@@ -1,7 +1,8 @@
 //! Which windows each row belongs to. `TUMBLE` and `HOP` work by pane (the rows between
 //! two slide boundaries): a pane's rows share their windows, so each (pane, window) pair
 //! becomes one batch that reuses the rows' columns and adds constant window columns, and
-//! nothing is copied when a batch falls in one pane. `SESSION` gives each row its own
+//! nothing is copied when a batch falls in one pane. `CUMULATE` works the same way by step:
+//! a step's rows belong to every window of their period that ends after the step. `SESSION` gives each row its own
 //! provisional window, `[ts, ts + gap)`, which the aggregate merges.
 
 use std::collections::BTreeMap;
@@ -14,11 +15,12 @@ use datafusion::common::Result;
 
 use super::event_time::time_array_from_nanos;
 use super::spec::floor;
-use super::{Watermark, WindowKind, nanos_values};
+use super::{WindowKind, nanos_values};
+use crate::stream::Watermark;
 
 /// A source batch with its windows assigned.
 pub struct Assigned {
-    /// Rows with `window_start` and `window_end` appended; one batch per window for
+    /// Rows with `window_start`, `window_end` and `window_time` appended; one batch per window for
     /// `TUMBLE` and `HOP`.
     pub rows: Vec<RecordBatch>,
     /// Rows whose every window was already emitted, as they came from the source.
@@ -31,7 +33,7 @@ pub struct WindowAssigner {
     pub kind: WindowKind,
     pub lateness: i64,
     pub time_index: usize,
-    /// The source's columns followed by `window_start` and `window_end`.
+    /// The input's columns followed by `window_start`, `window_end` and `window_time`.
     pub windowed_schema: SchemaRef,
 }
 
@@ -49,6 +51,7 @@ impl WindowAssigner {
         let (slide, size) = match self.kind {
             WindowKind::Tumble { size } => (size, size),
             WindowKind::Hop { slide, size } => (slide, size),
+            WindowKind::Cumulate { step, size } => (step, size),
             WindowKind::Session { gap } => {
                 let late: Vec<bool> = ts
                     .iter()
@@ -89,15 +92,14 @@ impl WindowAssigner {
                 continue;
             };
             let mut any_open = false;
-            // The pane's windows, latest first: once one is emitted, the earlier ones are too.
-            for back in 0..size / slide {
-                let start = pane - back * slide;
-                if !open(start.saturating_add(size)) {
+            // The pane's windows, latest end first: once one is emitted, the earlier ones are too.
+            for (start, end) in self.windows_of_pane(pane, slide, size) {
+                if !open(end) {
                     break;
                 }
                 any_open = true;
                 let n = pane_rows.num_rows();
-                rows.push(self.with_windows(&pane_rows, vec![start; n], vec![start + size; n])?);
+                rows.push(self.with_windows(&pane_rows, vec![start; n], vec![end; n])?);
             }
             if !any_open {
                 late.push(pane_rows);
@@ -113,6 +115,26 @@ impl WindowAssigner {
         Ok(Assigned { rows, late })
     }
 
+    /// The (start, end) of every window the rows of `pane` belong to, latest end first.
+    fn windows_of_pane(&self, pane: i64, slide: i64, size: i64) -> Vec<(i64, i64)> {
+        match self.kind {
+            WindowKind::Cumulate { .. } => {
+                let start = floor(pane, size);
+                let last = start.saturating_add(size);
+                let count = (last - pane) / slide;
+                (0..count)
+                    .map(|back| (start, last - back * slide))
+                    .collect()
+            }
+            _ => (0..size / slide)
+                .map(|back| {
+                    let start = pane - back * slide;
+                    (start, start.saturating_add(size))
+                })
+                .collect(),
+        }
+    }
+
     fn with_windows(
         &self,
         batch: &RecordBatch,
@@ -122,7 +144,9 @@ impl WindowAssigner {
         let time_type = self.windowed_schema.field(self.time_index).data_type();
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         columns.push(time_array_from_nanos(starts, time_type)?);
+        let times = ends.iter().map(|end| end - 1).collect();
         columns.push(time_array_from_nanos(ends, time_type)?);
+        columns.push(time_array_from_nanos(times, time_type)?);
         Ok(RecordBatch::try_new(
             Arc::clone(&self.windowed_schema),
             columns,

@@ -1,8 +1,8 @@
-//! Open windows of `TUMBLE` and `HOP`: one aggregation per window (a bin), keyed by the
-//! window's start. Each batch the window scan hands on belongs to one window. A bin is
+//! Open windows of `TUMBLE`, `HOP` and `CUMULATE`: one aggregation per window (a bin),
+//! keyed by the window's end, then start. Each batch the window scan hands on belongs to one window. A bin is
 //! emitted, and its memory freed, once the watermark passes its end.
 //!
-//! Windows that overlap (`HOP`) share their keys: a row lands in `size / slide` windows, so
+//! Windows that overlap (`HOP`, `CUMULATE`) share their keys: a row lands in `size / slide` windows, so
 //! its key is interned once into [`SharedKeys`] and each bin groups by the key's id.
 
 use std::collections::BTreeMap;
@@ -16,9 +16,10 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::grouped::{AggregateExprs, GroupedAggregation};
 use super::id_groups::IdGroupValues;
+use super::nanos_values;
 use super::shared_keys::SharedKeys;
-use super::{Watermark, nanos_values};
 use crate::pipeline::checkpoint::StateSnapshot;
+use crate::stream::Watermark;
 
 /// Where the window columns sit among the GROUP BY expressions.
 #[derive(Debug, Clone)]
@@ -43,7 +44,8 @@ pub struct WindowBins {
     window: WindowColumns,
     lateness: i64,
     output: SchemaRef,
-    bins: BTreeMap<i64, Bin>,
+    /// By (end, start): emitted in the order they close.
+    bins: BTreeMap<(i64, i64), Bin>,
     /// The keys of overlapping windows, interned once for all of them.
     shared_keys: Option<Box<SharedKeys>>,
     /// Groups in the last emitted bin: what a new bin of shared keys makes room for.
@@ -105,11 +107,12 @@ impl WindowBins {
         if let Some(shared) = &mut self.shared_keys {
             rows.keys = vec![shared.ids(&rows.keys, end_nanos)?];
         }
-        let aggregation = match self.bins.contains_key(&start_nanos[0]) {
+        let key = (end_nanos, start_nanos[0]);
+        let aggregation = match self.bins.contains_key(&key) {
             true => None,
             false => Some(self.new_aggregation()?),
         };
-        let bin = match self.bins.entry(start_nanos[0]) {
+        let bin = match self.bins.entry(key) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
                 let Some(aggregation) = aggregation else {
@@ -199,7 +202,7 @@ impl WindowBins {
             let mut aggregation = self.new_aggregation()?;
             aggregation.merge_state(&self.exprs, &keys, states)?;
             self.bins.insert(
-                start_nanos,
+                (end_nanos, start_nanos),
                 Bin {
                     end_nanos,
                     start: ScalarValue::try_from_array(starts, 0)?,
@@ -216,7 +219,7 @@ impl WindowBins {
     pub fn advance(&mut self, watermark: Watermark, out: &mut Vec<RecordBatch>) -> Result<()> {
         while let Some(entry) = self.bins.first_entry() {
             if entry.get().end_nanos.saturating_add(self.lateness) > watermark.0 {
-                // Bins of one kind have one size: later starts end later.
+                // Bins are kept in the order they end.
                 break;
             }
             let bin = entry.remove();
@@ -262,7 +265,8 @@ impl WindowBins {
 
     /// The start of the earliest open window, in nanoseconds, if any is open.
     pub fn earliest_start(&self) -> Option<i64> {
-        self.bins.keys().next().copied()
+        // Open windows end after every emitted one, so the first to close starts earliest.
+        self.bins.keys().next().map(|&(_, start)| start)
     }
 
     /// The number of open windows and of groups across them.

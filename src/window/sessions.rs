@@ -14,7 +14,8 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::event_time::time_array_from_nanos;
 use super::grouped::{AggregateExprs, GroupedAggregation};
-use super::{Watermark, nanos_values};
+use super::nanos_values;
+use crate::stream::Watermark;
 
 /// Session windows of one aggregate.
 pub struct SessionWindows {
@@ -28,6 +29,8 @@ pub struct SessionWindows {
     /// event time + gap, as the scan assigned them).
     start_column: usize,
     end_column: usize,
+    /// Input column index of `window_time`, when the aggregation groups by it.
+    time_column: Option<usize>,
     gap: i64,
     lateness: i64,
     pending: Vec<RecordBatch>,
@@ -46,6 +49,7 @@ impl SessionWindows {
         output: SchemaRef,
         start_column: usize,
         end_column: usize,
+        time_column: Option<usize>,
         gap: i64,
         lateness: i64,
     ) -> Self {
@@ -56,6 +60,7 @@ impl SessionWindows {
             output,
             start_column,
             end_column,
+            time_column,
             gap,
             lateness,
             pending: Vec::new(),
@@ -182,6 +187,11 @@ impl SessionWindows {
             closed_starts,
             self.input.field(self.start_column).data_type(),
         )?;
+        if let Some(time_column) = self.time_column {
+            let times = closed_ends.iter().map(|end| end - 1).collect();
+            columns[time_column] =
+                time_array_from_nanos(times, self.input.field(time_column).data_type())?;
+        }
         columns[self.end_column] =
             time_array_from_nanos(closed_ends, self.input.field(self.end_column).data_type())?;
         let sessions = RecordBatch::try_new(Arc::clone(&self.input), columns)?;

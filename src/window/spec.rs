@@ -13,6 +13,9 @@ pub enum WindowKind {
     Hop { slide: i64, size: i64 },
     /// Per key, rows closer than `gap` to each other form one window.
     Session { gap: i64 },
+    /// Windows that all start where a `size` window starts and end every `step` until
+    /// its end: a running aggregate of the `size` period, emitted each `step`.
+    Cumulate { step: i64, size: i64 },
 }
 
 impl WindowKind {
@@ -22,6 +25,7 @@ impl WindowKind {
             Self::Tumble { .. } => "TUMBLE",
             Self::Hop { .. } => "HOP",
             Self::Session { .. } => "SESSION",
+            Self::Cumulate { .. } => "CUMULATE",
         }
     }
 
@@ -32,6 +36,7 @@ impl WindowKind {
             Self::Tumble { size } => floor(ts, size).saturating_add(size),
             Self::Hop { slide, size } => floor(ts, slide).saturating_add(size),
             Self::Session { gap } => ts.saturating_add(gap),
+            Self::Cumulate { size, .. } => floor(ts, size).saturating_add(size),
         }
     }
 }
@@ -49,6 +54,9 @@ impl fmt::Display for WindowKind {
                 write!(f, "hop={}/{}", DisplayNanos(slide), DisplayNanos(size))
             }
             Self::Session { gap } => write!(f, "session_gap={}", DisplayNanos(gap)),
+            Self::Cumulate { step, size } => {
+                write!(f, "cumulate={}/{}", DisplayNanos(step), DisplayNanos(size))
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `TUMBLE(t, ts, size)`, `HOP(t, ts, slide, size)` and `SESSION(t, ts, gap)` as DataFusion
-//! table functions. Each returns a [`WindowedTable`]: the source table with `window_start`
-//! and `window_end` added.
+//! table functions. `t` is a table, a view or a parenthesised query. Each returns a
+//! [`WindowedTable`]: its rows with `window_start`, `window_end` and `window_time` added.
 
 use std::sync::Arc;
 
@@ -15,13 +15,15 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 
 use super::WindowKind;
-use super::scan_exec::{LateSink, WindowScanExec};
+use super::assign_exec::{LateSink, WindowAssignExec, WindowAssignment};
 use crate::connector::{SourceDefinition, StreamTable};
 use crate::sql::parse_duration;
 
-/// The SQL names of the window columns.
+/// The SQL names of the window columns. `window_time` is the window's event time, its end
+/// less one nanosecond (as in Flink): a later window over the aggregated rows uses it.
 pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";
+pub const WINDOW_TIME: &str = "window_time";
 
 /// Which window table function this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,7 @@ pub enum WindowFunction {
     Tumble,
     Hop,
     Session,
+    Cumulate,
 }
 
 impl WindowFunction {
@@ -38,39 +41,53 @@ impl WindowFunction {
             Self::Tumble => "tumble",
             Self::Hop => "hop",
             Self::Session => "session",
+            Self::Cumulate => "cumulate",
         }
     }
+
+    /// Every window table function.
+    pub const ALL: [WindowFunction; 4] = [Self::Tumble, Self::Hop, Self::Session, Self::Cumulate];
 
     fn usage(self) -> &'static str {
         match self {
             Self::Tumble => "TUMBLE(table, time_column, size)",
             Self::Hop => "HOP(table, time_column, slide, size)",
             Self::Session => "SESSION(table, time_column, gap)",
+            Self::Cumulate => "CUMULATE(table, time_column, step, size)",
         }
     }
 }
 
-impl TableFunctionImpl for WindowFunction {
-    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        let arity = if *self == Self::Hop { 4 } else { 3 };
-        if exprs.len() != arity {
+impl WindowFunction {
+    /// The function named `name` (as written, in either case), if it is one.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The window kind given by the arguments after the first: the time column and sizes.
+    fn kind(&self, args: &[Expr]) -> Result<(String, WindowKind)> {
+        let arity = if matches!(self, Self::Hop | Self::Cumulate) {
+            3
+        } else {
+            2
+        };
+        if args.len() != arity {
             return plan_err!(
-                "{} takes {arity} arguments, got {}",
+                "{} takes {} arguments, got {}",
                 self.usage(),
-                exprs.len()
+                arity + 1,
+                args.len() + 1
             );
         }
-        let table_name = identifier(&exprs[0]).ok_or_else(|| {
-            plan_datafusion_err!("{}: the first argument must name a table", self.usage())
-        })?;
-        let time_column = identifier(&exprs[1]).ok_or_else(|| {
+        let time_column = identifier(&args[0]).ok_or_else(|| {
             plan_datafusion_err!(
                 "{}: the second argument must name a TIMESTAMP column",
                 self.usage()
             )
         })?;
-        let sizes = exprs[2..]
+        let sizes = args[1..]
             .iter()
             .map(|e| interval_nanos(e).ok_or_else(|| plan_datafusion_err!("{}: window sizes must be positive intervals such as INTERVAL '1' MINUTE, got {e}", self.usage())))
             .collect::<Result<Vec<i64>>>()?;
@@ -86,10 +103,53 @@ impl TableFunctionImpl for WindowFunction {
                 }
             }
             (Self::Session, [gap]) => WindowKind::Session { gap: *gap },
+            (Self::Cumulate, [step, size]) => {
+                if size % step != 0 {
+                    return plan_err!("CUMULATE: the size must be a whole multiple of the step");
+                }
+                WindowKind::Cumulate {
+                    step: *step,
+                    size: *size,
+                }
+            }
             _ => return plan_err!("{}: wrong number of sizes", self.usage()),
         };
-        let table = lookup_table(args.session(), &table_name)?;
-        Ok(Arc::new(WindowedTable::try_new(table, &time_column, kind)?))
+        Ok((time_column, kind))
+    }
+
+    /// Windows over `input` (named `name` in messages), given the arguments after the first.
+    pub fn over(
+        &self,
+        name: String,
+        input: Arc<dyn TableProvider>,
+        args: &[Expr],
+    ) -> Result<Arc<dyn TableProvider>> {
+        let (time_column, kind) = self.kind(args)?;
+        Ok(Arc::new(WindowedTable::try_new(
+            name,
+            input,
+            &time_column,
+            kind,
+        )?))
+    }
+}
+
+/// `TUMBLE(events, …)`: the first argument names a table or a view. A query in parentheses
+/// is planned by [`WindowQueryPlanner`](super::WindowQueryPlanner) instead.
+impl TableFunctionImpl for WindowFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        let Some((first, rest)) = exprs.split_first() else {
+            return plan_err!("{} takes a table first", self.usage());
+        };
+        let name = identifier(first).ok_or_else(|| {
+            plan_datafusion_err!(
+                "{}: the first argument must name a table or a view, or be a query in parentheses",
+                self.usage()
+            )
+        })?;
+        let table = lookup_table(args.session(), &name)?;
+        self.over(name, table, rest)
     }
 }
 
@@ -118,7 +178,7 @@ fn interval_nanos(expr: &Expr) -> Option<i64> {
     (nanos > 0).then_some(nanos)
 }
 
-/// Finds a profusion source table in the session's default schema.
+/// Finds a table or view in the session's default schema.
 fn lookup_table(session: &dyn Session, name: &str) -> Result<Arc<dyn TableProvider>> {
     let options = &session.config_options().catalog;
     let schema = session
@@ -135,93 +195,100 @@ fn lookup_table(session: &dyn Session, name: &str) -> Result<Arc<dyn TableProvid
     }
 }
 
-/// A source table with `window_start` and `window_end`, assigned by a window kind.
+/// A table, view or query with `window_start` and `window_end`, assigned by a window kind.
 #[derive(Debug)]
 pub struct WindowedTable {
-    definition: Arc<SourceDefinition>,
+    /// What is windowed, as the query names it.
+    name: String,
+    input: Arc<dyn TableProvider>,
+    /// The declared source table, when a source table is windowed directly: its allowed
+    /// lateness and late-data sink apply.
+    source: Option<Arc<SourceDefinition>>,
     kind: WindowKind,
     time_index: usize,
     schema: SchemaRef,
 }
 
 impl WindowedTable {
-    /// Windows of `kind` over `table`'s `time_column`, which must carry its watermark.
+    /// Windows of `kind` over `input`'s `time_column`. A source table must declare its
+    /// watermark on that column; any other input carries the watermarks of the sources it
+    /// reads.
     pub fn try_new(
-        table: Arc<dyn TableProvider>,
+        name: String,
+        input: Arc<dyn TableProvider>,
         time_column: &str,
         kind: WindowKind,
     ) -> Result<Self> {
         let function = kind.function_name();
-        let Some(stream_table) = table.downcast_ref::<StreamTable>() else {
-            return plan_err!(
-                "{function} needs a source table declared with CREATE TABLE ... WITH (connector = ...); views and other tables cannot be windowed yet: put the view's filter in the windowed query"
-            );
+        let input_schema = input.schema();
+        let Ok(time_index) = input_schema.index_of(time_column) else {
+            return plan_err!("{function}: '{name}' has no column '{time_column}'");
         };
-        let definition = Arc::clone(stream_table.source()?);
-        let source_schema = definition.source.schema();
-        let Ok(time_index) = source_schema.index_of(time_column) else {
-            return plan_err!(
-                "{function}: table '{}' has no column '{time_column}'",
-                stream_table.name()
-            );
-        };
-        let time_type = source_schema.field(time_index).data_type().clone();
+        let time_type = input_schema.field(time_index).data_type().clone();
         if !matches!(time_type, DataType::Timestamp(_, _)) {
             return plan_err!("{function}: '{time_column}' is {time_type}, not a TIMESTAMP");
         }
-        match &definition.watermark {
-            None => {
-                return plan_err!(
-                    "{function} over '{}' needs event time: declare WATERMARK FOR {time_column} AS {time_column} - INTERVAL '5' SECOND (or another delay) in CREATE TABLE {}",
-                    stream_table.name(),
-                    stream_table.name()
-                );
-            }
-            Some(w) if w.column != time_column => {
-                return plan_err!(
-                    "{function}: '{}' has its watermark on '{}', not on '{time_column}'",
-                    stream_table.name(),
-                    w.column
-                );
-            }
-            Some(_) => {}
-        }
-        for name in [super::WINDOW_START, super::WINDOW_END] {
-            if source_schema.index_of(name).is_ok() {
-                return plan_err!(
-                    "{function}: table '{}' already has a column '{name}'",
-                    stream_table.name()
-                );
+        let source = match input.downcast_ref::<StreamTable>() {
+            Some(table) => Some(Arc::clone(table.source()?)),
+            None => None,
+        };
+        if let Some(definition) = &source {
+            match &definition.watermark {
+                None => {
+                    return plan_err!(
+                        "{function} over '{name}' needs event time: declare WATERMARK FOR {time_column} AS {time_column} - INTERVAL '5' SECOND (or another delay) in CREATE TABLE {name}"
+                    );
+                }
+                Some(w) if w.column != time_column => {
+                    return plan_err!(
+                        "{function}: '{name}' has its watermark on '{}', not on '{time_column}'",
+                        w.column
+                    );
+                }
+                Some(_) => {}
             }
         }
-        let mut fields: Vec<Field> = source_schema
+        for column in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
+            if input_schema.index_of(column).is_ok() {
+                return plan_err!(
+                    "{function}: '{name}' already has a column '{column}'; select it under another name to window the rows again (window over window_time)"
+                );
+            }
+        }
+        let mut fields: Vec<Field> = input_schema
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new(WINDOW_START, time_type.clone(), false));
-        fields.push(Field::new(WINDOW_END, time_type, false));
+        fields.push(Field::new(WINDOW_END, time_type.clone(), false));
+        fields.push(Field::new(WINDOW_TIME, time_type, false));
         Ok(Self {
-            definition,
+            name,
+            input,
+            source,
             kind,
             time_index,
             schema: Arc::new(Schema::new(fields)),
         })
     }
 
-    /// Resolves the table's `'late_data.sink'` to a sink that takes the source's rows.
+    /// Resolves the source table's `'late_data.sink'` to a sink that takes its rows.
     async fn late_sink(&self, session: &dyn Session) -> Result<Option<LateSink>> {
-        let Some(name) = &self.definition.lateness.late_data_sink else {
+        let Some(definition) = &self.source else {
+            return Ok(None);
+        };
+        let Some(name) = &definition.lateness.late_data_sink else {
             return Ok(None);
         };
         let table = lookup_table(session, name).map_err(|e| {
-            plan_datafusion_err!("'late_data.sink' of table '{}': {e}", self.definition.table)
+            plan_datafusion_err!("'late_data.sink' of table '{}': {e}", definition.table)
         })?;
         let Some(sink_table) = table.downcast_ref::<StreamTable>() else {
             return plan_err!("'late_data.sink' = '{name}' is not a table with a connector");
         };
         let sink: Arc<dyn DataSink> = Arc::clone(sink_table.sink()?);
-        let source_schema = self.definition.source.schema();
+        let source_schema = definition.source.schema();
         let same_shape = sink.schema().fields().len() == source_schema.fields().len()
             && sink
                 .schema()
@@ -232,7 +299,7 @@ impl WindowedTable {
         if !same_shape {
             return plan_err!(
                 "'late_data.sink' = '{name}' must have the columns of '{}' ({}), in that order",
-                self.definition.table,
+                definition.table,
                 source_schema
                     .fields()
                     .iter()
@@ -245,6 +312,19 @@ impl WindowedTable {
             table: name.clone(),
             sink,
         }))
+    }
+
+    /// The windows this table assigns.
+    fn assignment(&self) -> WindowAssignment {
+        WindowAssignment {
+            kind: self.kind,
+            lateness_nanos: self
+                .source
+                .as_ref()
+                .map_or(0, |definition| definition.lateness.lateness_nanos()),
+            input: self.name.clone(),
+            on_event_time: self.source.is_some(),
+        }
     }
 }
 
@@ -266,9 +346,10 @@ impl TableProvider for WindowedTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let late_sink = self.late_sink(state).await?;
-        Ok(Arc::new(WindowScanExec::try_new(
-            Arc::clone(&self.definition),
-            self.kind,
+        let input = self.input.scan(state, None, &[], None).await?;
+        Ok(Arc::new(WindowAssignExec::try_new(
+            input,
+            self.assignment(),
             self.time_index,
             Arc::clone(&self.schema),
             projection.cloned(),

@@ -91,6 +91,11 @@ impl Source for DatagenSource {
         // Rows are a function of their index: a checkpoint keeps the next index to generate.
         let progress = JobProgress::of_task(&context);
         let ledger = progress.as_ref().map(|p| p.ledger("datagen"));
+        // A generator commits nowhere (its position lives in checkpoints): a finished job
+        // has no last commit of it to wait for.
+        if let Some(ledger) = &ledger {
+            ledger.close();
+        }
         let first = match (&progress, &ledger) {
             (Some(progress), Some(ledger)) => {
                 progress.state.restored_position(ledger.id()).unwrap_or(0) as u64

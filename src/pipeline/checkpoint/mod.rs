@@ -27,6 +27,9 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::JobProgress;
@@ -72,12 +75,10 @@ pub async fn run_checkpointable<T>(
 /// a `UNION ALL`): rows in flight there would be in no snapshot.
 pub fn check_single_task(plan: &Arc<dyn ExecutionPlan>, line: usize) -> Result<()> {
     let name = plan.name();
-    if plan.boundedness().is_unbounded()
-        && matches!(
-            name,
-            "CoalescePartitionsExec" | "RepartitionExec" | "SortPreservingMergeExec"
-        )
-    {
+    let moves_rows = plan.is::<CoalescePartitionsExec>()
+        || plan.is::<RepartitionExec>()
+        || plan.is::<SortPreservingMergeExec>();
+    if plan.boundedness().is_unbounded() && moves_rows {
         return Err(Error::Syntax {
             line,
             message: format!(

@@ -1,0 +1,17 @@
+//! Stream-stream joins: operators that join two streams with state bounded by event time,
+//! and the physical optimizer rule that plans them in place of DataFusion's hash joins.
+//!
+//! ```text
+//! IntervalJoinExec: type=Left, on=[impression_id = impression_id], time=right - left in [0s, 30m]
+//!   SourceExec: table=impressions, …        (each input's watermark arrives in band;
+//!   SourceExec: table=clicks, …              the join's is derived from both)
+//! ```
+
+mod interval_exec;
+mod rule;
+mod side_buffer;
+mod time_bound;
+
+pub use interval_exec::IntervalJoinExec;
+pub use rule::StreamJoinRule;
+pub use time_bound::TimeBound;

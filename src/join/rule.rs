@@ -1,0 +1,124 @@
+//! [`StreamJoinRule`]: plans joins of two streams. A join whose `ON` condition bounds the
+//! two rows' times, or joins two windowed aggregations on their windows' ends, becomes an
+//! [`IntervalJoinExec`]; any other join of two streams would keep every row of both
+//! forever, and is refused with what to write instead.
+
+use std::sync::Arc;
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{JoinType, Result, plan_err};
+use datafusion::physical_expr::PhysicalExprRef;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::joins::utils::JoinFilter;
+use datafusion::physical_plan::joins::{HashJoinExec, SymmetricHashJoinExec};
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+
+use super::interval_exec::IntervalJoinExec;
+use super::time_bound::TimeBound;
+
+/// Replaces each hash join of two unbounded inputs.
+#[derive(Debug, Default)]
+pub struct StreamJoinRule;
+
+/// The parts of a DataFusion equi-join.
+struct EquiJoin {
+    left: Arc<dyn ExecutionPlan>,
+    right: Arc<dyn ExecutionPlan>,
+    on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
+    filter: Option<JoinFilter>,
+    join_type: JoinType,
+    projection: Option<Vec<usize>>,
+}
+
+impl EquiJoin {
+    fn of(plan: &Arc<dyn ExecutionPlan>) -> Option<Self> {
+        if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+            return Some(Self {
+                left: Arc::clone(join.left()),
+                right: Arc::clone(join.right()),
+                on: join.on().to_vec(),
+                filter: join.filter().cloned(),
+                join_type: *join.join_type(),
+                projection: join.projection.as_ref().map(|p| p.to_vec()),
+            });
+        }
+        let join = plan.downcast_ref::<SymmetricHashJoinExec>()?;
+        Some(Self {
+            left: Arc::clone(join.left()),
+            right: Arc::clone(join.right()),
+            on: join.on().to_vec(),
+            filter: join.filter().cloned(),
+            join_type: *join.join_type(),
+            projection: None,
+        })
+    }
+}
+
+impl PhysicalOptimizerRule for StreamJoinRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let Some(join) = EquiJoin::of(&node) else {
+                return Ok(Transformed::no(node));
+            };
+            if !join.left.boundedness().is_unbounded() || !join.right.boundedness().is_unbounded() {
+                return Ok(Transformed::no(node));
+            }
+            let bound = join
+                .filter
+                .as_ref()
+                .and_then(TimeBound::from_filter)
+                .or_else(|| TimeBound::from_window_keys(&join.on, &join.left, &join.right));
+            let Some(bound) = bound else {
+                return plan_err!(
+                    "a join of two streams without a time bound would keep every row of both \
+                     forever: bound the rows' times in ON (b.ts BETWEEN a.ts AND a.ts + INTERVAL \
+                     '1' MINUTE), or join windows of both streams on window_start and window_end"
+                );
+            };
+            if !matches!(
+                join.join_type,
+                JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
+            ) {
+                return plan_err!(
+                    "a {} join of two streams is not supported: interval joins are INNER, LEFT, \
+                     RIGHT or FULL",
+                    join.join_type
+                );
+            }
+            let interval: Arc<dyn ExecutionPlan> = Arc::new(IntervalJoinExec::try_new(
+                without_sort(join.left),
+                without_sort(join.right),
+                join.on,
+                join.filter,
+                join.join_type,
+                bound,
+                join.projection,
+            )?);
+            Ok(Transformed::yes(interval))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "stream_join"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `plan` without a sort DataFusion put on top of it for its own stream join: an interval
+/// join takes rows in any order.
+fn without_sort(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    match plan.downcast_ref::<SortExec>() {
+        Some(sort) => Arc::clone(sort.input()),
+        None => plan,
+    }
+}

@@ -1,0 +1,243 @@
+//! [`SideBuffer`]: the rows one input of a stream-stream join keeps, indexed by join key
+//! and ordered by when they expire. A row expires once the other input's watermark has
+//! passed every time a match for it could have; an outer side's row that never matched is
+//! then handed back, to be emitted with NULLs.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::{interleave, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::Rows;
+use datafusion::common::Result;
+
+/// A row in the buffer: (batch id, row).
+pub type RowRef = (u64, u32);
+
+struct BufferedBatch {
+    batch: RecordBatch,
+    /// The join key of each row, as comparable bytes; `None` for a NULL key.
+    keys: Rows,
+    has_key: Vec<bool>,
+    times: Vec<i64>,
+    matched: Vec<bool>,
+    /// Rows not yet expired.
+    live: usize,
+}
+
+/// The kept rows of one join input.
+pub struct SideBuffer {
+    schema: SchemaRef,
+    batches: HashMap<u64, BufferedBatch>,
+    next_id: u64,
+    index: HashMap<Box<[u8]>, Vec<RowRef>>,
+    /// (expiry time, row), earliest first: a row expires when the other side's watermark
+    /// passes its expiry time.
+    expiry: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// How long past its own time a row may still match: its expiry is its time plus this.
+    keep: i64,
+    bytes: usize,
+}
+
+impl SideBuffer {
+    /// An empty buffer of rows of `schema`, each kept until `keep` past its time.
+    pub fn new(schema: SchemaRef, keep: i64) -> Self {
+        Self {
+            schema,
+            batches: HashMap::new(),
+            next_id: 0,
+            index: HashMap::new(),
+            expiry: BinaryHeap::new(),
+            keep,
+            bytes: 0,
+        }
+    }
+
+    /// The rows whose key equals row `row` of `keys`.
+    pub fn matches(&self, key: &[u8]) -> &[RowRef] {
+        self.index.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Keeps `batch`: its keys, times (event time of each row; `i64::MIN` for NULL) and
+    /// which rows have matched already.
+    pub fn insert(
+        &mut self,
+        batch: RecordBatch,
+        keys: Rows,
+        has_key: Vec<bool>,
+        times: Vec<i64>,
+        matched: Vec<bool>,
+    ) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        for row in 0..batch.num_rows() {
+            if has_key[row] {
+                self.index
+                    .entry(keys.row(row).as_ref().into())
+                    .or_default()
+                    .push((id, row as u32));
+            }
+            let expires = times[row].saturating_add(self.keep);
+            self.expiry.push(Reverse((expires, id, row as u32)));
+        }
+        self.bytes += batch.get_array_memory_size() + keys.size() + times.len() * 48;
+        self.batches.insert(
+            id,
+            BufferedBatch {
+                live: batch.num_rows(),
+                batch,
+                keys,
+                has_key,
+                times,
+                matched,
+            },
+        );
+    }
+
+    /// Marks `rows` as matched.
+    pub fn mark_matched(&mut self, rows: &[RowRef]) {
+        for &(id, row) in rows {
+            if let Some(buffered) = self.batches.get_mut(&id) {
+                buffered.matched[row as usize] = true;
+            }
+        }
+    }
+
+    /// Forgets every row whose expiry is before `watermark`; returns those that never
+    /// matched, in expiry order.
+    pub fn expire(&mut self, watermark: i64) -> Vec<RowRef> {
+        let mut unmatched = Vec::new();
+        while let Some(Reverse((expires, id, row))) = self.expiry.peek().copied() {
+            if expires >= watermark {
+                break;
+            }
+            self.expiry.pop();
+            let Some(buffered) = self.batches.get_mut(&id) else {
+                continue;
+            };
+            let at = row as usize;
+            if buffered.has_key[at] {
+                let key = buffered.keys.row(at);
+                if let Some(rows) = self.index.get_mut(key.as_ref()) {
+                    if let Some(position) = rows.iter().position(|&r| r == (id, row)) {
+                        rows.swap_remove(position);
+                    }
+                    if rows.is_empty() {
+                        self.index.remove(key.as_ref());
+                    }
+                }
+            }
+            if !buffered.matched[at] {
+                unmatched.push((id, row));
+            }
+            buffered.live -= 1;
+        }
+        unmatched
+    }
+
+    /// Drops the batches whose rows have all expired, once their unmatched rows are out.
+    pub fn release_expired(&mut self) {
+        let mut freed = 0;
+        self.batches.retain(|_, buffered| {
+            let keep = buffered.live > 0;
+            if !keep {
+                freed += buffered.batch.get_array_memory_size()
+                    + buffered.keys.size()
+                    + buffered.times.len() * 48;
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+    }
+
+    /// The columns of `rows`, in that order.
+    pub fn columns(&self, rows: &[RowRef]) -> Result<Vec<ArrayRef>> {
+        let mut ids: Vec<u64> = Vec::new();
+        let mut slots: HashMap<u64, usize> = HashMap::new();
+        let indices: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|&(id, row)| {
+                let slot = *slots.entry(id).or_insert_with(|| {
+                    ids.push(id);
+                    ids.len() - 1
+                });
+                (slot, row as usize)
+            })
+            .collect();
+        let batches: Vec<&RecordBatch> = ids
+            .iter()
+            .filter_map(|id| self.batches.get(id).map(|b| &b.batch))
+            .collect();
+        (0..self.schema.fields().len())
+            .map(|column| {
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(column).as_ref()).collect();
+                Ok(interleave(&arrays, &indices)?)
+            })
+            .collect()
+    }
+
+    /// NULL columns of this side's schema, `len` rows long.
+    pub fn null_columns(schema: &SchemaRef, len: usize) -> Vec<ArrayRef> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), len))
+            .collect()
+    }
+
+    /// The earliest time of a kept row, if any.
+    pub fn earliest_time(&self) -> Option<i64> {
+        self.expiry
+            .peek()
+            .map(|Reverse((expires, _, _))| expires.saturating_sub(self.keep))
+    }
+
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.bytes + self.index.len() * 64 + self.expiry.len() * 24
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.expiry.len()
+    }
+
+    /// The kept rows with a trailing `matched` column, for a checkpoint.
+    pub fn snapshot(&self, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+        let mut live: HashMap<u64, Vec<u32>> = HashMap::new();
+        for Reverse((_, id, row)) in &self.expiry {
+            live.entry(*id).or_default().push(*row);
+        }
+        let mut ids: Vec<u64> = live.keys().copied().collect();
+        ids.sort_unstable();
+        let mut batches = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (Some(buffered), Some(rows)) = (self.batches.get(&id), live.get_mut(&id)) else {
+                continue;
+            };
+            rows.sort_unstable();
+            let indices = UInt32Array::from(rows.clone());
+            let mut columns: Vec<ArrayRef> = buffered
+                .batch
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &indices, None))
+                .collect::<std::result::Result<_, _>>()?;
+            let matched: BooleanArray = rows
+                .iter()
+                .map(|&r| Some(buffered.matched[r as usize]))
+                .collect();
+            columns.push(Arc::new(matched));
+            batches.push(RecordBatch::try_new(Arc::clone(schema), columns)?);
+        }
+        Ok(batches)
+    }
+}

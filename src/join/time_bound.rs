@@ -1,0 +1,237 @@
+//! [`TimeBound`]: the time bound of an interval join, read from its `ON` condition:
+//! `c.ts BETWEEN i.ts AND i.ts + INTERVAL '30' MINUTE`, or a pair of `>`/`<` comparisons,
+//! gives how far the right row's time may lie from the left row's. It is what lets the
+//! join forget a row once the other side's watermark has passed every time it could match.
+//! A join of two windowed aggregations on their windows' ends is the same with a bound of
+//! zero: a window join.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::{JoinSide, ScalarValue};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
+use datafusion::physical_expr::{PhysicalExprRef, split_conjunction};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::utils::JoinFilter;
+use datafusion::physical_plan::projection::ProjectionExec;
+
+use crate::pipeline::{MergeStreamsExec, StreamingFilterExec};
+use crate::window::{DisplayNanos, WINDOW_END, WINDOW_TIME, WindowAggregateExec};
+
+/// `right.time - left.time` lies in `[lower, upper]` (nanoseconds) for every joined pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBound {
+    /// The time column's index in the left input.
+    pub left_time: usize,
+    /// The time column's index in the right input.
+    pub right_time: usize,
+    pub lower: i64,
+    pub upper: i64,
+}
+
+impl TimeBound {
+    /// The bound the conjuncts of `filter` put on a pair of time columns, when they bound
+    /// it on both sides.
+    pub fn from_filter(filter: &JoinFilter) -> Option<Self> {
+        let mut lower: Option<(usize, usize, i64)> = None;
+        let mut upper: Option<(usize, usize, i64)> = None;
+        for conjunct in split_conjunction(filter.expression()) {
+            let Some(comparison) = Comparison::of(conjunct.as_ref(), filter) else {
+                continue;
+            };
+            let columns = (comparison.left_time, comparison.right_time);
+            match comparison.bound {
+                Bound::AtLeast(value) => {
+                    if lower.is_none_or(|(l, r, v)| (l, r) == columns && value > v) {
+                        lower = Some((columns.0, columns.1, value));
+                    }
+                }
+                Bound::AtMost(value) => {
+                    if upper.is_none_or(|(l, r, v)| (l, r) == columns && value < v) {
+                        upper = Some((columns.0, columns.1, value));
+                    }
+                }
+            }
+        }
+        let ((left_time, right_time, lower), (l, r, upper)) = (lower?, upper?);
+        ((left_time, right_time) == (l, r) && lower <= upper).then_some(Self {
+            left_time,
+            right_time,
+            lower,
+            upper,
+        })
+    }
+}
+
+impl TimeBound {
+    /// The zero-width bound of a window join: an equi-key pair of window ends (or window
+    /// times) of windowed aggregations, under any names the query gives them.
+    pub fn from_window_keys(
+        on: &[(PhysicalExprRef, PhysicalExprRef)],
+        left: &Arc<dyn ExecutionPlan>,
+        right: &Arc<dyn ExecutionPlan>,
+    ) -> Option<Self> {
+        on.iter().find_map(|(l, r)| {
+            let left_time = l.downcast_ref::<Column>()?.index();
+            let right_time = r.downcast_ref::<Column>()?.index();
+            (is_window_end(left, left_time) && is_window_end(right, right_time)).then_some(Self {
+                left_time,
+                right_time,
+                lower: 0,
+                upper: 0,
+            })
+        })
+    }
+}
+
+/// True when column `index` of `plan` is a window aggregate's `window_end` or
+/// `window_time`, through projections, filters and merges: the columns a window
+/// aggregate's output watermark bounds.
+fn is_window_end(plan: &Arc<dyn ExecutionPlan>, index: usize) -> bool {
+    if let Some(aggregate) = plan.downcast_ref::<WindowAggregateExec>() {
+        let name = aggregate.schema().field(index).name().clone();
+        return name == WINDOW_END || name == WINDOW_TIME;
+    }
+    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
+        return projection
+            .expr()
+            .get(index)
+            .and_then(|e| e.expr.downcast_ref::<Column>())
+            .is_some_and(|c| is_window_end(projection.input(), c.index()));
+    }
+    let through_projection = |projection: Option<&[usize]>, input| match projection {
+        Some(indices) => indices.get(index).is_some_and(|&i| is_window_end(input, i)),
+        None => is_window_end(input, index),
+    };
+    if let Some(filter) = plan.downcast_ref::<StreamingFilterExec>() {
+        return through_projection(filter.projection(), filter.input());
+    }
+    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
+        return through_projection(filter.projection().as_deref(), filter.input());
+    }
+    match plan.children().as_slice() {
+        [input] if plan.is::<CooperativeExec>() || plan.is::<MergeStreamsExec>() => {
+            is_window_end(input, index)
+        }
+        _ => false,
+    }
+}
+
+impl fmt::Display for TimeBound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let signed = |v: i64| match v < 0 {
+            true => format!("-{}", DisplayNanos(v.saturating_neg())),
+            false => DisplayNanos(v).to_string(),
+        };
+        write!(
+            f,
+            "right - left in [{}, {}]",
+            signed(self.lower),
+            signed(self.upper)
+        )
+    }
+}
+
+enum Bound {
+    AtLeast(i64),
+    AtMost(i64),
+}
+
+/// One conjunct `right.time - left.time <op> constant`.
+struct Comparison {
+    left_time: usize,
+    right_time: usize,
+    bound: Bound,
+}
+
+impl Comparison {
+    fn of(expr: &dyn PhysicalExpr, filter: &JoinFilter) -> Option<Self> {
+        let binary = expr.downcast_ref::<BinaryExpr>()?;
+        let a = Term::of(binary.left().as_ref(), filter)?;
+        let b = Term::of(binary.right().as_ref(), filter)?;
+        // a.time + a.offset <op> b.time + b.offset, with the right side's time first.
+        let (right, left, op) = match (a.side, b.side) {
+            (JoinSide::Right, JoinSide::Left) => (a, b, *binary.op()),
+            (JoinSide::Left, JoinSide::Right) => (b, a, binary.op().swap()?),
+            _ => return None,
+        };
+        // right.time <op> left.time + (left.offset - right.offset)
+        let constant = left.offset.checked_sub(right.offset)?;
+        let bound = match op {
+            Operator::GtEq => Bound::AtLeast(constant),
+            Operator::Gt => Bound::AtLeast(constant.checked_add(1)?),
+            Operator::LtEq => Bound::AtMost(constant),
+            Operator::Lt => Bound::AtMost(constant.checked_sub(1)?),
+            _ => return None,
+        };
+        Some(Self {
+            left_time: left.column,
+            right_time: right.column,
+            bound,
+        })
+    }
+}
+
+/// A time column of one input plus a constant: `i.ts + INTERVAL '30' MINUTE`.
+struct Term {
+    side: JoinSide,
+    column: usize,
+    offset: i64,
+}
+
+impl Term {
+    fn of(expr: &dyn PhysicalExpr, filter: &JoinFilter) -> Option<Self> {
+        if let Some(column) = expr.downcast_ref::<Column>() {
+            let index = filter.column_indices().get(column.index())?;
+            return Some(Self {
+                side: index.side,
+                column: index.index,
+                offset: 0,
+            });
+        }
+        if let Some(cast) = expr.downcast_ref::<CastExpr>() {
+            return Self::of(cast.expr().as_ref(), filter);
+        }
+        let binary = expr.downcast_ref::<BinaryExpr>()?;
+        let (term, nanos) = match (
+            Self::of(binary.left().as_ref(), filter),
+            literal_nanos(binary.right().as_ref()),
+        ) {
+            (Some(term), Some(nanos)) => (term, nanos),
+            _ if *binary.op() == Operator::Plus => (
+                Self::of(binary.right().as_ref(), filter)?,
+                literal_nanos(binary.left().as_ref())?,
+            ),
+            _ => return None,
+        };
+        let offset = match binary.op() {
+            Operator::Plus => term.offset.checked_add(nanos)?,
+            Operator::Minus => term.offset.checked_sub(nanos)?,
+            _ => return None,
+        };
+        Some(Self { offset, ..term })
+    }
+}
+
+/// An interval or duration literal in nanoseconds; months are not a fixed length.
+fn literal_nanos(expr: &dyn PhysicalExpr) -> Option<i64> {
+    const DAY: i64 = 86_400_000_000_000;
+    let literal = expr.downcast_ref::<Literal>()?;
+    match literal.value() {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            (v.days as i64).checked_mul(DAY)?.checked_add(v.nanoseconds)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => (v.days as i64)
+            .checked_mul(DAY)?
+            .checked_add((v.milliseconds as i64).checked_mul(1_000_000)?),
+        ScalarValue::DurationNanosecond(Some(v)) => Some(*v),
+        ScalarValue::DurationMicrosecond(Some(v)) => v.checked_mul(1_000),
+        ScalarValue::DurationMillisecond(Some(v)) => v.checked_mul(1_000_000),
+        ScalarValue::DurationSecond(Some(v)) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}

@@ -1,0 +1,264 @@
+//! [`WindowAssignExec`]: assigns each row of any stream its windows (`window_start`,
+//! `window_end`). It reads its input as messages, so it knows, for every row, the watermark
+//! the aggregate above has applied when the row reaches it: a row whose every window is
+//! already emitted is late, and is counted and routed to the late-data sink here, where the
+//! input's full row is still at hand. Watermarks are forwarded in place.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, internal_err, plan_err};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::EmissionType;
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning, PlanProperties,
+};
+use futures::StreamExt;
+
+use super::WindowKind;
+use super::assigner::{Assigned, WindowAssigner};
+use super::late_rows::LateRowRouter;
+pub use super::late_rows::LateSink;
+use super::spec::DisplayNanos;
+use crate::stream::{
+    MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
+};
+
+/// What an aggregate over assigned windows needs to know of them.
+#[derive(Debug, Clone)]
+pub struct WindowAssignment {
+    pub kind: WindowKind,
+    /// How long after its end a window waits for late rows, in nanoseconds.
+    pub lateness_nanos: i64,
+    /// What is windowed, for messages: `events`, or `(subquery)`.
+    pub input: String,
+    /// True when windows are on a source table's declared event-time column, whose times
+    /// source positions are settled by.
+    pub on_event_time: bool,
+}
+
+/// Assigns windows of one kind on a timestamp column of its input.
+#[derive(Debug)]
+pub struct WindowAssignExec {
+    input: Arc<dyn ExecutionPlan>,
+    assignment: WindowAssignment,
+    time_index: usize,
+    /// The input's columns followed by `window_start`, `window_end` and `window_time`.
+    windowed_schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    late_sink: Option<LateSink>,
+    metrics: ExecutionPlanMetricsSet,
+    properties: Arc<PlanProperties>,
+}
+
+impl WindowAssignExec {
+    /// Windows of `assignment` on column `time_index` of `input`; `windowed_schema` is the
+    /// input's columns and the window columns, of which `projection` are produced.
+    pub fn try_new(
+        input: Arc<dyn ExecutionPlan>,
+        assignment: WindowAssignment,
+        time_index: usize,
+        windowed_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        late_sink: Option<LateSink>,
+    ) -> Result<Self> {
+        if !matches!(
+            windowed_schema.field(time_index).data_type(),
+            DataType::Timestamp(_, _)
+        ) {
+            return plan_err!(
+                "{}: the window time column is not a TIMESTAMP",
+                assignment.kind.function_name()
+            );
+        }
+        let output = match &projection {
+            Some(indices) => Arc::new(windowed_schema.project(indices)?),
+            None => Arc::clone(&windowed_schema),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(output),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            input.boundedness(),
+        );
+        Ok(Self {
+            input,
+            assignment,
+            time_index,
+            windowed_schema,
+            projection,
+            late_sink,
+            metrics: ExecutionPlanMetricsSet::new(),
+            properties: Arc::new(properties),
+        })
+    }
+
+    /// The windows this operator assigns.
+    pub fn assignment(&self) -> &WindowAssignment {
+        &self.assignment
+    }
+}
+
+impl DisplayAs for WindowAssignExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let time = self.windowed_schema.field(self.time_index).name();
+        write!(f, "WindowAssignExec: {}, time={time}", self.assignment.kind)?;
+        let lateness = self.assignment.lateness_nanos;
+        if lateness > 0 {
+            write!(f, ", allowed_lateness={}", DisplayNanos(lateness))?;
+        }
+        if let Some(late) = &self.late_sink {
+            write!(f, ", late_data.sink={}", late.table)?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for WindowAssignExec {
+    fn name(&self) -> &str {
+        "WindowAssignExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    /// Lateness is judged against one watermark: the input's partitions merged first.
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(input) = children.pop() else {
+            return internal_err!("WindowAssignExec takes one input");
+        };
+        Ok(Arc::new(Self::try_new(
+            input,
+            self.assignment.clone(),
+            self.time_index,
+            Arc::clone(&self.windowed_schema),
+            self.projection.clone(),
+            self.late_sink.clone(),
+        )?))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let messages = self.execute_messages(partition, context)?;
+        Ok(batches_only(self.schema(), messages))
+    }
+}
+
+impl StreamingExec for WindowAssignExec {
+    fn execute_messages(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<MessageStream> {
+        let state = AssignState {
+            input: execute_messages(&self.input, partition, Arc::clone(&context))?,
+            assigner: WindowAssigner {
+                kind: self.assignment.kind,
+                lateness: self.assignment.lateness_nanos,
+                time_index: self.time_index,
+                windowed_schema: Arc::clone(&self.windowed_schema),
+            },
+            projection: self.projection.clone(),
+            applied: Watermark::MIN,
+            late: LateRowRouter::new(self.late_sink.clone(), self.input.schema(), context),
+            queue: VecDeque::new(),
+            baseline: BaselineMetrics::new(&self.metrics, partition),
+            late_rows: MetricBuilder::new(&self.metrics).counter("late_rows", partition),
+        };
+        Ok(Box::pin(futures::stream::try_unfold(
+            state,
+            |mut state| async move {
+                let message = state.next().await?;
+                Ok(message.map(|message| (message, state)))
+            },
+        )))
+    }
+}
+
+struct AssignState {
+    input: MessageStream,
+    assigner: WindowAssigner,
+    projection: Option<Vec<usize>>,
+    /// The last watermark handed on: the one the aggregate above has applied when the
+    /// next row reaches it.
+    applied: Watermark,
+    late: LateRowRouter,
+    /// Windowed batches of the current input batch not yet handed on.
+    queue: VecDeque<StreamMessage>,
+    baseline: BaselineMetrics,
+    late_rows: Count,
+}
+
+impl AssignState {
+    async fn next(&mut self) -> Result<Option<StreamMessage>> {
+        loop {
+            if let Some(message) = self.queue.pop_front() {
+                return Ok(Some(message));
+            }
+            match self.input.next().await.transpose()? {
+                None => {
+                    self.late.finish().await?;
+                    return Ok(None);
+                }
+                Some(StreamMessage::Batch(batch)) => {
+                    let timer = self.baseline.elapsed_compute().timer();
+                    let Assigned { rows, late } = self.assigner.assign(&batch, self.applied)?;
+                    for rows in rows {
+                        let rows = match &self.projection {
+                            Some(indices) => rows.project(indices)?,
+                            None => rows,
+                        };
+                        self.baseline.record_output(rows.num_rows());
+                        self.queue.push_back(StreamMessage::Batch(rows));
+                    }
+                    timer.done();
+                    if let Some(late) = late {
+                        self.late_rows.add(late.num_rows());
+                        self.late.route(late).await?;
+                    }
+                }
+                Some(StreamMessage::Watermark(watermark)) => {
+                    self.applied = self.applied.max(watermark);
+                    if watermark.is_end() {
+                        self.late.finish().await?;
+                    }
+                    return Ok(Some(StreamMessage::Watermark(watermark)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Golden check: over the same seeded `datagen` input written to a file, each window
+//! kind's streaming output equals the same aggregation computed by a plain batch
+//! DataFusion query, row for row.
+
+use crate::common;
+
+use common::{batch_over_json, lines, run_pipeline};
+use profusion::sql::parse_pipeline;
+use profusion::{Engine, SessionOptions};
+
+const COLUMNS: &str =
+    "user_id TEXT NOT NULL, event_type TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL";
+
+/// Writes 60,000 seeded events (3 s out of order, 1% duplicates) to a JSON lines file.
+async fn write_input(path: &str) {
+    let pipeline = format!(
+        "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = 60000, users = 300,
+           seed = 11, out_of_order = '3s', duplicate_rate = 0.01, step = '5ms');
+         CREATE TABLE input ({COLUMNS}) WITH (connector = 'file', path = '{path}', format = 'json');
+         INSERT INTO input SELECT * FROM generated;"
+    );
+    run_pipeline(&pipeline).await;
+}
+
+/// The streaming result of `query` over the file, with a watermark delay that covers the
+/// input's disorder (so no row is late).
+async fn streaming(path: &str, query: &str) -> Vec<String> {
+    let engine = Engine::new(&SessionOptions::default()).unwrap();
+    let setup = format!(
+        "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '4' SECOND)
+         WITH (connector = 'file', path = '{path}', format = 'json'); {query}"
+    );
+    let mut rows = Vec::new();
+    for statement in parse_pipeline(&setup).unwrap() {
+        if let Some(job) = engine.submit(statement).await.unwrap() {
+            rows = lines(&engine.collect(&job).await.unwrap());
+        }
+    }
+    assert_eq!(
+        profusion::pipeline::PipelineMetrics::read(&engine.shared().metrics.late_rows),
+        0
+    );
+    rows
+}
+
+async fn batch(path: &str, query: &str) -> Vec<String> {
+    batch_over_json(COLUMNS, path, query).await
+}
+
+async fn check(streaming_query: &str, batch_query: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let path = path.to_str().unwrap();
+    write_input(path).await;
+    let expected = batch(path, batch_query).await;
+    let actual = streaming(path, streaming_query).await;
+    assert!(
+        expected.len() > 100,
+        "the input makes many windows: {}",
+        expected.len()
+    );
+    assert_eq!(actual.len(), expected.len());
+    for (a, e) in actual.iter().zip(&expected) {
+        assert_eq!(a, e);
+    }
+}
+
+#[tokio::test]
+async fn tumble_equals_group_by_date_bin() {
+    check(
+        "SELECT user_id, window_start, window_end, count(*), sum(amount), max(event_type)
+         FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+         GROUP BY user_id, window_start, window_end",
+        "SELECT user_id, date_bin(INTERVAL '1' MINUTE, ts) AS ws,
+                date_bin(INTERVAL '1' MINUTE, ts) + INTERVAL '1' MINUTE, count(*), sum(amount), max(event_type)
+         FROM events GROUP BY user_id, ws",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hop_equals_group_by_every_covering_window() {
+    check(
+        "SELECT event_type, window_start, window_end, count(*), sum(amount)
+         FROM HOP(events, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)
+         GROUP BY event_type, window_start, window_end",
+        "SELECT event_type, ws, ws + INTERVAL '1' MINUTE, count(*), sum(amount) FROM (
+           SELECT event_type, amount,
+                  date_bin(INTERVAL '10' SECOND, ts) - back AS ws
+           FROM events CROSS JOIN (VALUES (INTERVAL '0' SECOND), (INTERVAL '10' SECOND),
+             (INTERVAL '20' SECOND), (INTERVAL '30' SECOND), (INTERVAL '40' SECOND),
+             (INTERVAL '50' SECOND)) AS offsets(back)
+         ) GROUP BY event_type, ws",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn session_equals_gaps_between_consecutive_rows() {
+    check(
+        "SELECT user_id, window_start, window_end, count(*), sum(amount)
+         FROM SESSION(events, ts, INTERVAL '20' SECOND)
+         GROUP BY user_id, window_start, window_end",
+        "SELECT user_id, min(ts), max(ts) + INTERVAL '20' SECOND, count(*), sum(amount) FROM (
+           SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY ts ROWS UNBOUNDED PRECEDING) AS session
+           FROM (
+             SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY user_id ORDER BY ts) < INTERVAL '20' SECOND
+                            THEN 0 ELSE 1 END AS starts
+             FROM events
+           )
+         ) GROUP BY user_id, session",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cumulate_equals_group_by_every_step_of_the_period() {
+    check(
+        "SELECT user_id, window_start, window_end, count(*), sum(amount)
+         FROM CUMULATE(events, ts, INTERVAL '20' SECOND, INTERVAL '1' MINUTE)
+         GROUP BY user_id, window_start, window_end",
+        "SELECT user_id, date_bin(INTERVAL '1' MINUTE, ts) AS ws, we, count(*), sum(amount) FROM (
+           SELECT user_id, amount, ts, date_bin(INTERVAL '1' MINUTE, ts) + step AS we
+           FROM events CROSS JOIN (VALUES (INTERVAL '20' SECOND), (INTERVAL '40' SECOND),
+             (INTERVAL '60' SECOND)) AS steps(step)
+         ) WHERE we > ts GROUP BY user_id, ws, we",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cascaded_windows_equal_group_by_the_coarser_bin() {
+    check(
+        "SELECT user_id, window_start, window_end, sum(n), count(*) FROM TUMBLE(
+           (SELECT user_id, window_time AS minute, count(*) AS n
+            FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+            GROUP BY user_id, window_start, window_end, window_time),
+           minute, INTERVAL '5' MINUTE)
+         GROUP BY user_id, window_start, window_end",
+        "SELECT user_id, date_bin(INTERVAL '5' MINUTE, ts) AS ws,
+                date_bin(INTERVAL '5' MINUTE, ts) + INTERVAL '5' MINUTE, count(*),
+                count(DISTINCT date_bin(INTERVAL '1' MINUTE, ts))
+         FROM events GROUP BY user_id, ws",
+    )
+    .await;
+}

@@ -1,0 +1,32 @@
+//! The integration tests, in one test binary so that DataFusion and librdkafka are linked
+//! once: pipelines end to end, Kafka (librdkafka's mock cluster and a broker in its own
+//! process), profile stores, the REPL and the HTTP server, crash recovery, and the SQL
+//! behaviour in `tests/slt` (module `slt`).
+
+mod common;
+
+mod aggregate_checkpoints;
+mod crash_recovery;
+mod golden_joins;
+mod golden_windows;
+mod idle_splits;
+mod kafka_avro;
+mod kafka_bad_data;
+mod kafka_bad_data_volume;
+mod kafka_broker;
+mod kafka_changelog;
+mod kafka_commits;
+mod kafka_faults;
+mod kafka_mock;
+mod kafka_sink;
+mod kafka_view;
+mod lookup_refresh;
+mod pipeline;
+mod postgres_store;
+mod profile_state;
+mod repl;
+mod s3;
+mod serve;
+mod serve_kafka;
+mod slt;
+mod view_over_view;

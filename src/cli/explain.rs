@@ -6,7 +6,6 @@ use clap::Args;
 use datafusion::physical_plan::displayable;
 
 use super::{PipelineFile, SessionArgs};
-use crate::sql::read_sql_file;
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -17,7 +16,7 @@ pub struct ExplainArgs {
 }
 
 pub async fn explain(args: ExplainArgs) -> Result<()> {
-    let text = read_sql_file(&args.file.file)?;
+    let text = args.file.read()?;
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     for job in pipeline.jobs() {
         let kind = match &job.kind {

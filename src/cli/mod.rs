@@ -136,9 +136,29 @@ fn parse_bytes(text: &str) -> std::result::Result<usize, String> {
     Ok(number * unit)
 }
 
-/// The path argument of commands that take a pipeline file.
+/// The path arguments of commands that take a pipeline.
 #[derive(Debug, Clone, Args)]
 pub struct PipelineFile {
-    /// The pipeline: a .sql file of CREATE TABLE, CREATE VIEW, INSERT and SELECT statements.
-    file: PathBuf,
+    /// The pipeline: .sql files of CREATE TABLE, CREATE VIEW, INSERT and SELECT statements,
+    /// read in order as one (`tables.sql q7.sql`); lines count across them.
+    #[arg(required = true, num_args = 1..)]
+    files: Vec<PathBuf>,
+}
+
+impl PipelineFile {
+    /// The files' text, in order, their `${VARIABLES}` replaced from the environment.
+    fn read(&self) -> Result<String> {
+        let texts = self
+            .files
+            .iter()
+            .map(|file| crate::sql::read_sql_file(file))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(texts.join("\n"))
+    }
+
+    /// The files' names, for messages.
+    fn display(&self) -> String {
+        let names: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
+        names.join(" ")
+    }
 }

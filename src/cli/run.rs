@@ -12,7 +12,6 @@ use crate::sql::parse_duration;
 use clap::Args;
 
 use super::{PipelineFile, SessionArgs, stop_on_ctrl_c};
-use crate::sql::read_sql_file;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -36,7 +35,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
-    let text = read_sql_file(&args.file.file)?;
+    let text = args.file.read()?;
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     let shared = Arc::clone(pipeline.engine().shared());
 

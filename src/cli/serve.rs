@@ -18,7 +18,6 @@ use crate::serve::{Scope, ServeOptions, ServeState, Tokens, generate_token, rout
 use crate::sql::parse_duration;
 
 use super::{PipelineFile, SessionArgs, stop_on_ctrl_c};
-use crate::sql::read_sql_file;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -53,7 +52,7 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let tokens = tokens(&args)?;
-    let text = read_sql_file(&args.file.file)?;
+    let text = args.file.read()?;
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     let shared = Arc::clone(pipeline.engine().shared());
     let state = ServeState::new(
@@ -76,7 +75,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     })?;
     eprintln!(
         "serving {} on http://{address} (views: {})",
-        args.file.file.display(),
+        args.file.display(),
         state.view_names().join(", ")
     );
 

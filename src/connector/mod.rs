@@ -9,6 +9,7 @@ mod dedup;
 pub mod file;
 pub mod kafka;
 pub mod memory;
+pub mod nexmark;
 pub mod postgres;
 mod source;
 mod source_exec;
@@ -40,12 +41,13 @@ use crate::sql::{CreateTable, MetadataColumn, WithOptions};
 use crate::window::{LatenessOptions, WatermarkSpec};
 
 /// The connectors a table can name.
-pub const CONNECTORS: [&str; 8] = [
+pub const CONNECTORS: [&str; 9] = [
     "blackhole",
     "datagen",
     "file",
     "kafka",
     "memory",
+    "nexmark",
     "postgres",
     "sqlite",
     "stdout",
@@ -184,6 +186,10 @@ pub fn connector_halves(
     Ok(match connector {
         "datagen" => (
             Some(Arc::new(datagen::DatagenSource::try_new(schema, options)?)),
+            None,
+        ),
+        "nexmark" => (
+            Some(Arc::new(nexmark::NexmarkSource::try_new(schema, options)?)),
             None,
         ),
         "file" => {

@@ -69,13 +69,8 @@ impl IntervalJoinExec {
         bound: TimeBound,
         projection: Option<Vec<usize>>,
     ) -> Result<Self> {
-        if !matches!(
-            join_type,
-            JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
-        ) {
-            return internal_err!(
-                "an interval join is INNER, LEFT, RIGHT or FULL, not {join_type}"
-            );
+        if !is_supported(join_type) {
+            return internal_err!("an interval join cannot be {join_type}");
         }
         let join_schema =
             Arc::new(build_join_schema(&left.schema(), &right.schema(), &join_type).0);
@@ -278,6 +273,31 @@ impl StreamingExec for IntervalJoinExec {
     }
 }
 
+/// True for the join types an interval join runs: inner, outer, semi and anti.
+pub fn is_supported(join_type: JoinType) -> bool {
+    matches!(
+        join_type,
+        JoinType::Inner
+            | JoinType::Left
+            | JoinType::Right
+            | JoinType::Full
+            | JoinType::LeftSemi
+            | JoinType::RightSemi
+            | JoinType::LeftAnti
+            | JoinType::RightAnti
+    )
+}
+
+/// The rows of `batch` at `rows`.
+fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<Vec<ArrayRef>> {
+    let indices = UInt32Array::from(rows.to_vec());
+    Ok(batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
 /// What a running join needs to know of itself.
 struct JoinShape {
     on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
@@ -333,6 +353,33 @@ impl JoinShape {
         };
         let times = nanos_values(batch.column(time_column))?.to_vec();
         Ok((self.converter.convert_columns(&keys)?, has_key, times))
+    }
+
+    /// The side whose matched rows a semi join emits.
+    fn semi_side(&self) -> Option<JoinSide> {
+        match self.join_type {
+            JoinType::LeftSemi => Some(JoinSide::Left),
+            JoinType::RightSemi => Some(JoinSide::Right),
+            _ => None,
+        }
+    }
+
+    /// The side whose never-matched rows an anti join emits.
+    fn anti_side(&self) -> Option<JoinSide> {
+        match self.join_type {
+            JoinType::LeftAnti => Some(JoinSide::Left),
+            JoinType::RightAnti => Some(JoinSide::Right),
+            _ => None,
+        }
+    }
+
+    /// Rows of the one side a semi or anti join emits, projected.
+    fn output_side(&self, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+        let batch = RecordBatch::try_new(Arc::clone(&self.join_schema), columns)?;
+        Ok(match &self.projection {
+            Some(indices) => batch.project(indices)?,
+            None => batch,
+        })
     }
 
     /// Joined rows, left columns then right, projected.
@@ -431,12 +478,7 @@ impl JoinState {
         }
         let mut matched = vec![false; batch.num_rows()];
         if !probe.is_empty() {
-            let indices = UInt32Array::from(probe.clone());
-            let new_columns = batch
-                .columns()
-                .iter()
-                .map(|c| take(c.as_ref(), &indices, None))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let new_columns = take_rows(&batch, &probe)?;
             let other_columns = other_buffer.columns(&candidates)?;
             let (left, right) = match side {
                 JoinSide::Left => (new_columns, other_columns),
@@ -450,10 +492,29 @@ impl JoinState {
                     matched_other.push(candidates[pair]);
                 }
             }
-            self.buffer(other).mark_matched(&matched_other);
-            let joined = filter_record_batch(&self.join.output(left, right)?, &mask)?;
-            if joined.num_rows() > 0 {
-                out.push(joined);
+            let newly_matched = self.buffer(other).mark_matched(&matched_other);
+            match self.join.semi_side() {
+                // Each row of the semi side once, when it first matches.
+                Some(semi) if semi == side => {
+                    let first: Vec<u32> = (0..batch.num_rows() as u32)
+                        .filter(|&row| matched[row as usize])
+                        .collect();
+                    let rows = take_rows(&batch, &first)?;
+                    out.push(self.join.output_side(rows)?);
+                }
+                Some(_) => {
+                    if !newly_matched.is_empty() {
+                        let rows = self.buffer(other).columns(&newly_matched)?;
+                        out.push(self.join.output_side(rows)?);
+                    }
+                }
+                None if self.join.anti_side().is_some() => {}
+                None => {
+                    let joined = filter_record_batch(&self.join.output(left, right)?, &mask)?;
+                    if joined.num_rows() > 0 {
+                        out.push(joined);
+                    }
+                }
             }
         }
         self.buffer(side)
@@ -472,7 +533,10 @@ impl JoinState {
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
         let unmatched = self.buffer(side).expire(watermark.0);
-        if !unmatched.is_empty() && self.join.is_outer(side) {
+        if !unmatched.is_empty() && self.join.anti_side() == Some(side) {
+            let rows = self.buffer(side).columns(&unmatched)?;
+            out.push(self.join.output_side(rows)?);
+        } else if !unmatched.is_empty() && self.join.is_outer(side) {
             let buffer = match side {
                 JoinSide::Left => &self.left,
                 _ => &self.right,

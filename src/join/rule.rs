@@ -15,7 +15,7 @@ use datafusion::physical_plan::joins::{HashJoinExec, SymmetricHashJoinExec};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use super::interval_exec::IntervalJoinExec;
+use super::interval_exec::{IntervalJoinExec, is_supported};
 use super::time_bound::TimeBound;
 
 /// Replaces each hash join of two unbounded inputs.
@@ -81,13 +81,10 @@ impl PhysicalOptimizerRule for StreamJoinRule {
                      '1' MINUTE), or join windows of both streams on window_start and window_end"
                 );
             };
-            if !matches!(
-                join.join_type,
-                JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
-            ) {
+            if !is_supported(join.join_type) {
                 return plan_err!(
-                    "a {} join of two streams is not supported: interval joins are INNER, LEFT, \
-                     RIGHT or FULL",
+                    "a {} join of two streams is not supported: interval joins are inner, \
+                     outer, semi (IN, EXISTS) or anti (NOT EXISTS) joins",
                     join.join_type
                 );
             }

@@ -101,13 +101,18 @@ impl SideBuffer {
         );
     }
 
-    /// Marks `rows` as matched.
-    pub fn mark_matched(&mut self, rows: &[RowRef]) {
+    /// Marks `rows` as matched; returns those that had not matched before, once each.
+    pub fn mark_matched(&mut self, rows: &[RowRef]) -> Vec<RowRef> {
+        let mut newly = Vec::new();
         for &(id, row) in rows {
-            if let Some(buffered) = self.batches.get_mut(&id) {
+            if let Some(buffered) = self.batches.get_mut(&id)
+                && !buffered.matched[row as usize]
+            {
                 buffered.matched[row as usize] = true;
+                newly.push((id, row));
             }
         }
+        newly
     }
 
     /// Forgets every row whose expiry is before `watermark`; returns those that never

@@ -32,7 +32,9 @@ pub use aggregate_exec::WindowAggregateExec;
 pub(crate) use aggregate_exec::without_input_ordering;
 pub use assign_exec::{LateSink, WindowAssignExec, WindowAssignment};
 pub(crate) use byte_keys::ByteKeys;
-pub use event_time::{LatenessOptions, WatermarkSpec, nanos_values, timestamps_as_nanos};
+pub use event_time::{
+    LatenessOptions, WatermarkSpec, nanos_values, time_array_from_nanos, timestamps_as_nanos,
+};
 pub(crate) use grouped::AggregateExprs;
 pub use query_planner::WindowQueryPlanner;
 pub use rule::WindowAggregateRule;

@@ -21,6 +21,7 @@ mod kafka_mock;
 mod kafka_sink;
 mod kafka_view;
 mod lookup_refresh;
+mod nexmark;
 mod pipeline;
 mod postgres_store;
 mod profile_state;

@@ -1,0 +1,139 @@
+//! Nexmark: each query in `sql/nexmark` runs over generated people, auctions and bids
+//! planned as streams (the continuous operators, never DataFusion's batch joins or sorts),
+//! and its output equals, row for row, the same query run as a batch query over the same
+//! events written to Parquet files.
+
+use std::path::Path;
+
+use crate::common;
+
+use common::lines;
+use profusion::sql::{parse_pipeline, substitute_variables};
+use profusion::{Engine, SessionOptions};
+
+/// Events of all three kinds, 1,000 a second of event time: 100 s of auctions.
+const EVENTS: &str = "60000";
+const TABLES: [&str; 3] = ["person", "auction", "bid"];
+
+fn nexmark_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sql/nexmark")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `tables.sql`, generating `EVENTS` events spread over 100 s of event time.
+fn generated_tables() -> String {
+    let text = nexmark_file("tables.sql").replace("seed = 0", "seed = 0, event_rate = 1000");
+    substitute_variables(&text, |name| {
+        (name == "NEXMARK_EVENTS").then(|| EVENTS.into())
+    })
+    .unwrap()
+}
+
+/// `tables.sql` with each table read from the Parquet file `dir/<table>.parquet`.
+fn file_tables(dir: &Path) -> String {
+    let mut text = generated_tables();
+    for table in TABLES {
+        let start = text
+            .find(&format!("WITH (connector = 'nexmark', table = '{table}'"))
+            .unwrap();
+        let end = start + text[start..].find(");").unwrap();
+        let path = dir.join(format!("{table}.parquet"));
+        text.replace_range(
+            start..end,
+            &format!(
+                "WITH (connector = 'file', path = '{}', format = 'parquet'",
+                path.display()
+            ),
+        );
+    }
+    text
+}
+
+/// The rows of the last statement of `text` in a fresh engine, and its plan.
+async fn run(text: &str) -> (Vec<String>, String) {
+    let engine = Engine::new(&SessionOptions::default()).unwrap();
+    let mut out = (Vec::new(), String::new());
+    for statement in parse_pipeline(text).unwrap() {
+        if let Some(job) = engine.submit(statement).await.unwrap() {
+            let plan = datafusion::physical_plan::displayable(job.plan.as_ref())
+                .indent(false)
+                .to_string();
+            out = (lines(&engine.collect(&job).await.unwrap()), plan);
+        }
+    }
+    out
+}
+
+/// Writes the generated tables to Parquet files in `dir`.
+async fn write_events(dir: &Path) {
+    let mut text = generated_tables();
+    let files = file_tables(dir);
+    for table in TABLES {
+        let declared = &files[files.find(&format!("CREATE TABLE {table} (")).unwrap()..];
+        let declared = &declared[..declared.find(");").unwrap() + 2];
+        text.push_str(&declared.replacen(
+            &format!("CREATE TABLE {table} ("),
+            &format!("CREATE TABLE {table}_file ("),
+            1,
+        ));
+        text.push_str(&format!("INSERT INTO {table}_file SELECT * FROM {table};"));
+    }
+    let engine = Engine::new(&SessionOptions::default()).unwrap();
+    for statement in parse_pipeline(&text).unwrap() {
+        if let Some(job) = engine.submit(statement).await.unwrap() {
+            engine.collect(&job).await.unwrap();
+        }
+    }
+}
+
+async fn check(query: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    write_events(dir.path()).await;
+    let sql = nexmark_file(query);
+    let (streamed, plan) = run(&format!("{}\n{sql}", generated_tables())).await;
+    for batch_operator in [
+        "HashJoinExec",
+        "SortExec",
+        "NestedLoopJoinExec",
+        "SortMergeJoinExec",
+    ] {
+        assert!(
+            !plan.contains(batch_operator),
+            "{query} runs {batch_operator}:\n{plan}"
+        );
+    }
+    let (expected, _) = run(&format!("{}\n{sql}", file_tables(dir.path()))).await;
+    assert!(!expected.is_empty(), "{query} has rows to compare");
+    assert_eq!(streamed.len(), expected.len(), "{query}: rows");
+    for (s, e) in streamed.iter().zip(&expected) {
+        assert_eq!(s, e, "{query}");
+    }
+}
+
+macro_rules! nexmark_queries {
+    ($($query:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $query() {
+                check(concat!(stringify!($query), ".sql")).await;
+            }
+        )*
+
+        /// Every query in `sql/nexmark` has its test above.
+        #[test]
+        fn every_query_is_tested() {
+            let listed = [$(concat!(stringify!($query), ".sql")),*];
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/nexmark");
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let name = entry.unwrap().file_name().to_string_lossy().to_string();
+                if name.starts_with('q') && name.ends_with(".sql") {
+                    assert!(listed.contains(&name.as_str()), "{name} has no test");
+                }
+            }
+        }
+    };
+}
+
+nexmark_queries!(q0, q1, q2, q7, q8, q11, q14, q21, q22);

@@ -14,13 +14,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal};
 use datafusion::physical_expr::{PhysicalExprRef, split_conjunction};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::coop::CooperativeExec;
-use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::utils::JoinFilter;
-use datafusion::physical_plan::projection::ProjectionExec;
 
-use crate::pipeline::{MergeStreamsExec, StreamingFilterExec};
-use crate::window::{DisplayNanos, WINDOW_END, WINDOW_TIME, WindowAggregateExec};
+use crate::window::{DisplayNanos, is_window_end};
 
 /// `right.time - left.time` lies in `[lower, upper]` (nanoseconds) for every joined pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,39 +81,6 @@ impl TimeBound {
                 upper: 0,
             })
         })
-    }
-}
-
-/// True when column `index` of `plan` is a window aggregate's `window_end` or
-/// `window_time`, through projections, filters and merges: the columns a window
-/// aggregate's output watermark bounds.
-fn is_window_end(plan: &Arc<dyn ExecutionPlan>, index: usize) -> bool {
-    if let Some(aggregate) = plan.downcast_ref::<WindowAggregateExec>() {
-        let name = aggregate.schema().field(index).name().clone();
-        return name == WINDOW_END || name == WINDOW_TIME;
-    }
-    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
-        return projection
-            .expr()
-            .get(index)
-            .and_then(|e| e.expr.downcast_ref::<Column>())
-            .is_some_and(|c| is_window_end(projection.input(), c.index()));
-    }
-    let through_projection = |projection: Option<&[usize]>, input| match projection {
-        Some(indices) => indices.get(index).is_some_and(|&i| is_window_end(input, i)),
-        None => is_window_end(input, index),
-    };
-    if let Some(filter) = plan.downcast_ref::<StreamingFilterExec>() {
-        return through_projection(filter.projection(), filter.input());
-    }
-    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
-        return through_projection(filter.projection().as_deref(), filter.input());
-    }
-    match plan.children().as_slice() {
-        [input] if plan.is::<CooperativeExec>() || plan.is::<MergeStreamsExec>() => {
-            is_window_end(input, index)
-        }
-        _ => false,
     }
 }
 

@@ -28,12 +28,13 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use super::WindowKind;
 use super::assign_exec::WindowAssignment;
 use super::bins::{WindowBins, WindowColumns};
 use super::grouped::AggregateExprs;
+use super::provenance::{WindowColumn, window_column};
 use super::sessions::SessionWindows;
 use super::spec::DisplayNanos;
-use super::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowKind};
 use crate::pipeline::checkpoint::StateSnapshot;
 use crate::pipeline::{EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, lock};
 use crate::stream::{
@@ -50,6 +51,8 @@ pub struct WindowAggregateExec {
     window: WindowAssignment,
     start_position: usize,
     end_position: usize,
+    /// The position of `window_time` in the GROUP BY list, when it is grouped by.
+    time_position: Option<usize>,
     schema: SchemaRef,
     metrics: ExecutionPlanMetricsSet,
     properties: Arc<PlanProperties>,
@@ -71,14 +74,17 @@ impl WindowAggregateExec {
             .into_iter()
             .map(without_input_ordering)
             .collect::<Result<Vec<_>>>()?;
-        let position = |name: &str| {
-            group_by.iter().position(|(expr, _)| {
-                expr.downcast_ref::<Column>()
-                    .is_some_and(|c| c.name() == name)
+        let columns: Vec<Option<WindowColumn>> = group_by
+            .iter()
+            .map(|(expr, _)| {
+                let column = expr.downcast_ref::<Column>()?;
+                window_column(&input, column.index()).map(|(column, _)| column)
             })
-        };
+            .collect();
+        let position = |wanted: WindowColumn| columns.iter().position(|c| *c == Some(wanted));
+        let time_position = position(WindowColumn::Time);
         let (Some(start_position), Some(end_position)) =
-            (position(WINDOW_START), position(WINDOW_END))
+            (position(WindowColumn::Start), position(WindowColumn::End))
         else {
             return plan_err!(
                 "an aggregation over {}({}, …) must GROUP BY window_start and window_end",
@@ -107,10 +113,33 @@ impl WindowAggregateExec {
             window,
             start_position,
             end_position,
+            time_position,
             schema,
             metrics: ExecutionPlanMetricsSet::new(),
             properties: Arc::new(properties),
         })
+    }
+
+    /// Output column `index` as a window column of this aggregate's windows, if it is one:
+    /// the rows a window aggregate emits carry their window, for windows downstream.
+    pub fn window_column(&self, index: usize) -> Option<(WindowColumn, WindowAssignment)> {
+        let column = if index == self.start_position {
+            WindowColumn::Start
+        } else if index == self.end_position {
+            WindowColumn::End
+        } else if Some(index) == self.time_position {
+            WindowColumn::Time
+        } else {
+            return None;
+        };
+        let windows = WindowAssignment {
+            // Its output watermark already allows for the lateness.
+            lateness_nanos: 0,
+            on_event_time: false,
+            regroups: true,
+            ..self.window.clone()
+        };
+        Some((column, windows))
     }
 
     /// The aggregation expressions with the given GROUP BY keys.
@@ -137,12 +166,12 @@ impl WindowAggregateExec {
         let end = Arc::clone(&self.group_by[self.end_position].0);
         let lateness = self.window.lateness_nanos;
         Ok(match self.window.kind {
+            // An upstream aggregate's windows, whatever their kind: each batch is one window.
+            _ if self.window.regroups => self.bins(keys, start, end, true)?,
             WindowKind::Session { gap } => {
                 // A session's window_time follows from its end, known only when it closes.
-                let is_time = |e: &Arc<dyn PhysicalExpr>| {
-                    e.downcast_ref::<Column>()
-                        .is_some_and(|c| c.name() == WINDOW_TIME)
-                };
+                let time = self.time_position.map(|p| &self.group_by[p].0);
+                let is_time = |e: &Arc<dyn PhysicalExpr>| time.is_some_and(|t| Arc::ptr_eq(t, e));
                 let time_column = keys
                     .iter()
                     .find(|(e, _)| is_time(e))

@@ -27,6 +27,7 @@ use super::WindowKind;
 use super::assigner::{Assigned, WindowAssigner};
 use super::late_rows::LateRowRouter;
 pub use super::late_rows::LateSink;
+use super::provenance::WindowColumn;
 use super::spec::DisplayNanos;
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
@@ -43,6 +44,9 @@ pub struct WindowAssignment {
     /// True when windows are on a source table's declared event-time column, whose times
     /// source positions are settled by.
     pub on_event_time: bool,
+    /// True when an aggregation groups again by an upstream window aggregate's windows:
+    /// each input batch is one upstream window's rows.
+    pub regroups: bool,
 }
 
 /// Assigns windows of one kind on a timestamp column of its input.
@@ -104,6 +108,21 @@ impl WindowAssignExec {
     /// The windows this operator assigns.
     pub fn assignment(&self) -> &WindowAssignment {
         &self.assignment
+    }
+
+    /// Output column `index` as a window column, if it is one.
+    pub fn window_column(&self, index: usize) -> Option<WindowColumn> {
+        let index = match &self.projection {
+            Some(indices) => *indices.get(index)?,
+            None => index,
+        };
+        let added = self.windowed_schema.fields().len() - 3;
+        match index.checked_sub(added)? {
+            0 => Some(WindowColumn::Start),
+            1 => Some(WindowColumn::End),
+            2 => Some(WindowColumn::Time),
+            _ => None,
+        }
     }
 }
 

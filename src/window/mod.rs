@@ -21,6 +21,7 @@ mod grouped;
 mod id_groups;
 mod key_dictionary;
 mod late_rows;
+mod provenance;
 mod query_planner;
 mod rule;
 mod sessions;
@@ -36,6 +37,7 @@ pub use event_time::{
     LatenessOptions, WatermarkSpec, nanos_values, time_array_from_nanos, timestamps_as_nanos,
 };
 pub(crate) use grouped::AggregateExprs;
+pub use provenance::{WindowColumn, is_window_end, window_column};
 pub use query_planner::WindowQueryPlanner;
 pub use rule::WindowAggregateRule;
 pub(crate) use rule::{raw_aggregate, without_sorts};

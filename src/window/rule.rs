@@ -13,6 +13,8 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 
 use super::aggregate_exec::WindowAggregateExec;
 use super::assign_exec::{WindowAssignExec, WindowAssignment};
+use super::provenance::{WindowColumn, window_column};
+use datafusion::physical_expr::expressions::Column;
 
 /// Replaces each `AggregateExec` over a window table with a [`WindowAggregateExec`].
 #[derive(Debug, Default)]
@@ -31,7 +33,8 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
             let Some(raw) = raw_aggregate(aggregate) else {
                 return Ok(Transformed::no(node));
             };
-            let Some(window) = assigned_window(raw.input()) else {
+            let Some(window) = assigned_window(raw.input()).or_else(|| regrouped_windows(raw))
+            else {
                 return Ok(Transformed::no(node));
             };
             if raw.group_expr().has_grouping_set() {
@@ -102,6 +105,25 @@ fn partial_below(plan: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
         [child] => partial_below(child),
         _ => None,
     }
+}
+
+/// The windows of an upstream window aggregate that `aggregate` groups by again: both the
+/// start and the end of its windows are among the GROUP BY columns.
+fn regrouped_windows(aggregate: &AggregateExec) -> Option<WindowAssignment> {
+    let columns: Vec<(WindowColumn, WindowAssignment)> = aggregate
+        .group_expr()
+        .expr()
+        .iter()
+        .filter_map(|(expr, _)| {
+            let column = expr.downcast_ref::<Column>()?;
+            window_column(aggregate.input(), column.index())
+        })
+        .collect();
+    let has = |wanted: WindowColumn| columns.iter().any(|(column, _)| *column == wanted);
+    if !has(WindowColumn::Start) || !has(WindowColumn::End) {
+        return None;
+    }
+    columns.into_iter().next().map(|(_, windows)| windows)
 }
 
 /// The windows assigned below `plan` with no other aggregation in between.

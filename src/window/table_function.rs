@@ -324,6 +324,7 @@ impl WindowedTable {
                 .map_or(0, |definition| definition.lateness.lateness_nanos()),
             input: self.name.clone(),
             on_event_time: self.source.is_some(),
+            regroups: false,
         }
     }
 }

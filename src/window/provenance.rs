@@ -1,0 +1,77 @@
+//! Which window column a plan's column is: a `window_start`, `window_end` or `window_time`
+//! that a window assignment or a window aggregate made, followed through projections
+//! (renames included), filters and merges. A window aggregate finds its windows this way,
+//! an aggregation can group again by an upstream aggregate's windows (Nexmark q5), and a
+//! join of two windowed aggregations on their ends is recognised as a window join.
+
+use std::sync::Arc;
+
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+
+use super::aggregate_exec::WindowAggregateExec;
+use super::assign_exec::{WindowAssignExec, WindowAssignment};
+use crate::pipeline::{MergeStreamsExec, StreamingFilterExec};
+
+/// A column that windows add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowColumn {
+    Start,
+    End,
+    /// The window's event time: its end less one nanosecond.
+    Time,
+}
+
+/// Column `index` of `plan` as a window column, with the windows it belongs to.
+pub fn window_column(
+    plan: &Arc<dyn ExecutionPlan>,
+    index: usize,
+) -> Option<(WindowColumn, WindowAssignment)> {
+    if let Some(assign) = plan.downcast_ref::<WindowAssignExec>() {
+        return assign
+            .window_column(index)
+            .map(|column| (column, assign.assignment().clone()));
+    }
+    if let Some(aggregate) = plan.downcast_ref::<WindowAggregateExec>() {
+        return aggregate.window_column(index);
+    }
+    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
+        let column = projection
+            .expr()
+            .get(index)?
+            .expr
+            .downcast_ref::<Column>()?;
+        return window_column(projection.input(), column.index());
+    }
+    let through = |projection: Option<&[usize]>, input: &Arc<dyn ExecutionPlan>| {
+        let index = match projection {
+            Some(indices) => *indices.get(index)?,
+            None => index,
+        };
+        window_column(input, index)
+    };
+    if let Some(filter) = plan.downcast_ref::<StreamingFilterExec>() {
+        return through(filter.projection(), filter.input());
+    }
+    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
+        return through(filter.projection().as_deref(), filter.input());
+    }
+    match plan.children().as_slice() {
+        [input] if plan.is::<CooperativeExec>() || plan.is::<MergeStreamsExec>() => {
+            window_column(input, index)
+        }
+        _ => None,
+    }
+}
+
+/// True when column `index` of `plan` is a window's end or time: the columns a window
+/// aggregate's output watermark bounds.
+pub fn is_window_end(plan: &Arc<dyn ExecutionPlan>, index: usize) -> bool {
+    let Some((column, _)) = window_column(plan, index) else {
+        return false;
+    };
+    column == WindowColumn::End || column == WindowColumn::Time
+}

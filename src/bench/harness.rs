@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::pipeline::PipelineMetrics;
 use crate::sql::parse_pipeline;
-use crate::{Engine, SessionOptions};
+use crate::{Engine, JobKind, SessionOptions};
 
 /// A per-user tumbling window, the query most benchmarks time.
 pub(super) const TUMBLE: &str = "SELECT user_id, window_start, window_end, count(*), sum(amount)
@@ -29,7 +29,7 @@ pub(super) struct Run {
     pub(super) median: Duration,
     pub(super) peak_state_bytes: u64,
     pub(super) output_bytes: u64,
-    /// Rows the sinks wrote.
+    /// Rows the sinks wrote, and the rows queries returned.
     pub(super) rows_out: u64,
 }
 
@@ -107,8 +107,18 @@ pub(super) async fn timed_after_with(
         }
     }
     let started = Instant::now();
+    // Rows a query (a SELECT, which no sink counts) hands back.
+    let mut selected = 0;
     for job in &jobs {
-        engine.drain(job, |_| Ok(())).await?;
+        let query = matches!(job.kind, JobKind::Query);
+        engine
+            .drain(job, |batch| {
+                if query {
+                    selected += batch.num_rows() as u64;
+                }
+                Ok(())
+            })
+            .await?;
     }
     let elapsed = started.elapsed();
     let metrics = &engine.shared().metrics;
@@ -122,7 +132,7 @@ pub(super) async fn timed_after_with(
         median: elapsed,
         peak_state_bytes: metrics.peak_state_bytes.load(Ordering::Relaxed),
         output_bytes,
-        rows_out: PipelineMetrics::read(&metrics.rows_out) - rows_before,
+        rows_out: PipelineMetrics::read(&metrics.rows_out) - rows_before + selected,
     })
 }
 

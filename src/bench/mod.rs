@@ -5,8 +5,10 @@
 //! each benchmark times one pipeline from its source to a `blackhole` sink.
 
 mod harness;
+mod joins;
 mod kafka;
 mod latency;
+mod nexmark;
 mod restart;
 mod serve;
 mod store;
@@ -16,7 +18,9 @@ use clap::Args;
 
 use crate::error::{Error, Result};
 use harness::{TUMBLE, WINDOW_COLUMNS, best_of, into_blackhole, setup, tempdir, timed_after};
+use joins::JoinBench;
 use kafka::KafkaBench;
+use nexmark::NexmarkBench;
 use store::StoreBench;
 use udfs::UdfBench;
 
@@ -28,7 +32,11 @@ pub struct BenchArgs {
     /// Distinct users in the generated events.
     #[arg(long, default_value_t = 100_000)]
     users: u64,
-    /// Open (key, window) groups for the state-memory benchmark.
+    /// Events (of all three kinds) per Nexmark query.
+    #[arg(long, default_value_t = 10_000_000)]
+    nexmark_events: u64,
+    /// Open (key, window) groups for the state-memory benchmark, and keys of the interval
+    /// join.
     #[arg(long, default_value_t = 1_000_000)]
     groups: u64,
     /// Run only the benchmarks whose name contains this.
@@ -180,6 +188,19 @@ async fn run_all(args: BenchArgs) -> Result<()> {
             ),
         );
     }
+    JoinBench {
+        events: args.events,
+        keys: args.groups,
+        repeat,
+    }
+    .run(&selected)
+    .await?;
+    NexmarkBench {
+        events: args.nexmark_events,
+        repeat,
+    }
+    .run(&selected)
+    .await?;
     UdfBench {
         rows: args.events * 5,
         repeat,

@@ -32,7 +32,7 @@ use futures::StreamExt;
 use super::side_buffer::{RowRef, SideBuffer};
 use super::time_bound::TimeBound;
 use crate::pipeline::checkpoint::{StateSlot, StateSnapshot};
-use crate::pipeline::{EventTimeHold, JobProgress, lock};
+use crate::pipeline::{EventTimeHold, JobProgress, PipelineContext, lock};
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
 };
@@ -262,6 +262,7 @@ impl StreamingExec for IntervalJoinExec {
             state_bytes: MetricBuilder::new(&self.metrics).gauge("state_bytes", partition),
             pending: Vec::new(),
             on: self.describe_on(),
+            pipeline: PipelineContext::of_task(&context),
         };
         Ok(Box::pin(futures::stream::try_unfold(
             run,
@@ -662,6 +663,7 @@ struct JoinRun {
     /// Output batches not yet handed on, last first.
     pending: Vec<RecordBatch>,
     on: String,
+    pipeline: Arc<PipelineContext>,
 }
 
 impl JoinRun {
@@ -698,6 +700,10 @@ impl JoinRun {
             drop(state);
             timer.done();
             self.state_bytes.set(size);
+            self.pipeline
+                .metrics
+                .peak_state_bytes
+                .fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
             self.reservation.try_resize(size).map_err(|e| {
                 DataFusionError::ResourcesExhausted(format!(
                     "the interval join on {} holds {rows} rows in {size} bytes, over the memory limit \

@@ -16,7 +16,7 @@ use crate::join::{IntervalJoinExec, StreamJoinRule};
 use crate::lookup::{LookupJoinExec, LookupJoinRule};
 use crate::pipeline::{
     MergeStreamsExec, MergeStreamsRule, PipelineContext, StreamingFilterExec, StreamingFilterRule,
-    UnboundedInputCheck,
+    UnboundedInputCheck, join_retention,
 };
 use crate::profile::UpsertAggregateRule;
 use crate::stream::StreamingOperators;
@@ -107,7 +107,7 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     rules.insert(at, Arc::new(StreamingFilterRule));
     rules.insert(at, Arc::new(UpsertAggregateRule));
     // Joins are planned after windows: a window join recognises windowed aggregations.
-    rules.insert(at, Arc::new(StreamJoinRule));
+    rules.insert(at, Arc::new(StreamJoinRule::new(Arc::new(join_retention))));
     rules.insert(at, Arc::new(WindowAggregateRule));
     rules.insert(at, Arc::new(LookupJoinRule));
     rules

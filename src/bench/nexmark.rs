@@ -8,10 +8,11 @@ use crate::sql::substitute_variables;
 
 /// The Nexmark tables and queries, as in `sql/nexmark`.
 const TABLES: &str = include_str!("../../sql/nexmark/tables.sql");
-const QUERIES: [(&str, &str); 14] = [
+const QUERIES: [(&str, &str); 16] = [
     ("q0", include_str!("../../sql/nexmark/q0.sql")),
     ("q1", include_str!("../../sql/nexmark/q1.sql")),
     ("q2", include_str!("../../sql/nexmark/q2.sql")),
+    ("q3", include_str!("../../sql/nexmark/q3.sql")),
     ("q5", include_str!("../../sql/nexmark/q5.sql")),
     ("q7", include_str!("../../sql/nexmark/q7.sql")),
     ("q8", include_str!("../../sql/nexmark/q8.sql")),
@@ -21,6 +22,7 @@ const QUERIES: [(&str, &str); 14] = [
     ("q15", include_str!("../../sql/nexmark/q15.sql")),
     ("q16", include_str!("../../sql/nexmark/q16.sql")),
     ("q17", include_str!("../../sql/nexmark/q17.sql")),
+    ("q20", include_str!("../../sql/nexmark/q20.sql")),
     ("q21", include_str!("../../sql/nexmark/q21.sql")),
     ("q22", include_str!("../../sql/nexmark/q22.sql")),
 ];

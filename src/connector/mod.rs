@@ -101,6 +101,10 @@ pub async fn create_table(
     };
     let dedup = DedupSpec::parse(&mut options, &schema)?;
     let lookup_refresh = options.duration("lookup.refresh")?;
+    let state_ttl = options.duration("state.ttl")?;
+    if state_ttl.is_some_and(|d| d.is_zero()) {
+        return Err(options.error("option 'state.ttl' must be positive"));
+    }
     let webhook = WebhookOptions::parse(&mut options)?;
     if lookup_refresh.is_some_and(|d| d.is_zero()) {
         return Err(options.error("option 'lookup.refresh' must be positive"));
@@ -143,6 +147,7 @@ pub async fn create_table(
             lateness,
             dedup,
             lookup_refresh,
+            state_ttl,
         })
     });
     Ok(StreamTable::new(name, connector, schema, source, sink)

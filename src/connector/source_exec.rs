@@ -54,6 +54,27 @@ impl SourceExec {
         &self.definition.table
     }
 
+    /// The index of the table's event-time column (the one its `WATERMARK` is on) among
+    /// the columns this scan produces, if it produces it.
+    pub fn event_time_column(&self) -> Option<usize> {
+        let column = &self.definition.watermark.as_ref()?.column;
+        let index = self.definition.source.schema().index_of(column).ok()?;
+        match &self.projection {
+            Some(indices) => indices.iter().position(|&i| i == index),
+            None => Some(index),
+        }
+    }
+
+    /// The name of the table's event-time column, if it declares one.
+    pub fn event_time_name(&self) -> Option<String> {
+        Some(self.definition.watermark.as_ref()?.column.clone())
+    }
+
+    /// How long a join of two streams keeps this table's rows (`'state.ttl'`).
+    pub fn state_ttl(&self) -> Option<std::time::Duration> {
+        self.definition.state_ttl
+    }
+
     /// How often a lookup join reads this table again, if it is given.
     pub fn lookup_refresh(&self) -> Option<std::time::Duration> {
         self.definition.lookup_refresh
@@ -182,6 +203,9 @@ impl DisplayAs for SourceExec {
                 dedup.names.join(", "),
                 DisplayNanos(dedup.ttl.as_nanos() as i64)
             )?;
+        }
+        if let Some(ttl) = self.definition.state_ttl {
+            write!(f, ", state.ttl={}", DisplayNanos(ttl.as_nanos() as i64))?;
         }
         if let Some(refresh) = self.definition.lookup_refresh {
             write!(

@@ -36,6 +36,9 @@ pub struct SourceDefinition {
     /// How often a lookup join reads this (bounded) table again (`'lookup.refresh'`); read
     /// once per query without it.
     pub lookup_refresh: Option<std::time::Duration>,
+    /// How long, in event time, a join of two streams without a time bound keeps this
+    /// table's rows (`'state.ttl'`).
+    pub state_ttl: Option<std::time::Duration>,
 }
 
 /// A table backed by a connector: a source, a sink, or both.

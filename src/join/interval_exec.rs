@@ -331,10 +331,13 @@ impl JoinShape {
 
     /// The keys of `batch` (rows of `side`), whether each row has a key without NULLs, and
     /// each row's time.
+    /// Rows of an input without its time column count as of `arrival`, the input's
+    /// watermark when they arrive.
     fn prepare(
         &self,
         side: JoinSide,
         batch: &RecordBatch,
+        arrival: Watermark,
     ) -> Result<(datafusion::arrow::row::Rows, Vec<bool>, Vec<i64>)> {
         let n = batch.num_rows();
         let keys = self
@@ -352,8 +355,37 @@ impl JoinShape {
             JoinSide::Left => self.bound.left_time,
             _ => self.bound.right_time,
         };
-        let times = nanos_values(batch.column(time_column))?.to_vec();
+        let times = match time_column {
+            Some(column) => nanos_values(batch.column(column))?.to_vec(),
+            // Before the input's first watermark a row is kept until the end.
+            None if arrival == Watermark::MIN => vec![i64::MAX; n],
+            None => vec![arrival.0; n],
+        };
         Ok((self.converter.convert_columns(&keys)?, has_key, times))
+    }
+
+    /// `mask` and, when the join checks its time bound itself, the pairs within it.
+    fn within_bound(
+        &self,
+        mask: datafusion::arrow::array::BooleanArray,
+        left: &[ArrayRef],
+        right: &[ArrayRef],
+    ) -> Result<datafusion::arrow::array::BooleanArray> {
+        let (true, Some(left_time), Some(right_time)) = (
+            self.bound.checked,
+            self.bound.left_time,
+            self.bound.right_time,
+        ) else {
+            return Ok(mask);
+        };
+        let left_times = nanos_values(&left[left_time])?;
+        let right_times = nanos_values(&right[right_time])?;
+        let within = self.bound.contains(&left_times, &right_times);
+        Ok(mask
+            .iter()
+            .zip(within)
+            .map(|(keep, within)| Some(keep == Some(true) && within))
+            .collect())
     }
 
     /// The side whose matched rows a semi join emits.
@@ -464,7 +496,8 @@ impl JoinState {
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
         let other = side.negate();
-        let (keys, has_key, times) = self.join.prepare(side, &batch)?;
+        let arrival = self.watermark(side);
+        let (keys, has_key, times) = self.join.prepare(side, &batch, arrival)?;
         let mut probe: Vec<u32> = Vec::new();
         let mut candidates: Vec<RowRef> = Vec::new();
         let other_buffer = match other {
@@ -486,6 +519,7 @@ impl JoinState {
                 _ => (other_columns, new_columns),
             };
             let mask = self.join.filter_mask(&left, &right)?;
+            let mask = self.join.within_bound(mask, &left, &right)?;
             let mut matched_other = Vec::new();
             for (pair, keep) in mask.iter().enumerate() {
                 if keep == Some(true) {
@@ -643,7 +677,11 @@ impl JoinState {
                     .iter()
                     .map(|m| m == Some(true))
                     .collect();
-                let (keys, has_key, times) = self.join.prepare(side, &rows)?;
+                let arrival = match side {
+                    JoinSide::Left => self.left_watermark,
+                    _ => self.right_watermark,
+                };
+                let (keys, has_key, times) = self.join.prepare(side, &rows, arrival)?;
                 self.buffer(side)
                     .insert(rows, keys, has_key, times, matched);
             }

@@ -14,4 +14,4 @@ mod time_bound;
 
 pub use interval_exec::IntervalJoinExec;
 pub use rule::StreamJoinRule;
-pub use time_bound::TimeBound;
+pub use time_bound::{InputRetention, TimeBound};

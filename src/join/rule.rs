@@ -16,11 +16,29 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::interval_exec::{IntervalJoinExec, is_supported};
-use super::time_bound::TimeBound;
+use super::time_bound::{InputRetention, TimeBound};
+
+/// How long an input of a join keeps its rows, if its tables say (`'state.ttl'`).
+pub type RetentionOf = Arc<dyn Fn(&Arc<dyn ExecutionPlan>) -> Option<InputRetention> + Send + Sync>;
 
 /// Replaces each hash join of two unbounded inputs.
-#[derive(Debug, Default)]
-pub struct StreamJoinRule;
+pub struct StreamJoinRule {
+    retention: RetentionOf,
+}
+
+impl StreamJoinRule {
+    /// The rule, asking `retention` how long each input of a join without a time bound
+    /// keeps its rows.
+    pub fn new(retention: RetentionOf) -> Self {
+        Self { retention }
+    }
+}
+
+impl std::fmt::Debug for StreamJoinRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamJoinRule")
+    }
+}
 
 /// The parts of a DataFusion equi-join.
 struct EquiJoin {
@@ -74,11 +92,16 @@ impl PhysicalOptimizerRule for StreamJoinRule {
                 .as_ref()
                 .and_then(TimeBound::from_filter)
                 .or_else(|| TimeBound::from_window_keys(&join.on, &join.left, &join.right));
+            let retention = [(self.retention)(&join.left), (self.retention)(&join.right)];
+            let bound = bound.or_else(|| {
+                TimeBound::from_retention(retention[0].as_ref(), retention[1].as_ref())
+            });
             let Some(bound) = bound else {
                 return plan_err!(
                     "a join of two streams without a time bound would keep every row of both \
                      forever: bound the rows' times in ON (b.ts BETWEEN a.ts AND a.ts + INTERVAL \
-                     '1' MINUTE), or join windows of both streams on window_start and window_end"
+                     '1' MINUTE), join windows of both streams on window_start and window_end, \
+                     or set 'state.ttl' on an input table"
                 );
             };
             if !is_supported(join.join_type) {

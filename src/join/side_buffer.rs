@@ -120,7 +120,8 @@ impl SideBuffer {
     pub fn expire(&mut self, watermark: i64) -> Vec<RowRef> {
         let mut unmatched = Vec::new();
         while let Some(Reverse((expires, id, row))) = self.expiry.peek().copied() {
-            if expires >= watermark {
+            // The end of input expires every row.
+            if expires >= watermark && watermark != i64::MAX {
                 break;
             }
             self.expiry.pop();

@@ -21,12 +21,26 @@ use crate::window::{DisplayNanos, is_window_end};
 /// `right.time - left.time` lies in `[lower, upper]` (nanoseconds) for every joined pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeBound {
-    /// The time column's index in the left input.
-    pub left_time: usize,
-    /// The time column's index in the right input.
-    pub right_time: usize,
+    /// The time column's index in the left input; `None` when the input does not carry it
+    /// (a `'state.ttl'` join whose query does not select it): rows then count as of the
+    /// input's watermark when they arrive.
+    pub left_time: Option<usize>,
+    /// The time column's index in the right input, likewise.
+    pub right_time: Option<usize>,
     pub lower: i64,
     pub upper: i64,
+    /// True when the join checks the bound itself: it comes from the inputs' `'state.ttl'`,
+    /// not from the `ON` condition.
+    pub checked: bool,
+}
+
+/// How long one input of a join without a time bound keeps its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRetention {
+    /// The input's column that carries its event time, when the query keeps it.
+    pub time_column: Option<usize>,
+    /// The table's `'state.ttl'`, if it sets one.
+    pub ttl_nanos: Option<i64>,
 }
 
 impl TimeBound {
@@ -55,10 +69,11 @@ impl TimeBound {
         }
         let ((left_time, right_time, lower), (l, r, upper)) = (lower?, upper?);
         ((left_time, right_time) == (l, r) && lower <= upper).then_some(Self {
-            left_time,
-            right_time,
+            left_time: Some(left_time),
+            right_time: Some(right_time),
             lower,
             upper,
+            checked: false,
         })
     }
 }
@@ -75,12 +90,45 @@ impl TimeBound {
             let left_time = l.downcast_ref::<Column>()?.index();
             let right_time = r.downcast_ref::<Column>()?.index();
             (is_window_end(left, left_time) && is_window_end(right, right_time)).then_some(Self {
-                left_time,
-                right_time,
+                left_time: Some(left_time),
+                right_time: Some(right_time),
                 lower: 0,
                 upper: 0,
+                checked: false,
             })
         })
+    }
+
+    /// The bound the inputs' `'state.ttl'` sets: a left row is kept, and matches, for the
+    /// left ttl after its time, a right row for the right ttl after its. An input without
+    /// a ttl takes the other's.
+    pub fn from_retention(
+        left: Option<&InputRetention>,
+        right: Option<&InputRetention>,
+    ) -> Option<Self> {
+        let (left, right) = (left?, right?);
+        let (upper, lower) = (
+            left.ttl_nanos.or(right.ttl_nanos)?,
+            right.ttl_nanos.or(left.ttl_nanos)?,
+        );
+        Some(Self {
+            left_time: left.time_column,
+            right_time: right.time_column,
+            lower: lower.saturating_neg(),
+            upper,
+            checked: true,
+        })
+    }
+
+    /// Whether each pair of times (left, right) lies within the bound.
+    pub fn contains(&self, left: &[i64], right: &[i64]) -> Vec<bool> {
+        left.iter()
+            .zip(right)
+            .map(|(&l, &r)| {
+                let distance = r.saturating_sub(l);
+                self.lower <= distance && distance <= self.upper
+            })
+            .collect()
     }
 }
 
@@ -95,7 +143,14 @@ impl fmt::Display for TimeBound {
             "right - left in [{}, {}]",
             signed(self.lower),
             signed(self.upper)
-        )
+        )?;
+        if self.checked {
+            match (self.left_time, self.right_time) {
+                (Some(_), Some(_)) => write!(f, " (state.ttl)")?,
+                _ => write!(f, " (state.ttl, rows timed by their arrival)")?,
+            }
+        }
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ pub mod checkpoint;
 mod context;
 mod engine;
 pub mod histogram;
+mod join_retention;
 mod merge_streams;
 mod progress;
 mod status;
@@ -14,6 +15,7 @@ mod view_runs;
 
 pub use context::{PipelineContext, PipelineMetrics, StopSignal, TableCounts};
 pub use engine::{Engine, Job, JobKind, rows_written};
+pub use join_retention::join_retention;
 pub use merge_streams::{MergeStreamsExec, MergeStreamsRule, single_partition};
 pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};

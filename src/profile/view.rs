@@ -279,6 +279,7 @@ pub async fn plan_view(
         lateness: Default::default(),
         dedup: None,
         lookup_refresh: None,
+        state_ttl: None,
     };
     Ok(PlannedView {
         table: StreamTable::new(name, connector, schema, Some(Arc::new(source)), None)

@@ -137,5 +137,5 @@ macro_rules! nexmark_queries {
 }
 
 nexmark_queries!(
-    q0, q1, q2, q5, q7, q8, q10, q11, q14, q15, q16, q17, q21, q22
+    q0, q1, q2, q3, q5, q7, q8, q10, q11, q14, q15, q16, q17, q20, q21, q22
 );

@@ -9,9 +9,10 @@
 use std::sync::Arc;
 
 use profusion::connector::create_table;
-use profusion::pipeline::PipelineContext;
-use profusion::session::{SessionOptions, SourceReads, new_session};
+use profusion::session::{SessionOptions, new_session};
 use profusion::sql::parse_create_table;
+use profusion::stream::PipelineContext;
+use profusion::stream::SourceReads;
 
 #[tokio::main]
 async fn main() -> profusion::Result<()> {

@@ -14,12 +14,12 @@ use crate::connector::SourceExec;
 use crate::error::Result;
 use crate::join::{IntervalJoinExec, StreamJoinRule};
 use crate::lookup::{LookupJoinExec, LookupJoinRule};
-use crate::pipeline::{
-    MergeStreamsExec, MergeStreamsRule, PipelineContext, StreamingFilterExec, StreamingFilterRule,
-    UnboundedInputCheck, join_retention,
-};
+use crate::pipeline::{UnboundedInputCheck, join_retention};
 use crate::profile::UpsertAggregateRule;
-use crate::stream::StreamingOperators;
+use crate::stream::{
+    MergeStreamsExec, MergeStreamsRule, PipelineContext, SourceReads, StreamingFilterExec,
+    StreamingFilterRule, StreamingOperators,
+};
 use crate::window::{
     WindowAggregateExec, WindowAggregateRule, WindowAssignExec, WindowFunction, WindowQueryPlanner,
 };
@@ -32,17 +32,6 @@ pub struct SessionOptions {
     /// How sources that never end on their own (Kafka topics, followed memory tables) are
     /// read by the tables this session declares.
     pub reads: SourceReads,
-}
-
-/// How a session reads sources that never end on their own.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SourceReads {
-    /// Continuously, until the pipeline stops: what `profusion run` does.
-    #[default]
-    Continuous,
-    /// As bounded snapshots: up to where each source ended when the query started, then
-    /// the query ends (ad-hoc queries, `profusion run --bounded`).
-    Snapshot,
 }
 
 /// A session with everything profusion adds registered, sharing `pipeline`.

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::pipeline::PipelineMetrics;
 use crate::sql::parse_pipeline;
+use crate::stream::PipelineMetrics;
 use crate::{Engine, JobKind, SessionOptions};
 
 /// A per-user tumbling window, the query most benchmarks time.

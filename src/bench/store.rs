@@ -12,8 +12,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use super::harness::{Run, best_of, setup, timed_after};
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
+use crate::connector::store::ProfileStore;
 use crate::error::Result;
-use crate::profile::ProfileStore;
 
 /// Rows per upsert transaction: the size of a batch the pipeline hands a sink.
 const BATCH_ROWS: usize = 8192;

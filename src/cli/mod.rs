@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use crate::SessionOptions;
 use crate::error::Result;
-use crate::session::SourceReads;
+use crate::stream::SourceReads;
 use clap::{Args, Parser, Subcommand};
 
 /// Streaming SQL for real-time personalization.

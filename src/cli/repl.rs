@@ -9,8 +9,8 @@ use crate::SessionOptions;
 use crate::error::Result;
 use crate::pipeline::Engine;
 use crate::repl::{Flow, OutputFormat, Repl};
-use crate::session::SourceReads;
 use crate::sql::{PipelineStatement, parse_pipeline, read_sql_file};
+use crate::stream::SourceReads;
 
 #[derive(Debug, Args)]
 pub struct ReplArgs {

@@ -13,7 +13,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::stream::{PipelineContext, PipelineMetrics};
 
 /// The sink of the table named `table`, counted.
 #[derive(Debug)]

@@ -17,10 +17,8 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{Result, internal_err};
 
 use crate::error::Error;
-use crate::pipeline::checkpoint::StateSnapshot;
 use crate::sql::WithOptions;
-use crate::stream::Watermark;
-use crate::window::{ByteKeys, WatermarkSpec, nanos_values};
+use crate::stream::{ByteKeys, StateSnapshot, Watermark, WatermarkSpec, nanos_values};
 
 /// How long keys are remembered when `'dedup.ttl'` is not given.
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(3600);

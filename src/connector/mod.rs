@@ -11,16 +11,15 @@ pub mod kafka;
 pub mod memory;
 pub mod nexmark;
 pub mod postgres;
-mod source;
 mod source_exec;
 pub mod sqlite;
 pub mod stdout;
+pub mod store;
 mod table;
 pub mod webhook;
 
 pub use counting_sink::CountingSink;
 pub use dedup::{DEFAULT_DEDUP_TTL, DedupSpec, Deduplicator};
-pub use source::{Source, SourceBatch, SourceStream, SplitStream};
 pub use source_exec::{SourceExec, open_source, source_properties};
 pub use table::{SourceDefinition, StreamTable};
 pub use webhook::WebhookOptions;
@@ -33,12 +32,11 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 
+use crate::connector::store::{ProfileStore, StoreSink, StoreSource};
 use crate::error::{Error, Result};
 use crate::format::{JsonSchema, SchemaRegistry};
-use crate::profile::{ProfileStore, StoreSink, StoreSource};
-use crate::session::SourceReads;
 use crate::sql::{CreateTable, MetadataColumn, WithOptions};
-use crate::window::{LatenessOptions, WatermarkSpec};
+use crate::stream::{LatenessOptions, Source, SourceReads, WatermarkSpec};
 
 /// The connectors a table can name.
 pub const CONNECTORS: [&str; 9] = [

@@ -16,11 +16,11 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 
 use super::dedup::Deduplicator;
-use super::source::{SourceBatch, SourceStream};
 use super::table::SourceDefinition;
-use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics, lock};
-use crate::stream::{MessageStream, StreamMessage, StreamingExec, Watermark, batches_only};
-use crate::window::DisplayNanos;
+use crate::stream::{
+    DisplayNanos, JobProgress, MessageStream, PipelineContext, PipelineMetrics, SourceBatch,
+    SourceStream, StreamMessage, StreamingExec, Watermark, batches_only, lock,
+};
 
 /// Reads a source table: every split, merged into one partition, projected.
 #[derive(Debug)]

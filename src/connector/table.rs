@@ -18,10 +18,9 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::counting_sink::CountingSink;
 use super::dedup::DedupSpec;
-use super::source::Source;
 use super::source_exec::SourceExec;
 use super::webhook::WebhookOptions;
-use crate::window::{LatenessOptions, WatermarkSpec};
+use crate::stream::{LatenessOptions, Source, WatermarkSpec};
 
 /// The reading side of a table: its source connector and its event time.
 #[derive(Debug)]

@@ -31,12 +31,12 @@ use futures::StreamExt;
 
 use super::side_buffer::{RowRef, SideBuffer};
 use super::time_bound::TimeBound;
-use crate::pipeline::checkpoint::{StateSlot, StateSnapshot};
-use crate::pipeline::{EventTimeHold, JobProgress, PipelineContext, lock};
+use crate::stream::{
+    EventTimeHold, JobProgress, PipelineContext, StateSlot, StateSnapshot, lock, nanos_values,
+};
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
 };
-use crate::window::nanos_values;
 
 /// The name of the column a checkpoint adds to a side's rows: whether the row has matched.
 const MATCHED: &str = "__profusion_matched";

@@ -16,7 +16,9 @@ use datafusion::physical_expr::{PhysicalExprRef, split_conjunction};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 
-use crate::window::{DisplayNanos, is_window_end};
+use crate::window::is_window_end;
+
+use crate::stream::DisplayNanos;
 
 /// `right.time - left.time` lies in `[lower, upper]` (nanoseconds) for every joined pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

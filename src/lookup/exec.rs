@@ -28,9 +28,10 @@ use futures::TryStreamExt;
 use tokio::sync::watch;
 
 use super::index::LookupIndex;
-use crate::pipeline::{PipelineContext, PipelineMetrics};
-use crate::stream::{MessageStream, StreamingExec, batches_only, execute_messages, map_batches};
-use crate::window::DisplayNanos;
+use crate::stream::{
+    DisplayNanos, MessageStream, PipelineContext, PipelineMetrics, StreamingExec, batches_only,
+    execute_messages, map_batches,
+};
 
 /// What a stream row becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

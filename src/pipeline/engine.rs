@@ -13,12 +13,12 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::checkpoint::{SinkInputExec, check_single_task, run_checkpointable};
-use super::{JobProgress, PipelineContext};
 use crate::connector::create_table;
 use crate::error::{Error, Result};
 use crate::profile::{ViewDefinition, ViewStore, plan_run, plan_view};
-use crate::session::{SessionOptions, SourceReads, new_session};
+use crate::session::{SessionOptions, new_session};
 use crate::sql::{PipelineStatement, SourceStatement};
+use crate::stream::{JobProgress, PipelineContext, SourceReads};
 
 /// What a query job does with its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]

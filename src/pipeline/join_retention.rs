@@ -11,9 +11,9 @@ use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 
-use super::StreamingFilterExec;
 use crate::connector::SourceExec;
 use crate::join::InputRetention;
+use crate::stream::StreamingFilterExec;
 
 /// The retention of the rows of `plan`, a join's input, when it reads one source table with
 /// an event time: the table's `'state.ttl'`, if any, and the input's column that carries

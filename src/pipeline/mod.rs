@@ -2,25 +2,15 @@
 //! it drives every job at once until the bounded inputs end or a stop is requested.
 
 pub mod checkpoint;
-mod context;
 mod engine;
-pub mod histogram;
 mod join_retention;
-mod merge_streams;
-mod progress;
 mod status;
-mod streaming_filter;
 mod unbounded_check;
 mod view_runs;
 
-pub use context::{PipelineContext, PipelineMetrics, StopSignal, TableCounts};
 pub use engine::{Engine, Job, JobKind, rows_written};
 pub use join_retention::join_retention;
-pub use merge_streams::{MergeStreamsExec, MergeStreamsRule, single_partition};
-pub(crate) use progress::lock;
-pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use status::{StatusLine, status_text};
-pub use streaming_filter::{StreamingFilterExec, StreamingFilterRule};
 pub use unbounded_check::UnboundedInputCheck;
 
 use std::collections::BTreeMap;
@@ -35,6 +25,7 @@ use crate::connector::stdout::{StdoutFormat, StdoutSink};
 use crate::error::{Error, Result};
 use crate::session::SessionOptions;
 use crate::sql::parse_pipeline;
+use crate::stream::{JobProgress, PipelineMetrics};
 use checkpoint::{
     CheckpointOptions, CheckpointStore, CheckpointedJob, Checkpointer, SinkInputExec,
     run_checkpointable,

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{PipelineContext, PipelineMetrics};
+use crate::stream::{PipelineContext, PipelineMetrics};
 
 /// A snapshot of the counters, formatted for people.
 pub fn status_text(context: &PipelineContext, events_per_second: f64) -> String {

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Engine, Job, JobKind, JobProgress, PipelineContext, rows_written};
+use super::{Engine, Job, JobKind, rows_written};
+use crate::connector::store::UpstreamViews;
 use crate::error::Result;
-use crate::profile::{UpstreamViews, ViewDefinition};
+use crate::profile::ViewDefinition;
+use crate::stream::{JobProgress, PipelineContext};
 
 /// How often runs brought by upstream changes are summed up in the log.
 const CHANGE_LOG_EVERY: Duration = Duration::from_secs(10);

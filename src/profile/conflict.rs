@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::logical_expr::LogicalPlan;
 
-use super::table_shape::quote;
+use crate::connector::store::quote;
 use crate::error::{Error, Result};
 use crate::sql::WithOptions;
 

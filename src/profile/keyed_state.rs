@@ -22,8 +22,8 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 
-use crate::pipeline::checkpoint::StateSnapshot;
-use crate::window::{AggregateExprs, ByteKeys};
+use crate::stream::{ByteKeys, StateSnapshot};
+use crate::window::AggregateExprs;
 
 /// The state of one key.
 struct KeyState {

@@ -14,8 +14,7 @@ use datafusion::common::Result;
 use datafusion::execution::TaskContext;
 use futures::StreamExt;
 
-use crate::connector::{Source, SplitStream};
-use crate::window::WatermarkSpec;
+use crate::stream::{Source, SplitStream, WatermarkSpec};
 
 /// The rows of `inner` reduced to the last one per key when read as a snapshot.
 #[derive(Debug)]

@@ -14,27 +14,17 @@ mod conflict;
 mod keyed_state;
 mod latest_per_key;
 mod score;
-mod store;
-mod store_table;
-mod table_shape;
 mod upsert_aggregate;
 mod upsert_rule;
 mod view;
-mod view_changes;
 
 pub use conflict::{ConflictPolicies, ConflictPolicy};
 pub use keyed_state::KeyedAggregates;
 pub use latest_per_key::LatestPerKey;
 pub use score::{ViewScore, plan_scores};
-pub use store::{
-    ProfileStore, StoredRow, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN, now_iso8601,
-};
-pub use store_table::{StoreSink, StoreSource};
-pub use table_shape::{ColumnTypes, TableShape, quote};
 pub use upsert_aggregate::UpsertAggregateExec;
 pub use upsert_rule::UpsertAggregateRule;
 pub use view::{
     DEFAULT_MIN_INTERVAL, PlannedView, VIEW_STORES, ViewDefinition, ViewRun, ViewStore, plan_run,
     plan_view,
 };
-pub use view_changes::{ChangeCount, RowListener, UpstreamViews, ViewChanges, ViewWriter};

@@ -26,9 +26,9 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::keyed_state::KeyedAggregates;
-use super::store::VERSION_COLUMN;
-use crate::pipeline::{JobProgress, PipelineContext, lock, single_partition};
-use crate::window::{AggregateExprs, DisplayNanos, without_input_ordering};
+use crate::connector::store::VERSION_COLUMN;
+use crate::stream::{DisplayNanos, JobProgress, PipelineContext, lock, single_partition};
+use crate::window::{AggregateExprs, without_input_ordering};
 
 /// How often idle keys are looked for when a state TTL is set.
 const EXPIRY_PERIOD: Duration = Duration::from_secs(1);

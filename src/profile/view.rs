@@ -35,17 +35,16 @@ use datafusion::prelude::SessionContext;
 use super::conflict::{ConflictPolicies, is_grouped};
 use super::latest_per_key::LatestPerKey;
 use super::score::{ViewScore, plan_scores};
-use super::store::{ProfileStore, VERSION_COLUMN};
-use super::store_table::{StoreSink, StoreSource};
 use super::upsert_aggregate::UpsertAggregateExec;
-use super::view_changes::{UpstreamViews, ViewChanges};
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
 use crate::connector::sqlite::{SqliteOptions, SqliteStore};
-use crate::connector::{Declared, Source, SourceDefinition, StreamTable, connector_halves};
+use crate::connector::store::{
+    ProfileStore, StoreSink, StoreSource, UpstreamViews, VERSION_COLUMN, ViewChanges,
+};
+use crate::connector::{Declared, SourceDefinition, StreamTable, connector_halves};
 use crate::error::{Error, Result};
-use crate::pipeline::{StreamingFilterExec, single_partition};
-use crate::session::SourceReads;
 use crate::sql::{CreateMaterializedView, WithOptions};
+use crate::stream::{Source, SourceReads, StreamingFilterExec, single_partition};
 use crate::window::{WINDOW_END, WindowAggregateExec};
 
 /// The stores a view can name in `connector`.

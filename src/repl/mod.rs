@@ -32,8 +32,9 @@ use rustyline::history::DefaultHistory;
 use rustyline::{Config, Editor};
 
 use crate::error::{Error, Result};
-use crate::pipeline::{Engine, Job, JobKind, PipelineMetrics, rows_written};
+use crate::pipeline::{Engine, Job, JobKind, rows_written};
 use crate::sql::{PipelineStatement, SourceStatement, classify, read_sql_file, split_statements};
+use crate::stream::PipelineMetrics;
 use helper::{Completions, ReplHelper};
 
 /// How long a query runs before its progress is shown.
@@ -351,7 +352,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(rows: Arc<AtomicU64>, pipeline: Arc<crate::pipeline::PipelineContext>) -> Self {
+    fn start(rows: Arc<AtomicU64>, pipeline: Arc<crate::stream::PipelineContext>) -> Self {
         let started = Instant::now();
         let events_before = PipelineMetrics::read(&pipeline.metrics.events_in);
         let task = tokio::spawn(async move {

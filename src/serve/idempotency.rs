@@ -59,7 +59,7 @@ impl IdempotencyKeys {
     /// Claims `key` for a request to `table` with `body`.
     pub fn claim(&self, table: &str, key: &str, body: &[u8]) -> Claim {
         let digest: [u8; 32] = Sha256::digest(body).into();
-        let mut seen = crate::pipeline::lock(&self.seen);
+        let mut seen = crate::stream::lock(&self.seen);
         let id = (table.to_string(), key.to_string());
         if let Some(entry) = seen.keys.get(&id)
             && entry.at.elapsed() < IDEMPOTENCY_TTL
@@ -95,7 +95,7 @@ impl IdempotencyKeys {
 
     /// The request with `key` was accepted with `answer`.
     pub fn accepted(&self, table: &str, key: &str, answer: String) {
-        if let Some(entry) = crate::pipeline::lock(&self.seen)
+        if let Some(entry) = crate::stream::lock(&self.seen)
             .keys
             .get_mut(&(table.to_string(), key.to_string()))
         {
@@ -105,7 +105,7 @@ impl IdempotencyKeys {
 
     /// The request with `key` failed: a retry with the key may try again.
     pub fn failed(&self, table: &str, key: &str) {
-        crate::pipeline::lock(&self.seen)
+        crate::stream::lock(&self.seen)
             .keys
             .remove(&(table.to_string(), key.to_string()));
     }
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(keys.claim("t", "a", b"1"), Claim::Fresh);
         keys.claim("t", "b", b"1");
         keys.claim("t", "c", b"1");
-        let seen = crate::pipeline::lock(&keys.seen);
+        let seen = crate::stream::lock(&keys.seen);
         assert!(seen.keys.len() <= 2 && seen.order.len() <= 2);
         // The newest claims are the ones kept.
         assert!(seen.keys.contains_key(&("t".to_string(), "c".to_string())));

@@ -21,7 +21,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connector::CountingSink;
-use crate::pipeline::lock;
+use crate::stream::lock;
 
 /// Batches taken into one write at most.
 const MAX_BATCHES_PER_WRITE: usize = 256;

@@ -7,8 +7,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::pipeline::histogram::{Histogram, HistogramSnapshot};
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::stream::{Histogram, HistogramSnapshot, PipelineContext, PipelineMetrics};
 
 /// The HTTP routes requests are counted under.
 pub const ROUTES: [&str; 6] = ["views", "score", "ingest", "metrics", "health", "other"];
@@ -48,7 +47,7 @@ impl ServerMetrics {
 
     /// Counts a refused webhook request.
     pub fn reject(&self, reason: &'static str) {
-        *crate::pipeline::lock(&self.rejected)
+        *crate::stream::lock(&self.rejected)
             .entry(reason)
             .or_default() += 1;
     }
@@ -234,7 +233,7 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         "counter",
         "Webhook requests refused, by reason.",
     );
-    for (reason, n) in crate::pipeline::lock(&server.rejected).iter() {
+    for (reason, n) in crate::stream::lock(&server.rejected).iter() {
         let _ = writeln!(
             out,
             "profusion_ingest_rejected_total{{reason=\"{}\"}} {n}",

@@ -48,9 +48,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::sink::DataSink;
 
+use crate::connector::store::ProfileStore;
 use crate::connector::{StreamTable, WebhookOptions};
-use crate::pipeline::{Engine, PipelineMetrics};
-use crate::profile::{ProfileStore, ViewDefinition, ViewStore};
+use crate::pipeline::Engine;
+use crate::profile::{ViewDefinition, ViewStore};
+use crate::stream::PipelineMetrics;
 use json_row::{json_string, row_json};
 
 /// The largest webhook body taken, in bytes (larger ones get 413).
@@ -118,7 +120,7 @@ impl ServeState {
             let cache = Arc::new(ProfileCache::new(key_columns, options.cache_entries));
             definition
                 .changes
-                .listen(Arc::clone(&cache) as Arc<dyn crate::profile::RowListener>);
+                .listen(Arc::clone(&cache) as Arc<dyn crate::connector::store::RowListener>);
             views.insert(
                 definition.name.clone(),
                 ServedView {
@@ -198,7 +200,7 @@ impl ServeState {
 
     /// Where events for `table` go, set up on first use.
     async fn target(&self, table: &str) -> Result<IngestTarget, ApiError> {
-        if let Some(target) = crate::pipeline::lock(&self.targets).get(table) {
+        if let Some(target) = crate::stream::lock(&self.targets).get(table) {
             return Ok(target.clone());
         }
         let not_found =
@@ -249,7 +251,7 @@ impl ServeState {
                 self.pipeline_runtime.clone(),
             )),
         };
-        Ok(crate::pipeline::lock(&self.targets)
+        Ok(crate::stream::lock(&self.targets)
             .entry(table.to_string())
             .or_insert(target)
             .clone())

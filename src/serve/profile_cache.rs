@@ -19,7 +19,7 @@ use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::json_row::row_json;
-use crate::profile::{RowListener, StoredRow, now_iso8601};
+use crate::connector::store::{RowListener, StoredRow, now_iso8601};
 
 /// A cached row: the one-row batch (scores are computed on it) and its JSON.
 #[derive(Debug, Clone)]

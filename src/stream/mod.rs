@@ -1,6 +1,10 @@
-//! The floor every streaming operator stands on: watermarks, the messages operators pass
-//! (rows with event-time progress in band), the [`StreamingExec`] trait, and running any
-//! plan node as a message stream. It imports nothing else of the crate.
+//! The floor every streaming operator and connector stands on, importing nothing else of
+//! the crate: the [`Source`] trait and the stream of a source's splits; event time,
+//! watermarks and the messages operators pass (rows with event-time progress in band); the
+//! [`StreamingExec`] trait and running any plan node as a message stream, with the filter
+//! and merge operators every stream plan uses; and what a job shares with its operators
+//! and checkpoints: its context and counts, the positions it may commit ([`JobProgress`])
+//! and the state snapshots a checkpoint takes.
 //!
 //! ```text
 //! WindowAggregateExec          executes its child as messages, emits closed windows and
@@ -9,14 +13,39 @@
 //!       SourceExec             rows and the source's watermark, merged over its splits
 //! ```
 
+mod byte_keys;
+mod context;
+mod duration;
+mod event_time;
 mod execute;
+mod filter_exec;
+mod histogram;
+mod job_state;
 mod merge;
+mod merge_exec;
 mod message;
 mod operator;
+mod progress;
+mod source;
+mod state_snapshot;
 mod watermark;
 
+pub(crate) use byte_keys::ByteKeys;
+pub use context::{PipelineContext, PipelineMetrics, StopSignal, TableCounts};
+pub use duration::{DisplayNanos, nanos_per_unit};
+pub use event_time::{
+    LatenessOptions, WatermarkSpec, nanos_values, time_array_from_nanos, timestamps_as_nanos,
+};
 pub use execute::{execute_messages, map_batches};
+pub use filter_exec::{StreamingFilterExec, StreamingFilterRule};
+pub use histogram::{Histogram, HistogramSnapshot};
+pub use job_state::{JobState, StateSlot};
 pub use merge::{MergedWatermark, merge_messages};
+pub use merge_exec::{MergeStreamsExec, MergeStreamsRule, single_partition};
 pub use message::{MessageStream, StreamMessage, batches_only, messages_of};
 pub use operator::{StreamingExec, StreamingOperators};
+pub(crate) use progress::lock;
+pub use progress::{EventTimeHold, JobProgress, SplitLedger};
+pub use source::{Source, SourceBatch, SourceReads, SourceStream, SplitStream};
+pub use state_snapshot::{JobSnapshot, StateSnapshot};
 pub use watermark::{Watermark, WatermarkTracker};

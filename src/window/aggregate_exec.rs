@@ -34,9 +34,9 @@ use super::bins::{WindowBins, WindowColumns};
 use super::grouped::AggregateExprs;
 use super::provenance::{WindowColumn, window_column};
 use super::sessions::SessionWindows;
-use super::spec::DisplayNanos;
-use crate::pipeline::checkpoint::StateSnapshot;
-use crate::pipeline::{EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, lock};
+use crate::stream::{
+    DisplayNanos, EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, StateSnapshot, lock,
+};
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
 };

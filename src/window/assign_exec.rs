@@ -28,7 +28,7 @@ use super::assigner::{Assigned, WindowAssigner};
 use super::late_rows::LateRowRouter;
 pub use super::late_rows::LateSink;
 use super::provenance::WindowColumn;
-use super::spec::DisplayNanos;
+use crate::stream::DisplayNanos;
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
 };

@@ -13,10 +13,9 @@ use datafusion::arrow::compute::{filter_record_batch, not, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 
-use super::event_time::time_array_from_nanos;
+use super::WindowKind;
 use super::spec::floor;
-use super::{WindowKind, nanos_values};
-use crate::stream::Watermark;
+use crate::stream::{Watermark, nanos_values, time_array_from_nanos};
 
 /// A source batch with its windows assigned.
 pub struct Assigned {

@@ -16,10 +16,8 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::grouped::{AggregateExprs, GroupedAggregation};
 use super::id_groups::IdGroupValues;
-use super::nanos_values;
 use super::shared_keys::SharedKeys;
-use crate::pipeline::checkpoint::StateSnapshot;
-use crate::stream::Watermark;
+use crate::stream::{StateSnapshot, Watermark, nanos_values};
 
 /// Where the window columns sit among the GROUP BY expressions.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use datafusion::common::{Result, internal_err};
 use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::GroupValues;
 
-use super::byte_keys::ByteKeys;
+use crate::stream::ByteKeys;
 
 /// How keys become bytes.
 enum Encoding {

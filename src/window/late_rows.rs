@@ -12,7 +12,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tokio::sync::mpsc;
 
-use crate::pipeline::{PipelineContext, PipelineMetrics};
+use crate::stream::{PipelineContext, PipelineMetrics};
 
 /// The table late rows go to.
 #[derive(Debug, Clone)]

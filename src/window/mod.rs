@@ -15,8 +15,6 @@ mod aggregate_exec;
 mod assign_exec;
 mod assigner;
 mod bins;
-mod byte_keys;
-mod event_time;
 mod grouped;
 mod id_groups;
 mod key_dictionary;
@@ -32,14 +30,10 @@ mod table_function;
 pub use aggregate_exec::WindowAggregateExec;
 pub(crate) use aggregate_exec::without_input_ordering;
 pub use assign_exec::{LateSink, WindowAssignExec, WindowAssignment};
-pub(crate) use byte_keys::ByteKeys;
-pub use event_time::{
-    LatenessOptions, WatermarkSpec, nanos_values, time_array_from_nanos, timestamps_as_nanos,
-};
 pub(crate) use grouped::AggregateExprs;
 pub use provenance::{WindowColumn, is_window_end, window_column};
 pub use query_planner::WindowQueryPlanner;
 pub use rule::WindowAggregateRule;
 pub(crate) use rule::{raw_aggregate, without_sorts};
-pub use spec::{DisplayNanos, WindowKind};
+pub use spec::WindowKind;
 pub use table_function::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowFunction, WindowedTable};

@@ -14,7 +14,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 
 use super::aggregate_exec::WindowAggregateExec;
 use super::assign_exec::{WindowAssignExec, WindowAssignment};
-use crate::pipeline::{MergeStreamsExec, StreamingFilterExec};
+use crate::stream::{MergeStreamsExec, StreamingFilterExec};
 
 /// A column that windows add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

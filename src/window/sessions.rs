@@ -12,10 +12,8 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::Result;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::event_time::time_array_from_nanos;
 use super::grouped::{AggregateExprs, GroupedAggregation};
-use super::nanos_values;
-use crate::stream::Watermark;
+use crate::stream::{Watermark, nanos_values, time_array_from_nanos};
 
 /// Session windows of one aggregate.
 pub struct SessionWindows {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use datafusion::arrow::datatypes::TimeUnit;
+use crate::stream::DisplayNanos;
 
 /// A window kind with its sizes in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,39 +61,6 @@ impl fmt::Display for WindowKind {
     }
 }
 
-/// A duration in nanoseconds, shown in the largest whole unit: `60s`, `5m`, `250ms`.
-pub struct DisplayNanos(pub i64);
-
-impl fmt::Display for DisplayNanos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(i64, &str); 6] = [
-            (86_400_000_000_000, "d"),
-            (3_600_000_000_000, "h"),
-            (60_000_000_000, "m"),
-            (1_000_000_000, "s"),
-            (1_000_000, "ms"),
-            (1_000, "us"),
-        ];
-        let nanos = self.0;
-        for (unit, name) in UNITS {
-            if nanos != 0 && nanos % unit == 0 {
-                return write!(f, "{}{name}", nanos / unit);
-            }
-        }
-        write!(f, "{nanos}ns")
-    }
-}
-
-/// Nanoseconds per unit of a timestamp column.
-pub fn nanos_per_unit(unit: TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Second => 1_000_000_000,
-        TimeUnit::Millisecond => 1_000_000,
-        TimeUnit::Microsecond => 1_000,
-        TimeUnit::Nanosecond => 1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +98,5 @@ mod tests {
             .to_string(),
             "hop=10s/1m"
         );
-        assert_eq!(DisplayNanos(1_500_000_000).to_string(), "1500ms");
     }
 }

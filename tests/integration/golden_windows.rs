@@ -37,7 +37,7 @@ async fn streaming(path: &str, query: &str) -> Vec<String> {
         }
     }
     assert_eq!(
-        profusion::pipeline::PipelineMetrics::read(&engine.shared().metrics.late_rows),
+        profusion::stream::PipelineMetrics::read(&engine.shared().metrics.late_rows),
         0
     );
     rows

@@ -15,10 +15,9 @@ use datafusion::common::Result;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::col;
 use futures::StreamExt;
-use profusion::connector::{Source, SourceDefinition, SplitStream, StreamTable};
-use profusion::pipeline::PipelineMetrics;
+use profusion::connector::{SourceDefinition, StreamTable};
 use profusion::sql::parse_pipeline;
-use profusion::window::{LatenessOptions, WatermarkSpec};
+use profusion::stream::{LatenessOptions, PipelineMetrics, Source, SplitStream, WatermarkSpec};
 use profusion::{Engine, SessionOptions};
 
 const START: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00

@@ -18,7 +18,7 @@ use common::try_run_pipeline;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use profusion::SessionOptions;
-use profusion::session::SourceReads;
+use profusion::stream::SourceReads;
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};

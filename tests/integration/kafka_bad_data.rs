@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::kafka::query_with;
 use common::try_run_pipeline;
 use profusion::SessionOptions;
-use profusion::session::SourceReads;
+use profusion::stream::SourceReads;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::mocking::MockCluster;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::kafka::{query_with, read_messages};
 use common::try_run_pipeline;
 use profusion::SessionOptions;
-use profusion::session::SourceReads;
+use profusion::stream::SourceReads;
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};

@@ -7,7 +7,7 @@ use crate::common;
 use common::kafka::{
     THREE_MINUTES, committed, event, produce, produce_events, query, query_with, table,
 };
-use profusion::session::SourceReads;
+use profusion::stream::SourceReads;
 use rdkafka::Offset;
 use rdkafka::mocking::MockCluster;
 

@@ -79,7 +79,7 @@ fn expected() -> Vec<String> {
 async fn start(
     cluster: &Cluster,
 ) -> (
-    Arc<profusion::pipeline::PipelineContext>,
+    Arc<profusion::stream::PipelineContext>,
     JoinHandle<profusion::Result<RunSummary>>,
 ) {
     let servers = cluster.bootstrap_servers();
@@ -114,7 +114,7 @@ fn read_activity(cluster: &Cluster, want: usize) -> Vec<String> {
 /// offsets were committed for both partitions.
 async fn finish(
     cluster: &Cluster,
-    shared: Arc<profusion::pipeline::PipelineContext>,
+    shared: Arc<profusion::stream::PipelineContext>,
     running: JoinHandle<profusion::Result<RunSummary>>,
 ) {
     let expected = expected();

@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::kafka::{THREE_MINUTES, event, produce, produce_events, query, query_with, table};
-use profusion::session::SourceReads;
+use profusion::stream::SourceReads;
 use rdkafka::mocking::MockCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

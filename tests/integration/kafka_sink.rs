@@ -7,7 +7,7 @@ use crate::common;
 use common::kafka::{produce_events, query_with, read_messages};
 use common::try_run_pipeline;
 use profusion::SessionOptions;
-use profusion::session::SourceReads;
+use profusion::stream::SourceReads;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 

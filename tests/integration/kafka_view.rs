@@ -5,8 +5,8 @@
 use crate::common;
 
 use common::kafka::{query_with, read_messages};
-use profusion::session::SourceReads;
 use profusion::sql::parse_pipeline;
+use profusion::stream::SourceReads;
 use profusion::{Engine, SessionOptions};
 use rdkafka::mocking::MockCluster;
 

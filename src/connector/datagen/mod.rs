@@ -17,11 +17,9 @@ use datafusion::common::Result;
 use datafusion::execution::TaskContext;
 use futures::StreamExt;
 
-use super::source::{Source, SplitStream};
 use crate::error::Error;
-use crate::pipeline::JobProgress;
 use crate::sql::WithOptions;
-use crate::window::WatermarkSpec;
+use crate::stream::{JobProgress, Source, SplitStream, WatermarkSpec};
 
 /// The `datagen` source.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::options::{FileFormat, FileOptions};
 use crate::format::encode_json_lines;
-use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
 
 /// The `file` sink.
 #[derive(Debug)]

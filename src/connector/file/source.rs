@@ -24,8 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::options::{FileFormat, FileOptions};
-use crate::connector::source::{Source, SplitStream};
-use crate::window::WatermarkSpec;
+use crate::stream::{Source, SplitStream, WatermarkSpec};
 
 /// The `file` source.
 #[derive(Debug)]

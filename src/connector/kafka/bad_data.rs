@@ -15,7 +15,7 @@ use super::decode::RawRecord;
 use super::delivery::{Deliveries, TrackedProducer};
 use super::options::BadDataPolicy;
 use crate::error::Error;
-use crate::pipeline::PipelineContext;
+use crate::stream::PipelineContext;
 
 /// Headers a dead-lettered record carries besides its own.
 pub const DLQ_TOPIC_HEADER: &str = "dlq.source.topic";

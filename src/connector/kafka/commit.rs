@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::pipeline::SplitLedger;
+use crate::stream::SplitLedger;
 
 /// How often a partition's position is committed while the pipeline runs.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);

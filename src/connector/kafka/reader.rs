@@ -24,7 +24,7 @@ use super::decode::{RawRecord, RecordDecoder};
 use super::metadata::MetadataColumns;
 use super::options::{KafkaOptions, StartupMode};
 use crate::error::Error;
-use crate::session::SourceReads;
+use crate::stream::SourceReads;
 
 /// How long a reader waits for a message before checking whether it is still wanted.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);

@@ -27,7 +27,7 @@ use super::encode::{MessageLayout, ValueEncoder, avro_schema_of};
 use super::options::{KafkaFormat, KafkaOptions};
 use crate::error::Error;
 use crate::format::SchemaRegistry;
-use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
 
 /// How long to wait before retrying a message librdkafka's full queue refused.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);

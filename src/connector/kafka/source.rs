@@ -26,12 +26,11 @@ use super::delivery::Deliveries;
 use super::metadata::MetadataColumns;
 use super::options::{BadDataPolicy, KafkaFormat, KafkaOptions};
 use super::reader::{PartitionReader, read_partition};
-use crate::connector::{Source, SplitStream};
 use crate::error::Error;
 use crate::format::{JsonSchema, SchemaRegistry};
-use crate::pipeline::{JobProgress, PipelineContext, SplitLedger};
-use crate::session::SourceReads;
-use crate::window::WatermarkSpec;
+use crate::stream::{
+    JobProgress, PipelineContext, Source, SourceReads, SplitLedger, SplitStream, WatermarkSpec,
+};
 
 /// The reading half of a Kafka table.
 #[derive(Debug)]

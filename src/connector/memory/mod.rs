@@ -22,12 +22,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 
-use super::source::{Source, SplitStream};
 use crate::error::Error;
-use crate::pipeline::JobProgress;
-use crate::session::SourceReads;
 use crate::sql::WithOptions;
-use crate::window::WatermarkSpec;
+use crate::stream::{JobProgress, Source, SourceReads, SplitStream, WatermarkSpec};
 
 /// When reading a memory table ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

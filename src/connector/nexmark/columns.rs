@@ -10,7 +10,7 @@ use datafusion::common::Result;
 use nexmark::event::{Auction, Bid, Event, Person};
 
 use super::options::NexmarkTable;
-use crate::window::time_array_from_nanos;
+use crate::stream::time_array_from_nanos;
 
 /// A column's value in one event.
 enum Value<'a> {

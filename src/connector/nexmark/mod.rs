@@ -22,11 +22,9 @@ use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
 use nexmark::event::EventType;
 
-use super::source::{Source, SplitStream};
 use crate::error::Error;
-use crate::pipeline::JobProgress;
 use crate::sql::WithOptions;
-use crate::window::WatermarkSpec;
+use crate::stream::{JobProgress, Source, SplitStream, WatermarkSpec};
 
 /// 2026-01-01T00:00:00Z, in milliseconds: the event time of the first event.
 const BASE_TIME_MS: u64 = 1_767_225_600_000;

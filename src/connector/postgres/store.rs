@@ -18,12 +18,12 @@ use tokio_postgres::types::ToSql;
 
 use super::options::PostgresOptions;
 use super::types::{array_type, bind_columns, column_type, select_as_text};
-use crate::error::Error;
-use crate::format::from_json_texts;
-use crate::profile::{
+use crate::connector::store::{
     ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
     quote,
 };
+use crate::error::Error;
+use crate::format::from_json_texts;
 
 /// A keyed table in PostgreSQL.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 
 use super::options::SqliteOptions;
 use super::values::{ColumnBuilder, SqlColumn, StorageClass};
-use crate::profile::{
+use crate::connector::store::{
     ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
     now_iso8601, quote,
 };

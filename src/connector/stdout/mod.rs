@@ -15,8 +15,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
 use crate::format::{TextTable, encode_json_lines};
-use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
 use crate::sql::WithOptions;
+use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
 
 /// How `stdout` prints rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::JobState;
 use super::manifest::Manifest;
 use super::store::CheckpointStore;
 use crate::error::{Error, Result};
-use crate::pipeline::{Job, JobProgress, PipelineContext, PipelineMetrics};
+use crate::pipeline::Job;
+use crate::stream::{JobProgress, JobState, PipelineContext, PipelineMetrics};
 
 /// How many complete checkpoints are kept.
 const RETAINED: usize = 3;

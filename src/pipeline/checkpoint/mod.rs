@@ -9,17 +9,13 @@
 //! which stores skip. Effects on profiles and keyed sinks are exactly once.
 
 mod coordinator;
-mod job_state;
 mod manifest;
 mod sink_input;
-mod snapshot;
 mod store;
 
 pub use coordinator::{CheckpointOptions, CheckpointedJob, Checkpointer, restore};
-pub use job_state::{JobState, StateSlot};
 pub use manifest::{JobEntry, Manifest, StateFile};
 pub use sink_input::SinkInputExec;
-pub use snapshot::{JobSnapshot, StateSnapshot};
 pub use store::{CheckpointStore, Listed};
 
 use std::future::Future;
@@ -32,8 +28,8 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use super::JobProgress;
 use crate::error::{Error, Result};
+use crate::stream::JobProgress;
 
 /// Runs `job`, a future that drives one job's plan, serving snapshot requests whenever the
 /// plan waits for input with nothing in flight to its sink. Fails at once when the job was
@@ -71,7 +67,7 @@ pub async fn run_checkpointable<T>(
 }
 
 /// An error when `plan` moves rows of a stream between tasks (DataFusion's exchanges;
-/// [`MergeStreamsExec`](crate::pipeline::MergeStreamsExec) takes the place of the merge of
+/// [`MergeStreamsExec`](crate::stream::MergeStreamsExec) takes the place of the merge of
 /// a `UNION ALL`): rows in flight there would be in no snapshot.
 pub fn check_single_task(plan: &Arc<dyn ExecutionPlan>, line: usize) -> Result<()> {
     let name = plan.name();

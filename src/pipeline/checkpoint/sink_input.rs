@@ -15,7 +15,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 
-use crate::pipeline::JobProgress;
+use crate::stream::JobProgress;
 
 /// Passes its input on, counting each batch as delivered to the sink.
 #[derive(Debug)]

@@ -15,9 +15,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::manifest::{JobEntry, Manifest, StateFile};
-use super::snapshot::{JobSnapshot, StateSnapshot};
 use crate::connector::file::FileLocation;
 use crate::error::{Error, Result};
+use crate::stream::{JobSnapshot, StateSnapshot};
 
 const MANIFEST: &str = "_manifest.json";
 

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use profusion::session::SourceReads;
 use profusion::sql::parse_pipeline;
+use profusion::stream::SourceReads;
 use profusion::{Engine, SessionOptions};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

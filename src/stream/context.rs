@@ -11,8 +11,8 @@ use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionConfig;
 use tokio::sync::Notify;
 
+use super::Watermark;
 use super::histogram::Histogram;
-use crate::stream::Watermark;
 
 /// Counters a running pipeline exposes (the status line and the final summary read them).
 #[derive(Debug)]

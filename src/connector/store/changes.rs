@@ -72,11 +72,11 @@ impl ViewChanges {
 
     /// Tells `listener` of every change from now on.
     pub fn listen(&self, listener: Arc<dyn RowListener>) {
-        crate::pipeline::lock(&self.1).push(listener);
+        crate::stream::lock(&self.1).push(listener);
     }
 
     fn listeners(&self) -> Vec<Arc<dyn RowListener>> {
-        crate::pipeline::lock(&self.1).clone()
+        crate::stream::lock(&self.1).clone()
     }
 
     /// Registers a job that writes the view, until the returned guard is dropped.

@@ -5,7 +5,7 @@
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{Result, exec_err};
 
-use super::store::{UPDATED_AT_COLUMN, VERSION_COLUMN};
+use super::{UPDATED_AT_COLUMN, VERSION_COLUMN};
 
 /// What a store table holds.
 #[derive(Debug, Clone)]

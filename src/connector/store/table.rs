@@ -13,11 +13,11 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 
-use super::store::{ProfileStore, VERSION_COLUMN};
-use super::view_changes::ViewChanges;
-use crate::connector::{Source, SplitStream};
-use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics};
-use crate::window::WatermarkSpec;
+use super::changes::ViewChanges;
+use super::{ProfileStore, VERSION_COLUMN};
+use crate::stream::{
+    JobProgress, PipelineContext, PipelineMetrics, Source, SplitStream, WatermarkSpec,
+};
 
 /// Reads a store's rows as they are when the query starts.
 #[derive(Debug)]

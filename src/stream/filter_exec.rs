@@ -20,7 +20,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
 
-use crate::stream::{MessageStream, StreamingExec, batches_only, execute_messages, map_batches};
+use super::{MessageStream, StreamingExec, batches_only, execute_messages, map_batches};
 
 /// Filters (and optionally projects) each input batch on its own.
 #[derive(Debug)]

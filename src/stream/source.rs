@@ -17,10 +17,21 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 
-use crate::pipeline::checkpoint::{StateSlot, StateSnapshot};
-use crate::pipeline::{JobProgress, PipelineContext, PipelineMetrics, TableCounts, lock};
-use crate::stream::{Watermark, WatermarkTracker};
-use crate::window::WatermarkSpec;
+use super::{
+    JobProgress, PipelineContext, PipelineMetrics, StateSlot, StateSnapshot, TableCounts,
+    Watermark, WatermarkSpec, WatermarkTracker, lock,
+};
+
+/// How a session reads sources that never end on their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceReads {
+    /// Continuously, until the pipeline stops: what `profusion run` does.
+    #[default]
+    Continuous,
+    /// As bounded snapshots: up to where each source ended when the query started, then
+    /// the query ends (ad-hoc queries, `profusion run --bounded`).
+    Snapshot,
+}
 
 /// The rows of one split, in the order the split produces them.
 pub type SplitStream = BoxStream<'static, Result<RecordBatch>>;

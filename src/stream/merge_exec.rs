@@ -26,7 +26,7 @@ use datafusion::physical_plan::{
     PlanProperties,
 };
 
-use crate::stream::{MessageStream, StreamingExec, batches_only, execute_messages, merge_messages};
+use super::{MessageStream, StreamingExec, batches_only, execute_messages, merge_messages};
 
 /// Merges every partition of its input into one, without tasks or channels.
 #[derive(Debug)]

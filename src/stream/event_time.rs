@@ -14,8 +14,8 @@ use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 
-use super::spec::nanos_per_unit;
-use crate::stream::Watermark;
+use super::Watermark;
+use super::duration::nanos_per_unit;
 
 /// `WATERMARK FOR column AS expr`, planned against the table's schema.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use datafusion::execution::TaskContext;
 
-use super::checkpoint::JobState;
+use super::JobState;
 
 /// How long a finished job waits for its readers' last commits.
 const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(15);

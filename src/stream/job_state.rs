@@ -21,9 +21,8 @@ use std::task::Waker;
 use datafusion::common::Result;
 use tokio::sync::oneshot;
 
-use super::snapshot::{JobSnapshot, StateSnapshot};
-use crate::pipeline::JobProgress;
-use crate::pipeline::progress::lock;
+use super::state_snapshot::{JobSnapshot, StateSnapshot};
+use super::{JobProgress, lock};
 
 /// Takes an operator's snapshot; called between two polls of the plan.
 type SnapshotFn = Box<dyn Fn() -> Result<StateSnapshot> + Send + Sync>;

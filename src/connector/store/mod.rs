@@ -1,5 +1,15 @@
-//! [`ProfileStore`]: where keyed rows live (SQLite, PostgreSQL): upserted by a view or a
-//! keyed sink table, read back as a DataFusion table.
+//! Keyed stores: [`ProfileStore`], where keyed rows live (the `sqlite` and `postgres`
+//! connectors), upserted by a view or a keyed sink table and read back as a DataFusion
+//! table through [`StoreSink`] and [`StoreSource`]; the shape of a stored table; and the
+//! changes a store's sink announces to listeners after each commit.
+
+mod changes;
+mod shape;
+mod table;
+
+pub use changes::{ChangeCount, RowListener, UpstreamViews, ViewChanges, ViewWriter};
+pub use shape::{ColumnTypes, TableShape, quote};
+pub use table::{StoreSink, StoreSource};
 
 use std::fmt::Debug;
 

@@ -34,11 +34,11 @@ pub mod pipeline;
 pub mod profile;
 pub mod repl;
 pub mod serve;
-pub mod session;
 pub mod sql;
 pub mod stream;
 pub mod window;
 
 pub use error::{Error, Result};
+pub use pipeline::session;
 pub use pipeline::{Engine, Job, JobKind, Pipeline, RunSummary, rows_written};
 pub use session::SessionOptions;

@@ -23,7 +23,7 @@ use super::harness::{
     Run, TUMBLE, WINDOW_COLUMNS, best_of, into_blackhole, setup_with, timed_after_with,
 };
 use crate::error::{Error, Result};
-use crate::session::SessionOptions;
+use crate::pipeline::session::SessionOptions;
 use crate::stream::SourceReads;
 
 /// The events' columns: about 160 bytes of JSON each.

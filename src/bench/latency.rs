@@ -15,7 +15,7 @@ use super::harness::failed;
 use super::kafka::{create_topic, send_queued};
 use crate::Engine;
 use crate::error::Result;
-use crate::session::SessionOptions;
+use crate::pipeline::session::SessionOptions;
 use crate::sql::parse_pipeline;
 
 /// One probe every this often.

@@ -17,7 +17,7 @@ use super::kafka::{create_topic, send_queued};
 use crate::error::Result;
 use crate::pipeline::Pipeline;
 use crate::pipeline::checkpoint::{CheckpointOptions, CheckpointStore};
-use crate::session::SessionOptions;
+use crate::pipeline::session::SessionOptions;
 
 /// How often the benchmark's pipeline checkpoints.
 const INTERVAL: Duration = Duration::from_secs(1);

@@ -13,10 +13,10 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::checkpoint::{SinkInputExec, check_single_task, run_checkpointable};
+use super::session::{SessionOptions, new_session};
 use crate::connector::create_table;
 use crate::error::{Error, Result};
 use crate::profile::{ViewDefinition, ViewStore, plan_run, plan_view};
-use crate::session::{SessionOptions, new_session};
 use crate::sql::{PipelineStatement, SourceStatement};
 use crate::stream::{JobProgress, PipelineContext, SourceReads};
 

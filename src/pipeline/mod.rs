@@ -4,6 +4,7 @@
 pub mod checkpoint;
 mod engine;
 mod join_retention;
+pub mod session;
 mod status;
 mod unbounded_check;
 mod view_runs;
@@ -23,13 +24,13 @@ use datafusion::physical_plan::execute_stream;
 
 use crate::connector::stdout::{StdoutFormat, StdoutSink};
 use crate::error::{Error, Result};
-use crate::session::SessionOptions;
 use crate::sql::parse_pipeline;
 use crate::stream::{JobProgress, PipelineMetrics};
 use checkpoint::{
     CheckpointOptions, CheckpointStore, CheckpointedJob, Checkpointer, SinkInputExec,
     run_checkpointable,
 };
+use session::SessionOptions;
 
 /// A pipeline file, declared and planned.
 pub struct Pipeline {

@@ -1,6 +1,8 @@
-//! The DataFusion session profusion runs in: window table functions, the streaming physical
-//! optimizer rules (windows, upserts, lookup joins), the UDF library, and configuration
-//! suited to streaming (one partition per pipeline, plain `Utf8` strings).
+//! The DataFusion session profusion runs in: window table functions, the streaming
+//! operators and physical optimizer rules (windows, joins, upserts, lookup joins), the UDF
+//! library, and configuration suited to streaming (one partition per pipeline, plain `Utf8`
+//! strings). It is where the pieces meet, so it lives with the pipeline, above them; the
+//! crate re-exports it as `profusion::session`.
 
 use std::sync::Arc;
 

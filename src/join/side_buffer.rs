@@ -5,6 +5,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+
+use hashbrown::HashMap as KeyMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -34,7 +36,7 @@ pub struct SideBuffer {
     schema: SchemaRef,
     batches: HashMap<u64, BufferedBatch>,
     next_id: u64,
-    index: HashMap<Box<[u8]>, Vec<RowRef>>,
+    index: KeyMap<Box<[u8]>, Vec<RowRef>>,
     /// (expiry time, row), earliest first: a row expires when the other side's watermark
     /// passes its expiry time.
     expiry: BinaryHeap<Reverse<(i64, u64, u32)>>,
@@ -50,7 +52,7 @@ impl SideBuffer {
             schema,
             batches: HashMap::new(),
             next_id: 0,
-            index: HashMap::new(),
+            index: KeyMap::new(),
             expiry: BinaryHeap::new(),
             keep,
             bytes: 0,
@@ -118,6 +120,9 @@ impl SideBuffer {
     /// Forgets every row whose expiry is before `watermark`; returns those that never
     /// matched, in expiry order.
     pub fn expire(&mut self, watermark: i64) -> Vec<RowRef> {
+        if watermark == i64::MAX {
+            return self.expire_all();
+        }
         let mut unmatched = Vec::new();
         while let Some(Reverse((expires, id, row))) = self.expiry.peek().copied() {
             // The end of input expires every row.
@@ -146,6 +151,24 @@ impl SideBuffer {
             buffered.live -= 1;
         }
         unmatched
+    }
+
+    /// The end of input: every row goes at once, without undoing the index row by row;
+    /// returns those that never matched, in expiry order.
+    fn expire_all(&mut self) -> Vec<RowRef> {
+        let mut unmatched: Vec<(i64, RowRef)> = std::mem::take(&mut self.expiry)
+            .into_iter()
+            .filter_map(|Reverse((expires, id, row))| {
+                let buffered = self.batches.get(&id)?;
+                (!buffered.matched[row as usize]).then_some((expires, (id, row)))
+            })
+            .collect();
+        unmatched.sort_unstable();
+        self.index = KeyMap::new();
+        for buffered in self.batches.values_mut() {
+            buffered.live = 0;
+        }
+        unmatched.into_iter().map(|(_, row)| row).collect()
     }
 
     /// Drops the batches whose rows have all expired, once their unmatched rows are out.

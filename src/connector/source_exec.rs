@@ -19,7 +19,7 @@ use super::dedup::Deduplicator;
 use super::table::SourceDefinition;
 use crate::stream::{
     DisplayNanos, JobProgress, MessageStream, PipelineContext, PipelineMetrics, SourceBatch,
-    SourceStream, StreamMessage, StreamingExec, Watermark, batches_only, lock,
+    SourceStream, StreamMessage, StreamingExec, Watermark, execute_rows, lock,
 };
 
 /// Reads a source table: every split, merged into one partition, projected.
@@ -258,8 +258,7 @@ impl ExecutionPlan for SourceExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let messages = self.execute_messages(partition, context)?;
-        Ok(batches_only(self.schema(), messages))
+        execute_rows(self, partition, context)
     }
 }
 

@@ -35,7 +35,7 @@ use crate::stream::{
     EventTimeHold, JobProgress, PipelineContext, StateSlot, StateSnapshot, lock, nanos_values,
 };
 use crate::stream::{
-    MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
+    MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,
 };
 
 /// The name of the column a checkpoint adds to a side's rows: whether the row has matched.
@@ -197,8 +197,7 @@ impl ExecutionPlan for IntervalJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let messages = self.execute_messages(partition, context)?;
-        Ok(batches_only(self.schema(), messages))
+        execute_rows(self, partition, context)
     }
 }
 

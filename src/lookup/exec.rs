@@ -29,8 +29,8 @@ use tokio::sync::watch;
 
 use super::index::LookupIndex;
 use crate::stream::{
-    DisplayNanos, MessageStream, PipelineContext, PipelineMetrics, StreamingExec, batches_only,
-    execute_messages, map_batches,
+    DisplayNanos, MessageStream, PipelineContext, PipelineMetrics, StreamingExec, execute_messages,
+    execute_rows, map_batches,
 };
 
 /// What a stream row becomes.
@@ -338,8 +338,7 @@ impl ExecutionPlan for LookupJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let messages = self.execute_messages(partition, context)?;
-        Ok(batches_only(self.schema(), messages))
+        execute_rows(self, partition, context)
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -20,7 +20,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
 
-use super::{MessageStream, StreamingExec, batches_only, execute_messages, map_batches};
+use super::{MessageStream, StreamingExec, execute_messages, execute_rows, map_batches};
 
 /// Filters (and optionally projects) each input batch on its own.
 #[derive(Debug)]
@@ -114,8 +114,7 @@ impl ExecutionPlan for StreamingFilterExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let messages = self.execute_messages(partition, context)?;
-        Ok(batches_only(self.schema(), messages))
+        execute_rows(self, partition, context)
     }
 }
 

@@ -26,7 +26,7 @@ use datafusion::physical_plan::{
     PlanProperties,
 };
 
-use super::{MessageStream, StreamingExec, batches_only, execute_messages, merge_messages};
+use super::{MessageStream, StreamingExec, execute_messages, execute_rows, merge_messages};
 
 /// Merges every partition of its input into one, without tasks or channels.
 #[derive(Debug)]
@@ -105,8 +105,7 @@ impl ExecutionPlan for MergeStreamsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let messages = self.execute_messages(partition, context)?;
-        Ok(batches_only(self.schema(), messages))
+        execute_rows(self, partition, context)
     }
 }
 

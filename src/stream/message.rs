@@ -3,15 +3,16 @@
 //! input in order knows, for every row, how far event time had got when the row arrived.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{Stream, StreamExt};
 
-use super::Watermark;
+use super::{StreamingExec, Watermark};
 
 /// One message of a streaming operator's output.
 #[derive(Debug, Clone)]
@@ -37,6 +38,16 @@ pub fn batches_only(schema: SchemaRef, messages: MessageStream) -> SendableRecor
         })
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+}
+
+/// The rows of `operator`'s messages: a streaming operator's `ExecutionPlan::execute`.
+pub fn execute_rows(
+    operator: &dyn StreamingExec,
+    partition: usize,
+    context: Arc<TaskContext>,
+) -> Result<SendableRecordBatchStream> {
+    let messages = operator.execute_messages(partition, context)?;
+    Ok(batches_only(operator.schema(), messages))
 }
 
 /// `batches` as messages: their rows, then, if `bounded`, [`Watermark::END`] once they end.

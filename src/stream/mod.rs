@@ -42,7 +42,7 @@ pub use histogram::{Histogram, HistogramSnapshot};
 pub use job_state::{JobState, StateSlot};
 pub use merge::{MergedWatermark, merge_messages};
 pub use merge_exec::{MergeStreamsExec, MergeStreamsRule, single_partition};
-pub use message::{MessageStream, StreamMessage, batches_only, messages_of};
+pub use message::{MessageStream, StreamMessage, batches_only, execute_rows, messages_of};
 pub use operator::{StreamingExec, StreamingOperators};
 pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};

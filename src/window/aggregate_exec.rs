@@ -38,7 +38,7 @@ use crate::stream::{
     DisplayNanos, EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, StateSnapshot, lock,
 };
 use crate::stream::{
-    MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
+    MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,
 };
 
 /// A windowed aggregation.
@@ -386,8 +386,7 @@ impl ExecutionPlan for WindowAggregateExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let messages = self.execute_messages(partition, context)?;
-        Ok(batches_only(Arc::clone(&self.schema), messages))
+        execute_rows(self, partition, context)
     }
 }
 

@@ -30,7 +30,7 @@ pub use super::late_rows::LateSink;
 use super::provenance::WindowColumn;
 use crate::stream::DisplayNanos;
 use crate::stream::{
-    MessageStream, StreamMessage, StreamingExec, Watermark, batches_only, execute_messages,
+    MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,
 };
 
 /// What an aggregate over assigned windows needs to know of them.
@@ -192,8 +192,7 @@ impl ExecutionPlan for WindowAssignExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let messages = self.execute_messages(partition, context)?;
-        Ok(batches_only(self.schema(), messages))
+        execute_rows(self, partition, context)
     }
 }
 

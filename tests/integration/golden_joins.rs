@@ -4,22 +4,12 @@
 
 use crate::common;
 
-use common::{batch_over_json, lines, run_pipeline};
+use common::{batch_over_json, lines, write_generated_json};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, SessionOptions};
 
 const COLUMNS: &str =
     "user_id TEXT NOT NULL, event_type TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL";
-
-async fn write_input(path: &str) {
-    let pipeline = format!(
-        "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = 30000, users = 500,
-           seed = 5, out_of_order = '3s', duplicate_rate = 0.01, step = '5ms');
-         CREATE TABLE input ({COLUMNS}) WITH (connector = 'file', path = '{path}', format = 'json');
-         INSERT INTO input SELECT * FROM generated;"
-    );
-    run_pipeline(&pipeline).await;
-}
 
 /// The streaming result of `query`, where `events` replays the file as a stream does.
 async fn streaming(path: &str, query: &str) -> Vec<String> {
@@ -49,7 +39,7 @@ async fn check(query: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     let path = path.to_str().unwrap();
-    write_input(path).await;
+    write_generated_json(COLUMNS, path, 30000, 500, 5).await;
     let expected = batch_over_json(COLUMNS, path, query).await;
     let actual = streaming(path, query).await;
     assert!(

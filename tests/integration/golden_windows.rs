@@ -4,23 +4,12 @@
 
 use crate::common;
 
-use common::{batch_over_json, lines, run_pipeline};
+use common::{batch_over_json, lines, write_generated_json};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, SessionOptions};
 
 const COLUMNS: &str =
     "user_id TEXT NOT NULL, event_type TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL";
-
-/// Writes 60,000 seeded events (3 s out of order, 1% duplicates) to a JSON lines file.
-async fn write_input(path: &str) {
-    let pipeline = format!(
-        "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = 60000, users = 300,
-           seed = 11, out_of_order = '3s', duplicate_rate = 0.01, step = '5ms');
-         CREATE TABLE input ({COLUMNS}) WITH (connector = 'file', path = '{path}', format = 'json');
-         INSERT INTO input SELECT * FROM generated;"
-    );
-    run_pipeline(&pipeline).await;
-}
 
 /// The streaming result of `query` over the file, with a watermark delay that covers the
 /// input's disorder (so no row is late).
@@ -51,7 +40,7 @@ async fn check(streaming_query: &str, batch_query: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     let path = path.to_str().unwrap();
-    write_input(path).await;
+    write_generated_json(COLUMNS, path, 60000, 300, 11).await;
     let expected = batch(path, batch_query).await;
     let actual = streaming(path, streaming_query).await;
     assert!(

@@ -49,6 +49,18 @@ pub async fn try_run_pipeline(
     pipeline.run().await.map_err(|e| e.to_string())
 }
 
+/// Writes `count` seeded `datagen` events with `columns` (3 s out of order, 1% duplicates,
+/// 5 ms apart, `users` users) to a JSON lines file at `path`: the input of golden checks.
+pub async fn write_generated_json(columns: &str, path: &str, count: u64, users: u64, seed: u64) {
+    run_pipeline(&format!(
+        "CREATE TABLE generated ({columns}) WITH (connector = 'datagen', count = {count},
+           users = {users}, seed = {seed}, out_of_order = '3s', duplicate_rate = 0.01, step = '5ms');
+         CREATE TABLE input ({columns}) WITH (connector = 'file', path = '{path}', format = 'json');
+         INSERT INTO input SELECT * FROM generated;"
+    ))
+    .await;
+}
+
 /// The batch result of `query` in a plain DataFusion session where `events` is the JSON
 /// lines file at `path`, with the table's `columns`.
 pub async fn batch_over_json(columns: &str, path: &str, query: &str) -> Vec<String> {

@@ -10,6 +10,7 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
@@ -27,6 +28,7 @@ use crate::stream::{
 pub struct SourceExec {
     definition: Arc<SourceDefinition>,
     projection: Option<Vec<usize>>,
+    metrics: ExecutionPlanMetricsSet,
     properties: Arc<PlanProperties>,
 }
 
@@ -45,6 +47,7 @@ impl SourceExec {
         Ok(Self {
             definition,
             projection,
+            metrics: ExecutionPlanMetricsSet::new(),
             properties: Arc::new(properties),
         })
     }
@@ -253,6 +256,10 @@ impl ExecutionPlan for SourceExec {
         Ok(self)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -266,16 +273,18 @@ impl StreamingExec for SourceExec {
     /// The source's rows, each batch followed by the source's watermark when it moved.
     fn execute_messages(
         &self,
-        _partition: usize,
+        partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<MessageStream> {
         let projection = self.projection.clone();
         let mut forwarded = Watermark::MIN;
+        let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let messages = open_source(&self.definition, context).flat_map(move |item| {
             let mut out = Vec::with_capacity(2);
             match item {
                 Ok(SourceBatch { batch, watermark }) => {
                     if batch.num_rows() > 0 {
+                        output_rows.add(batch.num_rows());
                         out.push(match &projection {
                             Some(indices) => batch
                                 .project(indices)

@@ -29,7 +29,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::side_buffer::{RowRef, SideBuffer};
+use super::side_buffer::{RowRef, SideBuffer, UNTIMED};
 use super::time_bound::TimeBound;
 use crate::stream::{
     EventTimeHold, JobProgress, PipelineContext, StateSlot, StateSnapshot, lock, nanos_values,
@@ -233,13 +233,24 @@ impl StreamingExec for IntervalJoinExec {
             left_watermark: Watermark::MIN,
             right_watermark: Watermark::MIN,
             forwarded: Watermark::MIN,
+            pending: Vec::new(),
         };
         let progress = JobProgress::of_task(&context);
         let slots = progress
             .as_ref()
             .map(|p| (p.state.slot("join-left"), p.state.slot("join-right")));
+        let output_slot = progress.as_ref().map(|p| p.state.slot("join-output"));
         if let Some((left, right)) = &slots {
             state.restore(left, right)?;
+        }
+        // Rows already joined but not yet handed on when the checkpoint was taken.
+        if let Some(restored) = output_slot.as_ref().and_then(|s| s.restored.as_ref()) {
+            for batch in restored.batches.iter().rev() {
+                state.pending.push(RecordBatch::try_new(
+                    self.schema(),
+                    batch.columns().to_vec(),
+                )?);
+            }
         }
         let state = Arc::new(Mutex::new(state));
         if let (Some(progress), Some((left, right))) = (&progress, slots) {
@@ -250,6 +261,14 @@ impl StreamingExec for IntervalJoinExec {
                     .register(slot.id, move || lock(&state).snapshot(side));
             }
         }
+        if let (Some(progress), Some(slot)) = (&progress, output_slot) {
+            let state = Arc::clone(&state);
+            let schema = self.schema();
+            progress.state.register(slot.id, move || {
+                let pending = lock(&state).pending.iter().rev().cloned().collect();
+                StateSnapshot::new(Arc::clone(&schema), pending, &[])
+            });
+        }
         let reservation = MemoryConsumer::new(format!("IntervalJoinExec[{}]", self.describe_on()))
             .register(context.memory_pool());
         let run = JoinRun {
@@ -258,8 +277,7 @@ impl StreamingExec for IntervalJoinExec {
             reservation,
             hold: progress.map(|progress| progress.hold()),
             baseline: BaselineMetrics::new(&self.metrics, partition),
-            state_bytes: MetricBuilder::new(&self.metrics).gauge("state_bytes", partition),
-            pending: Vec::new(),
+            state_bytes: MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition),
             on: self.describe_on(),
             pipeline: PipelineContext::of_task(&context),
         };
@@ -356,8 +374,8 @@ impl JoinShape {
         };
         let times = match time_column {
             Some(column) => nanos_values(batch.column(column))?.to_vec(),
-            // Before the input's first watermark a row is kept until the end.
-            None if arrival == Watermark::MIN => vec![i64::MAX; n],
+            // Before the input's first watermark: timed by it when it comes.
+            None if arrival == Watermark::MIN => vec![UNTIMED; n],
             None => vec![arrival.0; n],
         };
         Ok((self.converter.convert_columns(&keys)?, has_key, times))
@@ -468,6 +486,8 @@ struct JoinState {
     right_watermark: Watermark,
     /// The last watermark handed on.
     forwarded: Watermark,
+    /// Output batches not yet handed on, last first.
+    pending: Vec<RecordBatch>,
 }
 
 impl JoinState {
@@ -601,6 +621,9 @@ impl JoinState {
             _ => self.right_watermark = self.right_watermark.max(watermark),
         }
         let watermark = self.watermark(side);
+        if watermark > Watermark::MIN {
+            self.buffer(side).time_untimed(watermark.0);
+        }
         self.expire(side.negate(), watermark, out)
     }
 
@@ -697,8 +720,6 @@ struct JoinRun {
     hold: Option<Arc<EventTimeHold>>,
     baseline: BaselineMetrics,
     state_bytes: Gauge,
-    /// Output batches not yet handed on, last first.
-    pending: Vec<RecordBatch>,
     on: String,
     pipeline: Arc<PipelineContext>,
 }
@@ -706,7 +727,8 @@ struct JoinRun {
 impl JoinRun {
     async fn next(&mut self) -> Result<Option<StreamMessage>> {
         loop {
-            if let Some(batch) = self.pending.pop() {
+            let next = lock(&self.state).pending.pop();
+            if let Some(batch) = next {
                 self.baseline.record_output(batch.num_rows());
                 return Ok(Some(StreamMessage::Batch(batch)));
             }
@@ -736,7 +758,7 @@ impl JoinRun {
             }
             drop(state);
             timer.done();
-            self.state_bytes.set(size);
+            self.state_bytes.set_max(size);
             self.pipeline
                 .metrics
                 .peak_state_bytes
@@ -749,7 +771,7 @@ impl JoinRun {
                 ))
             })?;
             out.reverse();
-            self.pending = out;
+            lock(&self.state).pending = out;
         }
     }
 }

@@ -20,6 +20,10 @@ use datafusion::common::Result;
 /// A row in the buffer: (batch id, row).
 pub type RowRef = (u64, u32);
 
+/// The time of a row that arrived before its input's first watermark and has no time
+/// column: it is timed by that watermark when it comes.
+pub const UNTIMED: i64 = i64::MAX;
+
 struct BufferedBatch {
     batch: RecordBatch,
     /// The join key of each row, as comparable bytes; `None` for a NULL key.
@@ -42,6 +46,9 @@ pub struct SideBuffer {
     expiry: BinaryHeap<Reverse<(i64, u64, u32)>>,
     /// How long past its own time a row may still match: its expiry is its time plus this.
     keep: i64,
+    /// Rows that arrived before their input's first watermark, without a time of their
+    /// own: they are timed by that first watermark when it comes.
+    untimed: Vec<RowRef>,
     bytes: usize,
 }
 
@@ -55,6 +62,7 @@ impl SideBuffer {
             index: KeyMap::new(),
             expiry: BinaryHeap::new(),
             keep,
+            untimed: Vec::new(),
             bytes: 0,
         }
     }
@@ -86,6 +94,10 @@ impl SideBuffer {
                     .or_default()
                     .push((id, row as u32));
             }
+            if times[row] == UNTIMED {
+                self.untimed.push((id, row as u32));
+                continue;
+            }
             let expires = times[row].saturating_add(self.keep);
             self.expiry.push(Reverse((expires, id, row as u32)));
         }
@@ -101,6 +113,14 @@ impl SideBuffer {
                 matched,
             },
         );
+    }
+
+    /// Times the rows that arrived before their input's first watermark by `watermark`.
+    pub fn time_untimed(&mut self, watermark: i64) {
+        for (id, row) in std::mem::take(&mut self.untimed) {
+            let expires = watermark.saturating_add(self.keep);
+            self.expiry.push(Reverse((expires, id, row)));
+        }
     }
 
     /// Marks `rows` as matched; returns those that had not matched before, once each.
@@ -156,8 +176,12 @@ impl SideBuffer {
     /// The end of input: every row goes at once, without undoing the index row by row;
     /// returns those that never matched, in expiry order.
     fn expire_all(&mut self) -> Vec<RowRef> {
+        let untimed = std::mem::take(&mut self.untimed)
+            .into_iter()
+            .map(|(id, row)| Reverse((i64::MAX, id, row)));
         let mut unmatched: Vec<(i64, RowRef)> = std::mem::take(&mut self.expiry)
             .into_iter()
+            .chain(untimed)
             .filter_map(|Reverse((expires, id, row))| {
                 let buffered = self.batches.get(&id)?;
                 (!buffered.matched[row as usize]).then_some((expires, (id, row)))
@@ -236,14 +260,20 @@ impl SideBuffer {
 
     /// Rows held.
     pub fn len(&self) -> usize {
-        self.expiry.len()
+        self.expiry.len() + self.untimed.len()
     }
 
     /// The kept rows with a trailing `matched` column, for a checkpoint.
     pub fn snapshot(&self, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
         let mut live: HashMap<u64, Vec<u32>> = HashMap::new();
-        for Reverse((_, id, row)) in &self.expiry {
-            live.entry(*id).or_default().push(*row);
+        let untimed = self.untimed.iter().map(|&(id, row)| (id, row));
+        for (id, row) in self
+            .expiry
+            .iter()
+            .map(|Reverse((_, id, row))| (*id, *row))
+            .chain(untimed)
+        {
+            live.entry(id).or_default().push(row);
         }
         let mut ids: Vec<u64> = live.keys().copied().collect();
         ids.sort_unstable();

@@ -1,18 +1,23 @@
 //! [`execute_messages`]: runs any plan node as a message stream. Streaming operators run
 //! themselves; DataFusion's stateless operators (filters, projections, unions, and the
-//! cooperative-scheduling wrapper) are run here, batch by batch, with every
-//! watermark forwarded untouched in its place; anything else runs as DataFusion runs it,
-//! followed by the end of input when it is bounded.
+//! cooperative-scheduling wrapper) are run here, batch by batch, with every watermark
+//! forwarded untouched in its place; `UNNEST` and async functions (`enrich_http`), whose
+//! work DataFusion keeps private, are run over one batch at a time for the same effect;
+//! anything else runs as DataFusion runs it, followed by the end of input when it is
+//! bounded.
 
 use std::sync::Arc;
 
 use datafusion::common::{Result, exec_err, internal_datafusion_err, internal_err};
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::TaskContext;
+use datafusion::physical_plan::async_func::AsyncFuncExec;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::filter::{FilterExec, batch_filter};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::physical_plan::unnest::UnnestExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect};
 use futures::StreamExt;
 
 use super::{MessageStream, StreamMessage, StreamingOperators, messages_of};
@@ -70,6 +75,13 @@ pub fn execute_messages(
         }
         return internal_err!("UnionExec has no partition {partition}");
     }
+    if plan.is::<UnnestExec>() || plan.is::<AsyncFuncExec>() {
+        let [input] = plan.children()[..] else {
+            return internal_err!("{} takes one input", plan.name());
+        };
+        let input = execute_messages(input, partition, Arc::clone(&context))?;
+        return Ok(per_batch(Arc::clone(plan), input, context));
+    }
     if plan.boundedness().is_unbounded() && !plan.children().is_empty() {
         return exec_err!(
             "{} cannot run over a stream: it does not carry event time from its input",
@@ -78,6 +90,43 @@ pub fn execute_messages(
     }
     let bounded = !plan.boundedness().is_unbounded();
     Ok(messages_of(plan.execute(partition, context)?, bounded))
+}
+
+/// `messages` with every batch run through `operator` on its own (over a one-batch input),
+/// and every watermark forwarded after the output of the batches before it.
+fn per_batch(
+    operator: Arc<dyn ExecutionPlan>,
+    messages: MessageStream,
+    context: Arc<TaskContext>,
+) -> MessageStream {
+    let outputs = messages.then(move |message| {
+        let operator = Arc::clone(&operator);
+        let context = Arc::clone(&context);
+        async move {
+            let batch = match message {
+                Ok(StreamMessage::Batch(batch)) => batch,
+                other => return vec![other],
+            };
+            let output = async {
+                let input = MemorySourceConfig::try_new_exec(
+                    &[vec![batch]],
+                    operator.children()[0].schema(),
+                    None,
+                )?;
+                #[allow(deprecated)]
+                let plan = operator.with_new_children(vec![input as Arc<dyn ExecutionPlan>])?;
+                collect(plan, context).await
+            };
+            match output.await {
+                Ok(batches) => batches
+                    .into_iter()
+                    .map(|b| Ok(StreamMessage::Batch(b)))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            }
+        }
+    });
+    Box::pin(outputs.flat_map(futures::stream::iter))
 }
 
 /// `messages` with `f` applied to every batch and every watermark forwarded as it is.

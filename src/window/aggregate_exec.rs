@@ -539,7 +539,7 @@ impl AggregateMetrics {
             baseline: BaselineMetrics::new(metrics, partition),
             input_rows: MetricBuilder::new(metrics).counter("input_rows", partition),
             late_rows: MetricBuilder::new(metrics).counter("late_rows", partition),
-            state_bytes: MetricBuilder::new(metrics).gauge("state_bytes", partition),
+            state_bytes: MetricBuilder::new(metrics).gauge("peak_state_bytes", partition),
         }
     }
 }
@@ -605,7 +605,7 @@ impl AggregateState {
         self.metrics.late_rows.add(late);
         PipelineMetrics::add(&self.pipeline.metrics.late_rows, late);
         let size = windows.open.size();
-        self.metrics.state_bytes.set(size);
+        self.metrics.state_bytes.set_max(size);
         self.pipeline
             .metrics
             .peak_state_bytes

@@ -6,8 +6,9 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, internal_err, plan_err};
@@ -30,7 +31,8 @@ pub use super::late_rows::LateSink;
 use super::provenance::WindowColumn;
 use crate::stream::DisplayNanos;
 use crate::stream::{
-    MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,
+    JobProgress, MessageStream, StateSnapshot, StreamMessage, StreamingExec, Watermark,
+    execute_messages, execute_rows, lock,
 };
 
 /// What an aggregate over assigned windows needs to know of them.
@@ -202,6 +204,32 @@ impl StreamingExec for WindowAssignExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<MessageStream> {
+        // What a checkpoint keeps: the watermark handed on and the batches not yet handed on.
+        let progress = JobProgress::of_task(&context);
+        let mut held = Held {
+            applied: Watermark::MIN,
+            queue: VecDeque::new(),
+        };
+        let slot = progress.as_ref().map(|p| p.state.slot("window-assign"));
+        if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {
+            held.applied = Watermark(restored.scalar("applied")?);
+            for batch in &restored.batches {
+                held.queue.push_back(RecordBatch::try_new(
+                    self.schema(),
+                    batch.columns().to_vec(),
+                )?);
+            }
+        }
+        let held = Arc::new(Mutex::new(held));
+        if let (Some(progress), Some(slot)) = (&progress, slot) {
+            let held = Arc::clone(&held);
+            let schema = self.schema();
+            progress.state.register(slot.id, move || {
+                let held = lock(&held);
+                let queued = held.queue.iter().cloned().collect();
+                StateSnapshot::new(Arc::clone(&schema), queued, &[("applied", held.applied.0)])
+            });
+        }
         let state = AssignState {
             input: execute_messages(&self.input, partition, Arc::clone(&context))?,
             assigner: WindowAssigner {
@@ -211,9 +239,8 @@ impl StreamingExec for WindowAssignExec {
                 windowed_schema: Arc::clone(&self.windowed_schema),
             },
             projection: self.projection.clone(),
-            applied: Watermark::MIN,
+            held,
             late: LateRowRouter::new(self.late_sink.clone(), self.input.schema(), context),
-            queue: VecDeque::new(),
             baseline: BaselineMetrics::new(&self.metrics, partition),
             late_rows: MetricBuilder::new(&self.metrics).counter("late_rows", partition),
         };
@@ -231,21 +258,26 @@ struct AssignState {
     input: MessageStream,
     assigner: WindowAssigner,
     projection: Option<Vec<usize>>,
+    held: Arc<Mutex<Held>>,
+    late: LateRowRouter,
+    baseline: BaselineMetrics,
+    late_rows: Count,
+}
+
+/// What the assignment holds between messages; a checkpoint snapshots it.
+struct Held {
     /// The last watermark handed on: the one the aggregate above has applied when the
     /// next row reaches it.
     applied: Watermark,
-    late: LateRowRouter,
     /// Windowed batches of the current input batch not yet handed on.
-    queue: VecDeque<StreamMessage>,
-    baseline: BaselineMetrics,
-    late_rows: Count,
+    queue: VecDeque<RecordBatch>,
 }
 
 impl AssignState {
     async fn next(&mut self) -> Result<Option<StreamMessage>> {
         loop {
-            if let Some(message) = self.queue.pop_front() {
-                return Ok(Some(message));
+            if let Some(rows) = lock(&self.held).queue.pop_front() {
+                return Ok(Some(StreamMessage::Batch(rows)));
             }
             match self.input.next().await.transpose()? {
                 None => {
@@ -254,15 +286,19 @@ impl AssignState {
                 }
                 Some(StreamMessage::Batch(batch)) => {
                     let timer = self.baseline.elapsed_compute().timer();
-                    let Assigned { rows, late } = self.assigner.assign(&batch, self.applied)?;
-                    for rows in rows {
-                        let rows = match &self.projection {
-                            Some(indices) => rows.project(indices)?,
-                            None => rows,
-                        };
-                        self.baseline.record_output(rows.num_rows());
-                        self.queue.push_back(StreamMessage::Batch(rows));
-                    }
+                    let late = {
+                        let mut held = lock(&self.held);
+                        let Assigned { rows, late } = self.assigner.assign(&batch, held.applied)?;
+                        for rows in rows {
+                            let rows = match &self.projection {
+                                Some(indices) => rows.project(indices)?,
+                                None => rows,
+                            };
+                            self.baseline.record_output(rows.num_rows());
+                            held.queue.push_back(rows);
+                        }
+                        late
+                    };
                     timer.done();
                     if let Some(late) = late {
                         self.late_rows.add(late.num_rows());
@@ -270,7 +306,10 @@ impl AssignState {
                     }
                 }
                 Some(StreamMessage::Watermark(watermark)) => {
-                    self.applied = self.applied.max(watermark);
+                    {
+                        let mut held = lock(&self.held);
+                        held.applied = held.applied.max(watermark);
+                    }
                     if watermark.is_end() {
                         self.late.finish().await?;
                     }

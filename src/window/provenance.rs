@@ -67,11 +67,12 @@ pub fn window_column(
     }
 }
 
-/// True when column `index` of `plan` is a window's end or time: the columns a window
-/// aggregate's output watermark bounds.
+/// True when column `index` of `plan` is the end or time of a window aggregate's windows:
+/// the columns its output watermark bounds. (Rows fresh from a window assignment are not:
+/// with allowed lateness they may come after the watermark has passed their window's end.)
 pub fn is_window_end(plan: &Arc<dyn ExecutionPlan>, index: usize) -> bool {
-    let Some((column, _)) = window_column(plan, index) else {
+    let Some((column, windows)) = window_column(plan, index) else {
         return false;
     };
-    column == WindowColumn::End || column == WindowColumn::Time
+    windows.regroups && (column == WindowColumn::End || column == WindowColumn::Time)
 }

@@ -11,6 +11,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::sorts::sort::SortExec;
 
+use super::WindowKind;
 use super::aggregate_exec::WindowAggregateExec;
 use super::assign_exec::{WindowAssignExec, WindowAssignment};
 use super::provenance::{WindowColumn, window_column};
@@ -123,7 +124,12 @@ fn regrouped_windows(aggregate: &AggregateExec) -> Option<WindowAssignment> {
     if !has(WindowColumn::Start) || !has(WindowColumn::End) {
         return None;
     }
-    columns.into_iter().next().map(|(_, windows)| windows)
+    // Sessions close many windows in one batch; their rows are not grouped again here.
+    columns
+        .into_iter()
+        .next()
+        .map(|(_, windows)| windows)
+        .filter(|windows| !matches!(windows.kind, WindowKind::Session { .. }))
 }
 
 /// The windows assigned below `plan` with no other aggregation in between.

@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod memory;
 pub mod nexmark;
 pub mod postgres;
+mod registry;
 mod source_exec;
 pub mod sqlite;
 pub mod stdout;
@@ -20,6 +21,7 @@ pub mod webhook;
 
 pub use counting_sink::CountingSink;
 pub use dedup::{DEFAULT_DEDUP_TTL, DedupSpec, Deduplicator};
+pub use registry::{Connector, connector, names as connector_names};
 pub use source_exec::{SourceExec, open_source, source_properties};
 pub use table::{SourceDefinition, StreamTable};
 pub use webhook::WebhookOptions;
@@ -32,24 +34,9 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 
-use crate::connector::store::{ProfileStore, StoreSink, StoreSource};
 use crate::error::{Error, Result};
-use crate::format::{JsonSchema, SchemaRegistry};
 use crate::sql::{CreateTable, MetadataColumn, WithOptions};
 use crate::stream::{LatenessOptions, Source, SourceReads, WatermarkSpec};
-
-/// The connectors a table can name.
-pub const CONNECTORS: [&str; 9] = [
-    "blackhole",
-    "datagen",
-    "file",
-    "kafka",
-    "memory",
-    "nexmark",
-    "postgres",
-    "sqlite",
-    "stdout",
-];
 
 /// Turns a `CREATE TABLE` into a table, planning its columns and watermark with `state`.
 /// Sources that never end on their own are read as `reads` says.
@@ -171,115 +158,16 @@ pub fn connector_halves(
     options: &mut WithOptions,
     reads: SourceReads,
 ) -> Result<Halves> {
-    let Declared {
-        name,
-        schema,
-        metadata,
-        primary_key,
-    } = declared;
-    let schema = Arc::clone(schema);
-    if connector != "kafka"
-        && let Some(column) = metadata.first()
+    let Some(found) = registry::connector(connector) else {
+        return Err(registry::unknown(options, connector));
+    };
+    if !found.has_metadata()
+        && let Some(column) = declared.metadata.first()
     {
         return Err(options.error(format!(
             "column {}: connector '{connector}' has no record metadata (METADATA FROM is for kafka tables)",
             column.column
         )));
     }
-    Ok(match connector {
-        "datagen" => (
-            Some(Arc::new(datagen::DatagenSource::try_new(schema, options)?)),
-            None,
-        ),
-        "nexmark" => (
-            Some(Arc::new(nexmark::NexmarkSource::try_new(schema, options)?)),
-            None,
-        ),
-        "file" => {
-            let parsed = file::FileOptions::parse(options)?;
-            (
-                Some(Arc::new(file::FileSource::new(
-                    Arc::clone(&schema),
-                    parsed.clone(),
-                ))),
-                Some(Arc::new(file::FileSink::new(schema, parsed))),
-            )
-        }
-        "kafka" => {
-            let parsed = kafka::KafkaOptions::parse(options)?;
-            let metadata =
-                kafka::MetadataColumns::try_new(&schema, metadata).map_err(|m| options.error(m))?;
-            let key_fields = parsed.key_fields.as_deref().unwrap_or(primary_key);
-            let layout = kafka::MessageLayout::try_new(&metadata, key_fields)
-                .map_err(|e| options.error(e.to_string()))?;
-            let registry = match &parsed.schema_registry_url {
-                Some(url) => Some(Arc::new(SchemaRegistry::new(url)?)),
-                None => None,
-            };
-            let json = match &parsed.json_schema {
-                Some(path) => Some(
-                    JsonSchema::load(path)
-                        .map_err(|e| options.error(format!("option 'json.schema': {e}")))?,
-                ),
-                None => None,
-            };
-            let schemas = kafka::MessageSchemas {
-                registry: registry.clone(),
-                json,
-            };
-            (
-                Some(Arc::new(kafka::KafkaSource::new(
-                    parsed.clone(),
-                    reads,
-                    metadata,
-                    schemas,
-                ))),
-                Some(Arc::new(kafka::KafkaSink::new(
-                    schema, parsed, layout, registry,
-                ))),
-            )
-        }
-        "memory" => {
-            let table = memory::MemoryTable::try_new(schema, options, reads)?;
-            (
-                Some(Arc::new(memory::MemorySource(Arc::clone(&table)))),
-                Some(Arc::new(memory::MemorySink(table))),
-            )
-        }
-        "sqlite" => {
-            let store: Arc<dyn ProfileStore> = Arc::new(sqlite::SqliteStore::new(
-                sqlite::SqliteOptions::parse(options, name)?,
-                schema,
-                primary_key.to_vec(),
-                false,
-            ));
-            (
-                Some(Arc::new(StoreSource(Arc::clone(&store)))),
-                Some(Arc::new(StoreSink::new(store))),
-            )
-        }
-        "postgres" => {
-            let store: Arc<dyn ProfileStore> = Arc::new(postgres::PostgresStore::try_new(
-                postgres::PostgresOptions::parse(options, name)?,
-                schema,
-                primary_key.to_vec(),
-                false,
-            )?);
-            (
-                Some(Arc::new(StoreSource(Arc::clone(&store)))),
-                Some(Arc::new(StoreSink::new(store))),
-            )
-        }
-        "stdout" => (
-            None,
-            Some(Arc::new(stdout::StdoutSink::try_new(schema, options)?)),
-        ),
-        "blackhole" => (None, Some(Arc::new(blackhole::BlackholeSink::new(schema)))),
-        other => {
-            return Err(options.error(format!(
-                "unknown connector '{other}' (known: {})",
-                CONNECTORS.join(", ")
-            )));
-        }
-    })
+    found.halves(declared, options, reads)
 }

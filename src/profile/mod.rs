@@ -24,7 +24,4 @@ pub use latest_per_key::LatestPerKey;
 pub use score::{ViewScore, plan_scores};
 pub use upsert_aggregate::UpsertAggregateExec;
 pub use upsert_rule::UpsertAggregateRule;
-pub use view::{
-    DEFAULT_MIN_INTERVAL, PlannedView, VIEW_STORES, ViewDefinition, ViewRun, ViewStore, plan_run,
-    plan_view,
-};
+pub use view::{DEFAULT_MIN_INTERVAL, PlannedView, ViewDefinition, ViewRun, plan_run, plan_view};

@@ -23,7 +23,7 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result as DFResult, ScalarValue, plan_err};
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
@@ -36,23 +36,27 @@ use super::conflict::{ConflictPolicies, is_grouped};
 use super::latest_per_key::LatestPerKey;
 use super::score::{ViewScore, plan_scores};
 use super::upsert_aggregate::UpsertAggregateExec;
-use crate::connector::postgres::{PostgresOptions, PostgresStore};
-use crate::connector::sqlite::{SqliteOptions, SqliteStore};
 use crate::connector::store::{
-    ProfileStore, StoreSink, StoreSource, UpstreamViews, VERSION_COLUMN, ViewChanges,
+    StoreSink, StoreSource, UpstreamViews, VERSION_COLUMN, ViewChanges, ViewStore,
 };
-use crate::connector::{Declared, SourceDefinition, StreamTable, connector_halves};
+use crate::connector::{Declared, SourceDefinition, StreamTable, connector, connector_names};
 use crate::error::{Error, Result};
 use crate::sql::{CreateMaterializedView, WithOptions};
 use crate::stream::{Source, SourceReads, StreamingFilterExec, single_partition};
 use crate::window::{WINDOW_END, WindowAggregateExec};
 
-/// The stores a view can name in `connector`.
-pub const VIEW_STORES: [&str; 3] = ["kafka", "postgres", "sqlite"];
-
 /// The least time between two runs of a view over other views, unless
 /// `'refresh.min_interval'` says otherwise.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A planned materialized view.
+pub struct PlannedView {
+    /// The table that reads the view's store, under the view's name.
+    pub table: StreamTable,
+    pub definition: Arc<ViewDefinition>,
+    /// The first run.
+    pub run: ViewRun,
+}
 
 /// What a materialized view is: enough to plan a run of it again (a refresh).
 #[derive(Debug)]
@@ -105,30 +109,6 @@ impl ViewDefinition {
             .unwrap_or_else(|p| p);
         newer(previous)
     }
-}
-
-/// Where a view's rows live.
-#[derive(Debug, Clone)]
-pub enum ViewStore {
-    /// A keyed table that applies a row only when its version is newer.
-    Table(Arc<dyn ProfileStore>),
-    /// An upsert topic: the message key is the primary key and a key's last message is its
-    /// row. Kafka cannot apply a write conditionally, so rows carry no version there: a
-    /// replay writes the same rows again, which readers of the last message per key see as
-    /// no change.
-    Topic {
-        sink: Arc<dyn DataSink>,
-        source: Arc<dyn Source>,
-    },
-}
-
-/// A planned materialized view.
-pub struct PlannedView {
-    /// The table that reads the view's store, under the view's name.
-    pub table: StreamTable,
-    pub definition: Arc<ViewDefinition>,
-    /// The first run.
-    pub run: ViewRun,
 }
 
 /// One planned run of a view: a plan that keeps the store up to date, or, for a bounded
@@ -318,41 +298,18 @@ pub async fn plan_run(context: &SessionContext, view: &ViewDefinition) -> Result
 
 /// The store named by `connector`, consuming its options.
 fn open_store(
-    connector: &str,
+    name: &str,
     declared: Declared<'_>,
     options: &mut WithOptions,
     reads: SourceReads,
 ) -> Result<ViewStore> {
-    let Declared {
-        name,
-        schema,
-        primary_key,
-        ..
-    } = declared;
-    Ok(match connector {
-        "sqlite" => ViewStore::Table(Arc::new(SqliteStore::new(
-            SqliteOptions::parse(options, name)?,
-            Arc::clone(schema),
-            primary_key.to_vec(),
-            true,
+    match connector(name).filter(|c| c.holds_views()) {
+        Some(store) => store.view_store(declared, options, reads),
+        None => Err(options.error(format!(
+            "unknown store connector '{name}' for a materialized view (known: {})",
+            connector_names(|c| c.holds_views()).join(", ")
         ))),
-        "postgres" => ViewStore::Table(Arc::new(PostgresStore::try_new(
-            PostgresOptions::parse(options, name)?,
-            Arc::clone(schema),
-            primary_key.to_vec(),
-            true,
-        )?)),
-        "kafka" => match connector_halves(connector, declared, options, reads)? {
-            (Some(source), Some(sink)) => ViewStore::Topic { sink, source },
-            _ => return Err(options.error("a Kafka table is both read and written")),
-        },
-        other => {
-            return Err(options.error(format!(
-                "unknown store connector '{other}' for a materialized view (known: {})",
-                VIEW_STORES.join(", ")
-            )));
-        }
-    })
+    }
 }
 
 /// `plan` with each row's version appended as a last `_version` column; for a bounded

@@ -49,9 +49,11 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::sink::DataSink;
 
 use crate::connector::store::ProfileStore;
+use crate::connector::store::ViewStore;
 use crate::connector::{StreamTable, WebhookOptions};
+use crate::connector::{connector, connector_names};
 use crate::pipeline::Engine;
-use crate::profile::{ViewDefinition, ViewStore};
+use crate::profile::ViewDefinition;
 use crate::stream::PipelineMetrics;
 use json_row::{json_string, row_json};
 
@@ -60,9 +62,6 @@ pub const BODY_LIMIT: usize = 1 << 20;
 
 /// Idempotency keys remembered at most (the oldest are forgotten first).
 const IDEMPOTENCY_KEYS: usize = 100_000;
-
-/// The connectors whose tables take webhook events.
-const INGEST_CONNECTORS: [&str; 2] = ["kafka", "memory"];
 
 /// How a server is set up.
 #[derive(Debug, Clone)]
@@ -218,23 +217,25 @@ impl ServeState {
             .filter(|stream| stream.name() == table)
             .ok_or_else(not_found)?;
         let streamed = stream.source().ok().is_some_and(|s| !s.source.is_bounded());
+        let ingests = connector(stream.connector()).is_some_and(|c| c.takes_ingest());
         let sink: Arc<dyn DataSink> = match stream.sink().ok() {
-            Some(_) if stream.connector() == "memory" && !streamed => {
+            Some(_) if ingests && !streamed => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "memory table {table} is not followed: the pipeline would never read its events (declare it with 'scan.mode' = 'follow')"
+                        "{} table {table} is not followed: the pipeline would never read its events (declare it with 'scan.mode' = 'follow')",
+                        stream.connector()
                     ),
                 ));
             }
-            Some(sink) if INGEST_CONNECTORS.contains(&stream.connector()) => Arc::clone(sink),
+            Some(sink) if ingests => Arc::clone(sink),
             _ => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!(
                         "table {table} (connector '{}') does not take webhook events: ingest writes to {} tables",
                         stream.connector(),
-                        INGEST_CONNECTORS.join(" and ")
+                        connector_names(|c| c.takes_ingest()).join(" and ")
                     ),
                 ));
             }

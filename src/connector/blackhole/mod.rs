@@ -61,3 +61,27 @@ impl DataSink for BlackholeSink {
         Ok(rows)
     }
 }
+
+/// `connector = 'blackhole'`.
+pub struct BlackholeConnector;
+
+impl super::Connector for BlackholeConnector {
+    fn name(&self) -> &'static str {
+        "blackhole"
+    }
+
+    fn halves(
+        &self,
+        declared: super::Declared<'_>,
+        options: &mut crate::sql::WithOptions,
+        _reads: crate::stream::SourceReads,
+    ) -> crate::error::Result<super::Halves> {
+        let _ = options;
+        Ok((
+            None,
+            Some(std::sync::Arc::new(BlackholeSink::new(
+                std::sync::Arc::clone(declared.schema),
+            ))),
+        ))
+    }
+}

@@ -143,3 +143,27 @@ impl Source for DatagenSource {
         Ok(vec![stream.boxed()])
     }
 }
+
+/// `connector = 'datagen'`.
+pub struct DatagenConnector;
+
+impl super::Connector for DatagenConnector {
+    fn name(&self) -> &'static str {
+        "datagen"
+    }
+
+    fn halves(
+        &self,
+        declared: super::Declared<'_>,
+        options: &mut crate::sql::WithOptions,
+        _reads: crate::stream::SourceReads,
+    ) -> crate::error::Result<super::Halves> {
+        Ok((
+            Some(std::sync::Arc::new(DatagenSource::try_new(
+                std::sync::Arc::clone(declared.schema),
+                options,
+            )?)),
+            None,
+        ))
+    }
+}

@@ -11,3 +11,29 @@ pub use location::FileLocation;
 pub use options::{FileFormat, FileOptions};
 pub use sink::FileSink;
 pub use source::{FileSource, read_file};
+
+/// `connector = 'file'`.
+pub struct FileConnector;
+
+impl super::Connector for FileConnector {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn halves(
+        &self,
+        declared: super::Declared<'_>,
+        options: &mut crate::sql::WithOptions,
+        _reads: crate::stream::SourceReads,
+    ) -> crate::error::Result<super::Halves> {
+        let schema = std::sync::Arc::clone(declared.schema);
+        let parsed = FileOptions::parse(options)?;
+        Ok((
+            Some(std::sync::Arc::new(FileSource::new(
+                std::sync::Arc::clone(&schema),
+                parsed.clone(),
+            ))),
+            Some(std::sync::Arc::new(FileSink::new(schema, parsed))),
+        ))
+    }
+}

@@ -25,3 +25,79 @@ pub use metadata::MetadataColumns;
 pub use options::{BadDataPolicy, KafkaFormat, KafkaOptions, StartupMode};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, MessageSchemas};
+
+/// `connector = 'kafka'`: a topic, read and written; an upsert topic can hold a view.
+pub struct KafkaConnector;
+
+impl super::Connector for KafkaConnector {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn halves(
+        &self,
+        declared: super::Declared<'_>,
+        options: &mut crate::sql::WithOptions,
+        reads: crate::stream::SourceReads,
+    ) -> crate::error::Result<super::Halves> {
+        use std::sync::Arc;
+
+        use crate::format::{JsonSchema, SchemaRegistry};
+
+        let schema = Arc::clone(declared.schema);
+        let parsed = KafkaOptions::parse(options)?;
+        let metadata =
+            MetadataColumns::try_new(&schema, declared.metadata).map_err(|m| options.error(m))?;
+        let key_fields = parsed.key_fields.as_deref().unwrap_or(declared.primary_key);
+        let layout = MessageLayout::try_new(&metadata, key_fields)
+            .map_err(|e| options.error(e.to_string()))?;
+        let registry = match &parsed.schema_registry_url {
+            Some(url) => Some(Arc::new(SchemaRegistry::new(url)?)),
+            None => None,
+        };
+        let json = match &parsed.json_schema {
+            Some(path) => Some(
+                JsonSchema::load(path)
+                    .map_err(|e| options.error(format!("option 'json.schema': {e}")))?,
+            ),
+            None => None,
+        };
+        let schemas = MessageSchemas {
+            registry: registry.clone(),
+            json,
+        };
+        Ok((
+            Some(Arc::new(KafkaSource::new(
+                parsed.clone(),
+                reads,
+                metadata,
+                schemas,
+            ))),
+            Some(Arc::new(KafkaSink::new(schema, parsed, layout, registry))),
+        ))
+    }
+
+    fn has_metadata(&self) -> bool {
+        true
+    }
+
+    fn holds_views(&self) -> bool {
+        true
+    }
+
+    fn view_store(
+        &self,
+        declared: super::Declared<'_>,
+        options: &mut crate::sql::WithOptions,
+        reads: crate::stream::SourceReads,
+    ) -> crate::error::Result<super::store::ViewStore> {
+        match self.halves(declared, options, reads)? {
+            (Some(source), Some(sink)) => Ok(super::store::ViewStore::Topic { sink, source }),
+            _ => Err(options.error("a Kafka table is both read and written")),
+        }
+    }
+
+    fn takes_ingest(&self) -> bool {
+        true
+    }
+}

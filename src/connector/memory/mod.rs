@@ -219,3 +219,30 @@ impl DataSink for MemorySink {
         Ok(rows)
     }
 }
+
+/// `connector = 'memory'`.
+pub struct MemoryConnector;
+
+impl super::Connector for MemoryConnector {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn halves(
+        &self,
+        declared: super::Declared<'_>,
+        options: &mut crate::sql::WithOptions,
+        reads: crate::stream::SourceReads,
+    ) -> crate::error::Result<super::Halves> {
+        let table = MemoryTable::try_new(std::sync::Arc::clone(declared.schema), options, reads)?;
+        Ok((
+            Some(std::sync::Arc::new(MemorySource(std::sync::Arc::clone(
+                &table,
+            )))),
+            Some(std::sync::Arc::new(MemorySink(table))),
+        ))
+    }
+    fn takes_ingest(&self) -> bool {
+        true
+    }
+}

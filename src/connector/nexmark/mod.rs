@@ -173,3 +173,27 @@ impl Source for NexmarkSource {
         Ok(vec![stream.boxed()])
     }
 }
+
+/// `connector = 'nexmark'`.
+pub struct NexmarkConnector;
+
+impl super::Connector for NexmarkConnector {
+    fn name(&self) -> &'static str {
+        "nexmark"
+    }
+
+    fn halves(
+        &self,
+        declared: super::Declared<'_>,
+        options: &mut crate::sql::WithOptions,
+        _reads: crate::stream::SourceReads,
+    ) -> crate::error::Result<super::Halves> {
+        Ok((
+            Some(std::sync::Arc::new(NexmarkSource::try_new(
+                std::sync::Arc::clone(declared.schema),
+                options,
+            )?)),
+            None,
+        ))
+    }
+}

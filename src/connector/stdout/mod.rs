@@ -108,3 +108,27 @@ impl DataSink for StdoutSink {
         Ok(rows)
     }
 }
+
+/// `connector = 'stdout'`.
+pub struct StdoutConnector;
+
+impl super::Connector for StdoutConnector {
+    fn name(&self) -> &'static str {
+        "stdout"
+    }
+
+    fn halves(
+        &self,
+        declared: super::Declared<'_>,
+        options: &mut crate::sql::WithOptions,
+        _reads: crate::stream::SourceReads,
+    ) -> crate::error::Result<super::Halves> {
+        Ok((
+            None,
+            Some(std::sync::Arc::new(StdoutSink::try_new(
+                std::sync::Arc::clone(declared.schema),
+                options,
+            )?)),
+        ))
+    }
+}

@@ -11,6 +11,12 @@ pub use changes::{ChangeCount, RowListener, UpstreamViews, ViewChanges, ViewWrit
 pub use shape::{ColumnTypes, TableShape, quote};
 pub use table::{StoreSink, StoreSource};
 
+use std::sync::Arc;
+
+use datafusion::datasource::sink::DataSink;
+
+use crate::stream::Source;
+
 use std::fmt::Debug;
 
 use async_trait::async_trait;
@@ -83,4 +89,19 @@ pub fn now_iso8601() -> String {
     datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(millis)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default()
+}
+
+/// Where a view's rows live.
+#[derive(Debug, Clone)]
+pub enum ViewStore {
+    /// A keyed table that applies a row only when its version is newer.
+    Table(Arc<dyn ProfileStore>),
+    /// An upsert topic: the message key is the primary key and a key's last message is its
+    /// row. Kafka cannot apply a write conditionally, so rows carry no version there: a
+    /// replay writes the same rows again, which readers of the last message per key see as
+    /// no change.
+    Topic {
+        sink: Arc<dyn DataSink>,
+        source: Arc<dyn Source>,
+    },
 }

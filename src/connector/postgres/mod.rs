@@ -41,13 +41,9 @@ impl super::Connector for PostgresConnector {
         options: &mut crate::sql::WithOptions,
         _reads: crate::stream::SourceReads,
     ) -> crate::error::Result<super::Halves> {
-        let store = Self::store(&declared, options, false)?;
-        Ok((
-            Some(std::sync::Arc::new(super::store::StoreSource(
-                std::sync::Arc::clone(&store),
-            ))),
-            Some(std::sync::Arc::new(super::store::StoreSink::new(store))),
-        ))
+        Ok(super::store::store_halves(Self::store(
+            &declared, options, false,
+        )?))
     }
 
     fn holds_views(&self) -> bool {

@@ -91,6 +91,14 @@ pub fn now_iso8601() -> String {
         .unwrap_or_default()
 }
 
+/// A keyed store's table halves: read back as a table, written by versioned upserts.
+pub fn store_halves(store: Arc<dyn ProfileStore>) -> super::Halves {
+    (
+        Some(Arc::new(StoreSource(Arc::clone(&store)))),
+        Some(Arc::new(StoreSink::new(store))),
+    )
+}
+
 /// Where a view's rows live.
 #[derive(Debug, Clone)]
 pub enum ViewStore {

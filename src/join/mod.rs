@@ -9,7 +9,10 @@
 
 mod interval_exec;
 mod rule;
+mod run;
+mod shape;
 mod side_buffer;
+mod state;
 mod time_bound;
 
 pub use interval_exec::IntervalJoinExec;

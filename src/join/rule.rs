@@ -15,7 +15,8 @@ use datafusion::physical_plan::joins::{HashJoinExec, SymmetricHashJoinExec};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use super::interval_exec::{IntervalJoinExec, is_supported};
+use super::interval_exec::IntervalJoinExec;
+use super::shape::is_supported;
 use super::time_bound::{InputRetention, TimeBound};
 
 /// How long an input of a join keeps its rows, if its tables say (`'state.ttl'`).

@@ -5,15 +5,11 @@
 
 use std::sync::Arc;
 
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::coop::CooperativeExec;
-use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::projection::ProjectionExec;
 
 use crate::connector::SourceExec;
 use crate::join::InputRetention;
-use crate::stream::StreamingFilterExec;
+use crate::stream::trace_column;
 
 /// The retention of the rows of `plan`, a join's input, when it reads one source table with
 /// an event time: the table's `'state.ttl'`, if any, and the input's column that carries
@@ -40,35 +36,13 @@ fn source_below(plan: &Arc<dyn ExecutionPlan>) -> Option<&SourceExec> {
     }
 }
 
-/// The column of `plan` that is its source table's event time, through projections and
-/// filters.
+/// The column of `plan` that is its source table's event time, if `plan` keeps it.
 fn event_time_column(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
-    if let Some(source) = plan.downcast_ref::<SourceExec>() {
-        return source.event_time_column();
-    }
-    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
-        let below = event_time_column(projection.input())?;
-        return projection.expr().iter().position(|e| {
-            e.expr
-                .downcast_ref::<Column>()
-                .is_some_and(|c| c.index() == below)
-        });
-    }
-    let through = |projection: Option<&[usize]>, below: usize| match projection {
-        Some(indices) => indices.iter().position(|&i| i == below),
-        None => Some(below),
-    };
-    if let Some(filter) = plan.downcast_ref::<StreamingFilterExec>() {
-        return through(filter.projection(), event_time_column(filter.input())?);
-    }
-    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
-        return through(
-            filter.projection().as_deref(),
-            event_time_column(filter.input())?,
-        );
-    }
-    match plan.children().as_slice() {
-        [input] if plan.is::<CooperativeExec>() => event_time_column(input),
-        _ => None,
-    }
+    (0..plan.schema().fields().len()).find(|&index| {
+        trace_column(plan, index, &|node, index| {
+            let source = node.downcast_ref::<SourceExec>()?;
+            (source.event_time_column() == Some(index)).then_some(())
+        })
+        .is_some()
+    })
 }

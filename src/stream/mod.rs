@@ -28,6 +28,7 @@ mod operator;
 mod progress;
 mod source;
 mod state_snapshot;
+mod trace;
 mod watermark;
 
 pub(crate) use byte_keys::ByteKeys;
@@ -48,4 +49,5 @@ pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use source::{Source, SourceBatch, SourceReads, SourceStream, SplitStream};
 pub use state_snapshot::{JobSnapshot, StateSnapshot};
+pub use trace::trace_column;
 pub use watermark::{Watermark, WatermarkTracker};

@@ -6,15 +6,11 @@
 
 use std::sync::Arc;
 
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::coop::CooperativeExec;
-use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::projection::ProjectionExec;
 
 use super::aggregate_exec::WindowAggregateExec;
 use super::assign_exec::{WindowAssignExec, WindowAssignment};
-use crate::stream::{MergeStreamsExec, StreamingFilterExec};
+use crate::stream::trace_column;
 
 /// A column that windows add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,41 +26,15 @@ pub fn window_column(
     plan: &Arc<dyn ExecutionPlan>,
     index: usize,
 ) -> Option<(WindowColumn, WindowAssignment)> {
-    if let Some(assign) = plan.downcast_ref::<WindowAssignExec>() {
-        return assign
-            .window_column(index)
-            .map(|column| (column, assign.assignment().clone()));
-    }
-    if let Some(aggregate) = plan.downcast_ref::<WindowAggregateExec>() {
-        return aggregate.window_column(index);
-    }
-    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
-        let column = projection
-            .expr()
-            .get(index)?
-            .expr
-            .downcast_ref::<Column>()?;
-        return window_column(projection.input(), column.index());
-    }
-    let through = |projection: Option<&[usize]>, input: &Arc<dyn ExecutionPlan>| {
-        let index = match projection {
-            Some(indices) => *indices.get(index)?,
-            None => index,
-        };
-        window_column(input, index)
-    };
-    if let Some(filter) = plan.downcast_ref::<StreamingFilterExec>() {
-        return through(filter.projection(), filter.input());
-    }
-    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
-        return through(filter.projection().as_deref(), filter.input());
-    }
-    match plan.children().as_slice() {
-        [input] if plan.is::<CooperativeExec>() || plan.is::<MergeStreamsExec>() => {
-            window_column(input, index)
+    trace_column(plan, index, &|node, index| {
+        if let Some(assign) = node.downcast_ref::<WindowAssignExec>() {
+            return assign
+                .window_column(index)
+                .map(|column| (column, assign.assignment().clone()));
         }
-        _ => None,
-    }
+        node.downcast_ref::<WindowAggregateExec>()?
+            .window_column(index)
+    })
 }
 
 /// True when column `index` of `plan` is the end or time of a window aggregate's windows:

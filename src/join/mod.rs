@@ -1,5 +1,7 @@
 //! Stream-stream joins: operators that join two streams with state bounded by event time,
-//! and the physical optimizer rule that plans them in place of DataFusion's hash joins.
+//! and the physical optimizer rules that plan them in place of DataFusion's hash joins.
+//! Interval and window joins are here; temporal joins (`FOR SYSTEM_TIME AS OF`) in
+//! [`temporal`].
 //!
 //! ```text
 //! IntervalJoinExec: type=Left, on=[impression_id = impression_id], time=right - left in [0s, 30m]
@@ -7,14 +9,19 @@
 //!   SourceExec: table=clicks, …              the join's is derived from both)
 //! ```
 
+mod equi_join;
 mod interval_exec;
 mod rule;
 mod run;
 mod shape;
 mod side_buffer;
 mod state;
+pub mod temporal;
 mod time_bound;
 
 pub use interval_exec::IntervalJoinExec;
 pub use rule::StreamJoinRule;
+pub use temporal::{
+    EventTimeOf, TemporalJoinAnalyzer, TemporalJoinExec, TemporalJoinRule, VersionedTablePlanner,
+};
 pub use time_bound::{InputRetention, TimeBound};

@@ -7,14 +7,11 @@ use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{JoinType, Result, plan_err};
-use datafusion::physical_expr::PhysicalExprRef;
+use datafusion::common::{Result, plan_err};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::joins::utils::JoinFilter;
-use datafusion::physical_plan::joins::{HashJoinExec, SymmetricHashJoinExec};
-use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
+use super::equi_join::{EquiJoin, without_sort};
 use super::interval_exec::IntervalJoinExec;
 use super::shape::is_supported;
 use super::time_bound::{InputRetention, TimeBound};
@@ -38,40 +35,6 @@ impl StreamJoinRule {
 impl std::fmt::Debug for StreamJoinRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StreamJoinRule")
-    }
-}
-
-/// The parts of a DataFusion equi-join.
-struct EquiJoin {
-    left: Arc<dyn ExecutionPlan>,
-    right: Arc<dyn ExecutionPlan>,
-    on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
-    filter: Option<JoinFilter>,
-    join_type: JoinType,
-    projection: Option<Vec<usize>>,
-}
-
-impl EquiJoin {
-    fn of(plan: &Arc<dyn ExecutionPlan>) -> Option<Self> {
-        if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-            return Some(Self {
-                left: Arc::clone(join.left()),
-                right: Arc::clone(join.right()),
-                on: join.on().to_vec(),
-                filter: join.filter().cloned(),
-                join_type: *join.join_type(),
-                projection: join.projection.as_ref().map(|p| p.to_vec()),
-            });
-        }
-        let join = plan.downcast_ref::<SymmetricHashJoinExec>()?;
-        Some(Self {
-            left: Arc::clone(join.left()),
-            right: Arc::clone(join.right()),
-            on: join.on().to_vec(),
-            filter: join.filter().cloned(),
-            join_type: *join.join_type(),
-            projection: None,
-        })
     }
 }
 
@@ -132,14 +95,5 @@ impl PhysicalOptimizerRule for StreamJoinRule {
 
     fn schema_check(&self) -> bool {
         true
-    }
-}
-
-/// `plan` without a sort DataFusion put on top of it for its own stream join: an interval
-/// join takes rows in any order.
-fn without_sort(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
-    match plan.downcast_ref::<SortExec>() {
-        Some(sort) => Arc::clone(sort.input()),
-        None => plan,
     }
 }

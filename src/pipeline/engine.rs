@@ -233,8 +233,7 @@ impl Engine {
     }
 
     async fn sql(&self, statement: &SourceStatement) -> Result<datafusion::prelude::DataFrame> {
-        self.context
-            .sql(&statement.text)
+        crate::sql::sql_frame(&self.context, &statement.text)
             .await
             .map_err(|source| Error::Statement {
                 line: statement.line,

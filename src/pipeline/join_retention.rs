@@ -1,13 +1,15 @@
-//! How long a join of two streams without a time bound keeps an input's rows: the
-//! `'state.ttl'` of the source table the input reads, with the input's column that carries
-//! that table's event time. The join rule asks this of each input; it lives here, where
-//! plans and connectors meet, so that joins know no connector.
+//! What joins ask of the tables they read. How long a join of two streams without a time
+//! bound keeps an input's rows: the `'state.ttl'` of the source table the input reads,
+//! with the input's column that carries that table's event time. And a versioned table's
+//! event time, when each of its rows starts to be valid. It lives here, where plans and
+//! connectors meet, so that joins know no connector.
 
 use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::connector::SourceExec;
+use crate::connector::{SourceExec, StreamTable};
 use crate::join::InputRetention;
 use crate::stream::trace_column;
 
@@ -45,4 +47,11 @@ fn event_time_column(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
         })
         .is_some()
     })
+}
+
+/// The event-time column of `table`, if it is a source table that declares one.
+pub fn table_event_time(table: &dyn TableProvider) -> Option<String> {
+    let table = table.downcast_ref::<StreamTable>()?;
+    let watermark = table.source().ok()?.watermark.as_ref()?;
+    Some(watermark.column.clone())
 }

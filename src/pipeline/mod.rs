@@ -10,7 +10,7 @@ mod unbounded_check;
 mod view_runs;
 
 pub use engine::{Engine, Job, JobKind, rows_written};
-pub use join_retention::join_retention;
+pub use join_retention::{join_retention, table_event_time};
 pub use status::{StatusLine, status_text};
 pub use unbounded_check::UnboundedInputCheck;
 

@@ -14,9 +14,12 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::connector::SourceExec;
 use crate::error::Result;
-use crate::join::{IntervalJoinExec, StreamJoinRule};
+use crate::join::{
+    IntervalJoinExec, StreamJoinRule, TemporalJoinAnalyzer, TemporalJoinExec, TemporalJoinRule,
+    VersionedTablePlanner,
+};
 use crate::lookup::{LookupJoinExec, LookupJoinRule};
-use crate::pipeline::{UnboundedInputCheck, join_retention};
+use crate::pipeline::{UnboundedInputCheck, join_retention, table_event_time};
 use crate::profile::UpsertAggregateRule;
 use crate::stream::{
     MergeStreamsExec, MergeStreamsRule, PipelineContext, SourceReads, StreamingFilterExec,
@@ -60,7 +63,11 @@ pub fn new_session(
         .with_config(config)
         .with_runtime_env(runtime.build_arc()?)
         .with_physical_optimizer_rules(streaming_rules())
-        .with_relation_planners(vec![Arc::new(WindowQueryPlanner)])
+        .with_relation_planners(vec![
+            Arc::new(WindowQueryPlanner),
+            Arc::new(VersionedTablePlanner::new(Arc::new(table_event_time))),
+        ])
+        .with_analyzer_rule(Arc::new(TemporalJoinAnalyzer))
         .build();
     let context = SessionContext::new_with_state(state);
     // Table function names are matched as written: accept both common spellings.
@@ -83,6 +90,7 @@ pub fn streaming_operators() -> StreamingOperators {
         .with::<WindowAssignExec>()
         .with::<WindowAggregateExec>()
         .with::<IntervalJoinExec>()
+        .with::<TemporalJoinExec>()
 }
 
 /// DataFusion's physical optimizer rules with profusion's streaming rules before the final
@@ -101,5 +109,7 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     rules.insert(at, Arc::new(StreamJoinRule::new(Arc::new(join_retention))));
     rules.insert(at, Arc::new(WindowAggregateRule));
     rules.insert(at, Arc::new(LookupJoinRule));
+    // A temporal join may read a bounded table: it is planned before lookup joins are.
+    rules.insert(at, Arc::new(TemporalJoinRule));
     rules
 }

@@ -41,7 +41,7 @@ use crate::connector::store::{
 };
 use crate::connector::{Declared, SourceDefinition, StreamTable, connector, connector_names};
 use crate::error::{Error, Result};
-use crate::sql::{CreateMaterializedView, WithOptions};
+use crate::sql::{CreateMaterializedView, WithOptions, sql_frame};
 use crate::stream::{Source, SourceReads, StreamingFilterExec, single_partition};
 use crate::window::{WINDOW_END, WindowAggregateExec};
 
@@ -137,7 +137,7 @@ pub async fn plan_view(
     } = view;
     let failed = |source| Error::Statement { line, source };
     let declared_options = options.remaining().clone();
-    let frame = context.sql(&query).await.map_err(failed)?;
+    let frame = sql_frame(context, &query).await.map_err(failed)?;
     let mut schema: SchemaRef = Arc::clone(frame.schema().inner());
     for key in &primary_key {
         if schema.field_with_name(key).is_err() {
@@ -177,7 +177,7 @@ pub async fn plan_view(
         } else {
             let merge = conflicts.unwrap_or_default();
             let merged = merge.merge_query(&query, &schema, &primary_key, |m| options.error(m))?;
-            let frame = context.sql(&merged).await.map_err(failed)?;
+            let frame = sql_frame(context, &merged).await.map_err(failed)?;
             schema = Arc::clone(frame.schema().inner());
             merged
         }
@@ -274,7 +274,7 @@ pub async fn plan_run(context: &SessionContext, view: &ViewDefinition) -> Result
         line: view.line,
         source,
     };
-    let frame = context.sql(&view.query).await.map_err(failed)?;
+    let frame = sql_frame(context, &view.query).await.map_err(failed)?;
     let plan = frame.create_physical_plan().await.map_err(failed)?;
     let (versioned, version) = with_versions(&plan, view).map_err(failed)?;
     // A sink writes one partition: a plan of several (a UNION ALL) is merged first.

@@ -4,6 +4,7 @@
 
 mod create_table;
 mod create_view;
+mod dialect;
 mod duration;
 mod options;
 mod split;
@@ -12,6 +13,7 @@ mod variables;
 
 pub use create_table::{CreateTable, MetadataColumn, WatermarkClause, parse_create_table};
 pub use create_view::{CreateMaterializedView, parse_create_view};
+pub use dialect::{StreamingDialect, sql_frame};
 pub use duration::parse_duration;
 pub use options::{WithOptions, masked_option};
 pub use split::{SourceStatement, split_statements};

@@ -175,6 +175,7 @@ slt_files!(
     lookup_join,
     materialized_view,
     options_errors,
+    temporal_join,
     udfs_behaviour,
     udfs_docs,
     udfs_normalize,

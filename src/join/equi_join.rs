@@ -1,0 +1,55 @@
+//! [`EquiJoin`]: the parts of a DataFusion equi-join (a hash join, or the symmetric hash
+//! join DataFusion plans for unbounded inputs), as the stream join rules take them apart.
+
+use std::sync::Arc;
+
+use datafusion::common::JoinType;
+use datafusion::physical_expr::PhysicalExprRef;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::joins::utils::JoinFilter;
+use datafusion::physical_plan::joins::{HashJoinExec, SymmetricHashJoinExec};
+use datafusion::physical_plan::sorts::sort::SortExec;
+
+/// The parts of a DataFusion equi-join.
+pub(super) struct EquiJoin {
+    pub(super) left: Arc<dyn ExecutionPlan>,
+    pub(super) right: Arc<dyn ExecutionPlan>,
+    pub(super) on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
+    pub(super) filter: Option<JoinFilter>,
+    pub(super) join_type: JoinType,
+    pub(super) projection: Option<Vec<usize>>,
+}
+
+impl EquiJoin {
+    /// The parts of `plan`, if it is a hash join.
+    pub(super) fn of(plan: &Arc<dyn ExecutionPlan>) -> Option<Self> {
+        if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+            return Some(Self {
+                left: Arc::clone(join.left()),
+                right: Arc::clone(join.right()),
+                on: join.on().to_vec(),
+                filter: join.filter().cloned(),
+                join_type: *join.join_type(),
+                projection: join.projection.as_ref().map(|p| p.to_vec()),
+            });
+        }
+        let join = plan.downcast_ref::<SymmetricHashJoinExec>()?;
+        Some(Self {
+            left: Arc::clone(join.left()),
+            right: Arc::clone(join.right()),
+            on: join.on().to_vec(),
+            filter: join.filter().cloned(),
+            join_type: *join.join_type(),
+            projection: None,
+        })
+    }
+}
+
+/// `plan` without a sort DataFusion put on top of it for its own stream join: an interval
+/// join takes rows in any order.
+pub(super) fn without_sort(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    match plan.downcast_ref::<SortExec>() {
+        Some(sort) => Arc::clone(sort.input()),
+        None => plan,
+    }
+}

@@ -1,0 +1,367 @@
+//! [`TemporalJoinExec`]: a temporal join of a stream with a versioned table
+//! (`JOIN users FOR SYSTEM_TIME AS OF e.ts AS u ON u.user_id = e.user_id`): each stream
+//! row is joined with the version of its key valid at the row's time, once the versioned
+//! input's watermark shows every such version has arrived. INNER drops rows without a
+//! version; LEFT keeps them with NULLs. The rows it keeps are in [`TemporalState`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, JoinSide, JoinType, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::joins::utils::{JoinFilter, build_join_schema};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning, PlanProperties,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::state::{TemporalShape, TemporalState};
+use crate::stream::{EventTimeHold, JobProgress, PipelineContext, StateSnapshot, lock};
+use crate::stream::{MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows};
+
+/// The parts of a temporal join, as the rule finds them in DataFusion's join.
+#[derive(Debug, Clone)]
+pub struct TemporalJoin {
+    pub left: Arc<dyn ExecutionPlan>,
+    pub right: Arc<dyn ExecutionPlan>,
+    /// Which input is the versioned table.
+    pub versioned_side: JoinSide,
+    /// Equal pairs (left, right): the versioned table's key and the stream's.
+    pub on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
+    /// The rest of `ON`, on both rows.
+    pub filter: Option<JoinFilter>,
+    /// Conditions on the versioned table alone, applied to the version a row finds.
+    pub version_condition: Option<PhysicalExprRef>,
+    pub join_type: JoinType,
+    /// The stream's time (the `AS OF` column) and the versions' start, in their inputs.
+    pub stream_time: usize,
+    pub version_time: usize,
+    pub projection: Option<Vec<usize>>,
+}
+
+impl TemporalJoin {
+    fn stream(&self) -> &Arc<dyn ExecutionPlan> {
+        match self.versioned_side {
+            JoinSide::Left => &self.right,
+            _ => &self.left,
+        }
+    }
+
+    fn versioned(&self) -> &Arc<dyn ExecutionPlan> {
+        match self.versioned_side {
+            JoinSide::Left => &self.left,
+            _ => &self.right,
+        }
+    }
+}
+
+/// A stream joined with a versioned table as of each row's time.
+#[derive(Debug)]
+pub struct TemporalJoinExec {
+    join: TemporalJoin,
+    /// Left columns then right columns, before `projection`.
+    join_schema: SchemaRef,
+    metrics: ExecutionPlanMetricsSet,
+    properties: Arc<PlanProperties>,
+}
+
+impl TemporalJoinExec {
+    /// The plan node of `join`.
+    pub fn try_new(join: TemporalJoin) -> Result<Self> {
+        let join_schema = Arc::new(
+            build_join_schema(&join.left.schema(), &join.right.schema(), &join.join_type).0,
+        );
+        let output = match &join.projection {
+            Some(indices) => Arc::new(join_schema.project(indices)?),
+            None => Arc::clone(&join_schema),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(output),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            match join.stream().boundedness().is_unbounded() {
+                true => Boundedness::Unbounded {
+                    requires_infinite_memory: false,
+                },
+                false => Boundedness::Bounded,
+            },
+        );
+        Ok(Self {
+            join,
+            join_schema,
+            metrics: ExecutionPlanMetricsSet::new(),
+            properties: Arc::new(properties),
+        })
+    }
+
+    fn describe_on(&self) -> String {
+        let on: Vec<String> = self
+            .join
+            .on
+            .iter()
+            .map(|(l, r)| format!("{l} = {r}"))
+            .collect();
+        on.join(", ")
+    }
+
+    fn shape(&self) -> Result<TemporalShape> {
+        let join = &self.join;
+        let (stream_keys, version_keys): (Vec<_>, Vec<_>) = join
+            .on
+            .iter()
+            .map(|(l, r)| match join.versioned_side {
+                JoinSide::Left => (Arc::clone(r), Arc::clone(l)),
+                _ => (Arc::clone(l), Arc::clone(r)),
+            })
+            .unzip();
+        let stream_schema = join.stream().schema();
+        let key_fields = stream_keys
+            .iter()
+            .map(|k| Ok(SortField::new(k.data_type(&stream_schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TemporalShape {
+            versioned_side: join.versioned_side,
+            join_type: join.join_type,
+            stream_keys,
+            version_keys,
+            converter: RowConverter::new(key_fields)?,
+            filter: join.filter.clone(),
+            version_condition: join.version_condition.clone(),
+            stream_time: join.stream_time,
+            version_time: join.version_time,
+            stream_schema,
+            version_schema: join.versioned().schema(),
+            output_schema: self.schema(),
+            projection: join.projection.clone(),
+        })
+    }
+}
+
+impl DisplayAs for TemporalJoinExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let join = &self.join;
+        let (stream, versioned) = (join.stream().schema(), join.versioned().schema());
+        write!(
+            f,
+            "TemporalJoinExec: type={}, on=[{}], versioned={}, as_of={}, version_start={}",
+            join.join_type,
+            self.describe_on(),
+            match join.versioned_side {
+                JoinSide::Left => "left",
+                _ => "right",
+            },
+            stream.field(join.stream_time).name(),
+            versioned.field(join.version_time).name(),
+        )?;
+        if let Some(filter) = &join.filter {
+            write!(f, ", filter={}", filter.expression())?;
+        }
+        if let Some(condition) = &join.version_condition {
+            write!(f, ", version_condition={condition}")?;
+        }
+        if let Some(projection) = &join.projection {
+            let names: Vec<&str> = projection
+                .iter()
+                .map(|&i| self.join_schema.field(i).name().as_str())
+                .collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for TemporalJoinExec {
+    fn name(&self) -> &str {
+        "TemporalJoinExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.join.left, &self.join.right]
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition, Distribution::SinglePartition]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let join = &self.join;
+        let pairs = join.on.iter().flat_map(|(l, r)| [l, r]);
+        let conditions = join.filter.iter().map(|f| f.expression());
+        for expr in pairs.chain(conditions).chain(join.version_condition.iter()) {
+            if f(expr)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [left, right] = <[_; 2]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("TemporalJoinExec takes two inputs".into()))?;
+        Ok(Arc::new(Self::try_new(TemporalJoin {
+            left,
+            right,
+            ..self.join.clone()
+        })?))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        execute_rows(self, partition, context)
+    }
+}
+
+impl StreamingExec for TemporalJoinExec {
+    fn execute_messages(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<MessageStream> {
+        let side_of = |side: JoinSide| move |message: Result<StreamMessage>| (side, message);
+        let left = execute_messages(&self.join.left, partition, Arc::clone(&context))?
+            .map(side_of(JoinSide::Left));
+        let right = execute_messages(&self.join.right, partition, Arc::clone(&context))?
+            .map(side_of(JoinSide::Right));
+        let mut state = TemporalState::new(self.shape()?);
+        let progress = JobProgress::of_task(&context);
+        let slots = progress.as_ref().map(|p| {
+            (
+                p.state.slot("temporal-versions"),
+                p.state.slot("temporal-waiting"),
+                p.state.slot("temporal-output"),
+            )
+        });
+        if let Some((versions, waiting, output)) = &slots {
+            state.restore(versions, waiting)?;
+            // Rows already joined but not yet handed on when the checkpoint was taken.
+            if let Some(restored) = &output.restored {
+                for batch in restored.batches.iter().rev() {
+                    state.pending.push(RecordBatch::try_new(
+                        self.schema(),
+                        batch.columns().to_vec(),
+                    )?);
+                }
+            }
+        }
+        let state = Arc::new(Mutex::new(state));
+        if let (Some(progress), Some((versions, waiting, output))) = (&progress, slots) {
+            let register = |id: String, snapshot: fn(&TemporalState) -> Result<StateSnapshot>| {
+                let state = Arc::clone(&state);
+                progress.state.register(id, move || snapshot(&lock(&state)));
+            };
+            register(versions.id, TemporalState::snapshot_versions);
+            register(waiting.id, TemporalState::snapshot_waiting);
+            register(output.id, TemporalState::snapshot_pending);
+        }
+        let run = TemporalRun {
+            input: Box::pin(futures::stream::select(left, right)),
+            state,
+            reservation: MemoryConsumer::new(format!("TemporalJoinExec[{}]", self.describe_on()))
+                .register(context.memory_pool()),
+            hold: progress.map(|progress| progress.hold()),
+            baseline: BaselineMetrics::new(&self.metrics, partition),
+            state_bytes: MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition),
+            on: self.describe_on(),
+            pipeline: PipelineContext::of_task(&context),
+        };
+        Ok(Box::pin(futures::stream::try_unfold(
+            run,
+            |mut run| async move {
+                let message = run.next().await?;
+                Ok(message.map(|message| (message, run)))
+            },
+        )))
+    }
+}
+
+/// A running temporal join: its merged inputs, its state, and its accounting.
+struct TemporalRun {
+    input: BoxStream<'static, (JoinSide, Result<StreamMessage>)>,
+    state: Arc<Mutex<TemporalState>>,
+    reservation: MemoryReservation,
+    hold: Option<Arc<EventTimeHold>>,
+    baseline: BaselineMetrics,
+    state_bytes: Gauge,
+    on: String,
+    pipeline: Arc<PipelineContext>,
+}
+
+impl TemporalRun {
+    async fn next(&mut self) -> Result<Option<StreamMessage>> {
+        loop {
+            let next = lock(&self.state).pending.pop();
+            if let Some(batch) = next {
+                self.baseline.record_output(batch.num_rows());
+                return Ok(Some(StreamMessage::Batch(batch)));
+            }
+            if let Some(watermark) = lock(&self.state).output_watermark() {
+                return Ok(Some(StreamMessage::Watermark(watermark)));
+            }
+            let Some((side, message)) = self.input.next().await else {
+                return Ok(None);
+            };
+            let timer = self.baseline.elapsed_compute().timer();
+            let mut out = Vec::new();
+            let mut state = lock(&self.state);
+            match message? {
+                StreamMessage::Batch(batch) => state.on_batch(side, batch, &mut out)?,
+                StreamMessage::Watermark(watermark) => {
+                    state.on_watermark(side, watermark, &mut out)?
+                }
+            }
+            let (size, versions) = (state.size(), state.versions.len());
+            if let Some(hold) = &self.hold {
+                // Rows on their way out are held until the next step, when they are gone.
+                match out.is_empty() {
+                    true => hold.set(state.earliest_waiting()),
+                    false => hold.lower(i64::MIN),
+                }
+            }
+            out.reverse();
+            state.pending = out;
+            drop(state);
+            timer.done();
+            self.state_bytes.set_max(size);
+            self.pipeline
+                .metrics
+                .peak_state_bytes
+                .fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
+            self.reservation.try_resize(size).map_err(|e| {
+                DataFusionError::ResourcesExhausted(format!(
+                    "the temporal join on {} holds {versions} versions in {size} bytes, over the \
+                     memory limit (raise --memory-limit): {e}",
+                    self.on
+                ))
+            })?;
+        }
+    }
+}

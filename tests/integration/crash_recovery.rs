@@ -1,7 +1,8 @@
 //! The crash test: a pipeline reads 200,000 events (1% duplicated, up to 2 s out of
 //! order) from a broker in its own process into a profile view, a one-minute tumble sink,
 //! a count over a `UNION ALL` of the topic read twice, a window over an interval join of
-//! the topic with itself, and a window join of two per-minute counts, all in SQLite. The
+//! the topic with itself, a window join of two per-minute counts, and a window over a
+//! temporal join of the topic with itself read as a versioned table, all in SQLite. The
 //! `profusion run --checkpoint-dir` process is killed with SIGKILL at random moments, at
 //! least 20 times, and restarted each time from its latest complete
 //! checkpoint. At the end the profile table equals the batch recomputation of the same
@@ -95,7 +96,18 @@ async fn killed_twenty_times_the_profiles_and_windows_equal_the_batch_result() {
                    FROM TUMBLE(events_again, ts, INTERVAL '1' MINUTE)
                    GROUP BY user_id, window_start, window_end) b
                ON a.user_id = b.user_id AND a.window_start = b.window_start
-              AND a.window_end = b.window_end;"
+              AND a.window_end = b.window_end;
+             CREATE TABLE recent_pairs (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
+                 events BIGINT, PRIMARY KEY (user_id, window_start))
+               WITH (connector = 'sqlite', path = '{db}', table = 'recent_pairs');
+             INSERT INTO recent_pairs
+             SELECT user_id, window_start, count(*) FROM TUMBLE(
+                 (SELECT a.user_id, a.ts
+                  FROM (SELECT user_id, ts, ts - INTERVAL '1' SECOND AS before FROM events) a
+                  JOIN events_again FOR SYSTEM_TIME AS OF a.before AS v ON v.user_id = a.user_id
+                  WHERE a.ts - v.ts < INTERVAL '3' SECOND),
+                 ts, INTERVAL '1' MINUTE)
+               GROUP BY user_id, window_start, window_end;"
         ),
     )
     .unwrap();
@@ -145,7 +157,8 @@ async fn killed_twenty_times_the_profiles_and_windows_equal_the_batch_result() {
     println!(
         "{kills} kills: lost {}, duplicated {} (profiles), lost {}, duplicated {} (windows), \
          lost {}, duplicated {} (view over a UNION ALL), lost {}, duplicated {} (window over \
-         an interval join), lost {}, duplicated {} (window join)",
+         an interval join), lost {}, duplicated {} (window join), lost {}, duplicated {} \
+         (window over a temporal join)",
         outcome.profiles.0,
         outcome.profiles.1,
         outcome.windows.0,
@@ -155,7 +168,9 @@ async fn killed_twenty_times_the_profiles_and_windows_equal_the_batch_result() {
         outcome.pairs.0,
         outcome.pairs.1,
         outcome.minute_pairs.0,
-        outcome.minute_pairs.1
+        outcome.minute_pairs.1,
+        outcome.recent_pairs.0,
+        outcome.recent_pairs.1
     );
     for (name, (expected, actual)) in [
         ("profiles", &outcome.profile_rows),
@@ -201,6 +216,11 @@ async fn killed_twenty_times_the_profiles_and_windows_equal_the_batch_result() {
         outcome.minute_pairs,
         (0, 0),
         "events lost / duplicated in the window join"
+    );
+    assert_eq!(
+        outcome.recent_pairs,
+        (0, 0),
+        "events lost / duplicated in the window over a temporal join"
     );
     assert_eq!(
         outcome.profile_rows.0, outcome.profile_rows.1,
@@ -254,6 +274,9 @@ struct Outcome {
     pairs: (i64, i64),
     /// Events per user and minute, counted twice, over the window join.
     minute_pairs: (i64, i64),
+    /// Events per user and minute whose user's latest event at least a second before came
+    /// less than 3 seconds before, over the window on the temporal join.
+    recent_pairs: (i64, i64),
     /// (expected, actual) rows.
     profile_rows: (Vec<String>, Vec<String>),
     window_rows: (Vec<String>, Vec<String>),
@@ -266,6 +289,7 @@ impl Outcome {
             && self.both == (0, 0)
             && self.pairs == (0, 0)
             && self.minute_pairs == (0, 0)
+            && self.recent_pairs == (0, 0)
             && self.profile_rows.0 == self.profile_rows.1
             && self.window_rows.0 == self.window_rows.1
     }
@@ -320,7 +344,19 @@ async fn compare(input: &str, db: &str) -> Outcome {
          CREATE VIEW expected_minute_pairs AS
            SELECT user_id, window_start, 2 * events AS events FROM expected_windows;
          CREATE VIEW actual_minute_pairs AS
-           SELECT user_id, window_start, events FROM minute_pairs WHERE user_id <> 'sentinel';"
+           SELECT user_id, window_start, events FROM minute_pairs WHERE user_id <> 'sentinel';
+         CREATE TABLE recent_pairs (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
+             events BIGINT, PRIMARY KEY (user_id, window_start))
+           WITH (connector = 'sqlite', path = '{db}', table = 'recent_pairs');
+         CREATE VIEW expected_recent_pairs AS
+           SELECT user_id, date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) AS events
+           FROM (SELECT user_id, ts, max(ts) OVER (PARTITION BY user_id ORDER BY ts
+                   RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL '1' SECOND PRECEDING) AS before
+                 FROM events)
+           WHERE ts - before < INTERVAL '3' SECOND
+           GROUP BY user_id, date_bin(INTERVAL '1 minute', ts);
+         CREATE VIEW actual_recent_pairs AS
+           SELECT user_id, window_start, events FROM recent_pairs WHERE user_id <> 'sentinel';"
     );
     for statement in parse_pipeline(&setup).unwrap() {
         engine.submit(statement).await.unwrap();
@@ -382,6 +418,12 @@ async fn compare(input: &str, db: &str) -> Outcome {
             "user_id, window_start",
             "expected_minute_pairs",
             "actual_minute_pairs",
+        ))
+        .await,
+        recent_pairs: counts(difference(
+            "user_id, window_start",
+            "expected_recent_pairs",
+            "actual_recent_pairs",
         ))
         .await,
         profile_rows: (

@@ -198,7 +198,7 @@ impl WindowAggregateExec {
                     time_column,
                     gap,
                     lateness,
-                ))
+                )?)
             }
             WindowKind::Tumble { .. } => self.bins(keys, start, end, false)?,
             WindowKind::Hop { slide, size } => self.bins(keys, start, end, size > slide)?,
@@ -479,7 +479,7 @@ impl WindowState {
                 StateSnapshot::new(bins.state_schema()?, bins.snapshot()?, &applied)
             }
             OpenWindows::Sessions(sessions) => {
-                let (schema, rows) = sessions.snapshot();
+                let (schema, rows) = sessions.snapshot()?;
                 StateSnapshot::new(schema, rows, &applied)
             }
         }

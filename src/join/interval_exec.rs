@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, JoinSide, JoinType, Result, internal_err};
 use datafusion::execution::memory_pool::MemoryConsumer;
@@ -27,12 +26,13 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use super::key_bytes::KeyEncoding;
 use super::run::JoinRun;
 use super::shape::{JoinShape, is_supported};
 use super::side_buffer::SideBuffer;
 use super::state::JoinState;
 use super::time_bound::TimeBound;
-use crate::stream::{JobProgress, PipelineContext, StateSnapshot, lock};
+use crate::stream::{ByteKeys, JobProgress, PipelineContext, StateSnapshot, lock};
 use crate::stream::{MessageStream, StreamingExec, Watermark, execute_messages, execute_rows};
 
 /// A stream-stream join bounded in event time.
@@ -208,7 +208,7 @@ impl StreamingExec for IntervalJoinExec {
         let key_fields = self
             .on
             .iter()
-            .map(|(l, _)| Ok(SortField::new(l.data_type(&self.left.schema())?)))
+            .map(|(l, _)| l.data_type(&self.left.schema()))
             .collect::<Result<Vec<_>>>()?;
         let mut state = JoinState {
             join: JoinShape {
@@ -218,12 +218,13 @@ impl StreamingExec for IntervalJoinExec {
                 bound: self.bound,
                 join_schema: Arc::clone(&self.join_schema),
                 projection: self.projection.clone(),
-                converter: RowConverter::new(key_fields)?,
+                keys: KeyEncoding::new(&key_fields)?,
                 left_schema: self.left.schema(),
                 right_schema: self.right.schema(),
             },
             left: SideBuffer::new(self.left.schema(), self.bound.upper),
             right: SideBuffer::new(self.right.schema(), self.bound.lower.saturating_neg()),
+            keys: ByteKeys::default(),
             left_watermark: Watermark::MIN,
             right_watermark: Watermark::MIN,
             forwarded: Watermark::MIN,

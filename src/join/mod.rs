@@ -11,6 +11,7 @@
 
 mod equi_join;
 mod interval_exec;
+mod key_bytes;
 mod rule;
 mod run;
 mod shape;

@@ -48,7 +48,7 @@ impl JoinRun {
                     state.on_watermark(side, watermark, &mut out)?
                 }
             }
-            let size = state.left.size() + state.right.size();
+            let size = state.size();
             let rows = state.left.len() + state.right.len();
             if let Some(hold) = &self.hold {
                 // Rows on their way out are held until the next step, when they are gone.

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::RowConverter;
+
 use datafusion::common::{JoinSide, JoinType, Result};
 use datafusion::physical_expr::PhysicalExprRef;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 
+use super::key_bytes::{KeyBytes, KeyEncoding};
 use super::side_buffer::UNTIMED;
 use super::time_bound::TimeBound;
 use crate::stream::Watermark;
@@ -49,7 +50,7 @@ pub(super) struct JoinShape {
     pub(super) bound: TimeBound,
     pub(super) join_schema: SchemaRef,
     pub(super) projection: Option<Vec<usize>>,
-    pub(super) converter: RowConverter,
+    pub(super) keys: KeyEncoding,
     pub(super) left_schema: SchemaRef,
     pub(super) right_schema: SchemaRef,
 }
@@ -80,7 +81,7 @@ impl JoinShape {
         side: JoinSide,
         batch: &RecordBatch,
         arrival: Watermark,
-    ) -> Result<(datafusion::arrow::row::Rows, Vec<bool>, Vec<i64>)> {
+    ) -> Result<(KeyBytes, Vec<bool>, Vec<i64>)> {
         let n = batch.num_rows();
         let keys = self
             .on
@@ -103,7 +104,7 @@ impl JoinShape {
             None if arrival == Watermark::MIN => vec![UNTIMED; n],
             None => vec![arrival.0; n],
         };
-        Ok((self.converter.convert_columns(&keys)?, has_key, times))
+        Ok((self.keys.encode(&keys)?, has_key, times))
     }
 
     /// `mask` and, when the join checks its time bound itself, the pairs within it.

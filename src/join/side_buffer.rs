@@ -2,11 +2,14 @@
 //! and ordered by when they expire. A row expires once the other input's watermark has
 //! passed every time a match for it could have; an outer side's row that never matched is
 //! then handed back, to be emitted with NULLs.
+//!
+//! The index allocates nothing per key or row: the join interns keys into ids shared by
+//! both sides ([`ByteKeys`](crate::stream::ByteKeys)), and each key's rows are a doubly
+//! linked chain through one flat array of slots.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use hashbrown::HashMap as KeyMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -14,7 +17,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::Rows;
 use datafusion::common::Result;
 
 /// A row in the buffer: (batch id, row).
@@ -24,11 +26,34 @@ pub type RowRef = (u64, u32);
 /// column: it is timed by that watermark when it comes.
 pub const UNTIMED: i64 = i64::MAX;
 
+/// No slot, the end of a chain, or no key (a NULL one).
+pub const NONE: u32 = u32::MAX;
+
+/// A kept row in its key's chain.
+#[derive(Clone, Copy)]
+struct Slot {
+    row: RowRef,
+    key: u32,
+    prev: u32,
+    next: u32,
+}
+
+/// The first and last slot of a key's rows.
+#[derive(Clone, Copy)]
+struct Chain {
+    head: u32,
+    tail: u32,
+}
+
+const EMPTY: Chain = Chain {
+    head: NONE,
+    tail: NONE,
+};
+
 struct BufferedBatch {
     batch: RecordBatch,
-    /// The join key of each row, as comparable bytes; `None` for a NULL key.
-    keys: Rows,
-    has_key: Vec<bool>,
+    /// The slot of each row in its key's chain; [`NONE`] for a NULL key.
+    slots: Vec<u32>,
     times: Vec<i64>,
     matched: Vec<bool>,
     /// Rows not yet expired.
@@ -40,7 +65,10 @@ pub struct SideBuffer {
     schema: SchemaRef,
     batches: HashMap<u64, BufferedBatch>,
     next_id: u64,
-    index: KeyMap<Box<[u8]>, Vec<RowRef>>,
+    /// Each key id's chain of rows.
+    chains: Vec<Chain>,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
     /// (expiry time, row), earliest first: a row expires when the other side's watermark
     /// passes its expiry time.
     expiry: BinaryHeap<Reverse<(i64, u64, u32)>>,
@@ -59,7 +87,9 @@ impl SideBuffer {
             schema,
             batches: HashMap::new(),
             next_id: 0,
-            index: KeyMap::new(),
+            chains: Vec::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
             expiry: BinaryHeap::new(),
             keep,
             untimed: Vec::new(),
@@ -67,18 +97,79 @@ impl SideBuffer {
         }
     }
 
-    /// The rows whose key equals row `row` of `keys`.
-    pub fn matches(&self, key: &[u8]) -> &[RowRef] {
-        self.index.get(key).map_or(&[], Vec::as_slice)
+    /// The rows with key id `key`, oldest first.
+    pub fn matches(&self, key: u32) -> impl Iterator<Item = RowRef> + '_ {
+        let head = self
+            .chains
+            .get(key as usize)
+            .map_or(NONE, |chain| chain.head);
+        std::iter::successors((head != NONE).then_some(head), |&slot| {
+            let next = self.slots[slot as usize].next;
+            (next != NONE).then_some(next)
+        })
+        .map(|slot| self.slots[slot as usize].row)
     }
 
-    /// Keeps `batch`: its keys, times (event time of each row; `i64::MIN` for NULL) and
-    /// which rows have matched already.
+    /// True while rows with key id `key` are kept.
+    pub fn holds_key(&self, key: u32) -> bool {
+        self.chains
+            .get(key as usize)
+            .is_some_and(|chain| chain.head != NONE)
+    }
+
+    /// Links `row` at the end of key `key`'s chain; returns its slot.
+    fn link(&mut self, key: u32, row: RowRef) -> u32 {
+        if self.chains.len() <= key as usize {
+            self.chains.resize(key as usize + 1, EMPTY);
+        }
+        let chain = self.chains[key as usize];
+        let entry = Slot {
+            row,
+            key,
+            prev: chain.tail,
+            next: NONE,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = entry;
+                slot
+            }
+            None => {
+                self.slots.push(entry);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        match chain.tail {
+            NONE => self.chains[key as usize].head = slot,
+            tail => self.slots[tail as usize].next = slot,
+        }
+        self.chains[key as usize].tail = slot;
+        slot
+    }
+
+    /// Takes `slot` out of its key's chain; returns the key when it has no rows left.
+    fn unlink(&mut self, slot: u32) -> Option<u32> {
+        let Slot {
+            key, prev, next, ..
+        } = self.slots[slot as usize];
+        match prev {
+            NONE => self.chains[key as usize].head = next,
+            prev => self.slots[prev as usize].next = next,
+        }
+        match next {
+            NONE => self.chains[key as usize].tail = prev,
+            next => self.slots[next as usize].prev = prev,
+        }
+        self.free_slots.push(slot);
+        (self.chains[key as usize].head == NONE).then_some(key)
+    }
+
+    /// Keeps `batch`: its rows' key ids ([`NONE`] for a NULL key), times (event time of
+    /// each row; `i64::MIN` for NULL) and which rows have matched already.
     pub fn insert(
         &mut self,
         batch: RecordBatch,
-        keys: Rows,
-        has_key: Vec<bool>,
+        keys: &[u32],
         times: Vec<i64>,
         matched: Vec<bool>,
     ) {
@@ -87,12 +178,10 @@ impl SideBuffer {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let mut slots = vec![NONE; batch.num_rows()];
         for row in 0..batch.num_rows() {
-            if has_key[row] {
-                self.index
-                    .entry(keys.row(row).as_ref().into())
-                    .or_default()
-                    .push((id, row as u32));
+            if keys[row] != NONE {
+                slots[row] = self.link(keys[row], (id, row as u32));
             }
             if times[row] == UNTIMED {
                 self.untimed.push((id, row as u32));
@@ -101,14 +190,13 @@ impl SideBuffer {
             let expires = times[row].saturating_add(self.keep);
             self.expiry.push(Reverse((expires, id, row as u32)));
         }
-        self.bytes += batch.get_array_memory_size() + keys.size() + times.len() * 48;
+        self.bytes += batch.get_array_memory_size() + times.len() * 13;
         self.batches.insert(
             id,
             BufferedBatch {
                 live: batch.num_rows(),
                 batch,
-                keys,
-                has_key,
+                slots,
                 times,
                 matched,
             },
@@ -138,10 +226,10 @@ impl SideBuffer {
     }
 
     /// Forgets every row whose expiry is before `watermark`; returns those that never
-    /// matched, in expiry order.
-    pub fn expire(&mut self, watermark: i64) -> Vec<RowRef> {
+    /// matched, in expiry order. Appends to `emptied` the key ids left without rows.
+    pub fn expire(&mut self, watermark: i64, emptied: &mut Vec<u32>) -> Vec<RowRef> {
         if watermark == i64::MAX {
-            return self.expire_all();
+            return self.expire_all(emptied);
         }
         let mut unmatched = Vec::new();
         while let Some(Reverse((expires, id, row))) = self.expiry.peek().copied() {
@@ -154,28 +242,22 @@ impl SideBuffer {
                 continue;
             };
             let at = row as usize;
-            if buffered.has_key[at] {
-                let key = buffered.keys.row(at);
-                if let Some(rows) = self.index.get_mut(key.as_ref()) {
-                    if let Some(position) = rows.iter().position(|&r| r == (id, row)) {
-                        rows.swap_remove(position);
-                    }
-                    if rows.is_empty() {
-                        self.index.remove(key.as_ref());
-                    }
-                }
+            let slot = buffered.slots[at];
+            let matched = buffered.matched[at];
+            buffered.live -= 1;
+            if slot != NONE {
+                emptied.extend(self.unlink(slot));
             }
-            if !buffered.matched[at] {
+            if !matched {
                 unmatched.push((id, row));
             }
-            buffered.live -= 1;
         }
         unmatched
     }
 
     /// The end of input: every row goes at once, without undoing the index row by row;
     /// returns those that never matched, in expiry order.
-    fn expire_all(&mut self) -> Vec<RowRef> {
+    fn expire_all(&mut self, emptied: &mut Vec<u32>) -> Vec<RowRef> {
         let untimed = std::mem::take(&mut self.untimed)
             .into_iter()
             .map(|(id, row)| Reverse((i64::MAX, id, row)));
@@ -188,7 +270,15 @@ impl SideBuffer {
             })
             .collect();
         unmatched.sort_unstable();
-        self.index = KeyMap::new();
+        let held = self
+            .chains
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.head != NONE);
+        emptied.extend(held.map(|(key, _)| key as u32));
+        self.chains = Vec::new();
+        self.slots = Vec::new();
+        self.free_slots = Vec::new();
         for buffered in self.batches.values_mut() {
             buffered.live = 0;
         }
@@ -201,9 +291,7 @@ impl SideBuffer {
         self.batches.retain(|_, buffered| {
             let keep = buffered.live > 0;
             if !keep {
-                freed += buffered.batch.get_array_memory_size()
-                    + buffered.keys.size()
-                    + buffered.times.len() * 48;
+                freed += buffered.batch.get_array_memory_size() + buffered.times.len() * 13;
             }
             keep
         });
@@ -255,7 +343,10 @@ impl SideBuffer {
 
     /// Bytes held.
     pub fn size(&self) -> usize {
-        self.bytes + self.index.len() * 64 + self.expiry.len() * 24
+        self.bytes
+            + self.chains.capacity() * size_of::<Chain>()
+            + self.slots.capacity() * size_of::<Slot>()
+            + self.expiry.len() * 24
     }
 
     /// Rows held.

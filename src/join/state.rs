@@ -12,8 +12,10 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{JoinSide, Result};
 
+use super::key_bytes::KeyBytes;
 use super::shape::{JoinShape, take_rows};
-use super::side_buffer::{RowRef, SideBuffer};
+use super::side_buffer::{NONE, RowRef, SideBuffer};
+use crate::stream::ByteKeys;
 use crate::stream::Watermark;
 use crate::stream::{StateSlot, StateSnapshot};
 
@@ -25,6 +27,8 @@ pub(super) struct JoinState {
     pub(super) join: JoinShape,
     pub(super) left: SideBuffer,
     pub(super) right: SideBuffer,
+    /// The join keys both sides hold, interned into ids.
+    pub(super) keys: ByteKeys,
     pub(super) left_watermark: Watermark,
     pub(super) right_watermark: Watermark,
     /// The last watermark handed on.
@@ -49,6 +53,23 @@ impl JoinState {
         }
     }
 
+    /// The key id of each row ([`NONE`] for a NULL key), interned for both sides.
+    fn intern(&mut self, keys: &KeyBytes, has_key: &[bool]) -> Result<Vec<u32>> {
+        has_key
+            .iter()
+            .enumerate()
+            .map(|(row, &has)| match has {
+                true => self.keys.intern(keys.row(row)),
+                false => Ok(NONE),
+            })
+            .collect()
+    }
+
+    /// Bytes held: both sides' rows and the keys.
+    pub(super) fn size(&self) -> usize {
+        self.left.size() + self.right.size() + self.keys.size()
+    }
+
     /// Joins `batch` (rows of `side`) with the other side's kept rows, keeps it, and
     /// appends to `out` the joined rows and any of its rows already past matching.
     pub(super) fn on_batch(
@@ -60,14 +81,15 @@ impl JoinState {
         let other = side.negate();
         let arrival = self.watermark(side);
         let (keys, has_key, times) = self.join.prepare(side, &batch, arrival)?;
+        let keys = self.intern(&keys, &has_key)?;
         let mut probe: Vec<u32> = Vec::new();
         let mut candidates: Vec<RowRef> = Vec::new();
         let other_buffer = match other {
             JoinSide::Left => &self.left,
             _ => &self.right,
         };
-        for (row, _) in has_key.iter().enumerate().filter(|(_, has)| **has) {
-            for &candidate in other_buffer.matches(keys.row(row).as_ref()) {
+        for (row, &key) in keys.iter().enumerate().filter(|(_, key)| **key != NONE) {
+            for candidate in other_buffer.matches(key) {
                 probe.push(row as u32);
                 candidates.push(candidate);
             }
@@ -114,8 +136,7 @@ impl JoinState {
                 }
             }
         }
-        self.buffer(side)
-            .insert(batch, keys, has_key, times, matched);
+        self.buffer(side).insert(batch, &keys, times, matched);
         // A row that arrives after the other side's watermark has passed its matches.
         let watermark = self.watermark(other);
         self.expire(side, watermark, out)
@@ -129,7 +150,14 @@ impl JoinState {
         watermark: Watermark,
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        let unmatched = self.buffer(side).expire(watermark.0);
+        let mut emptied = Vec::new();
+        let unmatched = self.buffer(side).expire(watermark.0, &mut emptied);
+        // A key neither side holds any more is forgotten.
+        for key in emptied {
+            if !self.buffer(side.negate()).holds_key(key) {
+                self.keys.remove(key);
+            }
+        }
         if !unmatched.is_empty() && self.join.anti_side() == Some(side) {
             let rows = self.buffer(side).columns(&unmatched)?;
             out.push(self.join.output_side(rows)?);
@@ -247,8 +275,8 @@ impl JoinState {
                     _ => self.right_watermark,
                 };
                 let (keys, has_key, times) = self.join.prepare(side, &rows, arrival)?;
-                self.buffer(side)
-                    .insert(rows, keys, has_key, times, matched);
+                let keys = self.intern(&keys, &has_key)?;
+                self.buffer(side).insert(rows, &keys, times, matched);
             }
         }
         Ok(())

@@ -86,6 +86,26 @@ impl ByteKeys {
     /// The id of `key`, added if it is new.
     #[inline]
     pub fn intern(&mut self, key: &[u8]) -> Result<u32> {
+        let (found, short) = self.lookup(key);
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        if key.len() <= INLINE {
+            return self.insert(inline_view(key), short);
+        }
+        let Ok(offset) = u32::try_from(self.bytes.len()) else {
+            return internal_err!("more than 4 GiB of group keys");
+        };
+        if u32::try_from(self.bytes.len() + key.len()).is_err() {
+            return internal_err!("more than 4 GiB of group keys");
+        }
+        self.bytes.extend_from_slice(key);
+        self.insert(buffer_view(key, offset), short)
+    }
+
+    /// The id of `key` if interned, and its short hash.
+    #[inline]
+    fn lookup(&self, key: &[u8]) -> (Option<u32>, u32) {
         if key.len() <= INLINE {
             let view = inline_view(key);
             let short = self.hasher.hash_one(u128::from_le_bytes(view)) as u32;
@@ -93,10 +113,7 @@ impl ByteKeys {
             let found = self.table.find(table_hash(short), |&(hash, id)| {
                 hash == short && views[id as usize] == view
             });
-            return match found {
-                Some(&(_, id)) => Ok(id),
-                None => self.insert(view, short),
-            };
+            return (found.map(|&(_, id)| id), short);
         }
         let short = self.hasher.hash_one(key) as u32;
         let (views, bytes) = (&self.views, &self.bytes);
@@ -107,17 +124,7 @@ impl ByteKeys {
                 && view[4..8] == key[..4]
                 && bytes[view_offset(view)..view_offset(view) + key.len()] == *key
         });
-        if let Some(&(_, id)) = found {
-            return Ok(id);
-        }
-        let Ok(offset) = u32::try_from(self.bytes.len()) else {
-            return internal_err!("more than 4 GiB of group keys");
-        };
-        if u32::try_from(self.bytes.len() + key.len()).is_err() {
-            return internal_err!("more than 4 GiB of group keys");
-        }
-        self.bytes.extend_from_slice(key);
-        self.insert(buffer_view(key, offset), short)
+        (found.map(|&(_, id)| id), short)
     }
 
     /// A new id that no key interns to (a null key, say); its bytes are empty.

@@ -115,7 +115,7 @@ impl DisplayAs for IntervalJoinExec {
             "IntervalJoinExec: type={}, on=[{}], time={}",
             self.join_type,
             self.describe_on(),
-            self.bound,
+            self.bound.display_with(&self.left.schema()),
         )?;
         if let Some(filter) = &self.filter {
             write!(f, ", filter={}", filter.expression())?;
@@ -225,6 +225,7 @@ impl StreamingExec for IntervalJoinExec {
             left: SideBuffer::new(self.left.schema(), self.bound.upper),
             right: SideBuffer::new(self.right.schema(), self.bound.lower.saturating_neg()),
             keys: ByteKeys::default(),
+            left_span: 0,
             left_watermark: Watermark::MIN,
             right_watermark: Watermark::MIN,
             forwarded: Watermark::MIN,

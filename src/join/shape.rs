@@ -75,13 +75,14 @@ impl JoinShape {
     /// The keys of `batch` (rows of `side`), whether each row has a key without NULLs, and
     /// each row's time.
     /// Rows of an input without its time column count as of `arrival`, the input's
-    /// watermark when they arrive.
+    /// watermark when they arrive. A left row whose bound ends at a column of its own is
+    /// kept as of that column; the last value is how far past its time that can be.
     pub(super) fn prepare(
         &self,
         side: JoinSide,
         batch: &RecordBatch,
         arrival: Watermark,
-    ) -> Result<(KeyBytes, Vec<bool>, Vec<i64>)> {
+    ) -> Result<(KeyBytes, Vec<bool>, Vec<i64>, i64)> {
         let n = batch.num_rows();
         let keys = self
             .on
@@ -104,7 +105,19 @@ impl JoinShape {
             None if arrival == Watermark::MIN => vec![UNTIMED; n],
             None => vec![arrival.0; n],
         };
-        Ok((self.keys.encode(&keys)?, has_key, times))
+        let keys = self.keys.encode(&keys)?;
+        let Some(end) = self.bound.left_end.filter(|_| side == JoinSide::Left) else {
+            return Ok((keys, has_key, times, 0));
+        };
+        let ends = nanos_values(batch.column(end))?;
+        let span = ends
+            .iter()
+            .zip(&times)
+            .map(|(&end, &time)| end.saturating_sub(time))
+            .max()
+            .unwrap_or(0)
+            .max(0);
+        Ok((keys, has_key, ends.to_vec(), span))
     }
 
     /// `mask` and, when the join checks its time bound itself, the pairs within it.

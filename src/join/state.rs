@@ -29,6 +29,8 @@ pub(super) struct JoinState {
     pub(super) right: SideBuffer,
     /// The join keys both sides hold, interned into ids.
     pub(super) keys: ByteKeys,
+    /// How far past its time a left row's bound can end (a bound up to a left column).
+    pub(super) left_span: i64,
     pub(super) left_watermark: Watermark,
     pub(super) right_watermark: Watermark,
     /// The last watermark handed on.
@@ -80,7 +82,8 @@ impl JoinState {
     ) -> Result<()> {
         let other = side.negate();
         let arrival = self.watermark(side);
-        let (keys, has_key, times) = self.join.prepare(side, &batch, arrival)?;
+        let (keys, has_key, times, span) = self.join.prepare(side, &batch, arrival)?;
+        self.left_span = self.left_span.max(span);
         let keys = self.intern(&keys, &has_key)?;
         let mut probe: Vec<u32> = Vec::new();
         let mut candidates: Vec<RowRef> = Vec::new();
@@ -206,7 +209,11 @@ impl JoinState {
             Watermark::END
         } else {
             let from_left = left.0.saturating_add(self.join.bound.lower.min(0));
-            let from_right = right.0.saturating_sub(self.join.bound.upper.max(0));
+            let from_right = match self.join.bound.left_end {
+                None => right.0.saturating_sub(self.join.bound.upper.max(0)),
+                // A right row still to come may match any left row kept.
+                Some(_) => right.0.min(self.earliest_left().unwrap_or(i64::MAX)),
+            };
             Watermark(from_left.min(from_right))
         };
         (output > self.forwarded).then(|| {
@@ -217,10 +224,17 @@ impl JoinState {
 
     /// The earliest event time the join still holds rows of.
     pub(super) fn earliest_held(&self) -> Option<i64> {
-        match (self.left.earliest_time(), self.right.earliest_time()) {
+        match (self.earliest_left(), self.right.earliest_time()) {
             (Some(l), Some(r)) => Some(l.min(r)),
             (l, r) => l.or(r),
         }
+    }
+
+    /// The earliest time a kept left row can have: rows are kept as of their bound's end,
+    /// at most `left_span` past their time.
+    fn earliest_left(&self) -> Option<i64> {
+        let kept = self.left.earliest_time()?;
+        Some(kept.saturating_sub(self.left_span))
     }
 
     pub(super) fn state_schema(&self, side: JoinSide) -> SchemaRef {
@@ -274,7 +288,8 @@ impl JoinState {
                     JoinSide::Left => self.left_watermark,
                     _ => self.right_watermark,
                 };
-                let (keys, has_key, times) = self.join.prepare(side, &rows, arrival)?;
+                let (keys, has_key, times, span) = self.join.prepare(side, &rows, arrival)?;
+                self.left_span = self.left_span.max(span);
                 let keys = self.intern(&keys, &has_key)?;
                 self.buffer(side).insert(rows, &keys, times, matched);
             }

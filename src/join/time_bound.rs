@@ -3,11 +3,13 @@
 //! gives how far the right row's time may lie from the left row's. It is what lets the
 //! join forget a row once the other side's watermark has passed every time it could match.
 //! A join of two windowed aggregations on their windows' ends is the same with a bound of
-//! zero: a window join.
+//! zero: a window join. The upper end may be a column of the left row instead of its time
+//! (`b.ts BETWEEN a.ts AND a.expires`): each left row is then kept until its own end.
 
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::Schema;
 use datafusion::common::{JoinSide, ScalarValue};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
@@ -31,6 +33,9 @@ pub struct TimeBound {
     pub right_time: Option<usize>,
     pub lower: i64,
     pub upper: i64,
+    /// A left column that the upper end counts from instead of the left time:
+    /// `right.time <= left[left_end] + upper`.
+    pub left_end: Option<usize>,
     /// True when the join checks the bound itself: it comes from the inputs' `'state.ttl'`,
     /// not from the `ON` condition.
     pub checked: bool,
@@ -70,11 +75,17 @@ impl TimeBound {
             }
         }
         let ((left_time, right_time, lower), (l, r, upper)) = (lower?, upper?);
-        ((left_time, right_time) == (l, r) && lower <= upper).then_some(Self {
+        if r != right_time {
+            return None;
+        }
+        // A bound from the left row's own time, or up to another of its columns.
+        let left_end = (l != left_time).then_some(l);
+        (left_end.is_some() || lower <= upper).then_some(Self {
             left_time: Some(left_time),
             right_time: Some(right_time),
             lower,
             upper,
+            left_end,
             checked: false,
         })
     }
@@ -96,6 +107,7 @@ impl TimeBound {
                 right_time: Some(right_time),
                 lower: 0,
                 upper: 0,
+                left_end: None,
                 checked: false,
             })
         })
@@ -118,6 +130,7 @@ impl TimeBound {
             right_time: right.time_column,
             lower: lower.saturating_neg(),
             upper,
+            left_end: None,
             checked: true,
         })
     }
@@ -134,20 +147,60 @@ impl TimeBound {
     }
 }
 
+impl TimeBound {
+    /// The bound as `EXPLAIN` shows it, naming a left end column from `left`'s schema.
+    pub fn display_with<'a>(&'a self, left: &'a Schema) -> impl fmt::Display + 'a {
+        Described {
+            bound: self,
+            left_end: self
+                .left_end
+                .and_then(|end| left.fields().get(end))
+                .map(|field| field.name().as_str()),
+        }
+    }
+}
+
 impl fmt::Display for TimeBound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Described {
+            bound: self,
+            left_end: None,
+        }
+        .fmt(f)
+    }
+}
+
+/// A bound with the name of its left end column, when it has one.
+struct Described<'a> {
+    bound: &'a TimeBound,
+    left_end: Option<&'a str>,
+}
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bound = self.bound;
         let signed = |v: i64| match v < 0 {
             true => format!("-{}", DisplayNanos(v.saturating_neg())),
             false => DisplayNanos(v).to_string(),
         };
-        write!(
-            f,
-            "right - left in [{}, {}]",
-            signed(self.lower),
-            signed(self.upper)
-        )?;
-        if self.checked {
-            match (self.left_time, self.right_time) {
+        match bound.left_end {
+            None => write!(
+                f,
+                "right - left in [{}, {}]",
+                signed(bound.lower),
+                signed(bound.upper)
+            )?,
+            Some(end) => write!(
+                f,
+                "right - left >= {}, right - left.{} <= {}",
+                signed(bound.lower),
+                self.left_end
+                    .map_or_else(|| format!("column{end}"), str::to_string),
+                signed(bound.upper)
+            )?,
+        }
+        if bound.checked {
+            match (bound.left_time, bound.right_time) {
                 (Some(_), Some(_)) => write!(f, " (state.ttl)")?,
                 _ => write!(f, " (state.ttl, rows timed by their arrival)")?,
             }

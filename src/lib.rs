@@ -36,6 +36,7 @@ pub mod repl;
 pub mod serve;
 pub mod sql;
 pub mod stream;
+pub mod top_n;
 pub mod window;
 
 pub use error::{Error, Result};

@@ -25,6 +25,7 @@ use crate::stream::{
     MergeStreamsExec, MergeStreamsRule, PipelineContext, SourceReads, StreamingFilterExec,
     StreamingFilterRule, StreamingOperators,
 };
+use crate::top_n::{TopNExec, TopNRule};
 use crate::window::{
     WindowAggregateExec, WindowAggregateRule, WindowAssignExec, WindowFunction, WindowQueryPlanner,
 };
@@ -91,6 +92,7 @@ pub fn streaming_operators() -> StreamingOperators {
         .with::<WindowAggregateExec>()
         .with::<IntervalJoinExec>()
         .with::<TemporalJoinExec>()
+        .with::<TopNExec>()
 }
 
 /// DataFusion's physical optimizer rules with profusion's streaming rules before the final
@@ -105,6 +107,7 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     rules.insert(at, Arc::new(MergeStreamsRule));
     rules.insert(at, Arc::new(StreamingFilterRule));
     rules.insert(at, Arc::new(UpsertAggregateRule));
+    rules.insert(at, Arc::new(TopNRule));
     // Joins are planned after windows: a window join recognises windowed aggregations.
     rules.insert(at, Arc::new(StreamJoinRule::new(Arc::new(join_retention))));
     rules.insert(at, Arc::new(WindowAggregateRule));

@@ -176,6 +176,7 @@ slt_files!(
     materialized_view,
     options_errors,
     temporal_join,
+    top_n,
     udfs_behaviour,
     udfs_docs,
     udfs_normalize,

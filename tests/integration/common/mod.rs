@@ -89,6 +89,25 @@ pub async fn batch_over_json(columns: &str, path: &str, query: &str) -> Vec<Stri
 
 /// Rows as sorted text, floats rounded to 6 decimals (sums depend on addition order).
 pub fn lines(batches: &[RecordBatch]) -> Vec<String> {
+    let mut rows: Vec<String> = cells(batches).iter().map(|row| row.join(" | ")).collect();
+    rows.sort();
+    rows
+}
+
+/// A changelog's answer: the last row of each key (the columns at `key`), as sorted text.
+pub fn latest_per_key(batches: &[RecordBatch], key: &[usize]) -> Vec<String> {
+    let mut latest = std::collections::HashMap::new();
+    for row in cells(batches) {
+        let key: Vec<String> = key.iter().map(|&i| row[i].clone()).collect();
+        latest.insert(key, row.join(" | "));
+    }
+    let mut rows: Vec<String> = latest.into_values().collect();
+    rows.sort();
+    rows
+}
+
+/// Each row's cells as text, in order, floats rounded to 6 decimals.
+fn cells(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
@@ -108,9 +127,8 @@ pub fn lines(batches: &[RecordBatch]) -> Vec<String> {
                     }
                 })
                 .collect();
-            rows.push(cells.join(" | "));
+            rows.push(cells);
         }
     }
-    rows.sort();
     rows
 }

@@ -3,13 +3,14 @@
 //! and its output equals, row for row, the same query run as a batch query over the same
 //! events written to Parquet files. A query whose answer changes as rows arrive (a Top-N)
 //! streams a changelog: its file names the key (`-- changelog key: a, b`), and the last
-//! row of each key is compared.
+//! row of each key is compared. A query made of materialized views names the view that
+//! holds its answer (`-- answer: q4`), whose final rows are compared.
 
 use std::path::Path;
 
 use crate::common;
 
-use common::{latest_per_key, lines};
+use common::{latest_per_key, lines, run_pipeline};
 use datafusion::arrow::array::RecordBatch;
 use profusion::sql::{parse_pipeline, substitute_variables};
 use profusion::{Engine, SessionOptions};
@@ -72,7 +73,9 @@ async fn run(text: &str) -> (Vec<RecordBatch>, String) {
 /// The key of a query's changelog, from its `-- changelog key: a, b` line, as the output
 /// columns' positions.
 fn changelog_key(sql: &str, batches: &[RecordBatch]) -> Option<Vec<usize>> {
-    let line = sql.lines().find_map(|l| l.strip_prefix("-- changelog key:"))?;
+    let line = sql
+        .lines()
+        .find_map(|l| l.strip_prefix("-- changelog key:"))?;
     let schema = batches.first()?.schema();
     Some(
         line.split(',')
@@ -107,6 +110,9 @@ async fn check(query: &str) {
     let dir = tempfile::tempdir().unwrap();
     write_events(dir.path()).await;
     let sql = nexmark_file(query);
+    if let Some(answer) = sql.lines().find_map(|l| l.strip_prefix("-- answer:")) {
+        return check_views(&sql, answer.trim(), dir.path()).await;
+    }
     let (streamed, plan) = run(&format!("{}\n{sql}", generated_tables())).await;
     let streamed = match changelog_key(&sql, &streamed) {
         Some(key) => latest_per_key(&streamed, &key),
@@ -130,6 +136,56 @@ async fn check(query: &str) {
     for (s, e) in streamed.iter().zip(&expected) {
         assert_eq!(s, e, "{query}");
     }
+}
+
+/// Runs the views of `sql` over the generated streams and over the Parquet files, and
+/// compares the final rows of the view `answer` in both stores.
+async fn check_views(sql: &str, answer: &str, dir: &Path) {
+    let mut answers = Vec::new();
+    for (tables, db) in [
+        (generated_tables(), dir.join("streamed.db")),
+        (file_tables(dir), dir.join("batch.db")),
+    ] {
+        let db = db.to_str().unwrap().to_string();
+        let views =
+            substitute_variables(sql, |name| (name == "NEXMARK_DB").then(|| db.clone())).unwrap();
+        run_pipeline(&format!("{tables}\n{views}")).await;
+        answers.push(stored_rows(&db, answer));
+    }
+    assert!(!answers[1].is_empty(), "{answer} has rows to compare");
+    assert_eq!(answers[0], answers[1], "{answer}");
+}
+
+/// The rows of view `name` in the SQLite file `db`, without the store's bookkeeping
+/// columns, as sorted text (floats to 6 decimals).
+fn stored_rows(db: &str, name: &str) -> Vec<String> {
+    let connection = rusqlite::Connection::open(db).unwrap();
+    let mut statement = connection
+        .prepare(&format!("SELECT * FROM {name}"))
+        .unwrap();
+    let names: Vec<String> = statement.column_names().map(str::to_string).collect();
+    let mut rows: Vec<String> = statement
+        .query_map([], |row| {
+            let mut cells = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                if name.starts_with('_') {
+                    continue;
+                }
+                cells.push(match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Real(v) => format!("{v:.6}"),
+                    rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                    rusqlite::types::ValueRef::Null => "NULL".into(),
+                    other => format!("{other:?}"),
+                });
+            }
+            Ok(cells.join(" | "))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    rows
 }
 
 macro_rules! nexmark_queries {
@@ -157,5 +213,5 @@ macro_rules! nexmark_queries {
 }
 
 nexmark_queries!(
-    q0, q1, q2, q3, q5, q7, q8, q9, q10, q11, q14, q15, q16, q17, q18, q19, q20, q21, q22
+    q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q14, q15, q16, q17, q18, q19, q20, q21, q22
 );

@@ -252,7 +252,9 @@ pub(crate) fn without_input_ordering(
     )
 }
 
-/// The state of the windows not yet emitted.
+/// The state of the windows not yet emitted. One per running operator: the size of the
+/// larger variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum OpenWindows {
     Bins(WindowBins),
     Sessions(SessionWindows),

@@ -106,6 +106,17 @@ fn has_marker(join: &Join) -> bool {
         .is_some_and(|filter| split_conjunction(filter).into_iter().any(is_as_of))
 }
 
+/// Whether a `join_type` join with the versioned table on `versioned_side` is a temporal
+/// join: an inner join, or an outer join that keeps the stream's rows.
+pub(super) fn is_temporal(versioned_side: JoinSide, join_type: JoinType) -> bool {
+    matches!(
+        (versioned_side, join_type),
+        (_, JoinType::Inner)
+            | (JoinSide::Right, JoinType::Left)
+            | (JoinSide::Left, JoinType::Right)
+    )
+}
+
 /// The versioning of the table `plan` reads, through aliases, projections and filters.
 fn versioning_below(plan: &LogicalPlan) -> Option<Versioning> {
     match plan {
@@ -141,12 +152,7 @@ fn mark_join(join: Join) -> Result<Transformed<Join>> {
         as_of,
         version_time,
     } = &versioning;
-    let stream_keeps = match (versioned_side, join.join_type) {
-        (_, JoinType::Inner) => true,
-        (JoinSide::Right, JoinType::Left) | (JoinSide::Left, JoinType::Right) => true,
-        _ => false,
-    };
-    if !stream_keeps {
+    if !is_temporal(versioned_side, join.join_type) {
         return plan_err!(
             "{table} FOR SYSTEM_TIME AS OF {as_of}: a temporal join is an INNER JOIN or a LEFT \
              JOIN of the stream to the versioned table, not a {} join",

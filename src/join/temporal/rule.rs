@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{JoinSide, JoinType, Result, plan_err};
+use datafusion::common::{JoinSide, Result, plan_err};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::utils::{conjunction, split_conjunction};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
@@ -18,7 +18,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::utils::{ColumnIndex, JoinFilter};
 
-use super::as_of::AsOf;
+use super::as_of::{AsOf, is_temporal};
 use super::exec::{TemporalJoin, TemporalJoinExec};
 use crate::join::equi_join::{EquiJoin, without_sort};
 
@@ -107,12 +107,7 @@ fn temporal_join(join: EquiJoin) -> Result<Option<TemporalJoin>> {
         }
     }
     let versioned_side = version_time.side;
-    let keeps_stream = match (versioned_side, join.join_type) {
-        (_, JoinType::Inner) => true,
-        (JoinSide::Right, JoinType::Left) | (JoinSide::Left, JoinType::Right) => true,
-        _ => false,
-    };
-    if !keeps_stream || stream_time.side == versioned_side {
+    if !is_temporal(versioned_side, join.join_type) || stream_time.side == versioned_side {
         return plan_err!(
             "a temporal join is an INNER or LEFT join of a stream to a versioned table; this \
              one is planned as a {} join",

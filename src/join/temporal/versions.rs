@@ -17,6 +17,9 @@ use hashbrown::{HashMap as KeyMap, HashSet};
 /// A kept version: (batch id, row).
 pub type VersionRef = (u64, u32);
 
+/// One key's versions: (start time, batch id, row), in order of start time.
+type Versions = Vec<(i64, u64, u32)>;
+
 struct StoredBatch {
     batch: RecordBatch,
     /// Rows still kept.
@@ -30,7 +33,7 @@ pub struct VersionStore {
     next_id: u64,
     /// Each key's versions, (start time, batch id, row), in order of start time; versions
     /// with the same start time in order of arrival.
-    index: KeyMap<Box<[u8]>, Vec<(i64, u64, u32)>>,
+    index: KeyMap<Box<[u8]>, Versions>,
     /// Keys with more than one version: the only ones a horizon can prune.
     several: HashSet<Box<[u8]>>,
     /// Versions kept.

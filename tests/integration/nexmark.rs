@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::common;
 
-use common::{latest_per_key, lines, run_pipeline};
+use common::{latest_per_key, lines, repository_path, run_pipeline};
 use datafusion::arrow::array::RecordBatch;
 use profusion::sql::{parse_pipeline, substitute_variables};
 use profusion::{Engine, SessionOptions};
@@ -20,9 +20,7 @@ const EVENTS: &str = "60000";
 const TABLES: [&str; 3] = ["person", "auction", "bid"];
 
 fn nexmark_file(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sql/nexmark")
-        .join(name);
+    let path = repository_path("sql/nexmark").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -201,7 +199,7 @@ macro_rules! nexmark_queries {
         #[test]
         fn every_query_is_tested() {
             let listed = [$(concat!(stringify!($query), ".sql")),*];
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/nexmark");
+            let dir = repository_path("sql/nexmark");
             for entry in std::fs::read_dir(dir).unwrap() {
                 let name = entry.unwrap().file_name().to_string_lossy().to_string();
                 if name.starts_with('q') && name.ends_with(".sql") {

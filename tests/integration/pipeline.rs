@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::common;
+
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, Pipeline, SessionOptions};
 
@@ -189,8 +191,7 @@ async fn errors_name_the_line_of_their_statement() {
 
 #[tokio::test]
 async fn the_onboarding_pipeline_runs() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/onboarding.sql"))
-        .unwrap();
+    let text = std::fs::read_to_string(common::repository_path("sql/onboarding.sql")).unwrap();
     let pipeline = Pipeline::load(&text, &SessionOptions::default())
         .await
         .unwrap();

@@ -34,7 +34,7 @@ fn pipeline(models: &str) -> String {
 
 fn start() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
-    let models = format!("{}/sql/models", env!("CARGO_MANIFEST_DIR"));
+    let models = common::repository_path("sql/models").display().to_string();
     let server = Server::start(
         dir.path(),
         &pipeline(&models),

@@ -19,7 +19,8 @@ async fn a_webhook_event_travels_through_kafka_into_a_served_profile() {
     let topic = unique("webhook-events");
     create_topics(&servers, &[(&topic, 2)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = common::repository_path("");
+    let root = root.display();
     let pipeline = std::fs::read_to_string(format!("{root}/sql/serve_profiles_kafka.sql")).unwrap();
     let models = format!("{root}/sql/models");
     let server = Server::start(

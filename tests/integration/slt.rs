@@ -11,7 +11,6 @@
 //! With `control substitution on`, `$DATA` in a file stands for `tests/data` and
 //! `__TEST_DIR__` for a fresh folder per file (for the SQLite files of materialized views).
 
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -107,10 +106,10 @@ fn validator(_normalizer: Normalizer, actual: &[Vec<String>], expected: &[String
 /// Runs `tests/slt/{name}.slt` against a fresh engine; with `PROFUSION_SLT_COMPLETE=1`
 /// rewrites its expected output instead.
 async fn run_file(name: &str) {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let file = crate::common::repository_path("")
         .join("tests/slt")
         .join(format!("{name}.slt"));
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let data = crate::common::repository_path("").join("tests/data");
     let mut runner = Runner::new(|| async {
         Ok(SltEngine {
             engine: Engine::new(&SessionOptions::default())?,
@@ -154,7 +153,7 @@ macro_rules! slt_files {
         #[test]
         fn every_file_is_listed() {
             let listed = [$(stringify!($name)),*];
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+            let dir = crate::common::repository_path("").join("tests/slt");
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "slt") {

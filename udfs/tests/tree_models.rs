@@ -9,11 +9,17 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
-const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/models");
+/// The models' folder. Read from the environment cargo runs tests in, not compiled in: a
+/// test binary built in another clone of the same sources is reused by cargo, with that
+/// clone's path in `env!("CARGO_MANIFEST_DIR")`.
+fn models() -> String {
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    format!("{root}/../tests/data/models")
+}
 
 /// The test set: feature columns (NULL where the CSV cell is empty) and the expected columns.
 fn test_set() -> RecordBatch {
-    let text = std::fs::read_to_string(format!("{MODELS}/test_set.csv")).unwrap();
+    let text = std::fs::read_to_string(format!("{}/test_set.csv", models())).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let mut columns: Vec<Vec<Option<f64>>> = vec![Vec::new(); header.len()];
@@ -46,8 +52,9 @@ async fn session() -> SessionContext {
 
 async fn largest_difference(model: &str, expected: &str) -> (usize, f64) {
     let ctx = session().await;
+    let models = models();
     let sql = format!(
-        "SELECT score_tree('{MODELS}/{model}', sessions_7d, minutes_7d, pages_7d, days_since_signup, has_avatar, spend_30d) AS score, {expected} AS expected FROM test_set"
+        "SELECT score_tree('{models}/{model}', sessions_7d, minutes_7d, pages_7d, days_since_signup, has_avatar, spend_30d) AS score, {expected} AS expected FROM test_set"
     );
     let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
     let mut rows = 0;
@@ -90,7 +97,8 @@ async fn a_model_with_other_features_is_a_planning_error() {
     let ctx = session().await;
     let error = ctx
         .sql(&format!(
-            "SELECT score_tree('{MODELS}/xgboost_binary.json', sessions_7d) FROM test_set"
+            "SELECT score_tree('{}/xgboost_binary.json', sessions_7d) FROM test_set",
+            models()
         ))
         .await
         .unwrap_err()

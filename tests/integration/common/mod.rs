@@ -32,6 +32,14 @@ pub async fn eventually<T>(
 }
 
 /// Runs the pipeline `text` to its end.
+/// `relative` in the repository. Read from the environment cargo runs tests in, not
+/// compiled in: a test binary built in another clone of the same sources is reused by
+/// cargo, with that clone's path in `env!("CARGO_MANIFEST_DIR")`.
+pub fn repository_path(relative: &str) -> std::path::PathBuf {
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    std::path::Path::new(&root).join(relative)
+}
+
 pub async fn run_pipeline(text: &str) -> profusion::RunSummary {
     try_run_pipeline(text, &profusion::SessionOptions::default())
         .await

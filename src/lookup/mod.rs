@@ -7,4 +7,4 @@ mod rule;
 
 pub use exec::{JoinShape, LookupJoinExec, LookupKind, LookupTable};
 pub use index::LookupIndex;
-pub use rule::LookupJoinRule;
+pub use rule::{LookupJoinRule, TableOfPlan};

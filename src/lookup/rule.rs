@@ -4,8 +4,9 @@
 //! and again every `'lookup.refresh'` — instead of once for the life of the pipeline.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{JoinType, NullEquality, Result};
 use datafusion::config::ConfigOptions;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -13,11 +14,28 @@ use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::exec::{JoinShape, LookupJoinExec, LookupKind, LookupTable};
-use crate::connector::SourceExec;
+
+/// The name and `'lookup.refresh'` of the table a bounded plan reads, if it reads one.
+pub type TableOfPlan =
+    Arc<dyn Fn(&Arc<dyn ExecutionPlan>) -> Option<(String, Option<Duration>)> + Send + Sync>;
 
 /// Plans joins of a stream with a bounded table as lookups.
-#[derive(Debug, Default)]
-pub struct LookupJoinRule;
+pub struct LookupJoinRule {
+    table_of: TableOfPlan,
+}
+
+impl LookupJoinRule {
+    /// The rule, asking `table_of` which table a join's bounded side reads.
+    pub fn new(table_of: TableOfPlan) -> Self {
+        Self { table_of }
+    }
+}
+
+impl std::fmt::Debug for LookupJoinRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LookupJoinRule")
+    }
+}
 
 impl PhysicalOptimizerRule for LookupJoinRule {
     fn optimize(
@@ -29,7 +47,7 @@ impl PhysicalOptimizerRule for LookupJoinRule {
             let Some(join) = node.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
             };
-            match lookup_join(join) {
+            match lookup_join(join, &self.table_of) {
                 Some(lookup) => Ok(Transformed::yes(Arc::new(lookup) as Arc<dyn ExecutionPlan>)),
                 None => Ok(Transformed::no(node)),
             }
@@ -47,7 +65,7 @@ impl PhysicalOptimizerRule for LookupJoinRule {
 }
 
 /// The lookup join a hash join can be, if it can be one.
-fn lookup_join(join: &HashJoinExec) -> Option<LookupJoinExec> {
+fn lookup_join(join: &HashJoinExec, table_of: &TableOfPlan) -> Option<LookupJoinExec> {
     let left_unbounded = join.left.boundedness().is_unbounded();
     let right_unbounded = join.right.boundedness().is_unbounded();
     if left_unbounded == right_unbounded
@@ -81,7 +99,8 @@ fn lookup_join(join: &HashJoinExec) -> Option<LookupJoinExec> {
             left_keys,
         )
     };
-    let (name, refresh) = table_source(&table_plan);
+    let (name, refresh) =
+        table_of(&table_plan).unwrap_or_else(|| (table_plan.name().to_string(), None));
     let table = LookupTable {
         name,
         plan: table_plan,
@@ -101,17 +120,4 @@ fn lookup_join(join: &HashJoinExec) -> Option<LookupJoinExec> {
         Arc::new(shape),
         join.schema(),
     ))
-}
-
-/// The name and refresh interval of the table a bounded plan reads.
-fn table_source(plan: &Arc<dyn ExecutionPlan>) -> (String, Option<std::time::Duration>) {
-    let mut found = None;
-    let _ = plan.apply(|node| {
-        if let Some(source) = node.downcast_ref::<SourceExec>() {
-            found = Some((source.table().to_string(), source.lookup_refresh()));
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found.unwrap_or_else(|| (plan.name().to_string(), None))
 }

@@ -3,15 +3,15 @@
 
 pub mod checkpoint;
 mod engine;
-mod join_retention;
 pub mod session;
 mod status;
+mod table_facts;
 mod unbounded_check;
 mod view_runs;
 
 pub use engine::{Engine, Job, JobKind, rows_written};
-pub use join_retention::{join_retention, table_event_time};
 pub use status::{StatusLine, status_text};
+pub use table_facts::{join_retention, lookup_table, table_declarations, table_event_time};
 pub use unbounded_check::UnboundedInputCheck;
 
 use std::collections::BTreeMap;

@@ -19,7 +19,9 @@ use crate::join::{
     VersionedTablePlanner,
 };
 use crate::lookup::{LookupJoinExec, LookupJoinRule};
-use crate::pipeline::{UnboundedInputCheck, join_retention, table_event_time};
+use crate::pipeline::{
+    UnboundedInputCheck, join_retention, lookup_table, table_declarations, table_event_time,
+};
 use crate::profile::UpsertAggregateRule;
 use crate::stream::{
     MergeStreamsExec, MergeStreamsRule, PipelineContext, SourceReads, StreamingFilterExec,
@@ -53,7 +55,8 @@ pub fn new_session(
     let shared = Arc::clone(&pipeline);
     let config = config
         .with_extension(pipeline)
-        .with_extension(Arc::new(streaming_operators()));
+        .with_extension(Arc::new(streaming_operators()))
+        .with_extension(Arc::new(table_declarations()));
 
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
@@ -111,7 +114,7 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     // Joins are planned after windows: a window join recognises windowed aggregations.
     rules.insert(at, Arc::new(StreamJoinRule::new(Arc::new(join_retention))));
     rules.insert(at, Arc::new(WindowAggregateRule));
-    rules.insert(at, Arc::new(LookupJoinRule));
+    rules.insert(at, Arc::new(LookupJoinRule::new(Arc::new(lookup_table))));
     // A temporal join may read a bounded table: it is planned before lookup joins are.
     rules.insert(at, Arc::new(TemporalJoinRule));
     rules

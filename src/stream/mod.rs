@@ -4,7 +4,8 @@
 //! [`StreamingExec`] trait and running any plan node as a message stream, with the filter
 //! and merge operators every stream plan uses; and what a job shares with its operators
 //! and checkpoints: its context and counts, the positions it may commit ([`JobProgress`])
-//! and the state snapshots a checkpoint takes.
+//! and the state snapshots a checkpoint takes; and what tables declare that operators ask
+//! of them ([`TableDeclarations`]).
 //!
 //! ```text
 //! WindowAggregateExec          executes its child as messages, emits closed windows and
@@ -28,6 +29,7 @@ mod operator;
 mod progress;
 mod source;
 mod state_snapshot;
+mod table_declarations;
 mod trace;
 mod watermark;
 
@@ -49,5 +51,6 @@ pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};
 pub use source::{Source, SourceBatch, SourceReads, SourceStream, SplitStream};
 pub use state_snapshot::{JobSnapshot, StateSnapshot};
+pub use table_declarations::{DeclaredEventTime, EventTimeOfTable, SinkOfTable, TableDeclarations};
 pub use trace::trace_column;
 pub use watermark::{Watermark, WatermarkTracker};

@@ -66,6 +66,7 @@ impl RelationPlanner for WindowQueryPlanner {
         let table = function.over(
             "(subquery)".to_string(),
             Arc::new(ViewTable::new(input, None)),
+            None,
             &rest,
         )?;
         // Named as DataFusion names a table function's scan: `TUMBLE()`.

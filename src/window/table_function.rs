@@ -9,15 +9,14 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, plan_datafusion_err, plan_err};
 use datafusion::datasource::TableType;
-use datafusion::datasource::sink::DataSink;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 
 use super::WindowKind;
 use super::assign_exec::{LateSink, WindowAssignExec, WindowAssignment};
-use crate::connector::{SourceDefinition, StreamTable};
 use crate::sql::parse_duration;
+use crate::stream::{DeclaredEventTime, TableDeclarations};
 
 /// The SQL names of the window columns. `window_time` is the window's event time, its end
 /// less one nanosecond (as in Flink): a later window over the aggregated rows uses it.
@@ -117,17 +116,20 @@ impl WindowFunction {
         Ok((time_column, kind))
     }
 
-    /// Windows over `input` (named `name` in messages), given the arguments after the first.
+    /// Windows over `input` (named `name` in messages), given the arguments after the first;
+    /// `declared` is its event time when it is a source table.
     pub fn over(
         &self,
         name: String,
         input: Arc<dyn TableProvider>,
+        declared: Option<DeclaredEventTime>,
         args: &[Expr],
     ) -> Result<Arc<dyn TableProvider>> {
         let (time_column, kind) = self.kind(args)?;
         Ok(Arc::new(WindowedTable::try_new(
             name,
             input,
+            declared,
             &time_column,
             kind,
         )?))
@@ -148,8 +150,12 @@ impl TableFunctionImpl for WindowFunction {
                 self.usage()
             )
         })?;
-        let table = lookup_table(args.session(), &name)?;
-        self.over(name, table, rest)
+        let session = args.session();
+        let table = lookup_table(session, &name)?;
+        let declared = TableDeclarations::of_session(session)
+            .and_then(|declarations| (declarations.event_time)(table.as_ref()))
+            .transpose()?;
+        self.over(name, table, declared, rest)
     }
 }
 
@@ -201,9 +207,9 @@ pub struct WindowedTable {
     /// What is windowed, as the query names it.
     name: String,
     input: Arc<dyn TableProvider>,
-    /// The declared source table, when a source table is windowed directly: its allowed
-    /// lateness and late-data sink apply.
-    source: Option<Arc<SourceDefinition>>,
+    /// The source table's declaration, when a source table is windowed directly: its
+    /// allowed lateness and late-data sink apply.
+    source: Option<DeclaredEventTime>,
     kind: WindowKind,
     time_index: usize,
     schema: SchemaRef,
@@ -216,6 +222,7 @@ impl WindowedTable {
     pub fn try_new(
         name: String,
         input: Arc<dyn TableProvider>,
+        source: Option<DeclaredEventTime>,
         time_column: &str,
         kind: WindowKind,
     ) -> Result<Self> {
@@ -228,10 +235,6 @@ impl WindowedTable {
         if !matches!(time_type, DataType::Timestamp(_, _)) {
             return plan_err!("{function}: '{time_column}' is {time_type}, not a TIMESTAMP");
         }
-        let source = match input.downcast_ref::<StreamTable>() {
-            Some(table) => Some(Arc::clone(table.source()?)),
-            None => None,
-        };
         if let Some(definition) = &source {
             match &definition.watermark {
                 None => {
@@ -284,11 +287,13 @@ impl WindowedTable {
         let table = lookup_table(session, name).map_err(|e| {
             plan_datafusion_err!("'late_data.sink' of table '{}': {e}", definition.table)
         })?;
-        let Some(sink_table) = table.downcast_ref::<StreamTable>() else {
+        let sink = TableDeclarations::of_session(session)
+            .and_then(|declarations| (declarations.sink)(table.as_ref()))
+            .transpose()?;
+        let Some(sink) = sink else {
             return plan_err!("'late_data.sink' = '{name}' is not a table with a connector");
         };
-        let sink: Arc<dyn DataSink> = Arc::clone(sink_table.sink()?);
-        let source_schema = definition.source.schema();
+        let source_schema = &definition.schema;
         let same_shape = sink.schema().fields().len() == source_schema.fields().len()
             && sink
                 .schema()

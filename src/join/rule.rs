@@ -51,12 +51,13 @@ impl PhysicalOptimizerRule for StreamJoinRule {
             if !join.left.boundedness().is_unbounded() || !join.right.boundedness().is_unbounded() {
                 return Ok(Transformed::no(node));
             }
-            let bound = join
-                .filter
-                .as_ref()
-                .and_then(TimeBound::from_filter)
-                .or_else(|| TimeBound::from_window_keys(&join.on, &join.left, &join.right));
             let retention = [(self.retention)(&join.left), (self.retention)(&join.right)];
+            let from_filter = join.filter.as_ref().and_then(TimeBound::from_filter);
+            if let Some(bound) = &from_filter {
+                check_event_times(bound, &retention, &join)?;
+            }
+            let bound = from_filter
+                .or_else(|| TimeBound::from_window_keys(&join.on, &join.left, &join.right));
             let bound = bound.or_else(|| {
                 TimeBound::from_retention(retention[0].as_ref(), retention[1].as_ref())
             });
@@ -96,4 +97,34 @@ impl PhysicalOptimizerRule for StreamJoinRule {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// Refuses a time bound on a column that is not its input's event time, when the input's
+/// event-time column is known: the join forgets rows by the inputs' watermarks, which
+/// say nothing of another column.
+fn check_event_times(
+    bound: &TimeBound,
+    retention: &[Option<InputRetention>; 2],
+    join: &EquiJoin,
+) -> Result<()> {
+    let sides = [
+        (bound.left_time, &retention[0], &join.left),
+        (bound.right_time, &retention[1], &join.right),
+    ];
+    for (bounded, retention, input) in sides {
+        let event_time = retention.as_ref().and_then(|r| r.time_column);
+        if let (Some(bounded), Some(event_time)) = (bounded, event_time)
+            && bounded != event_time
+        {
+            let schema = input.schema();
+            return plan_err!(
+                "the time bound of a join of two streams is on {}, but the watermark of that \
+                 input is on {}: bound the rows' event times (the columns their tables declare \
+                 WATERMARK FOR)",
+                schema.field(bounded).name(),
+                schema.field(event_time).name()
+            );
+        }
+    }
+    Ok(())
 }

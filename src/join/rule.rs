@@ -99,9 +99,9 @@ impl PhysicalOptimizerRule for StreamJoinRule {
     }
 }
 
-/// Refuses a time bound on a column that is not its input's event time, when the input's
-/// event-time column is known: the join forgets rows by the inputs' watermarks, which
-/// say nothing of another column.
+/// Refuses a time bound on a column of an input's table other than its event time: the
+/// join forgets rows by the inputs' watermarks, which say nothing of another column. (A
+/// column computed from the event time, such as `ts + INTERVAL '40' SECOND`, is not one.)
 fn check_event_times(
     bound: &TimeBound,
     retention: &[Option<InputRetention>; 2],
@@ -112,17 +112,15 @@ fn check_event_times(
         (bound.right_time, &retention[1], &join.right),
     ];
     for (bounded, retention, input) in sides {
-        let event_time = retention.as_ref().and_then(|r| r.time_column);
-        if let (Some(bounded), Some(event_time)) = (bounded, event_time)
-            && bounded != event_time
-        {
-            let schema = input.schema();
+        let (Some(bounded), Some(retention)) = (bounded, retention) else {
+            continue;
+        };
+        if retention.other_columns.contains(&bounded) {
             return plan_err!(
-                "the time bound of a join of two streams is on {}, but the watermark of that \
-                 input is on {}: bound the rows' event times (the columns their tables declare \
-                 WATERMARK FOR)",
-                schema.field(bounded).name(),
-                schema.field(event_time).name()
+                "the time bound of a join of two streams is on {}, which is not the event time \
+                 of its table: the join forgets rows by the watermarks, so bound the rows' \
+                 event times (the columns their tables declare WATERMARK FOR)",
+                input.schema().field(bounded).name()
             );
         }
     }

@@ -48,6 +48,8 @@ pub struct InputRetention {
     pub time_column: Option<usize>,
     /// The table's `'state.ttl'`, if it sets one.
     pub ttl_nanos: Option<i64>,
+    /// The input's columns that are the table's columns other than its event time.
+    pub other_columns: Vec<usize>,
 }
 
 impl TimeBound {

@@ -28,11 +28,21 @@ pub fn join_retention(plan: &Arc<dyn ExecutionPlan>) -> Option<InputRetention> {
     let source = source_below(plan)?;
     // Without event time nothing would ever expire.
     source.event_time_name()?;
+    let event_time = source.event_time_column();
+    let other_columns = (0..plan.schema().fields().len())
+        .filter(|&index| {
+            let traced = trace_column(plan, index, &|node, index| {
+                node.downcast_ref::<SourceExec>().map(|_| index)
+            });
+            traced.is_some_and(|column| Some(column) != event_time)
+        })
+        .collect();
     Some(InputRetention {
         time_column: event_time_column(plan),
         ttl_nanos: source
             .state_ttl()
             .map(|ttl| i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX)),
+        other_columns,
     })
 }
 

@@ -6,8 +6,9 @@
 //!   time);
 //! - a temporal join: a versioned table's event time, when each of its rows starts;
 //! - a lookup join: which table its bounded side reads, and its `'lookup.refresh'`;
-//! - a window over a source table: the table's event time, lateness and late-data sink
-//!   ([`TableDeclarations`], a session extension).
+//! - a window over a source table: the table's event time, lateness and late-data sink;
+//!   over a view or a query, which columns are not event time ([`TableDeclarations`], a
+//!   session extension).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,22 +29,26 @@ pub fn join_retention(plan: &Arc<dyn ExecutionPlan>) -> Option<InputRetention> {
     let source = source_below(plan)?;
     // Without event time nothing would ever expire.
     source.event_time_name()?;
-    let event_time = source.event_time_column();
-    let other_columns = (0..plan.schema().fields().len())
-        .filter(|&index| {
-            let traced = trace_column(plan, index, &|node, index| {
-                node.downcast_ref::<SourceExec>().map(|_| index)
-            });
-            traced.is_some_and(|column| Some(column) != event_time)
-        })
-        .collect();
     Some(InputRetention {
         time_column: event_time_column(plan),
         ttl_nanos: source
             .state_ttl()
             .map(|ttl| i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX)),
-        other_columns,
+        other_columns: besides_event_time(plan),
     })
+}
+
+/// The columns of `plan` that are its source tables' columns other than their event time.
+pub fn besides_event_time(plan: &Arc<dyn ExecutionPlan>) -> Vec<usize> {
+    (0..plan.schema().fields().len())
+        .filter(|&index| {
+            let traced = trace_column(plan, index, &|node, index| {
+                let source = node.downcast_ref::<SourceExec>()?;
+                Some(source.event_time_column() == Some(index))
+            });
+            traced == Some(false)
+        })
+        .collect()
 }
 
 fn source_below(plan: &Arc<dyn ExecutionPlan>) -> Option<&SourceExec> {
@@ -104,5 +109,6 @@ pub fn table_declarations() -> TableDeclarations {
             let table = table.downcast_ref::<StreamTable>()?;
             Some(table.sink().map(Arc::clone))
         }),
+        besides_event_time: Arc::new(besides_event_time),
     }
 }

@@ -1,7 +1,8 @@
 //! [`TableDeclarations`]: what a session's tables declare that operators need to know,
 //! asked through the session (a config extension), so that operators know no connector.
 //! A source table declares its event time: the watermark, the allowed lateness and where
-//! late rows go; a table with a connector that writes can be such a late-data sink. The
+//! late rows go; a table with a connector that writes can be such a late-data sink; and a
+//! plan over source tables knows which of its columns are not their event time. The
 //! session fills the answers in from its connectors.
 
 use std::fmt;
@@ -11,6 +12,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
 use datafusion::datasource::sink::DataSink;
+use datafusion::physical_plan::ExecutionPlan;
 
 use super::{LatenessOptions, WatermarkSpec};
 
@@ -35,11 +37,16 @@ pub type EventTimeOfTable =
 pub type SinkOfTable =
     Arc<dyn Fn(&dyn TableProvider) -> Option<Result<Arc<dyn DataSink>>> + Send + Sync>;
 
+/// The columns of a plan that are its source tables' columns other than their event time:
+/// times there say nothing of where the watermark is.
+pub type ColumnsBesidesEventTime = Arc<dyn Fn(&Arc<dyn ExecutionPlan>) -> Vec<usize> + Send + Sync>;
+
 /// What a session's tables declare, answered by the session's connectors.
 #[derive(Clone)]
 pub struct TableDeclarations {
     pub event_time: EventTimeOfTable,
     pub sink: SinkOfTable,
+    pub besides_event_time: ColumnsBesidesEventTime,
 }
 
 impl TableDeclarations {

@@ -353,6 +353,19 @@ impl TableProvider for WindowedTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let late_sink = self.late_sink(state).await?;
         let input = self.input.scan(state, None, &[], None).await?;
+        let declarations = TableDeclarations::of_session(state);
+        if let Some(declarations) = declarations
+            && (declarations.besides_event_time)(&input).contains(&self.time_index)
+        {
+            let function = self.kind.function_name();
+            return plan_err!(
+                "{function} over '{}': '{}' is not the event time of its table, so the \
+                 watermark says nothing of it; window on the column its table declares \
+                 WATERMARK FOR",
+                self.name,
+                self.schema.field(self.time_index).name()
+            );
+        }
         Ok(Arc::new(WindowAssignExec::try_new(
             input,
             self.assignment(),

@@ -31,3 +31,4 @@ mod serve;
 mod serve_kafka;
 mod slt;
 mod view_over_view;
+mod window_over_enrichment;

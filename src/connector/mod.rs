@@ -124,6 +124,10 @@ pub async fn create_table(
             )
         }
     };
+    let change_op = metadata
+        .iter()
+        .find(|column| column.key == "op")
+        .map(|column| column.column.clone());
     let source = source.map(|source| {
         Arc::new(SourceDefinition {
             table: name.clone(),
@@ -133,6 +137,7 @@ pub async fn create_table(
             dedup,
             lookup_refresh,
             state_ttl,
+            change_op,
         })
     });
     Ok(StreamTable::new(name, connector, schema, source, sink)

@@ -38,6 +38,9 @@ pub struct SourceDefinition {
     /// How long, in event time, a join of two streams without a time bound keeps this
     /// table's rows (`'state.ttl'`).
     pub state_ttl: Option<std::time::Duration>,
+    /// The column that says which change a row is (`METADATA FROM 'op'`): read as versions,
+    /// a `d` row ends its key's versions.
+    pub change_op: Option<String>,
 }
 
 /// A table backed by a connector: a source, a sink, or both.

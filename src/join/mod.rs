@@ -23,6 +23,7 @@ mod time_bound;
 pub use interval_exec::IntervalJoinExec;
 pub use rule::StreamJoinRule;
 pub use temporal::{
-    EventTimeOf, TemporalJoinAnalyzer, TemporalJoinExec, TemporalJoinRule, VersionedTablePlanner,
+    EventTimeOf, TemporalJoinAnalyzer, TemporalJoinExec, TemporalJoinRule, VersionColumns,
+    VersionedTablePlanner,
 };
 pub use time_bound::{InputRetention, TimeBound};

@@ -18,7 +18,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::connector::{SourceExec, StreamTable};
-use crate::join::InputRetention;
+use crate::join::{InputRetention, VersionColumns};
 use crate::stream::trace_column;
 use crate::stream::{DeclaredEventTime, TableDeclarations};
 
@@ -72,11 +72,15 @@ fn event_time_column(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     })
 }
 
-/// The event-time column of `table`, if it is a source table that declares one.
-pub fn table_event_time(table: &dyn TableProvider) -> Option<String> {
+/// The columns that make `table`'s rows versions, if it is a source table with an event
+/// time: that time, and the change kind of a changelog.
+pub fn table_event_time(table: &dyn TableProvider) -> Option<VersionColumns> {
     let table = table.downcast_ref::<StreamTable>()?;
-    let watermark = table.source().ok()?.watermark.as_ref()?;
-    Some(watermark.column.clone())
+    let definition = table.source().ok()?;
+    Some(VersionColumns {
+        start: definition.watermark.as_ref()?.column.clone(),
+        change_op: definition.change_op.clone(),
+    })
 }
 
 /// The name and `'lookup.refresh'` of the source table a bounded plan reads, if it reads

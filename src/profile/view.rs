@@ -259,6 +259,7 @@ pub async fn plan_view(
         dedup: None,
         lookup_refresh: None,
         state_ttl: None,
+        change_op: None,
     };
     Ok(PlannedView {
         table: StreamTable::new(name, connector, schema, Some(Arc::new(source)), None)

@@ -109,6 +109,7 @@ async fn first_minute(idle_timeout: Option<Duration>) -> (String, u64) {
         dedup: None,
         lookup_refresh: None,
         state_ttl: None,
+        change_op: None,
     };
     let table = StreamTable::new(
         "timed".into(),

@@ -1,6 +1,7 @@
 //! Debezium change events as a changelog, against librdkafka's mock cluster: each event a
 //! row with its change kind (`METADATA FROM 'op'`), deletes carrying the row before; an
-//! upsert sink keyed by the primary key writes deletes as tombstones.
+//! upsert sink keyed by the primary key writes deletes as tombstones; a temporal join reads
+//! the changelog as versions, each valid from its change's time, a delete ending them.
 
 use crate::common;
 
@@ -115,6 +116,91 @@ async fn an_upsert_sink_writes_deletes_as_tombstones() {
             r#"1 => {"id":"1","name":"anna"}"#,
             "2 => tombstone",
             r#"3 => {"id":"3","name":"cy"}"#,
+        ]
+    );
+}
+
+/// A CRM's plans as Debezium change events, each stamped with the time of its change (the
+/// Kafka timestamp, in milliseconds from 2026-01-01T00:00:00Z).
+const PLAN_CHANGES: [(&str, i64); 4] = [
+    (
+        r#"{"before": null, "after": {"id": "u1", "plan": "free"}, "op": "c"}"#,
+        0,
+    ),
+    (
+        r#"{"before": {"id": "u1", "plan": "free"}, "after": {"id": "u1", "plan": "pro"}, "op": "u"}"#,
+        60_000,
+    ),
+    (
+        r#"{"before": {"id": "u1", "plan": "pro"}, "after": null, "op": "d"}"#,
+        120_000,
+    ),
+    (
+        r#"{"before": null, "after": {"id": "u1", "plan": "team"}, "op": "c"}"#,
+        180_000,
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporal_join_reads_a_changelog_as_versions_and_deletes_end_them() {
+    const START_MS: i64 = 1_767_225_600_000;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("plans_cdc", 1, 1).unwrap();
+    cluster.create_topic("clicks", 1, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    for (event, at) in PLAN_CHANGES {
+        let record = BaseRecord::<str, str>::to("plans_cdc")
+            .partition(0)
+            .key("u1")
+            .payload(event)
+            .timestamp(START_MS + at);
+        producer.send(record).unwrap();
+    }
+    for (click, at) in [
+        ("c1", "00:00:30"),
+        ("c2", "00:01:30"),
+        ("c3", "00:02:30"),
+        ("c4", "00:03:30"),
+    ] {
+        let value =
+            format!(r#"{{"click_id": "{click}", "user_id": "u1", "ts": "2026-01-01T{at}Z"}}"#);
+        let record = BaseRecord::<str, str>::to("clicks")
+            .partition(0)
+            .payload(&value);
+        producer.send(record).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let rows = query_with(
+        SourceReads::Snapshot,
+        &format!(
+            "CREATE TABLE plans (id TEXT NOT NULL, plan TEXT, op TEXT METADATA FROM 'op',
+               changed_at TIMESTAMP NOT NULL METADATA FROM 'timestamp',
+               WATERMARK FOR changed_at AS changed_at)
+             WITH (connector = 'kafka', topic = 'plans_cdc', 'bootstrap.servers' = '{servers}',
+                   format = 'debezium-json');
+             CREATE TABLE clicks (click_id TEXT NOT NULL, user_id TEXT NOT NULL,
+               ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts)
+             WITH (connector = 'kafka', topic = 'clicks', 'bootstrap.servers' = '{servers}',
+                   format = 'json')"
+        ),
+        "SELECT c.click_id, p.plan FROM clicks c
+         LEFT JOIN plans FOR SYSTEM_TIME AS OF c.ts AS p ON p.id = c.user_id",
+    )
+    .await
+    .unwrap();
+    let data: Vec<&String> = rows.iter().filter(|r| r.starts_with("| c")).collect();
+    // Free, then pro; deleted at minute 2 (no plan), then a new row on team.
+    assert_eq!(
+        data,
+        vec![
+            "| c1       | free |",
+            "| c2       | pro  |",
+            "| c3       |      |",
+            "| c4       | team |"
         ]
     );
 }

@@ -32,7 +32,11 @@ async fn start_crm() -> u16 {
                 let request = String::from_utf8_lossy(&request);
                 let path = request.split(' ').nth(1).unwrap_or("/");
                 let number: u32 = path.trim_start_matches("/users/u").parse().unwrap_or(1);
-                let plan = if number.is_multiple_of(2) { "pro" } else { "free" };
+                let plan = if number.is_multiple_of(2) {
+                    "pro"
+                } else {
+                    "free"
+                };
                 let body = format!("{{\"plan\":\"{plan}\"}}");
                 let response = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

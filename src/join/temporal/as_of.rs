@@ -21,8 +21,9 @@ use datafusion::optimizer::AnalyzerRule;
 
 use super::versioned_table::{Versioning, versioned_scan};
 
-/// The marker of a temporal join in its condition: `as_of(stream time, version time)`.
-/// The join rule removes it; it is never evaluated.
+/// The marker of a temporal join in its condition: `as_of(stream time, version time)`,
+/// with the versions' change kind third for a changelog. The join rule removes it; it is
+/// never evaluated.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct AsOf {
     signature: Signature,
@@ -31,7 +32,7 @@ pub struct AsOf {
 impl Default for AsOf {
     fn default() -> Self {
         Self {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 }
@@ -151,6 +152,7 @@ fn mark_join(join: Join) -> Result<Transformed<Join>> {
         table,
         as_of,
         version_time,
+        change_op,
     } = &versioning;
     if !is_temporal(versioned_side, join.join_type) {
         return plan_err!(
@@ -183,9 +185,22 @@ fn mark_join(join: Join) -> Result<Transformed<Join>> {
         );
     };
     let version_time = Column::from((qualifier, field));
+    let mut args = vec![Expr::Column(stream_time), Expr::Column(version_time)];
+    if let Some(change_op) = change_op {
+        let Ok((qualifier, field)) = versioned
+            .schema()
+            .qualified_field_with_unqualified_name(change_op)
+        else {
+            return plan_err!(
+                "{table} FOR SYSTEM_TIME AS OF {as_of}: the versioned rows need their change \
+                 kind {change_op} (METADATA FROM 'op'); keep it in the query"
+            );
+        };
+        args.push(Expr::Column(Column::from((qualifier, field))));
+    }
     let marker = Expr::ScalarFunction(ScalarFunction::new_udf(
         Arc::new(ScalarUDF::new_from_impl(AsOf::default())),
-        vec![Expr::Column(stream_time), Expr::Column(version_time)],
+        args,
     ));
     let filter = match join.filter.clone() {
         Some(filter) => filter.and(marker),

@@ -48,6 +48,8 @@ pub struct TemporalJoin {
     /// The stream's time (the `AS OF` column) and the versions' start, in their inputs.
     pub stream_time: usize,
     pub version_time: usize,
+    /// The versions' change kind, for a changelog: a `d` row ends its key's versions.
+    pub change_op: Option<usize>,
     pub projection: Option<Vec<usize>>,
 }
 
@@ -141,6 +143,7 @@ impl TemporalJoinExec {
             version_condition: join.version_condition.clone(),
             stream_time: join.stream_time,
             version_time: join.version_time,
+            change_op: join.change_op,
             stream_schema,
             version_schema: join.versioned().schema(),
             output_schema: self.schema(),

@@ -8,7 +8,8 @@
 //!
 //! The versioned table is any table with an event time: each of its rows is a version of
 //! its key, valid from its event time until the key's next version (an upsert or
-//! Debezium topic, a changelog file). Planning goes in three steps, each where DataFusion
+//! Debezium topic, a changelog file). In a changelog with a change kind (`METADATA FROM
+//! 'op'`), a delete ends its key's versions. Planning goes in three steps, each where DataFusion
 //! lets it happen: [`VersionedTablePlanner`] reads the `FOR SYSTEM_TIME AS OF` clause of
 //! the relation; [`TemporalJoinAnalyzer`] ties it to the join around it; and
 //! [`TemporalJoinRule`] replaces DataFusion's hash join with a [`TemporalJoinExec`].
@@ -30,5 +31,5 @@ pub use as_of::{AsOf, TemporalJoinAnalyzer};
 pub use exec::{TemporalJoin, TemporalJoinExec};
 pub use rule::TemporalJoinRule;
 pub use versioned_table::{
-    EventTimeOf, VersionedTable, VersionedTablePlanner, Versioning, versioned_scan,
+    EventTimeOf, VersionColumns, VersionedTable, VersionedTablePlanner, Versioning, versioned_scan,
 };

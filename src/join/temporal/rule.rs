@@ -70,14 +70,20 @@ impl PhysicalOptimizerRule for TemporalJoinRule {
     }
 }
 
-/// The two columns of an [`AsOf`] marker, if `expr` is one.
-fn as_of(expr: &Arc<dyn PhysicalExpr>) -> Option<[&Column; 2]> {
+/// The columns of an [`AsOf`] marker, if `expr` is one: the stream's time, the versions'
+/// start, and their change kind when there is one.
+fn as_of(expr: &Arc<dyn PhysicalExpr>) -> Option<(&Column, &Column, Option<&Column>)> {
     let call = expr.downcast_ref::<ScalarFunctionExpr>()?;
     if !call.fun().inner().is::<AsOf>() {
         return None;
     }
     match call.args() {
-        [stream, version] => Some([stream.downcast_ref()?, version.downcast_ref()?]),
+        [stream, version] => Some((stream.downcast_ref()?, version.downcast_ref()?, None)),
+        [stream, version, op] => Some((
+            stream.downcast_ref()?,
+            version.downcast_ref()?,
+            Some(op.downcast_ref()?),
+        )),
         _ => None,
     }
 }
@@ -88,7 +94,8 @@ fn temporal_join(join: EquiJoin) -> Result<Option<TemporalJoin>> {
         return Ok(None);
     };
     let conjuncts = split_conjunction(filter.expression());
-    let Some([stream_time, version_time]) = conjuncts.iter().find_map(|c| as_of(c)) else {
+    let Some((stream_time, version_time, change_op)) = conjuncts.iter().find_map(|c| as_of(c))
+    else {
         return Ok(None);
     };
     let at = |column: &Column| -> (ColumnIndex, DataType) {
@@ -98,6 +105,7 @@ fn temporal_join(join: EquiJoin) -> Result<Option<TemporalJoin>> {
     };
     let (stream_time, stream_type) = at(stream_time);
     let (version_time, version_type) = at(version_time);
+    let change_op = change_op.map(|column| at(column).0.index);
     for (what, data_type) in [
         ("AS OF", &stream_type),
         ("the versions' start", &version_type),
@@ -199,6 +207,7 @@ fn temporal_join(join: EquiJoin) -> Result<Option<TemporalJoin>> {
         join_type: join.join_type,
         stream_time: stream_time.index,
         version_time: map(version_time.index),
+        change_op: change_op.map(map),
         projection,
     }))
 }

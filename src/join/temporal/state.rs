@@ -7,8 +7,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::{and, filter_record_batch, not};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, Rows};
 use datafusion::common::{JoinSide, JoinType, Result};
@@ -33,6 +35,8 @@ pub(super) struct TemporalShape {
     pub(super) version_condition: Option<PhysicalExprRef>,
     pub(super) stream_time: usize,
     pub(super) version_time: usize,
+    /// The versions' change kind: a `d` row ends its key's versions.
+    pub(super) change_op: Option<usize>,
     pub(super) stream_schema: SchemaRef,
     pub(super) version_schema: SchemaRef,
     pub(super) output_schema: SchemaRef,
@@ -100,7 +104,17 @@ impl TemporalState {
         let starts: Vec<Option<i64>> = (0..batch.num_rows())
             .map(|row| (valid.is_valid(row) && keys.1[row]).then_some(starts[row]))
             .collect();
-        self.versions.insert(batch, &keys.0, &starts);
+        let deletes: Vec<bool> = match self.shape.change_op {
+            Some(op) => {
+                let ops = cast(batch.column(op), &DataType::Utf8)?;
+                let ops = ops.as_string::<i32>();
+                (0..batch.num_rows())
+                    .map(|row| ops.is_valid(row) && ops.value(row) == "d")
+                    .collect()
+            }
+            None => vec![false; batch.num_rows()],
+        };
+        self.versions.insert(batch, &keys.0, &starts, &deletes);
         Ok(())
     }
 
@@ -349,7 +363,6 @@ impl TemporalState {
 
 /// A condition's result as a mask: NULL is false.
 fn as_mask(values: &ArrayRef) -> BooleanArray {
-    use datafusion::arrow::array::AsArray;
     values
         .as_boolean()
         .iter()

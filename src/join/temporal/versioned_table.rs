@@ -21,9 +21,17 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, TableFactor, TableVersion};
 
-/// The event-time column of a table, if it declares one (`WATERMARK FOR ts …`): the time
-/// each of its rows, as a version, starts to be valid.
-pub type EventTimeOf = Arc<dyn Fn(&dyn TableProvider) -> Option<String> + Send + Sync>;
+/// What makes a table's rows versions: its event-time column, the time each row starts
+/// to be valid, and, for a changelog, the column of each row's change kind (`d` ends the
+/// key's versions).
+#[derive(Debug, Clone)]
+pub struct VersionColumns {
+    pub start: String,
+    pub change_op: Option<String>,
+}
+
+/// The version columns of a table, if it declares an event time (`WATERMARK FOR ts …`).
+pub type EventTimeOf = Arc<dyn Fn(&dyn TableProvider) -> Option<VersionColumns> + Send + Sync>;
 
 /// How a table is read as of a time: which table, the stream's column named by `AS OF`,
 /// and the table's own event-time column.
@@ -35,6 +43,9 @@ pub struct Versioning {
     pub as_of: Column,
     /// The table's event-time column: when each version starts.
     pub version_time: String,
+    /// The column of each row's change kind, for a changelog: a `d` row ends its key's
+    /// versions.
+    pub change_op: Option<String>,
 }
 
 /// A table read as of the time of each row of the stream it is joined to.
@@ -150,7 +161,7 @@ impl RelationPlanner for VersionedTablePlanner {
             return plan_err!("FOR SYSTEM_TIME AS OF reads a table, and {table} is not one");
         };
         let inner = source_as_provider(&scan.source)?;
-        let Some(version_time) = (self.event_time_of)(inner.as_ref()) else {
+        let Some(columns) = (self.event_time_of)(inner.as_ref()) else {
             return plan_err!(
                 "{table} FOR SYSTEM_TIME AS OF {as_of}: {table} has no event time, so its rows \
                  are no versions; declare WATERMARK FOR <column> on it, the time each row \
@@ -162,7 +173,8 @@ impl RelationPlanner for VersionedTablePlanner {
             versioning: Versioning {
                 table,
                 as_of,
-                version_time,
+                version_time: columns.start,
+                change_op: columns.change_op,
             },
         });
         let plan = LogicalPlanBuilder::scan(scan.table_name, provider_as_source(versioned), None)?

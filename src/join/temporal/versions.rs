@@ -17,8 +17,18 @@ use hashbrown::{HashMap as KeyMap, HashSet};
 /// A kept version: (batch id, row).
 pub type VersionRef = (u64, u32);
 
-/// One key's versions: (start time, batch id, row), in order of start time.
-type Versions = Vec<(i64, u64, u32)>;
+/// One version of a key: when it starts, where its row is, and whether it is a delete
+/// (the key has no row from then on).
+#[derive(Debug, Clone, Copy)]
+struct Version {
+    start: i64,
+    batch: u64,
+    row: u32,
+    deleted: bool,
+}
+
+/// One key's versions, in order of start time.
+type Versions = Vec<Version>;
 
 struct StoredBatch {
     batch: RecordBatch,
@@ -31,8 +41,8 @@ pub struct VersionStore {
     schema: SchemaRef,
     batches: HashMap<u64, StoredBatch>,
     next_id: u64,
-    /// Each key's versions, (start time, batch id, row), in order of start time; versions
-    /// with the same start time in order of arrival.
+    /// Each key's versions in order of start time; versions with the same start time in
+    /// order of arrival.
     index: KeyMap<Box<[u8]>, Versions>,
     /// Keys with more than one version: the only ones a horizon can prune.
     several: HashSet<Box<[u8]>>,
@@ -56,9 +66,16 @@ impl VersionStore {
         }
     }
 
-    /// Keeps the rows of `batch` as versions: `keys` (comparable bytes) and `starts`
-    /// (nanoseconds) per row; rows without a key or a start (`None`) are no versions.
-    pub fn insert(&mut self, batch: RecordBatch, keys: &Rows, starts: &[Option<i64>]) {
+    /// Keeps the rows of `batch` as versions: `keys` (comparable bytes), `starts`
+    /// (nanoseconds) and whether each is a delete; rows without a key or a start (`None`)
+    /// are no versions.
+    pub fn insert(
+        &mut self,
+        batch: RecordBatch,
+        keys: &Rows,
+        starts: &[Option<i64>],
+        deletes: &[bool],
+    ) {
         let id = self.next_id;
         self.next_id += 1;
         let mut live = 0;
@@ -66,8 +83,14 @@ impl VersionStore {
             let Some(start) = *start else { continue };
             let key = keys.row(row);
             let versions = self.index.entry(key.as_ref().into()).or_default();
-            let at = versions.partition_point(|&(time, _, _)| time <= start);
-            versions.insert(at, (start, id, row as u32));
+            let at = versions.partition_point(|version| version.start <= start);
+            let version = Version {
+                start,
+                batch: id,
+                row: row as u32,
+                deleted: deletes[row],
+            };
+            versions.insert(at, version);
             if versions.len() == 2 {
                 self.several.insert(key.as_ref().into());
             }
@@ -81,12 +104,13 @@ impl VersionStore {
         self.batches.insert(id, StoredBatch { batch, live });
     }
 
-    /// The version of `key` valid at `time`: the last one starting at or before it.
+    /// The version of `key` valid at `time`: the last one starting at or before it, unless
+    /// that is a delete.
     pub fn valid_at(&self, key: &[u8], time: i64) -> Option<VersionRef> {
         let versions = self.index.get(key)?;
-        let at = versions.partition_point(|&(start, _, _)| start <= time);
-        let (_, id, row) = *versions.get(at.checked_sub(1)?)?;
-        Some((id, row))
+        let at = versions.partition_point(|version| version.start <= time);
+        let version = versions.get(at.checked_sub(1)?)?;
+        (!version.deleted).then_some((version.batch, version.row))
     }
 
     /// Drops the versions no lookup at or after `horizon` can find.
@@ -96,9 +120,9 @@ impl VersionStore {
             let Some(versions) = self.index.get_mut(key) else {
                 return false;
             };
-            let valid = versions.partition_point(|&(start, _, _)| start <= horizon);
+            let valid = versions.partition_point(|version| version.start <= horizon);
             if valid > 1 {
-                dropped.extend(versions.drain(..valid - 1).map(|(_, id, row)| (id, row)));
+                dropped.extend(versions.drain(..valid - 1).map(|v| (v.batch, v.row)));
             }
             versions.len() > 1
         });
@@ -126,7 +150,7 @@ impl VersionStore {
             .index
             .values()
             .flatten()
-            .map(|&(_, id, row)| Some((id, row)))
+            .map(|version| Some((version.batch, version.row)))
             .collect();
         let Ok(batch) = self
             .columns(&refs)
@@ -138,8 +162,8 @@ impl VersionStore {
         self.next_id += 1;
         // The same order as `refs`: the index has not changed since.
         for (row, version) in self.index.values_mut().flatten().enumerate() {
-            version.1 = id;
-            version.2 = row as u32;
+            version.batch = id;
+            version.row = row as u32;
         }
         self.bytes = batch.get_array_memory_size();
         self.batches = HashMap::from([(
@@ -190,7 +214,7 @@ impl VersionStore {
             .index
             .values()
             .flatten()
-            .map(|&(_, id, row)| Some((id, row)))
+            .map(|version| Some((version.batch, version.row)))
             .collect();
         Ok(RecordBatch::try_new(
             Arc::clone(&self.schema),
@@ -217,7 +241,7 @@ mod tests {
 
     use super::*;
 
-    /// A store of (key, value) versions starting at `starts`.
+    /// A store of (key, value) versions starting at `starts`; a negative value is a delete.
     fn store(rows: &[(&str, i64, i64)]) -> (VersionStore, RowConverter) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, false),
@@ -235,8 +259,9 @@ mod tests {
         .unwrap();
         let rows_of_keys = converter.convert_columns(&[keys]).unwrap();
         let starts: Vec<Option<i64>> = rows.iter().map(|r| Some(r.2)).collect();
+        let deletes: Vec<bool> = rows.iter().map(|r| r.1 < 0).collect();
         let mut store = VersionStore::new(schema);
-        store.insert(batch, &rows_of_keys, &starts);
+        store.insert(batch, &rows_of_keys, &starts, &deletes);
         (store, converter)
     }
 
@@ -276,6 +301,14 @@ mod tests {
         assert_eq!(value_at(&store, &converter, "b", 25), Some(9));
         store.prune(i64::MAX);
         assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn a_delete_ends_the_versions_of_its_key_until_the_next() {
+        let (store, converter) = store(&[("a", 1, 10), ("a", -1, 20), ("a", 3, 30)]);
+        assert_eq!(value_at(&store, &converter, "a", 15), Some(1));
+        assert_eq!(value_at(&store, &converter, "a", 25), None);
+        assert_eq!(value_at(&store, &converter, "a", 30), Some(3));
     }
 
     #[test]

@@ -12,14 +12,11 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, JoinSide, JoinType, Result, internal_err};
-use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::joins::utils::{JoinFilter, build_join_schema};
-use datafusion::physical_plan::metrics::{
-    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
-};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties,
@@ -32,7 +29,7 @@ use super::shape::{JoinShape, is_supported};
 use super::side_buffer::SideBuffer;
 use super::state::JoinState;
 use super::time_bound::TimeBound;
-use crate::stream::{ByteKeys, JobProgress, PipelineContext, StateSnapshot, lock};
+use crate::stream::{ByteKeys, JobProgress, StateAccount, StateSnapshot, lock};
 use crate::stream::{MessageStream, StreamingExec, Watermark, execute_messages, execute_rows};
 
 /// A stream-stream join bounded in event time.
@@ -265,24 +262,18 @@ impl StreamingExec for IntervalJoinExec {
                 StateSnapshot::new(Arc::clone(&schema), pending, &[])
             });
         }
-        let reservation = MemoryConsumer::new(format!("IntervalJoinExec[{}]", self.describe_on()))
-            .register(context.memory_pool());
         let run = JoinRun {
             input: Box::pin(futures::stream::select(left, right)),
             state,
-            reservation,
+            account: StateAccount::new(
+                format!("IntervalJoinExec[{}]", self.describe_on()),
+                &context,
+                &self.metrics,
+                partition,
+            ),
             hold: progress.map(|progress| progress.hold()),
             baseline: BaselineMetrics::new(&self.metrics, partition),
-            state_bytes: MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition),
-            on: self.describe_on(),
-            pipeline: PipelineContext::of_task(&context),
         };
-        Ok(Box::pin(futures::stream::try_unfold(
-            run,
-            |mut run| async move {
-                let message = run.next().await?;
-                Ok(message.map(|message| (message, run)))
-            },
-        )))
+        Ok(run.into_messages())
     }
 }

@@ -1,34 +1,65 @@
-//! [`JoinRun`]: a running interval join: it reads both inputs' messages as they come,
-//! hands each to the join's state, and hands on the rows and watermarks that result,
-//! accounting the state in the memory pool.
+//! [`JoinRun`]: a running join of two streams: it reads both inputs' messages as they
+//! come, hands each to the join's state, and hands on the rows and watermarks that result,
+//! accounting the state in the memory pool. Interval and temporal joins run the same way;
+//! what differs is their [`TwoInputState`].
 
 use std::sync::{Arc, Mutex};
 
-use datafusion::common::{DataFusionError, JoinSide, Result};
-use datafusion::execution::memory_pool::MemoryReservation;
-use datafusion::physical_plan::metrics::{BaselineMetrics, Gauge};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::{JoinSide, Result};
+use datafusion::physical_plan::metrics::BaselineMetrics;
 use futures::StreamExt;
 
-use super::state::JoinState;
-use crate::stream::StreamMessage;
-use crate::stream::{EventTimeHold, PipelineContext, lock};
+use crate::stream::{EventTimeHold, StateAccount, StreamMessage, Watermark, lock};
 
-/// A running join: its merged input, its state, and rows waiting to be handed on.
-pub(super) struct JoinRun {
-    pub(super) input: futures::stream::BoxStream<'static, (JoinSide, Result<StreamMessage>)>,
-    pub(super) state: Arc<Mutex<JoinState>>,
-    pub(super) reservation: MemoryReservation,
-    pub(super) hold: Option<Arc<EventTimeHold>>,
-    pub(super) baseline: BaselineMetrics,
-    pub(super) state_bytes: Gauge,
-    pub(super) on: String,
-    pub(super) pipeline: Arc<PipelineContext>,
+/// The state of a join of two streams between messages.
+pub(super) trait TwoInputState: Send + 'static {
+    /// Takes in a batch of the input on `side`; appends to `out` the rows it releases.
+    fn on_batch(
+        &mut self,
+        side: JoinSide,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()>;
+
+    /// Takes in a watermark of the input on `side`; appends to `out` the rows it releases.
+    fn on_watermark(
+        &mut self,
+        side: JoinSide,
+        watermark: Watermark,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()>;
+
+    /// Output batches not yet handed on, last first.
+    fn pending(&mut self) -> &mut Vec<RecordBatch>;
+
+    /// The watermark to hand on, when it has moved.
+    fn output_watermark(&mut self) -> Option<Watermark>;
+
+    /// The earliest event time the state still needs.
+    fn earliest_held(&self) -> Option<i64>;
+
+    /// Bytes held.
+    fn size(&self) -> usize;
+
+    /// What the state holds, for an error past the memory limit: what it is, how much, and
+    /// what to change.
+    fn over_limit(&self, bytes: usize) -> String;
 }
 
-impl JoinRun {
+/// A running join: its merged inputs, its state, and its accounts.
+pub(super) struct JoinRun<S: TwoInputState> {
+    pub(super) input: futures::stream::BoxStream<'static, (JoinSide, Result<StreamMessage>)>,
+    pub(super) state: Arc<Mutex<S>>,
+    pub(super) account: StateAccount,
+    pub(super) hold: Option<Arc<EventTimeHold>>,
+    pub(super) baseline: BaselineMetrics,
+}
+
+impl<S: TwoInputState> JoinRun<S> {
     pub(super) async fn next(&mut self) -> Result<Option<StreamMessage>> {
         loop {
-            let next = lock(&self.state).pending.pop();
+            let next = lock(&self.state).pending().pop();
             if let Some(batch) = next {
                 self.baseline.record_output(batch.num_rows());
                 return Ok(Some(StreamMessage::Batch(batch)));
@@ -48,8 +79,6 @@ impl JoinRun {
                     state.on_watermark(side, watermark, &mut out)?
                 }
             }
-            let size = state.size();
-            let rows = state.left.len() + state.right.len();
             if let Some(hold) = &self.hold {
                 // Rows on their way out are held until the next step, when they are gone.
                 match out.is_empty() {
@@ -57,22 +86,20 @@ impl JoinRun {
                     false => hold.lower(i64::MIN),
                 }
             }
-            drop(state);
-            timer.done();
-            self.state_bytes.set_max(size);
-            self.pipeline
-                .metrics
-                .peak_state_bytes
-                .fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
-            self.reservation.try_resize(size).map_err(|e| {
-                DataFusionError::ResourcesExhausted(format!(
-                    "the interval join on {} holds {rows} rows in {size} bytes, over the memory limit \
-                     (narrow the time bound in its ON condition, or raise --memory-limit): {e}",
-                    self.on
-                ))
-            })?;
             out.reverse();
-            lock(&self.state).pending = out;
+            *state.pending() = out;
+            let size = state.size();
+            timer.done();
+            let over_limit = || state.over_limit(size);
+            self.account.hold(size, over_limit)?;
         }
+    }
+
+    /// The run as a stream of messages.
+    pub(super) fn into_messages(self) -> crate::stream::MessageStream {
+        Box::pin(futures::stream::try_unfold(self, |mut run| async move {
+            let message = run.next().await?;
+            Ok(message.map(|message| (message, run)))
+        }))
     }
 }

@@ -13,6 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{JoinSide, Result};
 
 use super::key_bytes::KeyBytes;
+use super::run::TwoInputState;
 use super::shape::{JoinShape, take_rows};
 use super::side_buffer::{NONE, RowRef, SideBuffer};
 use crate::stream::ByteKeys;
@@ -295,5 +296,56 @@ impl JoinState {
             }
         }
         Ok(())
+    }
+}
+
+impl TwoInputState for JoinState {
+    fn on_batch(
+        &mut self,
+        side: JoinSide,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        JoinState::on_batch(self, side, batch, out)
+    }
+
+    fn on_watermark(
+        &mut self,
+        side: JoinSide,
+        watermark: Watermark,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        JoinState::on_watermark(self, side, watermark, out)
+    }
+
+    fn pending(&mut self) -> &mut Vec<RecordBatch> {
+        &mut self.pending
+    }
+
+    fn output_watermark(&mut self) -> Option<Watermark> {
+        JoinState::output_watermark(self)
+    }
+
+    fn earliest_held(&self) -> Option<i64> {
+        JoinState::earliest_held(self)
+    }
+
+    fn size(&self) -> usize {
+        JoinState::size(self)
+    }
+
+    fn over_limit(&self, bytes: usize) -> String {
+        let on: Vec<String> = self
+            .join
+            .on
+            .iter()
+            .map(|(l, r)| format!("{l} = {r}"))
+            .collect();
+        format!(
+            "the interval join on {} holds {} rows in {bytes} bytes, over the memory limit \
+             (narrow the time bound in its ON condition, or raise --memory-limit)",
+            on.join(", "),
+            self.left.len() + self.right.len()
+        )
     }
 }

@@ -10,15 +10,12 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{
     EquivalenceProperties, PhysicalExpr, PhysicalExprRef, PhysicalSortExpr,
 };
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{
-    BaselineMetrics, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
-};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties,
@@ -26,7 +23,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::state::TopNState;
-use crate::stream::{JobProgress, PipelineContext, StateSnapshot, lock};
+use crate::stream::{JobProgress, StateAccount, StateSnapshot, lock};
 use crate::stream::{MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows};
 
 /// The first `limit` rows of each partition of its input, with their ranks.
@@ -182,11 +179,13 @@ impl StreamingExec for TopNExec {
         }
         let mut run = TopNRun {
             state,
-            reservation: MemoryConsumer::new(format!("TopNExec[{}]", self.describe_partitions()))
-                .register(context.memory_pool()),
+            account: StateAccount::new(
+                format!("TopNExec[{}]", self.describe_partitions()),
+                &context,
+                &self.metrics,
+                partition,
+            ),
             baseline: BaselineMetrics::new(&self.metrics, partition),
-            state_bytes: MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition),
-            pipeline: PipelineContext::of_task(&context),
             limit: self.limit,
         };
         Ok(Box::pin(input.filter_map(move |message| {
@@ -205,10 +204,8 @@ impl StreamingExec for TopNExec {
 /// A running Top-N: its state and its accounting.
 struct TopNRun {
     state: Arc<Mutex<TopNState>>,
-    reservation: MemoryReservation,
+    account: StateAccount,
     baseline: BaselineMetrics,
-    state_bytes: Gauge,
-    pipeline: Arc<PipelineContext>,
     limit: usize,
 }
 
@@ -221,17 +218,12 @@ impl TopNRun {
         let (size, rows) = (state.size(), state.len());
         drop(state);
         timer.done();
-        self.state_bytes.set_max(size);
-        self.pipeline
-            .metrics
-            .peak_state_bytes
-            .fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
-        self.reservation.try_resize(size).map_err(|e| {
-            DataFusionError::ResourcesExhausted(format!(
-                "the first {} rows of each partition are {rows} rows in {size} bytes, over the \
-                 memory limit (raise --memory-limit): {e}",
-                self.limit
-            ))
+        let limit = self.limit;
+        self.account.hold(size, || {
+            format!(
+                "the first {limit} rows of each partition are {rows} rows in {size} bytes, over \
+                 the memory limit (raise --memory-limit)"
+            )
         })?;
         if let Some(out) = &out {
             self.baseline.record_output(out.num_rows());

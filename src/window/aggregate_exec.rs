@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result, plan_err};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::common::{Result, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_expr::PhysicalExpr;
@@ -20,7 +19,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -35,7 +34,8 @@ use super::grouped::AggregateExprs;
 use super::provenance::{WindowColumn, window_column};
 use super::sessions::SessionWindows;
 use crate::stream::{
-    DisplayNanos, EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, StateSnapshot, lock,
+    DisplayNanos, EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, StateAccount,
+    StateSnapshot, lock,
 };
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,
@@ -399,8 +399,12 @@ impl StreamingExec for WindowAggregateExec {
         context: Arc<TaskContext>,
     ) -> Result<MessageStream> {
         let input = execute_messages(&self.input, partition, Arc::clone(&context))?;
-        let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{}]", self.window.kind))
-            .register(context.memory_pool());
+        let account = StateAccount::new(
+            format!("WindowAggregateExec[{}]", self.window.kind),
+            &context,
+            &self.metrics,
+            partition,
+        );
         let progress = JobProgress::of_task(&context);
         let mut windows = WindowState {
             open: self.open_state()?,
@@ -434,7 +438,7 @@ impl StreamingExec for WindowAggregateExec {
             input,
             window: self.window.clone(),
             windows,
-            reservation,
+            account,
             pipeline: PipelineContext::of_task(&context),
             hold: progress.map(|progress| progress.hold()),
             forwarded: Watermark::MIN,
@@ -517,7 +521,7 @@ struct AggregateState {
     input: MessageStream,
     window: WindowAssignment,
     windows: Arc<Mutex<WindowState>>,
-    reservation: MemoryReservation,
+    account: StateAccount,
     pipeline: Arc<PipelineContext>,
     /// What the open windows hold, for committing source positions.
     hold: Option<Arc<EventTimeHold>>,
@@ -532,7 +536,6 @@ struct AggregateMetrics {
     baseline: BaselineMetrics,
     input_rows: Count,
     late_rows: Count,
-    state_bytes: Gauge,
 }
 
 impl AggregateMetrics {
@@ -541,7 +544,6 @@ impl AggregateMetrics {
             baseline: BaselineMetrics::new(metrics, partition),
             input_rows: MetricBuilder::new(metrics).counter("input_rows", partition),
             late_rows: MetricBuilder::new(metrics).counter("late_rows", partition),
-            state_bytes: MetricBuilder::new(metrics).gauge("peak_state_bytes", partition),
         }
     }
 }
@@ -607,20 +609,16 @@ impl AggregateState {
         self.metrics.late_rows.add(late);
         PipelineMetrics::add(&self.pipeline.metrics.late_rows, late);
         let size = windows.open.size();
-        self.metrics.state_bytes.set_max(size);
-        self.pipeline
-            .metrics
-            .peak_state_bytes
-            .fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
         timer.done();
-        self.reservation.try_resize(size).map_err(|e| {
-            DataFusionError::ResourcesExhausted(format!(
+        let window = &self.window;
+        self.account.hold(size, || {
+            format!(
                 "window state of {}({}, …) needs {size} bytes for {}, over the memory limit \
-                 (raise --memory-limit, or use smaller windows or fewer keys): {e}",
-                self.window.kind.function_name(),
-                self.window.input,
+                 (raise --memory-limit, or use smaller windows or fewer keys)",
+                window.kind.function_name(),
+                window.input,
                 windows.open.describe(),
-            ))
+            )
         })?;
         Ok(())
     }

@@ -12,23 +12,20 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, JoinSide, JoinType, Result};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::joins::utils::{JoinFilter, build_join_schema};
-use datafusion::physical_plan::metrics::{
-    BaselineMetrics, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
-};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties,
 };
 use futures::StreamExt;
-use futures::stream::BoxStream;
 
 use super::state::{TemporalShape, TemporalState};
-use crate::stream::{EventTimeHold, JobProgress, PipelineContext, StateSnapshot, lock};
+use crate::join::run::JoinRun;
+use crate::stream::{JobProgress, StateAccount, StateSnapshot, lock};
 use crate::stream::{MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows};
 
 /// The parts of a temporal join, as the rule finds them in DataFusion's join.
@@ -285,86 +282,18 @@ impl StreamingExec for TemporalJoinExec {
             register(waiting.id, TemporalState::snapshot_waiting);
             register(output.id, TemporalState::snapshot_pending);
         }
-        let run = TemporalRun {
+        let run = JoinRun {
             input: Box::pin(futures::stream::select(left, right)),
             state,
-            reservation: MemoryConsumer::new(format!("TemporalJoinExec[{}]", self.describe_on()))
-                .register(context.memory_pool()),
+            account: StateAccount::new(
+                format!("TemporalJoinExec[{}]", self.describe_on()),
+                &context,
+                &self.metrics,
+                partition,
+            ),
             hold: progress.map(|progress| progress.hold()),
             baseline: BaselineMetrics::new(&self.metrics, partition),
-            state_bytes: MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition),
-            on: self.describe_on(),
-            pipeline: PipelineContext::of_task(&context),
         };
-        Ok(Box::pin(futures::stream::try_unfold(
-            run,
-            |mut run| async move {
-                let message = run.next().await?;
-                Ok(message.map(|message| (message, run)))
-            },
-        )))
-    }
-}
-
-/// A running temporal join: its merged inputs, its state, and its accounting.
-struct TemporalRun {
-    input: BoxStream<'static, (JoinSide, Result<StreamMessage>)>,
-    state: Arc<Mutex<TemporalState>>,
-    reservation: MemoryReservation,
-    hold: Option<Arc<EventTimeHold>>,
-    baseline: BaselineMetrics,
-    state_bytes: Gauge,
-    on: String,
-    pipeline: Arc<PipelineContext>,
-}
-
-impl TemporalRun {
-    async fn next(&mut self) -> Result<Option<StreamMessage>> {
-        loop {
-            let next = lock(&self.state).pending.pop();
-            if let Some(batch) = next {
-                self.baseline.record_output(batch.num_rows());
-                return Ok(Some(StreamMessage::Batch(batch)));
-            }
-            if let Some(watermark) = lock(&self.state).output_watermark() {
-                return Ok(Some(StreamMessage::Watermark(watermark)));
-            }
-            let Some((side, message)) = self.input.next().await else {
-                return Ok(None);
-            };
-            let timer = self.baseline.elapsed_compute().timer();
-            let mut out = Vec::new();
-            let mut state = lock(&self.state);
-            match message? {
-                StreamMessage::Batch(batch) => state.on_batch(side, batch, &mut out)?,
-                StreamMessage::Watermark(watermark) => {
-                    state.on_watermark(side, watermark, &mut out)?
-                }
-            }
-            let (size, versions) = (state.size(), state.versions.len());
-            if let Some(hold) = &self.hold {
-                // Rows on their way out are held until the next step, when they are gone.
-                match out.is_empty() {
-                    true => hold.set(state.earliest_waiting()),
-                    false => hold.lower(i64::MIN),
-                }
-            }
-            out.reverse();
-            state.pending = out;
-            drop(state);
-            timer.done();
-            self.state_bytes.set_max(size);
-            self.pipeline
-                .metrics
-                .peak_state_bytes
-                .fetch_max(size as u64, std::sync::atomic::Ordering::Relaxed);
-            self.reservation.try_resize(size).map_err(|e| {
-                DataFusionError::ResourcesExhausted(format!(
-                    "the temporal join on {} holds {versions} versions in {size} bytes, over the \
-                     memory limit (raise --memory-limit): {e}",
-                    self.on
-                ))
-            })?;
-        }
+        Ok(run.into_messages())
     }
 }

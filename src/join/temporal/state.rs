@@ -18,6 +18,7 @@ use datafusion::physical_expr::PhysicalExprRef;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 
 use super::versions::{VersionRef, VersionStore};
+use crate::join::run::TwoInputState;
 use crate::stream::{StateSlot, StateSnapshot, Watermark, nanos_values};
 
 /// What a temporal join is: its inputs' shapes, keys, conditions and output.
@@ -378,4 +379,55 @@ fn nullable(schema: &SchemaRef) -> SchemaRef {
         .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
     Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+}
+
+impl TwoInputState for TemporalState {
+    fn on_batch(
+        &mut self,
+        side: JoinSide,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        TemporalState::on_batch(self, side, batch, out)
+    }
+
+    fn on_watermark(
+        &mut self,
+        side: JoinSide,
+        watermark: Watermark,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        TemporalState::on_watermark(self, side, watermark, out)
+    }
+
+    fn pending(&mut self) -> &mut Vec<RecordBatch> {
+        &mut self.pending
+    }
+
+    fn output_watermark(&mut self) -> Option<Watermark> {
+        TemporalState::output_watermark(self)
+    }
+
+    fn earliest_held(&self) -> Option<i64> {
+        self.earliest_waiting()
+    }
+
+    fn size(&self) -> usize {
+        TemporalState::size(self)
+    }
+
+    fn over_limit(&self, bytes: usize) -> String {
+        let keys: Vec<String> = self
+            .shape
+            .stream_keys
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        format!(
+            "the temporal join on {} holds {} versions in {bytes} bytes, over the memory limit \
+             (raise --memory-limit)",
+            keys.join(", "),
+            self.versions.len()
+        )
+    }
 }

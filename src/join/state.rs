@@ -68,84 +68,6 @@ impl JoinState {
             .collect()
     }
 
-    /// Bytes held: both sides' rows and the keys.
-    pub(super) fn size(&self) -> usize {
-        self.left.size() + self.right.size() + self.keys.size()
-    }
-
-    /// Joins `batch` (rows of `side`) with the other side's kept rows, keeps it, and
-    /// appends to `out` the joined rows and any of its rows already past matching.
-    pub(super) fn on_batch(
-        &mut self,
-        side: JoinSide,
-        batch: RecordBatch,
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<()> {
-        let other = side.negate();
-        let arrival = self.watermark(side);
-        let (keys, has_key, times, span) = self.join.prepare(side, &batch, arrival)?;
-        self.left_span = self.left_span.max(span);
-        let keys = self.intern(&keys, &has_key)?;
-        let mut probe: Vec<u32> = Vec::new();
-        let mut candidates: Vec<RowRef> = Vec::new();
-        let other_buffer = match other {
-            JoinSide::Left => &self.left,
-            _ => &self.right,
-        };
-        for (row, &key) in keys.iter().enumerate().filter(|(_, key)| **key != NONE) {
-            for candidate in other_buffer.matches(key) {
-                probe.push(row as u32);
-                candidates.push(candidate);
-            }
-        }
-        let mut matched = vec![false; batch.num_rows()];
-        if !probe.is_empty() {
-            let new_columns = take_rows(&batch, &probe)?;
-            let other_columns = other_buffer.columns(&candidates)?;
-            let (left, right) = match side {
-                JoinSide::Left => (new_columns, other_columns),
-                _ => (other_columns, new_columns),
-            };
-            let mask = self.join.filter_mask(&left, &right)?;
-            let mask = self.join.within_bound(mask, &left, &right)?;
-            let mut matched_other = Vec::new();
-            for (pair, keep) in mask.iter().enumerate() {
-                if keep == Some(true) {
-                    matched[probe[pair] as usize] = true;
-                    matched_other.push(candidates[pair]);
-                }
-            }
-            let newly_matched = self.buffer(other).mark_matched(&matched_other);
-            match self.join.semi_side() {
-                // Each row of the semi side once, when it first matches.
-                Some(semi) if semi == side => {
-                    let first: Vec<u32> = (0..batch.num_rows() as u32)
-                        .filter(|&row| matched[row as usize])
-                        .collect();
-                    let rows = take_rows(&batch, &first)?;
-                    out.push(self.join.output_side(rows)?);
-                }
-                Some(_) => {
-                    if !newly_matched.is_empty() {
-                        let rows = self.buffer(other).columns(&newly_matched)?;
-                        out.push(self.join.output_side(rows)?);
-                    }
-                }
-                None if self.join.anti_side().is_some() => {}
-                None => {
-                    let joined = filter_record_batch(&self.join.output(left, right)?, &mask)?;
-                    if joined.num_rows() > 0 {
-                        out.push(joined);
-                    }
-                }
-            }
-        }
-        self.buffer(side).insert(batch, &keys, times, matched);
-        // A row that arrives after the other side's watermark has passed its matches.
-        let watermark = self.watermark(other);
-        self.expire(side, watermark, out)
-    }
-
     /// Forgets the rows of `side` the other side's `watermark` has passed, emitting those
     /// that never matched when `side` is outer.
     pub(super) fn expire(
@@ -181,54 +103,6 @@ impl JoinState {
         }
         self.buffer(side).release_expired();
         Ok(())
-    }
-
-    /// Takes in `watermark` of the input on `side`: the other side's rows it has passed
-    /// are forgotten.
-    pub(super) fn on_watermark(
-        &mut self,
-        side: JoinSide,
-        watermark: Watermark,
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<()> {
-        match side {
-            JoinSide::Left => self.left_watermark = self.left_watermark.max(watermark),
-            _ => self.right_watermark = self.right_watermark.max(watermark),
-        }
-        let watermark = self.watermark(side);
-        if watermark > Watermark::MIN {
-            self.buffer(side).time_untimed(watermark.0);
-        }
-        self.expire(side.negate(), watermark, out)
-    }
-
-    /// The output watermark when it has moved: no row still to come carries an earlier time
-    /// in either input's time column.
-    pub(super) fn output_watermark(&mut self) -> Option<Watermark> {
-        let (left, right) = (self.left_watermark, self.right_watermark);
-        let output = if left.is_end() && right.is_end() {
-            Watermark::END
-        } else {
-            let from_left = left.0.saturating_add(self.join.bound.lower.min(0));
-            let from_right = match self.join.bound.left_end {
-                None => right.0.saturating_sub(self.join.bound.upper.max(0)),
-                // A right row still to come may match any left row kept.
-                Some(_) => right.0.min(self.earliest_left().unwrap_or(i64::MAX)),
-            };
-            Watermark(from_left.min(from_right))
-        };
-        (output > self.forwarded).then(|| {
-            self.forwarded = output;
-            output
-        })
-    }
-
-    /// The earliest event time the join still holds rows of.
-    pub(super) fn earliest_held(&self) -> Option<i64> {
-        match (self.earliest_left(), self.right.earliest_time()) {
-            (Some(l), Some(r)) => Some(l.min(r)),
-            (l, r) => l.or(r),
-        }
     }
 
     /// The earliest time a kept left row can have: rows are kept as of their bound's end,
@@ -300,38 +174,134 @@ impl JoinState {
 }
 
 impl TwoInputState for JoinState {
+    /// Joins `batch` (rows of `side`) with the other side's kept rows, keeps it, and
+    /// appends to `out` the joined rows and any of its rows already past matching.
     fn on_batch(
         &mut self,
         side: JoinSide,
         batch: RecordBatch,
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        JoinState::on_batch(self, side, batch, out)
+        let other = side.negate();
+        let arrival = self.watermark(side);
+        let (keys, has_key, times, span) = self.join.prepare(side, &batch, arrival)?;
+        self.left_span = self.left_span.max(span);
+        let keys = self.intern(&keys, &has_key)?;
+        let mut probe: Vec<u32> = Vec::new();
+        let mut candidates: Vec<RowRef> = Vec::new();
+        let other_buffer = match other {
+            JoinSide::Left => &self.left,
+            _ => &self.right,
+        };
+        for (row, &key) in keys.iter().enumerate().filter(|(_, key)| **key != NONE) {
+            for candidate in other_buffer.matches(key) {
+                probe.push(row as u32);
+                candidates.push(candidate);
+            }
+        }
+        let mut matched = vec![false; batch.num_rows()];
+        if !probe.is_empty() {
+            let new_columns = take_rows(&batch, &probe)?;
+            let other_columns = other_buffer.columns(&candidates)?;
+            let (left, right) = match side {
+                JoinSide::Left => (new_columns, other_columns),
+                _ => (other_columns, new_columns),
+            };
+            let mask = self.join.filter_mask(&left, &right)?;
+            let mask = self.join.within_bound(mask, &left, &right)?;
+            let mut matched_other = Vec::new();
+            for (pair, keep) in mask.iter().enumerate() {
+                if keep == Some(true) {
+                    matched[probe[pair] as usize] = true;
+                    matched_other.push(candidates[pair]);
+                }
+            }
+            let newly_matched = self.buffer(other).mark_matched(&matched_other);
+            match self.join.semi_side() {
+                // Each row of the semi side once, when it first matches.
+                Some(semi) if semi == side => {
+                    let first: Vec<u32> = (0..batch.num_rows() as u32)
+                        .filter(|&row| matched[row as usize])
+                        .collect();
+                    let rows = take_rows(&batch, &first)?;
+                    out.push(self.join.output_side(rows)?);
+                }
+                Some(_) => {
+                    if !newly_matched.is_empty() {
+                        let rows = self.buffer(other).columns(&newly_matched)?;
+                        out.push(self.join.output_side(rows)?);
+                    }
+                }
+                None if self.join.anti_side().is_some() => {}
+                None => {
+                    let joined = filter_record_batch(&self.join.output(left, right)?, &mask)?;
+                    if joined.num_rows() > 0 {
+                        out.push(joined);
+                    }
+                }
+            }
+        }
+        self.buffer(side).insert(batch, &keys, times, matched);
+        // A row that arrives after the other side's watermark has passed its matches.
+        let watermark = self.watermark(other);
+        self.expire(side, watermark, out)
     }
 
+    /// Takes in `watermark` of the input on `side`: the other side's rows it has passed
+    /// are forgotten.
     fn on_watermark(
         &mut self,
         side: JoinSide,
         watermark: Watermark,
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        JoinState::on_watermark(self, side, watermark, out)
+        match side {
+            JoinSide::Left => self.left_watermark = self.left_watermark.max(watermark),
+            _ => self.right_watermark = self.right_watermark.max(watermark),
+        }
+        let watermark = self.watermark(side);
+        if watermark > Watermark::MIN {
+            self.buffer(side).time_untimed(watermark.0);
+        }
+        self.expire(side.negate(), watermark, out)
     }
 
     fn pending(&mut self) -> &mut Vec<RecordBatch> {
         &mut self.pending
     }
 
+    /// The output watermark when it has moved: no row still to come carries an earlier time
+    /// in either input's time column.
     fn output_watermark(&mut self) -> Option<Watermark> {
-        JoinState::output_watermark(self)
+        let (left, right) = (self.left_watermark, self.right_watermark);
+        let output = if left.is_end() && right.is_end() {
+            Watermark::END
+        } else {
+            let from_left = left.0.saturating_add(self.join.bound.lower.min(0));
+            let from_right = match self.join.bound.left_end {
+                None => right.0.saturating_sub(self.join.bound.upper.max(0)),
+                // A right row still to come may match any left row kept.
+                Some(_) => right.0.min(self.earliest_left().unwrap_or(i64::MAX)),
+            };
+            Watermark(from_left.min(from_right))
+        };
+        (output > self.forwarded).then(|| {
+            self.forwarded = output;
+            output
+        })
     }
 
+    /// The earliest event time the join still holds rows of.
     fn earliest_held(&self) -> Option<i64> {
-        JoinState::earliest_held(self)
+        match (self.earliest_left(), self.right.earliest_time()) {
+            (Some(l), Some(r)) => Some(l.min(r)),
+            (l, r) => l.or(r),
+        }
     }
 
+    /// Bytes held: both sides' rows and the keys.
     fn size(&self) -> usize {
-        JoinState::size(self)
+        self.left.size() + self.right.size() + self.keys.size()
     }
 
     fn over_limit(&self, bytes: usize) -> String {

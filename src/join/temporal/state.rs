@@ -81,23 +81,6 @@ impl TemporalState {
         side != self.shape.versioned_side
     }
 
-    /// Takes a batch of the input on `side`; appends to `out` the joined rows it releases.
-    pub(super) fn on_batch(
-        &mut self,
-        side: JoinSide,
-        batch: RecordBatch,
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        if !self.is_stream(side) {
-            return self.keep_versions(batch);
-        }
-        let later = self.join_ready(&batch, out)?;
-        self.wait(later)
-    }
-
     fn keep_versions(&mut self, batch: RecordBatch) -> Result<()> {
         let keys = self.keys(&self.shape.version_keys, &batch)?;
         let starts = nanos_values(batch.column(self.shape.version_time))?;
@@ -142,25 +125,6 @@ impl TemporalState {
         let earliest = times.iter().copied().min().unwrap_or(i64::MIN);
         self.waiting_bytes += batch.get_array_memory_size();
         self.waiting.push_back(WaitingBatch { batch, earliest });
-        Ok(())
-    }
-
-    /// Takes a watermark of the input on `side`; appends to `out` the stream rows it lets go.
-    pub(super) fn on_watermark(
-        &mut self,
-        side: JoinSide,
-        watermark: Watermark,
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<()> {
-        if self.is_stream(side) {
-            self.stream_watermark = self.stream_watermark.max(watermark);
-        } else {
-            self.version_watermark = self.version_watermark.max(watermark);
-            self.release_waiting(out)?;
-        }
-        // A lookup still to come is for a time at or after both watermarks' minimum.
-        let horizon = self.stream_watermark.min(self.version_watermark);
-        self.versions.prune(horizon.0);
         Ok(())
     }
 
@@ -291,25 +255,9 @@ impl TemporalState {
         )?)
     }
 
-    /// The watermark to hand on, if it moved: no stream row still to come or waiting is
-    /// earlier.
-    pub(super) fn output_watermark(&mut self) -> Option<Watermark> {
-        let waiting = self.earliest_waiting().map_or(Watermark::END, Watermark);
-        let output = self.stream_watermark.min(waiting);
-        (output > self.forwarded).then(|| {
-            self.forwarded = output;
-            output
-        })
-    }
-
     /// The earliest time of a waiting stream row.
     pub(super) fn earliest_waiting(&self) -> Option<i64> {
         self.waiting.iter().map(|w| w.earliest).min()
-    }
-
-    /// Bytes held.
-    pub(super) fn size(&self) -> usize {
-        self.versions.size() + self.waiting_bytes
     }
 
     /// The versions kept and both watermarks, for a checkpoint.
@@ -382,38 +330,64 @@ fn nullable(schema: &SchemaRef) -> SchemaRef {
 }
 
 impl TwoInputState for TemporalState {
+    /// Takes a batch of the input on `side`; appends to `out` the joined rows it releases.
     fn on_batch(
         &mut self,
         side: JoinSide,
         batch: RecordBatch,
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        TemporalState::on_batch(self, side, batch, out)
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if !self.is_stream(side) {
+            return self.keep_versions(batch);
+        }
+        let later = self.join_ready(&batch, out)?;
+        self.wait(later)
     }
 
+    /// Takes a watermark of the input on `side`; appends to `out` the stream rows it lets go.
     fn on_watermark(
         &mut self,
         side: JoinSide,
         watermark: Watermark,
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        TemporalState::on_watermark(self, side, watermark, out)
+        if self.is_stream(side) {
+            self.stream_watermark = self.stream_watermark.max(watermark);
+        } else {
+            self.version_watermark = self.version_watermark.max(watermark);
+            self.release_waiting(out)?;
+        }
+        // A lookup still to come is for a time at or after both watermarks' minimum.
+        let horizon = self.stream_watermark.min(self.version_watermark);
+        self.versions.prune(horizon.0);
+        Ok(())
     }
 
     fn pending(&mut self) -> &mut Vec<RecordBatch> {
         &mut self.pending
     }
 
+    /// The watermark to hand on, if it moved: no stream row still to come or waiting is
+    /// earlier.
     fn output_watermark(&mut self) -> Option<Watermark> {
-        TemporalState::output_watermark(self)
+        let waiting = self.earliest_waiting().map_or(Watermark::END, Watermark);
+        let output = self.stream_watermark.min(waiting);
+        (output > self.forwarded).then(|| {
+            self.forwarded = output;
+            output
+        })
     }
 
     fn earliest_held(&self) -> Option<i64> {
         self.earliest_waiting()
     }
 
+    /// Bytes held.
     fn size(&self) -> usize {
-        TemporalState::size(self)
+        self.versions.size() + self.waiting_bytes
     }
 
     fn over_limit(&self, bytes: usize) -> String {

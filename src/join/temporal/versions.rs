@@ -146,21 +146,12 @@ impl VersionStore {
         if held < 4096 || held < 4 * self.rows {
             return;
         }
-        let refs: Vec<Option<VersionRef>> = self
-            .index
-            .values()
-            .flatten()
-            .map(|version| Some((version.batch, version.row)))
-            .collect();
-        let Ok(batch) = self
-            .columns(&refs)
-            .and_then(|columns| Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?))
-        else {
+        let Ok(batch) = self.snapshot() else {
             return;
         };
         let id = self.next_id;
         self.next_id += 1;
-        // The same order as `refs`: the index has not changed since.
+        // The same order as the snapshot's: the index has not changed since.
         for (row, version) in self.index.values_mut().flatten().enumerate() {
             version.batch = id;
             version.row = row as u32;

@@ -1,7 +1,8 @@
-//! The UDF library's aggregates keep their state across a crash: a profile view of
-//! `decayed_sum`, `session_count` and `top_k` whose `profusion run --checkpoint-dir`
-//! process is killed twice and restarted from its latest checkpoint ends with exactly the
-//! rows of the same pipeline run straight through.
+//! The UDF library's aggregates and a Top-N keep their state across a crash: a profile
+//! view of `decayed_sum`, `session_count` and `top_k`, and a view of the three largest
+//! purchases per page (`ROW_NUMBER`), whose `profusion run --checkpoint-dir` process is
+//! killed twice and restarted from its latest checkpoint end with exactly the rows of the
+//! same pipeline run straight through.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,13 +17,20 @@ fn pipeline(db: &Path) -> String {
          WITH (connector = 'datagen', count = 4000, rows_per_second = 2000, users = 40, seed = 5,
                out_of_order = '1s', step = '250ms', batch_size = 100);
          CREATE MATERIALIZED VIEW behaviour PRIMARY KEY (user_id)
-         WITH (connector = 'sqlite', path = '{}') AS
+         WITH (connector = 'sqlite', path = '{0}') AS
          SELECT user_id, count(*) AS events,
                 decayed_sum(amount, ts, INTERVAL '1' MINUTE) AS recent_spend,
                 decayed_count(ts, INTERVAL '30' SECOND) AS recent_events,
                 session_count(ts, INTERVAL '20' SECOND) AS sessions,
                 top_k(page, 2) AS pages
-         FROM events GROUP BY user_id;",
+         FROM events GROUP BY user_id;
+         CREATE MATERIALIZED VIEW top_purchases PRIMARY KEY (page, rank)
+         WITH (connector = 'sqlite', path = '{0}') AS
+         SELECT page, rank, user_id, amount FROM (
+           SELECT page, user_id, amount,
+                  ROW_NUMBER() OVER (PARTITION BY page ORDER BY amount DESC, ts) AS rank
+           FROM events WHERE amount IS NOT NULL)
+         WHERE rank <= 3;",
         db.display()
     )
 }
@@ -43,16 +51,10 @@ fn run(pipeline: &Path, checkpoints: Option<&Path>) -> std::process::Child {
         .unwrap()
 }
 
-/// Every row of the view, as text, by user (without `_version` and `_updated_at`, which
-/// say when a row was written).
-fn rows(db: &Path) -> Vec<String> {
+/// Every row of `query`, as text.
+fn rows(db: &Path, query: &str) -> Vec<String> {
     let connection = rusqlite::Connection::open(db).unwrap();
-    let mut statement = connection
-        .prepare(
-            "SELECT user_id, events, recent_spend, recent_events, sessions, pages
-             FROM behaviour ORDER BY user_id",
-        )
-        .unwrap();
+    let mut statement = connection.prepare(query).unwrap();
     let columns = statement.column_count();
     statement
         .query_map([], |row| {
@@ -100,7 +102,14 @@ fn killed_and_restored_the_view_equals_a_straight_run() {
     assert!(listing.contains("complete"), "{listing}");
     assert!(run(&restored, Some(&checkpoints)).wait().unwrap().success());
 
-    let expected = rows(&straight_db);
+    // Without `_version` and `_updated_at`, which say when a row was written.
+    let behaviour = "SELECT user_id, events, recent_spend, recent_events, sessions, pages
+                     FROM behaviour ORDER BY user_id";
+    let expected = rows(&straight_db, behaviour);
     assert_eq!(expected.len(), 40, "{expected:?}");
-    assert_eq!(rows(&restored_db), expected);
+    assert_eq!(rows(&restored_db, behaviour), expected);
+    let top = "SELECT page, rank, user_id, amount FROM top_purchases ORDER BY page, rank";
+    let expected = rows(&straight_db, top);
+    assert!(expected.len() >= 3, "{expected:?}");
+    assert_eq!(rows(&restored_db, top), expected);
 }

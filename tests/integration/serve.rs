@@ -281,8 +281,13 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
     }
     let big = format!("[{}]", vec![event("u1", "x", 0.0); 20_000].join(","));
     assert!(big.len() > 1 << 20);
-    let (status, _) = post(signed(SECRET, big.as_bytes()), big.into_bytes()).await;
-    assert_eq!(status, 413);
+    let (status, text) = post(signed(SECRET, big.as_bytes()), big.into_bytes()).await;
+    // The server answers 413 as soon as the declared length is over the limit and closes
+    // the connection; a client still writing the body may see the pipe close instead.
+    assert!(
+        status == 413 || (status == 0 && text.contains("BodyWrite")),
+        "{status}: {text}"
+    );
 
     let body = event("u1", "page_view", 1.0).into_bytes();
     let (status, text) = post(Vec::new(), body.clone()).await;

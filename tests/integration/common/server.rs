@@ -125,8 +125,13 @@ impl Server {
     }
 }
 
+/// The status and body of the answer to `request`; status 0 and the error when there was
+/// none (the server closed the connection before reading the whole body, say).
 async fn answer(request: reqwest::RequestBuilder) -> (u16, String) {
-    let response = request.send().await.unwrap();
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return (0, format!("{e:?}")),
+    };
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
 }

@@ -45,6 +45,11 @@ pub(super) trait TwoInputState: Send + 'static {
     /// What the state holds, for an error past the memory limit: what it is, how much, and
     /// what to change.
     fn over_limit(&self, bytes: usize) -> String;
+
+    /// True once no row can come out any more, whatever the inputs still bring.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// A running join: its merged inputs, its state, and its accounts.
@@ -66,6 +71,9 @@ impl<S: TwoInputState> JoinRun<S> {
             }
             if let Some(watermark) = lock(&self.state).output_watermark() {
                 return Ok(Some(StreamMessage::Watermark(watermark)));
+            }
+            if lock(&self.state).finished() {
+                return Ok(None);
             }
             let Some((side, message)) = self.input.next().await else {
                 return Ok(None);

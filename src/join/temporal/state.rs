@@ -330,6 +330,12 @@ fn nullable(schema: &SchemaRef) -> SchemaRef {
 }
 
 impl TwoInputState for TemporalState {
+    /// Once the stream has ended and no row of it waits, the versions matter no more: a
+    /// versioned table that never ends does not keep the join running.
+    fn finished(&self) -> bool {
+        self.stream_watermark.is_end() && self.waiting.is_empty() && self.pending.is_empty()
+    }
+
     /// Takes a batch of the input on `side`; appends to `out` the joined rows it releases.
     fn on_batch(
         &mut self,

@@ -1,7 +1,8 @@
 //! Debezium change events as a changelog, against librdkafka's mock cluster: each event a
 //! row with its change kind (`METADATA FROM 'op'`), deletes carrying the row before; an
 //! upsert sink keyed by the primary key writes deletes as tombstones; a temporal join reads
-//! the changelog as versions, each valid from its change's time, a delete ending them.
+//! the changelog, or an upsert topic whose tombstones are deletes, as versions, each valid
+//! from its change's time, a delete ending them.
 
 use crate::common;
 
@@ -122,42 +123,59 @@ async fn an_upsert_sink_writes_deletes_as_tombstones() {
 
 /// A CRM's plans as Debezium change events, each stamped with the time of its change (the
 /// Kafka timestamp, in milliseconds from 2026-01-01T00:00:00Z).
-const PLAN_CHANGES: [(&str, i64); 4] = [
+const PLAN_CHANGES: [(Option<&str>, i64); 4] = [
     (
-        r#"{"before": null, "after": {"id": "u1", "plan": "free"}, "op": "c"}"#,
+        Some(r#"{"before": null, "after": {"id": "u1", "plan": "free"}, "op": "c"}"#),
         0,
     ),
     (
-        r#"{"before": {"id": "u1", "plan": "free"}, "after": {"id": "u1", "plan": "pro"}, "op": "u"}"#,
+        Some(
+            r#"{"before": {"id": "u1", "plan": "free"}, "after": {"id": "u1", "plan": "pro"}, "op": "u"}"#,
+        ),
         60_000,
     ),
     (
-        r#"{"before": {"id": "u1", "plan": "pro"}, "after": null, "op": "d"}"#,
+        Some(r#"{"before": {"id": "u1", "plan": "pro"}, "after": null, "op": "d"}"#),
         120_000,
     ),
     (
-        r#"{"before": null, "after": {"id": "u1", "plan": "team"}, "op": "c"}"#,
+        Some(r#"{"before": null, "after": {"id": "u1", "plan": "team"}, "op": "c"}"#),
         180_000,
     ),
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_temporal_join_reads_a_changelog_as_versions_and_deletes_end_them() {
+/// The same changes in an upsert topic: each message the row, a delete a tombstone.
+const PLAN_UPSERTS: [(Option<&str>, i64); 4] = [
+    (Some(r#"{"id": "u1", "plan": "free"}"#), 0),
+    (Some(r#"{"id": "u1", "plan": "pro"}"#), 60_000),
+    (None, 120_000),
+    (Some(r#"{"id": "u1", "plan": "team"}"#), 180_000),
+];
+
+/// The plan of user u1 at each of four clicks, half a minute into minutes 0 to 3, read
+/// through a temporal join from `changes` (keyed by u1) in a table of `format` with `key`.
+async fn plans_at_clicks(
+    changes: [(Option<&str>, i64); 4],
+    format: &str,
+    key: &str,
+) -> Vec<String> {
     const START_MS: i64 = 1_767_225_600_000;
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("plans_cdc", 1, 1).unwrap();
+    cluster.create_topic("plans", 1, 1).unwrap();
     cluster.create_topic("clicks", 1, 1).unwrap();
     let servers = cluster.bootstrap_servers();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &servers)
         .create()
         .unwrap();
-    for (event, at) in PLAN_CHANGES {
-        let record = BaseRecord::<str, str>::to("plans_cdc")
+    for (value, at) in changes {
+        let mut record = BaseRecord::<str, str>::to("plans")
             .partition(0)
             .key("u1")
-            .payload(event)
             .timestamp(START_MS + at);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
         producer.send(record).unwrap();
     }
     for (click, at) in [
@@ -179,9 +197,9 @@ async fn a_temporal_join_reads_a_changelog_as_versions_and_deletes_end_them() {
         &format!(
             "CREATE TABLE plans (id TEXT NOT NULL, plan TEXT, op TEXT METADATA FROM 'op',
                changed_at TIMESTAMP NOT NULL METADATA FROM 'timestamp',
-               WATERMARK FOR changed_at AS changed_at)
-             WITH (connector = 'kafka', topic = 'plans_cdc', 'bootstrap.servers' = '{servers}',
-                   format = 'debezium-json');
+               WATERMARK FOR changed_at AS changed_at{key})
+             WITH (connector = 'kafka', topic = 'plans', 'bootstrap.servers' = '{servers}',
+                   format = '{format}');
              CREATE TABLE clicks (click_id TEXT NOT NULL, user_id TEXT NOT NULL,
                ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts)
              WITH (connector = 'kafka', topic = 'clicks', 'bootstrap.servers' = '{servers}',
@@ -192,18 +210,27 @@ async fn a_temporal_join_reads_a_changelog_as_versions_and_deletes_end_them() {
     )
     .await
     .unwrap();
-    let data: Vec<&String> = rows
-        .iter()
+    rows.into_iter()
         .filter(|r| r.starts_with("| c") && !r.contains("click_id"))
-        .collect();
-    // Free, then pro; deleted at minute 2 (no plan), then a new row on team.
-    assert_eq!(
-        data,
-        vec![
-            "| c1       | free |",
-            "| c2       | pro  |",
-            "| c3       |      |",
-            "| c4       | team |"
-        ]
-    );
+        .collect()
+}
+
+/// Free, then pro; deleted at minute 2 (no plan), then a new row on team.
+const PLANS_AT_CLICKS: [&str; 4] = [
+    "| c1       | free |",
+    "| c2       | pro  |",
+    "| c3       |      |",
+    "| c4       | team |",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporal_join_reads_a_changelog_as_versions_and_deletes_end_them() {
+    let rows = plans_at_clicks(PLAN_CHANGES, "debezium-json", "").await;
+    assert_eq!(rows, PLANS_AT_CLICKS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporal_join_reads_an_upsert_topic_as_versions_and_tombstones_end_them() {
+    let rows = plans_at_clicks(PLAN_UPSERTS, "json", ", PRIMARY KEY (id)").await;
+    assert_eq!(rows, PLANS_AT_CLICKS);
 }

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::ReaderBuilder;
 use datafusion::common::internal_datafusion_err;
@@ -37,6 +37,44 @@ pub struct RecordDecoder {
     format: ValueFormat,
     /// For JSON values: a schema each must satisfy.
     json_schema: Option<JsonSchema>,
+    /// For an upsert topic read with its change kind: tombstones become deletes.
+    tombstones: Option<TombstoneRows>,
+}
+
+/// How a tombstone of an upsert topic becomes a delete: a row of the key's columns, read
+/// from the message key as a keyed sink writes it (a single TEXT column as its text, any
+/// other key as a JSON object of its columns).
+#[derive(Debug, Clone)]
+pub struct TombstoneRows {
+    key_fields: Vec<String>,
+    text_key: bool,
+}
+
+impl TombstoneRows {
+    /// Deletes keyed by `key_fields` of `schema`.
+    pub fn new(key_fields: &[String], schema: &SchemaRef) -> Self {
+        let text_key = match key_fields {
+            [field] => schema
+                .field_with_name(field)
+                .is_ok_and(|f| f.data_type() == &DataType::Utf8),
+            _ => false,
+        };
+        Self {
+            key_fields: key_fields.to_vec(),
+            text_key,
+        }
+    }
+
+    /// The delete row of a tombstone with `key`, as a JSON object.
+    fn row(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if !self.text_key {
+            return Some(key.to_vec());
+        }
+        let text = std::str::from_utf8(key).ok()?;
+        let mut row = serde_json::Map::new();
+        row.insert(self.key_fields[0].clone(), text.into());
+        Some(serde_json::Value::Object(row).to_string().into_bytes())
+    }
 }
 
 /// How message values are read.
@@ -69,7 +107,14 @@ impl RecordDecoder {
             max_record_bytes,
             format,
             json_schema: None,
+            tombstones: None,
         }
+    }
+
+    /// Reads tombstones as deletes of their keys, when `tombstones` says how.
+    pub fn with_tombstones(mut self, tombstones: Option<TombstoneRows>) -> Self {
+        self.tombstones = tombstones;
+        self
     }
 
     /// Validates JSON values (or change event rows) against `schema` before decoding them.
@@ -85,8 +130,16 @@ impl RecordDecoder {
         // Each decodable record: its index, the bytes of its row, its change kind.
         let mut prepared: Vec<(usize, Cow<'_, [u8]>, Option<ChangeOp>)> =
             Vec::with_capacity(records.len());
+        // With tombstones read as deletes, every other message is an insert.
+        let inserts = self.tombstones.as_ref().map(|_| ChangeOp::Create);
         for (i, record) in records.iter().enumerate() {
-            let Some(value) = record.value else { continue };
+            let Some(value) = record.value else {
+                let delete = self.tombstones.as_ref().zip(record.key);
+                if let Some(row) = delete.and_then(|(tombstones, key)| tombstones.row(key)) {
+                    prepared.push((i, Cow::Owned(row), Some(ChangeOp::Delete)));
+                }
+                continue;
+            };
             let ready = if value.len() > self.max_record_bytes {
                 Err((
                     BadRecordKind::Oversize,
@@ -98,7 +151,7 @@ impl RecordDecoder {
                 ))
             } else {
                 match &mut self.format {
-                    ValueFormat::Json => Ok((Cow::Borrowed(value), None)),
+                    ValueFormat::Json => Ok((Cow::Borrowed(value), inserts)),
                     ValueFormat::Avro(avro) => {
                         avro.check(value)?.map(|()| (Cow::Borrowed(value), None))
                     }

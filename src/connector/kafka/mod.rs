@@ -62,9 +62,22 @@ impl super::Connector for KafkaConnector {
             ),
             None => None,
         };
+        // A keyed JSON table that reads each row's change kind reads tombstones as deletes,
+        // when a row of the key alone fits its other columns.
+        let value_schema = metadata.value_schema();
+        let key_alone_fits = value_schema
+            .fields()
+            .iter()
+            .all(|f| f.is_nullable() || key_fields.contains(f.name()));
+        let tombstones = (metadata.op_column().is_some()
+            && parsed.format == options::KafkaFormat::Json
+            && !key_fields.is_empty()
+            && key_alone_fits)
+            .then(|| decode::TombstoneRows::new(key_fields, &value_schema));
         let schemas = MessageSchemas {
             registry: registry.clone(),
             json,
+            tombstones,
         };
         Ok((
             Some(Arc::new(KafkaSource::new(

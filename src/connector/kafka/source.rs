@@ -21,7 +21,7 @@ use super::avro::AvroValues;
 use super::bad_data::{BadDataHandler, DeadLetters};
 use super::commit::PartitionCommitter;
 use super::config::{REQUEST_TIMEOUT, consumer_config, kafka_error, producer_config};
-use super::decode::{RecordDecoder, ValueFormat};
+use super::decode::{RecordDecoder, TombstoneRows, ValueFormat};
 use super::delivery::Deliveries;
 use super::metadata::MetadataColumns;
 use super::options::{BadDataPolicy, KafkaFormat, KafkaOptions};
@@ -48,6 +48,8 @@ pub struct MessageSchemas {
     pub registry: Option<Arc<SchemaRegistry>>,
     /// The JSON Schema of a JSON table (`'json.schema'`).
     pub json: Option<JsonSchema>,
+    /// How tombstones become deletes, for a keyed JSON table with a change kind column.
+    pub tombstones: Option<TombstoneRows>,
 }
 
 impl KafkaSource {
@@ -195,7 +197,8 @@ impl Source for KafkaSource {
                         self.options.max_record_bytes,
                         format,
                     )
-                    .with_json_schema(self.schemas.json.clone()),
+                    .with_json_schema(self.schemas.json.clone())
+                    .with_tombstones(self.schemas.tombstones.clone()),
                 };
                 let (sender, receiver) = mpsc::channel(2);
                 tokio::task::spawn_blocking(move || {

@@ -17,7 +17,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::Result;
+use datafusion::common::{Result, internal_err};
 
 /// A row in the buffer: (batch id, row).
 pub type RowRef = (u64, u32);
@@ -312,10 +312,13 @@ impl SideBuffer {
                 (slot, row as usize)
             })
             .collect();
-        let batches: Vec<&RecordBatch> = ids
+        let batches = ids
             .iter()
-            .filter_map(|id| self.batches.get(id).map(|b| &b.batch))
-            .collect();
+            .map(|id| match self.batches.get(id) {
+                Some(buffered) => Ok(&buffered.batch),
+                None => internal_err!("a join row names batch {id}, which is gone"),
+            })
+            .collect::<Result<Vec<&RecordBatch>>>()?;
         (0..self.schema.fields().len())
             .map(|column| {
                 let arrays: Vec<&dyn Array> =

@@ -20,7 +20,7 @@ use super::grouped::{AggregateExprs, GroupedAggregation};
 use crate::stream::{ByteKeys, Watermark, nanos_values, time_array_from_nanos};
 
 /// A row held: (batch id, row).
-type RowRef = (u32, u32);
+type RowRef = (u64, u32);
 
 /// An open session of one key.
 struct Session {
@@ -57,8 +57,8 @@ pub struct SessionWindows {
     lateness: i64,
     converter: Option<RowConverter>,
     keys: ByteKeys,
-    batches: HashMap<u32, HeldBatch>,
-    next_batch: u32,
+    batches: HashMap<u64, HeldBatch>,
+    next_batch: u64,
     /// Open sessions by id; closed ones leave a free slot.
     sessions: Vec<Option<Session>>,
     free: Vec<u32>,
@@ -121,7 +121,7 @@ impl SessionWindows {
 
     /// The rows of open sessions (the window scan's columns), for a checkpoint.
     pub fn snapshot(&self) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let mut ids: Vec<&u32> = self.batches.keys().collect();
+        let mut ids: Vec<&u64> = self.batches.keys().collect();
         ids.sort_unstable();
         let rows = ids
             .into_iter()
@@ -162,7 +162,7 @@ impl SessionWindows {
             None => None,
         };
         let id = self.next_batch;
-        self.next_batch = self.next_batch.wrapping_add(1);
+        self.next_batch += 1;
         for (row, &time) in times.iter().enumerate() {
             let key = match &key_rows {
                 Some(rows) => self.keys.intern(rows.row(row).as_ref())?,
@@ -304,8 +304,8 @@ impl SessionWindows {
 
     /// The rows of `closed` sessions with their sessions' start, end and time.
     fn closed_rows(&self, closed: &[Session]) -> Result<RecordBatch> {
-        let mut ids: Vec<u32> = Vec::new();
-        let mut slots: HashMap<u32, usize> = HashMap::new();
+        let mut ids: Vec<u64> = Vec::new();
+        let mut slots: HashMap<u64, usize> = HashMap::new();
         let rows: usize = closed.iter().map(|s| s.rows.len()).sum();
         let mut indices: Vec<(usize, usize)> = Vec::with_capacity(rows);
         let mut starts: Vec<i64> = Vec::with_capacity(rows);
@@ -357,7 +357,11 @@ impl SessionWindows {
 
     /// Bytes held by waiting rows and the sessions.
     pub fn size(&self) -> usize {
-        self.held_bytes + self.keys.size() + self.held_rows * 8 + self.sessions.len() * 64
+        self.held_bytes
+            + self.keys.size()
+            + self.held_rows * 12
+            + self.sessions.len() * 64
+            + (self.starts.len() + self.closing.len()) * 16
     }
 
     /// The earliest event time among waiting rows, if any wait.
@@ -366,8 +370,15 @@ impl SessionWindows {
     }
 
     /// Drops the entries of sessions closed, merged or grown earlier from the top of
-    /// `starts`, so that its top is the earliest open session's start.
+    /// `starts`, so that its top is the earliest open session's start; and rebuilds it when
+    /// stale entries behind a long-open session outnumber the open sessions.
     fn settle_starts(&mut self) {
+        let open = self.sessions.len() - self.free.len();
+        if self.starts.len() > 2 * open + 1024 {
+            self.starts = (self.sessions.iter().enumerate())
+                .filter_map(|(id, s)| s.as_ref().map(|s| Reverse((s.start, id as u32))))
+                .collect();
+        }
         while let Some(&Reverse((start, id))) = self.starts.peek() {
             match self.sessions[id as usize].as_ref() {
                 Some(session) if session.start == start => return,

@@ -140,6 +140,13 @@ fn temporal_join(join: EquiJoin) -> Result<Option<TemporalJoin>> {
     };
     let seen_width = versioned.schema().fields().len();
     let lifted = lift_filters(versioned)?;
+    if filters_below(&lifted.input) {
+        return plan_err!(
+            "a condition on a table read FOR SYSTEM_TIME AS OF sits below a computed column \
+             of it, where it would judge the table instead of the version found: join on the \
+             table's columns as they are"
+        );
+    }
     let map = |index: usize| {
         lifted
             .columns
@@ -245,6 +252,12 @@ fn lift_filters(mut input: Arc<dyn ExecutionPlan>) -> Result<LiftedFilters> {
         condition: (!conditions.is_empty()).then(|| conjunction(conditions)),
         columns,
     })
+}
+
+/// True when a filter is left anywhere below `plan`.
+fn filters_below(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.exists(|node| Ok(node.downcast_ref::<FilterExec>().is_some()))
+        .unwrap_or(false)
 }
 
 /// `expr` with each column `i` read from column `columns[i]` instead.

@@ -44,8 +44,9 @@ pub struct VersionStore {
     /// Each key's versions in order of start time; versions with the same start time in
     /// order of arrival.
     index: KeyMap<Box<[u8]>, Versions>,
-    /// Keys with more than one version: the only ones a horizon can prune.
-    several: HashSet<Box<[u8]>>,
+    /// Keys with more than one version, or ending in a delete: the only ones a horizon can
+    /// prune.
+    prunable: HashSet<Box<[u8]>>,
     /// Versions kept.
     rows: usize,
     /// Bytes of the kept batches.
@@ -60,7 +61,7 @@ impl VersionStore {
             batches: HashMap::new(),
             next_id: 0,
             index: KeyMap::new(),
-            several: HashSet::new(),
+            prunable: HashSet::new(),
             rows: 0,
             bytes: 0,
         }
@@ -91,8 +92,8 @@ impl VersionStore {
                 deleted: deletes[row],
             };
             versions.insert(at, version);
-            if versions.len() == 2 {
-                self.several.insert(key.as_ref().into());
+            if versions.len() == 2 || version.deleted {
+                self.prunable.insert(key.as_ref().into());
             }
             live += 1;
         }
@@ -113,18 +114,28 @@ impl VersionStore {
         (!version.deleted).then_some((version.batch, version.row))
     }
 
-    /// Drops the versions no lookup at or after `horizon` can find.
+    /// Drops the versions no lookup at or after `horizon` can find, and the keys whose
+    /// last version before it is a delete with none after.
     pub fn prune(&mut self, horizon: i64) {
         let mut dropped: Vec<(u64, u32)> = Vec::new();
-        self.several.retain(|key| {
-            let Some(versions) = self.index.get_mut(key) else {
+        let index = &mut self.index;
+        self.prunable.retain(|key| {
+            let Some(versions) = index.get_mut(key) else {
                 return false;
             };
             let valid = versions.partition_point(|version| version.start <= horizon);
             if valid > 1 {
                 dropped.extend(versions.drain(..valid - 1).map(|v| (v.batch, v.row)));
             }
-            versions.len() > 1
+            if let [only] = versions.as_slice()
+                && only.deleted
+                && only.start <= horizon
+            {
+                dropped.push((only.batch, only.row));
+                index.remove(key);
+                return false;
+            }
+            versions.len() > 1 || versions.last().is_some_and(|v| v.deleted)
         });
         self.rows -= dropped.len();
         for (id, _) in dropped {
@@ -300,6 +311,17 @@ mod tests {
         assert_eq!(value_at(&store, &converter, "a", 15), Some(1));
         assert_eq!(value_at(&store, &converter, "a", 25), None);
         assert_eq!(value_at(&store, &converter, "a", 30), Some(3));
+    }
+
+    #[test]
+    fn a_key_deleted_before_the_horizon_is_forgotten() {
+        let (mut store, converter) = store(&[("a", 1, 10), ("a", -1, 20), ("b", -1, 5)]);
+        store.prune(15);
+        assert_eq!(store.len(), 2);
+        store.prune(25);
+        assert_eq!(store.len(), 0);
+        assert!(store.index.is_empty());
+        assert_eq!(value_at(&store, &converter, "a", 30), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::common::JoinType;
+use datafusion::common::{JoinType, NullEquality};
 use datafusion::physical_expr::PhysicalExprRef;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::joins::utils::JoinFilter;
@@ -18,9 +18,23 @@ pub(super) struct EquiJoin {
     pub(super) filter: Option<JoinFilter>,
     pub(super) join_type: JoinType,
     pub(super) projection: Option<Vec<usize>>,
+    /// Whether NULL keys equal each other (`IS NOT DISTINCT FROM`).
+    pub(super) null_equality: NullEquality,
 }
 
 impl EquiJoin {
+    /// Refuses keys compared with `IS NOT DISTINCT FROM`: the stream joins keep no row
+    /// under a NULL key.
+    pub(super) fn check_null_equality(&self) -> datafusion::common::Result<()> {
+        match self.null_equality {
+            NullEquality::NullEqualsNull => datafusion::common::plan_err!(
+                "a join of a stream on IS NOT DISTINCT FROM is not supported: NULL keys match \
+                 nothing; compare the keys with ="
+            ),
+            NullEquality::NullEqualsNothing => Ok(()),
+        }
+    }
+
     /// The parts of `plan`, if it is a hash join.
     pub(super) fn of(plan: &Arc<dyn ExecutionPlan>) -> Option<Self> {
         if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
@@ -31,6 +45,7 @@ impl EquiJoin {
                 filter: join.filter().cloned(),
                 join_type: *join.join_type(),
                 projection: join.projection.as_ref().map(|p| p.to_vec()),
+                null_equality: join.null_equality(),
             });
         }
         let join = plan.downcast_ref::<SymmetricHashJoinExec>()?;
@@ -41,6 +56,7 @@ impl EquiJoin {
             filter: join.filter().cloned(),
             join_type: *join.join_type(),
             projection: None,
+            null_equality: join.null_equality(),
         })
     }
 }

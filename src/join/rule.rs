@@ -51,6 +51,7 @@ impl PhysicalOptimizerRule for StreamJoinRule {
             if !join.left.boundedness().is_unbounded() || !join.right.boundedness().is_unbounded() {
                 return Ok(Transformed::no(node));
             }
+            join.check_null_equality()?;
             let retention = [(self.retention)(&join.left), (self.retention)(&join.right)];
             let from_filter = join.filter.as_ref().and_then(TimeBound::from_filter);
             if let Some(bound) = &from_filter {

@@ -98,6 +98,7 @@ fn temporal_join(join: EquiJoin) -> Result<Option<TemporalJoin>> {
     else {
         return Ok(None);
     };
+    join.check_null_equality()?;
     let at = |column: &Column| -> (ColumnIndex, DataType) {
         let index = filter.column_indices()[column.index()].clone();
         let data_type = filter.schema().field(column.index()).data_type().clone();

@@ -8,7 +8,6 @@ use datafusion::physical_expr::PhysicalExprRef;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 use datafusion::physical_plan::joins::{HashJoinExec, SymmetricHashJoinExec};
-use datafusion::physical_plan::sorts::sort::SortExec;
 
 /// The parts of a DataFusion equi-join.
 pub(super) struct EquiJoin {
@@ -58,14 +57,5 @@ impl EquiJoin {
             projection: None,
             null_equality: join.null_equality(),
         })
-    }
-}
-
-/// `plan` without a sort DataFusion put on top of it for its own stream join: an interval
-/// join takes rows in any order.
-pub(super) fn without_sort(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
-    match plan.downcast_ref::<SortExec>() {
-        Some(sort) => Arc::clone(sort.input()),
-        None => plan,
     }
 }

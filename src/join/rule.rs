@@ -11,10 +11,11 @@ use datafusion::common::{Result, plan_err};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
-use super::equi_join::{EquiJoin, without_sort};
+use super::equi_join::EquiJoin;
 use super::interval_exec::IntervalJoinExec;
 use super::shape::is_supported;
 use super::time_bound::{InputRetention, TimeBound};
+use crate::stream::without_sort;
 
 /// How long an input of a join keeps its rows, if its tables say (`'state.ttl'`).
 pub type RetentionOf = Arc<dyn Fn(&Arc<dyn ExecutionPlan>) -> Option<InputRetention> + Send + Sync>;

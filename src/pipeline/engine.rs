@@ -14,10 +14,10 @@ use futures::StreamExt;
 
 use super::checkpoint::{SinkInputExec, check_single_task, run_checkpointable};
 use super::session::{SessionOptions, new_session};
+use super::view::{ViewDefinition, plan_run, plan_view};
 use crate::connector::create_table;
 use crate::connector::store::ViewStore;
 use crate::error::{Error, Result};
-use crate::profile::{ViewDefinition, plan_run, plan_view};
 use crate::sql::{PipelineStatement, SourceStatement};
 use crate::stream::{JobProgress, PipelineContext, SourceReads};
 

@@ -7,12 +7,14 @@ pub mod session;
 mod status;
 mod table_facts;
 mod unbounded_check;
+mod view;
 mod view_runs;
 
 pub use engine::{Engine, Job, JobKind, rows_written};
 pub use status::{StatusLine, status_text};
 pub use table_facts::{join_retention, lookup_table, table_declarations, table_event_time};
 pub use unbounded_check::UnboundedInputCheck;
+pub use view::{DEFAULT_MIN_INTERVAL, PlannedView, ViewDefinition, ViewRun, plan_run, plan_view};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::view::ViewDefinition;
 use super::{Engine, Job, JobKind, rows_written};
 use crate::connector::store::UpstreamViews;
 use crate::error::Result;
-use crate::profile::ViewDefinition;
 use crate::stream::{JobProgress, PipelineContext};
 
 /// How often runs brought by upstream changes are summed up in the log.

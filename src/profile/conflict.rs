@@ -22,9 +22,9 @@ use std::collections::BTreeMap;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::connector::store::quote;
 use crate::error::{Error, Result};
 use crate::sql::WithOptions;
+use crate::sql::quote;
 
 /// How one field picks its value among a key's updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

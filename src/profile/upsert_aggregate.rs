@@ -26,7 +26,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::keyed_state::KeyedAggregates;
-use crate::connector::store::VERSION_COLUMN;
+use crate::stream::VERSION_COLUMN;
 use crate::stream::{DisplayNanos, JobProgress, PipelineContext, lock, single_partition};
 use crate::window::{AggregateExprs, without_input_ordering};
 

@@ -53,7 +53,7 @@ use crate::connector::store::ViewStore;
 use crate::connector::{StreamTable, WebhookOptions};
 use crate::connector::{connector, connector_names};
 use crate::pipeline::Engine;
-use crate::profile::ViewDefinition;
+use crate::pipeline::ViewDefinition;
 use crate::stream::PipelineMetrics;
 use json_row::{json_string, row_json};
 

@@ -125,3 +125,8 @@ pub fn classify(statement: SourceStatement) -> Result<PipelineStatement> {
         _ => PipelineStatement::Setup(statement),
     })
 }
+
+/// `name` as an SQL identifier, quoted.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

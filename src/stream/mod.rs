@@ -27,6 +27,7 @@ mod merge_exec;
 mod message;
 mod operator;
 mod progress;
+mod sort;
 mod source;
 mod state_account;
 mod state_snapshot;
@@ -50,9 +51,14 @@ pub use message::{MessageStream, StreamMessage, batches_only, execute_rows, mess
 pub use operator::{StreamingExec, StreamingOperators};
 pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};
+pub use sort::without_sort;
 pub use source::{Source, SourceBatch, SourceReads, SourceStream, SplitStream};
 pub use state_account::StateAccount;
 pub use state_snapshot::{JobSnapshot, StateSnapshot};
 pub use table_declarations::{DeclaredEventTime, EventTimeOfTable, SinkOfTable, TableDeclarations};
 pub use trace::trace_column;
 pub use watermark::{Watermark, WatermarkTracker};
+
+/// The name of the column an upsert stream carries each row's version in, and a keyed
+/// store keeps it in: a store applies a row only when its version is newer.
+pub const VERSION_COLUMN: &str = "_version";

@@ -20,7 +20,7 @@ use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec, Wi
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::exec::TopNExec;
-use crate::window::without_sorts;
+use crate::stream::without_sort;
 
 /// Replaces a filtered `ROW_NUMBER` over an unbounded input with a [`TopNExec`].
 #[derive(Debug, Default)]
@@ -99,7 +99,7 @@ fn top_n(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>
         return Ok(None);
     };
     let mut planned: Arc<dyn ExecutionPlan> = Arc::new(TopNExec::new(
-        without_sorts(input)?,
+        without_sort(Arc::clone(input)),
         window_expr.partition_by().to_vec(),
         window_expr.order_by().to_vec(),
         limit,

@@ -20,10 +20,10 @@ use super::options::PostgresOptions;
 use super::types::{array_type, bind_columns, column_type, select_as_text};
 use crate::connector::store::{
     ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
-    quote,
 };
 use crate::error::Error;
 use crate::format::from_json_texts;
+use crate::sql::quote;
 
 /// A keyed table in PostgreSQL.
 #[derive(Debug)]

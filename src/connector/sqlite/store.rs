@@ -14,8 +14,9 @@ use super::options::SqliteOptions;
 use super::values::{ColumnBuilder, SqlColumn, StorageClass};
 use crate::connector::store::{
     ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
-    now_iso8601, quote,
+    now_iso8601,
 };
+use crate::sql::quote;
 
 /// Rows per batch when reading a table back.
 const SCAN_BATCH_ROWS: usize = 8192;

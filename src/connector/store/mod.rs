@@ -8,7 +8,7 @@ mod shape;
 mod table;
 
 pub use changes::{ChangeCount, RowListener, UpstreamViews, ViewChanges, ViewWriter};
-pub use shape::{ColumnTypes, TableShape, quote};
+pub use shape::{ColumnTypes, TableShape};
 pub use table::{StoreSink, StoreSource};
 
 use std::sync::Arc;
@@ -24,8 +24,7 @@ use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 
-/// The name of the column that holds a stored row's version.
-pub const VERSION_COLUMN: &str = "_version";
+pub use crate::stream::VERSION_COLUMN;
 
 /// The name of the column that holds when a stored row was last written.
 pub const UPDATED_AT_COLUMN: &str = "_updated_at";

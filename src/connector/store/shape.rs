@@ -6,6 +6,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{Result, exec_err};
 
 use super::{UPDATED_AT_COLUMN, VERSION_COLUMN};
+use crate::sql::quote;
 
 /// What a store table holds.
 #[derive(Debug, Clone)]
@@ -158,9 +159,4 @@ impl TableShape {
         }
         Ok(())
     }
-}
-
-/// `name` as an SQL identifier.
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

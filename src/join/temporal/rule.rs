@@ -20,7 +20,8 @@ use datafusion::physical_plan::joins::utils::{ColumnIndex, JoinFilter};
 
 use super::as_of::{AsOf, is_temporal};
 use super::exec::{TemporalJoin, TemporalJoinExec};
-use crate::join::equi_join::{EquiJoin, without_sort};
+use crate::join::equi_join::EquiJoin;
+use crate::stream::without_sort;
 
 /// Replaces each hash join of a versioned table with a [`TemporalJoinExec`].
 #[derive(Debug, Default)]

@@ -32,15 +32,13 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 
-use super::conflict::{ConflictPolicies, is_grouped};
-use super::latest_per_key::LatestPerKey;
-use super::score::{ViewScore, plan_scores};
-use super::upsert_aggregate::UpsertAggregateExec;
 use crate::connector::store::{
     StoreSink, StoreSource, UpstreamViews, VERSION_COLUMN, ViewChanges, ViewStore,
 };
 use crate::connector::{Declared, SourceDefinition, StreamTable, connector, connector_names};
 use crate::error::{Error, Result};
+use crate::profile::plan_scores;
+use crate::profile::{ConflictPolicies, LatestPerKey, UpsertAggregateExec, ViewScore, is_grouped};
 use crate::sql::{CreateMaterializedView, WithOptions, sql_frame};
 use crate::stream::{Source, SourceReads, StreamingFilterExec, single_partition};
 use crate::window::{WINDOW_END, WindowAggregateExec};

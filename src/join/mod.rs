@@ -26,4 +26,4 @@ pub use temporal::{
     EventTimeOf, TemporalJoinAnalyzer, TemporalJoinExec, TemporalJoinRule, VersionColumns,
     VersionedTablePlanner,
 };
-pub use time_bound::{InputRetention, TimeBound};
+pub use time_bound::{InputRetention, TimeBound, WindowEndOf};

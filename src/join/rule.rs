@@ -14,7 +14,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use super::equi_join::EquiJoin;
 use super::interval_exec::IntervalJoinExec;
 use super::shape::is_supported;
-use super::time_bound::{InputRetention, TimeBound};
+use super::time_bound::{InputRetention, TimeBound, WindowEndOf};
 use crate::stream::without_sort;
 
 /// How long an input of a join keeps its rows, if its tables say (`'state.ttl'`).
@@ -23,13 +23,17 @@ pub type RetentionOf = Arc<dyn Fn(&Arc<dyn ExecutionPlan>) -> Option<InputRetent
 /// Replaces each hash join of two unbounded inputs.
 pub struct StreamJoinRule {
     retention: RetentionOf,
+    is_window_end: WindowEndOf,
 }
 
 impl StreamJoinRule {
     /// The rule, asking `retention` how long each input of a join without a time bound
-    /// keeps its rows.
-    pub fn new(retention: RetentionOf) -> Self {
-        Self { retention }
+    /// keeps its rows, and `is_window_end` which columns end windows (window joins).
+    pub fn new(retention: RetentionOf, is_window_end: WindowEndOf) -> Self {
+        Self {
+            retention,
+            is_window_end,
+        }
     }
 }
 
@@ -58,8 +62,9 @@ impl PhysicalOptimizerRule for StreamJoinRule {
             if let Some(bound) = &from_filter {
                 check_event_times(bound, &retention, &join)?;
             }
-            let bound = from_filter
-                .or_else(|| TimeBound::from_window_keys(&join.on, &join.left, &join.right));
+            let bound = from_filter.or_else(|| {
+                TimeBound::from_window_keys(&join.on, &join.left, &join.right, &self.is_window_end)
+            });
             let bound = bound.or_else(|| {
                 TimeBound::from_retention(retention[0].as_ref(), retention[1].as_ref())
             });

@@ -18,8 +18,6 @@ use datafusion::physical_expr::{PhysicalExprRef, split_conjunction};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 
-use crate::window::is_window_end;
-
 use crate::stream::DisplayNanos;
 
 /// `right.time - left.time` lies in `[lower, upper]` (nanoseconds) for every joined pair.
@@ -40,6 +38,10 @@ pub struct TimeBound {
     /// not from the `ON` condition.
     pub checked: bool,
 }
+
+/// Whether column `index` of a plan is the end (or time) of windows a windowed
+/// aggregation closed: the key of a window join.
+pub type WindowEndOf = Arc<dyn Fn(&Arc<dyn ExecutionPlan>, usize) -> bool + Send + Sync>;
 
 /// How long one input of a join without a time bound keeps its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +102,7 @@ impl TimeBound {
         on: &[(PhysicalExprRef, PhysicalExprRef)],
         left: &Arc<dyn ExecutionPlan>,
         right: &Arc<dyn ExecutionPlan>,
+        is_window_end: &WindowEndOf,
     ) -> Option<Self> {
         on.iter().find_map(|(l, r)| {
             let left_time = l.downcast_ref::<Column>()?.index();

@@ -30,6 +30,7 @@ use crate::stream::{
 use crate::top_n::{TopNExec, TopNRule};
 use crate::window::{
     WindowAggregateExec, WindowAggregateRule, WindowAssignExec, WindowFunction, WindowQueryPlanner,
+    is_window_end,
 };
 
 /// Options of a profusion session.
@@ -112,7 +113,13 @@ fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     rules.insert(at, Arc::new(UpsertAggregateRule));
     rules.insert(at, Arc::new(TopNRule));
     // Joins are planned after windows: a window join recognises windowed aggregations.
-    rules.insert(at, Arc::new(StreamJoinRule::new(Arc::new(join_retention))));
+    rules.insert(
+        at,
+        Arc::new(StreamJoinRule::new(
+            Arc::new(join_retention),
+            Arc::new(is_window_end),
+        )),
+    );
     rules.insert(at, Arc::new(WindowAggregateRule));
     rules.insert(at, Arc::new(LookupJoinRule::new(Arc::new(lookup_table))));
     // A temporal join may read a bounded table: it is planned before lookup joins are.

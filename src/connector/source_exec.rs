@@ -19,8 +19,9 @@ use futures::{StreamExt, TryStreamExt};
 use super::dedup::Deduplicator;
 use super::table::SourceDefinition;
 use crate::stream::{
-    DisplayNanos, JobProgress, MessageStream, PipelineContext, PipelineMetrics, SourceBatch,
-    SourceStream, StreamMessage, StreamingExec, Watermark, execute_rows, lock,
+    DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, PipelineMetrics,
+    ScanPartition, SourceBatch, SourceStream, StreamMessage, StreamingExec, Watermark,
+    execute_rows, lock,
 };
 
 /// Reads a source table: every split, merged into one partition, projected.
@@ -100,65 +101,70 @@ pub fn source_properties(schema: SchemaRef, bounded: bool) -> PlanProperties {
     )
 }
 
-/// Opens the splits of `definition` and merges them into a [`SourceStream`], dropping
-/// duplicate rows when the table deduplicates.
+/// Opens the splits of `definition` that `scan` reads and merges them into a
+/// [`SourceStream`], dropping duplicate rows when the table deduplicates. In a pipeline
+/// job, the stream puts the job's checkpoint barriers in, with the source's state and its
+/// splits' positions snapshotted at each.
 pub fn open_source(
     definition: &Arc<SourceDefinition>,
     context: Arc<TaskContext>,
+    scan: ScanPartition,
 ) -> impl futures::Stream<Item = Result<SourceBatch>> + Send + 'static {
     let definition = Arc::clone(definition);
+    let job = JobProgress::of_task(&context);
     // Named now, while the plan is executed in its fixed order, not when first polled.
-    let progress = JobProgress::of_task(&context);
-    let slots = progress.as_ref().map(|p| {
-        let dedup = definition.dedup.as_ref().map(|_| p.state.slot("dedup"));
-        (p.state.slot("source"), dedup)
-    });
-    futures::stream::once(async move {
-        let pipeline = PipelineContext::of_task(&context);
-        let splits = definition
-            .source
-            .open(Arc::clone(&context), definition.watermark.as_ref())
-            .await?;
-        let schema = definition.source.schema();
-        let stream = SourceStream::new(
-            Arc::clone(&schema),
-            splits,
-            definition.watermark.clone(),
-            definition.lateness.idle_timeout,
-            Arc::clone(&pipeline),
-            pipeline.metrics.table(&definition.table),
-        );
-        let dedup_slot = match (slots, &progress) {
-            (Some((source, dedup)), Some(progress)) => {
-                stream.checkpoint_as(source, progress)?;
-                dedup
+    let progress = job.clone();
+    let mut checkpoint = OperatorCheckpoint::of(job.clone());
+    let source_slot = checkpoint.slot("source", scan.index, scan.count);
+    let dedup_slot = definition
+        .dedup
+        .as_ref()
+        .and_then(|_| checkpoint.slot("dedup", scan.index, scan.count));
+    let scan = Arc::new(scan);
+    let opened = {
+        let scan = Arc::clone(&scan);
+        async move {
+            let pipeline = PipelineContext::of_task(&context);
+            let splits = definition
+                .source
+                .open(Arc::clone(&context), definition.watermark.as_ref(), &scan)
+                .await?;
+            let schema = definition.source.schema();
+            let mut stream = SourceStream::new(
+                Arc::clone(&schema),
+                splits,
+                definition.watermark.clone(),
+                definition.lateness.idle_timeout,
+                Arc::clone(&pipeline),
+                pipeline.metrics.table(&definition.table),
+            );
+            if let Some(progress) = &progress {
+                stream = stream.with_barriers(Arc::clone(progress));
             }
-            _ => None,
-        };
-        let Some(spec) = definition.dedup.clone() else {
-            return Ok::<_, DataFusionError>(stream.boxed());
-        };
-        let reservation = MemoryConsumer::new(format!("dedup[{}]", definition.table))
-            .register(context.memory_pool());
-        let mut deduplicator =
-            Deduplicator::try_new(spec, &schema, definition.watermark.as_ref())?;
-        if let Some(restored) = dedup_slot.as_ref().and_then(|s| s.restored.as_ref()) {
-            deduplicator.restore(restored)?;
-        }
-        let deduplicator = Arc::new(Mutex::new(deduplicator));
-        if let (Some(slot), Some(progress)) = (dedup_slot, &progress) {
-            let deduplicator = Arc::clone(&deduplicator);
-            progress
-                .state
-                .register(slot.id, move || lock(&deduplicator).snapshot());
-        }
-        let table = definition.table.clone();
-        let deduplicated = stream.scan(
-            (deduplicator, reservation),
-            move |(deduplicator, reservation), item| {
-                let item = item.and_then(|SourceBatch { batch, watermark }| {
-                    let mut deduplicator = lock(deduplicator);
-                    let (batch, dropped) = deduplicator.apply(batch, watermark)?;
+            if let Some(slot) = source_slot {
+                stream.checkpoint_as(slot, &mut checkpoint)?;
+            }
+            let Some(spec) = definition.dedup.clone() else {
+                return Ok::<_, DataFusionError>((stream.boxed(), checkpoint));
+            };
+            let reservation = MemoryConsumer::new(format!("dedup[{}]", definition.table))
+                .register(context.memory_pool());
+            let mut deduplicator =
+                Deduplicator::try_new(spec, &schema, definition.watermark.as_ref())?;
+            if let Some(restored) = dedup_slot.as_ref().and_then(|s| s.restored.as_ref()) {
+                deduplicator.restore(restored)?;
+            }
+            let deduplicator = Arc::new(Mutex::new(deduplicator));
+            if let Some(slot) = dedup_slot {
+                let deduplicator = Arc::clone(&deduplicator);
+                checkpoint.register(&slot, move || lock(&deduplicator).snapshot());
+            }
+            let table = definition.table.clone();
+            let deduplicated = stream.map(move |item| {
+                item.and_then(|source_batch| {
+                    let mut deduplicator = lock(&deduplicator);
+                    let (batch, dropped) =
+                        deduplicator.apply(source_batch.batch, source_batch.watermark)?;
                     PipelineMetrics::add(&pipeline.metrics.duplicates, dropped);
                     let size = deduplicator.size();
                     reservation.try_resize(size).map_err(|e| {
@@ -168,21 +174,33 @@ pub fn open_source(
                             deduplicator.len()
                         ))
                     })?;
-                    Ok(SourceBatch { batch, watermark })
-                });
-                futures::future::ready(Some(item))
-            },
-        );
-        Ok(deduplicated.boxed())
-    })
-    .try_flatten()
-    // Every batch spends tokio's cooperative budget: a source that is never Pending (a
-    // generator, a file) still yields now and then, so tasks its job has woken (the
-    // checkpointer receiving a snapshot) get to run on the worker it occupies.
-    .then(|item| async move {
-        tokio::task::coop::consume_budget().await;
-        item
-    })
+                    Ok(SourceBatch {
+                        batch,
+                        ..source_batch
+                    })
+                })
+            });
+            Ok((deduplicated.boxed(), checkpoint))
+        }
+    };
+    futures::stream::once(opened)
+        .map_ok(move |(batches, checkpoint)| {
+            let (scan, job) = (Arc::clone(&scan), job.clone());
+            batches.inspect_ok(move |item| {
+                if let (Some(epoch), Some(job)) = (item.barrier, &job) {
+                    checkpoint.on_barrier(epoch);
+                    job.state.record_positions(epoch, scan.positions());
+                }
+            })
+        })
+        .try_flatten()
+        // Every batch spends tokio's cooperative budget: a source that is never Pending (a
+        // generator, a file) still yields now and then, so tasks its job has woken get to
+        // run on the worker it occupies.
+        .then(|item| async move {
+            tokio::task::coop::consume_budget().await;
+            item
+        })
 }
 
 impl DisplayAs for SourceExec {
@@ -279,10 +297,19 @@ impl StreamingExec for SourceExec {
         let projection = self.projection.clone();
         let mut forwarded = Watermark::MIN;
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
-        let messages = open_source(&self.definition, context).flat_map(move |item| {
+        let scan = ScanPartition::new(
+            partition,
+            self.properties.partitioning.partition_count(),
+            &context,
+        );
+        let messages = open_source(&self.definition, context, scan).flat_map(move |item| {
             let mut out = Vec::with_capacity(2);
             match item {
-                Ok(SourceBatch { batch, watermark }) => {
+                Ok(SourceBatch {
+                    batch,
+                    watermark,
+                    barrier,
+                }) => {
                     if batch.num_rows() > 0 {
                         output_rows.add(batch.num_rows());
                         out.push(match &projection {
@@ -296,6 +323,9 @@ impl StreamingExec for SourceExec {
                     if watermark > forwarded {
                         forwarded = watermark;
                         out.push(Ok(StreamMessage::Watermark(watermark)));
+                    }
+                    if let Some(epoch) = barrier {
+                        out.push(Ok(StreamMessage::Barrier(epoch)));
                     }
                 }
                 Err(e) => out.push(Err(e)),

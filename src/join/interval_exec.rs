@@ -21,7 +21,6 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties,
 };
-use futures::StreamExt;
 
 use super::key_bytes::KeyEncoding;
 use super::run::JoinRun;
@@ -29,7 +28,9 @@ use super::shape::{JoinShape, is_supported};
 use super::side_buffer::SideBuffer;
 use super::state::JoinState;
 use super::time_bound::TimeBound;
-use crate::stream::{ByteKeys, JobProgress, StateAccount, StateSnapshot, lock};
+use crate::stream::{
+    AlignedInputs, ByteKeys, JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock,
+};
 use crate::stream::{MessageStream, StreamingExec, Watermark, execute_messages, execute_rows};
 
 /// A stream-stream join bounded in event time.
@@ -198,10 +199,8 @@ impl StreamingExec for IntervalJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<MessageStream> {
-        let left = execute_messages(&self.left, partition, Arc::clone(&context))?
-            .map(|message| (JoinSide::Left, message));
-        let right = execute_messages(&self.right, partition, Arc::clone(&context))?
-            .map(|message| (JoinSide::Right, message));
+        let left = execute_messages(&self.left, partition, Arc::clone(&context))?;
+        let right = execute_messages(&self.right, partition, Arc::clone(&context))?;
         let key_fields = self
             .on
             .iter()
@@ -229,10 +228,11 @@ impl StreamingExec for IntervalJoinExec {
             pending: Vec::new(),
         };
         let progress = JobProgress::of_task(&context);
-        let slots = progress
-            .as_ref()
-            .map(|p| (p.state.slot("join-left"), p.state.slot("join-right")));
-        let output_slot = progress.as_ref().map(|p| p.state.slot("join-output"));
+        let mut checkpoint = OperatorCheckpoint::of(progress.clone());
+        let partitions = self.properties().partitioning.partition_count();
+        let slot = |kind| checkpoint.slot(kind, partition, partitions);
+        let slots = slot("join-left").zip(slot("join-right"));
+        let output_slot = slot("join-output");
         if let Some((left, right)) = &slots {
             state.restore(left, right)?;
         }
@@ -246,25 +246,24 @@ impl StreamingExec for IntervalJoinExec {
             }
         }
         let state = Arc::new(Mutex::new(state));
-        if let (Some(progress), Some((left, right))) = (&progress, slots) {
+        if let Some((left, right)) = slots {
             for (slot, side) in [(left, JoinSide::Left), (right, JoinSide::Right)] {
                 let state = Arc::clone(&state);
-                progress
-                    .state
-                    .register(slot.id, move || lock(&state).snapshot(side));
+                checkpoint.register(&slot, move || lock(&state).snapshot(side));
             }
         }
-        if let (Some(progress), Some(slot)) = (&progress, output_slot) {
+        if let Some(slot) = output_slot {
             let state = Arc::clone(&state);
             let schema = self.schema();
-            progress.state.register(slot.id, move || {
+            checkpoint.register(&slot, move || {
                 let pending = lock(&state).pending.iter().rev().cloned().collect();
                 StateSnapshot::new(Arc::clone(&schema), pending, &[])
             });
         }
         let run = JoinRun {
-            input: Box::pin(futures::stream::select(left, right)),
+            input: AlignedInputs::new(vec![left, right]),
             state,
+            checkpoint,
             account: StateAccount::new(
                 format!("IntervalJoinExec[{}]", self.describe_on()),
                 &context,

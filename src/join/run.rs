@@ -10,7 +10,10 @@ use datafusion::common::{JoinSide, Result};
 use datafusion::physical_plan::metrics::BaselineMetrics;
 use futures::StreamExt;
 
-use crate::stream::{EventTimeHold, StateAccount, StreamMessage, Watermark, lock};
+use crate::stream::{
+    Aligned, AlignedInputs, EventTimeHold, MessageStream, OperatorCheckpoint, StateAccount,
+    StreamMessage, Watermark, lock,
+};
 
 /// The state of a join of two streams between messages.
 pub(super) trait TwoInputState: Send + 'static {
@@ -52,10 +55,12 @@ pub(super) trait TwoInputState: Send + 'static {
     }
 }
 
-/// A running join: its merged inputs, its state, and its accounts.
+/// A running join: its inputs (left, then right) read with barriers aligned, its state,
+/// its checkpointed slots and its accounts.
 pub(super) struct JoinRun<S: TwoInputState> {
-    pub(super) input: futures::stream::BoxStream<'static, (JoinSide, Result<StreamMessage>)>,
+    pub(super) input: AlignedInputs,
     pub(super) state: Arc<Mutex<S>>,
+    pub(super) checkpoint: OperatorCheckpoint,
     pub(super) account: StateAccount,
     pub(super) hold: Option<Arc<EventTimeHold>>,
     pub(super) baseline: BaselineMetrics,
@@ -75,17 +80,28 @@ impl<S: TwoInputState> JoinRun<S> {
             if lock(&self.state).finished() {
                 return Ok(None);
             }
-            let Some((side, message)) = self.input.next().await else {
-                return Ok(None);
+            let (input, message) = match self.input.next().await.transpose()? {
+                None => return Ok(None),
+                // Nothing is pending here: the state is all there is to snapshot.
+                Some(Aligned::Barrier(epoch)) => {
+                    self.checkpoint.on_barrier(epoch);
+                    return Ok(Some(StreamMessage::Barrier(epoch)));
+                }
+                Some(Aligned::Input(input, message)) => (input, message),
+            };
+            let side = match input {
+                0 => JoinSide::Left,
+                _ => JoinSide::Right,
             };
             let timer = self.baseline.elapsed_compute().timer();
             let mut out = Vec::new();
             let mut state = lock(&self.state);
-            match message? {
+            match message {
                 StreamMessage::Batch(batch) => state.on_batch(side, batch, &mut out)?,
                 StreamMessage::Watermark(watermark) => {
                     state.on_watermark(side, watermark, &mut out)?
                 }
+                StreamMessage::Barrier(_) => {}
             }
             if let Some(hold) = &self.hold {
                 // Rows on their way out are held until the next step, when they are gone.
@@ -104,7 +120,7 @@ impl<S: TwoInputState> JoinRun<S> {
     }
 
     /// The run as a stream of messages.
-    pub(super) fn into_messages(self) -> crate::stream::MessageStream {
+    pub(super) fn into_messages(self) -> MessageStream {
         Box::pin(futures::stream::try_unfold(self, |mut run| async move {
             let message = run.next().await?;
             Ok(message.map(|message| (message, run)))

@@ -22,7 +22,7 @@ use crate::lookup::{LookupJoinExec, LookupJoinRule};
 use crate::pipeline::{
     UnboundedInputCheck, join_retention, lookup_table, table_declarations, table_event_time,
 };
-use crate::profile::UpsertAggregateRule;
+use crate::profile::{UpsertAggregateExec, UpsertAggregateRule};
 use crate::stream::{
     MergeStreamsExec, MergeStreamsRule, PipelineContext, SourceReads, StreamingFilterExec,
     StreamingFilterRule, StreamingOperators,
@@ -97,6 +97,7 @@ pub fn streaming_operators() -> StreamingOperators {
         .with::<IntervalJoinExec>()
         .with::<TemporalJoinExec>()
         .with::<TopNExec>()
+        .with::<UpsertAggregateExec>()
 }
 
 /// DataFusion's physical optimizer rules with profusion's streaming rules before the final

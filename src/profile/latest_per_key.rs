@@ -14,7 +14,7 @@ use datafusion::common::Result;
 use datafusion::execution::TaskContext;
 use futures::StreamExt;
 
-use crate::stream::{Source, SplitStream, WatermarkSpec};
+use crate::stream::{ScanPartition, Source, SplitStream, WatermarkSpec};
 
 /// The rows of `inner` reduced to the last one per key when read as a snapshot.
 #[derive(Debug)]
@@ -48,8 +48,9 @@ impl Source for LatestPerKey {
         &self,
         context: Arc<TaskContext>,
         event_time: Option<&WatermarkSpec>,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
-        let splits = self.inner.open(context, event_time).await?;
+        let splits = self.inner.open(context, event_time, scan).await?;
         if !self.inner.is_bounded() {
             return Ok(splits);
         }

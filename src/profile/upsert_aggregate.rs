@@ -18,7 +18,6 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
@@ -27,7 +26,10 @@ use futures::StreamExt;
 
 use super::keyed_state::KeyedAggregates;
 use crate::stream::VERSION_COLUMN;
-use crate::stream::{DisplayNanos, JobProgress, PipelineContext, lock, single_partition};
+use crate::stream::{
+    DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, StreamMessage,
+    StreamingExec, execute_messages, execute_rows, lock, single_partition,
+};
 use crate::window::{AggregateExprs, without_input_ordering};
 
 /// How often idle keys are looked for when a state TTL is set.
@@ -195,26 +197,37 @@ impl ExecutionPlan for UpsertAggregateExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, Arc::clone(&context))?;
+        execute_rows(self, partition, context)
+    }
+}
+
+impl StreamingExec for UpsertAggregateExec {
+    /// The changed rows after each input batch; watermarks are handed on as they come.
+    fn execute_messages(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<MessageStream> {
+        let input = execute_messages(&self.input, partition, Arc::clone(&context))?;
         let keys: Vec<&str> = self.group_by.iter().map(|(_, n)| n.as_str()).collect();
         let reservation = MemoryConsumer::new(format!("UpsertAggregateExec[{}]", keys.join(", ")))
             .register(context.memory_pool());
         let clock = Instant::now();
         let mut keyed = KeyedAggregates::try_new(self.exprs()?, Arc::clone(&self.rows_schema))?;
-        let progress = JobProgress::of_task(&context);
-        let slot = progress.as_ref().map(|p| p.state.slot("upsert"));
+        let mut checkpoint = OperatorCheckpoint::of(JobProgress::of_task(&context));
+        let partitions = self.properties().partitioning.partition_count();
+        let slot = checkpoint.slot("upsert", partition, partitions);
         if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {
             keyed.restore(restored, 0)?;
         }
         let keyed = Arc::new(Mutex::new(keyed));
-        if let (Some(progress), Some(slot)) = (progress, slot) {
+        if let Some(slot) = slot {
             let keyed = Arc::clone(&keyed);
-            progress.state.register(slot.id, move || {
+            checkpoint.register(&slot, move || {
                 lock(&keyed).snapshot(clock.elapsed().as_millis() as u64)
             });
         }
-        let state = UpsertState {
-            input,
+        let mut state = UpsertState {
             keyed,
             reservation,
             pipeline: PipelineContext::of_task(&context),
@@ -224,23 +237,24 @@ impl ExecutionPlan for UpsertAggregateExec {
             last_expiry: Duration::ZERO,
             schema: self.schema(),
         };
-        let stream = futures::stream::try_unfold(state, |mut state| async move {
-            while let Some(batch) = state.input.next().await.transpose()? {
-                if let Some(out) = state.step(&batch)? {
-                    return Ok(Some((out, state)));
+        Ok(Box::pin(input.filter_map(move |message| {
+            let out = match message {
+                Ok(StreamMessage::Batch(batch)) => state
+                    .step(&batch)
+                    .map(|out| out.map(StreamMessage::Batch))
+                    .transpose(),
+                Ok(StreamMessage::Barrier(epoch)) => {
+                    checkpoint.on_barrier(epoch);
+                    Some(Ok(StreamMessage::Barrier(epoch)))
                 }
-            }
-            Ok(None)
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema(),
-            stream,
-        )))
+                other => Some(other),
+            };
+            futures::future::ready(out)
+        })))
     }
 }
 
 struct UpsertState {
-    input: SendableRecordBatchStream,
     keyed: Arc<Mutex<KeyedAggregates>>,
     reservation: MemoryReservation,
     pipeline: Arc<PipelineContext>,

@@ -2,15 +2,17 @@
 //!
 //! Operators that keep state between batches (a view's keys, open windows, a source's
 //! watermark and duplicate keys) register a snapshot function under a name that is the
-//! same in every run of the same plan (`upsert-0`, `window-1`); on a restore they find their
-//! state under that name. Sources register their splits' positions through their ledgers.
+//! same in every run of the same plan (`upsert-0`, `window-1/3`); on a restore they find
+//! their state under that name. Sources register their splits' positions through their
+//! ledgers.
 //!
-//! A snapshot is only consistent between two polls of the job's plan, when the sink holds
-//! nothing it has not made durable: every row a split handed on has then had its effect on
-//! the operators' state and the sink's output. A checkpoint asks for one with
-//! [`JobState::request`]; the job serves it at its next such moment: when its sink settles
-//! (see [`JobProgress::settle`]) or, when no rows flow, when its plan waits for input
-//! ([`run_checkpointable`](super::run_checkpointable)).
+//! A checkpoint is taken with barriers, as Flink and Arroyo take theirs: [`JobState::request`]
+//! asks every source partition to put a barrier into its stream after the rows it has
+//! handed on, recording where its splits are; each operator snapshots its state when the
+//! barrier reaches it (an operator of several inputs once it has the barrier from all of
+//! them) and passes it on; the checkpoint is complete once the barrier has reached the
+//! sink and the sink has made everything before it durable. Rows after a barrier may be
+//! anywhere in the job meanwhile: no operator stops for a checkpoint but to align.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,7 +26,7 @@ use tokio::sync::oneshot;
 use super::state_snapshot::{JobSnapshot, StateSnapshot};
 use super::{JobProgress, lock};
 
-/// Takes an operator's snapshot; called between two polls of the plan.
+/// Takes an operator's snapshot; called when a barrier passes the operator.
 type SnapshotFn = Box<dyn Fn() -> Result<StateSnapshot> + Send + Sync>;
 
 /// A name under which an operator's state is checkpointed, and the state a restore found
@@ -34,16 +36,29 @@ pub struct StateSlot {
     pub restored: Option<StateSnapshot>,
 }
 
-/// A job's checkpointed state: registered snapshot functions, what a restore found, and a
-/// pending request for a snapshot.
+/// A checkpoint on its way through the job.
+struct PendingCheckpoint {
+    epoch: u64,
+    reply: oneshot::Sender<Result<JobSnapshot>>,
+    states: Vec<(String, StateSnapshot)>,
+    positions: Vec<(String, i64)>,
+    /// Batches the sink had received when the barrier reached it.
+    at_sink: Option<u64>,
+}
+
+/// A job's checkpointed state: registered snapshot functions, what a restore found, and
+/// the checkpoint in flight.
 #[derive(Default)]
 pub struct JobState {
-    registered: Mutex<Vec<(String, SnapshotFn)>>,
-    counters: Mutex<HashMap<&'static str, usize>>,
+    registered: Mutex<HashMap<String, SnapshotFn>>,
+    counters: Mutex<HashMap<(&'static str, usize), usize>>,
     restored: Mutex<HashMap<String, StateSnapshot>>,
     restored_positions: HashMap<String, i64>,
-    request: Mutex<Option<oneshot::Sender<Result<JobSnapshot>>>>,
-    waker: Mutex<Option<Waker>>,
+    pending: Mutex<Option<PendingCheckpoint>>,
+    /// The epoch of the latest checkpoint asked for; sources put its barrier in.
+    requested: AtomicU64,
+    /// Sources waiting for input, woken when a barrier is due.
+    sources: Mutex<Vec<Waker>>,
     /// Batches handed to the sink, and how many of them were durable at its last settle.
     delivered: AtomicU64,
     durable: AtomicU64,
@@ -54,6 +69,7 @@ impl fmt::Debug for JobState {
         f.debug_struct("JobState")
             .field("registered", &lock(&self.registered).len())
             .field("restored", &lock(&self.restored).len())
+            .field("requested", &self.requested.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -73,24 +89,29 @@ impl JobState {
         !self.restored_positions.is_empty() || !lock(&self.restored).is_empty()
     }
 
-    /// The next name for an operator of `kind` (names are handed out in the order the plan
-    /// is executed, the same in every run of it) and its restored state, if any.
-    pub fn slot(&self, kind: &'static str) -> StateSlot {
+    /// The next name for an operator of `kind` in `partition` of `partitions`, and its
+    /// restored state, if any. Names are handed out in the order each partition of the
+    /// plan is executed, the same in every run of it: `window-0` for an operator of one
+    /// partition, `window-0/2` for partition 2 of several.
+    pub fn slot(&self, kind: &'static str, partition: usize, partitions: usize) -> StateSlot {
         let mut counters = lock(&self.counters);
-        let counter = counters.entry(kind).or_default();
-        let id = format!("{kind}-{counter}");
+        let counter = counters.entry((kind, partition)).or_default();
+        let id = match partitions {
+            1 => format!("{kind}-{counter}"),
+            _ => format!("{kind}-{counter}/{partition}"),
+        };
         *counter += 1;
         let restored = lock(&self.restored).remove(&id);
         StateSlot { id, restored }
     }
 
-    /// Registers the snapshot function of the operator named `id`.
+    /// Registers the snapshot function of the operator state named `id`.
     pub fn register(
         &self,
         id: String,
         snapshot: impl Fn() -> Result<StateSnapshot> + Send + Sync + 'static,
     ) {
-        lock(&self.registered).push((id, Box::new(snapshot)));
+        lock(&self.registered).insert(id, Box::new(snapshot));
     }
 
     /// Where a restore resumes the split named `id`, if it was checkpointed.
@@ -98,14 +119,76 @@ impl JobState {
         self.restored_positions.get(id).copied()
     }
 
-    /// Asks for a snapshot at the job's next consistent moment.
-    pub fn request(&self) -> oneshot::Receiver<Result<JobSnapshot>> {
-        let (sender, receiver) = oneshot::channel();
-        *lock(&self.request) = Some(sender);
-        if let Some(waker) = lock(&self.waker).as_ref() {
-            waker.wake_by_ref();
+    /// Starts a checkpoint: every source partition puts barrier `epoch` into its stream.
+    /// The receiver gets the job's snapshot once the barrier has passed every operator and
+    /// the sink has made all before it durable. A checkpoint still in flight is abandoned.
+    pub fn request(&self, epoch: u64) -> oneshot::Receiver<Result<JobSnapshot>> {
+        let (reply, receiver) = oneshot::channel();
+        *lock(&self.pending) = Some(PendingCheckpoint {
+            epoch,
+            reply,
+            states: Vec::new(),
+            positions: Vec::new(),
+            at_sink: None,
+        });
+        self.requested.store(epoch, Ordering::Release);
+        for waker in lock(&self.sources).drain(..) {
+            waker.wake();
         }
         receiver
+    }
+
+    /// For a source partition that has put in every barrier up to `seen`: the epoch of the
+    /// barrier it is to put in now, if one is due; if none is, `waker` is woken when one is.
+    pub fn barrier_due(&self, seen: u64, waker: &Waker) -> Option<u64> {
+        let requested = self.requested.load(Ordering::Acquire);
+        if requested > seen {
+            return Some(requested);
+        }
+        let mut sources = lock(&self.sources);
+        if !sources.iter().any(|w| w.will_wake(waker)) {
+            sources.push(waker.clone());
+        }
+        // A request between the load and the push has woken nobody: look again.
+        let requested = self.requested.load(Ordering::Acquire);
+        (requested > seen).then_some(requested)
+    }
+
+    /// Takes the snapshots of the states named `ids` into checkpoint `epoch`: called by
+    /// an operator when barrier `epoch` passes it. A failed snapshot fails the checkpoint,
+    /// not the job.
+    pub fn snapshot(&self, epoch: u64, ids: &[String]) {
+        let taken: Result<Vec<(String, StateSnapshot)>> = {
+            let registered = lock(&self.registered);
+            ids.iter()
+                .filter_map(|id| registered.get(id).map(|f| (id, f)))
+                .map(|(id, f)| Ok((id.clone(), f()?)))
+                .collect()
+        };
+        self.with_pending(epoch, |pending| {
+            pending.states.extend(taken?);
+            Ok(())
+        });
+    }
+
+    /// Records where a source partition's splits had handed on up to when it put barrier
+    /// `epoch` in.
+    pub fn record_positions(&self, epoch: u64, positions: Vec<(String, i64)>) {
+        self.with_pending(epoch, |pending| {
+            pending.positions.extend(positions);
+            Ok(())
+        });
+    }
+
+    /// Called when barrier `epoch` reaches the sink: the checkpoint is complete once what
+    /// the sink received before it is durable.
+    pub fn barrier_at_sink(&self, epoch: u64) {
+        let delivered = self.delivered.load(Ordering::Acquire);
+        self.with_pending(epoch, |pending| {
+            pending.at_sink = Some(delivered);
+            Ok(())
+        });
+        self.complete();
     }
 
     /// Counts a batch handed to the sink.
@@ -117,28 +200,7 @@ impl JobState {
     pub(crate) fn sink_settled(&self) {
         self.durable
             .store(self.delivered.load(Ordering::Acquire), Ordering::Release);
-    }
-
-    /// Remembers who to wake when a snapshot is requested while the job waits.
-    pub(crate) fn set_waker(&self, waker: &Waker) {
-        let mut slot = lock(&self.waker);
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
-    }
-
-    /// Serves a pending request, if the sink holds nothing undurable. Call only between
-    /// two polls of the job's plan.
-    pub(crate) fn serve(&self, progress: &JobProgress) {
-        if self.delivered.load(Ordering::Acquire) != self.durable.load(Ordering::Acquire) {
-            return;
-        }
-        let Some(reply) = lock(&self.request).take() else {
-            return;
-        };
-        let snapshot = self.snapshot(progress);
-        // A checkpoint that stopped waiting has nothing to do with it.
-        let _ = reply.send(snapshot);
+        self.complete();
     }
 
     /// Names of restored states no operator of the job has claimed: the checkpoint was
@@ -149,16 +211,94 @@ impl JobState {
         names
     }
 
-    fn snapshot(&self, progress: &JobProgress) -> Result<JobSnapshot> {
-        let states = lock(&self.registered)
-            .iter()
-            .map(|(id, snapshot)| Ok((id.clone(), snapshot()?)))
-            .collect::<Result<Vec<_>>>()?;
+    /// Applies `f` to the checkpoint in flight if it is `epoch`; an error fails it.
+    fn with_pending(&self, epoch: u64, f: impl FnOnce(&mut PendingCheckpoint) -> Result<()>) {
+        let mut slot = lock(&self.pending);
+        let Some(pending) = slot.as_mut().filter(|p| p.epoch == epoch) else {
+            return;
+        };
+        if let Err(e) = f(pending)
+            && let Some(pending) = slot.take()
+        {
+            let _ = pending.reply.send(Err(e));
+        }
+    }
+
+    /// Hands the checkpoint in flight to whoever asked, once the barrier has reached the
+    /// sink and the sink has made all before it durable.
+    fn complete(&self) {
+        let durable = self.durable.load(Ordering::Acquire);
+        let mut slot = lock(&self.pending);
+        let ready = slot
+            .as_ref()
+            .is_some_and(|p| p.at_sink.is_some_and(|at| at <= durable));
+        if !ready {
+            return;
+        }
+        let Some(pending) = slot.take() else { return };
         // A split that has handed on nothing since the restore is still where it resumed.
         let mut positions = self.restored_positions.clone();
-        positions.extend(progress.positions());
+        positions.extend(pending.positions);
         let mut positions: Vec<(String, i64)> = positions.into_iter().collect();
         positions.sort();
-        Ok(JobSnapshot { positions, states })
+        let mut states = pending.states;
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        // A checkpoint that stopped waiting has nothing to do with it.
+        let _ = pending.reply.send(Ok(JobSnapshot { positions, states }));
+    }
+}
+
+/// The states of one running operator partition, snapshotted into a checkpoint when its
+/// barrier passes the operator.
+#[derive(Default)]
+pub struct OperatorCheckpoint {
+    job: Option<std::sync::Arc<JobProgress>>,
+    ids: Vec<String>,
+}
+
+impl OperatorCheckpoint {
+    /// The states of an operator of the job `job` belongs to (none outside a pipeline job).
+    pub fn of(job: Option<std::sync::Arc<JobProgress>>) -> Self {
+        Self {
+            job,
+            ids: Vec::new(),
+        }
+    }
+
+    /// The next slot for state of `kind` of this operator's `partition` of `partitions`.
+    pub fn slot(
+        &self,
+        kind: &'static str,
+        partition: usize,
+        partitions: usize,
+    ) -> Option<StateSlot> {
+        self.job
+            .as_ref()
+            .map(|job| job.state.slot(kind, partition, partitions))
+    }
+
+    /// Snapshots the state named by `slot` with `snapshot` at every barrier.
+    pub fn register(
+        &mut self,
+        slot: &StateSlot,
+        snapshot: impl Fn() -> Result<StateSnapshot> + Send + Sync + 'static,
+    ) {
+        if let Some(job) = &self.job {
+            job.state.register(slot.id.clone(), snapshot);
+            self.ids.push(slot.id.clone());
+        }
+    }
+
+    /// Takes this operator's snapshots into checkpoint `epoch`.
+    pub fn on_barrier(&self, epoch: u64) {
+        if let Some(job) = &self.job {
+            job.state.snapshot(epoch, &self.ids);
+        }
+    }
+}
+
+impl fmt::Debug for OperatorCheckpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.ids).finish()
     }
 }

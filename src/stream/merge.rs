@@ -1,10 +1,11 @@
 //! Several message streams merged into one, as a `UNION ALL` of streams or a two-input
 //! operator sees them: rows as they come from any input, and a watermark that is the
-//! minimum over the inputs' (an input that has ended holds nothing back).
+//! minimum over the inputs' (an input that has ended holds nothing back), and checkpoint
+//! barriers aligned over the inputs.
 
 use futures::StreamExt;
 
-use super::{MessageStream, StreamMessage, Watermark};
+use super::{Aligned, AlignedInputs, MessageStream, StreamMessage, Watermark};
 
 /// Tracks the watermark of several inputs; their merged watermark is the minimum.
 #[derive(Debug, Clone)]
@@ -42,24 +43,21 @@ impl MergedWatermark {
     }
 }
 
-/// `inputs` merged: every row, and the minimum watermark whenever it moves.
+/// `inputs` merged: every row, the minimum watermark whenever it moves, and each barrier
+/// once every input has delivered it.
 pub fn merge_messages(inputs: Vec<MessageStream>) -> MessageStream {
     let mut watermark = MergedWatermark::new(inputs.len());
-    let tagged = inputs
-        .into_iter()
-        .enumerate()
-        .map(|(input, messages)| messages.map(move |message| (input, message)));
-    Box::pin(
-        futures::stream::select_all(tagged).filter_map(move |(input, message)| {
-            let out = match message {
-                Ok(StreamMessage::Watermark(w)) => watermark
-                    .advance(input, w)
-                    .map(|merged| Ok(StreamMessage::Watermark(merged))),
-                other => Some(other),
-            };
-            futures::future::ready(out)
-        }),
-    )
+    Box::pin(AlignedInputs::new(inputs).filter_map(move |aligned| {
+        let out = match aligned {
+            Ok(Aligned::Input(input, StreamMessage::Watermark(w))) => watermark
+                .advance(input, w)
+                .map(|merged| Ok(StreamMessage::Watermark(merged))),
+            Ok(Aligned::Input(_, message)) => Some(Ok(message)),
+            Ok(Aligned::Barrier(epoch)) => Some(Ok(StreamMessage::Barrier(epoch))),
+            Err(e) => Some(Err(e)),
+        };
+        futures::future::ready(out)
+    }))
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ pub enum StreamMessage {
     /// [`Watermark::END`] says the input has ended and every result is complete; a stream
     /// that ends without it was stopped, and what its operators hold is not complete.
     Watermark(Watermark),
+    /// Checkpoint barrier of this epoch: every row before it is in the checkpoint's state,
+    /// no row after it. An operator snapshots its state when the barrier reaches it (from
+    /// every input) and passes it on.
+    Barrier(u64),
 }
 
 /// A partition of a streaming operator's output.

@@ -14,6 +14,7 @@
 //!       SourceExec             rows and the source's watermark, merged over its splits
 //! ```
 
+mod align;
 mod byte_keys;
 mod context;
 mod duration;
@@ -27,6 +28,7 @@ mod merge_exec;
 mod message;
 mod operator;
 mod progress;
+mod scan_partition;
 mod sort;
 mod source;
 mod state_account;
@@ -35,6 +37,7 @@ mod table_declarations;
 mod trace;
 mod watermark;
 
+pub use align::{Aligned, AlignedInputs};
 pub(crate) use byte_keys::ByteKeys;
 pub use context::{PipelineContext, PipelineMetrics, StopSignal, TableCounts};
 pub use duration::{DisplayNanos, nanos_per_unit};
@@ -44,13 +47,14 @@ pub use event_time::{
 pub use execute::{execute_messages, map_batches};
 pub use filter_exec::{StreamingFilterExec, StreamingFilterRule};
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use job_state::{JobState, StateSlot};
+pub use job_state::{JobState, OperatorCheckpoint, StateSlot};
 pub use merge::{MergedWatermark, merge_messages};
 pub use merge_exec::{MergeStreamsExec, MergeStreamsRule, single_partition};
 pub use message::{MessageStream, StreamMessage, batches_only, execute_rows, messages_of};
 pub use operator::{StreamingExec, StreamingOperators};
 pub(crate) use progress::lock;
 pub use progress::{EventTimeHold, JobProgress, SplitLedger};
+pub use scan_partition::ScanPartition;
 pub use sort::without_sort;
 pub use source::{Source, SourceBatch, SourceReads, SourceStream, SplitStream};
 pub use state_account::StateAccount;

@@ -178,14 +178,6 @@ impl JobProgress {
         ledger
     }
 
-    /// Where each split has handed on up to, by name.
-    pub fn positions(&self) -> Vec<(String, i64)> {
-        lock(&self.ledgers)
-            .iter()
-            .filter_map(|l| l.handed_on().map(|p| (l.id.clone(), p)))
-            .collect()
-    }
-
     /// A new hold for a stateful operator; it holds nothing until set.
     pub fn hold(&self) -> Arc<EventTimeHold> {
         let hold = Arc::new(EventTimeHold(AtomicI64::new(i64::MAX)));
@@ -204,9 +196,8 @@ impl JobProgress {
         for ledger in lock(&self.ledgers).iter() {
             ledger.settle(frontier);
         }
-        // Everything the sink received is durable: a moment to snapshot the job's state.
+        // Everything the sink received is durable: a checkpoint waiting for that is complete.
         self.state.sink_settled();
-        self.state.serve(self);
     }
 
     /// Marks the job of `task` ended, successfully or not, and waits (up to

@@ -18,8 +18,8 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 
 use super::{
-    JobProgress, PipelineContext, PipelineMetrics, StateSlot, StateSnapshot, TableCounts,
-    Watermark, WatermarkSpec, WatermarkTracker, lock,
+    JobProgress, OperatorCheckpoint, PipelineContext, PipelineMetrics, ScanPartition, StateSlot,
+    StateSnapshot, TableCounts, Watermark, WatermarkSpec, WatermarkTracker, lock,
 };
 
 /// How a session reads sources that never end on their own.
@@ -48,21 +48,25 @@ pub trait Source: Debug + Send + Sync {
     /// A one-line description for `EXPLAIN`, e.g. `datagen(count=1000, seed=7)`.
     fn describe(&self) -> String;
 
-    /// Opens the splits for one execution of a query. `event_time` is the table's declared
-    /// event time, for sources that record which rows they have handed on (to commit
-    /// positions once the rows' results have reached the sinks).
+    /// Opens the splits `scan` reads, for one execution of a query. `event_time` is the
+    /// table's declared event time, for sources that record which rows they have handed on
+    /// (to commit positions once the rows' results have reached the sinks, and to resume
+    /// from a checkpoint).
     async fn open(
         &self,
         context: Arc<TaskContext>,
         event_time: Option<&WatermarkSpec>,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>>;
 }
 
-/// A batch read from a source with the source's watermark after it.
+/// A batch read from a source with the source's watermark after it, or, with an empty
+/// batch, a checkpoint barrier to put in after everything the source has handed on.
 #[derive(Debug, Clone)]
 pub struct SourceBatch {
     pub batch: RecordBatch,
     pub watermark: Watermark,
+    pub barrier: Option<u64>,
 }
 
 /// Reads the splits of a source round-robin, counts rows, and keeps the watermark.
@@ -83,6 +87,8 @@ pub struct SourceStream {
     context: Arc<PipelineContext>,
     /// The counts of the table read.
     table: Arc<TableCounts>,
+    /// The job whose checkpoints put barriers in, and the last barrier put in.
+    barriers: Option<(Arc<JobProgress>, u64)>,
     done: bool,
 }
 
@@ -109,13 +115,24 @@ impl SourceStream {
             stopped: async move { stop_context.stop.stopped().await }.boxed(),
             context,
             table,
+            barriers: None,
             done: false,
         }
     }
 
+    /// Puts in the barriers of `job`'s checkpoints.
+    pub fn with_barriers(mut self, job: Arc<JobProgress>) -> Self {
+        self.barriers = Some((job, 0));
+        self
+    }
+
     /// Registers the watermark tracker's state under `slot` and takes back what a
     /// checkpoint restored there.
-    pub fn checkpoint_as(&self, slot: StateSlot, progress: &JobProgress) -> Result<()> {
+    pub fn checkpoint_as(
+        &self,
+        slot: StateSlot,
+        checkpoint: &mut OperatorCheckpoint,
+    ) -> Result<()> {
         if let Some(restored) = &slot.restored {
             let splits = match restored.batches.first() {
                 Some(batch) => batch
@@ -128,7 +145,7 @@ impl SourceStream {
             lock(&self.tracker).restore(&splits, restored.scalar("watermark")?);
         }
         let tracker = Arc::clone(&self.tracker);
-        progress.state.register(slot.id, move || {
+        checkpoint.register(&slot, move || {
             let (splits, current) = lock(&tracker).snapshot();
             let schema = Arc::new(Schema::new(vec![Field::new(
                 "split_watermark",
@@ -152,7 +169,11 @@ impl SourceStream {
         if let Some((timeout, sleep)) = &mut self.idle {
             sleep.as_mut().reset(tokio::time::Instant::now() + *timeout);
         }
-        SourceBatch { batch, watermark }
+        SourceBatch {
+            batch,
+            watermark,
+            barrier: None,
+        }
     }
 }
 
@@ -163,6 +184,17 @@ impl Stream for SourceStream {
         if self.done || self.stopped.poll_unpin(cx).is_ready() {
             self.done = true;
             return Poll::Ready(None);
+        }
+        if let Some((job, seen)) = &self.barriers
+            && let Some(epoch) = job.state.barrier_due(*seen, cx.waker())
+        {
+            self.barriers = Some((Arc::clone(job), epoch));
+            let barrier = SourceBatch {
+                batch: RecordBatch::new_empty(Arc::clone(&self.schema)),
+                watermark: lock(&self.tracker).current(Instant::now()),
+                barrier: Some(epoch),
+            };
+            return Poll::Ready(Some(Ok(barrier)));
         }
         let count = self.splits.len();
         for step in 0..count {

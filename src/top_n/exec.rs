@@ -23,7 +23,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::state::TopNState;
-use crate::stream::{JobProgress, StateAccount, StateSnapshot, lock};
+use crate::stream::{JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock};
 use crate::stream::{MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows};
 
 /// The first `limit` rows of each partition of its input, with their ranks.
@@ -163,17 +163,19 @@ impl StreamingExec for TopNExec {
             Arc::clone(&self.schema),
         )?;
         let progress = JobProgress::of_task(&context);
-        let slot = progress.as_ref().map(|p| p.state.slot("top-n"));
+        let mut checkpoint = OperatorCheckpoint::of(progress);
+        let partitions = self.properties().partitioning.partition_count();
+        let slot = checkpoint.slot("top-n", partition, partitions);
         if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {
             for batch in &restored.batches {
                 state.restore(batch)?;
             }
         }
         let state = Arc::new(Mutex::new(state));
-        if let (Some(progress), Some(slot)) = (progress, slot) {
+        if let Some(slot) = slot {
             let state = Arc::clone(&state);
             let schema = self.input.schema();
-            progress.state.register(slot.id, move || {
+            checkpoint.register(&slot, move || {
                 StateSnapshot::new(Arc::clone(&schema), vec![lock(&state).snapshot()?], &[])
             });
         }
@@ -194,6 +196,10 @@ impl StreamingExec for TopNExec {
                     .take(&batch)
                     .map(|out| out.map(StreamMessage::Batch))
                     .transpose(),
+                Ok(StreamMessage::Barrier(epoch)) => {
+                    checkpoint.on_barrier(epoch);
+                    Some(Ok(StreamMessage::Barrier(epoch)))
+                }
                 other => Some(other),
             };
             futures::future::ready(out)

@@ -34,8 +34,8 @@ use super::grouped::AggregateExprs;
 use super::provenance::{WindowColumn, window_column};
 use super::sessions::SessionWindows;
 use crate::stream::{
-    DisplayNanos, EventTimeHold, JobProgress, PipelineContext, PipelineMetrics, StateAccount,
-    StateSnapshot, lock,
+    DisplayNanos, EventTimeHold, JobProgress, OperatorCheckpoint, PipelineContext, PipelineMetrics,
+    StateAccount, StateSnapshot, lock,
 };
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,
@@ -411,9 +411,11 @@ impl StreamingExec for WindowAggregateExec {
             applied: Watermark::MIN,
             ready: Vec::new(),
         };
-        let slots = progress
-            .as_ref()
-            .map(|p| (p.state.slot("window"), p.state.slot("window-output")));
+        let mut checkpoint = OperatorCheckpoint::of(progress.clone());
+        let partitions = self.properties().partitioning.partition_count();
+        let slots = checkpoint
+            .slot("window", partition, partitions)
+            .zip(checkpoint.slot("window-output", partition, partitions));
         if let Some((open, output)) = &slots {
             windows.restore(
                 open.restored.as_ref(),
@@ -422,14 +424,12 @@ impl StreamingExec for WindowAggregateExec {
             )?;
         }
         let windows = Arc::new(Mutex::new(windows));
-        if let (Some(progress), Some((open, output))) = (&progress, slots) {
+        if let Some((open, output)) = slots {
             let state = Arc::clone(&windows);
-            progress
-                .state
-                .register(open.id, move || lock(&state).snapshot_open());
+            checkpoint.register(&open, move || lock(&state).snapshot_open());
             let state = Arc::clone(&windows);
             let schema = Arc::clone(&self.schema);
-            progress.state.register(output.id, move || {
+            checkpoint.register(&output, move || {
                 let emitted = lock(&state).ready.iter().rev().cloned().collect();
                 StateSnapshot::new(Arc::clone(&schema), emitted, &[])
             });
@@ -438,6 +438,8 @@ impl StreamingExec for WindowAggregateExec {
             input,
             window: self.window.clone(),
             windows,
+            checkpoint,
+            barrier: None,
             account,
             pipeline: PipelineContext::of_task(&context),
             hold: progress.map(|progress| progress.hold()),
@@ -455,6 +457,11 @@ impl StreamingExec for WindowAggregateExec {
                 }
                 if let Some(watermark) = state.output_watermark() {
                     return Ok(Some((StreamMessage::Watermark(watermark), state)));
+                }
+                // Every window emitted before the barrier is on its way.
+                if let Some(epoch) = state.barrier.take() {
+                    state.checkpoint.on_barrier(epoch);
+                    return Ok(Some((StreamMessage::Barrier(epoch), state)));
                 }
                 if state.finished {
                     return Ok(None);
@@ -521,6 +528,9 @@ struct AggregateState {
     input: MessageStream,
     window: WindowAssignment,
     windows: Arc<Mutex<WindowState>>,
+    checkpoint: OperatorCheckpoint,
+    /// A barrier read, to hand on once the windows emitted before it are.
+    barrier: Option<u64>,
     account: StateAccount,
     pipeline: Arc<PipelineContext>,
     /// What the open windows hold, for committing source positions.
@@ -602,6 +612,7 @@ impl AggregateState {
                     windows.ready.extend(emitted);
                 }
             }
+            Some(StreamMessage::Barrier(epoch)) => self.barrier = Some(epoch),
             // Stopped, or ended: open windows are complete only after the end of input.
             None => self.finished = true,
         }

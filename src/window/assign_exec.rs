@@ -31,8 +31,8 @@ pub use super::late_rows::LateSink;
 use super::provenance::WindowColumn;
 use crate::stream::DisplayNanos;
 use crate::stream::{
-    JobProgress, MessageStream, StateSnapshot, StreamMessage, StreamingExec, Watermark,
-    execute_messages, execute_rows, lock,
+    JobProgress, MessageStream, OperatorCheckpoint, StateSnapshot, StreamMessage, StreamingExec,
+    Watermark, execute_messages, execute_rows, lock,
 };
 
 /// What an aggregate over assigned windows needs to know of them.
@@ -210,7 +210,9 @@ impl StreamingExec for WindowAssignExec {
             applied: Watermark::MIN,
             queue: VecDeque::new(),
         };
-        let slot = progress.as_ref().map(|p| p.state.slot("window-assign"));
+        let mut checkpoint = OperatorCheckpoint::of(progress);
+        let partitions = self.properties().partitioning.partition_count();
+        let slot = checkpoint.slot("window-assign", partition, partitions);
         if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {
             held.applied = Watermark(restored.scalar("applied")?);
             for batch in &restored.batches {
@@ -221,10 +223,10 @@ impl StreamingExec for WindowAssignExec {
             }
         }
         let held = Arc::new(Mutex::new(held));
-        if let (Some(progress), Some(slot)) = (&progress, slot) {
+        if let Some(slot) = slot {
             let held = Arc::clone(&held);
             let schema = self.schema();
-            progress.state.register(slot.id, move || {
+            checkpoint.register(&slot, move || {
                 let held = lock(&held);
                 let queued = held.queue.iter().cloned().collect();
                 StateSnapshot::new(Arc::clone(&schema), queued, &[("applied", held.applied.0)])
@@ -240,6 +242,7 @@ impl StreamingExec for WindowAssignExec {
             },
             projection: self.projection.clone(),
             held,
+            checkpoint,
             late: LateRowRouter::new(self.late_sink.clone(), self.input.schema(), context),
             baseline: BaselineMetrics::new(&self.metrics, partition),
             late_rows: MetricBuilder::new(&self.metrics).counter("late_rows", partition),
@@ -259,6 +262,7 @@ struct AssignState {
     assigner: WindowAssigner,
     projection: Option<Vec<usize>>,
     held: Arc<Mutex<Held>>,
+    checkpoint: OperatorCheckpoint,
     late: LateRowRouter,
     baseline: BaselineMetrics,
     late_rows: Count,
@@ -314,6 +318,11 @@ impl AssignState {
                         self.late.finish().await?;
                     }
                     return Ok(Some(StreamMessage::Watermark(watermark)));
+                }
+                // The queue is empty here: what is held is the applied watermark.
+                Some(StreamMessage::Barrier(epoch)) => {
+                    self.checkpoint.on_barrier(epoch);
+                    return Ok(Some(StreamMessage::Barrier(epoch)));
                 }
             }
         }

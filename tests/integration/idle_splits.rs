@@ -17,7 +17,9 @@ use datafusion::physical_expr::expressions::col;
 use futures::StreamExt;
 use profusion::connector::{SourceDefinition, StreamTable};
 use profusion::sql::parse_pipeline;
-use profusion::stream::{LatenessOptions, PipelineMetrics, Source, SplitStream, WatermarkSpec};
+use profusion::stream::{
+    LatenessOptions, PipelineMetrics, ScanPartition, Source, SplitStream, WatermarkSpec,
+};
 use profusion::{Engine, SessionOptions};
 
 const START: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00
@@ -58,6 +60,7 @@ impl Source for TimedSplits {
         &self,
         _context: Arc<TaskContext>,
         _event_time: Option<&WatermarkSpec>,
+        _scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         let schema = Arc::clone(&self.schema);
         let quiet = futures::stream::iter([(0u64, 5i64), (600, 25)])

@@ -19,7 +19,7 @@ use futures::StreamExt;
 
 use crate::error::Error;
 use crate::sql::WithOptions;
-use crate::stream::{JobProgress, Source, SplitStream, WatermarkSpec};
+use crate::stream::{ScanPartition, Source, SplitStream, WatermarkSpec};
 
 /// The `datagen` source.
 #[derive(Debug)]
@@ -83,23 +83,24 @@ impl Source for DatagenSource {
 
     async fn open(
         &self,
-        context: Arc<TaskContext>,
+        _context: Arc<TaskContext>,
         event_time: Option<&WatermarkSpec>,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         // Rows are a function of their index: a checkpoint keeps the next index to generate.
-        let progress = JobProgress::of_task(&context);
-        let ledger = progress.as_ref().map(|p| p.ledger("datagen"));
+        if !scan.reads(0) {
+            return Ok(Vec::new());
+        }
+        let ledger = scan.ledger("datagen");
         // A generator commits nowhere (its position lives in checkpoints): a finished job
         // has no last commit of it to wait for.
         if let Some(ledger) = &ledger {
             ledger.close();
         }
-        let first = match (&progress, &ledger) {
-            (Some(progress), Some(ledger)) => {
-                progress.state.restored_position(ledger.id()).unwrap_or(0) as u64
-            }
-            _ => 0,
-        };
+        let first = ledger
+            .as_ref()
+            .and_then(|ledger| scan.restored_position(ledger))
+            .unwrap_or(0) as u64;
         let event_time = event_time.cloned();
         let schema = Arc::clone(&self.schema);
         let generator = self.generator.clone();

@@ -24,7 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::options::{FileFormat, FileOptions};
-use crate::stream::{Source, SplitStream, WatermarkSpec};
+use crate::stream::{ScanPartition, Source, SplitStream, WatermarkSpec};
 
 /// The `file` source.
 #[derive(Debug)]
@@ -79,12 +79,15 @@ impl Source for FileSource {
         &self,
         _context: Arc<TaskContext>,
         _event_time: Option<&WatermarkSpec>,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         let files = self.files().await?;
         let store = Arc::clone(&self.options.location.store);
         Ok(files
             .into_iter()
-            .map(|file| {
+            .enumerate()
+            .filter(|(index, _)| scan.reads(*index))
+            .map(|(_, file)| {
                 read_file(
                     Arc::clone(&store),
                     file,

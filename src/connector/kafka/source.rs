@@ -29,7 +29,7 @@ use super::reader::{PartitionReader, read_partition};
 use crate::error::Error;
 use crate::format::{JsonSchema, SchemaRegistry};
 use crate::stream::{
-    JobProgress, PipelineContext, Source, SourceReads, SplitLedger, SplitStream, WatermarkSpec,
+    PipelineContext, ScanPartition, Source, SourceReads, SplitLedger, SplitStream, WatermarkSpec,
 };
 
 /// The reading half of a Kafka table.
@@ -122,17 +122,20 @@ impl Source for KafkaSource {
         &self,
         context: Arc<TaskContext>,
         event_time: Option<&WatermarkSpec>,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         let options = self.options.clone();
-        let partitions = tokio::task::spawn_blocking(move || list_partitions(&options))
+        let partitions: Vec<_> = tokio::task::spawn_blocking(move || list_partitions(&options))
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+            .map_err(|e| DataFusionError::External(Box::new(e)))??
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| scan.reads(*index))
+            .map(|(_, partition)| partition)
+            .collect();
         // Continuous reads record what they hand on (for checkpoints), and commit it to a
         // named group once settled.
-        let progress = match self.reads {
-            SourceReads::Continuous => JobProgress::of_task(&context),
-            SourceReads::Snapshot => None,
-        };
+        let recorded = self.reads == SourceReads::Continuous;
         let dead_letters = match &self.options.bad_data {
             BadDataPolicy::Dlq(topic) => Some(DeadLetters {
                 topic: topic.clone(),
@@ -156,13 +159,10 @@ impl Source for KafkaSource {
                     (&topic, partition),
                     Arc::clone(&pipeline),
                 );
-                let ledger = progress
-                    .as_ref()
-                    .map(|p| p.ledger(&format!("kafka:{topic}/{partition}")));
-                let resume = match (&progress, &ledger) {
-                    (Some(progress), Some(ledger)) => progress.state.restored_position(ledger.id()),
-                    _ => None,
-                };
+                let ledger = recorded
+                    .then(|| scan.ledger(&format!("kafka:{topic}/{partition}")))
+                    .flatten();
+                let resume = ledger.as_ref().and_then(|l| scan.restored_position(l));
                 let committer = match (&ledger, &self.options.group_id) {
                     (Some(ledger), Some(_)) => Some(PartitionCommitter::new(
                         Arc::clone(ledger),

@@ -24,7 +24,7 @@ use futures::StreamExt;
 
 use crate::error::Error;
 use crate::sql::WithOptions;
-use crate::stream::{JobProgress, Source, SourceReads, SplitStream, WatermarkSpec};
+use crate::stream::{JobProgress, ScanPartition, Source, SourceReads, SplitStream, WatermarkSpec};
 
 /// When reading a memory table ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,8 +179,10 @@ impl Source for MemorySource {
         &self,
         _context: Arc<TaskContext>,
         _event_time: Option<&WatermarkSpec>,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         Ok((0..self.0.splits)
+            .filter(|split| scan.reads(*split))
             .map(|split| SplitReader::new(Arc::clone(&self.0), split).into_stream())
             .collect())
     }

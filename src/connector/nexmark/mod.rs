@@ -24,7 +24,7 @@ use nexmark::event::EventType;
 
 use crate::error::Error;
 use crate::sql::WithOptions;
-use crate::stream::{JobProgress, Source, SplitStream, WatermarkSpec};
+use crate::stream::{ScanPartition, Source, SplitStream, WatermarkSpec};
 
 /// 2026-01-01T00:00:00Z, in milliseconds: the event time of the first event.
 const BASE_TIME_MS: u64 = 1_767_225_600_000;
@@ -109,24 +109,23 @@ impl Source for NexmarkSource {
 
     async fn open(
         &self,
-        context: Arc<TaskContext>,
+        _context: Arc<TaskContext>,
         event_time: Option<&WatermarkSpec>,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         // Events are a function of their number: a checkpoint keeps the next one to read.
-        let progress = JobProgress::of_task(&context);
-        let ledger = progress
-            .as_ref()
-            .map(|p| p.ledger(&format!("nexmark:{}", self.options.table.name())));
+        if !scan.reads(0) {
+            return Ok(Vec::new());
+        }
+        let ledger = scan.ledger(&format!("nexmark:{}", self.options.table.name()));
         // A generator commits nowhere: a finished job has no last commit of it to wait for.
         if let Some(ledger) = &ledger {
             ledger.close();
         }
-        let first = match (&progress, &ledger) {
-            (Some(progress), Some(ledger)) => {
-                progress.state.restored_position(ledger.id()).unwrap_or(0) as u64
-            }
-            _ => 0,
-        };
+        let first = ledger
+            .as_ref()
+            .and_then(|ledger| scan.restored_position(ledger))
+            .unwrap_or(0) as u64;
         let generator = self.generator().with_offset(first);
         let schema = Arc::clone(&self.schema);
         let event_time = event_time.cloned();

@@ -16,7 +16,8 @@ use futures::StreamExt;
 use super::changes::ViewChanges;
 use super::{ProfileStore, VERSION_COLUMN};
 use crate::stream::{
-    JobProgress, PipelineContext, PipelineMetrics, Source, SplitStream, WatermarkSpec,
+    JobProgress, PipelineContext, PipelineMetrics, ScanPartition, Source, SplitStream,
+    WatermarkSpec,
 };
 
 /// Reads a store's rows as they are when the query starts.
@@ -41,7 +42,11 @@ impl Source for StoreSource {
         &self,
         _context: Arc<TaskContext>,
         _event_time: Option<&WatermarkSpec>,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
+        if !scan.reads(0) {
+            return Ok(Vec::new());
+        }
         let store = Arc::clone(&self.0);
         let rows = futures::stream::once(async move { store.scan().await })
             .flat_map(|scanned| match scanned {

@@ -21,12 +21,13 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties,
 };
-use futures::StreamExt;
 
 use super::state::{TemporalShape, TemporalState};
 use crate::join::run::JoinRun;
-use crate::stream::{JobProgress, StateAccount, StateSnapshot, lock};
-use crate::stream::{MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows};
+use crate::stream::{
+    AlignedInputs, JobProgress, MessageStream, OperatorCheckpoint, StateAccount, StateSlot,
+    StateSnapshot, StreamingExec, execute_messages, execute_rows, lock,
+};
 
 /// The parts of a temporal join, as the rule finds them in DataFusion's join.
 #[derive(Debug, Clone)]
@@ -246,20 +247,21 @@ impl StreamingExec for TemporalJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<MessageStream> {
-        let side_of = |side: JoinSide| move |message: Result<StreamMessage>| (side, message);
-        let left = execute_messages(&self.join.left, partition, Arc::clone(&context))?
-            .map(side_of(JoinSide::Left));
-        let right = execute_messages(&self.join.right, partition, Arc::clone(&context))?
-            .map(side_of(JoinSide::Right));
+        let left = execute_messages(&self.join.left, partition, Arc::clone(&context))?;
+        let right = execute_messages(&self.join.right, partition, Arc::clone(&context))?;
         let mut state = TemporalState::new(self.shape()?);
         let progress = JobProgress::of_task(&context);
-        let slots = progress.as_ref().map(|p| {
-            (
-                p.state.slot("temporal-versions"),
-                p.state.slot("temporal-waiting"),
-                p.state.slot("temporal-output"),
-            )
-        });
+        let mut checkpoint = OperatorCheckpoint::of(progress.clone());
+        let partitions = self.properties().partitioning.partition_count();
+        let slot = |kind| checkpoint.slot(kind, partition, partitions);
+        let slots = match (
+            slot("temporal-versions"),
+            slot("temporal-waiting"),
+            slot("temporal-output"),
+        ) {
+            (Some(versions), Some(waiting), Some(output)) => Some((versions, waiting, output)),
+            _ => None,
+        };
         if let Some((versions, waiting, output)) = &slots {
             state.restore(versions, waiting)?;
             // Rows already joined but not yet handed on when the checkpoint was taken.
@@ -273,18 +275,20 @@ impl StreamingExec for TemporalJoinExec {
             }
         }
         let state = Arc::new(Mutex::new(state));
-        if let (Some(progress), Some((versions, waiting, output))) = (&progress, slots) {
-            let register = |id: String, snapshot: fn(&TemporalState) -> Result<StateSnapshot>| {
-                let state = Arc::clone(&state);
-                progress.state.register(id, move || snapshot(&lock(&state)));
-            };
-            register(versions.id, TemporalState::snapshot_versions);
-            register(waiting.id, TemporalState::snapshot_waiting);
-            register(output.id, TemporalState::snapshot_pending);
+        if let Some((versions, waiting, output)) = slots {
+            let mut register =
+                |slot: &StateSlot, snapshot: fn(&TemporalState) -> Result<StateSnapshot>| {
+                    let state = Arc::clone(&state);
+                    checkpoint.register(slot, move || snapshot(&lock(&state)));
+                };
+            register(&versions, TemporalState::snapshot_versions);
+            register(&waiting, TemporalState::snapshot_waiting);
+            register(&output, TemporalState::snapshot_pending);
         }
         let run = JoinRun {
-            input: Box::pin(futures::stream::select(left, right)),
+            input: AlignedInputs::new(vec![left, right]),
             state,
+            checkpoint,
             account: StateAccount::new(
                 format!("TemporalJoinExec[{}]", self.describe_on()),
                 &context,

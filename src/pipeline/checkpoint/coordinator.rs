@@ -1,6 +1,6 @@
-//! [`Checkpointer`]: takes a checkpoint of every running job each interval. It asks each
-//! job for a snapshot (served between two batches, see [`JobState`]), writes each job's
-//! state files, then the manifest, then deletes checkpoints older than the last few.
+//! [`Checkpointer`]: takes a checkpoint of every running job each interval. It sends each
+//! job a barrier and waits for its snapshot (see [`JobState`]), writes each job's state
+//! files, then the manifest, then deletes checkpoints older than the last few.
 //!
 //! Jobs are snapshotted one after the other, each at its own consistent moment: jobs share
 //! no state, so each job's part of a checkpoint is consistent on its own.
@@ -84,13 +84,13 @@ impl Checkpointer {
         let epoch = self.epoch + 1;
         let mut entries = Vec::with_capacity(self.jobs.len());
         for job in &self.jobs {
-            let reply = job.progress.state.request();
+            let reply = job.progress.state.request(epoch);
             let snapshot = tokio::time::timeout(SNAPSHOT_WAIT, reply)
                 .await
                 .map_err(|_| {
                     self.failed(
                         epoch,
-                        format!("job {} did not reach a point to snapshot at", job.index),
+                        format!("the barrier of job {} did not reach its sink", job.index),
                     )
                 })?
                 .map_err(|_| self.failed(epoch, format!("job {} ended", job.index)))?

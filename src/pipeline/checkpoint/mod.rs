@@ -2,10 +2,11 @@
 //! job's sources had read up to and all its operators' state (open windows, view keys,
 //! duplicate keys, watermarks); a restart resumes from the latest complete checkpoint.
 //!
-//! Each job is snapshotted between two of its batches, when everything its sources handed
-//! on has had its effect on its state and its sink has made its output durable
-//! ([`JobState`]). So a restored job re-reads exactly what followed the snapshot, and what
-//! it writes again is what it had written after it: the same rows with the same versions,
+//! Each job is snapshotted with barriers ([`JobState`]): its sources put one in after the
+//! rows they have handed on, each operator snapshots its state as the barrier passes, and
+//! the checkpoint is complete once the sink has made everything before the barrier
+//! durable. So a restored job re-reads exactly what followed the barrier, and what it
+//! writes again is what it had written after it: the same rows with the same versions,
 //! which stores skip. Effects on profiles and keyed sinks are exactly once.
 
 mod coordinator;
@@ -31,9 +32,8 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use crate::error::{Error, Result};
 use crate::stream::JobProgress;
 
-/// Runs `job`, a future that drives one job's plan, serving snapshot requests whenever the
-/// plan waits for input with nothing in flight to its sink. Fails at once when the job was
-/// restored from a checkpoint holding state its plan has no operator for.
+/// Runs `job`, a future that drives one job's plan. Fails at once when the job was restored
+/// from a checkpoint holding state its plan has no operator for.
 pub async fn run_checkpointable<T>(
     progress: Arc<JobProgress>,
     line: usize,
@@ -42,7 +42,6 @@ pub async fn run_checkpointable<T>(
     let mut job = pin!(job);
     let mut checked = false;
     std::future::poll_fn(move |cx| {
-        progress.state.set_waker(cx.waker());
         let polled = job.as_mut().poll(cx);
         if !checked {
             checked = true;
@@ -57,9 +56,6 @@ pub async fn run_checkpointable<T>(
                     ),
                 }));
             }
-        }
-        if polled.is_pending() {
-            progress.state.serve(&progress);
         }
         polled
     })

@@ -1,6 +1,8 @@
-//! [`SinkInputExec`]: counts the batches a job's sink receives, so a checkpoint can tell
-//! whether the sink holds rows it has not yet made durable. Added above the sink's input
-//! when a job runs with checkpoints; invisible to `EXPLAIN`.
+//! [`SinkInputExec`]: where a job's messages become the rows its sink receives. It counts
+//! the batches handed to the sink and tells the job when a checkpoint's barrier has
+//! reached the sink, so the checkpoint completes once the sink has made everything before
+//! the barrier durable. Added above the sink's input when a job runs with checkpoints;
+//! invisible to `EXPLAIN`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 
-use crate::stream::JobProgress;
+use crate::stream::{JobProgress, StreamMessage, execute_messages};
 
 /// Passes its input on, counting each batch as delivered to the sink.
 #[derive(Debug)]
@@ -79,13 +81,27 @@ impl ExecutionPlan for SinkInputExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let progress = JobProgress::of_task(&context);
-        let input = self.input.execute(partition, context)?;
-        let schema = input.schema();
-        let counted = input.inspect(move |batch| {
-            if let (Ok(_), Some(progress)) = (batch, &progress) {
-                progress.state.delivered();
-            }
+        let input = execute_messages(&self.input, partition, context)?;
+        let rows = input.filter_map(move |message| {
+            let out = match message {
+                Ok(StreamMessage::Batch(batch)) => {
+                    if let Some(progress) = &progress {
+                        progress.state.delivered();
+                    }
+                    Some(Ok(batch))
+                }
+                // Everything before the barrier is with the sink now.
+                Ok(StreamMessage::Barrier(epoch)) => {
+                    if let Some(progress) = &progress {
+                        progress.state.barrier_at_sink(epoch);
+                    }
+                    None
+                }
+                Ok(StreamMessage::Watermark(_)) => None,
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(out)
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), rows)))
     }
 }

@@ -1,0 +1,57 @@
+//! [`ScanPartition`]: one partition of a source scan, as a source's `open` sees it: which
+//! share of the source's splits it reads, and the ledgers of the splits it opened, whose
+//! positions go into a checkpoint when the partition puts a barrier in.
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::execution::TaskContext;
+
+use super::{JobProgress, SplitLedger, lock};
+
+/// Partition `index` of a source scan of `count` partitions, within a job or not.
+#[derive(Debug)]
+pub struct ScanPartition {
+    pub index: usize,
+    pub count: usize,
+    job: Option<Arc<JobProgress>>,
+    ledgers: Mutex<Vec<Arc<SplitLedger>>>,
+}
+
+impl ScanPartition {
+    /// Partition `index` of `count` of a scan run in `context`.
+    pub fn new(index: usize, count: usize, context: &TaskContext) -> Self {
+        Self {
+            index,
+            count,
+            job: JobProgress::of_task(context),
+            ledgers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// True when the split numbered `split` (of a source's fixed list) is this partition's
+    /// to read: splits are dealt out in turn.
+    pub fn reads(&self, split: usize) -> bool {
+        split % self.count == self.index
+    }
+
+    /// A ledger for the split named `id` (`kafka:events/0`), to record what it hands on;
+    /// `None` outside a pipeline job, where nothing is recorded.
+    pub fn ledger(&self, id: &str) -> Option<Arc<SplitLedger>> {
+        let ledger = self.job.as_ref()?.ledger(id);
+        lock(&self.ledgers).push(Arc::clone(&ledger));
+        Some(ledger)
+    }
+
+    /// Where a restored job resumes the split of `ledger`, if it was checkpointed.
+    pub fn restored_position(&self, ledger: &SplitLedger) -> Option<i64> {
+        self.job.as_ref()?.state.restored_position(ledger.id())
+    }
+
+    /// Where each split this partition opened has handed on up to.
+    pub fn positions(&self) -> Vec<(String, i64)> {
+        lock(&self.ledgers)
+            .iter()
+            .filter_map(|l| l.handed_on().map(|p| (l.id().to_string(), p)))
+            .collect()
+    }
+}

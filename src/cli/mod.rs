@@ -50,11 +50,24 @@ pub struct SessionArgs {
     /// when the pipeline starts, then finish.
     #[arg(long)]
     bounded: bool,
+    /// Workers to run each query on: sources' splits are spread over them and keyed state
+    /// (windows, views, joins) is split among them by key. Default: the machine's cores.
+    #[arg(long, value_name = "N", default_value_t = SessionOptions::all_cores(), value_parser = parse_workers)]
+    workers: usize,
+}
+
+/// A worker count: a whole number from 1.
+pub(crate) fn parse_workers(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(workers) if workers >= 1 => Ok(workers),
+        _ => Err(format!("'{text}' is not a number of workers (1 or more)")),
+    }
 }
 
 impl SessionArgs {
     fn options(&self) -> SessionOptions {
         SessionOptions {
+            workers: self.workers,
             memory_limit: self.memory_limit,
             reads: match self.bounded {
                 true => SourceReads::Snapshot,

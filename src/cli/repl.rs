@@ -27,6 +27,9 @@ pub struct ReplArgs {
     /// How query results are printed.
     #[arg(long, default_value = "table", value_parser = OutputFormat::parse)]
     format: OutputFormat,
+    /// Workers to run each query on. Default: the machine's cores.
+    #[arg(long, value_name = "N", default_value_t = SessionOptions::all_cores(), value_parser = super::parse_workers)]
+    workers: usize,
     /// Memory limit for query state, e.g. 512MB or 2GB.
     #[arg(long, value_parser = super::parse_bytes)]
     memory_limit: Option<usize>,
@@ -36,6 +39,7 @@ pub struct ReplArgs {
 /// non-zero.
 pub async fn repl(args: ReplArgs) -> Result<ExitCode> {
     let engine = Engine::new(&SessionOptions {
+        workers: args.workers,
         memory_limit: args.memory_limit,
         reads: SourceReads::Snapshot,
     })?;

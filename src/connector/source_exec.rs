@@ -74,6 +74,28 @@ impl SourceExec {
         Some(self.definition.watermark.as_ref()?.column.clone())
     }
 
+    /// This scan read in `partitions` partitions, each reading its share of the splits;
+    /// `None` when it stays in one: a deduplicating table sees every row of a key in one
+    /// place only when one partition reads them all.
+    pub fn split(&self, partitions: usize) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let splits = self.definition.source.split_count().unwrap_or(partitions);
+        let partitions = partitions.min(splits);
+        if partitions <= 1 || self.definition.dedup.is_some() {
+            return Ok(None);
+        }
+        let properties = self
+            .properties
+            .as_ref()
+            .clone()
+            .with_partitioning(Partitioning::UnknownPartitioning(partitions));
+        Ok(Some(Arc::new(Self {
+            definition: Arc::clone(&self.definition),
+            projection: self.projection.clone(),
+            metrics: ExecutionPlanMetricsSet::new(),
+            properties: Arc::new(properties),
+        })))
+    }
+
     /// How long a join of two streams keeps this table's rows (`'state.ttl'`).
     pub fn state_ttl(&self) -> Option<std::time::Duration> {
         self.definition.state_ttl

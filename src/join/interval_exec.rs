@@ -18,8 +18,8 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::joins::utils::{JoinFilter, build_join_schema};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
-    Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    InputDistributionRequirements, Partitioning, PlanProperties,
 };
 
 use super::key_bytes::KeyEncoding;
@@ -31,7 +31,10 @@ use super::time_bound::TimeBound;
 use crate::stream::{
     AlignedInputs, ByteKeys, JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock,
 };
-use crate::stream::{MessageStream, StreamingExec, Watermark, execute_messages, execute_rows};
+use crate::stream::{
+    MessageStream, StreamingExec, Watermark, execute_messages, execute_rows, key_distribution,
+    partitions_of,
+};
 
 /// A stream-stream join bounded in event time.
 #[derive(Debug)]
@@ -73,7 +76,7 @@ impl IntervalJoinExec {
         let unbounded = left.boundedness().is_unbounded() || right.boundedness().is_unbounded();
         let properties = PlanProperties::new(
             EquivalenceProperties::new(output),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions_of(&left)),
             EmissionType::Incremental,
             if unbounded {
                 Boundedness::Unbounded {
@@ -142,8 +145,17 @@ impl ExecutionPlan for IntervalJoinExec {
         vec![&self.left, &self.right]
     }
 
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::SinglePartition, Distribution::SinglePartition]
+    /// The rows of a key of both sides in one partition.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let (left, right) = self
+            .on
+            .iter()
+            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
+            .unzip();
+        InputDistributionRequirements::co_partitioned(vec![
+            key_distribution(left),
+            key_distribution(right),
+        ])
     }
 
     fn apply_expressions(

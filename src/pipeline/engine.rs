@@ -12,7 +12,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect,
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use super::checkpoint::{SinkInputExec, check_single_task, run_checkpointable};
+use super::checkpoint::{SinkInputExec, run_checkpointable};
 use super::session::{SessionOptions, new_session};
 use super::view::{ViewDefinition, plan_run, plan_view};
 use crate::connector::create_table;
@@ -324,7 +324,6 @@ impl Engine {
         let (plan, context) = match &checkpointed {
             Some(progress) => {
                 let plan = SinkInputExec::around_sink_input(&job.plan).map_err(failed)?;
-                check_single_task(&plan, job.line)?;
                 (plan, self.job_context_with(Arc::clone(progress)))
             }
             None => (Arc::clone(&job.plan), self.job_context()),

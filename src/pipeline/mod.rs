@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 mod engine;
+mod exchange_rule;
 pub mod session;
 mod status;
 mod table_facts;
@@ -11,6 +12,7 @@ mod view;
 mod view_runs;
 
 pub use engine::{Engine, Job, JobKind, rows_written};
+pub use exchange_rule::ExchangeRule;
 pub use status::{StatusLine, status_text};
 pub use table_facts::{join_retention, lookup_table, table_declarations, table_event_time};
 pub use unbounded_check::UnboundedInputCheck;
@@ -182,7 +184,6 @@ async fn run_job(engine: &Engine, job: &Job, progress: Option<Arc<JobProgress>>)
             let (plan, context) = match &progress {
                 Some(progress) => {
                     let plan = SinkInputExec::around_sink_input(&job.plan).map_err(failed)?;
-                    checkpoint::check_single_task(&plan, job.line)?;
                     (plan, engine.job_context_with(Arc::clone(progress)))
                 }
                 None => (Arc::clone(&job.plan), engine.job_context()),

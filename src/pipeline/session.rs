@@ -1,7 +1,7 @@
 //! The DataFusion session profusion runs in: window table functions, the streaming
 //! operators and physical optimizer rules (windows, joins, upserts, lookup joins), the UDF
-//! library, and configuration suited to streaming (one partition per pipeline, plain `Utf8`
-//! strings). It is where the pieces meet, so it lives with the pipeline, above them; the
+//! library, and configuration suited to streaming (queries planned for one partition, then
+//! spread over the session's workers by exchanges; plain `Utf8` strings). It is where the pieces meet, so it lives with the pipeline, above them; the
 //! crate re-exports it as `profusion::session`.
 
 use std::sync::Arc;
@@ -20,12 +20,13 @@ use crate::join::{
 };
 use crate::lookup::{LookupJoinExec, LookupJoinRule};
 use crate::pipeline::{
-    UnboundedInputCheck, join_retention, lookup_table, table_declarations, table_event_time,
+    ExchangeRule, UnboundedInputCheck, join_retention, lookup_table, table_declarations,
+    table_event_time,
 };
 use crate::profile::{UpsertAggregateExec, UpsertAggregateRule};
 use crate::stream::{
-    MergeStreamsExec, MergeStreamsRule, PipelineContext, SourceReads, StreamingFilterExec,
-    StreamingFilterRule, StreamingOperators,
+    ExchangeExec, PipelineContext, SourceReads, StreamingFilterExec, StreamingFilterRule,
+    StreamingOperators,
 };
 use crate::top_n::{TopNExec, TopNRule};
 use crate::window::{
@@ -34,13 +35,35 @@ use crate::window::{
 };
 
 /// Options of a profusion session.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionOptions {
+    /// Workers a query runs on: sources read their splits in this many partitions, and
+    /// keyed operators run in this many partitions behind a hash exchange on their key.
+    /// 1 by default (every query in one partition, polled by one task);
+    /// [`SessionOptions::all_cores`] gives the machine's cores, as `profusion run` does.
+    pub workers: usize,
     /// A limit for DataFusion's memory pool, in bytes; none by default.
     pub memory_limit: Option<usize>,
     /// How sources that never end on their own (Kafka topics, followed memory tables) are
     /// read by the tables this session declares.
     pub reads: SourceReads,
+}
+
+impl SessionOptions {
+    /// The machine's cores: the default number of workers of `profusion run`.
+    pub fn all_cores() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            memory_limit: None,
+            reads: SourceReads::default(),
+        }
+    }
 }
 
 /// A session with everything profusion adds registered, sharing `pipeline`.
@@ -67,7 +90,7 @@ pub fn new_session(
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime.build_arc()?)
-        .with_physical_optimizer_rules(streaming_rules())
+        .with_physical_optimizer_rules(streaming_rules(options))
         .with_relation_planners(vec![
             Arc::new(WindowQueryPlanner),
             Arc::new(VersionedTablePlanner::new(Arc::new(table_event_time))),
@@ -90,7 +113,7 @@ pub fn streaming_operators() -> StreamingOperators {
     StreamingOperators::default()
         .with::<SourceExec>()
         .with::<StreamingFilterExec>()
-        .with::<MergeStreamsExec>()
+        .with::<ExchangeExec>()
         .with::<LookupJoinExec>()
         .with::<WindowAssignExec>()
         .with::<WindowAggregateExec>()
@@ -102,14 +125,17 @@ pub fn streaming_operators() -> StreamingOperators {
 
 /// DataFusion's physical optimizer rules with profusion's streaming rules before the final
 /// sanity check.
-fn streaming_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+fn streaming_rules(options: &SessionOptions) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let at = rules
         .iter()
         .position(|r| r.name() == "SanityCheckPlan")
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(UnboundedInputCheck));
-    rules.insert(at, Arc::new(MergeStreamsRule));
+    rules.insert(
+        at,
+        Arc::new(ExchangeRule::new(options.workers, streaming_operators())),
+    );
     rules.insert(at, Arc::new(StreamingFilterRule));
     rules.insert(at, Arc::new(UpsertAggregateRule));
     rules.insert(at, Arc::new(TopNRule));

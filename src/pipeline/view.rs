@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::profile::plan_scores;
 use crate::profile::{ConflictPolicies, LatestPerKey, UpsertAggregateExec, ViewScore, is_grouped};
 use crate::sql::{CreateMaterializedView, WithOptions, sql_frame};
-use crate::stream::{Source, SourceReads, StreamingFilterExec, single_partition};
+use crate::stream::{ExchangeExec, Source, SourceReads, StreamingFilterExec};
 use crate::window::{WINDOW_END, WindowAggregateExec};
 
 /// The least time between two runs of a view over other views, unless
@@ -276,8 +276,6 @@ pub async fn plan_run(context: &SessionContext, view: &ViewDefinition) -> Result
     let frame = sql_frame(context, &view.query).await.map_err(failed)?;
     let plan = frame.create_physical_plan().await.map_err(failed)?;
     let (versioned, version) = with_versions(&plan, view).map_err(failed)?;
-    // A sink writes one partition: a plan of several (a UNION ALL) is merged first.
-    let versioned = single_partition(versioned);
     let plan: Arc<dyn ExecutionPlan> = match &view.store {
         ViewStore::Table(store) => {
             let sink = StoreSink::versioned(Arc::clone(store), versioned.schema())
@@ -318,6 +316,13 @@ fn with_versions(
     view: &ViewDefinition,
 ) -> DFResult<(Arc<dyn ExecutionPlan>, Option<i64>)> {
     let state_ttl = view.state_ttl;
+    // The plan's workers gathered for the store: the rows are versioned before that.
+    if let Some(gather) = plan.downcast_ref::<ExchangeExec>()
+        && gather.is_gather()
+    {
+        let (input, version) = with_versions(gather.input(), view)?;
+        return Ok((Arc::new(ExchangeExec::gather(input)), version));
+    }
     if let Some(upsert) = plan.downcast_ref::<UpsertAggregateExec>() {
         return Ok((
             Arc::new(upsert.with_versions().with_state_ttl(state_ttl)),

@@ -44,6 +44,10 @@ impl Source for LatestPerKey {
         format!("latest_per_key({})", self.inner.describe())
     }
 
+    fn split_count(&self) -> Option<usize> {
+        self.inner.split_count()
+    }
+
     async fn open(
         &self,
         context: Arc<TaskContext>,

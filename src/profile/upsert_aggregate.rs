@@ -19,8 +19,8 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
-    PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    InputDistributionRequirements, Partitioning, PlanProperties,
 };
 use futures::StreamExt;
 
@@ -28,7 +28,7 @@ use super::keyed_state::KeyedAggregates;
 use crate::stream::VERSION_COLUMN;
 use crate::stream::{
     DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, StreamMessage,
-    StreamingExec, execute_messages, execute_rows, lock, single_partition,
+    StreamingExec, execute_messages, execute_rows, key_distribution, lock, partitions_of,
 };
 use crate::window::{AggregateExprs, without_input_ordering};
 
@@ -64,7 +64,6 @@ impl UpsertAggregateExec {
             .into_iter()
             .map(without_input_ordering)
             .collect::<Result<Vec<_>>>()?;
-        let input = single_partition(input);
         let properties = properties(&input, Arc::clone(&schema));
         Ok(Self {
             input,
@@ -114,7 +113,7 @@ impl UpsertAggregateExec {
 fn properties(input: &Arc<dyn ExecutionPlan>, schema: SchemaRef) -> Arc<PlanProperties> {
     Arc::new(PlanProperties::new(
         EquivalenceProperties::new(schema),
-        Partitioning::UnknownPartitioning(1),
+        Partitioning::UnknownPartitioning(partitions_of(input)),
         EmissionType::Incremental,
         if input.boundedness().is_unbounded() {
             Boundedness::Unbounded {
@@ -169,6 +168,12 @@ impl ExecutionPlan for UpsertAggregateExec {
             }
         }
         Ok(TreeNodeRecursion::Continue)
+    }
+
+    /// Every row of a key in one partition.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let keys = self.group_by.iter().map(|(e, _)| Arc::clone(e)).collect();
+        InputDistributionRequirements::new(vec![key_distribution(keys)])
     }
 
     fn with_new_children(

@@ -17,10 +17,13 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::{FilterExec, batch_filter};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
 };
 
-use super::{MessageStream, StreamingExec, execute_messages, execute_rows, map_batches};
+use super::{
+    MessageStream, StreamingExec, execute_messages, execute_rows, map_batches, partitions_of,
+};
 
 /// Filters (and optionally projects) each input batch on its own.
 #[derive(Debug)]
@@ -101,11 +104,21 @@ impl ExecutionPlan for StreamingFilterExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let input = children.swap_remove(0);
+        // Rows stay in the partition they came in.
+        let partitioning = match &self.projection {
+            None => input.output_partitioning().clone(),
+            Some(_) => Partitioning::UnknownPartitioning(partitions_of(&input)),
+        };
+        let properties = self
+            .properties
+            .as_ref()
+            .clone()
+            .with_partitioning(partitioning);
         Ok(Arc::new(Self {
             input,
             predicate: Arc::clone(&self.predicate),
             projection: self.projection.clone(),
-            properties: Arc::clone(&self.properties),
+            properties: Arc::new(properties),
         }))
     }
 

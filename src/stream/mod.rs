@@ -19,12 +19,12 @@ mod byte_keys;
 mod context;
 mod duration;
 mod event_time;
+mod exchange_exec;
 mod execute;
 mod filter_exec;
 mod histogram;
 mod job_state;
 mod merge;
-mod merge_exec;
 mod message;
 mod operator;
 mod progress;
@@ -44,12 +44,12 @@ pub use duration::{DisplayNanos, nanos_per_unit};
 pub use event_time::{
     LatenessOptions, WatermarkSpec, nanos_values, time_array_from_nanos, timestamps_as_nanos,
 };
+pub use exchange_exec::{ExchangeExec, key_distribution, partitions_of};
 pub use execute::{execute_messages, map_batches};
 pub use filter_exec::{StreamingFilterExec, StreamingFilterRule};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use job_state::{JobState, OperatorCheckpoint, StateSlot};
 pub use merge::{MergedWatermark, merge_messages};
-pub use merge_exec::{MergeStreamsExec, MergeStreamsRule, single_partition};
 pub use message::{MessageStream, StreamMessage, batches_only, execute_rows, messages_of};
 pub use operator::{StreamingExec, StreamingOperators};
 pub(crate) use progress::lock;

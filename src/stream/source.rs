@@ -48,6 +48,13 @@ pub trait Source: Debug + Send + Sync {
     /// A one-line description for `EXPLAIN`, e.g. `datagen(count=1000, seed=7)`.
     fn describe(&self) -> String;
 
+    /// How many splits the source has, when that is known before it is opened (a
+    /// generator's one): a scan is spread over at most that many workers. `None` (the
+    /// default) when only opening tells (a topic's partitions, a folder's files).
+    fn split_count(&self) -> Option<usize> {
+        None
+    }
+
     /// Opens the splits `scan` reads, for one execution of a query. `event_time` is the
     /// table's declared event time, for sources that record which rows they have handed on
     /// (to commit positions once the rows' results have reached the sinks, and to resume

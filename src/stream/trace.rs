@@ -11,7 +11,7 @@ use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 
-use super::{MergeStreamsExec, StreamingFilterExec};
+use super::{ExchangeExec, StreamingFilterExec};
 
 /// Asked of each node a column is followed through: what made column `index` of the node,
 /// if the node made it.
@@ -49,7 +49,7 @@ pub fn trace_column<T>(
         return through(filter.projection().as_deref(), filter.input());
     }
     match plan.children().as_slice() {
-        [input] if plan.is::<CooperativeExec>() || plan.is::<MergeStreamsExec>() => {
+        [input] if plan.is::<CooperativeExec>() || plan.is::<ExchangeExec>() => {
             trace_column(input, index, origin)
         }
         _ => None,

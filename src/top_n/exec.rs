@@ -17,14 +17,17 @@ use datafusion::physical_expr::{
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
-    Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    InputDistributionRequirements, Partitioning, PlanProperties,
 };
 use futures::StreamExt;
 
 use super::state::TopNState;
 use crate::stream::{JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock};
-use crate::stream::{MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows};
+use crate::stream::{
+    MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows, key_distribution,
+    partitions_of,
+};
 
 /// The first `limit` rows of each partition of its input, with their ranks.
 #[derive(Debug)]
@@ -50,7 +53,7 @@ impl TopNExec {
     ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions_of(&input)),
             EmissionType::Incremental,
             match input.boundedness().is_unbounded() {
                 true => Boundedness::Unbounded {
@@ -102,8 +105,9 @@ impl ExecutionPlan for TopNExec {
         vec![&self.input]
     }
 
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::SinglePartition]
+    /// Every row of a partition (of `PARTITION BY`) in one partition.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        InputDistributionRequirements::new(vec![key_distribution(self.partition_by.clone())])
     }
 
     fn apply_expressions(

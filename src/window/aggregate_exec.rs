@@ -22,8 +22,8 @@ use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
-    PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    InputDistributionRequirements, Partitioning, PlanProperties,
 };
 use futures::StreamExt;
 
@@ -39,6 +39,7 @@ use crate::stream::{
 };
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,
+    key_distribution, partitions_of,
 };
 
 /// A windowed aggregation.
@@ -95,7 +96,7 @@ impl WindowAggregateExec {
         let bounded = !input.boundedness().is_unbounded();
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions_of(&input)),
             EmissionType::Incremental,
             if bounded {
                 Boundedness::Bounded
@@ -364,6 +365,23 @@ impl ExecutionPlan for WindowAggregateExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
+    }
+
+    /// Every row of a key, whatever its window, in one partition.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let windows = [
+            Some(self.start_position),
+            Some(self.end_position),
+            self.time_position,
+        ];
+        let keys = self
+            .group_by
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !windows.contains(&Some(*i)))
+            .map(|(_, (expr, _))| Arc::clone(expr))
+            .collect();
+        InputDistributionRequirements::new(vec![key_distribution(keys)])
     }
 
     fn with_new_children(

@@ -1,6 +1,7 @@
-//! Golden check: over the same seeded `datagen` input written to a file, each window
+//! Golden check: over the same seeded `datagen` input written to three files, each window
 //! kind's streaming output equals the same aggregation computed by a plain batch
-//! DataFusion query, row for row.
+//! DataFusion query, row for row, on 1, 2 and 4 workers (the files spread over the
+//! workers, the windows' keys split among them by a hash exchange).
 
 use crate::common;
 
@@ -13,8 +14,12 @@ const COLUMNS: &str =
 
 /// The streaming result of `query` over the file, with a watermark delay that covers the
 /// input's disorder (so no row is late).
-async fn streaming(path: &str, query: &str) -> Vec<String> {
-    let engine = Engine::new(&SessionOptions::default()).unwrap();
+async fn streaming(path: &str, query: &str, workers: usize) -> Vec<String> {
+    let engine = Engine::new(&SessionOptions {
+        workers,
+        ..SessionOptions::default()
+    })
+    .unwrap();
     let setup = format!(
         "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '4' SECOND)
          WITH (connector = 'file', path = '{path}', format = 'json'); {query}"
@@ -38,23 +43,27 @@ async fn batch(path: &str, query: &str) -> Vec<String> {
 
 async fn check(streaming_query: &str, batch_query: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.jsonl");
-    let path = path.to_str().unwrap();
-    write_generated_json(COLUMNS, path, 60000, 300, 11).await;
-    let expected = batch(path, batch_query).await;
-    let actual = streaming(path, streaming_query).await;
+    for seed in [11, 12, 13] {
+        let file = dir.path().join(format!("events-{seed}.jsonl"));
+        write_generated_json(COLUMNS, file.to_str().unwrap(), 60000, 300, seed).await;
+    }
+    let path = format!("{}/", dir.path().display());
+    let expected = batch(&path, batch_query).await;
     assert!(
         expected.len() > 100,
         "the input makes many windows: {}",
         expected.len()
     );
-    assert_eq!(actual.len(), expected.len());
-    for (a, e) in actual.iter().zip(&expected) {
-        assert_eq!(a, e);
+    for workers in [1, 2, 4] {
+        let actual = streaming(&path, streaming_query, workers).await;
+        assert_eq!(actual.len(), expected.len(), "on {workers} workers");
+        for (a, e) in actual.iter().zip(&expected) {
+            assert_eq!(a, e, "on {workers} workers");
+        }
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tumble_equals_group_by_date_bin() {
     check(
         "SELECT user_id, window_start, window_end, count(*), sum(amount), max(event_type)
@@ -67,7 +76,7 @@ async fn tumble_equals_group_by_date_bin() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_equals_group_by_every_covering_window() {
     check(
         "SELECT event_type, window_start, window_end, count(*), sum(amount)
@@ -84,7 +93,7 @@ async fn hop_equals_group_by_every_covering_window() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_equals_gaps_between_consecutive_rows() {
     check(
         "SELECT user_id, window_start, window_end, count(*), sum(amount)
@@ -102,7 +111,7 @@ async fn session_equals_gaps_between_consecutive_rows() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cumulate_equals_group_by_every_step_of_the_period() {
     check(
         "SELECT user_id, window_start, window_end, count(*), sum(amount)
@@ -117,7 +126,7 @@ async fn cumulate_equals_group_by_every_step_of_the_period() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cascaded_windows_equal_group_by_the_coarser_bin() {
     check(
         "SELECT user_id, window_start, window_end, sum(n), count(*) FROM TUMBLE(

@@ -81,6 +81,10 @@ impl Source for DatagenSource {
         )
     }
 
+    fn split_count(&self) -> Option<usize> {
+        Some(1)
+    }
+
     async fn open(
         &self,
         _context: Arc<TaskContext>,

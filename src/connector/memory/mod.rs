@@ -175,6 +175,10 @@ impl Source for MemorySource {
         }
     }
 
+    fn split_count(&self) -> Option<usize> {
+        Some(self.0.splits)
+    }
+
     async fn open(
         &self,
         _context: Arc<TaskContext>,

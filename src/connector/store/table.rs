@@ -38,6 +38,10 @@ impl Source for StoreSource {
         self.0.describe()
     }
 
+    fn split_count(&self) -> Option<usize> {
+        Some(1)
+    }
+
     async fn open(
         &self,
         _context: Arc<TaskContext>,

@@ -18,15 +18,16 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::joins::utils::{JoinFilter, build_join_schema};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
-    Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    InputDistributionRequirements, Partitioning, PlanProperties,
 };
 
 use super::state::{TemporalShape, TemporalState};
 use crate::join::run::JoinRun;
 use crate::stream::{
     AlignedInputs, JobProgress, MessageStream, OperatorCheckpoint, StateAccount, StateSlot,
-    StateSnapshot, StreamingExec, execute_messages, execute_rows, lock,
+    StateSnapshot, StreamingExec, execute_messages, execute_rows, key_distribution, lock,
+    partitions_of,
 };
 
 /// The parts of a temporal join, as the rule finds them in DataFusion's join.
@@ -89,7 +90,7 @@ impl TemporalJoinExec {
         };
         let properties = PlanProperties::new(
             EquivalenceProperties::new(output),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions_of(&join.left)),
             EmissionType::Incremental,
             match join.stream().boundedness().is_unbounded() {
                 true => Boundedness::Unbounded {
@@ -196,8 +197,18 @@ impl ExecutionPlan for TemporalJoinExec {
         vec![&self.join.left, &self.join.right]
     }
 
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::SinglePartition, Distribution::SinglePartition]
+    /// The rows and versions of a key in one partition.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let (left, right) = self
+            .join
+            .on
+            .iter()
+            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
+            .unzip();
+        InputDistributionRequirements::co_partitioned(vec![
+            key_distribution(left),
+            key_distribution(right),
+        ])
     }
 
     fn apply_expressions(

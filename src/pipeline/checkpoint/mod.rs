@@ -24,11 +24,6 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
-
 use crate::error::{Error, Result};
 use crate::stream::JobProgress;
 
@@ -60,26 +55,4 @@ pub async fn run_checkpointable<T>(
         polled
     })
     .await
-}
-
-/// An error when `plan` moves rows of a stream between tasks (DataFusion's exchanges;
-/// [`MergeStreamsExec`](crate::stream::MergeStreamsExec) takes the place of the merge of
-/// a `UNION ALL`): rows in flight there would be in no snapshot.
-pub fn check_single_task(plan: &Arc<dyn ExecutionPlan>, line: usize) -> Result<()> {
-    let name = plan.name();
-    let moves_rows = plan.is::<CoalescePartitionsExec>()
-        || plan.is::<RepartitionExec>()
-        || plan.is::<SortPreservingMergeExec>();
-    if plan.boundedness().is_unbounded() && moves_rows {
-        return Err(Error::Syntax {
-            line,
-            message: format!(
-                "this statement moves stream rows between tasks ({name}), which checkpoints do \
-                 not cover; run it without --checkpoint-dir"
-            ),
-        });
-    }
-    plan.children()
-        .into_iter()
-        .try_for_each(|child| check_single_task(child, line))
 }

@@ -137,15 +137,20 @@ pub fn open_source(
     // Named now, while the plan is executed in its fixed order, not when first polled.
     let progress = job.clone();
     let mut checkpoint = OperatorCheckpoint::of(job.clone());
-    let source_slot = checkpoint.slot("source", scan.index, scan.count);
-    let dedup_slot = definition
-        .dedup
-        .as_ref()
-        .and_then(|_| checkpoint.slot("dedup", scan.index, scan.count));
+    let slots = checkpoint
+        .slot("source", scan.index, scan.count, &[])
+        .and_then(|source| {
+            let dedup = match definition.dedup {
+                Some(_) => checkpoint.slot("dedup", scan.index, scan.count, &[])?,
+                None => None,
+            };
+            Ok((source, dedup))
+        });
     let scan = Arc::new(scan);
     let opened = {
         let scan = Arc::clone(&scan);
         async move {
+            let (source_slot, dedup_slot) = slots?;
             let pipeline = PipelineContext::of_task(&context);
             let splits = definition
                 .source

@@ -242,9 +242,15 @@ impl StreamingExec for IntervalJoinExec {
         let progress = JobProgress::of_task(&context);
         let mut checkpoint = OperatorCheckpoint::of(progress.clone());
         let partitions = self.properties().partitioning.partition_count();
-        let slot = |kind| checkpoint.slot(kind, partition, partitions);
-        let slots = slot("join-left").zip(slot("join-right"));
-        let output_slot = slot("join-output");
+        // A side's snapshot holds rows of that side.
+        let (left_keys, right_keys): (Vec<_>, Vec<_>) = self
+            .on
+            .iter()
+            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
+            .unzip();
+        let slot = |kind, keys: &[_]| checkpoint.slot(kind, partition, partitions, keys);
+        let slots = slot("join-left", &left_keys)?.zip(slot("join-right", &right_keys)?);
+        let output_slot = slot("join-output", &[])?;
         if let Some((left, right)) = &slots {
             state.restore(left, right)?;
         }

@@ -16,6 +16,7 @@ use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
@@ -221,7 +222,14 @@ impl StreamingExec for UpsertAggregateExec {
         let mut keyed = KeyedAggregates::try_new(self.exprs()?, Arc::clone(&self.rows_schema))?;
         let mut checkpoint = OperatorCheckpoint::of(JobProgress::of_task(&context));
         let partitions = self.properties().partitioning.partition_count();
-        let slot = checkpoint.slot("upsert", partition, partitions);
+        // A snapshot's rows start with the key's columns.
+        let keys: Vec<Arc<dyn PhysicalExpr>> = self
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(i, (_, name))| Arc::new(Column::new(name, i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        let slot = checkpoint.slot("upsert", partition, partitions, &keys)?;
         if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {
             keyed.restore(restored, 0)?;
         }

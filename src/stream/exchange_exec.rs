@@ -266,27 +266,38 @@ impl Sender {
         if outputs == 1 || self.keys.is_empty() {
             return Ok(vec![Some(batch.clone())]);
         }
-        let keys = self
-            .keys
-            .iter()
-            .map(|key| key.evaluate(batch)?.into_array(batch.num_rows()))
-            .collect::<Result<Vec<_>>>()?;
-        self.hashes.clear();
-        self.hashes.resize(batch.num_rows(), 0);
-        create_hashes(&keys, &PARTITION_HASH, &mut self.hashes)?;
-        let mut indices: Vec<Vec<u32>> = vec![Vec::new(); outputs];
-        for (row, hash) in self.hashes.iter().enumerate() {
-            indices[(*hash % outputs as u64) as usize].push(row as u32);
-        }
-        indices
-            .into_iter()
-            .map(|rows| match rows.len() {
-                0 => Ok(None),
-                n if n == batch.num_rows() => Ok(Some(batch.clone())),
-                _ => Ok(Some(take_record_batch(batch, &UInt32Array::from(rows))?)),
-            })
-            .collect()
+        split_by_key(batch, &self.keys, outputs, &mut self.hashes)
     }
+}
+
+/// `batch` split into `partitions` parts, each the rows whose `keys` hash to that
+/// partition: how an exchange places rows, and how state checkpointed at another number
+/// of workers is dealt out again. `hashes` is scratch space.
+pub fn split_by_key(
+    batch: &RecordBatch,
+    keys: &[Arc<dyn PhysicalExpr>],
+    partitions: usize,
+    hashes: &mut Vec<u64>,
+) -> Result<Vec<Option<RecordBatch>>> {
+    let keys = keys
+        .iter()
+        .map(|key| key.evaluate(batch)?.into_array(batch.num_rows()))
+        .collect::<Result<Vec<_>>>()?;
+    hashes.clear();
+    hashes.resize(batch.num_rows(), 0);
+    create_hashes(&keys, &PARTITION_HASH, hashes)?;
+    let mut indices: Vec<Vec<u32>> = vec![Vec::new(); partitions];
+    for (row, hash) in hashes.iter().enumerate() {
+        indices[(*hash % partitions as u64) as usize].push(row as u32);
+    }
+    indices
+        .into_iter()
+        .map(|rows| match rows.len() {
+            0 => Ok(None),
+            n if n == batch.num_rows() => Ok(Some(batch.clone())),
+            _ => Ok(Some(take_record_batch(batch, &UInt32Array::from(rows))?)),
+        })
+        .collect()
 }
 
 impl DisplayAs for ExchangeExec {

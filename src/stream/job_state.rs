@@ -16,11 +16,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
 use datafusion::common::Result;
+use datafusion::physical_expr::PhysicalExpr;
 use tokio::sync::oneshot;
 
 use super::state_snapshot::{JobSnapshot, StateSnapshot};
@@ -30,10 +31,13 @@ use super::{JobProgress, lock};
 type SnapshotFn = Box<dyn Fn() -> Result<StateSnapshot> + Send + Sync>;
 
 /// A name under which an operator's state is checkpointed, and the state a restore found
-/// under it.
+/// for it: under that name, or, when the checkpoint was taken on another number of
+/// workers, this partition's share of what every partition of the operator had.
 pub struct StateSlot {
     pub id: String,
     pub restored: Option<StateSnapshot>,
+    /// True when `restored` was dealt out again from another number of partitions.
+    pub rescaled: bool,
 }
 
 /// A checkpoint on its way through the job.
@@ -53,6 +57,9 @@ pub struct JobState {
     registered: Mutex<HashMap<String, SnapshotFn>>,
     counters: Mutex<HashMap<(&'static str, usize), usize>>,
     restored: Mutex<HashMap<String, StateSnapshot>>,
+    /// State of operators checkpointed on another number of partitions, merged, by the
+    /// operator's name without its partition (`window-0`).
+    rescaling: Mutex<HashMap<String, StateSnapshot>>,
     restored_positions: HashMap<String, i64>,
     pending: Mutex<Option<PendingCheckpoint>>,
     /// The epoch of the latest checkpoint asked for; sources put its barrier in.
@@ -93,16 +100,73 @@ impl JobState {
     /// restored state, if any. Names are handed out in the order each partition of the
     /// plan is executed, the same in every run of it: `window-0` for an operator of one
     /// partition, `window-0/2` for partition 2 of several.
-    pub fn slot(&self, kind: &'static str, partition: usize, partitions: usize) -> StateSlot {
+    ///
+    /// When the checkpoint holds the operator's state from another number of partitions,
+    /// the partition gets the rows of every old partition whose `keys` (expressions over
+    /// the snapshot's rows) place them in it, as a hash exchange on those keys would.
+    pub fn slot(
+        &self,
+        kind: &'static str,
+        partition: usize,
+        partitions: usize,
+        keys: &[Arc<dyn PhysicalExpr>],
+    ) -> Result<StateSlot> {
         let mut counters = lock(&self.counters);
         let counter = counters.entry((kind, partition)).or_default();
-        let id = match partitions {
-            1 => format!("{kind}-{counter}"),
-            _ => format!("{kind}-{counter}/{partition}"),
-        };
+        let operator = format!("{kind}-{counter}");
         *counter += 1;
+        drop(counters);
+        let id = match partitions {
+            1 => operator.clone(),
+            _ => format!("{operator}/{partition}"),
+        };
         let restored = lock(&self.restored).remove(&id);
-        StateSlot { id, restored }
+        if restored.is_some() {
+            return Ok(StateSlot {
+                id,
+                restored,
+                rescaled: false,
+            });
+        }
+        let Some(mut merged) = self.rescaled(&operator) else {
+            return Ok(StateSlot {
+                id,
+                restored: None,
+                rescaled: false,
+            });
+        };
+        merged.retain_partition(keys, partition, partitions)?;
+        Ok(StateSlot {
+            id,
+            restored: Some(merged),
+            rescaled: true,
+        })
+    }
+
+    /// Every partition's state of `operator` as checkpointed on another number of
+    /// partitions, merged; taken out of the restored states once, for every new partition.
+    fn rescaled(&self, operator: &str) -> Option<StateSnapshot> {
+        let mut rescaling = lock(&self.rescaling);
+        if let Some(merged) = rescaling.get(operator) {
+            return Some(merged.clone());
+        }
+        let mut restored = lock(&self.restored);
+        let prefix = format!("{operator}/");
+        let mut ids: Vec<(usize, String)> = restored
+            .keys()
+            .filter_map(|id| match id.strip_prefix(&prefix) {
+                Some(partition) => Some((partition.parse().ok()?, id.clone())),
+                None => (id == operator).then(|| (0, id.clone())),
+            })
+            .collect();
+        ids.sort();
+        let parts: Vec<StateSnapshot> = ids
+            .into_iter()
+            .filter_map(|(_, id)| restored.remove(&id))
+            .collect();
+        let merged = StateSnapshot::concat(parts).ok()?;
+        rescaling.insert(operator.to_string(), merged.clone());
+        Some(merged)
     }
 
     /// Registers the snapshot function of the operator state named `id`.
@@ -252,29 +316,33 @@ impl JobState {
 /// barrier passes the operator.
 #[derive(Default)]
 pub struct OperatorCheckpoint {
-    job: Option<std::sync::Arc<JobProgress>>,
+    job: Option<Arc<JobProgress>>,
     ids: Vec<String>,
 }
 
 impl OperatorCheckpoint {
     /// The states of an operator of the job `job` belongs to (none outside a pipeline job).
-    pub fn of(job: Option<std::sync::Arc<JobProgress>>) -> Self {
+    pub fn of(job: Option<Arc<JobProgress>>) -> Self {
         Self {
             job,
             ids: Vec::new(),
         }
     }
 
-    /// The next slot for state of `kind` of this operator's `partition` of `partitions`.
+    /// The next slot for state of `kind` of this operator's `partition` of `partitions`;
+    /// `keys` place the snapshot's rows in partitions when the checkpoint was taken on
+    /// another number of them (none for rows that are not keyed state).
     pub fn slot(
         &self,
         kind: &'static str,
         partition: usize,
         partitions: usize,
-    ) -> Option<StateSlot> {
+        keys: &[Arc<dyn PhysicalExpr>],
+    ) -> Result<Option<StateSlot>> {
         self.job
             .as_ref()
-            .map(|job| job.state.slot(kind, partition, partitions))
+            .map(|job| job.state.slot(kind, partition, partitions, keys))
+            .transpose()
     }
 
     /// Snapshots the state named by `slot` with `snapshot` at every barrier.

@@ -141,7 +141,9 @@ impl SourceStream {
         checkpoint: &mut OperatorCheckpoint,
     ) -> Result<()> {
         if let Some(restored) = &slot.restored {
-            let splits = match restored.batches.first() {
+            // Splits are dealt out again on another number of workers: only the
+            // watermark, the earliest of the old partitions', still holds.
+            let splits = match restored.batches.first().filter(|_| !slot.rescaled) {
                 Some(batch) => batch
                     .column(0)
                     .as_primitive_opt::<Int64Type>()

@@ -12,6 +12,9 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::{Result, internal_datafusion_err};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::split_by_key;
 
 /// One operator's state.
 #[derive(Debug, Clone)]
@@ -63,6 +66,62 @@ impl StateSnapshot {
             .get(name)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| internal_datafusion_err!("checkpointed state lacks '{name}'"))
+    }
+
+    /// The snapshots of one operator's partitions as one: their rows, and each scalar the
+    /// minimum over them (watermarks: the earliest is safe), but a `generation`, the
+    /// maximum (versions issued after it must be newer than any issued before).
+    pub fn concat(parts: Vec<StateSnapshot>) -> Result<Self> {
+        let Some(first) = parts.first() else {
+            return Err(internal_datafusion_err!("no snapshots to merge"));
+        };
+        let mut metadata = first.schema.metadata().clone();
+        for (name, value) in metadata.iter_mut() {
+            let values = parts.iter().filter_map(|p| p.scalar(name).ok());
+            let merged = match name.as_str() {
+                "generation" => values.max(),
+                _ => values.min(),
+            };
+            if let Some(merged) = merged {
+                *value = merged.to_string();
+            }
+        }
+        let schema = Arc::new(Schema::new_with_metadata(
+            first.schema.fields().clone(),
+            metadata,
+        ));
+        let batches = parts
+            .iter()
+            .flat_map(|p| &p.batches)
+            .map(|b| b.clone().with_schema(Arc::clone(&schema)))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Self { schema, batches })
+    }
+
+    /// Keeps only the rows whose `keys` place them in `partition` of `partitions`; with no
+    /// keys (rows on their way out, not keyed state), every row stays in partition 0.
+    pub fn retain_partition(
+        &mut self,
+        keys: &[Arc<dyn PhysicalExpr>],
+        partition: usize,
+        partitions: usize,
+    ) -> Result<()> {
+        if keys.is_empty() {
+            if partition != 0 {
+                self.batches.clear();
+            }
+            return Ok(());
+        }
+        let mut hashes = Vec::new();
+        let mut kept = Vec::with_capacity(self.batches.len());
+        for batch in &self.batches {
+            let mut parts = split_by_key(batch, keys, partitions, &mut hashes)?;
+            if let Some(rows) = parts.swap_remove(partition) {
+                kept.push(rows);
+            }
+        }
+        self.batches = kept;
+        Ok(())
     }
 
     /// Rows across the batches.

@@ -169,7 +169,8 @@ impl StreamingExec for TopNExec {
         let progress = JobProgress::of_task(&context);
         let mut checkpoint = OperatorCheckpoint::of(progress);
         let partitions = self.properties().partitioning.partition_count();
-        let slot = checkpoint.slot("top-n", partition, partitions);
+        // A snapshot holds input rows.
+        let slot = checkpoint.slot("top-n", partition, partitions, &self.partition_by)?;
         if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {
             for batch in &restored.batches {
                 state.restore(batch)?;

@@ -153,6 +153,42 @@ impl WindowAggregateExec {
         )
     }
 
+    /// The key of each row (as an exchange places rows): every group expression but the
+    /// window's own columns.
+    fn partition_keys(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        let windows = [
+            Some(self.start_position),
+            Some(self.end_position),
+            self.time_position,
+        ];
+        self.group_by
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !windows.contains(&Some(*i)))
+            .map(|(_, (expr, _))| Arc::clone(expr))
+            .collect()
+    }
+
+    /// The same key over the rows of a snapshot of the open windows: sessions keep input
+    /// rows; bins keep window start and end, then the group values but the window's.
+    fn snapshot_keys(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        let sessions =
+            matches!(self.window.kind, WindowKind::Session { .. }) && !self.window.regroups;
+        if sessions {
+            return self.partition_keys();
+        }
+        self.group_by
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.start_position && *i != self.end_position)
+            .enumerate()
+            .filter(|(_, (i, _))| Some(*i) != self.time_position)
+            .map(|(column, (_, (_, name)))| {
+                Arc::new(Column::new(name, 2 + column)) as Arc<dyn PhysicalExpr>
+            })
+            .collect()
+    }
+
     fn open_state(&self) -> Result<OpenWindows> {
         let keys: Vec<_> = self
             .group_by
@@ -369,19 +405,7 @@ impl ExecutionPlan for WindowAggregateExec {
 
     /// Every row of a key, whatever its window, in one partition.
     fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        let windows = [
-            Some(self.start_position),
-            Some(self.end_position),
-            self.time_position,
-        ];
-        let keys = self
-            .group_by
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !windows.contains(&Some(*i)))
-            .map(|(_, (expr, _))| Arc::clone(expr))
-            .collect();
-        InputDistributionRequirements::new(vec![key_distribution(keys)])
+        InputDistributionRequirements::new(vec![key_distribution(self.partition_keys())])
     }
 
     fn with_new_children(
@@ -432,8 +456,8 @@ impl StreamingExec for WindowAggregateExec {
         let mut checkpoint = OperatorCheckpoint::of(progress.clone());
         let partitions = self.properties().partitioning.partition_count();
         let slots = checkpoint
-            .slot("window", partition, partitions)
-            .zip(checkpoint.slot("window-output", partition, partitions));
+            .slot("window", partition, partitions, &self.snapshot_keys())?
+            .zip(checkpoint.slot("window-output", partition, partitions, &[])?);
         if let Some((open, output)) = &slots {
             windows.restore(
                 open.restored.as_ref(),

@@ -212,7 +212,7 @@ impl StreamingExec for WindowAssignExec {
         };
         let mut checkpoint = OperatorCheckpoint::of(progress);
         let partitions = self.properties().partitioning.partition_count();
-        let slot = checkpoint.slot("window-assign", partition, partitions);
+        let slot = checkpoint.slot("window-assign", partition, partitions, &[])?;
         if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {
             held.applied = Watermark(restored.scalar("applied")?);
             for batch in &restored.batches {

@@ -1,8 +1,9 @@
-//! The UDF library's aggregates and a Top-N keep their state across a crash: a profile
-//! view of `decayed_sum`, `session_count` and `top_k`, and a view of the three largest
-//! purchases per page (`ROW_NUMBER`), whose `profusion run --checkpoint-dir` process is
-//! killed twice and restarted from its latest checkpoint end with exactly the rows of the
-//! same pipeline run straight through.
+//! The UDF library's aggregates, a Top-N and a window keep their state across a crash: a
+//! profile view of `decayed_sum`, `session_count` and `top_k`, a view of the three largest
+//! purchases per page (`ROW_NUMBER`) and a view of per-user 10-second windows, whose
+//! `profusion run --checkpoint-dir` process is killed twice and restarted from its latest
+//! checkpoint end with exactly the rows of the same pipeline run straight through; also
+//! when each restart runs on another number of workers than the run before it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,14 +31,23 @@ fn pipeline(db: &Path) -> String {
            SELECT page, user_id, amount,
                   ROW_NUMBER() OVER (PARTITION BY page ORDER BY amount DESC, ts) AS rank
            FROM events WHERE amount IS NOT NULL)
-         WHERE rank <= 3;",
+         WHERE rank <= 3;
+         CREATE MATERIALIZED VIEW activity PRIMARY KEY (user_id, window_start)
+         WITH (connector = 'sqlite', path = '{0}') AS
+         SELECT user_id, window_start, count(*) AS events, max(amount) AS largest
+         FROM TUMBLE(events, ts, INTERVAL '10' SECOND)
+         GROUP BY user_id, window_start, window_end;",
         db.display()
     )
 }
 
-fn run(pipeline: &Path, checkpoints: Option<&Path>) -> std::process::Child {
+fn run(pipeline: &Path, checkpoints: Option<&Path>, workers: usize) -> std::process::Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_profusion"));
-    command.arg("run").arg(pipeline).arg("--quiet");
+    command
+        .arg("run")
+        .arg(pipeline)
+        .arg("--quiet")
+        .args(["--workers", &workers.to_string()]);
     if let Some(dir) = checkpoints {
         command
             .arg("--checkpoint-dir")
@@ -73,20 +83,22 @@ fn rows(db: &Path, query: &str) -> Vec<String> {
         .unwrap()
 }
 
-#[test]
-fn killed_and_restored_the_view_equals_a_straight_run() {
+/// Runs the pipeline straight through, then killed twice and restored, the runs on
+/// `workers[0]`, `workers[1]` and `workers[2]` workers; the views must end equal.
+fn killed_and_restored(workers: [usize; 3]) {
     let dir = tempfile::tempdir().unwrap();
     let straight_db = dir.path().join("straight.db");
     let straight = dir.path().join("straight.sql");
     std::fs::write(&straight, pipeline(&straight_db)).unwrap();
-    assert!(run(&straight, None).wait().unwrap().success());
+    assert!(run(&straight, None, 2).wait().unwrap().success());
 
     let restored_db = dir.path().join("restored.db");
     let restored = dir.path().join("restored.sql");
     std::fs::write(&restored, pipeline(&restored_db)).unwrap();
     let checkpoints = dir.path().join("checkpoints");
-    for after in [Duration::from_millis(900), Duration::from_millis(1300)] {
-        let mut child = run(&restored, Some(&checkpoints));
+    let kills = [Duration::from_millis(900), Duration::from_millis(1300)];
+    for (after, workers) in kills.into_iter().zip(workers) {
+        let mut child = run(&restored, Some(&checkpoints), workers);
         std::thread::sleep(after);
         // SIGKILL: no flush, no final checkpoint.
         let _ = child.kill();
@@ -100,16 +112,40 @@ fn killed_and_restored_the_view_equals_a_straight_run() {
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(listing.contains("complete"), "{listing}");
-    assert!(run(&restored, Some(&checkpoints)).wait().unwrap().success());
+    let last = run(&restored, Some(&checkpoints), workers[2]);
+    assert!(last.wait_with_output().unwrap().status.success());
 
     // Without `_version` and `_updated_at`, which say when a row was written.
     let behaviour = "SELECT user_id, events, recent_spend, recent_events, sessions, pages
                      FROM behaviour ORDER BY user_id";
     let expected = rows(&straight_db, behaviour);
     assert_eq!(expected.len(), 40, "{expected:?}");
-    assert_eq!(rows(&restored_db, behaviour), expected);
+    assert_eq!(
+        rows(&restored_db, behaviour),
+        expected,
+        "on {workers:?} workers"
+    );
     let top = "SELECT page, rank, user_id, amount FROM top_purchases ORDER BY page, rank";
     let expected = rows(&straight_db, top);
     assert!(expected.len() >= 3, "{expected:?}");
-    assert_eq!(rows(&restored_db, top), expected);
+    assert_eq!(rows(&restored_db, top), expected, "on {workers:?} workers");
+    let activity = "SELECT user_id, window_start, events, largest FROM activity
+                    ORDER BY user_id, window_start";
+    let expected = rows(&straight_db, activity);
+    assert!(expected.len() > 40, "{expected:?}");
+    assert_eq!(
+        rows(&restored_db, activity),
+        expected,
+        "on {workers:?} workers"
+    );
+}
+
+#[test]
+fn killed_and_restored_the_view_equals_a_straight_run() {
+    killed_and_restored([2, 2, 2]);
+}
+
+#[test]
+fn restored_on_another_number_of_workers_the_views_equal_a_straight_run() {
+    killed_and_restored([2, 3, 1]);
 }

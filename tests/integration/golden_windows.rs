@@ -142,3 +142,67 @@ async fn cascaded_windows_equal_group_by_the_coarser_bin() {
     )
     .await;
 }
+
+/// A materialized view over a stream (an upsert per key, not a window) ends with the rows
+/// of the batch `GROUP BY`, on 1, 2 and 4 workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_equals_group_by_on_every_number_of_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in [11, 12, 13] {
+        let file = dir.path().join(format!("events-{seed}.jsonl"));
+        write_generated_json(COLUMNS, file.to_str().unwrap(), 20000, 300, seed).await;
+    }
+    let path = format!("{}/", dir.path().display());
+    let expected = batch(
+        &path,
+        "SELECT user_id, count(*), sum(amount), max(event_type) FROM events GROUP BY user_id",
+    )
+    .await;
+    assert!(expected.len() > 100, "{}", expected.len());
+    let stores = tempfile::tempdir().unwrap();
+    for workers in [1, 2, 4] {
+        let db = stores.path().join(format!("view-{workers}.db"));
+        let engine = Engine::new(&SessionOptions {
+            workers,
+            ..SessionOptions::default()
+        })
+        .unwrap();
+        let pipeline = format!(
+            "CREATE TABLE input ({COLUMNS}) WITH (connector = 'file', path = '{path}', format = 'json');
+             CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '4' SECOND)
+               WITH (connector = 'memory', 'scan.mode' = 'replay', splits = 3);
+             INSERT INTO events SELECT * FROM input;
+             CREATE MATERIALIZED VIEW totals PRIMARY KEY (user_id)
+               WITH (connector = 'sqlite', path = '{}') AS
+             SELECT user_id, count(*) AS n, sum(amount) AS spend, max(event_type) AS last_type
+             FROM events GROUP BY user_id;",
+            db.display()
+        );
+        for statement in parse_pipeline(&pipeline).unwrap() {
+            if let Some(job) = engine.submit(statement).await.unwrap() {
+                engine.collect(&job).await.unwrap();
+            }
+        }
+        let connection = rusqlite::Connection::open(&db).unwrap();
+        let mut statement = connection
+            .prepare("SELECT user_id, n, spend, last_type FROM totals")
+            .unwrap();
+        let mut actual: Vec<String> = statement
+            .query_map([], |row| {
+                let spend: Option<f64> = row.get(2)?;
+                let last: Option<String> = row.get(3)?;
+                Ok(format!(
+                    "{} | {} | {} | {}",
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    spend.map_or("NULL".into(), |s| format!("{:.6}", s)),
+                    last.unwrap_or_else(|| "NULL".into())
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        actual.sort();
+        assert_eq!(actual, expected, "on {workers} workers");
+    }
+}

@@ -264,11 +264,22 @@ impl StreamingExec for TemporalJoinExec {
         let progress = JobProgress::of_task(&context);
         let mut checkpoint = OperatorCheckpoint::of(progress.clone());
         let partitions = self.properties().partitioning.partition_count();
-        let slot = |kind| checkpoint.slot(kind, partition, partitions);
+        // Versions are rows of the versioned side, waiting rows of the stream side.
+        let (left_keys, right_keys): (Vec<_>, Vec<_>) = self
+            .join
+            .on
+            .iter()
+            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
+            .unzip();
+        let (version_keys, stream_keys) = match self.join.versioned_side {
+            JoinSide::Left => (left_keys, right_keys),
+            _ => (right_keys, left_keys),
+        };
+        let slot = |kind, keys: &[_]| checkpoint.slot(kind, partition, partitions, keys);
         let slots = match (
-            slot("temporal-versions"),
-            slot("temporal-waiting"),
-            slot("temporal-output"),
+            slot("temporal-versions", &version_keys)?,
+            slot("temporal-waiting", &stream_keys)?,
+            slot("temporal-output", &[])?,
         ) {
             (Some(versions), Some(waiting), Some(output)) => Some((versions, waiting, output)),
             _ => None,

@@ -70,13 +70,8 @@ pub(super) async fn best_of<F: Future<Output = Result<Run>>>(
     Ok(best)
 }
 
-/// Runs every statement of `text` untimed.
-pub(super) async fn setup(text: &str) -> Result<Engine> {
-    setup_with(&SessionOptions::default(), text).await
-}
-
 /// Runs every statement of `text` untimed, in a session with `options`.
-pub(super) async fn setup_with(options: &SessionOptions, text: &str) -> Result<Engine> {
+pub(super) async fn setup(options: &SessionOptions, text: &str) -> Result<Engine> {
     let engine = Engine::new(options)?;
     for statement in parse_pipeline(text)? {
         if let Some(job) = engine.submit(statement).await? {
@@ -86,18 +81,14 @@ pub(super) async fn setup_with(options: &SessionOptions, text: &str) -> Result<E
     Ok(engine)
 }
 
-/// Runs `setup_text` untimed, then times the queries of `text` in the same engine.
-pub(super) async fn timed_after(setup_text: &str, text: &str) -> Result<Run> {
-    timed_after_with(&SessionOptions::default(), setup_text, text).await
-}
-
-/// [`timed_after`] in a session with `options`.
-pub(super) async fn timed_after_with(
+/// Runs `setup_text` untimed, then times the queries of `text` in the same engine, a
+/// session with `options`.
+pub(super) async fn timed_after(
     options: &SessionOptions,
     setup_text: &str,
     text: &str,
 ) -> Result<Run> {
-    let engine = setup_with(options, setup_text).await?;
+    let engine = setup(options, setup_text).await?;
     let events_before = PipelineMetrics::read(&engine.shared().metrics.events_in);
     let rows_before = PipelineMetrics::read(&engine.shared().metrics.rows_out);
     let mut jobs = Vec::new();

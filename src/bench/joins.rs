@@ -5,10 +5,12 @@
 //! row's time: versions kept per key, each stream row joined with the one valid then.
 
 use super::harness::{best_of, into_blackhole, timed_after};
+use crate::SessionOptions;
 use crate::error::Result;
 
 /// The join benchmark's settings.
-pub(super) struct JoinBench {
+pub(super) struct JoinBench<'a> {
+    pub options: &'a SessionOptions,
     /// Rows of both streams together.
     pub events: u64,
     /// Distinct keys.
@@ -16,7 +18,7 @@ pub(super) struct JoinBench {
     pub repeat: u32,
 }
 
-impl JoinBench {
+impl JoinBench<'_> {
     pub async fn run(&self, selected: &dyn Fn(&str) -> bool) -> Result<()> {
         if selected("interval_join") {
             self.interval_join().await?;
@@ -52,7 +54,7 @@ impl JoinBench {
                AND b.ts BETWEEN a.ts - INTERVAL '30' MINUTE AND a.ts + INTERVAL '30' MINUTE",
             "user_id TEXT, a_ts TIMESTAMP, b_ts TIMESTAMP",
         );
-        let run = best_of(self.repeat, || timed_after(&setup, &query)).await?;
+        let run = best_of(self.repeat, || timed_after(self.options, &setup, &query)).await?;
         run.report(
             "interval_join",
             &format!(
@@ -72,7 +74,7 @@ impl JoinBench {
                JOIN b FOR SYSTEM_TIME AS OF a.ts ON a.user_id = b.user_id",
             "user_id TEXT, ts TIMESTAMP, amount DOUBLE",
         );
-        let run = best_of(self.repeat, || timed_after(&setup, &query)).await?;
+        let run = best_of(self.repeat, || timed_after(self.options, &setup, &query)).await?;
         run.report(
             "temporal_join",
             &format!(

@@ -19,9 +19,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::harness::{
-    Run, TUMBLE, WINDOW_COLUMNS, best_of, into_blackhole, setup_with, timed_after_with,
-};
+use super::harness::{Run, TUMBLE, WINDOW_COLUMNS, best_of, into_blackhole, setup, timed_after};
 use crate::error::{Error, Result};
 use crate::pipeline::session::SessionOptions;
 use crate::stream::SourceReads;
@@ -38,6 +36,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The Kafka benchmarks' settings.
 pub struct KafkaBench<'a> {
+    pub options: &'a SessionOptions,
     pub servers: &'a str,
     pub events: u64,
     pub users: u64,
@@ -67,7 +66,7 @@ impl KafkaBench<'_> {
         }
         let snapshot = SessionOptions {
             reads: SourceReads::Snapshot,
-            ..SessionOptions::default()
+            ..self.options.clone()
         };
         let table = format!(
             "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
@@ -80,12 +79,12 @@ impl KafkaBench<'_> {
                 "{table} {}",
                 into_blackhole("SELECT * FROM events", COLUMNS)
             );
-            let run = best_of(self.repeat, || timed_after_with(&snapshot, "", &query)).await?;
+            let run = best_of(self.repeat, || timed_after(&snapshot, "", &query)).await?;
             run.report("kafka_json", "Kafka -> JSON decode -> Arrow batches");
         }
         if selected("kafka_tumble") {
             let query = format!("{table} {}", into_blackhole(TUMBLE, WINDOW_COLUMNS));
-            let run = best_of(self.repeat, || timed_after_with(&snapshot, "", &query)).await?;
+            let run = best_of(self.repeat, || timed_after(&snapshot, "", &query)).await?;
             run.report(
                 "kafka_tumble",
                 "Kafka -> JSON decode -> TUMBLE(1m) count, sum per user",
@@ -97,7 +96,7 @@ impl KafkaBench<'_> {
     /// Creates `topic` and fills it with the events and a last sentinel; their bytes.
     async fn produce(&self, topic: &str) -> Result<u64> {
         let lines = self.dir.join("kafka_events.jsonl");
-        setup_with(
+        setup(
             &SessionOptions::default(),
             &format!(
                 "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = {},

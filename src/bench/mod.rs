@@ -16,6 +16,7 @@ mod udfs;
 
 use clap::Args;
 
+use crate::SessionOptions;
 use crate::error::{Error, Result};
 use harness::{TUMBLE, WINDOW_COLUMNS, best_of, into_blackhole, setup, tempdir, timed_after};
 use joins::JoinBench;
@@ -46,6 +47,10 @@ pub struct BenchArgs {
     /// the machine), with the median beside it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Workers each benchmark's queries run on (and the runtime's threads): 1 measures one
+    /// core; `--workers 2` against it measures how a query spreads over cores.
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::parse_workers)]
+    workers: usize,
     /// A Kafka broker (`host:port`) for the Kafka benchmarks (`kafka_consume`, `kafka_json`,
     /// `kafka_tumble`, `profile_latency`, `restart`); they are skipped without one. A topic
     /// is created for each.
@@ -73,13 +78,20 @@ const HOP: &str = "SELECT user_id, window_start, window_end, count(*), sum(amoun
 
 pub async fn bench(args: BenchArgs) -> Result<()> {
     tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| Error::Io {
-                context: "starting the benchmark runtime".into(),
-                source,
-            })?;
+        let runtime = match args.workers {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            workers => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(workers);
+                builder
+            }
+        }
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            context: "starting the benchmark runtime".into(),
+            source,
+        })?;
         runtime.block_on(run_all(args))
     })
     .await
@@ -97,9 +109,13 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen', count = {}, users = {}, seed = 1, out_of_order = '2s');",
         args.events, args.users
     );
+    let options = SessionOptions {
+        workers: args.workers,
+        ..SessionOptions::default()
+    };
     println!(
-        "one worker thread; {} events, {} users\n",
-        args.events, args.users
+        "{} worker thread(s); {} events, {} users\n",
+        args.workers, args.events, args.users
     );
     println!(
         "{:<16} {:>12} {:>10} {:>12} {:>12}  notes",
@@ -113,7 +129,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
                WITH (connector = 'file', path = '{}', format = 'json');",
             json.display()
         );
-        setup(&format!(
+        setup(&options, &format!(
             "{generated} CREATE TABLE out ({COLUMNS}) WITH (connector = 'file', path = '{}', format = 'json');
              INSERT INTO out SELECT * FROM generated;",
             json.display()
@@ -124,12 +140,12 @@ async fn run_all(args: BenchArgs) -> Result<()> {
                 "{json_table} {}",
                 into_blackhole("SELECT * FROM events", COLUMNS)
             );
-            let run = best_of(repeat, || timed_after("", &query)).await?;
+            let run = best_of(repeat, || timed_after(&options, "", &query)).await?;
             run.report("json_decode", "JSON lines file -> Arrow batches");
         }
         if selected("json_tumble") {
             let query = format!("{json_table} {}", into_blackhole(TUMBLE, WINDOW_COLUMNS));
-            let run = best_of(repeat, || timed_after("", &query)).await?;
+            let run = best_of(repeat, || timed_after(&options, "", &query)).await?;
             run.report(
                 "json_tumble",
                 "JSON lines file -> TUMBLE(1m) count, sum per user",
@@ -140,7 +156,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
 
     let memory_table = format!(
         "{generated} CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-           WITH (connector = 'memory'); INSERT INTO events SELECT * FROM generated;"
+           WITH (connector = 'memory', splits = 4); INSERT INTO events SELECT * FROM generated;"
     );
     for (name, query, notes) in [
         (
@@ -156,7 +172,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
     ] {
         if selected(name) {
             let query = into_blackhole(query, WINDOW_COLUMNS);
-            let run = best_of(repeat, || timed_after(&memory_table, &query)).await?;
+            let run = best_of(repeat, || timed_after(&options, &memory_table, &query)).await?;
             run.report(name, notes);
         }
     }
@@ -174,7 +190,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         let query = "CREATE TABLE sink (event_id TEXT, n BIGINT, total DOUBLE) WITH (connector = 'blackhole');
              INSERT INTO sink SELECT event_id, count(*), sum(amount)
              FROM TUMBLE(events, ts, INTERVAL '1' HOUR) GROUP BY event_id, window_start, window_end;";
-        let run = best_of(repeat, || timed_after(&setup, query)).await?;
+        let run = best_of(repeat, || timed_after(&options, &setup, query)).await?;
         let state = run.peak_state_bytes as f64;
         let arrow = run.output_bytes as f64;
         run.report(
@@ -189,6 +205,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         );
     }
     JoinBench {
+        options: &options,
         events: args.events,
         keys: args.groups,
         repeat,
@@ -196,6 +213,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
     .run(&selected)
     .await?;
     NexmarkBench {
+        options: &options,
         events: args.nexmark_events,
         repeat,
     }
@@ -209,6 +227,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
     .run(&selected)
     .await?;
     StoreBench {
+        options: &options,
         events: args.events,
         users: args.users,
         repeat,
@@ -237,6 +256,7 @@ async fn run_all(args: BenchArgs) -> Result<()> {
         match &args.kafka {
             Some(servers) => {
                 let kafka = KafkaBench {
+                    options: &options,
                     servers,
                     events: args.events,
                     users: args.users,

@@ -3,6 +3,7 @@
 //! kinds the generator produced for the run, as Nexmark figures do.
 
 use super::harness::{best_of, timed_after};
+use crate::SessionOptions;
 use crate::error::Result;
 use crate::sql::substitute_variables;
 
@@ -33,12 +34,13 @@ const QUERIES: [(&str, &str); 21] = [
 ];
 
 /// The Nexmark benchmarks' settings.
-pub(super) struct NexmarkBench {
+pub(super) struct NexmarkBench<'a> {
+    pub options: &'a SessionOptions,
     pub events: u64,
     pub repeat: u32,
 }
 
-impl NexmarkBench {
+impl NexmarkBench<'_> {
     pub async fn run(&self, selected: &dyn Fn(&str) -> bool) -> Result<()> {
         let events = self.events.to_string();
         let tables = substitute_variables(TABLES, |name| match name {
@@ -59,7 +61,7 @@ impl NexmarkBench {
             })?;
             let run = best_of(self.repeat, || {
                 let _ = std::fs::remove_file(&db);
-                timed_after(&tables, &query)
+                timed_after(self.options, &tables, &query)
             })
             .await;
             let _ = std::fs::remove_file(&db);

@@ -20,6 +20,7 @@ const BATCH_ROWS: usize = 8192;
 
 /// The store benchmarks, writing their files under `dir`.
 pub(super) struct StoreBench<'a> {
+    pub options: &'a crate::SessionOptions,
     pub events: u64,
     pub users: u64,
     pub repeat: u32,
@@ -75,6 +76,7 @@ impl StoreBench<'_> {
                 self.events, self.users
             );
             let mut round = 0;
+            let options = self.options;
             let run = best_of(self.repeat, || {
                 round += 1;
                 let _ = std::fs::remove_file(&path);
@@ -86,7 +88,7 @@ impl StoreBench<'_> {
                     path.display()
                 );
                 let setup_text = setup_text.clone();
-                async move { timed_after(&setup_text, &view).await }
+                async move { timed_after(options, &setup_text, &view).await }
             })
             .await?;
             run.report(
@@ -101,6 +103,7 @@ impl StoreBench<'_> {
         if selected("view_over_view") {
             let path = self.dir.join("views.db");
             let mut round = 0;
+            let options = self.options;
             let run = best_of(self.repeat, || {
                 round += 1;
                 let _ = std::fs::remove_file(&path);
@@ -122,7 +125,7 @@ impl StoreBench<'_> {
                      FROM profile_{round} GROUP BY last_event;",
                     path.display()
                 );
-                async move { timed_after(&upstream, &downstream).await }
+                async move { timed_after(options, &upstream, &downstream).await }
             })
             .await?;
             run.report(
@@ -173,7 +176,7 @@ impl StoreBench<'_> {
 
     /// Profile rows for `users` keys (every key once per pass), in batches.
     async fn profile_rows(&self) -> Result<Vec<RecordBatch>> {
-        let engine = setup("").await?;
+        let engine = setup(self.options, "").await?;
         let frame = engine
             .context()
             .sql(&format!(

@@ -24,6 +24,7 @@ use datafusion::physical_plan::{Distribution, ExecutionPlan, ExecutionPlanProper
 
 use crate::connector::SourceExec;
 use crate::stream::{ExchangeExec, StreamingOperators};
+use crate::window::WindowAssignExec;
 
 /// Places exchanges for `workers` workers.
 #[derive(Debug)]
@@ -59,6 +60,20 @@ impl ExchangeRule {
         }
         let keyed = self.operators.find(node.as_ref()).is_some();
         let requirements = node.input_distribution_requirements().into_per_child();
+        // Windows assigned right below a keyed aggregate are assigned per key: the rows are
+        // exchanged as they come, not once for every window they fall in.
+        if let ([Distribution::KeyPartitioned(keys)], [child]) =
+            (requirements.as_slice(), node.children().as_slice())
+            && keyed
+            && self.workers > 1
+            && let Some(assign) = child.downcast_ref::<WindowAssignExec>()
+            && let Some(keyed_assign) = assign.keyed(keys, self.workers)?
+        {
+            return Ok(Transformed::yes(replace_children_if_necessary(
+                node,
+                vec![keyed_assign],
+            )?));
+        }
         let mut changed = false;
         let children = node
             .children()

@@ -33,7 +33,7 @@ use super::merge_messages;
 use super::{MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows, lock};
 
 /// Messages in flight from one input partition to one output partition.
-const CHANNEL_CAPACITY: usize = 4;
+const CHANNEL_CAPACITY: usize = 16;
 
 /// The hash that places a key in a partition: the same in every process.
 const PARTITION_HASH: RandomState = RandomState::with_seed(0x7072_6f66_7573_696f);

@@ -13,14 +13,15 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
-    Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    InputDistributionRequirements, Partitioning, PlanProperties,
 };
 use futures::StreamExt;
 
@@ -29,7 +30,7 @@ use super::assigner::{Assigned, WindowAssigner};
 use super::late_rows::LateRowRouter;
 pub use super::late_rows::LateSink;
 use super::provenance::WindowColumn;
-use crate::stream::DisplayNanos;
+use crate::stream::{DisplayNanos, ExchangeExec, key_distribution, partitions_of};
 use crate::stream::{
     JobProgress, MessageStream, OperatorCheckpoint, StateSnapshot, StreamMessage, StreamingExec,
     Watermark, execute_messages, execute_rows, lock,
@@ -51,6 +52,9 @@ pub struct WindowAssignment {
     pub regroups: bool,
 }
 
+/// Key expressions, over the input's or the output's columns.
+type Keys = Vec<Arc<dyn PhysicalExpr>>;
+
 /// Assigns windows of one kind on a timestamp column of its input.
 #[derive(Debug)]
 pub struct WindowAssignExec {
@@ -61,6 +65,9 @@ pub struct WindowAssignExec {
     windowed_schema: SchemaRef,
     projection: Option<Vec<usize>>,
     late_sink: Option<LateSink>,
+    /// When the windows are assigned per key behind a hash exchange: the key over the
+    /// input's columns, and the same over the output's.
+    keys: Option<(Keys, Keys)>,
     metrics: ExecutionPlanMetricsSet,
     properties: Arc<PlanProperties>,
 }
@@ -102,9 +109,71 @@ impl WindowAssignExec {
             windowed_schema,
             projection,
             late_sink,
+            keys: None,
             metrics: ExecutionPlanMetricsSet::new(),
             properties: Arc::new(properties),
         })
+    }
+
+    /// This assignment run in `partitions` partitions, behind a hash exchange on the input
+    /// columns that `output_keys` (columns of its output, the key of the aggregate above)
+    /// are: each partition then assigns windows to its keys' rows, with the watermark of
+    /// every input partition merged. `None` when a key is not an input column.
+    pub fn keyed(
+        &self,
+        output_keys: &[Arc<dyn PhysicalExpr>],
+        partitions: usize,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let added = self.windowed_schema.fields().len() - 3;
+        let mut input_keys: Vec<Arc<dyn PhysicalExpr>> = Vec::with_capacity(output_keys.len());
+        for key in output_keys {
+            let Some(column) = key.downcast_ref::<Column>() else {
+                return Ok(None);
+            };
+            let index = match &self.projection {
+                Some(indices) => indices[column.index()],
+                None => column.index(),
+            };
+            if index >= added {
+                return Ok(None);
+            }
+            let name = self.windowed_schema.field(index).name();
+            input_keys.push(Arc::new(Column::new(name, index)));
+        }
+        // Rows merged for an assignment in one partition are split by key instead.
+        let input = match self.input.downcast_ref::<ExchangeExec>() {
+            Some(gather) if gather.is_gather() => Arc::clone(gather.input()),
+            _ => Arc::clone(&self.input),
+        };
+        let exchange = Arc::new(ExchangeExec::hash(input, input_keys.clone(), partitions));
+        let mut keyed = Self::try_new(
+            exchange,
+            self.assignment.clone(),
+            self.time_index,
+            Arc::clone(&self.windowed_schema),
+            self.projection.clone(),
+            self.late_sink.clone(),
+        )?
+        .with_keys(input_keys, output_keys.to_vec());
+        keyed.metrics = ExecutionPlanMetricsSet::new();
+        Ok(Some(Arc::new(keyed)))
+    }
+
+    fn with_keys(
+        mut self,
+        input_keys: Vec<Arc<dyn PhysicalExpr>>,
+        output_keys: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Self {
+        let partitions = partitions_of(&self.input);
+        let partitioning = Partitioning::Hash(output_keys.clone(), partitions);
+        let properties = self
+            .properties
+            .as_ref()
+            .clone()
+            .with_partitioning(partitioning);
+        self.properties = Arc::new(properties);
+        self.keys = Some((input_keys, output_keys));
+        self
     }
 
     /// The windows this operator assigns.
@@ -156,9 +225,11 @@ impl ExecutionPlan for WindowAssignExec {
         vec![&self.input]
     }
 
-    /// Lateness is judged against one watermark: the input's partitions merged first.
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::SinglePartition]
+    /// Lateness is judged against one watermark, every source partition's merged: the
+    /// input in one partition, or split by key behind an exchange, which merges them.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let keys = self.keys.as_ref().map(|(input, _)| input.clone());
+        InputDistributionRequirements::new(vec![key_distribution(keys.unwrap_or_default())])
     }
 
     fn apply_expressions(
@@ -175,14 +246,20 @@ impl ExecutionPlan for WindowAssignExec {
         let Some(input) = children.pop() else {
             return internal_err!("WindowAssignExec takes one input");
         };
-        Ok(Arc::new(Self::try_new(
+        let rebuilt = Self::try_new(
             input,
             self.assignment.clone(),
             self.time_index,
             Arc::clone(&self.windowed_schema),
             self.projection.clone(),
             self.late_sink.clone(),
-        )?))
+        )?;
+        Ok(Arc::new(match &self.keys {
+            Some((input_keys, output_keys)) => {
+                rebuilt.with_keys(input_keys.clone(), output_keys.clone())
+            }
+            None => rebuilt,
+        }))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

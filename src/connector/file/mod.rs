@@ -2,6 +2,7 @@
 //! path or an `s3://` URL. As a source it is bounded and reads each file as a split; as a
 //! sink it writes JSON lines or Parquet.
 
+mod line_ranges;
 mod location;
 mod options;
 mod sink;

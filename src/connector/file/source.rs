@@ -1,7 +1,9 @@
 //! Reading a `file` table: each file under `path` is a split, decoded as it streams in from
 //! the object store (JSON lines and CSV through arrow's push decoders, Parquet through the
-//! async Parquet reader).
+//! async Parquet reader). With more workers than files, a JSON-lines file is also cut into
+//! byte ranges, one split each.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,7 +23,9 @@ use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt};
+
+use super::line_ranges::{byte_ranges, fetched, lines_of};
 
 use super::options::{FileFormat, FileOptions};
 use crate::stream::{ScanPartition, Source, SplitStream, WatermarkSpec};
@@ -83,14 +87,29 @@ impl Source for FileSource {
     ) -> Result<Vec<SplitStream>> {
         let files = self.files().await?;
         let store = Arc::clone(&self.options.location.store);
-        Ok(files
-            .into_iter()
+        // Fewer JSON-lines files than workers: each file is read in byte ranges too.
+        let pieces = match self.options.format {
+            FileFormat::Json => scan.count.div_ceil(files.len()),
+            _ => 1,
+        };
+        let splits = files.into_iter().flat_map(|file| {
+            let ranges = match pieces {
+                1 => vec![None],
+                _ => byte_ranges(file.size, pieces)
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            };
+            ranges.into_iter().map(move |range| (file.clone(), range))
+        });
+        Ok(splits
             .enumerate()
             .filter(|(index, _)| scan.reads(*index))
-            .map(|(_, file)| {
+            .map(|(_, (file, range))| {
                 read_file(
                     Arc::clone(&store),
                     file,
+                    range,
                     Arc::clone(&self.schema),
                     self.options.format,
                     self.options.batch_size,
@@ -100,10 +119,12 @@ impl Source for FileSource {
     }
 }
 
-/// One file as a stream of batches with `schema`.
+/// One file, or the lines starting in a byte `range` of a JSON-lines file, as a stream of
+/// batches with `schema`.
 pub fn read_file(
     store: Arc<dyn ObjectStore>,
     file: ObjectMeta,
+    range: Option<Range<u64>>,
     schema: SchemaRef,
     format: FileFormat,
     batch_size: usize,
@@ -114,13 +135,18 @@ pub fn read_file(
             FileFormat::Parquet => read_parquet(store, file, schema, batch_size).await?,
             FileFormat::Json | FileFormat::Csv => {
                 let decoder = RowDecoder::new(format, Arc::clone(&schema), batch_size)?;
+                let fetched = range.as_ref().map(|range| fetched(range, file.size));
                 let bytes = store
-                    .get(&path)
+                    .get_opts(&path, GetOptions::new().with_range(fetched))
                     .await
                     .map_err(|e| exec_datafusion_err!("reading {path}: {e}"))?
                     .into_stream()
                     .map_err(move |e| exec_datafusion_err!("reading {path}: {e}"))
                     .boxed();
+                let bytes = match range {
+                    Some(range) => lines_of(bytes, range),
+                    None => bytes,
+                };
                 decode_stream(bytes, decoder)
             }
         };

@@ -1,12 +1,12 @@
 //! `profusion bench --kafka HOST:PORT`: the Kafka source against a real broker, on one
 //! worker thread (each partition is read on its own blocking thread, as in a pipeline).
 //!
-//! Events of about 160 bytes are produced to a new one-partition topic before the clock
-//! starts. Then, each timed: `kafka_consume`, a bare `BaseConsumer` reading them all (the
+//! Events of about 160 bytes are produced to a new four-partition topic before the clock
+//! starts (with `--workers N`, the workers share its partitions). Then, each timed: `kafka_consume`, a bare `BaseConsumer` reading them all (the
 //! client's ceiling); `kafka_json`, the Kafka table decoding them into Arrow batches; and
 //! `kafka_tumble`, the same through `TUMBLE(1 minute)` per user. The tables are read as
-//! snapshots, up to the end offset seen when the query starts: the last message is a
-//! sentinel produced on its own, so that brokers reporting the start of the last record
+//! snapshots, up to the end offset seen when the query starts: the last message of each
+//! partition is a sentinel produced on its own, so that brokers reporting the start of the last record
 //! batch as the end offset (tansu 0.6) still count every event.
 
 use std::path::Path;
@@ -43,6 +43,9 @@ pub struct KafkaBench<'a> {
     pub repeat: u32,
     pub dir: &'a Path,
 }
+
+/// Partitions of the benchmark topic: what the workers of `--workers` share.
+const PARTITIONS: i32 = 4;
 
 fn kafka_failed(context: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error + '_ {
     move |source| Error::Kafka {
@@ -109,7 +112,7 @@ impl KafkaBench<'_> {
             ),
         )
         .await?;
-        create_topic(self.servers, topic).await?;
+        create_topic(self.servers, topic, PARTITIONS).await?;
         let (servers, topic) = (self.servers.to_string(), topic.to_string());
         let started = Instant::now();
         let bytes = tokio::task::spawn_blocking(move || produce_lines(&servers, &topic, &lines))
@@ -140,8 +143,8 @@ impl KafkaBench<'_> {
                 .map_err(kafka_failed("creating a consumer"))?;
             let started = Instant::now();
             let mut assignment = TopicPartitionList::new();
-            assignment
-                .add_partition_offset(&topic, 0, Offset::Beginning)
+            (0..PARTITIONS)
+                .try_for_each(|p| assignment.add_partition_offset(&topic, p, Offset::Beginning))
                 .and_then(|()| consumer.assign(&assignment))
                 .map_err(kafka_failed("assigning the benchmark topic"))?;
             let (mut read, mut bytes) = (0u64, 0u64);
@@ -178,16 +181,15 @@ impl KafkaBench<'_> {
     }
 }
 
-/// Produces each line of the file at `path` to `topic`, then a sentinel on its own.
-/// Creates `topic` with one partition.
-pub(super) async fn create_topic(servers: &str, topic: &str) -> Result<()> {
+/// Creates `topic` with `partitions` partitions.
+pub(super) async fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .create()
         .map_err(kafka_failed("creating an admin client"))?;
     let created = admin
         .create_topics(
-            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
         )
         .await
@@ -201,6 +203,8 @@ pub(super) async fn create_topic(servers: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
+/// Produces each line of the file at `path` to `topic`, then a sentinel on its own in
+/// each partition.
 fn produce_lines(servers: &str, topic: &str, path: &Path) -> Result<u64> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         context: format!("reading {}", path.display()),
@@ -221,9 +225,14 @@ fn produce_lines(servers: &str, topic: &str, path: &Path) -> Result<u64> {
         last = line;
     }
     producer.flush(TIMEOUT).map_err(kafka_failed("flushing"))?;
-    // The same event again, alone in the last record batch.
-    send(last)?;
-    producer.flush(TIMEOUT).map_err(kafka_failed("flushing"))?;
+    // The same event again, alone in each partition's last record batch.
+    for partition in 0..PARTITIONS {
+        send_queued(
+            &producer,
+            BaseRecord::to(topic).partition(partition).payload(last),
+        )?;
+        producer.flush(TIMEOUT).map_err(kafka_failed("flushing"))?;
+    }
     Ok(bytes)
 }
 

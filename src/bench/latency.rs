@@ -31,7 +31,7 @@ pub(super) async fn profile_latency(
     dir: &Path,
 ) -> Result<()> {
     let topic = format!("profusion-latency-{}", std::process::id());
-    create_topic(servers, &topic).await?;
+    create_topic(servers, &topic, 1).await?;
     let db = dir.join("latency.db");
     let engine = Engine::new(&SessionOptions::default())?;
     let mut job = None;

@@ -32,7 +32,7 @@ pub(super) async fn restart_to_caught_up(
     dir: &Path,
 ) -> Result<()> {
     let topic = format!("profusion-restart-{}", std::process::id());
-    create_topic(servers, &topic).await?;
+    create_topic(servers, &topic, 1).await?;
     let db = dir.join("restart.db");
     let checkpoints = dir.join("restart-checkpoints");
     let pipeline = format!(

@@ -24,7 +24,7 @@ use datafusion::physical_plan::{
 
 use super::key_bytes::KeyEncoding;
 use super::run::JoinRun;
-use super::shape::{JoinShape, is_supported};
+use super::shape::{JoinShape, is_supported, key_partitioned, key_sides};
 use super::side_buffer::SideBuffer;
 use super::state::JoinState;
 use super::time_bound::TimeBound;
@@ -32,8 +32,7 @@ use crate::stream::{
     AlignedInputs, ByteKeys, JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock,
 };
 use crate::stream::{
-    MessageStream, StreamingExec, Watermark, execute_messages, execute_rows, key_distribution,
-    partitions_of,
+    MessageStream, StreamingExec, Watermark, execute_messages, execute_rows, partitions_of,
 };
 
 /// A stream-stream join bounded in event time.
@@ -147,15 +146,7 @@ impl ExecutionPlan for IntervalJoinExec {
 
     /// The rows of a key of both sides in one partition.
     fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        let (left, right) = self
-            .on
-            .iter()
-            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
-            .unzip();
-        InputDistributionRequirements::co_partitioned(vec![
-            key_distribution(left),
-            key_distribution(right),
-        ])
+        key_partitioned(&self.on)
     }
 
     fn apply_expressions(
@@ -243,11 +234,7 @@ impl StreamingExec for IntervalJoinExec {
         let mut checkpoint = OperatorCheckpoint::of(progress.clone());
         let partitions = self.properties().partitioning.partition_count();
         // A side's snapshot holds rows of that side.
-        let (left_keys, right_keys): (Vec<_>, Vec<_>) = self
-            .on
-            .iter()
-            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
-            .unzip();
+        let (left_keys, right_keys) = key_sides(&self.on);
         let slot = |kind, keys: &[_]| checkpoint.slot(kind, partition, partitions, keys);
         let slots = slot("join-left", &left_keys)?.zip(slot("join-right", &right_keys)?);
         let output_slot = slot("join-output", &[])?;

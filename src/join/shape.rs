@@ -9,13 +9,14 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use datafusion::common::{JoinSide, JoinType, Result};
 use datafusion::physical_expr::PhysicalExprRef;
+use datafusion::physical_plan::InputDistributionRequirements;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 
 use super::key_bytes::{KeyBytes, KeyEncoding};
 use super::side_buffer::UNTIMED;
 use super::time_bound::TimeBound;
-use crate::stream::Watermark;
 use crate::stream::nanos_values;
+use crate::stream::{Watermark, key_distribution};
 
 /// True for the join types an interval join runs: inner, outer, semi and anti.
 pub fn is_supported(join_type: JoinType) -> bool {
@@ -214,4 +215,24 @@ impl JoinShape {
             .into_array(rows)?;
         Ok(mask.as_boolean().clone())
     }
+}
+
+/// The key expressions of each side of the equalities `on`: (left's, right's).
+pub(super) fn key_sides(
+    on: &[(PhysicalExprRef, PhysicalExprRef)],
+) -> (Vec<PhysicalExprRef>, Vec<PhysicalExprRef>) {
+    on.iter()
+        .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
+        .unzip()
+}
+
+/// What a join keyed by `on` needs of its inputs: both split by their side of the key.
+pub(super) fn key_partitioned(
+    on: &[(PhysicalExprRef, PhysicalExprRef)],
+) -> InputDistributionRequirements {
+    let (left, right) = key_sides(on);
+    InputDistributionRequirements::co_partitioned(vec![
+        key_distribution(left),
+        key_distribution(right),
+    ])
 }

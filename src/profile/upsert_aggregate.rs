@@ -23,13 +23,12 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
     InputDistributionRequirements, Partitioning, PlanProperties,
 };
-use futures::StreamExt;
 
 use super::keyed_state::KeyedAggregates;
 use crate::stream::VERSION_COLUMN;
 use crate::stream::{
-    DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, StreamMessage,
-    StreamingExec, execute_messages, execute_rows, key_distribution, lock, partitions_of,
+    DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, StreamingExec,
+    execute_messages, execute_rows, key_distribution, lock, map_with_state, partitions_of,
 };
 use crate::window::{AggregateExprs, without_input_ordering};
 
@@ -250,20 +249,9 @@ impl StreamingExec for UpsertAggregateExec {
             last_expiry: Duration::ZERO,
             schema: self.schema(),
         };
-        Ok(Box::pin(input.filter_map(move |message| {
-            let out = match message {
-                Ok(StreamMessage::Batch(batch)) => state
-                    .step(&batch)
-                    .map(|out| out.map(StreamMessage::Batch))
-                    .transpose(),
-                Ok(StreamMessage::Barrier(epoch)) => {
-                    checkpoint.on_barrier(epoch);
-                    Some(Ok(StreamMessage::Barrier(epoch)))
-                }
-                other => Some(other),
-            };
-            futures::future::ready(out)
-        })))
+        Ok(map_with_state(input, checkpoint, move |batch| {
+            state.step(batch)
+        }))
     }
 }
 

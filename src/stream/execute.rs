@@ -20,7 +20,8 @@ use datafusion::physical_plan::unnest::UnnestExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect};
 use futures::StreamExt;
 
-use super::{MessageStream, StreamMessage, StreamingOperators, messages_of};
+use super::{MessageStream, OperatorCheckpoint, StreamMessage, StreamingOperators, messages_of};
+use datafusion::arrow::array::RecordBatch;
 
 /// Runs `partition` of `plan` as messages: rows with event-time progress in band.
 pub fn execute_messages(
@@ -127,6 +128,30 @@ fn per_batch(
         }
     });
     Box::pin(outputs.flat_map(futures::stream::iter))
+}
+
+/// `messages` through an operator of one input that keeps state between batches: every
+/// batch goes through `step`, which returns the rows it changed, if any; at each barrier
+/// the operator's `checkpoint` is taken before the barrier is handed on; watermarks are
+/// forwarded as they are.
+pub fn map_with_state(
+    messages: MessageStream,
+    checkpoint: OperatorCheckpoint,
+    mut step: impl FnMut(&RecordBatch) -> Result<Option<RecordBatch>> + Send + 'static,
+) -> MessageStream {
+    Box::pin(messages.filter_map(move |message| {
+        let out = match message {
+            Ok(StreamMessage::Batch(batch)) => step(&batch)
+                .map(|out| out.map(StreamMessage::Batch))
+                .transpose(),
+            Ok(StreamMessage::Barrier(epoch)) => {
+                checkpoint.on_barrier(epoch);
+                Some(Ok(StreamMessage::Barrier(epoch)))
+            }
+            other => Some(other),
+        };
+        futures::future::ready(out)
+    }))
 }
 
 /// `messages` with `f` applied to every batch and every watermark forwarded as it is.

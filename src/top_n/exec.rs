@@ -20,13 +20,13 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
     InputDistributionRequirements, Partitioning, PlanProperties,
 };
-use futures::StreamExt;
 
 use super::state::TopNState;
-use crate::stream::{JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock};
 use crate::stream::{
-    MessageStream, StreamMessage, StreamingExec, execute_messages, execute_rows, key_distribution,
-    partitions_of,
+    JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock, map_with_state,
+};
+use crate::stream::{
+    MessageStream, StreamingExec, execute_messages, execute_rows, key_distribution, partitions_of,
 };
 
 /// The first `limit` rows of each partition of its input, with their ranks.
@@ -195,20 +195,9 @@ impl StreamingExec for TopNExec {
             baseline: BaselineMetrics::new(&self.metrics, partition),
             limit: self.limit,
         };
-        Ok(Box::pin(input.filter_map(move |message| {
-            let out = match message {
-                Ok(StreamMessage::Batch(batch)) => run
-                    .take(&batch)
-                    .map(|out| out.map(StreamMessage::Batch))
-                    .transpose(),
-                Ok(StreamMessage::Barrier(epoch)) => {
-                    checkpoint.on_barrier(epoch);
-                    Some(Ok(StreamMessage::Barrier(epoch)))
-                }
-                other => Some(other),
-            };
-            futures::future::ready(out)
-        })))
+        Ok(map_with_state(input, checkpoint, move |batch| {
+            run.take(batch)
+        }))
     }
 }
 

@@ -24,10 +24,10 @@ use datafusion::physical_plan::{
 
 use super::state::{TemporalShape, TemporalState};
 use crate::join::run::JoinRun;
+use crate::join::shape::{key_partitioned, key_sides};
 use crate::stream::{
     AlignedInputs, JobProgress, MessageStream, OperatorCheckpoint, StateAccount, StateSlot,
-    StateSnapshot, StreamingExec, execute_messages, execute_rows, key_distribution, lock,
-    partitions_of,
+    StateSnapshot, StreamingExec, execute_messages, execute_rows, lock, partitions_of,
 };
 
 /// The parts of a temporal join, as the rule finds them in DataFusion's join.
@@ -199,16 +199,7 @@ impl ExecutionPlan for TemporalJoinExec {
 
     /// The rows and versions of a key in one partition.
     fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        let (left, right) = self
-            .join
-            .on
-            .iter()
-            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
-            .unzip();
-        InputDistributionRequirements::co_partitioned(vec![
-            key_distribution(left),
-            key_distribution(right),
-        ])
+        key_partitioned(&self.join.on)
     }
 
     fn apply_expressions(
@@ -265,12 +256,7 @@ impl StreamingExec for TemporalJoinExec {
         let mut checkpoint = OperatorCheckpoint::of(progress.clone());
         let partitions = self.properties().partitioning.partition_count();
         // Versions are rows of the versioned side, waiting rows of the stream side.
-        let (left_keys, right_keys): (Vec<_>, Vec<_>) = self
-            .join
-            .on
-            .iter()
-            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
-            .unzip();
+        let (left_keys, right_keys) = key_sides(&self.join.on);
         let (version_keys, stream_keys) = match self.join.versioned_side {
             JoinSide::Left => (left_keys, right_keys),
             _ => (right_keys, left_keys),

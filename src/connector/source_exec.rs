@@ -21,7 +21,7 @@ use super::table::SourceDefinition;
 use crate::stream::{
     DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, PipelineMetrics,
     ScanPartition, SourceBatch, SourceStream, StreamMessage, StreamingExec, Watermark,
-    execute_rows, lock,
+    execute_rows, lock, node_id,
 };
 
 /// Reads a source table: every split, merged into one partition, projected.
@@ -131,12 +131,13 @@ pub fn open_source(
     definition: &Arc<SourceDefinition>,
     context: Arc<TaskContext>,
     scan: ScanPartition,
+    node: usize,
 ) -> impl futures::Stream<Item = Result<SourceBatch>> + Send + 'static {
     let definition = Arc::clone(definition);
     let job = JobProgress::of_task(&context);
     // Named now, while the plan is executed in its fixed order, not when first polled.
     let progress = job.clone();
-    let mut checkpoint = OperatorCheckpoint::of(job.clone());
+    let mut checkpoint = OperatorCheckpoint::of(job.clone(), node);
     let slots = checkpoint
         .slot("source", scan.index, scan.count, &[])
         .and_then(|source| {
@@ -146,6 +147,10 @@ pub fn open_source(
             };
             Ok((source, dedup))
         });
+    let scan = match &slots {
+        Ok((Some(source), _)) => scan.of_scan(&source.id),
+        _ => scan,
+    };
     let scan = Arc::new(scan);
     let opened = {
         let scan = Arc::clone(&scan);
@@ -212,13 +217,23 @@ pub fn open_source(
     };
     futures::stream::once(opened)
         .map_ok(move |(batches, checkpoint)| {
-            let (scan, job) = (Arc::clone(&scan), job.clone());
-            batches.inspect_ok(move |item| {
+            let (at_barrier, at_end) = (Arc::clone(&scan), Arc::clone(&scan));
+            let (job, ended) = (job.clone(), job.clone());
+            let with_barriers = batches.inspect_ok(move |item| {
                 if let (Some(epoch), Some(job)) = (item.barrier, &job) {
                     checkpoint.on_barrier(epoch);
-                    job.state.record_positions(epoch, scan.positions());
+                    job.state.record_positions(epoch, at_barrier.positions());
+                }
+            });
+            // An ended partition puts no barrier in any more: where it stopped goes into
+            // every later checkpoint.
+            let end = futures::stream::once(async move {
+                if let Some(job) = ended {
+                    job.state.record_ended_positions(at_end.positions());
                 }
             })
+            .filter_map(|()| futures::future::ready(None));
+            with_barriers.chain(end)
         })
         .try_flatten()
         // Every batch spends tokio's cooperative budget: a source that is never Pending (a
@@ -329,36 +344,37 @@ impl StreamingExec for SourceExec {
             self.properties.partitioning.partition_count(),
             &context,
         );
-        let messages = open_source(&self.definition, context, scan).flat_map(move |item| {
-            let mut out = Vec::with_capacity(2);
-            match item {
-                Ok(SourceBatch {
-                    batch,
-                    watermark,
-                    barrier,
-                }) => {
-                    if batch.num_rows() > 0 {
-                        output_rows.add(batch.num_rows());
-                        out.push(match &projection {
-                            Some(indices) => batch
-                                .project(indices)
-                                .map(StreamMessage::Batch)
-                                .map_err(Into::into),
-                            None => Ok(StreamMessage::Batch(batch)),
-                        });
+        let messages =
+            open_source(&self.definition, context, scan, node_id(self)).flat_map(move |item| {
+                let mut out = Vec::with_capacity(2);
+                match item {
+                    Ok(SourceBatch {
+                        batch,
+                        watermark,
+                        barrier,
+                    }) => {
+                        if batch.num_rows() > 0 {
+                            output_rows.add(batch.num_rows());
+                            out.push(match &projection {
+                                Some(indices) => batch
+                                    .project(indices)
+                                    .map(StreamMessage::Batch)
+                                    .map_err(Into::into),
+                                None => Ok(StreamMessage::Batch(batch)),
+                            });
+                        }
+                        if watermark > forwarded {
+                            forwarded = watermark;
+                            out.push(Ok(StreamMessage::Watermark(watermark)));
+                        }
+                        if let Some(epoch) = barrier {
+                            out.push(Ok(StreamMessage::Barrier(epoch)));
+                        }
                     }
-                    if watermark > forwarded {
-                        forwarded = watermark;
-                        out.push(Ok(StreamMessage::Watermark(watermark)));
-                    }
-                    if let Some(epoch) = barrier {
-                        out.push(Ok(StreamMessage::Barrier(epoch)));
-                    }
+                    Err(e) => out.push(Err(e)),
                 }
-                Err(e) => out.push(Err(e)),
-            }
-            futures::stream::iter(out)
-        });
+                futures::stream::iter(out)
+            });
         Ok(Box::pin(messages))
     }
 }

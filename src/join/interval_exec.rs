@@ -30,6 +30,7 @@ use super::state::JoinState;
 use super::time_bound::TimeBound;
 use crate::stream::{
     AlignedInputs, ByteKeys, JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock,
+    node_id,
 };
 use crate::stream::{
     MessageStream, StreamingExec, Watermark, execute_messages, execute_rows, partitions_of,
@@ -231,7 +232,7 @@ impl StreamingExec for IntervalJoinExec {
             pending: Vec::new(),
         };
         let progress = JobProgress::of_task(&context);
-        let mut checkpoint = OperatorCheckpoint::of(progress.clone());
+        let mut checkpoint = OperatorCheckpoint::of(progress.clone(), node_id(self));
         let partitions = self.properties().partitioning.partition_count();
         // A side's snapshot holds rows of that side.
         let (left_keys, right_keys) = key_sides(&self.on);

@@ -28,7 +28,7 @@ use super::keyed_state::KeyedAggregates;
 use crate::stream::VERSION_COLUMN;
 use crate::stream::{
     DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, StreamingExec,
-    execute_messages, execute_rows, key_distribution, lock, map_with_state, partitions_of,
+    execute_messages, execute_rows, key_distribution, lock, map_with_state, node_id, partitions_of,
 };
 use crate::window::{AggregateExprs, without_input_ordering};
 
@@ -219,7 +219,7 @@ impl StreamingExec for UpsertAggregateExec {
             .register(context.memory_pool());
         let clock = Instant::now();
         let mut keyed = KeyedAggregates::try_new(self.exprs()?, Arc::clone(&self.rows_schema))?;
-        let mut checkpoint = OperatorCheckpoint::of(JobProgress::of_task(&context));
+        let mut checkpoint = OperatorCheckpoint::of(JobProgress::of_task(&context), node_id(self));
         let partitions = self.properties().partitioning.partition_count();
         // A snapshot's rows start with the key's columns.
         let keys: Vec<Arc<dyn PhysicalExpr>> = self

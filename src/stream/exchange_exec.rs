@@ -382,7 +382,10 @@ impl StreamingExec for ExchangeExec {
             return internal_err!("ExchangeExec has {outputs} partitions, asked for {partition}");
         }
         let mut receivers = lock(&self.receivers);
-        if receivers.iter().all(Option::is_none) {
+        // A partition already taken starts a new run: what is left of an earlier one (whose
+        // other partitions never ran) is dropped, and its tasks with it.
+        if receivers.get(partition).is_none_or(Option::is_none) {
+            receivers.clear();
             *receivers = self.start(&context)?;
         }
         let Some(receiver) = receivers[partition].take() else {

@@ -40,6 +40,24 @@ pub struct StateSlot {
     pub rescaled: bool,
 }
 
+/// The number of each plan node holding state, per kind.
+#[derive(Default)]
+struct NodeNumbers {
+    numbers: HashMap<(&'static str, usize), usize>,
+}
+
+impl NodeNumbers {
+    /// How many nodes of `kind` have a number.
+    fn len_of(&self, kind: &str) -> usize {
+        self.numbers.keys().filter(|(k, _)| *k == kind).count()
+    }
+}
+
+/// The address of a plan node, which names it for [`JobState::slot`] in each partition.
+pub fn node_id<T>(node: &T) -> usize {
+    node as *const T as *const () as usize
+}
+
 /// A checkpoint on its way through the job.
 struct PendingCheckpoint {
     epoch: u64,
@@ -55,12 +73,15 @@ struct PendingCheckpoint {
 #[derive(Default)]
 pub struct JobState {
     registered: Mutex<HashMap<String, SnapshotFn>>,
-    counters: Mutex<HashMap<(&'static str, usize), usize>>,
+    counters: Mutex<NodeNumbers>,
     restored: Mutex<HashMap<String, StateSnapshot>>,
-    /// State of operators checkpointed on another number of partitions, merged, by the
-    /// operator's name without its partition (`window-0`).
-    rescaling: Mutex<HashMap<String, StateSnapshot>>,
+    /// Restored state of operators, every partition merged, by the operator's name
+    /// without its partition (`window-0`), for each partition to take its share of.
+    merging: Mutex<HashMap<String, StateSnapshot>>,
     restored_positions: HashMap<String, i64>,
+    /// Where the splits of source partitions that have ended stopped: they put no barrier
+    /// in any more, and every later checkpoint holds these.
+    ended_positions: Mutex<Vec<(String, i64)>>,
     pending: Mutex<Option<PendingCheckpoint>>,
     /// The epoch of the latest checkpoint asked for; sources put its barrier in.
     requested: AtomicU64,
@@ -96,39 +117,47 @@ impl JobState {
         !self.restored_positions.is_empty() || !lock(&self.restored).is_empty()
     }
 
-    /// The next name for an operator of `kind` in `partition` of `partitions`, and its
-    /// restored state, if any. Names are handed out in the order each partition of the
-    /// plan is executed, the same in every run of it: `window-0` for an operator of one
-    /// partition, `window-0/2` for partition 2 of several.
+    /// The name of the state of `kind` of the plan node `node` (its address: the same for
+    /// each of its partitions) in `partition` of `partitions`, and the state a restore found
+    /// for it. Nodes are numbered per kind in the order the plan is first executed, the same
+    /// in every run of it: `window-0` for an operator of one partition, `window-0/2-of-4`
+    /// for partition 2 of 4.
     ///
-    /// When the checkpoint holds the operator's state from another number of partitions,
-    /// the partition gets the rows of every old partition whose `keys` (expressions over
-    /// the snapshot's rows) place them in it, as a hash exchange on those keys would.
+    /// Keyed state (`keys`, expressions over the snapshot's rows, not empty) is always
+    /// dealt out again: every checkpointed partition of the operator merged, and the rows
+    /// whose keys hash to this partition kept, as the exchange in front of it places rows,
+    /// whatever number of partitions it was checkpointed on. Other state is taken as it
+    /// was when the number of partitions is the same, and otherwise merged (its rows to
+    /// partition 0, `rescaled` set).
     pub fn slot(
         &self,
         kind: &'static str,
+        node: usize,
         partition: usize,
         partitions: usize,
         keys: &[Arc<dyn PhysicalExpr>],
     ) -> Result<StateSlot> {
-        let mut counters = lock(&self.counters);
-        let counter = counters.entry((kind, partition)).or_default();
-        let operator = format!("{kind}-{counter}");
-        *counter += 1;
-        drop(counters);
+        let operator = {
+            let mut counters = lock(&self.counters);
+            let next = counters.len_of(kind);
+            let number = *counters.numbers.entry((kind, node)).or_insert(next);
+            format!("{kind}-{number}")
+        };
         let id = match partitions {
             1 => operator.clone(),
-            _ => format!("{operator}/{partition}"),
+            _ => format!("{operator}/{partition}-of-{partitions}"),
         };
-        let restored = lock(&self.restored).remove(&id);
-        if restored.is_some() {
-            return Ok(StateSlot {
-                id,
-                restored,
-                rescaled: false,
-            });
+        if keys.is_empty() {
+            let restored = lock(&self.restored).remove(&id);
+            if restored.is_some() {
+                return Ok(StateSlot {
+                    id,
+                    restored,
+                    rescaled: false,
+                });
+            }
         }
-        let Some(mut merged) = self.rescaled(&operator) else {
+        let Some(mut merged) = self.merged(&operator)? else {
             return Ok(StateSlot {
                 id,
                 restored: None,
@@ -143,30 +172,28 @@ impl JobState {
         })
     }
 
-    /// Every partition's state of `operator` as checkpointed on another number of
-    /// partitions, merged; taken out of the restored states once, for every new partition.
-    fn rescaled(&self, operator: &str) -> Option<StateSnapshot> {
-        let mut rescaling = lock(&self.rescaling);
-        if let Some(merged) = rescaling.get(operator) {
-            return Some(merged.clone());
+    /// Every checkpointed partition's state of `operator`, merged; taken out of the
+    /// restored states once, for every partition to deal out its share.
+    fn merged(&self, operator: &str) -> Result<Option<StateSnapshot>> {
+        let mut merging = lock(&self.merging);
+        if let Some(merged) = merging.get(operator) {
+            return Ok(Some(merged.clone()));
         }
         let mut restored = lock(&self.restored);
         let prefix = format!("{operator}/");
-        let mut ids: Vec<(usize, String)> = restored
+        let mut ids: Vec<String> = restored
             .keys()
-            .filter_map(|id| match id.strip_prefix(&prefix) {
-                Some(partition) => Some((partition.parse().ok()?, id.clone())),
-                None => (id == operator).then(|| (0, id.clone())),
-            })
+            .filter(|id| *id == operator || id.starts_with(&prefix))
+            .cloned()
             .collect();
+        if ids.is_empty() {
+            return Ok(None);
+        }
         ids.sort();
-        let parts: Vec<StateSnapshot> = ids
-            .into_iter()
-            .filter_map(|(_, id)| restored.remove(&id))
-            .collect();
-        let merged = StateSnapshot::concat(parts).ok()?;
-        rescaling.insert(operator.to_string(), merged.clone());
-        Some(merged)
+        let parts: Vec<StateSnapshot> = ids.iter().filter_map(|id| restored.remove(id)).collect();
+        let merged = StateSnapshot::concat(parts)?;
+        merging.insert(operator.to_string(), merged.clone());
+        Ok(Some(merged))
     }
 
     /// Registers the snapshot function of the operator state named `id`.
@@ -244,6 +271,11 @@ impl JobState {
         });
     }
 
+    /// Records where a source partition's splits stopped when it ended.
+    pub fn record_ended_positions(&self, positions: Vec<(String, i64)>) {
+        lock(&self.ended_positions).extend(positions);
+    }
+
     /// Called when barrier `epoch` reaches the sink: the checkpoint is complete once what
     /// the sink received before it is durable.
     pub fn barrier_at_sink(&self, epoch: u64) {
@@ -302,6 +334,7 @@ impl JobState {
         let Some(pending) = slot.take() else { return };
         // A split that has handed on nothing since the restore is still where it resumed.
         let mut positions = self.restored_positions.clone();
+        positions.extend(lock(&self.ended_positions).iter().cloned());
         positions.extend(pending.positions);
         let mut positions: Vec<(String, i64)> = positions.into_iter().collect();
         positions.sort();
@@ -317,14 +350,17 @@ impl JobState {
 #[derive(Default)]
 pub struct OperatorCheckpoint {
     job: Option<Arc<JobProgress>>,
+    node: usize,
     ids: Vec<String>,
 }
 
 impl OperatorCheckpoint {
-    /// The states of an operator of the job `job` belongs to (none outside a pipeline job).
-    pub fn of(job: Option<Arc<JobProgress>>) -> Self {
+    /// The states of the operator `node` (see [`node_id`]) of the job `job` belongs to
+    /// (none outside a pipeline job).
+    pub fn of(job: Option<Arc<JobProgress>>, node: usize) -> Self {
         Self {
             job,
+            node,
             ids: Vec::new(),
         }
     }
@@ -341,7 +377,7 @@ impl OperatorCheckpoint {
     ) -> Result<Option<StateSlot>> {
         self.job
             .as_ref()
-            .map(|job| job.state.slot(kind, partition, partitions, keys))
+            .map(|job| job.state.slot(kind, self.node, partition, partitions, keys))
             .transpose()
     }
 

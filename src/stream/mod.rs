@@ -48,7 +48,7 @@ pub use exchange_exec::{ExchangeExec, key_distribution, partitions_of, split_by_
 pub use execute::{execute_messages, map_batches, map_with_state};
 pub use filter_exec::{StreamingFilterExec, StreamingFilterRule};
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use job_state::{JobState, OperatorCheckpoint, StateSlot};
+pub use job_state::{JobState, OperatorCheckpoint, StateSlot, node_id};
 pub use merge::{MergedWatermark, merge_messages};
 pub use message::{MessageStream, StreamMessage, batches_only, execute_rows, messages_of};
 pub use operator::{StreamingExec, StreamingOperators};

@@ -219,6 +219,26 @@ impl JobProgress {
         }
     }
 
+    /// `task` for a side sink of the job (late rows): the same session, with progress of
+    /// its own, so that what it settles neither settles the job's sink nor completes the
+    /// job's checkpoints.
+    pub fn detached(task: &TaskContext) -> Arc<TaskContext> {
+        let config = task
+            .session_config()
+            .clone()
+            .with_extension(Arc::new(JobProgress::default()));
+        Arc::new(TaskContext::new(
+            task.task_id(),
+            task.session_id(),
+            config,
+            task.scalar_functions().clone(),
+            task.higher_order_functions().clone(),
+            task.aggregate_functions().clone(),
+            task.window_functions().clone(),
+            task.runtime_env(),
+        ))
+    }
+
     /// Settles the job of `task`, if it is a pipeline job.
     pub fn settle_task(task: &TaskContext) {
         if let Some(progress) = Self::of_task(task) {

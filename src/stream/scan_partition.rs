@@ -14,6 +14,9 @@ pub struct ScanPartition {
     pub index: usize,
     pub count: usize,
     job: Option<Arc<JobProgress>>,
+    /// The number of the scan among the job's scans (`source-1` is 1): a split read by two
+    /// scans of one job (a table joined with itself) has a ledger for each.
+    scan: usize,
     ledgers: Mutex<Vec<Arc<SplitLedger>>>,
 }
 
@@ -24,8 +27,20 @@ impl ScanPartition {
             index,
             count,
             job: JobProgress::of_task(context),
+            scan: 0,
             ledgers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// This partition of the scan whose state is checkpointed as `name` (`source-1/0-of-2`).
+    pub fn of_scan(mut self, name: &str) -> Self {
+        self.scan = name
+            .split('/')
+            .next()
+            .and_then(|operator| operator.rsplit('-').next())
+            .and_then(|number| number.parse().ok())
+            .unwrap_or(0);
+        self
     }
 
     /// True when the split numbered `split` (of a source's fixed list) is this partition's
@@ -34,10 +49,15 @@ impl ScanPartition {
         split % self.count == self.index
     }
 
-    /// A ledger for the split named `id` (`kafka:events/0`), to record what it hands on;
-    /// `None` outside a pipeline job, where nothing is recorded.
+    /// A ledger for the split named `id` (`kafka:events/0`; `kafka:events/0#1` when the
+    /// job's second scan reads it), to record what it hands on; `None` outside a pipeline
+    /// job, where nothing is recorded.
     pub fn ledger(&self, id: &str) -> Option<Arc<SplitLedger>> {
-        let ledger = self.job.as_ref()?.ledger(id);
+        let id = match self.scan {
+            0 => id.to_string(),
+            scan => format!("{id}#{scan}"),
+        };
+        let ledger = self.job.as_ref()?.ledger(&id);
         lock(&self.ledgers).push(Arc::clone(&ledger));
         Some(ledger)
     }

@@ -48,11 +48,12 @@ pub trait Source: Debug + Send + Sync {
     /// A one-line description for `EXPLAIN`, e.g. `datagen(count=1000, seed=7)`.
     fn describe(&self) -> String;
 
-    /// How many splits the source has, when that is known before it is opened (a
-    /// generator's one): a scan is spread over at most that many workers. `None` (the
-    /// default) when only opening tells (a topic's partitions, a folder's files).
+    /// How many splits the source has, when that is known before it is opened: a scan is
+    /// spread over at most that many workers. `None` when only opening tells (a topic's
+    /// partitions, a folder's files). One by default: a source that reads every split
+    /// whatever `ScanPartition` it is given is read by one worker only.
     fn split_count(&self) -> Option<usize> {
-        None
+        Some(1)
     }
 
     /// Opens the splits `scan` reads, for one execution of a query. `event_time` is the

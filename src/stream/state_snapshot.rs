@@ -93,7 +93,7 @@ impl StateSnapshot {
         let batches = parts
             .iter()
             .flat_map(|p| &p.batches)
-            .map(|b| b.clone().with_schema(Arc::clone(&schema)))
+            .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
             .collect::<std::result::Result<_, _>>()?;
         Ok(Self { schema, batches })
     }

@@ -23,7 +23,7 @@ use datafusion::physical_plan::{
 
 use super::state::TopNState;
 use crate::stream::{
-    JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock, map_with_state,
+    JobProgress, OperatorCheckpoint, StateAccount, StateSnapshot, lock, map_with_state, node_id,
 };
 use crate::stream::{
     MessageStream, StreamingExec, execute_messages, execute_rows, key_distribution, partitions_of,
@@ -167,7 +167,7 @@ impl StreamingExec for TopNExec {
             Arc::clone(&self.schema),
         )?;
         let progress = JobProgress::of_task(&context);
-        let mut checkpoint = OperatorCheckpoint::of(progress);
+        let mut checkpoint = OperatorCheckpoint::of(progress, node_id(self));
         let partitions = self.properties().partitioning.partition_count();
         // A snapshot holds input rows.
         let slot = checkpoint.slot("top-n", partition, partitions, &self.partition_by)?;

@@ -35,7 +35,7 @@ use super::provenance::{WindowColumn, window_column};
 use super::sessions::SessionWindows;
 use crate::stream::{
     DisplayNanos, EventTimeHold, JobProgress, OperatorCheckpoint, PipelineContext, PipelineMetrics,
-    StateAccount, StateSnapshot, lock,
+    StateAccount, StateSnapshot, lock, node_id,
 };
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,
@@ -453,7 +453,7 @@ impl StreamingExec for WindowAggregateExec {
             applied: Watermark::MIN,
             ready: Vec::new(),
         };
-        let mut checkpoint = OperatorCheckpoint::of(progress.clone());
+        let mut checkpoint = OperatorCheckpoint::of(progress.clone(), node_id(self));
         let partitions = self.properties().partitioning.partition_count();
         let slots = checkpoint
             .slot("window", partition, partitions, &self.snapshot_keys())?

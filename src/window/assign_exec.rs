@@ -30,7 +30,7 @@ use super::assigner::{Assigned, WindowAssigner};
 use super::late_rows::LateRowRouter;
 pub use super::late_rows::LateSink;
 use super::provenance::WindowColumn;
-use crate::stream::{DisplayNanos, ExchangeExec, key_distribution, partitions_of};
+use crate::stream::{DisplayNanos, ExchangeExec, key_distribution, node_id, partitions_of};
 use crate::stream::{
     JobProgress, MessageStream, OperatorCheckpoint, StateSnapshot, StreamMessage, StreamingExec,
     Watermark, execute_messages, execute_rows, lock,
@@ -287,7 +287,7 @@ impl StreamingExec for WindowAssignExec {
             applied: Watermark::MIN,
             queue: VecDeque::new(),
         };
-        let mut checkpoint = OperatorCheckpoint::of(progress);
+        let mut checkpoint = OperatorCheckpoint::of(progress, node_id(self));
         let partitions = self.properties().partitioning.partition_count();
         let slot = checkpoint.slot("window-assign", partition, partitions, &[])?;
         if let Some(restored) = slot.as_ref().and_then(|s| s.restored.as_ref()) {

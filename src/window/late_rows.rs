@@ -12,7 +12,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tokio::sync::mpsc;
 
-use crate::stream::{PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
 
 /// The table late rows go to.
 #[derive(Debug, Clone)]
@@ -36,7 +36,8 @@ impl LateRowRouter {
         Self {
             sink,
             schema,
-            context,
+            // What the late sink settles is not the job's sink's.
+            context: JobProgress::detached(&context),
             pipeline,
             writer: None,
         }

@@ -9,13 +9,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The pipeline, writing its view into the SQLite file `db`: 4,000 generated events at
-/// 2,000 a second, so a run can be killed half-way.
+/// The pipeline, writing its view into the SQLite file `db`: 6,000 generated events at
+/// 2,000 a second, so a run can be killed part-way.
 fn pipeline(db: &Path) -> String {
     format!(
         "CREATE TABLE events (user_id TEXT NOT NULL, page TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL,
            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
-         WITH (connector = 'datagen', count = 4000, rows_per_second = 2000, users = 40, seed = 5,
+         WITH (connector = 'datagen', count = 6000, rows_per_second = 2000, users = 40, seed = 5,
                out_of_order = '1s', step = '250ms', batch_size = 100);
          CREATE MATERIALIZED VIEW behaviour PRIMARY KEY (user_id)
          WITH (connector = 'sqlite', path = '{0}') AS
@@ -62,6 +62,20 @@ fn run(pipeline: &Path, checkpoints: Option<&Path>, workers: usize) -> std::proc
 }
 
 /// Every row of `query`, as text.
+/// The epoch of the latest complete checkpoint (its manifest written) in `dir`; 0 if none.
+fn latest_checkpoint(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().join("_manifest.json").exists())
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
 fn rows(db: &Path, query: &str) -> Vec<String> {
     let connection = rusqlite::Connection::open(db).unwrap();
     let mut statement = connection.prepare(query).unwrap();
@@ -96,10 +110,18 @@ fn killed_and_restored(workers: [usize; 3]) {
     let restored = dir.path().join("restored.sql");
     std::fs::write(&restored, pipeline(&restored_db)).unwrap();
     let checkpoints = dir.path().join("checkpoints");
-    let kills = [Duration::from_millis(900), Duration::from_millis(1300)];
-    for (after, workers) in kills.into_iter().zip(workers) {
-        let mut child = run(&restored, Some(&checkpoints), workers);
-        std::thread::sleep(after);
+    for workers in &workers[..2] {
+        let mut child = run(&restored, Some(&checkpoints), *workers);
+        // Killed once it has completed a checkpoint of its own, on its number of workers.
+        let before = latest_checkpoint(&checkpoints);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while latest_checkpoint(&checkpoints) <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint on {workers} workers"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // SIGKILL: no flush, no final checkpoint.
         let _ = child.kill();
         let _ = child.wait();
@@ -148,4 +170,9 @@ fn killed_and_restored_the_view_equals_a_straight_run() {
 #[test]
 fn restored_on_another_number_of_workers_the_views_equal_a_straight_run() {
     killed_and_restored([2, 3, 1]);
+}
+
+#[test]
+fn restored_on_fewer_workers_the_views_equal_a_straight_run() {
+    killed_and_restored([3, 2, 2]);
 }

@@ -81,10 +81,6 @@ impl Source for DatagenSource {
         )
     }
 
-    fn split_count(&self) -> Option<usize> {
-        Some(1)
-    }
-
     async fn open(
         &self,
         _context: Arc<TaskContext>,

@@ -79,6 +79,11 @@ impl Source for FileSource {
         )
     }
 
+    /// Known once the topic's partitions or the folder's files are listed.
+    fn split_count(&self) -> Option<usize> {
+        None
+    }
+
     async fn open(
         &self,
         _context: Arc<TaskContext>,

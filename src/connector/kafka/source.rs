@@ -118,6 +118,11 @@ impl Source for KafkaSource {
         format!("kafka(topic={}{snapshot})", self.options.topics.join(","))
     }
 
+    /// Known once the topic's partitions or the folder's files are listed.
+    fn split_count(&self) -> Option<usize> {
+        None
+    }
+
     async fn open(
         &self,
         context: Arc<TaskContext>,

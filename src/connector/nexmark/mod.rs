@@ -107,10 +107,6 @@ impl Source for NexmarkSource {
         )
     }
 
-    fn split_count(&self) -> Option<usize> {
-        Some(1)
-    }
-
     async fn open(
         &self,
         _context: Arc<TaskContext>,

@@ -38,10 +38,6 @@ impl Source for StoreSource {
         self.0.describe()
     }
 
-    fn split_count(&self) -> Option<usize> {
-        Some(1)
-    }
-
     async fn open(
         &self,
         _context: Arc<TaskContext>,

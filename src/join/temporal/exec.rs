@@ -27,7 +27,7 @@ use crate::join::run::JoinRun;
 use crate::join::shape::{key_partitioned, key_sides};
 use crate::stream::{
     AlignedInputs, JobProgress, MessageStream, OperatorCheckpoint, StateAccount, StateSlot,
-    StateSnapshot, StreamingExec, execute_messages, execute_rows, lock, partitions_of,
+    StateSnapshot, StreamingExec, execute_messages, execute_rows, lock, node_id, partitions_of,
 };
 
 /// The parts of a temporal join, as the rule finds them in DataFusion's join.
@@ -253,7 +253,7 @@ impl StreamingExec for TemporalJoinExec {
         let right = execute_messages(&self.join.right, partition, Arc::clone(&context))?;
         let mut state = TemporalState::new(self.shape()?);
         let progress = JobProgress::of_task(&context);
-        let mut checkpoint = OperatorCheckpoint::of(progress.clone());
+        let mut checkpoint = OperatorCheckpoint::of(progress.clone(), node_id(self));
         let partitions = self.properties().partitioning.partition_count();
         // Versions are rows of the versioned side, waiting rows of the stream side.
         let (left_keys, right_keys) = key_sides(&self.join.on);

@@ -81,7 +81,10 @@ impl Checkpointer {
     /// Takes one checkpoint of every job.
     pub async fn checkpoint(&mut self) -> Result<Manifest> {
         let started = Instant::now();
+        // Every attempt has an epoch of its own: a barrier of a failed one may still be on
+        // its way, and must not count for the next.
         let epoch = self.epoch + 1;
+        self.epoch = epoch;
         let mut entries = Vec::with_capacity(self.jobs.len());
         for job in &self.jobs {
             let reply = job.progress.state.request(epoch);
@@ -110,7 +113,6 @@ impl Checkpointer {
             jobs: entries,
         };
         self.store.write_manifest(&manifest).await?;
-        self.epoch = epoch;
         let metrics = &self.pipeline.metrics;
         PipelineMetrics::add(&metrics.checkpoints, 1);
         metrics.checkpoint_seconds.observe(started.elapsed());

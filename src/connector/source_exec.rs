@@ -10,7 +10,9 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
@@ -336,45 +338,63 @@ impl StreamingExec for SourceExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<MessageStream> {
-        let projection = self.projection.clone();
-        let mut forwarded = Watermark::MIN;
-        let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let scan = ScanPartition::new(
             partition,
             self.properties.partitioning.partition_count(),
             &context,
         );
-        let messages =
-            open_source(&self.definition, context, scan, node_id(self)).flat_map(move |item| {
-                let mut out = Vec::with_capacity(2);
-                match item {
-                    Ok(SourceBatch {
-                        batch,
-                        watermark,
-                        barrier,
-                    }) => {
-                        if batch.num_rows() > 0 {
-                            output_rows.add(batch.num_rows());
-                            out.push(match &projection {
-                                Some(indices) => batch
-                                    .project(indices)
-                                    .map(StreamMessage::Batch)
-                                    .map_err(Into::into),
-                                None => Ok(StreamMessage::Batch(batch)),
-                            });
-                        }
-                        if watermark > forwarded {
-                            forwarded = watermark;
-                            out.push(Ok(StreamMessage::Watermark(watermark)));
-                        }
-                        if let Some(epoch) = barrier {
-                            out.push(Ok(StreamMessage::Barrier(epoch)));
-                        }
-                    }
-                    Err(e) => out.push(Err(e)),
-                }
-                futures::stream::iter(out)
-            });
+        let mut messages = SourceMessages {
+            projection: self.projection.clone(),
+            forwarded: Watermark::MIN,
+            idle_sent: false,
+            output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
+        };
+        let messages = open_source(&self.definition, context, scan, node_id(self))
+            .flat_map(move |item| futures::stream::iter(messages.of(item)));
         Ok(Box::pin(messages))
+    }
+}
+
+/// Turns what a source reads into messages: its rows (projected), its watermark when it
+/// moved, its barriers, and that it went idle.
+struct SourceMessages {
+    projection: Option<Vec<usize>>,
+    forwarded: Watermark,
+    /// Idleness was said, and no row has come since.
+    idle_sent: bool,
+    output_rows: Count,
+}
+
+impl SourceMessages {
+    fn of(&mut self, item: Result<SourceBatch>) -> Vec<Result<StreamMessage>> {
+        let source = match item {
+            Ok(source) => source,
+            Err(e) => return vec![Err(e)],
+        };
+        let mut out = Vec::with_capacity(2);
+        let batch = source.batch;
+        if batch.num_rows() > 0 {
+            self.idle_sent = false;
+            self.output_rows.add(batch.num_rows());
+            out.push(match &self.projection {
+                Some(indices) => batch
+                    .project(indices)
+                    .map(StreamMessage::Batch)
+                    .map_err(Into::into),
+                None => Ok(StreamMessage::Batch(batch)),
+            });
+        }
+        if source.watermark > self.forwarded {
+            self.forwarded = source.watermark;
+            out.push(Ok(StreamMessage::Watermark(source.watermark)));
+        }
+        if let Some(epoch) = source.barrier {
+            out.push(Ok(StreamMessage::Barrier(epoch)));
+        }
+        if source.idle && !self.idle_sent {
+            self.idle_sent = true;
+            out.push(Ok(StreamMessage::Idle));
+        }
+        out
     }
 }

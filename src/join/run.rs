@@ -101,7 +101,8 @@ impl<S: TwoInputState> JoinRun<S> {
                 StreamMessage::Watermark(watermark) => {
                     state.on_watermark(side, watermark, &mut out)?
                 }
-                StreamMessage::Barrier(_) => {}
+                // A join waits for both sides' watermarks, idle or not, as on one worker.
+                StreamMessage::Barrier(_) | StreamMessage::Idle => {}
             }
             if let Some(hold) = &self.hold {
                 // Rows on their way out are held until the next step, when they are gone.

@@ -11,6 +11,8 @@ use super::{Aligned, AlignedInputs, MessageStream, StreamMessage, Watermark};
 #[derive(Debug, Clone)]
 pub struct MergedWatermark {
     inputs: Vec<Watermark>,
+    /// Inputs that said they are idle and have sent nothing since.
+    idle: Vec<bool>,
     current: Watermark,
 }
 
@@ -19,6 +21,7 @@ impl MergedWatermark {
     pub fn new(inputs: usize) -> Self {
         Self {
             inputs: vec![Watermark::MIN; inputs],
+            idle: vec![false; inputs],
             current: if inputs == 0 {
                 Watermark::END
             } else {
@@ -30,7 +33,43 @@ impl MergedWatermark {
     /// Records `watermark` of `input`; returns the merged watermark when it moved.
     pub fn advance(&mut self, input: usize, watermark: Watermark) -> Option<Watermark> {
         self.inputs[input] = self.inputs[input].max(watermark);
-        let merged = self.inputs.iter().copied().min().unwrap_or(Watermark::END);
+        self.idle[input] = false;
+        self.merge()
+    }
+
+    /// Records that `input` is idle; returns the merged watermark when that moved it.
+    pub fn idle(&mut self, input: usize) -> Option<Watermark> {
+        self.idle[input] = true;
+        self.merge()
+    }
+
+    /// Records that `input` sent rows: it holds the others back again.
+    pub fn active(&mut self, input: usize) {
+        self.idle[input] = false;
+    }
+
+    /// True when every input that has not ended is idle.
+    pub fn all_idle(&self) -> bool {
+        self.inputs
+            .iter()
+            .zip(&self.idle)
+            .all(|(watermark, idle)| *idle || watermark.is_end())
+    }
+
+    /// The minimum over the inputs that are not idle (over all of them when all are).
+    fn merge(&mut self) -> Option<Watermark> {
+        let active = self
+            .inputs
+            .iter()
+            .zip(&self.idle)
+            .filter(|(_, idle)| !**idle)
+            .map(|(watermark, _)| *watermark)
+            .min();
+        let merged = match active {
+            Some(merged) => merged,
+            // Every input idle: none holds the others back.
+            None => self.inputs.iter().copied().max().unwrap_or(Watermark::END),
+        };
         (merged > self.current).then(|| {
             self.current = merged;
             merged
@@ -52,7 +91,16 @@ pub fn merge_messages(inputs: Vec<MessageStream>) -> MessageStream {
             Ok(Aligned::Input(input, StreamMessage::Watermark(w))) => watermark
                 .advance(input, w)
                 .map(|merged| Ok(StreamMessage::Watermark(merged))),
-            Ok(Aligned::Input(_, message)) => Some(Ok(message)),
+            // Idle inputs are left out of the minimum; the merge is idle when all are.
+            Ok(Aligned::Input(input, StreamMessage::Idle)) => match watermark.idle(input) {
+                Some(merged) => Some(Ok(StreamMessage::Watermark(merged))),
+                None if watermark.all_idle() => Some(Ok(StreamMessage::Idle)),
+                None => None,
+            },
+            Ok(Aligned::Input(input, message)) => {
+                watermark.active(input);
+                Some(Ok(message))
+            }
             Ok(Aligned::Barrier(epoch)) => Some(Ok(StreamMessage::Barrier(epoch))),
             Err(e) => Some(Err(e)),
         };

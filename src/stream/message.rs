@@ -27,6 +27,10 @@ pub enum StreamMessage {
     /// no row after it. An operator snapshots its state when the barrier reaches it (from
     /// every input) and passes it on.
     Barrier(u64),
+    /// The stream is idle: every split behind it has been quiet for its table's
+    /// `'watermark.idle_timeout'`. Where streams merge, an idle one holds the others'
+    /// watermark back no more, until it sends rows again (whose times may then be late).
+    Idle,
 }
 
 /// A partition of a streaming operator's output.

@@ -75,6 +75,9 @@ pub struct SourceBatch {
     pub batch: RecordBatch,
     pub watermark: Watermark,
     pub barrier: Option<u64>,
+    /// Every split has been quiet for the idle timeout: the source holds back no watermark
+    /// where streams merge.
+    pub idle: bool,
 }
 
 /// Reads the splits of a source round-robin, counts rows, and keeps the watermark.
@@ -183,6 +186,7 @@ impl SourceStream {
             batch,
             watermark,
             barrier: None,
+            idle: false,
         }
     }
 }
@@ -203,6 +207,7 @@ impl Stream for SourceStream {
                 batch: RecordBatch::new_empty(Arc::clone(&self.schema)),
                 watermark: lock(&self.tracker).current(Instant::now()),
                 barrier: Some(epoch),
+                idle: false,
             };
             return Poll::Ready(Some(Ok(barrier)));
         }
@@ -245,7 +250,11 @@ impl Stream for SourceStream {
             && sleep.as_mut().poll(cx).is_ready()
         {
             let heartbeat = RecordBatch::new_empty(Arc::clone(&self.schema));
-            return Poll::Ready(Some(Ok(self.emit(heartbeat))));
+            let idle = lock(&self.tracker).all_idle(Instant::now());
+            return Poll::Ready(Some(Ok(SourceBatch {
+                idle,
+                ..self.emit(heartbeat)
+            })));
         }
         Poll::Pending
     }

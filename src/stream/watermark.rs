@@ -101,6 +101,16 @@ impl WatermarkTracker {
         self.current = self.current.max(Watermark(current));
     }
 
+    /// True when every split that has not ended has been quiet for the idle timeout as of
+    /// `now` (false without a timeout, or when every split has ended).
+    pub fn all_idle(&self, now: Instant) -> bool {
+        let Some(timeout) = self.idle_timeout else {
+            return false;
+        };
+        let mut open = self.splits.iter().filter(|s| !s.finished).peekable();
+        open.peek().is_some() && open.all(|s| now.duration_since(s.last_active) > timeout)
+    }
+
     /// The merged watermark as of `now`; it never moves backwards.
     pub fn current(&mut self, now: Instant) -> Watermark {
         let open: Vec<&SplitProgress> = self.splits.iter().filter(|s| !s.finished).collect();

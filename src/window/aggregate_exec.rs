@@ -482,6 +482,7 @@ impl StreamingExec for WindowAggregateExec {
             windows,
             checkpoint,
             barrier: None,
+            idle: false,
             account,
             pipeline: PipelineContext::of_task(&context),
             hold: progress.map(|progress| progress.hold()),
@@ -504,6 +505,9 @@ impl StreamingExec for WindowAggregateExec {
                 if let Some(epoch) = state.barrier.take() {
                     state.checkpoint.on_barrier(epoch);
                     return Ok(Some((StreamMessage::Barrier(epoch), state)));
+                }
+                if std::mem::take(&mut state.idle) {
+                    return Ok(Some((StreamMessage::Idle, state)));
                 }
                 if state.finished {
                     return Ok(None);
@@ -573,6 +577,8 @@ struct AggregateState {
     checkpoint: OperatorCheckpoint,
     /// A barrier read, to hand on once the windows emitted before it are.
     barrier: Option<u64>,
+    /// The input said it is idle: so is the output, once the windows before it are out.
+    idle: bool,
     account: StateAccount,
     pipeline: Arc<PipelineContext>,
     /// What the open windows hold, for committing source positions.
@@ -655,6 +661,7 @@ impl AggregateState {
                 }
             }
             Some(StreamMessage::Barrier(epoch)) => self.barrier = Some(epoch),
+            Some(StreamMessage::Idle) => self.idle = true,
             // Stopped, or ended: open windows are complete only after the end of input.
             None => self.finished = true,
         }

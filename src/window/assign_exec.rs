@@ -396,6 +396,7 @@ impl AssignState {
                     }
                     return Ok(Some(StreamMessage::Watermark(watermark)));
                 }
+                Some(StreamMessage::Idle) => return Ok(Some(StreamMessage::Idle)),
                 // The queue is empty here: what is held is the applied watermark.
                 Some(StreamMessage::Barrier(epoch)) => {
                     self.checkpoint.on_barrier(epoch);

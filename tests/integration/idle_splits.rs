@@ -3,7 +3,8 @@
 //!
 //! The source here has two splits with controlled timing: the `quiet` split sends one row,
 //! says nothing for 600 ms, then sends a row from its past; the `busy` split sends a row
-//! every 20 ms, ten seconds of event time apart.
+//! every 20 ms, ten seconds of event time apart. On two workers each split is read by a
+//! worker of its own, and the same holds of the worker whose only split is idle.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,7 @@ impl Source for TimedSplits {
         &self,
         _context: Arc<TaskContext>,
         _event_time: Option<&WatermarkSpec>,
-        _scan: &ScanPartition,
+        scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         let schema = Arc::clone(&self.schema);
         let quiet = futures::stream::iter([(0u64, 5i64), (600, 25)])
@@ -82,12 +83,21 @@ impl Source for TimedSplits {
                 }
             })
             .boxed();
-        Ok(vec![quiet, busy])
+        Ok([quiet, busy]
+            .into_iter()
+            .enumerate()
+            .filter(|(split, _)| scan.reads(*split))
+            .map(|(_, stream)| stream)
+            .collect())
+    }
+
+    fn split_count(&self) -> Option<usize> {
+        Some(2)
     }
 }
 
 /// Counts rows per window over the timed source; returns (rows in the first minute, late rows).
-async fn first_minute(idle_timeout: Option<Duration>) -> (String, u64) {
+async fn first_minute(idle_timeout: Option<Duration>, workers: usize) -> (String, u64) {
     let schema: SchemaRef = Arc::new(Schema::new(vec![
         Field::new("split", DataType::Utf8, false),
         Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
@@ -121,7 +131,11 @@ async fn first_minute(idle_timeout: Option<Duration>) -> (String, u64) {
         Some(Arc::new(definition)),
         None,
     );
-    let engine = Engine::new(&SessionOptions::default()).unwrap();
+    let engine = Engine::new(&SessionOptions {
+        workers,
+        ..SessionOptions::default()
+    })
+    .unwrap();
     engine
         .context()
         .register_table("timed", Arc::new(table))
@@ -141,22 +155,26 @@ async fn first_minute(idle_timeout: Option<Duration>) -> (String, u64) {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_split_holds_the_watermark_back() {
-    let (row, late) = first_minute(None).await;
-    assert!(
-        row.contains("[quiet, busy, busy, quiet, busy, busy, busy]"),
-        "{row}"
-    );
-    assert_eq!(late, 0);
+    for workers in [1, 2] {
+        let (row, late) = first_minute(None, workers).await;
+        assert!(
+            row.contains("[quiet, busy, busy, quiet, busy, busy, busy]"),
+            "on {workers} workers: {row}"
+        );
+        assert_eq!(late, 0, "on {workers} workers");
+    }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_split_stops_holding_it_back_and_its_old_rows_are_late() {
-    let (row, late) = first_minute(Some(Duration::from_millis(150))).await;
-    assert!(
-        row.contains("[quiet, busy, busy, busy, busy, busy]"),
-        "{row}"
-    );
-    assert_eq!(late, 1);
+    for workers in [1, 2] {
+        let (row, late) = first_minute(Some(Duration::from_millis(150)), workers).await;
+        assert!(
+            row.contains("[quiet, busy, busy, busy, busy, busy]"),
+            "on {workers} workers: {row}"
+        );
+        assert_eq!(late, 1, "on {workers} workers");
+    }
 }

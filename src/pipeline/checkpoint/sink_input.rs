@@ -97,7 +97,7 @@ impl ExecutionPlan for SinkInputExec {
                     }
                     None
                 }
-                Ok(StreamMessage::Watermark(_)) => None,
+                Ok(StreamMessage::Watermark(_) | StreamMessage::Idle) => None,
                 Err(e) => Some(Err(e)),
             };
             futures::future::ready(out)

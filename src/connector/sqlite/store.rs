@@ -174,11 +174,16 @@ impl Layout {
             std::fs::create_dir_all(folder).map_err(|e| failed(&e))?;
         }
         let connection = Connection::open(path).map_err(|e| failed(&e))?;
+        // First: switching to WAL takes a lock that another connection opening the same
+        // file at the same moment (views sharing a file start together) may hold.
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| failed(&e))?;
         connection
             .execute_batch(
                 // WAL: readers never block the writer. A 64 MiB page cache and memory-mapped
                 // reads keep a profile table's hot pages out of read syscalls.
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
                  PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;",
             )
             .map_err(|e| failed(&e))?;

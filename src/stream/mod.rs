@@ -1,8 +1,9 @@
 //! The floor every streaming operator and connector stands on, importing nothing else of
 //! the crate: the [`Source`] trait and the stream of a source's splits; event time,
-//! watermarks and the messages operators pass (rows with event-time progress in band); the
-//! [`StreamingExec`] trait and running any plan node as a message stream, with the filter
-//! and merge operators every stream plan uses; and what a job shares with its operators
+//! watermarks and the messages operators pass (rows with event-time progress and checkpoint
+//! barriers in band); the [`StreamingExec`] trait and running any plan node as a message
+//! stream, with the filter operator, barrier alignment, and the exchange that moves rows
+//! between workers ([`ExchangeExec`]); and what a job shares with its operators
 //! and checkpoints: its context and counts, the positions it may commit ([`JobProgress`])
 //! and the state snapshots a checkpoint takes; and what tables declare that operators ask
 //! of them ([`TableDeclarations`]).

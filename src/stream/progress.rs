@@ -9,8 +9,8 @@
 //! [`JobProgress::settle`]: every batch whose rows are all older than every hold is settled.
 //! Committing settled positions gives at-least-once delivery across restarts.
 //!
-//! The same progress carries the job's checkpointed state ([`JobState`]): what each split
-//! has handed on, and the state its operators registered, snapshotted between batches.
+//! The same progress carries the job's checkpointed state ([`JobState`]): the state its
+//! operators registered, and the checkpoint on its way through the job with its barrier.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

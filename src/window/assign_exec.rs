@@ -118,12 +118,18 @@ impl WindowAssignExec {
     /// This assignment run in `partitions` partitions, behind a hash exchange on the input
     /// columns that `output_keys` (columns of its output, the key of the aggregate above)
     /// are: each partition then assigns windows to its keys' rows, with the watermark of
-    /// every input partition merged. `None` when a key is not an input column.
+    /// every input partition merged. `None` when a key is not an input column, or when late
+    /// rows go to a sink.
     pub fn keyed(
         &self,
         output_keys: &[Arc<dyn PhysicalExpr>],
         partitions: usize,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        // Late rows go to their sink from one writer: such an assignment stays in one
+        // partition, ahead of the aggregate's exchange.
+        if self.late_sink.is_some() {
+            return Ok(None);
+        }
         let added = self.windowed_schema.fields().len() - 3;
         let mut input_keys: Vec<Arc<dyn PhysicalExpr>> = Vec::with_capacity(output_keys.len());
         for key in output_keys {

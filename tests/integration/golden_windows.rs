@@ -206,3 +206,46 @@ async fn a_view_equals_group_by_on_every_number_of_workers() {
         assert_eq!(actual, expected, "on {workers} workers");
     }
 }
+
+/// Late rows reach their `'late_data.sink'` once each on two workers, whichever worker
+/// their key lands on: a file sink written by one writer holds every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_rows_reach_their_file_sink_once_on_two_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let late = dir.path().join("late.jsonl");
+    let engine = Engine::new(&SessionOptions {
+        workers: 2,
+        ..SessionOptions::default()
+    })
+    .unwrap();
+    let users = ["c", "e", "f", "g", "h", "i", "j", "k"];
+    let late_rows: Vec<String> = users
+        .iter()
+        .map(|u| format!("('{u}', 4.0, '2026-01-01T00:00:30')"))
+        .collect();
+    let pipeline = format!(
+        "CREATE TABLE late_events (user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL)
+           WITH (connector = 'file', path = '{}', format = 'json');
+         CREATE TABLE events (user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL,
+           WATERMARK FOR ts AS ts)
+           WITH (connector = 'memory', 'late_data.sink' = 'late_events');
+         INSERT INTO events VALUES ('a', 1.0, '2026-01-01T00:00:10');
+         INSERT INTO events VALUES ('b', 2.0, '2026-01-01T00:01:20');
+         INSERT INTO events VALUES {};
+         SELECT user_id, window_start, count(*) FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+         GROUP BY user_id, window_start, window_end;",
+        late.display(),
+        late_rows.join(", ")
+    );
+    let mut windows = Vec::new();
+    for statement in parse_pipeline(&pipeline).unwrap() {
+        if let Some(job) = engine.submit(statement).await.unwrap() {
+            windows = lines(&engine.collect(&job).await.unwrap());
+        }
+    }
+    assert_eq!(windows.len(), 2, "{windows:?}");
+    let written = std::fs::read_to_string(&late).unwrap();
+    let mut written: Vec<&str> = written.lines().collect();
+    written.sort();
+    assert_eq!(written.len(), users.len(), "{written:?}");
+}

@@ -68,6 +68,11 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A pipeline that processes cannot share through a consumer group as it is, or a
+    /// group whose membership failed.
+    #[error("consumer group {group}: {message}")]
+    Group { group: String, message: String },
+
     /// The user cancelled a running statement (Ctrl-C).
     #[error("cancelled (Ctrl-C)")]
     Cancelled,

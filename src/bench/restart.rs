@@ -48,6 +48,7 @@ pub(super) async fn restart_to_caught_up(
     let options = CheckpointOptions {
         location: checkpoints.display().to_string(),
         interval: INTERVAL,
+        writer: None,
     };
 
     produce(servers, &topic, 0, events, users).await?;

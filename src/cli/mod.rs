@@ -73,6 +73,7 @@ impl SessionArgs {
                 true => SourceReads::Snapshot,
                 false => SourceReads::Continuous,
             },
+            group_task: None,
         }
     }
 }

@@ -42,6 +42,7 @@ pub async fn repl(args: ReplArgs) -> Result<ExitCode> {
         workers: args.workers,
         memory_limit: args.memory_limit,
         reads: SourceReads::Snapshot,
+        group_task: None,
     })?;
     if let Some(path) = &args.pipeline {
         declare_pipeline(&engine, &read_sql_file(path)?).await?;

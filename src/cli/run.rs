@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::Pipeline;
 use crate::error::Result;
 use crate::pipeline::checkpoint::CheckpointOptions;
+use crate::pipeline::group::{GroupOptions, GroupRun};
 use crate::pipeline::{StatusLine, status_text};
 use crate::sql::parse_duration;
 use clap::Args;
@@ -32,10 +33,22 @@ pub struct RunArgs {
     /// How often to checkpoint, e.g. 10s or 1m.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     checkpoint_interval: Duration,
+    /// Share the pipeline with every process started with the same group: Kafka's consumer
+    /// group deals the source topics' partitions out among them, and each partition's state
+    /// is checkpointed under --checkpoint-dir for whichever process holds it next.
+    #[arg(long, value_name = "NAME", requires = "checkpoint_dir")]
+    group: Option<String>,
+    /// With --group: how long the group waits for a process that stopped answering before
+    /// giving its partitions to the others.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    session_timeout: Duration,
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let text = args.file.read()?;
+    if let Some(group) = args.group.clone() {
+        return run_in_group(args, &text, group).await;
+    }
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     let shared = Arc::clone(pipeline.engine().shared());
 
@@ -48,6 +61,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let checkpoints = args.checkpoint_dir.map(|location| CheckpointOptions {
         location,
         interval: args.checkpoint_interval,
+        writer: None,
     });
     let summary = pipeline.run_with(checkpoints).await;
     drop(status);
@@ -65,5 +79,29 @@ pub async fn run(args: RunArgs) -> Result<()> {
             status_text(&shared, rate)
         );
     }
+    Ok(())
+}
+
+/// `run --group`: this process's share of a pipeline run by several.
+async fn run_in_group(args: RunArgs, text: &str, group: String) -> Result<()> {
+    let options = GroupOptions {
+        group,
+        checkpoints: CheckpointOptions {
+            location: args.checkpoint_dir.unwrap_or_default(),
+            interval: args.checkpoint_interval,
+            writer: None,
+        },
+        session_timeout: args.session_timeout,
+    };
+    let run = GroupRun::load(text, &args.session.options(), options).await?;
+    let stop = run.stop_signal();
+    stop_on_ctrl_c(move || stop.stop());
+    let summary = run.run().await?;
+    eprintln!(
+        "left the group after {:.2}s: {} events in, {} rows out",
+        summary.elapsed.as_secs_f64(),
+        summary.events_in,
+        summary.rows_out
+    );
     Ok(())
 }

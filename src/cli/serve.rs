@@ -90,6 +90,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let checkpoints = args.checkpoint_dir.map(|location| CheckpointOptions {
         location,
         interval: args.checkpoint_interval,
+        writer: None,
     });
     let running = Arc::clone(&state);
     let on_failure = Arc::clone(&shutdown);

@@ -22,7 +22,7 @@ use super::dedup::Deduplicator;
 use super::table::SourceDefinition;
 use crate::stream::{
     DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, PipelineMetrics,
-    ScanPartition, SourceBatch, SourceStream, StreamMessage, StreamingExec, Watermark,
+    ScanPartition, Source, SourceBatch, SourceStream, StreamMessage, StreamingExec, Watermark,
     execute_rows, lock, node_id,
 };
 
@@ -53,6 +53,11 @@ impl SourceExec {
             metrics: ExecutionPlanMetricsSet::new(),
             properties: Arc::new(properties),
         })
+    }
+
+    /// What the scan reads.
+    pub fn source(&self) -> &Arc<dyn Source> {
+        &self.definition.source
     }
 
     /// The source table's name.

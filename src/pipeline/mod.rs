@@ -4,6 +4,7 @@
 pub mod checkpoint;
 mod engine;
 mod exchange_rule;
+pub mod group;
 pub mod session;
 mod status;
 mod table_facts;
@@ -43,7 +44,7 @@ pub struct Pipeline {
 }
 
 /// What a finished run did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunSummary {
     pub events_in: u64,
     pub rows_out: u64,
@@ -57,6 +58,20 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// True when the run ended because a stop was requested.
     pub stopped: bool,
+}
+
+impl RunSummary {
+    /// Adds the counts of another run (a task of a consumer group) to these.
+    pub fn add(&mut self, other: &RunSummary) {
+        self.events_in += other.events_in;
+        self.rows_out += other.rows_out;
+        self.late_rows += other.late_rows;
+        self.duplicates += other.duplicates;
+        self.stale_upserts += other.stale_upserts;
+        for (kind, count) in &other.bad_records {
+            *self.bad_records.entry(kind).or_default() += count;
+        }
+    }
 }
 
 impl Pipeline {
@@ -96,7 +111,7 @@ impl Pipeline {
         let mut progress: Vec<Option<Arc<JobProgress>>> = vec![None; self.jobs.len()];
         let mut checkpointer = None;
         if let Some(options) = checkpoints {
-            let store = CheckpointStore::open(&options.location)?;
+            let store = CheckpointStore::open(&options.location)?.with_writer(options.writer);
             let (epoch, restored) = checkpoint::restore(&store, &self.jobs).await?;
             if epoch > 0 {
                 eprintln!("resuming from checkpoint {epoch} in {}", store.display());

@@ -25,8 +25,8 @@ use crate::pipeline::{
 };
 use crate::profile::{UpsertAggregateExec, UpsertAggregateRule};
 use crate::stream::{
-    ExchangeExec, PipelineContext, SourceReads, StreamingFilterExec, StreamingFilterRule,
-    StreamingOperators,
+    ExchangeExec, GroupTask, PipelineContext, SourceReads, StreamingFilterExec,
+    StreamingFilterRule, StreamingOperators,
 };
 use crate::top_n::{TopNExec, TopNRule};
 use crate::window::{
@@ -47,6 +47,10 @@ pub struct SessionOptions {
     /// How sources that never end on their own (Kafka topics, followed memory tables) are
     /// read by the tables this session declares.
     pub reads: SourceReads,
+    /// The partition this session's sources read, when several processes share the
+    /// pipeline through a consumer group (`profusion run --group`); none reads every
+    /// partition.
+    pub group_task: Option<GroupTask>,
 }
 
 impl SessionOptions {
@@ -62,6 +66,7 @@ impl Default for SessionOptions {
             workers: 1,
             memory_limit: None,
             reads: SourceReads::default(),
+            group_task: None,
         }
     }
 }
@@ -77,10 +82,13 @@ pub fn new_session(
         .with_coalesce_batches(false);
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     let shared = Arc::clone(&pipeline);
-    let config = config
+    let mut config = config
         .with_extension(pipeline)
         .with_extension(Arc::new(streaming_operators()))
         .with_extension(Arc::new(table_declarations()));
+    if let Some(task) = &options.group_task {
+        config = config.with_extension(Arc::new(task.clone()));
+    }
 
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {

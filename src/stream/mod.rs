@@ -23,6 +23,7 @@ mod event_time;
 mod exchange_exec;
 mod execute;
 mod filter_exec;
+mod group_task;
 mod histogram;
 mod job_state;
 mod merge;
@@ -48,6 +49,7 @@ pub use event_time::{
 pub use exchange_exec::{ExchangeExec, key_distribution, partitions_of, split_by_key};
 pub use execute::{execute_messages, map_batches, map_with_state};
 pub use filter_exec::{StreamingFilterExec, StreamingFilterRule};
+pub use group_task::GroupTask;
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use job_state::{JobState, OperatorCheckpoint, StateSlot, node_id};
 pub use merge::{MergedWatermark, merge_messages};

@@ -2,6 +2,7 @@
 //! batches per split (a file, a partition, a generator shard). [`SourceStream`] reads the
 //! splits fairly and tracks the watermark of each.
 
+use std::any::Any;
 use std::fmt::Debug;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -38,7 +39,7 @@ pub type SplitStream = BoxStream<'static, Result<RecordBatch>>;
 
 /// A source connector: the reading half of a `CREATE TABLE ... WITH (connector = ...)`.
 #[async_trait]
-pub trait Source: Debug + Send + Sync {
+pub trait Source: Any + Debug + Send + Sync {
     /// The schema of the rows the splits produce (the table's declared columns).
     fn schema(&self) -> SchemaRef;
 
@@ -66,6 +67,14 @@ pub trait Source: Debug + Send + Sync {
         event_time: Option<&WatermarkSpec>,
         scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>>;
+}
+
+impl dyn Source {
+    /// The source as a `T`, when it is one (a consumer group shares only Kafka topics among
+    /// processes).
+    pub fn downcast_ref<T: Source>(&self) -> Option<&T> {
+        (self as &dyn Any).downcast_ref()
+    }
 }
 
 /// A batch read from a source with the source's watermark after it, or, with an empty

@@ -6,6 +6,7 @@
 mod common;
 
 mod aggregate_checkpoints;
+mod consumer_group;
 mod crash_recovery;
 mod golden_joins;
 mod golden_windows;

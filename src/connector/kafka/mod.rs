@@ -10,6 +10,7 @@ mod debezium;
 mod decode;
 mod delivery;
 mod encode;
+mod group_member;
 mod metadata;
 mod options;
 mod reader;
@@ -21,10 +22,11 @@ pub use bad_data::{
     DLQ_TOPIC_HEADER,
 };
 pub use encode::MessageLayout;
+pub use group_member::{GroupChange, GroupMember, GroupMembership};
 pub use metadata::MetadataColumns;
 pub use options::{BadDataPolicy, KafkaFormat, KafkaOptions, StartupMode};
 pub use sink::KafkaSink;
-pub use source::{KafkaSource, MessageSchemas};
+pub use source::{KafkaSource, MessageSchemas, partition_counts};
 
 /// `connector = 'kafka'`: a topic, read and written; an upsert topic can hold a view.
 pub struct KafkaConnector;

@@ -29,7 +29,8 @@ use super::reader::{PartitionReader, read_partition};
 use crate::error::Error;
 use crate::format::{JsonSchema, SchemaRegistry};
 use crate::stream::{
-    PipelineContext, ScanPartition, Source, SourceReads, SplitLedger, SplitStream, WatermarkSpec,
+    GroupTask, PipelineContext, ScanPartition, Source, SourceReads, SplitLedger, SplitStream,
+    WatermarkSpec,
 };
 
 /// The reading half of a Kafka table.
@@ -67,6 +68,24 @@ impl KafkaSource {
             schemas,
         }
     }
+
+    /// The table's options.
+    pub fn options(&self) -> &KafkaOptions {
+        &self.options
+    }
+}
+
+/// The number of partitions of each of the table's topics, in the order of `topics`.
+pub fn partition_counts(options: &KafkaOptions) -> Result<Vec<(String, usize)>, Error> {
+    let partitions = list_partitions(options)?;
+    Ok(options
+        .topics
+        .iter()
+        .map(|topic| {
+            let count = partitions.iter().filter(|(t, _)| t == topic).count();
+            (topic.clone(), count)
+        })
+        .collect())
 }
 
 /// Every (topic, partition) of the table's topics.
@@ -130,17 +149,22 @@ impl Source for KafkaSource {
         scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         let options = self.options.clone();
+        // Continuous reads record what they hand on (for checkpoints), and commit it to a
+        // named group once settled. A task of a consumer group reads its one partition of
+        // each topic, and commits nothing: its offsets live in its checkpoint, and only the
+        // group's members may commit to the group.
+        let recorded = self.reads == SourceReads::Continuous;
+        let task = GroupTask::of(&context).filter(|_| recorded);
         let partitions: Vec<_> = tokio::task::spawn_blocking(move || list_partitions(&options))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))??
             .into_iter()
             .enumerate()
-            .filter(|(index, _)| scan.reads(*index))
+            .filter(|(index, (_, id))| {
+                scan.reads(*index) && task.as_ref().is_none_or(|task| task.partition == *id)
+            })
             .map(|(_, partition)| partition)
             .collect();
-        // Continuous reads record what they hand on (for checkpoints), and commit it to a
-        // named group once settled.
-        let recorded = self.reads == SourceReads::Continuous;
         let dead_letters = match &self.options.bad_data {
             BadDataPolicy::Dlq(topic) => Some(DeadLetters {
                 topic: topic.clone(),
@@ -169,7 +193,7 @@ impl Source for KafkaSource {
                     .flatten();
                 let resume = ledger.as_ref().and_then(|l| scan.restored_position(l));
                 let committer = match (&ledger, &self.options.group_id) {
-                    (Some(ledger), Some(_)) => Some(PartitionCommitter::new(
+                    (Some(ledger), Some(_)) if task.is_none() => Some(PartitionCommitter::new(
                         Arc::clone(ledger),
                         &topic,
                         partition,
@@ -206,9 +230,15 @@ impl Source for KafkaSource {
                     .with_tombstones(self.schemas.tombstones.clone()),
                 };
                 let (sender, receiver) = mpsc::channel(2);
+                let reading = ledger.clone();
                 tokio::task::spawn_blocking(move || {
                     if let Err(error) = read_partition(reader, &sender) {
                         let _ = sender.blocking_send(Err(error.into()));
+                    }
+                    // The reader has committed all it will (if it commits at all): a
+                    // finishing job need not wait for it.
+                    if let Some(ledger) = reading {
+                        ledger.close();
                     }
                 });
                 let handed_on = HandedOn {

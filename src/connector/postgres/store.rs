@@ -247,6 +247,10 @@ impl ProfileStore for PostgresStore {
         )
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     async fn upsert(&self, rows: RecordBatch, versions: Option<Int64Array>) -> Result<Upserted> {
         self.shape
             .check_versions(versions.is_some(), &self.context())?;

@@ -41,6 +41,13 @@ pub trait ProfileStore: Debug + Send + Sync {
     /// A one-line description for `EXPLAIN`, e.g. `sqlite(path=profiles.db, table=user_profile)`.
     fn describe(&self) -> String;
 
+    /// True when processes on other machines reach the same rows (a database server);
+    /// false for a store in a file of this machine. Several processes sharing a pipeline
+    /// (`profusion run --group`) write only to shared stores.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Writes `rows` in one transaction. With `versions` (one per row), a row replaces the
     /// stored row with the same key only when its version is newer than the stored one, so
     /// that replaying old input changes nothing; without, a row replaces its key's row (or

@@ -71,6 +71,11 @@ pub struct StoreSink {
 }
 
 impl StoreSink {
+    /// The store written.
+    pub fn store(&self) -> &Arc<dyn ProfileStore> {
+        &self.store
+    }
+
     /// A sink for rows of the store's own schema.
     pub fn new(store: Arc<dyn ProfileStore>) -> Self {
         Self {

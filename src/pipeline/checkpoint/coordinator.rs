@@ -25,6 +25,9 @@ pub struct CheckpointOptions {
     /// A local folder or an object-store URL.
     pub location: String,
     pub interval: Duration,
+    /// A tag for this writer's checkpoint folders, when another process may write the
+    /// same location at once (see [`super::CheckpointStore::with_writer`]).
+    pub writer: Option<String>,
 }
 
 /// A job whose state goes into checkpoints.

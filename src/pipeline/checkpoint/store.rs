@@ -9,6 +9,11 @@
 //! A crash while a checkpoint is written leaves a folder without a manifest, which is never
 //! read; the latest complete checkpoint before it stays usable. Older checkpoints than the
 //! last few complete ones are deleted.
+//!
+//! Where two processes may write the same directory at once (a partition's task of a
+//! consumer group, briefly run by its old and its new owner), each names its folders with a
+//! writer tag of its own (`chk-0000000012-1a2b3c4d/`), so that no checkpoint mixes files of
+//! both; of two complete checkpoints of one epoch the later completed is the latest.
 
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -25,6 +30,8 @@ const MANIFEST: &str = "_manifest.json";
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub epoch: u64,
+    /// Its folder in the directory, `chk-0000000012` (or with a writer tag).
+    pub folder: String,
     /// The manifest of a complete checkpoint; `None` for one cut short.
     pub manifest: Option<Manifest>,
     /// Bytes of its files, manifest included.
@@ -35,6 +42,8 @@ pub struct Listed {
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     location: FileLocation,
+    /// The tag this writer's folders carry, when several may write at once.
+    writer: Option<String>,
 }
 
 impl CheckpointStore {
@@ -50,7 +59,23 @@ impl CheckpointStore {
             location: location.to_string(),
             source: message.into(),
         })?;
-        Ok(Self { location })
+        Ok(Self {
+            location,
+            writer: None,
+        })
+    }
+
+    /// The same directory, this writer's checkpoints in folders tagged `writer`.
+    pub fn with_writer(self, writer: Option<String>) -> Self {
+        Self { writer, ..self }
+    }
+
+    /// The folder of this writer's checkpoint `epoch`.
+    fn folder(&self, epoch: u64) -> String {
+        match &self.writer {
+            Some(writer) => format!("chk-{epoch:010}-{writer}"),
+            None => format!("chk-{epoch:010}"),
+        }
     }
 
     /// The directory as the user wrote it.
@@ -84,7 +109,7 @@ impl CheckpointStore {
         let mut states = Vec::with_capacity(snapshot.states.len());
         for (id, state) in &snapshot.states {
             let bytes = state.encode()?;
-            let path = format!("{}/job-{job}/{id}.arrows", folder(epoch));
+            let path = format!("{}/job-{job}/{id}.arrows", self.folder(epoch));
             let size = bytes.len() as u64;
             self.location
                 .store
@@ -108,7 +133,7 @@ impl CheckpointStore {
 
     /// Completes a checkpoint by writing its manifest.
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let path = format!("{}/{MANIFEST}", folder(manifest.epoch));
+        let path = format!("{}/{MANIFEST}", self.folder(manifest.epoch));
         self.location
             .store
             .put(
@@ -120,7 +145,8 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Every checkpoint in the directory, oldest first.
+    /// Every checkpoint in the directory, oldest first (of one epoch, the one cut short or
+    /// completed first, first).
     pub async fn list(&self) -> Result<Vec<Listed>> {
         let files: Vec<_> = self
             .location
@@ -129,35 +155,41 @@ impl CheckpointStore {
             .try_collect()
             .await
             .map_err(|e| self.error(e))?;
-        let mut found: std::collections::BTreeMap<u64, Listed> = Default::default();
+        let mut found: std::collections::BTreeMap<String, Listed> = Default::default();
         let mut manifests = Vec::new();
         for file in files {
             let Some(relative) = file.location.prefix_match(&self.location.path) else {
                 continue;
             };
             let parts: Vec<String> = relative.map(|p| p.as_ref().to_string()).collect();
-            let Some(epoch) = parts.first().and_then(|f| parse_folder(f)) else {
+            let Some((folder, epoch)) = parts
+                .first()
+                .and_then(|f| Some((f.clone(), parse_folder(f)?)))
+            else {
                 continue;
             };
-            let listed = found.entry(epoch).or_insert(Listed {
+            let listed = found.entry(folder.clone()).or_insert(Listed {
                 epoch,
+                folder: folder.clone(),
                 manifest: None,
                 bytes: 0,
             });
             listed.bytes += file.size;
             if parts.len() == 2 && parts[1] == MANIFEST {
-                manifests.push((epoch, file.location));
+                manifests.push((folder, file.location));
             }
         }
-        for (epoch, path) in manifests {
+        for (folder, path) in manifests {
             let text = self.read(&path).await?;
             let text = String::from_utf8(text).map_err(|e| self.error(e))?;
             let manifest = Manifest::from_json(&text, &format!("{}/{path}", self.display()))?;
-            if let Some(listed) = found.get_mut(&epoch) {
+            if let Some(listed) = found.get_mut(&folder) {
                 listed.manifest = Some(manifest);
             }
         }
-        Ok(found.into_values().collect())
+        let mut listed: Vec<Listed> = found.into_values().collect();
+        listed.sort_by_key(|l| (l.epoch, l.manifest.as_ref().map(|m| m.completed_at_ms)));
+        Ok(listed)
     }
 
     /// The latest complete checkpoint, if any.
@@ -196,7 +228,7 @@ impl CheckpointStore {
             return Ok(());
         };
         for old in listed.iter().filter(|l| l.epoch < oldest_kept) {
-            let prefix = self.path(&folder(old.epoch));
+            let prefix = self.path(&old.folder);
             let files: Vec<_> = self
                 .location
                 .store
@@ -230,11 +262,59 @@ impl CheckpointStore {
     }
 }
 
-/// The folder of checkpoint `epoch`.
-fn folder(epoch: u64) -> String {
-    format!("chk-{epoch:010}")
+/// The epoch of a checkpoint folder, `chk-0000000012` or `chk-0000000012-1a2b3c4d`.
+fn parse_folder(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("chk-")?;
+    rest.split_once('-')
+        .map_or(rest, |(epoch, _)| epoch)
+        .parse()
+        .ok()
 }
 
-fn parse_folder(name: &str) -> Option<u64> {
-    name.strip_prefix("chk-")?.parse().ok()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(epoch: u64, completed_at_ms: i64) -> Manifest {
+        Manifest {
+            epoch,
+            completed_at_ms,
+            duration_ms: 1,
+            jobs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn folders_with_and_without_a_writer_tag_name_their_epoch() {
+        assert_eq!(parse_folder("chk-0000000012"), Some(12));
+        assert_eq!(parse_folder("chk-0000000012-1a2b-3-4c5d"), Some(12));
+        assert_eq!(parse_folder("task-3"), None);
+    }
+
+    #[tokio::test]
+    async fn two_writers_of_one_epoch_keep_their_own_folders_and_the_later_is_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().to_str().unwrap();
+        let old_owner = CheckpointStore::open(location)
+            .unwrap()
+            .with_writer(Some("old".into()));
+        let new_owner = CheckpointStore::open(location)
+            .unwrap()
+            .with_writer(Some("new".into()));
+        new_owner.write_manifest(&manifest(7, 2_000)).await.unwrap();
+        old_owner.write_manifest(&manifest(7, 1_000)).await.unwrap();
+        old_owner.write_manifest(&manifest(6, 3_000)).await.unwrap();
+        let listed = new_owner.list().await.unwrap();
+        let folders: Vec<&str> = listed.iter().map(|l| l.folder.as_str()).collect();
+        assert_eq!(
+            folders,
+            [
+                "chk-0000000006-old",
+                "chk-0000000007-old",
+                "chk-0000000007-new"
+            ]
+        );
+        let latest = new_owner.latest().await.unwrap().unwrap();
+        assert_eq!((latest.epoch, latest.completed_at_ms), (7, 2_000));
+    }
 }

@@ -1,0 +1,203 @@
+//! [`GroupMember`]: this process's membership of a consumer group (`profusion run
+//! --group`). It subscribes to the pipeline's lead topic with the cooperative-sticky
+//! assignor and turns the group's rebalances into [`GroupChange`]s: the partitions this
+//! process now holds, and those it must give up. It reads no record itself: every
+//! partition it is given is paused at once, and the tasks that run the pipeline for it
+//! read it with consumers of their own, from their checkpoints.
+//!
+//! Giving a partition up waits until its task has stopped: with the cooperative protocol
+//! the group hands a revoked partition to another member only after the one that held it
+//! has acknowledged the revocation, so the old owner has stopped writing for it before the
+//! new owner starts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as blocking;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use tokio::sync::mpsc;
+
+use super::config::{consumer_config, kafka_error};
+use super::options::KafkaOptions;
+use crate::error::Error;
+
+/// How long a revocation waits for the tasks it stops.
+const REVOKE_WAIT: Duration = Duration::from_secs(60);
+/// How often the member serves the group (heartbeats, rebalances).
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A change of the partitions this process holds.
+#[derive(Debug)]
+pub enum GroupChange {
+    /// The group gave these partitions of the lead topic to this process.
+    Assigned(Vec<i32>),
+    /// The group takes these partitions away: stop their tasks, then send on `done`.
+    Revoked {
+        partitions: Vec<i32>,
+        done: blocking::SyncSender<()>,
+    },
+    /// The member has left the group (after [`GroupMember::leave`]) or failed.
+    Left(Option<String>),
+}
+
+/// How this process takes part in a consumer group.
+#[derive(Debug, Clone)]
+pub struct GroupMembership {
+    /// The consumer group (`--group`).
+    pub group: String,
+    /// The topic whose partitions are the group's tasks.
+    pub topic: String,
+    /// After this long without a heartbeat the group gives a member's partitions to the
+    /// others (`session.timeout.ms`).
+    pub session_timeout: Duration,
+}
+
+/// The membership, served on a thread of its own; dropped or left, it leaves the group.
+pub struct GroupMember {
+    leaving: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GroupMember {
+    /// Joins the group, reporting every change of this process's partitions on `changes`.
+    pub fn join(
+        options: &KafkaOptions,
+        membership: &GroupMembership,
+        changes: mpsc::UnboundedSender<GroupChange>,
+    ) -> Result<Self, Error> {
+        let session_ms = membership.session_timeout.as_millis().max(1000);
+        let consumer: BaseConsumer<MemberContext> = consumer_config(options)
+            .set("group.id", &membership.group)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", session_ms.to_string())
+            .set("heartbeat.interval.ms", (session_ms / 3).to_string())
+            // The member polls ten times a second and blocks only while revoked tasks stop;
+            // a join waits up to this long for members that are gone.
+            .set("max.poll.interval.ms", (session_ms * 2).to_string())
+            .create_with_context(MemberContext {
+                changes: changes.clone(),
+            })
+            .map_err(kafka_error(format!(
+                "joining consumer group {}",
+                membership.group
+            )))?;
+        consumer
+            .subscribe(&[&membership.topic])
+            .map_err(kafka_error(format!(
+                "subscribing to {} in consumer group {}",
+                membership.topic, membership.group
+            )))?;
+        let leaving = Arc::new(AtomicBool::new(false));
+        let leave = Arc::clone(&leaving);
+        let thread = std::thread::Builder::new()
+            .name(format!("group {}", membership.group))
+            .spawn(move || serve(consumer, &leave, &changes))
+            .map_err(|source| Error::Io {
+                context: "starting the consumer group member".into(),
+                source,
+            })?;
+        Ok(Self {
+            leaving,
+            thread: Some(thread),
+        })
+    }
+
+    /// Leaves the group: the member's partitions are revoked (their tasks stopped through
+    /// [`GroupChange::Revoked`]), then [`GroupChange::Left`] is sent.
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for GroupMember {
+    fn drop(&mut self) {
+        self.leave();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls the membership until asked to leave, then leaves the group cleanly.
+fn serve(
+    consumer: BaseConsumer<MemberContext>,
+    leaving: &AtomicBool,
+    changes: &mpsc::UnboundedSender<GroupChange>,
+) {
+    let mut failure = None;
+    while !leaving.load(Ordering::SeqCst) && !changes.is_closed() {
+        // Partitions are paused as they are assigned; a record fetched before that is
+        // not this member's to read.
+        if let Some(Err(error)) = consumer.poll(POLL_INTERVAL) {
+            if matches!(error, KafkaError::MessageConsumptionFatal(_)) {
+                failure = Some(error.to_string());
+                break;
+            }
+            eprintln!("warning: consumer group member: {error}");
+        }
+    }
+    // Unsubscribing revokes every partition held (the tasks are stopped through the
+    // callback) and leaves the group, so the others take the partitions over at once.
+    consumer.unsubscribe();
+    for _ in 0..50 {
+        if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+            break;
+        }
+        consumer.poll(POLL_INTERVAL);
+    }
+    drop(consumer);
+    let _ = changes.send(GroupChange::Left(failure));
+}
+
+/// Turns the group's rebalance callbacks into [`GroupChange`]s.
+struct MemberContext {
+    changes: mpsc::UnboundedSender<GroupChange>,
+}
+
+impl ClientContext for MemberContext {}
+
+impl ConsumerContext for MemberContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        let partitions = partitions_of(list);
+        if partitions.is_empty() {
+            return;
+        }
+        let (done, stopped) = blocking::sync_channel(1);
+        let sent = self.changes.send(GroupChange::Revoked { partitions, done });
+        if sent.is_ok() && stopped.recv_timeout(REVOKE_WAIT).is_err() {
+            eprintln!(
+                "warning: revoked partitions were not stopped within {}s",
+                REVOKE_WAIT.as_secs()
+            );
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(list) = rebalance else {
+            return;
+        };
+        let partitions = partitions_of(list);
+        if partitions.is_empty() {
+            return;
+        }
+        if let Err(error) = consumer.pause(list) {
+            eprintln!("warning: pausing the consumer group member's partitions: {error}");
+        }
+        let _ = self.changes.send(GroupChange::Assigned(partitions));
+    }
+}
+
+/// The partition numbers in `list`, in order.
+fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
+    let mut partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+    partitions.sort_unstable();
+    partitions
+}

@@ -1,0 +1,247 @@
+//! Several `profusion run --group NAME` processes sharing one pipeline, as Kafka Streams
+//! instances share a topology: Kafka's consumer-group protocol is the cluster manager.
+//!
+//! Partition N of the source topics is task N. The group deals the lead topic's partitions
+//! out among the processes ([`GroupMember`], cooperative-sticky); each partition a process
+//! holds runs as a task of its own: the whole pipeline, planned in a session that reads
+//! partition N of every source topic on one worker ([`GroupTask`]), checkpointed under
+//! `--checkpoint-dir` in `task-N/`. Whichever process is given partition N next restores
+//! that task from its latest checkpoint and replays from the offsets recorded there, so a
+//! key's state moves with its partition. A revoked partition's task is stopped before the
+//! group hands the partition on. Keyed state must follow the topics' partitioning (the
+//! producer's key is the grouping key), since each task sees only its partition's rows.
+
+mod shared_plan;
+
+pub use shared_plan::SharedPlan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::checkpoint::CheckpointOptions;
+use super::session::SessionOptions;
+use super::{Pipeline, RunSummary};
+use crate::connector::kafka::{GroupChange, GroupMember, GroupMembership};
+use crate::error::{Error, Result};
+use crate::stream::{GroupTask, PipelineContext, StopSignal};
+
+/// How often the group checks whether a task has ended by itself (failed).
+const TASK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How a process takes part in a group.
+#[derive(Debug, Clone)]
+pub struct GroupOptions {
+    /// The consumer group the processes share (`--group`).
+    pub group: String,
+    /// Where every task's checkpoints go, in `task-N/` (a URL all processes reach).
+    pub checkpoints: CheckpointOptions,
+    /// How long the group waits for a silent process before giving its partitions to the
+    /// others (`--session-timeout`).
+    pub session_timeout: Duration,
+}
+
+/// One process's share of a pipeline run by a consumer group.
+pub struct GroupRun {
+    text: String,
+    session: SessionOptions,
+    options: GroupOptions,
+    plan: SharedPlan,
+    stop: Arc<StopSignal>,
+}
+
+/// A partition's task running in this process.
+struct RunningTask {
+    shared: Arc<PipelineContext>,
+    handle: JoinHandle<Result<RunSummary>>,
+}
+
+impl GroupRun {
+    /// Plans the pipeline in `text` and checks that a group can share it.
+    pub async fn load(text: &str, session: &SessionOptions, options: GroupOptions) -> Result<Self> {
+        let probe = Pipeline::load(text, &Self::task_session(session, &options.group, 0)).await?;
+        let plan = SharedPlan::of(&probe, &options.group).await?;
+        Ok(Self {
+            text: text.to_string(),
+            session: session.clone(),
+            options,
+            plan,
+            stop: Arc::default(),
+        })
+    }
+
+    /// What the group shares.
+    pub fn plan(&self) -> &SharedPlan {
+        &self.plan
+    }
+
+    /// Stops this process's share: it leaves the group, whose other members take its
+    /// partitions over.
+    pub fn stop_signal(&self) -> Arc<StopSignal> {
+        Arc::clone(&self.stop)
+    }
+
+    /// The session of partition `partition`'s task: one worker, reading that partition.
+    fn task_session(session: &SessionOptions, group: &str, partition: i32) -> SessionOptions {
+        SessionOptions {
+            workers: 1,
+            group_task: Some(GroupTask {
+                group: group.to_string(),
+                partition,
+            }),
+            ..session.clone()
+        }
+    }
+
+    /// Runs the tasks of whatever partitions the group gives this process, until a stop is
+    /// requested or a task fails.
+    pub async fn run(self) -> Result<RunSummary> {
+        let started = Instant::now();
+        let group = &self.options.group;
+        let (changes, mut changed) = mpsc::unbounded_channel();
+        let membership = GroupMembership {
+            group: group.clone(),
+            topic: self.plan.lead_topic.clone(),
+            session_timeout: self.options.session_timeout,
+        };
+        let member = GroupMember::join(&self.plan.kafka, &membership, changes)?;
+        eprintln!(
+            "joined consumer group {group}: {} partitions of {} to share",
+            self.plan.partitions, self.plan.lead_topic
+        );
+        let mut tasks: BTreeMap<i32, RunningTask> = BTreeMap::new();
+        let mut total = RunSummary::default();
+        let mut failure: Option<Error> = None;
+        let mut leaving = false;
+        loop {
+            tokio::select! {
+                change = changed.recv() => match change {
+                    Some(GroupChange::Assigned(partitions)) => {
+                        eprintln!("consumer group {group}: assigned partitions {partitions:?}");
+                        for partition in partitions {
+                            if leaving {
+                                break;
+                            }
+                            match self.start(partition).await {
+                                Ok(task) => {
+                                    tasks.insert(partition, task);
+                                }
+                                Err(error) => {
+                                    failure.get_or_insert(error);
+                                    leaving = true;
+                                    member.leave();
+                                }
+                            }
+                        }
+                    }
+                    Some(GroupChange::Revoked { partitions, done }) => {
+                        eprintln!("consumer group {group}: revoked partitions {partitions:?}");
+                        for partition in partitions {
+                            if let Some(task) = tasks.remove(&partition) {
+                                collect(stop_task(task).await, &mut total, &mut failure);
+                            }
+                        }
+                        let _ = done.send(());
+                    }
+                    Some(GroupChange::Left(error)) => {
+                        if let Some(message) = error {
+                            failure.get_or_insert(Error::Group { group: group.clone(), message });
+                        }
+                        break;
+                    }
+                    None => break,
+                },
+                _ = self.stop.stopped(), if !leaving => {
+                    leaving = true;
+                    member.leave();
+                }
+                _ = tokio::time::sleep(TASK_CHECK_INTERVAL) => {
+                    let ended: Vec<i32> = tasks
+                        .iter()
+                        .filter(|(_, task)| task.handle.is_finished())
+                        .map(|(partition, _)| *partition)
+                        .collect();
+                    for partition in ended {
+                        if let Some(task) = tasks.remove(&partition) {
+                            let ran = task.handle.await.map_err(joined).and_then(|ran| ran);
+                            collect(ran, &mut total, &mut failure);
+                        }
+                    }
+                    if failure.is_some() && !leaving {
+                        leaving = true;
+                        member.leave();
+                    }
+                }
+            }
+        }
+        for (_, task) in std::mem::take(&mut tasks) {
+            collect(stop_task(task).await, &mut total, &mut failure);
+        }
+        drop(member);
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        total.elapsed = started.elapsed();
+        total.stopped = self.stop.is_stopped();
+        Ok(total)
+    }
+
+    /// Starts partition `partition`'s task, restoring it from its latest checkpoint.
+    async fn start(&self, partition: i32) -> Result<RunningTask> {
+        let session = Self::task_session(&self.session, &self.options.group, partition);
+        let pipeline = Pipeline::load(&self.text, &session).await?;
+        let shared = Arc::clone(pipeline.engine().shared());
+        // The partition's old owner may still be writing its last checkpoint: each run of
+        // a task writes folders of its own.
+        let checkpoints = CheckpointOptions {
+            location: task_location(&self.options.checkpoints.location, partition),
+            interval: self.options.checkpoints.interval,
+            writer: Some(writer_tag(partition)),
+        };
+        let handle = tokio::spawn(pipeline.run_with(Some(checkpoints)));
+        Ok(RunningTask { shared, handle })
+    }
+}
+
+/// Where partition `partition`'s task keeps its checkpoints under the group's location.
+pub fn task_location(location: &str, partition: i32) -> String {
+    format!("{}/task-{partition}", location.trim_end_matches('/'))
+}
+
+/// A tag no other run of the task shares: this process, the partition and the time.
+fn writer_tag(partition: i32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{:x}-{partition}-{:x}",
+        std::process::id(),
+        nanos % (1 << 40)
+    )
+}
+
+/// Stops a task and waits until it has ended: its sinks have flushed what reached them.
+async fn stop_task(task: RunningTask) -> Result<RunSummary> {
+    task.shared.stop.stop();
+    task.handle.await.map_err(joined)?
+}
+
+fn joined(error: tokio::task::JoinError) -> Error {
+    Error::Io {
+        context: "a partition's task".into(),
+        source: std::io::Error::other(error.to_string()),
+    }
+}
+
+/// Adds a task's run to the total, or keeps the first failure.
+fn collect(ran: Result<RunSummary>, total: &mut RunSummary, failure: &mut Option<Error>) {
+    match ran {
+        Ok(summary) => total.add(&summary),
+        Err(error) => {
+            failure.get_or_insert(error);
+        }
+    }
+}

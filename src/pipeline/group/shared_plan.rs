@@ -1,0 +1,155 @@
+//! What processes sharing a pipeline through a consumer group need of it, checked before
+//! any joins the group: every query reads Kafka topics, all with the same number of
+//! partitions (partition N of each is task N, as Kafka Streams co-partitions its inputs),
+//! and every result goes somewhere all the processes reach (Kafka, PostgreSQL), not into a
+//! file of one machine.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::connector::SourceExec;
+use crate::connector::file::FileSink;
+use crate::connector::kafka::{KafkaOptions, KafkaSource, partition_counts};
+use crate::connector::memory::MemorySink;
+use crate::connector::store::{StoreSink, ViewStore};
+use crate::error::{Error, Result};
+use crate::pipeline::{Job, Pipeline};
+
+/// The work the group shares: the partitions of the lead topic are its tasks.
+#[derive(Debug, Clone)]
+pub struct SharedPlan {
+    /// How to reach the broker (the first Kafka table's options).
+    pub kafka: KafkaOptions,
+    /// The topic the group subscribes to: the first Kafka table's first topic.
+    pub lead_topic: String,
+    /// The partitions of every source topic.
+    pub partitions: usize,
+}
+
+impl SharedPlan {
+    /// Checks that `pipeline` can be shared by a group, and says how.
+    pub async fn of(pipeline: &Pipeline, group: &str) -> Result<Self> {
+        let refused = |message: String| Error::Group {
+            group: group.to_string(),
+            message,
+        };
+        let mut sources = Vec::new();
+        for job in pipeline.jobs() {
+            check_job(job, &mut sources)?;
+        }
+        let Some(kafka) = sources.first().cloned() else {
+            return Err(refused(
+                "the pipeline reads no Kafka topic: --group deals Kafka partitions out".into(),
+            ));
+        };
+        let mut counts = Vec::new();
+        for options in sources {
+            let listed = tokio::task::spawn_blocking(move || partition_counts(&options))
+                .await
+                .map_err(|e| Error::Io {
+                    context: "listing partitions".into(),
+                    source: std::io::Error::other(e),
+                })??;
+            counts.extend(listed);
+        }
+        let (lead_topic, partitions) = counts[0].clone();
+        if let Some((topic, count)) = counts.iter().find(|(_, n)| *n != partitions) {
+            return Err(refused(format!(
+                "with --group every source topic needs the same number of partitions (task N \
+                     reads partition N of each): {lead_topic} has {partitions}, {topic} has {count}"
+            )));
+        }
+        Ok(Self {
+            kafka,
+            lead_topic,
+            partitions,
+        })
+    }
+}
+
+/// Checks one job's sources and sinks, collecting its Kafka tables' options.
+fn check_job(job: &Job, sources: &mut Vec<KafkaOptions>) -> Result<()> {
+    if job.is_bounded() {
+        return Err(statement_refused(
+            job.line,
+            "this query reads no stream: with --group it would run once in every partition's \
+             task. Run it on its own, without --group"
+                .into(),
+        ));
+    }
+    if let Some((view, _)) = &job.view
+        && let ViewStore::Table(store) = &view.store
+        && !store.is_shared()
+    {
+        return Err(statement_refused(
+            job.line,
+            format!(
+                "view {} is kept in {}, on this machine only: processes sharing a pipeline with \
+                 --group need a store they all reach, connector = 'postgres' or 'kafka'",
+                view.name,
+                store.describe()
+            ),
+        ));
+    }
+    let mut found = Ok(());
+    job.plan
+        .apply(|node| {
+            found = check_node(node, sources);
+            Ok(match found {
+                Ok(()) => TreeNodeRecursion::Continue,
+                Err(_) => TreeNodeRecursion::Stop,
+            })
+        })
+        .map_err(|source| Error::Statement {
+            line: job.line,
+            source,
+        })?;
+    found.map_err(|message| statement_refused(job.line, message))
+}
+
+/// Checks one plan node: a stream it reads must be a Kafka table, a sink must be shared.
+fn check_node(
+    node: &Arc<dyn ExecutionPlan>,
+    sources: &mut Vec<KafkaOptions>,
+) -> std::result::Result<(), String> {
+    if let Some(scan) = node.downcast_ref::<SourceExec>() {
+        let source = scan.source();
+        if let Some(kafka) = source.downcast_ref::<KafkaSource>() {
+            sources.push(kafka.options().clone());
+        } else if !source.is_bounded() {
+            return Err(format!(
+                "table {} ({}) is not a Kafka topic: processes sharing a pipeline with --group \
+                 divide Kafka partitions among them, and only those",
+                scan.table(),
+                source.describe()
+            ));
+        }
+    }
+    if let Some(sink) = node.downcast_ref::<DataSinkExec>() {
+        let sink = sink.sink();
+        let local = match sink.downcast_ref::<StoreSink>() {
+            Some(store) => (!store.store().is_shared()).then(|| store.store().describe()),
+            None if sink.is::<FileSink>() => Some("a file".into()),
+            None if sink.is::<MemorySink>() => Some("memory".into()),
+            None => None,
+        };
+        if let Some(local) = local {
+            return Err(format!(
+                "the query writes to {local}, on this machine only: processes sharing a \
+                 pipeline with --group write to a table they all reach, connector = 'postgres' \
+                 or 'kafka'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn statement_refused(line: usize, message: String) -> Error {
+    Error::Statement {
+        line,
+        source: datafusion::common::DataFusionError::Plan(message),
+    }
+}

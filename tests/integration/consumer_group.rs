@@ -1,0 +1,468 @@
+//! Several `profusion run --group` processes sharing one pipeline through a consumer
+//! group: events keyed by user in a 6-partition topic go to a PostgreSQL profile view and
+//! to one-minute windows written to a Kafka topic. Three processes start; one of them ends
+//! mid-run; a fourth joins later. When the group has caught up, the view equals the batch
+//! result of the same events, key by key, and the window topic holds exactly the batch
+//! windows (a window written again after a partition moved carries the same values):
+//! nothing lost, nothing counted twice.
+//!
+//! Over the broker `scripts/test` starts (tansu), the process that ends is stopped with
+//! Ctrl-C and leaves the group. tansu 0.6 does not give a SIGKILLed member's partitions to
+//! the others (its group stays with the dead member as leader, or hands out only the
+//! survivors' old partitions), so the SIGKILL case runs against librdkafka's mock cluster,
+//! hosted by this test process on 127.0.0.1 and reached by the `profusion` processes over
+//! TCP like any broker.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common;
+
+use common::kafka::{create_topics, send, test_broker, unique};
+use common::{batch_over_json, lines, write_generated_json};
+use profusion::sql::parse_pipeline;
+use profusion::stream::SourceReads;
+use profusion::{Engine, SessionOptions};
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, Producer};
+
+const PARTITIONS: i32 = 6;
+const EVENTS: u64 = 20_000;
+const COLUMNS: &str =
+    "user_id TEXT NOT NULL, event_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
+
+/// How the process that leaves mid-run ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ending {
+    /// Ctrl-C: it stops its tasks and leaves the group.
+    Interrupted,
+    /// SIGKILL: the group notices only when its session times out.
+    Killed,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_leaving_and_joining_a_group_equal_one_run_over_the_broker() {
+    let (Some(servers), Some(postgres)) = (test_broker(), test_postgres()) else {
+        return;
+    };
+    let events = unique("group-events");
+    let windows = unique("group-windows");
+    create_topics(&servers, &[(&events, PARTITIONS), (&windows, PARTITIONS)]).await;
+    shared_run(
+        &servers,
+        [&events, &windows],
+        &postgres,
+        Ending::Interrupted,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_partitions_move_to_the_others_and_nothing_is_lost_or_doubled() {
+    let Some(postgres) = test_postgres() else {
+        return;
+    };
+    let cluster = MockCluster::new(1).unwrap();
+    let (events, windows) = ("events", "windows");
+    for topic in [events, windows] {
+        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    let servers = cluster.bootstrap_servers();
+    shared_run(&servers, [events, windows], &postgres, Ending::Killed).await;
+}
+
+fn test_postgres() -> Option<String> {
+    let url = std::env::var("PROFUSION_TEST_POSTGRES").ok();
+    if url.is_none() {
+        eprintln!("skipped: PROFUSION_TEST_POSTGRES is not set; scripts/test starts PostgreSQL");
+    }
+    url
+}
+
+/// Three processes reading topic `events` (6 partitions) into a view and the topic
+/// `windows`, the first ending as `ending` says once the group is under way, a fourth
+/// joining after; then the stores against the batch result.
+async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str, ending: Ending) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let input = input.to_str().unwrap();
+    write_generated_json(COLUMNS, input, EVENTS, 300, 41).await;
+    produce_by_user(servers, events, input);
+
+    let profiles = unique("group_profiles").replace('-', "_");
+    let pipeline = dir.path().join("pipeline.sql");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+               WITH (connector = 'kafka', topic = '{events}', 'bootstrap.servers' = '{servers}',
+                     'scan.startup.mode' = 'earliest', format = 'json');
+             CREATE TABLE windows (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
+                 events BIGINT, spend DOUBLE, PRIMARY KEY (user_id, window_start))
+               WITH (connector = 'kafka', topic = '{windows}', 'bootstrap.servers' = '{servers}',
+                     format = 'json');
+             INSERT INTO windows
+             SELECT user_id, window_start, count(*), sum(amount)
+               FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+               GROUP BY user_id, window_start, window_end;
+             CREATE TABLE stored_windows (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
+                 events BIGINT, spend DOUBLE, PRIMARY KEY (user_id, window_start))
+               WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}_windows');
+             INSERT INTO stored_windows
+             SELECT user_id, window_start, count(*), sum(amount)
+               FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+               GROUP BY user_id, window_start, window_end;
+             CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
+               WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}') AS
+             SELECT user_id, count(*) AS events, sum(amount) AS spend, max(ts) AS last_seen
+               FROM events GROUP BY user_id;"
+        ),
+    )
+    .unwrap();
+    let group = unique("group");
+    let checkpoints = dir.path().join("checkpoints");
+    // A member that has left says so; one killed is missed after its session timeout.
+    let session_timeout = match ending {
+        Ending::Interrupted => "30s",
+        Ending::Killed => "6s",
+    };
+    let start = |name: &str| {
+        Member::start(
+            &pipeline,
+            &group,
+            &checkpoints,
+            dir.path(),
+            name,
+            session_timeout,
+        )
+    };
+
+    let mut members = vec![start("first"), start("second"), start("third")];
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let leaving = members.remove(0);
+    match ending {
+        Ending::Interrupted => leaving.interrupt(),
+        Ending::Killed => leaving.kill(),
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    members.push(start("fourth"));
+
+    // The broker's own acknowledgements are trusted only where they hold: see the header.
+    let check_topic = ending == Ending::Killed;
+    let expected = expected(input).await;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut actual = stored_results(servers, windows, postgres, &profiles).await;
+    while !actual.equal(&expected, check_topic) && Instant::now() < deadline {
+        for member in &mut members {
+            member.check_running(dir.path());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        actual = stored_results(servers, windows, postgres, &profiles).await;
+    }
+    for member in members {
+        member.interrupt();
+    }
+    report(&expected, &actual);
+    println!("logs kept in {}", dir.keep().display());
+    assert_eq!(
+        expected.profiles, actual.profiles,
+        "profiles differ ({ending:?})"
+    );
+    assert_eq!(
+        expected.windows, actual.windows,
+        "windows differ ({ending:?})"
+    );
+    if check_topic {
+        assert_eq!(
+            expected.topic_windows, actual.topic_windows,
+            "windows in the topic differ ({ending:?})"
+        );
+    }
+}
+
+/// A `profusion run --group` process.
+struct Member {
+    name: String,
+    child: Child,
+}
+
+impl Member {
+    fn start(
+        pipeline: &Path,
+        group: &str,
+        checkpoints: &Path,
+        logs: &Path,
+        name: &str,
+        session_timeout: &str,
+    ) -> Self {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_profusion"))
+            .arg("run")
+            .arg(pipeline)
+            .args(["--group", group, "--session-timeout", session_timeout])
+            .arg("--checkpoint-dir")
+            .arg(checkpoints)
+            .args(["--checkpoint-interval", "500ms", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self {
+            name: name.to_string(),
+            child,
+        }
+    }
+
+    /// Ctrl-C, and waits until the process has left the group.
+    fn interrupt(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL: no flush, no final checkpoint, no goodbye to the group.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Fails the test, with the process's log, if it has ended by itself.
+    fn check_running(&mut self, logs: &Path) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log = std::fs::read_to_string(logs.join(format!("{}.log", self.name)));
+            panic!(
+                "process {} ended by itself ({status}):\n{}",
+                self.name,
+                log.unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Writes each event of the JSON lines at `path` to the partition its user hashes to (a
+/// user's events stay in one partition, in order), one record per batch (the test broker
+/// answers a fetch from inside a batch with the next batch), then a sentinel an hour later
+/// in each partition, which closes every window of the data.
+fn produce_by_user(servers: &str, topic: &str, path: &str) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let user = line
+            .split("\"user_id\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no user_id in {line}"));
+        let partition = user
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31) ^ b as u32);
+        send(
+            &producer,
+            topic,
+            (partition % PARTITIONS as u32) as i32,
+            line,
+        );
+    }
+    for partition in 0..PARTITIONS {
+        let sentinel = format!(
+            r#"{{"user_id": "sentinel-{partition}", "event_id": "s{partition}", "amount": 0, "ts": "2026-01-02T00:00:00Z"}}"#
+        );
+        send(&producer, topic, partition, &sentinel);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Profiles and windows as sorted text.
+#[derive(Debug, PartialEq)]
+struct Results {
+    profiles: Vec<String>,
+    /// The windows in PostgreSQL.
+    windows: Vec<String>,
+    /// The distinct windows in the Kafka topic.
+    topic_windows: Vec<String>,
+}
+
+impl Results {
+    /// True when `self` holds the `expected` results; the Kafka topic only with `topic`.
+    fn equal(&self, expected: &Results, topic: bool) -> bool {
+        self.profiles == expected.profiles
+            && self.windows == expected.windows
+            && (!topic || self.topic_windows == expected.topic_windows)
+    }
+}
+
+async fn expected(input: &str) -> Results {
+    let windows = batch_over_json(
+        COLUMNS,
+        input,
+        "SELECT user_id, date_bin(INTERVAL '1 minute', ts), count(*), round(sum(amount), 4)
+         FROM events GROUP BY user_id, date_bin(INTERVAL '1 minute', ts)",
+    )
+    .await;
+    Results {
+        profiles: batch_over_json(
+            COLUMNS,
+            input,
+            "SELECT user_id, count(*), round(sum(amount), 4), date_trunc('millisecond', max(ts))
+             FROM events GROUP BY user_id",
+        )
+        .await,
+        topic_windows: windows.clone(),
+        windows,
+    }
+}
+
+/// What the view holds (read through a view of the same shape over an empty table), and
+/// the distinct windows in the topic (a window written twice
+/// holds the same values both times), sentinels left out.
+async fn stored_results(servers: &str, windows: &str, postgres: &str, profiles: &str) -> Results {
+    let engine = Engine::new(&SessionOptions {
+        reads: SourceReads::Snapshot,
+        ..SessionOptions::default()
+    })
+    .unwrap();
+    let setup = format!(
+        "CREATE TABLE stream ({COLUMNS}) WITH (connector = 'memory');
+         CREATE MATERIALIZED VIEW stored PRIMARY KEY (user_id)
+           WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}') AS
+         SELECT user_id, count(*) AS events, sum(amount) AS spend, max(ts) AS last_seen
+           FROM stream GROUP BY user_id;
+         CREATE TABLE stored_windows (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
+             events BIGINT, spend DOUBLE, PRIMARY KEY (user_id, window_start))
+           WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}_windows');
+         CREATE TABLE written (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
+             events BIGINT, spend DOUBLE)
+           WITH (connector = 'kafka', topic = '{windows}', 'bootstrap.servers' = '{servers}',
+                 format = 'json');"
+    );
+    for statement in parse_pipeline(&setup).unwrap() {
+        engine.submit(statement).await.unwrap();
+    }
+    let rows = |sql: &str| {
+        let engine = engine.clone();
+        let sql = sql.to_string();
+        async move {
+            match engine.context().sql(&sql).await {
+                Ok(frame) => frame.collect().await.map(|b| lines(&b)).unwrap_or_default(),
+                // The view's table appears with its first upsert.
+                Err(_) => Vec::new(),
+            }
+        }
+    };
+    Results {
+        profiles: rows(
+            "SELECT user_id, events, round(spend, 4), date_trunc('millisecond', last_seen) FROM stored
+             WHERE user_id NOT LIKE 'sentinel%'",
+        )
+        .await,
+        windows: rows(
+            "SELECT user_id, window_start, events, round(spend, 4) FROM stored_windows
+             WHERE user_id NOT LIKE 'sentinel%'",
+        )
+        .await,
+        topic_windows: rows(
+            "SELECT DISTINCT user_id, window_start, events, round(spend, 4) FROM written
+             WHERE user_id NOT LIKE 'sentinel%'",
+        )
+        .await,
+    }
+}
+
+/// Prints a few rows of each difference, to tell a lost key from a doubled count.
+fn report(expected: &Results, actual: &Results) {
+    for (name, expected, actual) in [
+        ("profiles", &expected.profiles, &actual.profiles),
+        ("windows", &expected.windows, &actual.windows),
+        (
+            "windows in the topic",
+            &expected.topic_windows,
+            &actual.topic_windows,
+        ),
+    ] {
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|r| !actual.contains(r))
+            .take(5)
+            .collect();
+        let wrong: Vec<&String> = actual
+            .iter()
+            .filter(|r| !expected.contains(r))
+            .take(5)
+            .collect();
+        println!(
+            "{name}: {} expected, {} found; expected but not found {missing:#?}; found but not \
+             expected {wrong:#?}",
+            expected.len(),
+            actual.len()
+        );
+    }
+}
+
+/// What one machine keeps to itself cannot be shared: a view in SQLite is refused, and
+/// the error says what to use instead; so is a stream that is not a Kafka topic.
+#[tokio::test]
+async fn a_group_refuses_stores_and_streams_of_one_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("profiles.db");
+    let events = format!(
+        "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts)
+           WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '127.0.0.1:1');"
+    );
+    let options = |group: &str| profusion::pipeline::group::GroupOptions {
+        group: group.to_string(),
+        checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
+            location: dir.path().join("checkpoints").display().to_string(),
+            interval: Duration::from_secs(1),
+            writer: None,
+        },
+        session_timeout: Duration::from_secs(10),
+    };
+    let refused = |text: String| {
+        let options = options("shared");
+        async move {
+            match profusion::pipeline::group::GroupRun::load(
+                &text,
+                &SessionOptions::default(),
+                options,
+            )
+            .await
+            {
+                Ok(_) => panic!("accepted: {text}"),
+                Err(error) => error.to_string(),
+            }
+        }
+    };
+    let sqlite = refused(format!(
+        "{events}
+         CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
+           WITH (connector = 'sqlite', path = '{}') AS
+         SELECT user_id, count(*) AS events FROM events GROUP BY user_id;",
+        db.display()
+    ))
+    .await;
+    assert!(
+        sqlite.contains("view profiles is kept in sqlite"),
+        "{sqlite}"
+    );
+    assert!(
+        sqlite.contains("connector = 'postgres' or 'kafka'"),
+        "{sqlite}"
+    );
+    let generated = refused(format!(
+        "CREATE TABLE generated ({COLUMNS}) WITH (connector = 'datagen');
+         CREATE TABLE out ({COLUMNS}) WITH (connector = 'stdout');
+         INSERT INTO out SELECT * FROM generated;"
+    ))
+    .await;
+    assert!(
+        generated.contains("table generated (datagen"),
+        "{generated}"
+    );
+    assert!(generated.contains("is not a Kafka topic"), "{generated}");
+}

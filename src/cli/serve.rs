@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::Pipeline;
 use crate::error::{Error, Result};
 use crate::pipeline::checkpoint::CheckpointOptions;
+use crate::pipeline::group::{GroupOptions, GroupRun};
 use crate::pipeline::{StatusLine, status_text};
 use crate::serve::{Scope, ServeOptions, ServeState, Tokens, generate_token, router};
 use crate::sql::parse_duration;
@@ -35,7 +36,7 @@ pub struct ServeArgs {
     /// Serve without authentication (only on a loopback address).
     #[arg(long, conflicts_with = "tokens")]
     no_auth: bool,
-    /// Profile rows kept in memory per view.
+    /// Profile rows kept in memory per view (0: every request reads the store).
     #[arg(long, default_value_t = 100_000)]
     cache_entries: usize,
     /// Checkpoint the continuous jobs into this folder or object-store URL, and resume
@@ -48,18 +49,54 @@ pub struct ServeArgs {
     /// Never show the live status line.
     #[arg(long)]
     quiet: bool,
+    /// Share the pipeline with every process started with the same group (see `run
+    /// --group`); views are read from their shared store on every request, since other
+    /// processes write rows this one does not see.
+    #[arg(long, value_name = "NAME", requires = "checkpoint_dir")]
+    group: Option<String>,
+    /// With --group: how long the group waits for a process that stopped answering before
+    /// giving its partitions to the others.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    session_timeout: Duration,
+}
+
+/// What `serve` runs: the pipeline, or this process's share of a group's.
+enum Runner {
+    Alone(Pipeline),
+    Group(GroupRun),
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let tokens = tokens(&args)?;
     let text = args.file.read()?;
-    let pipeline = Pipeline::load(&text, &args.session.options()).await?;
-    let shared = Arc::clone(pipeline.engine().shared());
+    let runner = match &args.group {
+        None => Runner::Alone(Pipeline::load(&text, &args.session.options()).await?),
+        Some(group) => {
+            let options = GroupOptions {
+                group: group.clone(),
+                checkpoints: CheckpointOptions {
+                    location: args.checkpoint_dir.clone().unwrap_or_default(),
+                    interval: args.checkpoint_interval,
+                    writer: None,
+                },
+                session_timeout: args.session_timeout,
+            };
+            Runner::Group(GroupRun::load(&text, &args.session.options(), options).await?)
+        }
+    };
+    let engine = match &runner {
+        Runner::Alone(pipeline) => pipeline.engine().clone(),
+        Runner::Group(group) => group.engine().clone(),
+    };
+    let shared = Arc::clone(engine.shared());
     let state = ServeState::new(
-        pipeline.engine().clone(),
+        engine,
         ServeOptions {
             tokens,
-            cache_entries: args.cache_entries,
+            cache_entries: match runner {
+                Runner::Alone(_) => args.cache_entries,
+                Runner::Group(_) => 0,
+            },
             pipeline_runtime: tokio::runtime::Handle::current(),
         },
     );
@@ -84,7 +121,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let on_signal = Arc::clone(&shutdown);
     stop_on_ctrl_c(move || on_signal.notify_one());
 
-    let show_status = !args.quiet && std::io::stderr().is_terminal();
+    let show_status =
+        !args.quiet && std::io::stderr().is_terminal() && matches!(runner, Runner::Alone(_));
     let status =
         show_status.then(|| StatusLine::start(Arc::clone(&shared), Duration::from_millis(500)));
     let checkpoints = args.checkpoint_dir.map(|location| CheckpointOptions {
@@ -94,9 +132,16 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     });
     let running = Arc::clone(&state);
     let on_failure = Arc::clone(&shutdown);
+    let stop = match &runner {
+        Runner::Alone(_) => None,
+        Runner::Group(group) => Some(group.stop_signal()),
+    };
     let pipeline_task = tokio::spawn(async move {
         running.set_ready(true);
-        let ran = pipeline.run_with(checkpoints).await;
+        let ran = match runner {
+            Runner::Alone(pipeline) => pipeline.run_with(checkpoints).await,
+            Runner::Group(group) => group.run().await,
+        };
         match &ran {
             Ok(summary) if !summary.stopped => {
                 eprintln!("\npipeline finished; still serving what it wrote (Ctrl-C stops)")
@@ -118,6 +163,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     })?;
     state.set_ready(false);
     shared.stop.stop();
+    if let Some(stop) = stop {
+        stop.stop();
+    }
     let summary = pipeline_task.await.map_err(|e| Error::Io {
         context: "pipeline task".into(),
         source: std::io::Error::other(e.to_string()),

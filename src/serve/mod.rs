@@ -67,7 +67,8 @@ const IDEMPOTENCY_KEYS: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub tokens: Tokens,
-    /// Profile rows cached per view at most.
+    /// Profile rows cached per view at most; 0 reads every request from the store (as
+    /// `serve --group` does: other processes write rows this one would not hear of).
     pub cache_entries: usize,
     /// The runtime the pipeline runs on: webhook writes run there, not on the threads that
     /// answer requests.
@@ -78,7 +79,8 @@ pub struct ServeOptions {
 struct ServedView {
     definition: Arc<ViewDefinition>,
     store: Arc<dyn ProfileStore>,
-    cache: Arc<ProfileCache>,
+    /// `None` when rows are read from the store every time.
+    cache: Option<Arc<ProfileCache>>,
 }
 
 /// Where webhook events for one table go.
@@ -116,10 +118,13 @@ impl ServeState {
                 .iter()
                 .filter_map(|k| schema.index_of(k).ok())
                 .collect();
-            let cache = Arc::new(ProfileCache::new(key_columns, options.cache_entries));
-            definition
-                .changes
-                .listen(Arc::clone(&cache) as Arc<dyn crate::connector::store::RowListener>);
+            let cache = (options.cache_entries > 0).then(|| {
+                let cache = Arc::new(ProfileCache::new(key_columns, options.cache_entries));
+                definition
+                    .changes
+                    .listen(Arc::clone(&cache) as Arc<dyn crate::connector::store::RowListener>);
+                cache
+            });
             views.insert(
                 definition.name.clone(),
                 ServedView {
@@ -170,22 +175,29 @@ impl ServeState {
         })?;
         let parts = normalized_key(key, served.store.as_ref())?;
         let cached = cache_key(&parts);
-        let row = match served.cache.get(&cached) {
-            Cached::Hit(row) => {
+        let read_failed = |error: String| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading view {view}: {error}"),
+            )
+        };
+        let row = match served.cache.as_ref().map(|cache| cache.get(&cached)) {
+            Some(Cached::Hit(row)) => {
                 PipelineMetrics::add(&self.metrics.cache_hits, 1);
                 row
             }
-            Cached::Miss(load) => {
+            Some(Cached::Miss(load)) => {
                 PipelineMetrics::add(&self.metrics.cache_misses, 1);
                 let read = served.store.get(&parts).await;
                 read.map_err(|e| e.to_string())
                     .and_then(|stored| load.finish(stored))
-                    .map_err(|error| {
-                        ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("reading view {view}: {error}"),
-                        )
-                    })?
+                    .map_err(read_failed)?
+            }
+            None => {
+                let read = served.store.get(&parts).await.map_err(|e| e.to_string());
+                read.and_then(|stored| stored.map(CachedRow::of).transpose())
+                    .map_err(read_failed)?
+                    .map(Arc::new)
             }
         };
         let row = row.ok_or_else(|| {

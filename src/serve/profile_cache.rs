@@ -30,6 +30,18 @@ pub struct CachedRow {
     pub updated_at: Option<Arc<str>>,
 }
 
+impl CachedRow {
+    /// A row read from the store, with its JSON; a row that cannot be shown is an error.
+    pub fn of(stored: StoredRow) -> Result<Self, String> {
+        Ok(Self {
+            json: row_json(&stored.row, 0).map_err(|e| e.to_string())?.into(),
+            row: stored.row,
+            version: stored.version,
+            updated_at: stored.updated_at.map(Into::into),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Entry {
     /// The store read with this ticket is in flight; an upsert may fill it meanwhile.
@@ -162,15 +174,7 @@ impl Load<'_> {
     /// the read may have brought a newer one). A row that cannot be shown is an error.
     pub fn finish(mut self, stored: Option<StoredRow>) -> Result<Option<Arc<CachedRow>>, String> {
         self.finished = true;
-        let read = match stored {
-            None => None,
-            Some(s) => Some(Arc::new(CachedRow {
-                json: row_json(&s.row, 0).map_err(|e| e.to_string())?.into(),
-                row: s.row,
-                version: s.version,
-                updated_at: s.updated_at.map(Into::into),
-            })),
-        };
+        let read = stored.map(CachedRow::of).transpose()?.map(Arc::new);
         let mut entries = self.cache.write();
         match entries.get(&self.key) {
             Some(Entry::Loading(ticket, pushed)) if *ticket == self.ticket => {

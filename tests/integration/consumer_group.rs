@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::common;
 
 use common::kafka::{create_topics, send, test_broker, unique};
+use common::server::{READ_TOKEN, Server, field};
 use common::{batch_over_json, lines, write_generated_json};
 use profusion::sql::parse_pipeline;
 use profusion::stream::SourceReads;
@@ -465,4 +466,82 @@ async fn a_group_refuses_stores_and_streams_of_one_machine() {
         "{generated}"
     );
     assert!(generated.contains("is not a Kafka topic"), "{generated}");
+}
+
+/// `serve --group` on two processes sharing a pipeline: each answers every user's profile,
+/// the users whose partitions the other process holds included, read from the shared
+/// PostgreSQL store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_of_a_group_answers_every_key_from_the_shared_store() {
+    let Some(postgres) = test_postgres() else {
+        return;
+    };
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", PARTITIONS, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let input = input.to_str().unwrap();
+    write_generated_json(COLUMNS, input, 2_000, 40, 43).await;
+    produce_by_user(&servers, "events", input);
+    let expected = batch_over_json(
+        COLUMNS,
+        input,
+        "SELECT user_id, count(*) FROM events GROUP BY user_id",
+    )
+    .await;
+    let profiles = unique("served_profiles").replace('-', "_");
+    let pipeline = format!(
+        "CREATE TABLE events ({COLUMNS})
+           WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '{servers}',
+                 format = 'json');
+         CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
+           WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}') AS
+         SELECT user_id, count(*) AS events FROM events GROUP BY user_id;"
+    );
+    let group = unique("served");
+    let checkpoints = dir.path().join("checkpoints");
+    let args = [
+        "--group",
+        group.as_str(),
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
+    ];
+    let first_dir = dir.path().join("first");
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let first = Server::start_with(&first_dir, &pipeline, &[], &args);
+    let second = Server::start_with(&second_dir, &pipeline, &[], &args);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut answered = Vec::new();
+    for server in [&first, &second] {
+        for row in &expected {
+            let (user, count) = row.split_once(" | ").unwrap();
+            loop {
+                let (status, body) = server
+                    .get(&format!("/v1/views/profiles/{user}"), Some(READ_TOKEN))
+                    .await;
+                let events = (status == 200).then(|| field(&body, &["row", "events"]));
+                if events.as_ref().is_some_and(|e| e.to_string() == count) {
+                    answered.push(format!("{user} | {count}"));
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never answered {user} with {count} events: {status} {body}\n{}",
+                    server.url,
+                    server.log.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert_eq!(answered.len(), 2 * expected.len());
+    let logs = [first.stop(), second.stop()];
+    let assigned: Vec<&str> = logs
+        .iter()
+        .filter_map(|log| log.lines().find(|l| l.contains("assigned partitions")))
+        .collect();
+    assert_eq!(assigned.len(), 2, "both servers held partitions: {logs:#?}");
 }

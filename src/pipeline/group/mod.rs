@@ -46,6 +46,9 @@ pub struct GroupOptions {
 
 /// One process's share of a pipeline run by a consumer group.
 pub struct GroupRun {
+    /// The pipeline as planned for checking it, never run: its engine knows the tables
+    /// and views (`serve --group` reads views through it).
+    probe: Pipeline,
     text: String,
     session: SessionOptions,
     options: GroupOptions,
@@ -65,6 +68,7 @@ impl GroupRun {
         let probe = Pipeline::load(text, &Self::task_session(session, &options.group, 0)).await?;
         let plan = SharedPlan::of(&probe, &options.group).await?;
         Ok(Self {
+            probe,
             text: text.to_string(),
             session: session.clone(),
             options,
@@ -76,6 +80,11 @@ impl GroupRun {
     /// What the group shares.
     pub fn plan(&self) -> &SharedPlan {
         &self.plan
+    }
+
+    /// The engine the pipeline's tables and views are declared in (not the tasks').
+    pub fn engine(&self) -> &super::Engine {
+        self.probe.engine()
     }
 
     /// Stops this process's share: it leaves the group, whose other members take its

@@ -24,6 +24,11 @@ pub struct Server {
 impl Server {
     /// Serves `pipeline` (a file in `dir`) with the test tokens and `env`.
     pub fn start(dir: &Path, pipeline: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(dir, pipeline, env, &[])
+    }
+
+    /// [`Server::start`] with more arguments for `serve`.
+    pub fn start_with(dir: &Path, pipeline: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
         let file = dir.join("pipeline.sql");
         std::fs::write(&file, pipeline).unwrap();
         let tokens = dir.join("tokens");
@@ -36,6 +41,7 @@ impl Server {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--quiet", "--tokens"])
             .arg(&tokens)
+            .args(args)
             .arg(&file)
             .current_dir(dir)
             .stdin(Stdio::null())

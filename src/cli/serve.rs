@@ -63,7 +63,7 @@ pub struct ServeArgs {
 /// What `serve` runs: the pipeline, or this process's share of a group's.
 enum Runner {
     Alone(Pipeline),
-    Group(GroupRun),
+    Group(Box<GroupRun>),
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
@@ -81,7 +81,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 },
                 session_timeout: args.session_timeout,
             };
-            Runner::Group(GroupRun::load(&text, &args.session.options(), options).await?)
+            Runner::Group(Box::new(
+                GroupRun::load(&text, &args.session.options(), options).await?,
+            ))
         }
     };
     let engine = match &runner {

@@ -117,14 +117,27 @@ impl Cli {
     }
 }
 
-/// On the first Ctrl-C, says that sinks are flushing and calls `stop`; a second Ctrl-C
-/// exits at once.
+/// On the first Ctrl-C or SIGTERM (what Kubernetes and systemd send to stop a process),
+/// says that sinks are flushing and calls `stop`; a second one exits at once.
 fn stop_on_ctrl_c(stop: impl FnOnce() + Send + 'static) {
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut signalled = async || {
+            tokio::select! {
+                interrupted = tokio::signal::ctrl_c() => interrupted.is_ok(),
+                terminated = async {
+                    match &mut terminate {
+                        Some(signal) => signal.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => terminated.is_some(),
+            }
+        };
+        if signalled().await {
             eprintln!("\nstopping: sinks are flushing; press Ctrl-C again to abort");
             stop();
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if signalled().await {
                 std::process::exit(130);
             }
         }

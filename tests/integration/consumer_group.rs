@@ -545,3 +545,22 @@ async fn every_server_of_a_group_answers_every_key_from_the_shared_store() {
         .collect();
     assert_eq!(assigned.len(), 2, "both servers held partitions: {logs:#?}");
 }
+
+/// The pipeline in the Kubernetes example (deploy/kubernetes/profusion.yaml) plans as
+/// written.
+#[tokio::test]
+async fn the_kubernetes_example_pipeline_plans() {
+    let manifest =
+        std::fs::read_to_string(common::repository_path("deploy/kubernetes/profusion.yaml"))
+            .unwrap();
+    let (_, rest) = manifest.split_once("pipeline.sql: |\n").unwrap();
+    let pipeline: String = rest
+        .lines()
+        .take_while(|line| line.is_empty() || line.starts_with("    "))
+        .map(|line| format!("{}\n", line.trim_start()))
+        .collect();
+    let loaded = profusion::Pipeline::load(&pipeline, &SessionOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{pipeline}"));
+    assert_eq!(loaded.jobs().len(), 1, "{pipeline}");
+}

@@ -27,7 +27,7 @@ use super::session::SessionOptions;
 use super::{Pipeline, RunSummary};
 use crate::connector::kafka::{GroupChange, GroupMember, GroupMembership};
 use crate::error::{Error, Result};
-use crate::stream::{GroupTask, PipelineContext, StopSignal};
+use crate::stream::{GroupTask, PipelineContext, PipelineMetrics, StopSignal};
 
 /// How often the group checks whether a task has ended by itself (failed).
 const TASK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -211,7 +211,29 @@ impl GroupRun {
             writer: Some(writer_tag(partition)),
         };
         let handle = tokio::spawn(pipeline.run_with(Some(checkpoints)));
+        tokio::spawn(report_processing(
+            self.options.group.clone(),
+            partition,
+            Arc::clone(&shared),
+        ));
         Ok(RunningTask { shared, handle })
+    }
+}
+
+/// Says when a newly assigned partition's task reads again (its checkpoint restored, its
+/// first record read): what taking a partition over cost.
+async fn report_processing(group: String, partition: i32, task: Arc<PipelineContext>) {
+    let assigned = Instant::now();
+    while !task.stop.is_stopped() {
+        if PipelineMetrics::read(&task.metrics.events_in) > 0 {
+            eprintln!(
+                "consumer group {group}: partition {partition} processing, {} ms after it was \
+                 assigned",
+                assigned.elapsed().as_millis()
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -60,6 +60,11 @@ impl SourceExec {
         &self.definition.source
     }
 
+    /// The columns a deduplicating table (`'dedup.key'`) drops repeated rows by.
+    pub fn dedup_columns(&self) -> Option<Vec<String>> {
+        Some(self.definition.dedup.as_ref()?.names.clone())
+    }
+
     /// The source table's name.
     pub fn table(&self) -> &str {
         &self.definition.table

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::datasource::sink::DataSink;
 use datafusion::physical_plan::execute_stream;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use crate::connector::stdout::{StdoutFormat, StdoutSink};
 use crate::error::{Error, Result};
@@ -154,9 +156,12 @@ impl Pipeline {
                 ran
             }));
         }
+        // Jobs are awaited as they end, so that one that fails stops the others at once.
+        let mut ending: FuturesUnordered<_> =
+            tasks.into_iter().map(SpawnedTask::join_unwind).collect();
         let mut first_error = None;
-        for task in tasks {
-            let outcome = task.join_unwind().await.map_err(|e| Error::Io {
+        while let Some(outcome) = ending.next().await {
+            let outcome = outcome.map_err(|e| Error::Io {
                 context: "pipeline task".into(),
                 source: std::io::Error::other(e.to_string()),
             });

@@ -130,3 +130,8 @@ pub fn classify(statement: SourceStatement) -> Result<PipelineStatement> {
 pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// `text` as an SQL string literal: `'it''s'`.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

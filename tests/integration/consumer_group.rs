@@ -99,7 +99,8 @@ async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str,
         format!(
             "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
                WITH (connector = 'kafka', topic = '{events}', 'bootstrap.servers' = '{servers}',
-                     'scan.startup.mode' = 'earliest', format = 'json');
+                     'scan.startup.mode' = 'earliest', format = 'json',
+                     'key.fields' = 'user_id');
              CREATE TABLE windows (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
                  events BIGINT, spend DOUBLE, PRIMARY KEY (user_id, window_start))
                WITH (connector = 'kafka', topic = '{windows}', 'bootstrap.servers' = '{servers}',
@@ -411,10 +412,13 @@ fn report(expected: &Results, actual: &Results) {
 async fn a_group_refuses_stores_and_streams_of_one_machine() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("profiles.db");
-    let events = format!(
-        "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts)
-           WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '127.0.0.1:1');"
-    );
+    let table = |name: &str, extra: &str| {
+        format!(
+            "CREATE TABLE {name} ({COLUMNS}, WATERMARK FOR ts AS ts)
+               WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '127.0.0.1:1'{extra});"
+        )
+    };
+    let events = table("events", ", 'key.fields' = 'user_id'");
     let options = |group: &str| profusion::pipeline::group::GroupOptions {
         group: group.to_string(),
         checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
@@ -466,6 +470,31 @@ async fn a_group_refuses_stores_and_streams_of_one_machine() {
         "{generated}"
     );
     assert!(generated.contains("is not a Kafka topic"), "{generated}");
+    // Each task sees one partition: a key's rows must all be in it.
+    let by_event = refused(format!(
+        "{events}
+         CREATE TABLE counts (event_id TEXT NOT NULL, n BIGINT, PRIMARY KEY (event_id))
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'counts');
+         INSERT INTO counts SELECT event_id, count(*) FROM events GROUP BY event_id;"
+    ))
+    .await;
+    assert!(
+        by_event.contains("whose topic is keyed by (user_id)"),
+        "{by_event}"
+    );
+    assert!(by_event.contains("repartition topic"), "{by_event}");
+    let unkeyed = refused(format!(
+        "{}
+         CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none') AS
+         SELECT user_id, count(*) AS events FROM unkeyed GROUP BY user_id;",
+        table("unkeyed", "")
+    ))
+    .await;
+    assert!(
+        unkeyed.contains("does not say what its topic's messages are keyed by"),
+        "{unkeyed}"
+    );
 }
 
 /// `serve --group` on two processes sharing a pipeline: each answers every user's profile,
@@ -494,7 +523,7 @@ async fn every_server_of_a_group_answers_every_key_from_the_shared_store() {
     let pipeline = format!(
         "CREATE TABLE events ({COLUMNS})
            WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '{servers}',
-                 format = 'json');
+                 format = 'json', 'key.fields' = 'user_id');
          CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
            WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}') AS
          SELECT user_id, count(*) AS events FROM events GROUP BY user_id;"

@@ -199,3 +199,27 @@ async fn the_onboarding_pipeline_runs() {
     let summary = pipeline.run().await.unwrap();
     assert!(summary.events_in > 0 && summary.rows_out > 0, "{summary:?}");
 }
+
+/// A job that fails stops the pipeline at once, whatever job comes before it in the file
+/// and runs on: the failure is not left waiting behind a job that never ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_stops_the_pipeline_even_behind_one_that_never_ends() {
+    let pipeline = "
+        CREATE TABLE endless (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL)
+          WITH (connector = 'datagen', rows_per_second = 100);
+        CREATE TABLE nowhere (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL)
+          WITH (connector = 'blackhole');
+        INSERT INTO nowhere SELECT * FROM endless;
+        CREATE TABLE unreachable (user_id TEXT NOT NULL, n BIGINT, PRIMARY KEY (user_id))
+          WITH (connector = 'postgres', url = 'postgres://nobody@127.0.0.1:1/none',
+                table = 'unreachable');
+        INSERT INTO unreachable SELECT user_id, count(*) FROM endless GROUP BY user_id;";
+    let ran = tokio::time::timeout(
+        Duration::from_secs(60),
+        common::try_run_pipeline(pipeline, &SessionOptions::default()),
+    )
+    .await
+    .expect("the pipeline kept running after a job failed");
+    let error = ran.expect_err("a job writing to an unreachable database cannot succeed");
+    assert!(error.contains("127.0.0.1:1"), "{error}");
+}

@@ -81,13 +81,18 @@ impl super::Connector for KafkaConnector {
             json,
             tombstones,
         };
+        // What the messages are keyed by: the written key's columns, or the column the
+        // key is read into.
+        let partitioned_by = match (key_fields.is_empty(), metadata.key_column()) {
+            (false, _) => key_fields.to_vec(),
+            (true, Some(index)) => vec![schema.field(index).name().clone()],
+            (true, None) => Vec::new(),
+        };
         Ok((
-            Some(Arc::new(KafkaSource::new(
-                parsed.clone(),
-                reads,
-                metadata,
-                schemas,
-            ))),
+            Some(Arc::new(
+                KafkaSource::new(parsed.clone(), reads, metadata, schemas)
+                    .partitioned_by(partitioned_by),
+            )),
             Some(Arc::new(KafkaSink::new(schema, parsed, layout, registry))),
         ))
     }

@@ -40,6 +40,9 @@ pub struct KafkaSource {
     reads: SourceReads,
     metadata: MetadataColumns,
     schemas: MessageSchemas,
+    /// The columns the topic's messages are keyed by, so a partition holds every row of
+    /// a key; empty when the table does not say.
+    partitioned_by: Vec<String>,
 }
 
 /// What a table's messages are checked and decoded with, besides its columns.
@@ -66,7 +69,24 @@ impl KafkaSource {
             reads,
             metadata,
             schemas,
+            partitioned_by: Vec::new(),
         }
+    }
+
+    /// This source, its topic's messages keyed by `columns` (`'key.fields'`, the primary
+    /// key, or a `METADATA FROM 'key'` column): Kafka's partitioner puts every message of a
+    /// key in one partition.
+    pub fn partitioned_by(self, columns: Vec<String>) -> Self {
+        Self {
+            partitioned_by: columns,
+            ..self
+        }
+    }
+
+    /// The columns every partition holds all the rows of a key of (see
+    /// [`Self::partitioned_by`]); empty when the table does not say.
+    pub fn partition_key(&self) -> &[String] {
+        &self.partitioned_by
     }
 
     /// The table's options.

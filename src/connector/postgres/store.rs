@@ -23,7 +23,7 @@ use crate::connector::store::{
 };
 use crate::error::Error;
 use crate::format::from_json_texts;
-use crate::sql::quote;
+use crate::sql::{quote, quote_literal};
 
 /// A keyed table in PostgreSQL.
 #[derive(Debug)]
@@ -109,8 +109,15 @@ impl PostgresStore {
             .map_err(|e| self.failed("connecting to", e))?;
         self.ready
             .get_or_try_init(|| async {
+                // Tasks of a consumer group on several machines create the same table at
+                // once, and PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe against
+                // itself: one creator at a time, under a lock named after the table.
                 client
-                    .batch_execute(&self.create_sql())
+                    .batch_execute(&format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock(hashtext({})); {}; COMMIT;",
+                        quote_literal(&format!("profusion table {}", self.options.table)),
+                        self.create_sql()
+                    ))
                     .await
                     .map_err(|e| self.failed("creating", e))?;
                 self.check_columns(&client).await

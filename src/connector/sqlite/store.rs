@@ -16,7 +16,7 @@ use crate::connector::store::{
     ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
     now_iso8601,
 };
-use crate::sql::quote;
+use crate::sql::{quote, quote_literal};
 
 /// Rows per batch when reading a table back.
 const SCAN_BATCH_ROWS: usize = 8192;
@@ -213,7 +213,7 @@ impl Layout {
         let mut statement = connection
             .prepare(&format!(
                 "SELECT name FROM pragma_table_info({})",
-                literal(&self.options.table)
+                quote_literal(&self.options.table)
             ))
             .map_err(sqlite)?;
         let found = statement
@@ -401,9 +401,4 @@ impl Layout {
 /// An SQLite error as a DataFusion error, keeping it as the cause.
 fn sqlite(error: rusqlite::Error) -> DataFusionError {
     DataFusionError::External(Box::new(error))
-}
-
-/// `text` as an SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }

@@ -1,6 +1,8 @@
 //! What processes sharing a pipeline through a consumer group need of it, checked before
 //! any joins the group: every query reads Kafka topics, all with the same number of
-//! partitions (partition N of each is task N, as Kafka Streams co-partitions its inputs),
+//! partitions (partition N of each is task N, as Kafka Streams co-partitions its inputs);
+//! every keyed operator (window, view, join, Top-N, dedup) is keyed by at least the
+//! columns its topics' messages are keyed by, so that a task sees every row of its keys;
 //! and every result goes somewhere all the processes reach (Kafka, PostgreSQL), not into a
 //! file of one machine.
 
@@ -8,7 +10,8 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::sink::DataSinkExec;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::{Distribution, ExecutionPlan};
 
 use crate::connector::SourceExec;
 use crate::connector::file::FileSink;
@@ -115,9 +118,23 @@ fn check_node(
     node: &Arc<dyn ExecutionPlan>,
     sources: &mut Vec<KafkaOptions>,
 ) -> std::result::Result<(), String> {
+    let requirements = node.input_distribution_requirements().into_per_child();
+    for (child, requirement) in node.children().into_iter().zip(requirements) {
+        if let Distribution::KeyPartitioned(keys) = requirement {
+            let names: Vec<String> = keys
+                .iter()
+                .filter_map(|key| key.downcast_ref::<Column>())
+                .map(|column| column.name().to_string())
+                .collect();
+            check_partitioning(child, &names)?;
+        }
+    }
     if let Some(scan) = node.downcast_ref::<SourceExec>() {
         let source = scan.source();
         if let Some(kafka) = source.downcast_ref::<KafkaSource>() {
+            if let Some(dedup) = scan.dedup_columns() {
+                check_key(scan.table(), kafka, &dedup, "deduplicated by")?;
+            }
             sources.push(kafka.options().clone());
         } else if !source.is_bounded() {
             return Err(format!(
@@ -143,6 +160,55 @@ fn check_node(
                  or 'kafka'"
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks that every Kafka table read under `input` is partitioned by some of `keys`.
+fn check_partitioning(
+    input: &Arc<dyn ExecutionPlan>,
+    keys: &[String],
+) -> std::result::Result<(), String> {
+    let mut found = Ok(());
+    let _ = input.apply(|node| {
+        if let Some(scan) = node.downcast_ref::<SourceExec>()
+            && let Some(kafka) = scan.source().downcast_ref::<KafkaSource>()
+        {
+            found = check_key(scan.table(), kafka, keys, "keyed by");
+        }
+        Ok(match found {
+            Ok(()) => TreeNodeRecursion::Continue,
+            Err(_) => TreeNodeRecursion::Stop,
+        })
+    });
+    found
+}
+
+/// Checks that an operator `keyed` by `keys` over `table` sees every row of its keys in
+/// one partition: the topic's message key is among them.
+fn check_key(
+    table: &str,
+    kafka: &KafkaSource,
+    keys: &[String],
+    keyed: &str,
+) -> std::result::Result<(), String> {
+    let partition_key = kafka.partition_key();
+    if partition_key.is_empty() {
+        return Err(format!(
+            "table {table} does not say what its topic's messages are keyed by: declare it with \
+             'key.fields' (or a PRIMARY KEY), so that each process is sure to hold every row of \
+             the keys it holds"
+        ));
+    }
+    if !partition_key.iter().all(|column| keys.contains(column)) {
+        return Err(format!(
+            "an operator {keyed} ({}) reads table {table}, whose topic is keyed by ({}): the \
+             rows of one key are spread over partitions, which needs a repartition topic that \
+             --group does not build yet. Key the topic by these columns, or run the pipeline \
+             without --group",
+            keys.join(", "),
+            partition_key.join(", ")
+        ));
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `profusion checkpoints list DIR`: the checkpoints in a checkpoint directory, newest
-//! last, complete or cut short, with their size, duration and what each job saved.
+//! last, complete or cut short, with their size, duration and what each job saved; for a
+//! consumer group's directory (`run --group`), those of each partition's task.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -7,6 +8,7 @@ use clap::Subcommand;
 
 use crate::error::Result;
 use crate::pipeline::checkpoint::CheckpointStore;
+use crate::pipeline::group::task_location;
 
 #[derive(Debug, Subcommand)]
 pub enum CheckpointsCommand {
@@ -28,6 +30,19 @@ pub async fn run(command: CheckpointsCommand) -> Result<()> {
 
 async fn list(dir: &str, verbose: bool) -> Result<()> {
     let store = CheckpointStore::open(dir)?;
+    let tasks = store.group_tasks().await?;
+    if tasks.is_empty() {
+        return list_one(&store, verbose).await;
+    }
+    for partition in tasks {
+        let location = task_location(dir, partition);
+        println!("partition {partition}'s task ({location}):");
+        list_one(&CheckpointStore::open(&location)?, verbose).await?;
+    }
+    Ok(())
+}
+
+async fn list_one(store: &CheckpointStore, verbose: bool) -> Result<()> {
     let listed = store.list().await?;
     if listed.is_empty() {
         println!("no checkpoints in {}", store.display());

@@ -192,6 +192,24 @@ impl CheckpointStore {
         Ok(listed)
     }
 
+    /// The partitions whose tasks checkpoint in this directory's `task-N/` folders, when it
+    /// is a consumer group's (`--group`), in order.
+    pub async fn group_tasks(&self) -> Result<Vec<i32>> {
+        let listed = self
+            .location
+            .store
+            .list_with_delimiter(Some(&self.location.path))
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut tasks: Vec<i32> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|prefix| prefix.filename()?.strip_prefix("task-")?.parse().ok())
+            .collect();
+        tasks.sort_unstable();
+        Ok(tasks)
+    }
+
     /// The latest complete checkpoint, if any.
     pub async fn latest(&self) -> Result<Option<Manifest>> {
         Ok(self
@@ -316,5 +334,17 @@ mod tests {
         );
         let latest = new_owner.latest().await.unwrap().unwrap();
         assert_eq!((latest.epoch, latest.completed_at_ms), (7, 2_000));
+    }
+
+    #[tokio::test]
+    async fn a_group_directory_lists_its_tasks_in_partition_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for task in ["task-10", "task-2", "other"] {
+            let store = CheckpointStore::open(dir.path().join(task).to_str().unwrap()).unwrap();
+            store.write_manifest(&manifest(1, 1)).await.unwrap();
+        }
+        let group = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(group.group_tasks().await.unwrap(), [2, 10]);
+        assert!(group.list().await.unwrap().is_empty());
     }
 }

@@ -35,7 +35,8 @@ pub struct RunArgs {
     checkpoint_interval: Duration,
     /// Share the pipeline with every process started with the same group: Kafka's consumer
     /// group deals the source topics' partitions out among them, and each partition's state
-    /// is checkpointed under --checkpoint-dir for whichever process holds it next.
+    /// is checkpointed under --checkpoint-dir for whichever process holds it next. Each
+    /// partition's task runs on one worker (--workers does not apply).
     #[arg(long, value_name = "NAME", requires = "checkpoint_dir")]
     group: Option<String>,
     /// With --group: how long the group waits for a process that stopped answering before

@@ -21,7 +21,7 @@ use crate::common;
 
 use common::kafka::{create_topics, send, test_broker, unique};
 use common::server::{READ_TOKEN, Server, field};
-use common::{batch_over_json, lines, write_generated_json};
+use common::{batch_over_json, lines, print_difference, write_generated_json};
 use profusion::sql::parse_pipeline;
 use profusion::stream::SourceReads;
 use profusion::{Engine, SessionOptions};
@@ -378,32 +378,13 @@ async fn stored_results(servers: &str, windows: &str, postgres: &str, profiles: 
 
 /// Prints a few rows of each difference, to tell a lost key from a doubled count.
 fn report(expected: &Results, actual: &Results) {
-    for (name, expected, actual) in [
-        ("profiles", &expected.profiles, &actual.profiles),
-        ("windows", &expected.windows, &actual.windows),
-        (
-            "windows in the topic",
-            &expected.topic_windows,
-            &actual.topic_windows,
-        ),
-    ] {
-        let missing: Vec<&String> = expected
-            .iter()
-            .filter(|r| !actual.contains(r))
-            .take(5)
-            .collect();
-        let wrong: Vec<&String> = actual
-            .iter()
-            .filter(|r| !expected.contains(r))
-            .take(5)
-            .collect();
-        println!(
-            "{name}: {} expected, {} found; expected but not found {missing:#?}; found but not \
-             expected {wrong:#?}",
-            expected.len(),
-            actual.len()
-        );
-    }
+    print_difference("profiles", &expected.profiles, &actual.profiles);
+    print_difference("windows", &expected.windows, &actual.windows);
+    print_difference(
+        "windows in the topic",
+        &expected.topic_windows,
+        &actual.topic_windows,
+    );
 }
 
 /// What one machine keeps to itself cannot be shared: a view in SQLite is refused, and

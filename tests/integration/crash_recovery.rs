@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::common;
 
 use common::kafka::{create_topics, send, test_broker, unique};
-use common::{lines, run_pipeline};
+use common::{lines, print_difference, run_pipeline};
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, SessionOptions};
 use rdkafka::ClientConfig;
@@ -176,21 +176,7 @@ async fn killed_twenty_times_the_profiles_and_windows_equal_the_batch_result() {
         ("profiles", &outcome.profile_rows),
         ("windows", &outcome.window_rows),
     ] {
-        let missing: Vec<&String> = expected
-            .iter()
-            .filter(|r| !actual.contains(r))
-            .take(5)
-            .collect();
-        let wrong: Vec<&String> = actual
-            .iter()
-            .filter(|r| !expected.contains(r))
-            .take(5)
-            .collect();
-        if !missing.is_empty() || !wrong.is_empty() {
-            println!(
-                "{name}: expected but not found {missing:#?}\nfound but not expected {wrong:#?}"
-            );
-        }
+        print_difference(name, expected, actual);
     }
     assert_eq!(
         outcome.profiles,

@@ -95,6 +95,29 @@ pub async fn batch_over_json(columns: &str, path: &str, query: &str) -> Vec<Stri
     lines(&ctx.sql(query).await.unwrap().collect().await.unwrap())
 }
 
+/// Prints a few rows of `expected` that `actual` lacks and of `actual` that `expected`
+/// lacks, under `name`: what tells a lost key from a doubled count when a check fails.
+pub fn print_difference(name: &str, expected: &[String], actual: &[String]) {
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|r| !actual.contains(r))
+        .take(5)
+        .collect();
+    let wrong: Vec<&String> = actual
+        .iter()
+        .filter(|r| !expected.contains(r))
+        .take(5)
+        .collect();
+    if !missing.is_empty() || !wrong.is_empty() {
+        println!(
+            "{name} ({} expected, {} found): expected but not found {missing:#?}\nfound but \
+             not expected {wrong:#?}",
+            expected.len(),
+            actual.len()
+        );
+    }
+}
+
 /// Rows as sorted text, floats rounded to 6 decimals (sums depend on addition order).
 pub fn lines(batches: &[RecordBatch]) -> Vec<String> {
     let mut rows: Vec<String> = cells(batches).iter().map(|row| row.join(" | ")).collect();

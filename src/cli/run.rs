@@ -37,7 +37,12 @@ pub struct RunArgs {
     /// group deals the source topics' partitions out among them, and each partition's state
     /// is checkpointed under --checkpoint-dir for whichever process holds it next. Each
     /// partition's task runs on one worker (--workers does not apply).
-    #[arg(long, value_name = "NAME", requires = "checkpoint_dir")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "checkpoint_dir",
+        conflicts_with = "bounded"
+    )]
     group: Option<String>,
     /// With --group: how long the group waits for a process that stopped answering before
     /// giving its partitions to the others.

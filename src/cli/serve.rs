@@ -52,7 +52,12 @@ pub struct ServeArgs {
     /// Share the pipeline with every process started with the same group (see `run
     /// --group`); views are read from their shared store on every request, since other
     /// processes write rows this one does not see.
-    #[arg(long, value_name = "NAME", requires = "checkpoint_dir")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "checkpoint_dir",
+        conflicts_with = "bounded"
+    )]
     group: Option<String>,
     /// With --group: how long the group waits for a process that stopped answering before
     /// giving its partitions to the others.

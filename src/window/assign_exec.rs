@@ -115,6 +115,11 @@ impl WindowAssignExec {
         })
     }
 
+    /// Where late rows go, if the table has a `'late_data.sink'`.
+    pub fn late_sink(&self) -> Option<&LateSink> {
+        self.late_sink.as_ref()
+    }
+
     /// This assignment run in `partitions` partitions, behind a hash exchange on the input
     /// columns that `output_keys` (columns of its output, the key of the aggregate above)
     /// are: each partition then assigns windows to its keys' rows, with the watermark of

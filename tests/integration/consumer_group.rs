@@ -476,6 +476,72 @@ async fn a_group_refuses_stores_and_streams_of_one_machine() {
         unkeyed.contains("does not say what its topic's messages are keyed by"),
         "{unkeyed}"
     );
+    // A column renamed to the topic's key column is not that column.
+    let renamed = refused(format!(
+        "{events}
+         CREATE TABLE counts (user_id TEXT NOT NULL, n BIGINT, PRIMARY KEY (user_id))
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'counts');
+         INSERT INTO counts SELECT user_id, count(*)
+           FROM (SELECT event_id AS user_id FROM events) GROUP BY user_id;"
+    ))
+    .await;
+    assert!(renamed.contains("repartition topic"), "{renamed}");
+    // A total over every key needs every partition's rows.
+    let total = refused(format!(
+        "{events}
+         CREATE TABLE totals (window_start TIMESTAMP NOT NULL, n BIGINT,
+             PRIMARY KEY (window_start))
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'totals');
+         INSERT INTO totals SELECT window_start, count(*)
+           FROM TUMBLE(events, ts, INTERVAL '1' MINUTE) GROUP BY window_start, window_end;"
+    ))
+    .await;
+    assert!(total.contains("keyed by ()"), "{total}");
+    // An INSERT into a table of this machine, and late rows into a file.
+    let inserted = refused(format!(
+        "{events}
+         CREATE TABLE kept_here (user_id TEXT NOT NULL, n BIGINT, PRIMARY KEY (user_id))
+           WITH (connector = 'sqlite', path = '{}', table = 'kept_here');
+         INSERT INTO kept_here SELECT user_id, count(*) FROM events GROUP BY user_id;",
+        db.display()
+    ))
+    .await;
+    assert!(
+        inserted.contains("the query writes to sqlite"),
+        "{inserted}"
+    );
+    let late = dir.path().join("late.jsonl");
+    let late_rows = refused(format!(
+        "CREATE TABLE late ({COLUMNS}) WITH (connector = 'file', path = '{}', format = 'json');
+         {}
+         CREATE TABLE counts (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL, n BIGINT,
+             PRIMARY KEY (user_id, window_start))
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'counts');
+         INSERT INTO counts SELECT user_id, window_start, count(*)
+           FROM TUMBLE(events, ts, INTERVAL '1' MINUTE) GROUP BY user_id, window_start, window_end;",
+        late.display(),
+        table("events", ", 'key.fields' = 'user_id', 'late_data.sink' = 'late'")
+    ))
+    .await;
+    assert!(
+        late_rows.contains("late rows (table late) go to a file"),
+        "{late_rows}"
+    );
+    let latest = refused(format!(
+        "{}
+         CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none') AS
+         SELECT user_id, count(*) AS events FROM events GROUP BY user_id;",
+        table(
+            "events",
+            ", 'key.fields' = 'user_id', 'scan.startup.mode' = 'latest'"
+        )
+    ))
+    .await;
+    assert!(
+        latest.contains("'scan.startup.mode' = 'latest'"),
+        "{latest}"
+    );
 }
 
 /// `serve --group` on two processes sharing a pipeline: each answers every user's profile,

@@ -26,8 +26,9 @@ use super::config::{consumer_config, kafka_error};
 use super::options::KafkaOptions;
 use crate::error::Error;
 
-/// How long a revocation waits for the tasks it stops.
-const REVOKE_WAIT: Duration = Duration::from_secs(60);
+/// How long a revocation waits for the tasks it stops (the group runner aborts a task
+/// that takes longer to stop than a shorter wait of its own).
+pub const REVOKE_WAIT: Duration = Duration::from_secs(60);
 /// How often the member serves the group (heartbeats, rebalances).
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -38,7 +39,9 @@ pub enum GroupChange {
     Assigned(Vec<i32>),
     /// The group takes these partitions away: stop their tasks, then send on `done`.
     Revoked {
+        /// The partitions of the lead topic taken away.
         partitions: Vec<i32>,
+        /// Told once their tasks have stopped; the group hands them on after that.
         done: blocking::SyncSender<()>,
     },
     /// The member has left the group (after [`GroupMember::leave`]) or failed.
@@ -76,9 +79,14 @@ impl GroupMember {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", session_ms.to_string())
             .set("heartbeat.interval.ms", (session_ms / 3).to_string())
-            // The member polls ten times a second and blocks only while revoked tasks stop;
-            // a join waits up to this long for members that are gone.
-            .set("max.poll.interval.ms", (session_ms * 2).to_string())
+            // The member polls ten times a second and blocks only while revoked tasks stop,
+            // for at most REVOKE_WAIT: it is never taken for stuck meanwhile.
+            .set(
+                "max.poll.interval.ms",
+                (REVOKE_WAIT.as_millis() + 30_000)
+                    .max(session_ms * 2)
+                    .to_string(),
+            )
             .create_with_context(MemberContext {
                 changes: changes.clone(),
             })
@@ -115,11 +123,11 @@ impl GroupMember {
 }
 
 impl Drop for GroupMember {
+    /// Leaves without waiting: the thread unsubscribes on its own (a runner that drops the
+    /// member has waited for [`GroupChange::Left`] first, unless it was cancelled).
     fn drop(&mut self) {
         self.leave();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        drop(self.thread.take());
     }
 }
 
@@ -134,7 +142,7 @@ fn serve(
         // Partitions are paused as they are assigned; a record fetched before that is
         // not this member's to read.
         if let Some(Err(error)) = consumer.poll(POLL_INTERVAL) {
-            if matches!(error, KafkaError::MessageConsumptionFatal(_)) {
+            if is_fatal(&error) {
                 failure = Some(error.to_string());
                 break;
             }
@@ -152,6 +160,22 @@ fn serve(
     }
     drop(consumer);
     let _ = changes.send(GroupChange::Left(failure));
+}
+
+/// Errors after which the member can never take part: retrying them would only repeat the
+/// warning.
+fn is_fatal(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(error, KafkaError::MessageConsumptionFatal(_))
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(
+                Code::InvalidSessionTimeout
+                    | Code::GroupAuthorizationFailed
+                    | Code::InconsistentGroupProtocol
+                    | Code::TopicAuthorizationFailed
+            )
+        )
 }
 
 /// Turns the group's rebalance callbacks into [`GroupChange`]s.

@@ -22,7 +22,7 @@ pub use bad_data::{
     DLQ_TOPIC_HEADER,
 };
 pub use encode::MessageLayout;
-pub use group_member::{GroupChange, GroupMember, GroupMembership};
+pub use group_member::{GroupChange, GroupMember, GroupMembership, REVOKE_WAIT};
 pub use metadata::MetadataColumns;
 pub use options::{BadDataPolicy, KafkaFormat, KafkaOptions, StartupMode};
 pub use sink::KafkaSink;

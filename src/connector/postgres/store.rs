@@ -111,10 +111,11 @@ impl PostgresStore {
             .get_or_try_init(|| async {
                 // Tasks of a consumer group on several machines create the same table at
                 // once, and PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe against
-                // itself: one creator at a time, under a lock named after the table.
+                // itself: one creator at a time, under a lock named after the table (held
+                // to the end of the implicit transaction of this one query).
                 client
                     .batch_execute(&format!(
-                        "BEGIN; SELECT pg_advisory_xact_lock(hashtext({})); {}; COMMIT;",
+                        "SELECT pg_advisory_xact_lock(hashtext({})); {}",
                         quote_literal(&format!("profusion table {}", self.options.table)),
                         self.create_sql()
                     ))

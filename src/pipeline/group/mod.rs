@@ -31,6 +31,9 @@ use crate::stream::{GroupTask, PipelineContext, PipelineMetrics, StopSignal};
 
 /// How often the group checks whether a task has ended by itself (failed).
 const TASK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a revoked partition's task may take to stop before it is aborted; below the
+/// member's own wait for a revocation ([`crate::connector::kafka::REVOKE_WAIT`]).
+const STOP_WAIT: Duration = Duration::from_secs(45);
 
 /// How a process takes part in a group.
 #[derive(Debug, Clone)]
@@ -60,6 +63,84 @@ pub struct GroupRun {
 struct RunningTask {
     shared: Arc<PipelineContext>,
     handle: JoinHandle<Result<RunSummary>>,
+    /// Says when the task reads again; ended with the task.
+    reporter: JoinHandle<()>,
+}
+
+/// The tasks this process runs, and what their runs came to.
+struct HeldTasks {
+    member: GroupMember,
+    tasks: BTreeMap<i32, RunningTask>,
+    total: RunSummary,
+    /// The first failure: the process then leaves the group.
+    failure: Option<Error>,
+    leaving: bool,
+}
+
+impl HeldTasks {
+    /// Holds `task` for `partition`; a task still running for it (an assignment repeated
+    /// without a revocation) is stopped first, so that one task at most writes for it.
+    async fn add(&mut self, partition: i32, task: RunningTask) {
+        self.stop(partition).await;
+        self.tasks.insert(partition, task);
+    }
+
+    /// Stops `partition`'s task, if one runs, and waits until it has ended.
+    async fn stop(&mut self, partition: i32) {
+        if let Some(task) = self.tasks.remove(&partition) {
+            let ran = stop_task(partition, task).await;
+            self.collect(ran);
+        }
+    }
+
+    /// Takes in the tasks that ended by themselves: they failed.
+    async fn collect_ended(&mut self) {
+        let ended: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(_, task)| task.handle.is_finished())
+            .map(|(partition, _)| *partition)
+            .collect();
+        for partition in ended {
+            if let Some(task) = self.tasks.remove(&partition) {
+                task.reporter.abort();
+                let ran = task.handle.await;
+                self.collect(ran.map_err(joined(partition)).and_then(|ran| ran));
+            }
+        }
+    }
+
+    /// Adds a task's run to the total; a failure makes the process leave the group.
+    fn collect(&mut self, ran: Result<RunSummary>) {
+        match ran {
+            Ok(summary) => self.total.add(&summary),
+            Err(error) => self.leave(Some(error)),
+        }
+    }
+
+    /// Leaves the group (its partitions are revoked, their tasks stopped), keeping the
+    /// first failure.
+    fn leave(&mut self, failure: Option<Error>) {
+        if let Some(error) = failure {
+            self.failure.get_or_insert(error);
+        }
+        if !self.leaving {
+            self.leaving = true;
+            self.member.leave();
+        }
+    }
+
+    /// Stops what still runs; the total, or the first failure.
+    async fn finish(mut self) -> Result<RunSummary> {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for partition in partitions {
+            self.stop(partition).await;
+        }
+        match self.failure {
+            Some(error) => Err(error),
+            None => Ok(self.total),
+        }
+    }
 }
 
 impl GroupRun {
@@ -109,7 +190,7 @@ impl GroupRun {
     /// requested or a task fails.
     pub async fn run(self) -> Result<RunSummary> {
         let started = Instant::now();
-        let group = &self.options.group;
+        let group = self.options.group.clone();
         let (changes, mut changed) = mpsc::unbounded_channel();
         let membership = GroupMembership {
             group: group.clone(),
@@ -121,78 +202,51 @@ impl GroupRun {
             "joined consumer group {group}: {} partitions of {} to share",
             self.plan.partitions, self.plan.lead_topic
         );
-        let mut tasks: BTreeMap<i32, RunningTask> = BTreeMap::new();
-        let mut total = RunSummary::default();
-        let mut failure: Option<Error> = None;
-        let mut leaving = false;
+        let mut held = HeldTasks {
+            member,
+            tasks: BTreeMap::new(),
+            total: RunSummary::default(),
+            failure: None,
+            leaving: false,
+        };
         loop {
             tokio::select! {
                 change = changed.recv() => match change {
                     Some(GroupChange::Assigned(partitions)) => {
                         eprintln!("consumer group {group}: assigned partitions {partitions:?}");
                         for partition in partitions {
-                            if leaving {
+                            if self.stop.is_stopped() {
+                                held.leave(None);
+                            }
+                            if held.leaving {
                                 break;
                             }
                             match self.start(partition).await {
-                                Ok(task) => {
-                                    tasks.insert(partition, task);
-                                }
-                                Err(error) => {
-                                    failure.get_or_insert(error);
-                                    leaving = true;
-                                    member.leave();
-                                }
+                                Ok(task) => held.add(partition, task).await,
+                                Err(error) => held.leave(Some(error)),
                             }
                         }
                     }
                     Some(GroupChange::Revoked { partitions, done }) => {
                         eprintln!("consumer group {group}: revoked partitions {partitions:?}");
                         for partition in partitions {
-                            if let Some(task) = tasks.remove(&partition) {
-                                collect(stop_task(task).await, &mut total, &mut failure);
-                            }
+                            held.stop(partition).await;
                         }
                         let _ = done.send(());
                     }
                     Some(GroupChange::Left(error)) => {
                         if let Some(message) = error {
-                            failure.get_or_insert(Error::Group { group: group.clone(), message });
+                            held.leave(Some(Error::Group { group: group.clone(), message }));
                         }
                         break;
                     }
                     None => break,
                 },
-                _ = self.stop.stopped(), if !leaving => {
-                    leaving = true;
-                    member.leave();
-                }
-                _ = tokio::time::sleep(TASK_CHECK_INTERVAL) => {
-                    let ended: Vec<i32> = tasks
-                        .iter()
-                        .filter(|(_, task)| task.handle.is_finished())
-                        .map(|(partition, _)| *partition)
-                        .collect();
-                    for partition in ended {
-                        if let Some(task) = tasks.remove(&partition) {
-                            let ran = task.handle.await.map_err(joined).and_then(|ran| ran);
-                            collect(ran, &mut total, &mut failure);
-                        }
-                    }
-                    if failure.is_some() && !leaving {
-                        leaving = true;
-                        member.leave();
-                    }
-                }
+                _ = self.stop.stopped(), if !held.leaving => held.leave(None),
+                _ = tokio::time::sleep(TASK_CHECK_INTERVAL) => held.collect_ended().await,
             }
         }
-        for (_, task) in std::mem::take(&mut tasks) {
-            collect(stop_task(task).await, &mut total, &mut failure);
-        }
-        drop(member);
-        if let Some(error) = failure {
-            return Err(error);
-        }
+        let mut total = held.finish().await?;
         total.elapsed = started.elapsed();
         total.stopped = self.stop.is_stopped();
         Ok(total)
@@ -211,12 +265,16 @@ impl GroupRun {
             writer: Some(writer_tag(partition)),
         };
         let handle = tokio::spawn(pipeline.run_with(Some(checkpoints)));
-        tokio::spawn(report_processing(
+        let reporter = tokio::spawn(report_processing(
             self.options.group.clone(),
             partition,
             Arc::clone(&shared),
         ));
-        Ok(RunningTask { shared, handle })
+        Ok(RunningTask {
+            shared,
+            handle,
+            reporter,
+        })
     }
 }
 
@@ -233,7 +291,7 @@ async fn report_processing(group: String, partition: i32, task: Arc<PipelineCont
             );
             return;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -255,24 +313,30 @@ fn writer_tag(partition: i32) -> String {
 }
 
 /// Stops a task and waits until it has ended: its sinks have flushed what reached them.
-async fn stop_task(task: RunningTask) -> Result<RunSummary> {
+/// A task that does not end within [`STOP_WAIT`] is aborted (it writes no more), so that
+/// the revocation is acknowledged only once nothing runs for the partition.
+async fn stop_task(partition: i32, mut task: RunningTask) -> Result<RunSummary> {
+    task.reporter.abort();
     task.shared.stop.stop();
-    task.handle.await.map_err(joined)?
-}
-
-fn joined(error: tokio::task::JoinError) -> Error {
-    Error::Io {
-        context: "a partition's task".into(),
-        source: std::io::Error::other(error.to_string()),
+    match tokio::time::timeout(STOP_WAIT, &mut task.handle).await {
+        Ok(ran) => ran.map_err(joined(partition))?,
+        Err(_) => {
+            task.handle.abort();
+            let _ = task.handle.await;
+            Err(Error::Io {
+                context: format!("stopping partition {partition}'s task"),
+                source: std::io::Error::other(format!(
+                    "it did not end within {}s and was aborted",
+                    STOP_WAIT.as_secs()
+                )),
+            })
+        }
     }
 }
 
-/// Adds a task's run to the total, or keeps the first failure.
-fn collect(ran: Result<RunSummary>, total: &mut RunSummary, failure: &mut Option<Error>) {
-    match ran {
-        Ok(summary) => total.add(&summary),
-        Err(error) => {
-            failure.get_or_insert(error);
-        }
+fn joined(partition: i32) -> impl Fn(tokio::task::JoinError) -> Error {
+    move |error| Error::Io {
+        context: format!("partition {partition}'s task"),
+        source: std::io::Error::other(error.to_string()),
     }
 }

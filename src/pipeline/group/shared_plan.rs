@@ -9,17 +9,21 @@
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::sink::DataSink;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{Distribution, ExecutionPlan};
 
-use crate::connector::SourceExec;
 use crate::connector::file::FileSink;
-use crate::connector::kafka::{KafkaOptions, KafkaSource, partition_counts};
+use crate::connector::kafka::{KafkaOptions, KafkaSource, StartupMode, partition_counts};
 use crate::connector::memory::MemorySink;
 use crate::connector::store::{StoreSink, ViewStore};
+use crate::connector::{CountingSink, SourceExec};
 use crate::error::{Error, Result};
+use crate::pipeline::session::streaming_operators;
 use crate::pipeline::{Job, Pipeline};
+use crate::window::WindowAssignExec;
 
 /// The work the group shares: the partitions of the lead topic are its tasks.
 #[derive(Debug, Clone)]
@@ -120,18 +124,41 @@ fn check_node(
 ) -> std::result::Result<(), String> {
     let requirements = node.input_distribution_requirements().into_per_child();
     for (child, requirement) in node.children().into_iter().zip(requirements) {
-        if let Distribution::KeyPartitioned(keys) = requirement {
-            let names: Vec<String> = keys
-                .iter()
-                .filter_map(|key| key.downcast_ref::<Column>())
-                .map(|column| column.name().to_string())
-                .collect();
-            check_partitioning(child, &names)?;
+        match requirement {
+            Distribution::KeyPartitioned(keys) => {
+                // A key that is not a column traced back to its table is no key: the
+                // operator is then refused unless the topic's key is among the others.
+                let names: Vec<String> = keys
+                    .iter()
+                    .filter_map(|key| key.downcast_ref::<Column>())
+                    .filter_map(|column| source_column(child, column.index()))
+                    .collect();
+                check_partitioning(child, &names)?;
+            }
+            // A streaming operator wanting one partition of every row: a total over all
+            // keys. A sink's gather is not one, nor is window assignment, which keeps no
+            // state by key (it stays in one partition for its late-row writer).
+            Distribution::SinglePartition
+                if streaming_operators().find(node.as_ref()).is_some()
+                    && !node.is::<WindowAssignExec>() =>
+            {
+                check_partitioning(child, &[])?
+            }
+            _ => {}
         }
     }
     if let Some(scan) = node.downcast_ref::<SourceExec>() {
         let source = scan.source();
         if let Some(kafka) = source.downcast_ref::<KafkaSource>() {
+            if kafka.options().startup == StartupMode::Latest {
+                return Err(format!(
+                    "table {} starts reading at the end of its topic ('scan.startup.mode' = \
+                     'latest'): a partition that moves to another process before its first \
+                     checkpoint would skip what came meanwhile. Start from 'earliest', \
+                     'group-offsets' or a 'timestamp' with --group",
+                    scan.table()
+                ));
+            }
             if let Some(dedup) = scan.dedup_columns() {
                 check_key(scan.table(), kafka, &dedup, "deduplicated by")?;
             }
@@ -146,22 +173,39 @@ fn check_node(
         }
     }
     if let Some(sink) = node.downcast_ref::<DataSinkExec>() {
-        let sink = sink.sink();
-        let local = match sink.downcast_ref::<StoreSink>() {
-            Some(store) => (!store.store().is_shared()).then(|| store.store().describe()),
-            None if sink.is::<FileSink>() => Some("a file".into()),
-            None if sink.is::<MemorySink>() => Some("memory".into()),
-            None => None,
-        };
-        if let Some(local) = local {
-            return Err(format!(
-                "the query writes to {local}, on this machine only: processes sharing a \
-                 pipeline with --group write to a table they all reach, connector = 'postgres' \
-                 or 'kafka'"
-            ));
-        }
+        check_sink(sink.sink(), "the query writes to")?;
+    }
+    if let Some(late) = node
+        .downcast_ref::<WindowAssignExec>()
+        .and_then(WindowAssignExec::late_sink)
+    {
+        check_sink(
+            late.sink.as_ref(),
+            &format!("late rows (table {}) go to", late.table),
+        )?;
     }
     Ok(())
+}
+
+/// Checks that `sink` writes where every process reaches, not to this machine only.
+fn check_sink(sink: &dyn DataSink, what: &str) -> std::result::Result<(), String> {
+    let sink = match sink.downcast_ref::<CountingSink>() {
+        Some(counted) => counted.inner().as_ref(),
+        None => sink,
+    };
+    let local = match sink.downcast_ref::<StoreSink>() {
+        Some(store) => (!store.store().is_shared()).then(|| store.store().describe()),
+        None if sink.is::<FileSink>() => Some("a file".into()),
+        None if sink.is::<MemorySink>() => Some("memory".into()),
+        None => None,
+    };
+    match local {
+        Some(local) => Err(format!(
+            "{what} {local}, on this machine only: processes sharing a pipeline with --group \
+             write to a table they all reach, connector = 'postgres' or 'kafka'"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Checks that every Kafka table read under `input` is partitioned by some of `keys`.
@@ -211,6 +255,31 @@ fn check_key(
         ));
     }
     Ok(())
+}
+
+/// The name of the table column that column `index` of `plan`'s output is, traced down
+/// through projections and the nodes that pass their input's columns on in place; `None`
+/// when it is computed, or comes through a node that changes columns.
+fn source_column(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<String> {
+    if let Some(scan) = plan.downcast_ref::<SourceExec>() {
+        return Some(scan.schema().field(index).name().clone());
+    }
+    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
+        let expr = &projection.expr().get(index)?.expr;
+        let column = expr.downcast_ref::<Column>()?;
+        return source_column(projection.input(), column.index());
+    }
+    // A node over one input whose column `index` is the input's (filters, exchanges,
+    // window assignment, lookups appending columns): the same column below.
+    let children = plan.children();
+    let [input] = children.as_slice() else {
+        return None;
+    };
+    let here = plan.schema();
+    let below = input.schema();
+    (index < below.fields().len() && here.field(index).name() == below.field(index).name())
+        .then(|| source_column(input, index))
+        .flatten()
 }
 
 fn statement_refused(line: usize, message: String) -> Error {

@@ -256,7 +256,12 @@ impl Layout {
             .map(SqlColumn::try_new)
             .collect::<Result<Vec<_>>>()?;
         let updated_at = now_iso8601();
-        let transaction = connection.transaction().map_err(sqlite)?;
+        // Taking the write lock up front: a deferred transaction whose snapshot another
+        // writer of the file (a view sharing it) has moved past fails at once with "database
+        // is locked", whatever the busy timeout.
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
         let mut outcome = Upserted::default();
         {
             let mut statement = transaction

@@ -69,6 +69,7 @@ impl SessionArgs {
         SessionOptions {
             workers: self.workers,
             memory_limit: self.memory_limit,
+            memory_pool: None,
             reads: match self.bounded {
                 true => SourceReads::Snapshot,
                 false => SourceReads::Continuous,

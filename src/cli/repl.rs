@@ -41,6 +41,7 @@ pub async fn repl(args: ReplArgs) -> Result<ExitCode> {
     let engine = Engine::new(&SessionOptions {
         workers: args.workers,
         memory_limit: args.memory_limit,
+        memory_pool: None,
         reads: SourceReads::Snapshot,
         group_task: None,
     })?;

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
@@ -44,6 +45,9 @@ pub struct SessionOptions {
     pub workers: usize,
     /// A limit for DataFusion's memory pool, in bytes; none by default.
     pub memory_limit: Option<usize>,
+    /// A memory pool shared with other sessions, used instead of one of `memory_limit`:
+    /// the tasks of one process in a consumer group share the process's limit.
+    pub memory_pool: Option<Arc<dyn MemoryPool>>,
     /// How sources that never end on their own (Kafka topics, followed memory tables) are
     /// read by the tables this session declares.
     pub reads: SourceReads,
@@ -65,6 +69,7 @@ impl Default for SessionOptions {
         Self {
             workers: 1,
             memory_limit: None,
+            memory_pool: None,
             reads: SourceReads::default(),
             group_task: None,
         }
@@ -91,7 +96,9 @@ pub fn new_session(
     }
 
     let mut runtime = RuntimeEnvBuilder::new();
-    if let Some(limit) = options.memory_limit {
+    if let Some(pool) = &options.memory_pool {
+        runtime = runtime.with_memory_pool(Arc::clone(pool));
+    } else if let Some(limit) = options.memory_limit {
         runtime = runtime.with_memory_limit(limit, 1.0);
     }
     let state = SessionStateBuilder::new()

@@ -15,6 +15,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common;
@@ -639,4 +640,51 @@ async fn the_kubernetes_example_pipeline_plans() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{pipeline}"));
     assert_eq!(loaded.jobs().len(), 1, "{pipeline}");
+}
+
+/// `--memory-limit` is the process's: every task it runs draws on one pool.
+#[tokio::test]
+async fn the_tasks_of_one_process_share_its_memory_limit() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 2, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = format!(
+        "CREATE TABLE events ({COLUMNS})
+           WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '{servers}',
+                 format = 'json', 'key.fields' = 'user_id');
+         CREATE TABLE counts (user_id TEXT NOT NULL, n BIGINT, PRIMARY KEY (user_id))
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'counts');
+         INSERT INTO counts SELECT user_id, count(*) FROM events GROUP BY user_id;"
+    );
+    let session = SessionOptions {
+        memory_limit: Some(64 << 20),
+        ..SessionOptions::default()
+    };
+    let options = profusion::pipeline::group::GroupOptions {
+        group: "shared".into(),
+        checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
+            location: dir.path().display().to_string(),
+            interval: Duration::from_secs(1),
+            writer: None,
+        },
+        session_timeout: Duration::from_secs(10),
+    };
+    let run = profusion::pipeline::group::GroupRun::load(&pipeline, &session, options)
+        .await
+        .unwrap();
+    let mut pools = Vec::new();
+    for partition in 0..2 {
+        let task = profusion::Pipeline::load(&pipeline, &run.session_of(partition))
+            .await
+            .unwrap();
+        pools.push(Arc::clone(
+            &task.engine().context().runtime_env().memory_pool,
+        ));
+    }
+    assert!(Arc::ptr_eq(&pools[0], &pools[1]));
+    assert!(matches!(
+        pools[0].memory_limit(),
+        datafusion::execution::memory_pool::MemoryLimit::Finite(limit) if limit == 64 << 20
+    ));
 }

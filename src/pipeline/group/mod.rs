@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
+use std::num::NonZeroUsize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -146,6 +148,16 @@ impl HeldTasks {
 impl GroupRun {
     /// Plans the pipeline in `text` and checks that a group can share it.
     pub async fn load(text: &str, session: &SessionOptions, options: GroupOptions) -> Result<Self> {
+        // The process's memory limit is shared by all its tasks, not given to each.
+        let session = &SessionOptions {
+            memory_pool: session.memory_limit.map(|limit| {
+                Arc::new(TrackConsumersPool::new(
+                    GreedyMemoryPool::new(limit),
+                    NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN),
+                )) as Arc<dyn MemoryPool>
+            }),
+            ..session.clone()
+        };
         let probe = Pipeline::load(text, &Self::task_session(session, &options.group, 0)).await?;
         let plan = SharedPlan::of(&probe, &options.group).await?;
         Ok(Self {
@@ -174,7 +186,13 @@ impl GroupRun {
         Arc::clone(&self.stop)
     }
 
-    /// The session of partition `partition`'s task: one worker, reading that partition.
+    /// The session partition `partition`'s task runs in.
+    pub fn session_of(&self, partition: i32) -> SessionOptions {
+        Self::task_session(&self.session, &self.options.group, partition)
+    }
+
+    /// The session of partition `partition`'s task: one worker, reading that partition,
+    /// drawing on the process's memory pool.
     fn task_session(session: &SessionOptions, group: &str, partition: i32) -> SessionOptions {
         SessionOptions {
             workers: 1,
@@ -254,8 +272,7 @@ impl GroupRun {
 
     /// Starts partition `partition`'s task, restoring it from its latest checkpoint.
     async fn start(&self, partition: i32) -> Result<RunningTask> {
-        let session = Self::task_session(&self.session, &self.options.group, partition);
-        let pipeline = Pipeline::load(&self.text, &session).await?;
+        let pipeline = Pipeline::load(&self.text, &self.session_of(partition)).await?;
         let shared = Arc::clone(pipeline.engine().shared());
         // The partition's old owner may still be writing its last checkpoint: each run of
         // a task writes folders of its own.

@@ -9,13 +9,30 @@ use std::sync::Arc;
 
 use datafusion::execution::TaskContext;
 
+/// Takes a reader's settled position (topic, partition, a number naming the reader, next
+/// offset) for the group member to commit to the group, where Kafka's tools show the
+/// group's lag. Several jobs of a task read one partition: the member commits the least.
+pub type SettledPosition = Arc<dyn Fn(&str, i32, usize, i64) + Send + Sync>;
+
 /// The partition of every source topic this pipeline instance reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct GroupTask {
     /// The consumer group the processes share (`--group`).
     pub group: String,
     /// The partition number read in every source topic.
     pub partition: i32,
+    /// Where the task's readers report what they have settled; none commits nothing.
+    pub settled: Option<SettledPosition>,
+}
+
+impl std::fmt::Debug for GroupTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupTask")
+            .field("group", &self.group)
+            .field("partition", &self.partition)
+            .field("commits", &self.settled.is_some())
+            .finish()
+    }
 }
 
 impl GroupTask {

@@ -49,7 +49,7 @@ pub use event_time::{
 pub use exchange_exec::{ExchangeExec, key_distribution, partitions_of, split_by_key};
 pub use execute::{execute_messages, map_batches, map_with_state};
 pub use filter_exec::{StreamingFilterExec, StreamingFilterRule};
-pub use group_task::GroupTask;
+pub use group_task::{GroupTask, SettledPosition};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use job_state::{JobState, OperatorCheckpoint, StateSlot, node_id};
 pub use merge::{MergedWatermark, merge_messages};

@@ -20,15 +20,15 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 
-use common::kafka::{create_topics, send, test_broker, unique};
+use common::kafka::{committed, create_topics, send, test_broker, unique};
 use common::server::{READ_TOKEN, Server, field};
 use common::{batch_over_json, lines, print_difference, write_generated_json};
 use profusion::sql::parse_pipeline;
 use profusion::stream::SourceReads;
 use profusion::{Engine, SessionOptions};
-use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{ClientConfig, Offset};
 
 const PARTITIONS: i32 = 6;
 const EVENTS: u64 = 20_000;
@@ -91,7 +91,7 @@ async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str,
     let input = dir.path().join("events.jsonl");
     let input = input.to_str().unwrap();
     write_generated_json(COLUMNS, input, EVENTS, 300, 41).await;
-    produce_by_user(servers, events, input);
+    let produced = produce_by_user(servers, events, input);
 
     let profiles = unique("group_profiles").replace('-', "_");
     let pipeline = dir.path().join("pipeline.sql");
@@ -168,6 +168,16 @@ async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str,
         member.interrupt();
     }
     report(&expected, &actual);
+    // The members commit what their tasks settled to the group, for Kafka's lag tools.
+    let committed = committed(servers, &group, events, PARTITIONS);
+    if ending == Ending::Killed {
+        for (partition, (committed, produced)) in committed.iter().zip(&produced).enumerate() {
+            assert!(
+                matches!(committed, Offset::Offset(n) if *n > 0 && *n <= *produced),
+                "partition {partition}: committed {committed:?} of {produced} messages"
+            );
+        }
+    }
     println!("logs kept in {}", dir.keep().display());
     assert_eq!(
         expected.profiles, actual.profiles,
@@ -249,7 +259,9 @@ impl Member {
 /// user's events stay in one partition, in order), one record per batch (the test broker
 /// answers a fetch from inside a batch with the next batch), then a sentinel an hour later
 /// in each partition, which closes every window of the data.
-fn produce_by_user(servers: &str, topic: &str, path: &str) {
+/// Returns how many messages each partition got.
+fn produce_by_user(servers: &str, topic: &str, path: &str) -> Vec<i64> {
+    let mut counts = vec![1; PARTITIONS as usize];
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("batch.num.messages", "1")
@@ -265,12 +277,9 @@ fn produce_by_user(servers: &str, topic: &str, path: &str) {
         let partition = user
             .bytes()
             .fold(0u32, |h, b| h.wrapping_mul(31) ^ b as u32);
-        send(
-            &producer,
-            topic,
-            (partition % PARTITIONS as u32) as i32,
-            line,
-        );
+        let partition = (partition % PARTITIONS as u32) as i32;
+        counts[partition as usize] += 1;
+        send(&producer, topic, partition, line);
     }
     for partition in 0..PARTITIONS {
         let sentinel = format!(
@@ -279,6 +288,7 @@ fn produce_by_user(servers: &str, topic: &str, path: &str) {
         send(&producer, topic, partition, &sentinel);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
+    counts
 }
 
 /// Profiles and windows as sorted text.

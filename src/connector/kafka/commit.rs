@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::stream::SplitLedger;
+use crate::stream::{SettledPosition, SplitLedger};
 
 /// How often a partition's position is committed while the pipeline runs.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -27,6 +27,9 @@ pub struct PartitionCommitter {
     partition: i32,
     committed: Option<i64>,
     last_attempt: Instant,
+    /// A task of a consumer group reports its positions to the group's member, which
+    /// commits them: only a member may commit to an active group.
+    member: Option<SettledPosition>,
 }
 
 impl PartitionCommitter {
@@ -38,7 +41,14 @@ impl PartitionCommitter {
             partition,
             committed: None,
             last_attempt: Instant::now(),
+            member: None,
         }
+    }
+
+    /// This committer, reporting to a consumer group's member instead of committing.
+    pub fn reporting_to(mut self, member: SettledPosition) -> Self {
+        self.member = Some(member);
+        self
     }
 
     /// Commits the settled position if it moved and the interval has passed.
@@ -63,6 +73,12 @@ impl PartitionCommitter {
             return;
         };
         if self.committed == Some(position) {
+            return;
+        }
+        if let Some(member) = &self.member {
+            let reader = Arc::as_ptr(&self.ledger) as usize;
+            member(&self.topic, self.partition, reader, position);
+            self.committed = Some(position);
             return;
         }
         let mut list = TopicPartitionList::new();

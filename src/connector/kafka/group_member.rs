@@ -10,21 +10,25 @@
 //! has acknowledged the revocation, so the old owner has stopped writing for it before the
 //! new owner starts.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as blocking;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::CommitMode;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::commit::COMMIT_INTERVAL;
 use super::config::{consumer_config, kafka_error};
 use super::options::KafkaOptions;
 use crate::error::Error;
+use crate::stream::{SettledPosition, lock};
 
 /// How long a revocation waits for the tasks it stops (the group runner aborts a task
 /// that takes longer to stop than a shorter wait of its own).
@@ -64,6 +68,40 @@ pub struct GroupMembership {
 pub struct GroupMember {
     leaving: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    reported: Arc<Reported>,
+}
+
+/// The positions the tasks' readers have settled, by topic and partition, then reader.
+#[derive(Debug, Default)]
+struct Reported(Mutex<BTreeMap<(String, i32), BTreeMap<usize, i64>>>);
+
+impl Reported {
+    fn report(&self, topic: &str, partition: i32, reader: usize, position: i64) {
+        lock(&self.0)
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .insert(reader, position);
+    }
+
+    /// The least settled position of each partition (of `partitions` only, when given):
+    /// every row before it has had its effect in every job.
+    fn least(&self, partitions: Option<&[i32]>) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), readers) in lock(&self.0).iter() {
+            if partitions.is_some_and(|p| !p.contains(partition)) {
+                continue;
+            }
+            if let Some(&least) = readers.values().min() {
+                let _ = list.add_partition_offset(topic, *partition, Offset::Offset(least));
+            }
+        }
+        list
+    }
+
+    /// Forgets the partitions given up: their next owner reports them.
+    fn forget(&self, partitions: &[i32]) {
+        lock(&self.0).retain(|(_, partition), _| !partitions.contains(partition));
+    }
 }
 
 impl GroupMember {
@@ -74,6 +112,7 @@ impl GroupMember {
         changes: mpsc::UnboundedSender<GroupChange>,
     ) -> Result<Self, Error> {
         let session_ms = membership.session_timeout.as_millis().max(1000);
+        let reported = Arc::new(Reported::default());
         let consumer: BaseConsumer<MemberContext> = consumer_config(options)
             .set("group.id", &membership.group)
             .set("partition.assignment.strategy", "cooperative-sticky")
@@ -89,6 +128,7 @@ impl GroupMember {
             )
             .create_with_context(MemberContext {
                 changes: changes.clone(),
+                reported: Arc::clone(&reported),
             })
             .map_err(kafka_error(format!(
                 "joining consumer group {}",
@@ -102,9 +142,10 @@ impl GroupMember {
             )))?;
         let leaving = Arc::new(AtomicBool::new(false));
         let leave = Arc::clone(&leaving);
+        let committed = Arc::clone(&reported);
         let thread = std::thread::Builder::new()
             .name(format!("group {}", membership.group))
-            .spawn(move || serve(consumer, &leave, &changes))
+            .spawn(move || serve(consumer, &leave, &changes, &committed))
             .map_err(|source| Error::Io {
                 context: "starting the consumer group member".into(),
                 source,
@@ -112,6 +153,16 @@ impl GroupMember {
         Ok(Self {
             leaving,
             thread: Some(thread),
+            reported,
+        })
+    }
+
+    /// Where this process's tasks report their settled positions, which the member
+    /// commits to the group about once a second and when it gives a partition up.
+    pub fn settled_position(&self) -> SettledPosition {
+        let reported = Arc::clone(&self.reported);
+        Arc::new(move |topic, partition, reader, position| {
+            reported.report(topic, partition, reader, position)
         })
     }
 
@@ -136,9 +187,15 @@ fn serve(
     consumer: BaseConsumer<MemberContext>,
     leaving: &AtomicBool,
     changes: &mpsc::UnboundedSender<GroupChange>,
+    reported: &Reported,
 ) {
     let mut failure = None;
+    let mut last_commit = Instant::now();
     while !leaving.load(Ordering::SeqCst) && !changes.is_closed() {
+        if last_commit.elapsed() >= COMMIT_INTERVAL {
+            last_commit = Instant::now();
+            commit(&consumer, &reported.least(None), CommitMode::Async);
+        }
         // Partitions are paused as they are assigned; a record fetched before that is
         // not this member's to read.
         if let Some(Err(error)) = consumer.poll(POLL_INTERVAL) {
@@ -178,15 +235,31 @@ fn is_fatal(error: &KafkaError) -> bool {
         )
 }
 
+/// Commits `positions` to the group; a failed commit is only reported (a later one carries
+/// later positions, and the checkpoints hold what a restart needs).
+fn commit(
+    consumer: &BaseConsumer<MemberContext>,
+    positions: &TopicPartitionList,
+    mode: CommitMode,
+) {
+    if positions.count() == 0 {
+        return;
+    }
+    if let Err(error) = consumer.commit(positions, mode) {
+        eprintln!("warning: committing the group's positions: {error}");
+    }
+}
+
 /// Turns the group's rebalance callbacks into [`GroupChange`]s.
 struct MemberContext {
     changes: mpsc::UnboundedSender<GroupChange>,
+    reported: Arc<Reported>,
 }
 
 impl ClientContext for MemberContext {}
 
 impl ConsumerContext for MemberContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(list) = rebalance else {
             return;
         };
@@ -195,13 +268,21 @@ impl ConsumerContext for MemberContext {
             return;
         }
         let (done, stopped) = blocking::sync_channel(1);
-        let sent = self.changes.send(GroupChange::Revoked { partitions, done });
+        let sent = self.changes.send(GroupChange::Revoked {
+            partitions: partitions.clone(),
+            done,
+        });
         if sent.is_ok() && stopped.recv_timeout(REVOKE_WAIT).is_err() {
             eprintln!(
                 "warning: revoked partitions were not stopped within {}s",
                 REVOKE_WAIT.as_secs()
             );
         }
+        // The stopped tasks have reported their last positions: commit them while this
+        // member still holds the partitions, then leave them to the next owner.
+        let positions = self.reported.least(Some(&partitions));
+        commit(consumer, &positions, CommitMode::Sync);
+        self.reported.forget(&partitions);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

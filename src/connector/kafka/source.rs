@@ -171,8 +171,9 @@ impl Source for KafkaSource {
         let options = self.options.clone();
         // Continuous reads record what they hand on (for checkpoints), and commit it to a
         // named group once settled. A task of a consumer group reads its one partition of
-        // each topic, and commits nothing: its offsets live in its checkpoint, and only the
-        // group's members may commit to the group.
+        // each topic and reports what it settled to the group's member, which commits it
+        // (only a member may commit to an active group); its offsets for restoring live in
+        // its checkpoint.
         let recorded = self.reads == SourceReads::Continuous;
         let task = GroupTask::of(&context).filter(|_| recorded);
         let partitions: Vec<_> = tokio::task::spawn_blocking(move || list_partitions(&options))
@@ -212,12 +213,16 @@ impl Source for KafkaSource {
                     .then(|| scan.ledger(&format!("kafka:{topic}/{partition}")))
                     .flatten();
                 let resume = ledger.as_ref().and_then(|l| scan.restored_position(l));
-                let committer = match (&ledger, &self.options.group_id) {
-                    (Some(ledger), Some(_)) if task.is_none() => Some(PartitionCommitter::new(
+                let committer = match (&ledger, &self.options.group_id, &task) {
+                    (Some(ledger), Some(_), None) => Some(PartitionCommitter::new(
                         Arc::clone(ledger),
                         &topic,
                         partition,
                     )),
+                    (Some(ledger), _, Some(task)) => task.settled.clone().map(|member| {
+                        PartitionCommitter::new(Arc::clone(ledger), &topic, partition)
+                            .reporting_to(member)
+                    }),
                     _ => None,
                 };
                 let format = match (self.options.format, &self.schemas.registry) {

@@ -29,7 +29,7 @@ use super::session::SessionOptions;
 use super::{Pipeline, RunSummary};
 use crate::connector::kafka::{GroupChange, GroupMember, GroupMembership};
 use crate::error::{Error, Result};
-use crate::stream::{GroupTask, PipelineContext, PipelineMetrics, StopSignal};
+use crate::stream::{GroupTask, PipelineContext, PipelineMetrics, SettledPosition, StopSignal};
 
 /// How often the group checks whether a task has ended by itself (failed).
 const TASK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -158,7 +158,8 @@ impl GroupRun {
             }),
             ..session.clone()
         };
-        let probe = Pipeline::load(text, &Self::task_session(session, &options.group, 0)).await?;
+        let probe =
+            Pipeline::load(text, &Self::task_session(session, &options.group, 0, None)).await?;
         let plan = SharedPlan::of(&probe, &options.group).await?;
         Ok(Self {
             probe,
@@ -188,17 +189,23 @@ impl GroupRun {
 
     /// The session partition `partition`'s task runs in.
     pub fn session_of(&self, partition: i32) -> SessionOptions {
-        Self::task_session(&self.session, &self.options.group, partition)
+        Self::task_session(&self.session, &self.options.group, partition, None)
     }
 
     /// The session of partition `partition`'s task: one worker, reading that partition,
     /// drawing on the process's memory pool.
-    fn task_session(session: &SessionOptions, group: &str, partition: i32) -> SessionOptions {
+    fn task_session(
+        session: &SessionOptions,
+        group: &str,
+        partition: i32,
+        settled: Option<SettledPosition>,
+    ) -> SessionOptions {
         SessionOptions {
             workers: 1,
             group_task: Some(GroupTask {
                 group: group.to_string(),
                 partition,
+                settled,
             }),
             ..session.clone()
         }
@@ -239,7 +246,7 @@ impl GroupRun {
                             if held.leaving {
                                 break;
                             }
-                            match self.start(partition).await {
+                            match self.start(partition, held.member.settled_position()).await {
                                 Ok(task) => held.add(partition, task).await,
                                 Err(error) => held.leave(Some(error)),
                             }
@@ -271,8 +278,11 @@ impl GroupRun {
     }
 
     /// Starts partition `partition`'s task, restoring it from its latest checkpoint.
-    async fn start(&self, partition: i32) -> Result<RunningTask> {
-        let pipeline = Pipeline::load(&self.text, &self.session_of(partition)).await?;
+    /// Its readers report their settled positions to `settled`, for the group.
+    async fn start(&self, partition: i32, settled: SettledPosition) -> Result<RunningTask> {
+        let session =
+            Self::task_session(&self.session, &self.options.group, partition, Some(settled));
+        let pipeline = Pipeline::load(&self.text, &session).await?;
         let shared = Arc::clone(pipeline.engine().shared());
         // The partition's old owner may still be writing its last checkpoint: each run of
         // a task writes folders of its own.

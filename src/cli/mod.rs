@@ -56,6 +56,42 @@ pub struct SessionArgs {
     workers: usize,
 }
 
+/// `--group` and its settings, for `run` and `serve`.
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    /// Share the pipeline with every process started with the same group: Kafka's consumer
+    /// group deals the source topics' partitions out among them, and each partition's state
+    /// is checkpointed under --checkpoint-dir for whichever process holds it next. Each
+    /// partition's task runs on one worker (--workers does not apply); `serve` reads views
+    /// from their shared store on every request.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "checkpoint_dir",
+        conflicts_with = "bounded"
+    )]
+    group: Option<String>,
+    /// With --group: how long the group waits for a process that stopped answering before
+    /// giving its partitions to the others.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::sql::parse_duration)]
+    session_timeout: std::time::Duration,
+}
+
+impl GroupArgs {
+    /// The group this process joins, checkpointing as `checkpoints` says; `None` without
+    /// `--group`.
+    fn options(
+        &self,
+        checkpoints: Option<crate::pipeline::checkpoint::CheckpointOptions>,
+    ) -> Option<crate::pipeline::group::GroupOptions> {
+        Some(crate::pipeline::group::GroupOptions {
+            group: self.group.clone()?,
+            checkpoints: checkpoints?,
+            session_timeout: self.session_timeout,
+        })
+    }
+}
+
 /// A worker count: a whole number from 1.
 pub(crate) fn parse_workers(text: &str) -> std::result::Result<usize, String> {
     match text.parse::<usize>() {

@@ -12,7 +12,7 @@ use crate::pipeline::{StatusLine, status_text};
 use crate::sql::parse_duration;
 use clap::Args;
 
-use super::{PipelineFile, SessionArgs, stop_on_ctrl_c};
+use super::{GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -33,27 +33,22 @@ pub struct RunArgs {
     /// How often to checkpoint, e.g. 10s or 1m.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     checkpoint_interval: Duration,
-    /// Share the pipeline with every process started with the same group: Kafka's consumer
-    /// group deals the source topics' partitions out among them, and each partition's state
-    /// is checkpointed under --checkpoint-dir for whichever process holds it next. Each
-    /// partition's task runs on one worker (--workers does not apply).
-    #[arg(
-        long,
-        value_name = "NAME",
-        requires = "checkpoint_dir",
-        conflicts_with = "bounded"
-    )]
-    group: Option<String>,
-    /// With --group: how long the group waits for a process that stopped answering before
-    /// giving its partitions to the others.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    session_timeout: Duration,
+    #[command(flatten)]
+    group: GroupArgs,
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let text = args.file.read()?;
-    if let Some(group) = args.group.clone() {
-        return run_in_group(args, &text, group).await;
+    let checkpoints = args
+        .checkpoint_dir
+        .clone()
+        .map(|location| CheckpointOptions {
+            location,
+            interval: args.checkpoint_interval,
+            writer: None,
+        });
+    if let Some(group) = args.group.options(checkpoints.clone()) {
+        return run_in_group(&args, &text, group).await;
     }
     let pipeline = Pipeline::load(&text, &args.session.options()).await?;
     let shared = Arc::clone(pipeline.engine().shared());
@@ -64,11 +59,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let show_status = !args.quiet && (args.progress || std::io::stderr().is_terminal());
     let status =
         show_status.then(|| StatusLine::start(Arc::clone(&shared), Duration::from_millis(500)));
-    let checkpoints = args.checkpoint_dir.map(|location| CheckpointOptions {
-        location,
-        interval: args.checkpoint_interval,
-        writer: None,
-    });
     let summary = pipeline.run_with(checkpoints).await;
     drop(status);
     let summary = summary?;
@@ -89,16 +79,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 }
 
 /// `run --group`: this process's share of a pipeline run by several.
-async fn run_in_group(args: RunArgs, text: &str, group: String) -> Result<()> {
-    let options = GroupOptions {
-        group,
-        checkpoints: CheckpointOptions {
-            location: args.checkpoint_dir.unwrap_or_default(),
-            interval: args.checkpoint_interval,
-            writer: None,
-        },
-        session_timeout: args.session_timeout,
-    };
+async fn run_in_group(args: &RunArgs, text: &str, options: GroupOptions) -> Result<()> {
     let run = GroupRun::load(text, &args.session.options(), options).await?;
     let stop = run.stop_signal();
     stop_on_ctrl_c(move || stop.stop());

@@ -13,12 +13,12 @@ use tokio::sync::Notify;
 use crate::Pipeline;
 use crate::error::{Error, Result};
 use crate::pipeline::checkpoint::CheckpointOptions;
-use crate::pipeline::group::{GroupOptions, GroupRun};
+use crate::pipeline::group::GroupRun;
 use crate::pipeline::{StatusLine, status_text};
 use crate::serve::{Scope, ServeOptions, ServeState, Tokens, generate_token, router};
 use crate::sql::parse_duration;
 
-use super::{PipelineFile, SessionArgs, stop_on_ctrl_c};
+use super::{GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -49,20 +49,8 @@ pub struct ServeArgs {
     /// Never show the live status line.
     #[arg(long)]
     quiet: bool,
-    /// Share the pipeline with every process started with the same group (see `run
-    /// --group`); views are read from their shared store on every request, since other
-    /// processes write rows this one does not see.
-    #[arg(
-        long,
-        value_name = "NAME",
-        requires = "checkpoint_dir",
-        conflicts_with = "bounded"
-    )]
-    group: Option<String>,
-    /// With --group: how long the group waits for a process that stopped answering before
-    /// giving its partitions to the others.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    session_timeout: Duration,
+    #[command(flatten)]
+    group: GroupArgs,
 }
 
 /// What `serve` runs: the pipeline, or this process's share of a group's.
@@ -74,22 +62,19 @@ enum Runner {
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let tokens = tokens(&args)?;
     let text = args.file.read()?;
-    let runner = match &args.group {
+    let checkpoints = args
+        .checkpoint_dir
+        .clone()
+        .map(|location| CheckpointOptions {
+            location,
+            interval: args.checkpoint_interval,
+            writer: None,
+        });
+    let runner = match args.group.options(checkpoints.clone()) {
         None => Runner::Alone(Pipeline::load(&text, &args.session.options()).await?),
-        Some(group) => {
-            let options = GroupOptions {
-                group: group.clone(),
-                checkpoints: CheckpointOptions {
-                    location: args.checkpoint_dir.clone().unwrap_or_default(),
-                    interval: args.checkpoint_interval,
-                    writer: None,
-                },
-                session_timeout: args.session_timeout,
-            };
-            Runner::Group(Box::new(
-                GroupRun::load(&text, &args.session.options(), options).await?,
-            ))
-        }
+        Some(options) => Runner::Group(Box::new(
+            GroupRun::load(&text, &args.session.options(), options).await?,
+        )),
     };
     let engine = match &runner {
         Runner::Alone(pipeline) => pipeline.engine().clone(),
@@ -132,11 +117,6 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         !args.quiet && std::io::stderr().is_terminal() && matches!(runner, Runner::Alone(_));
     let status =
         show_status.then(|| StatusLine::start(Arc::clone(&shared), Duration::from_millis(500)));
-    let checkpoints = args.checkpoint_dir.map(|location| CheckpointOptions {
-        location,
-        interval: args.checkpoint_interval,
-        writer: None,
-    });
     let running = Arc::clone(&state);
     let on_failure = Arc::clone(&shutdown);
     let stop = match &runner {

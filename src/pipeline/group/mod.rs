@@ -11,18 +11,19 @@
 //! group hands the partition on. Keyed state must follow the topics' partitioning (the
 //! producer's key is the grouping key), since each task sees only its partition's rows.
 
+mod held_tasks;
 mod shared_plan;
 
 pub use shared_plan::SharedPlan;
 
-use std::collections::BTreeMap;
+use held_tasks::{HeldTasks, RunningTask};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
 use std::num::NonZeroUsize;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::checkpoint::CheckpointOptions;
 use super::session::SessionOptions;
@@ -33,9 +34,6 @@ use crate::stream::{GroupTask, PipelineContext, PipelineMetrics, SettledPosition
 
 /// How often the group checks whether a task has ended by itself (failed).
 const TASK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
-/// How long a revoked partition's task may take to stop before it is aborted; below the
-/// member's own wait for a revocation ([`crate::connector::kafka::REVOKE_WAIT`]).
-const STOP_WAIT: Duration = Duration::from_secs(45);
 
 /// How a process takes part in a group.
 #[derive(Debug, Clone)]
@@ -59,90 +57,6 @@ pub struct GroupRun {
     options: GroupOptions,
     plan: SharedPlan,
     stop: Arc<StopSignal>,
-}
-
-/// A partition's task running in this process.
-struct RunningTask {
-    shared: Arc<PipelineContext>,
-    handle: JoinHandle<Result<RunSummary>>,
-    /// Says when the task reads again; ended with the task.
-    reporter: JoinHandle<()>,
-}
-
-/// The tasks this process runs, and what their runs came to.
-struct HeldTasks {
-    member: GroupMember,
-    tasks: BTreeMap<i32, RunningTask>,
-    total: RunSummary,
-    /// The first failure: the process then leaves the group.
-    failure: Option<Error>,
-    leaving: bool,
-}
-
-impl HeldTasks {
-    /// Holds `task` for `partition`; a task still running for it (an assignment repeated
-    /// without a revocation) is stopped first, so that one task at most writes for it.
-    async fn add(&mut self, partition: i32, task: RunningTask) {
-        self.stop(partition).await;
-        self.tasks.insert(partition, task);
-    }
-
-    /// Stops `partition`'s task, if one runs, and waits until it has ended.
-    async fn stop(&mut self, partition: i32) {
-        if let Some(task) = self.tasks.remove(&partition) {
-            let ran = stop_task(partition, task).await;
-            self.collect(ran);
-        }
-    }
-
-    /// Takes in the tasks that ended by themselves: they failed.
-    async fn collect_ended(&mut self) {
-        let ended: Vec<i32> = self
-            .tasks
-            .iter()
-            .filter(|(_, task)| task.handle.is_finished())
-            .map(|(partition, _)| *partition)
-            .collect();
-        for partition in ended {
-            if let Some(task) = self.tasks.remove(&partition) {
-                task.reporter.abort();
-                let ran = task.handle.await;
-                self.collect(ran.map_err(joined(partition)).and_then(|ran| ran));
-            }
-        }
-    }
-
-    /// Adds a task's run to the total; a failure makes the process leave the group.
-    fn collect(&mut self, ran: Result<RunSummary>) {
-        match ran {
-            Ok(summary) => self.total.add(&summary),
-            Err(error) => self.leave(Some(error)),
-        }
-    }
-
-    /// Leaves the group (its partitions are revoked, their tasks stopped), keeping the
-    /// first failure.
-    fn leave(&mut self, failure: Option<Error>) {
-        if let Some(error) = failure {
-            self.failure.get_or_insert(error);
-        }
-        if !self.leaving {
-            self.leaving = true;
-            self.member.leave();
-        }
-    }
-
-    /// Stops what still runs; the total, or the first failure.
-    async fn finish(mut self) -> Result<RunSummary> {
-        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
-        for partition in partitions {
-            self.stop(partition).await;
-        }
-        match self.failure {
-            Some(error) => Err(error),
-            None => Ok(self.total),
-        }
-    }
 }
 
 impl GroupRun {
@@ -227,13 +141,7 @@ impl GroupRun {
             "joined consumer group {group}: {} partitions of {} to share",
             self.plan.partitions, self.plan.lead_topic
         );
-        let mut held = HeldTasks {
-            member,
-            tasks: BTreeMap::new(),
-            total: RunSummary::default(),
-            failure: None,
-            leaving: false,
-        };
+        let mut held = HeldTasks::new(member);
         loop {
             tokio::select! {
                 change = changed.recv() => match change {
@@ -337,33 +245,4 @@ fn writer_tag(partition: i32) -> String {
         std::process::id(),
         nanos % (1 << 40)
     )
-}
-
-/// Stops a task and waits until it has ended: its sinks have flushed what reached them.
-/// A task that does not end within [`STOP_WAIT`] is aborted (it writes no more), so that
-/// the revocation is acknowledged only once nothing runs for the partition.
-async fn stop_task(partition: i32, mut task: RunningTask) -> Result<RunSummary> {
-    task.reporter.abort();
-    task.shared.stop.stop();
-    match tokio::time::timeout(STOP_WAIT, &mut task.handle).await {
-        Ok(ran) => ran.map_err(joined(partition))?,
-        Err(_) => {
-            task.handle.abort();
-            let _ = task.handle.await;
-            Err(Error::Io {
-                context: format!("stopping partition {partition}'s task"),
-                source: std::io::Error::other(format!(
-                    "it did not end within {}s and was aborted",
-                    STOP_WAIT.as_secs()
-                )),
-            })
-        }
-    }
-}
-
-fn joined(partition: i32) -> impl Fn(tokio::task::JoinError) -> Error {
-    move |error| Error::Io {
-        context: format!("partition {partition}'s task"),
-        source: std::io::Error::other(error.to_string()),
-    }
 }

@@ -56,6 +56,29 @@ pub struct SessionArgs {
     workers: usize,
 }
 
+/// `--checkpoint-dir` and `--checkpoint-interval`, for `run` and `serve`.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// Checkpoint the continuous jobs into this folder or object-store URL (file://,
+    /// s3://), and resume from its latest complete checkpoint.
+    #[arg(long, value_name = "URL")]
+    checkpoint_dir: Option<String>,
+    /// How often to checkpoint, e.g. 10s or 1m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::sql::parse_duration)]
+    checkpoint_interval: std::time::Duration,
+}
+
+impl CheckpointArgs {
+    /// Where and how often to checkpoint; `None` without `--checkpoint-dir`.
+    fn options(&self) -> Option<crate::pipeline::checkpoint::CheckpointOptions> {
+        Some(crate::pipeline::checkpoint::CheckpointOptions {
+            location: self.checkpoint_dir.clone()?,
+            interval: self.checkpoint_interval,
+            writer: None,
+        })
+    }
+}
+
 /// `--group` and its settings, for `run` and `serve`.
 #[derive(Debug, Args)]
 pub struct GroupArgs {

@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use crate::Pipeline;
 use crate::error::Result;
-use crate::pipeline::checkpoint::CheckpointOptions;
 use crate::pipeline::group::{GroupOptions, GroupRun};
 use crate::pipeline::{StatusLine, status_text};
-use crate::sql::parse_duration;
 use clap::Args;
 
-use super::{GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
+use super::{CheckpointArgs, GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -26,27 +24,15 @@ pub struct RunArgs {
     /// Never show the live status line.
     #[arg(long, conflicts_with = "progress")]
     quiet: bool,
-    /// Checkpoint the continuous jobs into this folder or object-store URL (file://,
-    /// s3://), and resume from its latest complete checkpoint.
-    #[arg(long, value_name = "URL")]
-    checkpoint_dir: Option<String>,
-    /// How often to checkpoint, e.g. 10s or 1m.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    checkpoint_interval: Duration,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
     #[command(flatten)]
     group: GroupArgs,
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let text = args.file.read()?;
-    let checkpoints = args
-        .checkpoint_dir
-        .clone()
-        .map(|location| CheckpointOptions {
-            location,
-            interval: args.checkpoint_interval,
-            writer: None,
-        });
+    let checkpoints = args.checkpoints.options();
     if let Some(group) = args.group.options(checkpoints.clone()) {
         return run_in_group(&args, &text, group).await;
     }

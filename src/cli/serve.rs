@@ -12,13 +12,11 @@ use tokio::sync::Notify;
 
 use crate::Pipeline;
 use crate::error::{Error, Result};
-use crate::pipeline::checkpoint::CheckpointOptions;
 use crate::pipeline::group::GroupRun;
 use crate::pipeline::{StatusLine, status_text};
 use crate::serve::{Scope, ServeOptions, ServeState, Tokens, generate_token, router};
-use crate::sql::parse_duration;
 
-use super::{GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
+use super::{CheckpointArgs, GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -39,13 +37,8 @@ pub struct ServeArgs {
     /// Profile rows kept in memory per view (0: every request reads the store).
     #[arg(long, default_value_t = 100_000)]
     cache_entries: usize,
-    /// Checkpoint the continuous jobs into this folder or object-store URL, and resume
-    /// from its latest complete checkpoint.
-    #[arg(long, value_name = "URL")]
-    checkpoint_dir: Option<String>,
-    /// How often to checkpoint, e.g. 10s or 1m.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    checkpoint_interval: Duration,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
     /// Never show the live status line.
     #[arg(long)]
     quiet: bool,
@@ -62,14 +55,7 @@ enum Runner {
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let tokens = tokens(&args)?;
     let text = args.file.read()?;
-    let checkpoints = args
-        .checkpoint_dir
-        .clone()
-        .map(|location| CheckpointOptions {
-            location,
-            interval: args.checkpoint_interval,
-            writer: None,
-        });
+    let checkpoints = args.checkpoints.options();
     let runner = match args.group.options(checkpoints.clone()) {
         None => Runner::Alone(Pipeline::load(&text, &args.session.options()).await?),
         Some(options) => Runner::Group(Box::new(

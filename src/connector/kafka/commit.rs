@@ -20,7 +20,8 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// handed on).
 const FINAL_SETTLE_WAIT: Duration = Duration::from_secs(10);
 
-/// Commits one partition's settled positions; dropped, it closes its ledger.
+/// Commits one partition's settled positions (the reading thread closes the ledger when it
+/// ends, committer or not).
 pub struct PartitionCommitter {
     ledger: Arc<SplitLedger>,
     topic: String,
@@ -92,11 +93,5 @@ impl PartitionCommitter {
                 self.topic, self.partition
             ),
         }
-    }
-}
-
-impl Drop for PartitionCommitter {
-    fn drop(&mut self) {
-        self.ledger.close();
     }
 }

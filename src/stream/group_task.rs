@@ -17,8 +17,6 @@ pub type SettledPosition = Arc<dyn Fn(&str, i32, usize, i64) + Send + Sync>;
 /// The partition of every source topic this pipeline instance reads.
 #[derive(Clone)]
 pub struct GroupTask {
-    /// The consumer group the processes share (`--group`).
-    pub group: String,
     /// The partition number read in every source topic.
     pub partition: i32,
     /// Where the task's readers report what they have settled; none commits nothing.
@@ -28,7 +26,6 @@ pub struct GroupTask {
 impl std::fmt::Debug for GroupTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupTask")
-            .field("group", &self.group)
             .field("partition", &self.partition)
             .field("commits", &self.settled.is_some())
             .finish()

@@ -21,8 +21,7 @@ use held_tasks::{HeldTasks, RunningTask};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
-use std::num::NonZeroUsize;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use tokio::sync::mpsc;
 
 use super::checkpoint::CheckpointOptions;
@@ -62,18 +61,22 @@ pub struct GroupRun {
 impl GroupRun {
     /// Plans the pipeline in `text` and checks that a group can share it.
     pub async fn load(text: &str, session: &SessionOptions, options: GroupOptions) -> Result<Self> {
-        // The process's memory limit is shared by all its tasks, not given to each.
+        // The process's memory limit is shared by all its tasks, not given to each: one
+        // pool, made as DataFusion makes a session's.
+        let memory_pool = match session.memory_limit {
+            Some(limit) => Some(Arc::clone(
+                &RuntimeEnvBuilder::new()
+                    .with_memory_limit(limit, 1.0)
+                    .build()?
+                    .memory_pool,
+            )),
+            None => None,
+        };
         let session = &SessionOptions {
-            memory_pool: session.memory_limit.map(|limit| {
-                Arc::new(TrackConsumersPool::new(
-                    GreedyMemoryPool::new(limit),
-                    NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN),
-                )) as Arc<dyn MemoryPool>
-            }),
+            memory_pool,
             ..session.clone()
         };
-        let probe =
-            Pipeline::load(text, &Self::task_session(session, &options.group, 0, None)).await?;
+        let probe = Pipeline::load(text, &Self::task_session(session, 0, None)).await?;
         let plan = SharedPlan::of(&probe, &options.group).await?;
         Ok(Self {
             probe,
@@ -103,24 +106,19 @@ impl GroupRun {
 
     /// The session partition `partition`'s task runs in.
     pub fn session_of(&self, partition: i32) -> SessionOptions {
-        Self::task_session(&self.session, &self.options.group, partition, None)
+        Self::task_session(&self.session, partition, None)
     }
 
     /// The session of partition `partition`'s task: one worker, reading that partition,
     /// drawing on the process's memory pool.
     fn task_session(
         session: &SessionOptions,
-        group: &str,
         partition: i32,
         settled: Option<SettledPosition>,
     ) -> SessionOptions {
         SessionOptions {
             workers: 1,
-            group_task: Some(GroupTask {
-                group: group.to_string(),
-                partition,
-                settled,
-            }),
+            group_task: Some(GroupTask { partition, settled }),
             ..session.clone()
         }
     }
@@ -188,8 +186,7 @@ impl GroupRun {
     /// Starts partition `partition`'s task, restoring it from its latest checkpoint.
     /// Its readers report their settled positions to `settled`, for the group.
     async fn start(&self, partition: i32, settled: SettledPosition) -> Result<RunningTask> {
-        let session =
-            Self::task_session(&self.session, &self.options.group, partition, Some(settled));
+        let session = Self::task_session(&self.session, partition, Some(settled));
         let pipeline = Pipeline::load(&self.text, &session).await?;
         let shared = Arc::clone(pipeline.engine().shared());
         // The partition's old owner may still be writing its last checkpoint: each run of

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common;
 
-use common::{eventually, run_pipeline};
+use common::run_pipeline;
 use profusion::{Pipeline, SessionOptions};
 
 /// The rows of `query` in the SQLite file at `path`, as text, or nothing while the table
@@ -42,20 +42,32 @@ fn stored(path: &Path, query: &str) -> Vec<String> {
     rows
 }
 
-async fn wait_for(path: &Path, query: &str, expected: &[&str]) {
-    eventually(
-        &format!("`{query}` returning {expected:?}"),
-        Duration::from_secs(30),
-        || {
-            let rows = stored(path, query);
-            if rows == expected {
-                Ok(())
-            } else {
-                Err(format!("last: {rows:?}"))
-            }
-        },
-    )
-    .await
+/// Waits up to 30 s for `query` to return `expected`; a pipeline that ended meanwhile
+/// fails the wait at once, with what it ended with.
+async fn wait_for(
+    path: &Path,
+    query: &str,
+    expected: &[&str],
+    running: &mut tokio::task::JoinHandle<profusion::Result<profusion::RunSummary>>,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = stored(path, query);
+        if rows == expected {
+            return;
+        }
+        if running.is_finished() {
+            panic!(
+                "`{query}` returning {expected:?} never happened: the pipeline ended with {:?}; last: {rows:?}",
+                running.await
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{query}` returning {expected:?} never happened; last: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +94,7 @@ async fn a_chain_of_views_follows_the_stream_it_starts_from() {
     .await
     .unwrap();
     let engine = pipeline.engine().clone();
-    let running = tokio::spawn(pipeline.run());
+    let mut running = tokio::spawn(pipeline.run());
     let insert = |values: &str| {
         let engine = engine.clone();
         let sql = format!("INSERT INTO events VALUES {values}");
@@ -105,8 +117,8 @@ async fn a_chain_of_views_follows_the_stream_it_starts_from() {
          ('carol', 'pro', '2026-01-01T00:00:03')",
     )
     .await;
-    wait_for(&db, plans, &["free 2 2", "pro 1 1"]).await;
-    wait_for(&db, popular, &["free 2"]).await;
+    wait_for(&db, plans, &["free 2 2", "pro 1 1"], &mut running).await;
+    wait_for(&db, popular, &["free 2"], &mut running).await;
 
     // alice upgrades and bob moves to team: free has no users left, so its row goes.
     insert(
@@ -114,8 +126,8 @@ async fn a_chain_of_views_follows_the_stream_it_starts_from() {
          ('carol', 'pro', '2026-01-01T00:01:02')",
     )
     .await;
-    wait_for(&db, plans, &["pro 2 4", "team 1 2"]).await;
-    wait_for(&db, popular, &["pro 2"]).await;
+    wait_for(&db, plans, &["pro 2 4", "team 1 2"], &mut running).await;
+    wait_for(&db, popular, &["pro 2"], &mut running).await;
 
     engine.shared().stop.stop();
     let summary = running.await.unwrap().unwrap();

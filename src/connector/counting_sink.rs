@@ -31,6 +31,11 @@ impl CountingSink {
     pub fn inner(&self) -> &Arc<dyn DataSink> {
         &self.inner
     }
+
+    /// The table written to.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
 }
 
 impl DisplayAs for CountingSink {

@@ -94,6 +94,11 @@ impl Pipeline {
         &self.jobs
     }
 
+    /// The planned jobs, to place what running them needs (a group's repartition topics).
+    pub(crate) fn jobs_mut(&mut self) -> &mut [Job] {
+        &mut self.jobs
+    }
+
     /// The engine the pipeline runs in.
     pub fn engine(&self) -> &Engine {
         &self.engine

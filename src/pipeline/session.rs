@@ -14,6 +14,7 @@ use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::connector::SourceExec;
+use crate::connector::kafka::RepartitionTopicExec;
 use crate::error::Result;
 use crate::join::{
     IntervalJoinExec, StreamJoinRule, TemporalJoinAnalyzer, TemporalJoinExec, TemporalJoinRule,
@@ -136,6 +137,7 @@ pub fn streaming_operators() -> StreamingOperators {
         .with::<TemporalJoinExec>()
         .with::<TopNExec>()
         .with::<UpsertAggregateExec>()
+        .with::<RepartitionTopicExec>()
 }
 
 /// DataFusion's physical optimizer rules with profusion's streaming rules before the final

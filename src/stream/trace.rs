@@ -1,7 +1,7 @@
 //! [`trace_column`]: follows a column of a plan down to where it was made, through
-//! projections (renames included), filters, merges and the cooperative-scheduling wrapper,
-//! asking `origin` at each node whether it made the column. Window columns and a source's
-//! event-time column are found this way.
+//! projections (renames included), filters, merges, exchanges and the cooperative-scheduling
+//! wrapper, asking `origin` at each node whether it made the column. Window columns and a
+//! source's event-time column are found this way.
 
 use std::sync::Arc;
 
@@ -48,8 +48,15 @@ pub fn trace_column<T>(
     if let Some(filter) = plan.downcast_ref::<FilterExec>() {
         return through(filter.projection().as_deref(), filter.input());
     }
+    // Nodes that move rows without touching their columns: the cooperative wrapper, an
+    // exchange, and any other node of one input with its input's schema (a group's
+    // repartition topic).
     match plan.children().as_slice() {
-        [input] if plan.is::<CooperativeExec>() || plan.is::<ExchangeExec>() => {
+        [input]
+            if plan.is::<CooperativeExec>()
+                || plan.is::<ExchangeExec>()
+                || plan.schema() == input.schema() =>
+        {
             trace_column(input, index, origin)
         }
         _ => None,

@@ -6,6 +6,10 @@
 //! windows (a window written again after a partition moved carries the same values):
 //! nothing lost, nothing counted twice.
 //!
+//! Over the mock cluster the pipeline also counts by event type, a key the topic is not
+//! keyed by: a window and a view whose rows go through repartition topics, written and read
+//! by the tasks, with the same check against the batch result.
+//!
 //! Over the broker `scripts/test` starts (tansu), the process that ends is stopped with
 //! Ctrl-C and leaves the group. tansu 0.6 does not give a SIGKILLed member's partitions to
 //! the others (its group stays with the dead member as leader, or hands out only the
@@ -32,8 +36,8 @@ use rdkafka::{ClientConfig, Offset};
 
 const PARTITIONS: i32 = 6;
 const EVENTS: u64 = 20_000;
-const COLUMNS: &str =
-    "user_id TEXT NOT NULL, event_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL";
+const COLUMNS: &str = "user_id TEXT NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL, \
+     amount DOUBLE, ts TIMESTAMP NOT NULL";
 
 /// How the process that leaves mid-run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,6 +60,7 @@ async fn processes_leaving_and_joining_a_group_equal_one_run_over_the_broker() {
         &servers,
         [&events, &windows],
         &postgres,
+        &unique("group"),
         Ending::Interrupted,
     )
     .await;
@@ -71,8 +76,21 @@ async fn a_killed_process_partitions_move_to_the_others_and_nothing_is_lost_or_d
     for topic in [events, windows] {
         cluster.create_topic(topic, PARTITIONS, 1).unwrap();
     }
+    // The mock cluster cannot create topics on request: the repartition topics are made here.
+    let group = unique("group");
+    for job in ["by_type", "type_totals"] {
+        let topic = format!("{group}-{job}-repartition");
+        cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
+    }
     let servers = cluster.bootstrap_servers();
-    shared_run(&servers, [events, windows], &postgres, Ending::Killed).await;
+    shared_run(
+        &servers,
+        [events, windows],
+        &postgres,
+        &group,
+        Ending::Killed,
+    )
+    .await;
 }
 
 fn test_postgres() -> Option<String> {
@@ -83,10 +101,18 @@ fn test_postgres() -> Option<String> {
     url
 }
 
-/// Three processes reading topic `events` (6 partitions) into a view and the topic
-/// `windows`, the first ending as `ending` says once the group is under way, a fourth
-/// joining after; then the stores against the batch result.
-async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str, ending: Ending) {
+/// Three processes of `group` reading topic `events` (6 partitions) into a view and the
+/// topic `windows`, the first ending as `ending` says once the group is under way, a fourth
+/// joining after; then the stores against the batch result. A killed process's group
+/// also counts by event type, through repartition topics.
+async fn shared_run(
+    servers: &str,
+    [events, windows]: [&str; 2],
+    postgres: &str,
+    group: &str,
+    ending: Ending,
+) {
+    let repartitioned = ending == Ending::Killed;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.jsonl");
     let input = input.to_str().unwrap();
@@ -120,11 +146,16 @@ async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str,
              CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
                WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}') AS
              SELECT user_id, count(*) AS events, sum(amount) AS spend, max(ts) AS last_seen
-               FROM events GROUP BY user_id;"
+               FROM events GROUP BY user_id;
+             {}",
+            if repartitioned {
+                by_type(postgres, &profiles)
+            } else {
+                String::new()
+            }
         ),
     )
     .unwrap();
-    let group = unique("group");
     let checkpoints = dir.path().join("checkpoints");
     // A member that has left says so; one killed is missed after its session timeout.
     let session_timeout = match ending {
@@ -134,7 +165,7 @@ async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str,
     let start = |name: &str| {
         Member::start(
             &pipeline,
-            &group,
+            group,
             &checkpoints,
             dir.path(),
             name,
@@ -154,22 +185,23 @@ async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str,
 
     // The broker's own acknowledgements are trusted only where they hold: see the header.
     let check_topic = ending == Ending::Killed;
-    let expected = expected(input).await;
+    let expected = expected(input, repartitioned).await;
     let deadline = Instant::now() + Duration::from_secs(150);
-    let mut actual = stored_results(servers, windows, postgres, &profiles).await;
+    let stored = || stored_results(servers, windows, postgres, &profiles, repartitioned);
+    let mut actual = stored().await;
     while !actual.equal(&expected, check_topic) && Instant::now() < deadline {
         for member in &mut members {
             member.check_running(dir.path());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        actual = stored_results(servers, windows, postgres, &profiles).await;
+        actual = stored().await;
     }
     for member in members {
         member.interrupt();
     }
     report(&expected, &actual);
     // The members commit what their tasks settled to the group, for Kafka's lag tools.
-    let committed = committed(servers, &group, events, PARTITIONS);
+    let committed = committed(servers, group, events, PARTITIONS);
     if ending == Ending::Killed {
         for (partition, (committed, produced)) in committed.iter().zip(&produced).enumerate() {
             assert!(
@@ -193,6 +225,32 @@ async fn shared_run(servers: &str, [events, windows]: [&str; 2], postgres: &str,
             "windows in the topic differ ({ending:?})"
         );
     }
+    assert_eq!(
+        expected.by_type, actual.by_type,
+        "windows by event type differ ({ending:?})"
+    );
+    assert_eq!(
+        expected.type_totals, actual.type_totals,
+        "the view by event type differs ({ending:?})"
+    );
+}
+
+/// Windows and a view by event type, which the topic is not keyed by: each goes through a
+/// repartition topic of its own, named after what it writes.
+fn by_type(postgres: &str, profiles: &str) -> String {
+    format!(
+        "CREATE TABLE by_type (event_type TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
+             events BIGINT, spend DOUBLE, PRIMARY KEY (event_type, window_start))
+           WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}_by_type');
+         INSERT INTO by_type
+         SELECT event_type, window_start, count(*), sum(amount)
+           FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+           GROUP BY event_type, window_start, window_end;
+         CREATE MATERIALIZED VIEW type_totals PRIMARY KEY (event_type)
+           WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}_types') AS
+         SELECT event_type, count(*) AS events, sum(amount) AS spend
+           FROM events GROUP BY event_type;"
+    )
 }
 
 /// A `profusion run --group` process.
@@ -283,7 +341,7 @@ fn produce_by_user(servers: &str, topic: &str, path: &str) -> Vec<i64> {
     }
     for partition in 0..PARTITIONS {
         let sentinel = format!(
-            r#"{{"user_id": "sentinel-{partition}", "event_id": "s{partition}", "amount": 0, "ts": "2026-01-02T00:00:00Z"}}"#
+            r#"{{"user_id": "sentinel-{partition}", "event_id": "s{partition}", "event_type": "sentinel", "amount": 0, "ts": "2026-01-02T00:00:00Z"}}"#
         );
         send(&producer, topic, partition, &sentinel);
     }
@@ -299,6 +357,9 @@ struct Results {
     windows: Vec<String>,
     /// The distinct windows in the Kafka topic.
     topic_windows: Vec<String>,
+    /// Windows by event type, and the view by event type (through repartition topics).
+    by_type: Vec<String>,
+    type_totals: Vec<String>,
 }
 
 impl Results {
@@ -307,10 +368,12 @@ impl Results {
         self.profiles == expected.profiles
             && self.windows == expected.windows
             && (!topic || self.topic_windows == expected.topic_windows)
+            && self.by_type == expected.by_type
+            && self.type_totals == expected.type_totals
     }
 }
 
-async fn expected(input: &str) -> Results {
+async fn expected(input: &str, repartitioned: bool) -> Results {
     let windows = batch_over_json(
         COLUMNS,
         input,
@@ -328,13 +391,44 @@ async fn expected(input: &str) -> Results {
         .await,
         topic_windows: windows.clone(),
         windows,
+        by_type: match repartitioned {
+            true => {
+                batch_over_json(
+                    COLUMNS,
+                    input,
+                    "SELECT event_type, date_bin(INTERVAL '1 minute', ts), count(*),
+                            round(sum(amount), 4)
+                     FROM events GROUP BY event_type, date_bin(INTERVAL '1 minute', ts)",
+                )
+                .await
+            }
+            false => Vec::new(),
+        },
+        type_totals: match repartitioned {
+            true => {
+                batch_over_json(
+                    COLUMNS,
+                    input,
+                    "SELECT event_type, count(*), round(sum(amount), 4)
+                     FROM events GROUP BY event_type",
+                )
+                .await
+            }
+            false => Vec::new(),
+        },
     }
 }
 
 /// What the view holds (read through a view of the same shape over an empty table), and
 /// the distinct windows in the topic (a window written twice
 /// holds the same values both times), sentinels left out.
-async fn stored_results(servers: &str, windows: &str, postgres: &str, profiles: &str) -> Results {
+async fn stored_results(
+    servers: &str,
+    windows: &str,
+    postgres: &str,
+    profiles: &str,
+    repartitioned: bool,
+) -> Results {
     let engine = Engine::new(&SessionOptions {
         reads: SourceReads::Snapshot,
         ..SessionOptions::default()
@@ -352,7 +446,14 @@ async fn stored_results(servers: &str, windows: &str, postgres: &str, profiles: 
          CREATE TABLE written (user_id TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
              events BIGINT, spend DOUBLE)
            WITH (connector = 'kafka', topic = '{windows}', 'bootstrap.servers' = '{servers}',
-                 format = 'json');"
+                 format = 'json');
+         CREATE TABLE by_type (event_type TEXT NOT NULL, window_start TIMESTAMP NOT NULL,
+             events BIGINT, spend DOUBLE, PRIMARY KEY (event_type, window_start))
+           WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}_by_type');
+         CREATE MATERIALIZED VIEW type_totals PRIMARY KEY (event_type)
+           WITH (connector = 'postgres', url = '{postgres}', table = '{profiles}_types') AS
+         SELECT event_type, count(*) AS events, sum(amount) AS spend
+           FROM stream GROUP BY event_type;"
     );
     for statement in parse_pipeline(&setup).unwrap() {
         engine.submit(statement).await.unwrap();
@@ -384,6 +485,26 @@ async fn stored_results(servers: &str, windows: &str, postgres: &str, profiles: 
              WHERE user_id NOT LIKE 'sentinel%'",
         )
         .await,
+        by_type: match repartitioned {
+            true => {
+                rows(
+                    "SELECT event_type, window_start, events, round(spend, 4) FROM by_type
+                     WHERE event_type <> 'sentinel'",
+                )
+                .await
+            }
+            false => Vec::new(),
+        },
+        type_totals: match repartitioned {
+            true => {
+                rows(
+                    "SELECT event_type, events, round(spend, 4) FROM type_totals
+                     WHERE event_type <> 'sentinel'",
+                )
+                .await
+            }
+            false => Vec::new(),
+        },
     }
 }
 
@@ -396,6 +517,8 @@ fn report(expected: &Results, actual: &Results) {
         &expected.topic_windows,
         &actual.topic_windows,
     );
+    print_difference("windows by type", &expected.by_type, &actual.by_type);
+    print_difference("view by type", &expected.type_totals, &actual.type_totals);
 }
 
 /// What one machine keeps to itself cannot be shared: a view in SQLite is refused, and
@@ -462,43 +585,22 @@ async fn a_group_refuses_stores_and_streams_of_one_machine() {
         "{generated}"
     );
     assert!(generated.contains("is not a Kafka topic"), "{generated}");
-    // Each task sees one partition: a key's rows must all be in it.
-    let by_event = refused(format!(
-        "{events}
-         CREATE TABLE counts (event_id TEXT NOT NULL, n BIGINT, PRIMARY KEY (event_id))
-           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'counts');
-         INSERT INTO counts SELECT event_id, count(*) FROM events GROUP BY event_id;"
-    ))
-    .await;
-    assert!(
-        by_event.contains("whose topic is keyed by (user_id)"),
-        "{by_event}"
-    );
-    assert!(by_event.contains("repartition topic"), "{by_event}");
-    let unkeyed = refused(format!(
-        "{}
-         CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
-           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none') AS
-         SELECT user_id, count(*) AS events FROM unkeyed GROUP BY user_id;",
-        table("unkeyed", "")
-    ))
-    .await;
-    assert!(
-        unkeyed.contains("does not say what its topic's messages are keyed by"),
-        "{unkeyed}"
-    );
-    // A column renamed to the topic's key column is not that column.
-    let renamed = refused(format!(
-        "{events}
-         CREATE TABLE counts (user_id TEXT NOT NULL, n BIGINT, PRIMARY KEY (user_id))
-           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'counts');
-         INSERT INTO counts SELECT user_id, count(*)
-           FROM (SELECT event_id AS user_id FROM events) GROUP BY user_id;"
-    ))
-    .await;
-    assert!(renamed.contains("repartition topic"), "{renamed}");
-    // A total over every key needs every partition's rows.
+    // A Top-N over every row would be taken per partition.
     let total = refused(format!(
+        "{events}
+         CREATE TABLE top (user_id TEXT NOT NULL, amount DOUBLE, rank_number BIGINT NOT NULL,
+             PRIMARY KEY (rank_number))
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'top');
+         INSERT INTO top SELECT user_id, amount, rank_number FROM (
+           SELECT *, ROW_NUMBER() OVER (ORDER BY amount DESC) AS rank_number FROM events)
+         WHERE rank_number <= 3;"
+    ))
+    .await;
+    assert!(
+        total.contains("a total over every row of table events"),
+        "{total}"
+    );
+    let per_window = refused(format!(
         "{events}
          CREATE TABLE totals (window_start TIMESTAMP NOT NULL, n BIGINT,
              PRIMARY KEY (window_start))
@@ -507,7 +609,10 @@ async fn a_group_refuses_stores_and_streams_of_one_machine() {
            FROM TUMBLE(events, ts, INTERVAL '1' MINUTE) GROUP BY window_start, window_end;"
     ))
     .await;
-    assert!(total.contains("keyed by ()"), "{total}");
+    assert!(
+        per_window.contains("a total over every row of table events"),
+        "{per_window}"
+    );
     // An INSERT into a table of this machine, and late rows into a file.
     let inserted = refused(format!(
         "{events}
@@ -553,6 +658,146 @@ async fn a_group_refuses_stores_and_streams_of_one_machine() {
         latest.contains("'scan.startup.mode' = 'latest'"),
         "{latest}"
     );
+}
+
+/// Keys the topic is not keyed by (another column, a column renamed to the key's name, a
+/// topic with no declared key) are accepted: each such operator reads
+/// its rows through a repartition topic named after the group and what the job writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_the_topic_is_not_keyed_by_go_through_repartition_topics() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", PARTITIONS, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let table = |extra: &str| {
+        format!(
+            "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts)
+               WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '{servers}'{extra});"
+        )
+    };
+    let keyed = table(", 'key.fields' = 'user_id'");
+    let counts = |key: &str| {
+        format!(
+            "CREATE TABLE counts ({key} TEXT NOT NULL, n BIGINT, PRIMARY KEY ({key}))
+               WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'c');"
+        )
+    };
+    let cases = [
+        (
+            "by_event",
+            format!(
+                "{keyed} {}
+                 INSERT INTO counts SELECT event_id, count(*) FROM events GROUP BY event_id;",
+                counts("event_id")
+            ),
+            vec!["counts"],
+        ),
+        (
+            "renamed",
+            format!(
+                "{keyed} {}
+                 INSERT INTO counts SELECT user_id, count(*)
+                   FROM (SELECT event_id AS user_id FROM events) GROUP BY user_id;",
+                counts("user_id")
+            ),
+            vec!["counts"],
+        ),
+        (
+            "unkeyed",
+            format!(
+                "{}
+                 CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
+                   WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none') AS
+                 SELECT user_id, count(*) AS events FROM events GROUP BY user_id;",
+                table("")
+            ),
+            vec!["profiles"],
+        ),
+    ];
+    for (group, text, jobs) in cases {
+        let expected: Vec<String> = jobs
+            .iter()
+            .map(|job| format!("{group}-{job}-repartition"))
+            .collect();
+        // The mock cluster cannot create topics on request.
+        for topic in &expected {
+            cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+        }
+        let options = profusion::pipeline::group::GroupOptions {
+            group: group.to_string(),
+            checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
+                location: dir.path().join(group).display().to_string(),
+                interval: Duration::from_secs(1),
+                writer: None,
+            },
+            session_timeout: Duration::from_secs(10),
+        };
+        let run =
+            profusion::pipeline::group::GroupRun::load(&text, &SessionOptions::default(), options)
+                .await
+                .unwrap_or_else(|e| panic!("{group}: {e}"));
+        let topics: Vec<String> = run.plan().topics.iter().map(|t| t.name.clone()).collect();
+        assert_eq!(topics, expected, "{group}");
+        assert!(
+            run.plan()
+                .topics
+                .iter()
+                .all(|t| t.partitions == PARTITIONS as usize),
+            "{group}"
+        );
+    }
+}
+
+/// The first process of a group creates its repartition topics, with the source topics'
+/// partitions; the others find them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_creates_its_repartition_topics_on_the_broker() {
+    let Some(servers) = test_broker() else {
+        return;
+    };
+    let events = unique("repartitioned-events");
+    create_topics(&servers, &[(&events, 3)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("group");
+    let text = format!(
+        "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts)
+           WITH (connector = 'kafka', topic = '{events}', 'bootstrap.servers' = '{servers}',
+                 'key.fields' = 'user_id');
+         CREATE TABLE counts (event_type TEXT NOT NULL, n BIGINT, PRIMARY KEY (event_type))
+           WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'c');
+         INSERT INTO counts SELECT event_type, count(*) FROM events GROUP BY event_type;"
+    );
+    for _process in 0..2 {
+        let options = profusion::pipeline::group::GroupOptions {
+            group: group.clone(),
+            checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
+                location: dir.path().display().to_string(),
+                interval: Duration::from_secs(1),
+                writer: None,
+            },
+            session_timeout: Duration::from_secs(10),
+        };
+        profusion::pipeline::group::GroupRun::load(&text, &SessionOptions::default(), options)
+            .await
+            .unwrap();
+    }
+    let topic = format!("{group}-counts-repartition");
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    let metadata = rdkafka::consumer::Consumer::fetch_metadata(
+        &consumer,
+        Some(&topic),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .unwrap();
+    assert_eq!(found.partitions().len(), 3, "{topic}");
 }
 
 /// `serve --group` on two processes sharing a pipeline: each answers every user's profile,

@@ -14,6 +14,7 @@ mod group_member;
 mod metadata;
 mod options;
 mod reader;
+mod repartition;
 mod sink;
 mod source;
 
@@ -25,6 +26,7 @@ pub use encode::MessageLayout;
 pub use group_member::{GroupChange, GroupMember, GroupMembership, REVOKE_WAIT};
 pub use metadata::MetadataColumns;
 pub use options::{BadDataPolicy, KafkaFormat, KafkaOptions, StartupMode};
+pub use repartition::{RepartitionTopic, RepartitionTopicExec, create_repartition_topic};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, MessageSchemas, partition_counts};
 

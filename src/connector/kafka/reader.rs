@@ -74,7 +74,7 @@ fn start_offset(
 const TRANSIENT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// True for errors librdkafka recovers from by itself (connections, leadership, timeouts).
-fn is_transient(error: &KafkaError) -> bool {
+pub(super) fn is_transient(error: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     match error.rdkafka_error_code() {
         Some(

@@ -17,7 +17,7 @@
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 use super::manifest::{JobEntry, Manifest, StateFile};
 use crate::connector::file::FileLocation;
@@ -25,6 +25,8 @@ use crate::error::{Error, Result};
 use crate::stream::{JobSnapshot, StateSnapshot};
 
 const MANIFEST: &str = "_manifest.json";
+/// The file naming a consumer group's lineage (see [`CheckpointStore::lineage`]).
+const LINEAGE: &str = "lineage";
 
 /// A checkpoint found in the directory.
 #[derive(Debug, Clone)]
@@ -208,6 +210,53 @@ impl CheckpointStore {
             .collect();
         tasks.sort_unstable();
         Ok(tasks)
+    }
+
+    /// The lineage of the consumer group checkpointing here: a number drawn by the first
+    /// process of the group to ask, and kept in `lineage`, so that every process of the
+    /// group, now and after restarts, reads the same. A group started anew with another
+    /// directory gets another, and skips what an earlier run left in its repartition
+    /// topics.
+    pub async fn lineage(&self) -> Result<u64> {
+        let path = self.path(LINEAGE);
+        if let Ok(bytes) = self.read(&path).await {
+            return self.parse_lineage(&bytes);
+        }
+        let mut drawn = [0u8; 8];
+        getrandom::fill(&mut drawn).map_err(|e| self.error(e.to_string()))?;
+        let drawn = u64::from_be_bytes(drawn);
+        let created = self
+            .location
+            .store
+            .put_opts(
+                &path,
+                PutPayload::from(drawn.to_string().into_bytes()),
+                PutMode::Create.into(),
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(drawn),
+            // Another process drew first, or the store cannot create exclusively.
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                self.parse_lineage(&self.read(&path).await?)
+            }
+            Err(object_store::Error::NotImplemented { .. }) => {
+                self.location
+                    .store
+                    .put(&path, PutPayload::from(drawn.to_string().into_bytes()))
+                    .await
+                    .map_err(|e| self.error(e))?;
+                Ok(drawn)
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn parse_lineage(&self, bytes: &[u8]) -> Result<u64> {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or_else(|| self.error(format!("{LINEAGE} holds no number")))
     }
 
     /// The latest complete checkpoint, if any.

@@ -8,10 +8,14 @@
 //! `--checkpoint-dir` in `task-N/`. Whichever process is given partition N next restores
 //! that task from its latest checkpoint and replays from the offsets recorded there, so a
 //! key's state moves with its partition. A revoked partition's task is stopped before the
-//! group hands the partition on. Keyed state must follow the topics' partitioning (the
-//! producer's key is the grouping key), since each task sees only its partition's rows.
+//! group hands the partition on. Keyed state whose key is not what the topics are keyed
+//! by goes through a repartition topic ([`RepartitionTopicExec`]), written and read by
+//! the tasks, so that each task holds the state of the keys that hash to it.
+//!
+//! [`RepartitionTopicExec`]: crate::connector::kafka::RepartitionTopicExec
 
 mod held_tasks;
+mod repartition;
 mod shared_plan;
 
 pub use shared_plan::SharedPlan;
@@ -24,10 +28,12 @@ use std::time::{Duration, Instant};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use tokio::sync::mpsc;
 
-use super::checkpoint::CheckpointOptions;
+use super::checkpoint::{CheckpointOptions, CheckpointStore};
 use super::session::SessionOptions;
 use super::{Pipeline, RunSummary};
-use crate::connector::kafka::{GroupChange, GroupMember, GroupMembership};
+use crate::connector::kafka::{
+    GroupChange, GroupMember, GroupMembership, create_repartition_topic,
+};
 use crate::error::{Error, Result};
 use crate::stream::{GroupTask, PipelineContext, PipelineMetrics, SettledPosition, StopSignal};
 
@@ -76,8 +82,20 @@ impl GroupRun {
             memory_pool,
             ..session.clone()
         };
-        let probe = Pipeline::load(text, &Self::task_session(session, 0, None)).await?;
-        let plan = SharedPlan::of(&probe, &options.group).await?;
+        let mut probe = Pipeline::load(text, &Self::task_session(session, 0, None)).await?;
+        let lineage = CheckpointStore::open(&options.checkpoints.location)?
+            .lineage()
+            .await?;
+        let plan = SharedPlan::of(&mut probe, &options.group, lineage).await?;
+        for topic in &plan.topics {
+            let topic = Arc::clone(topic);
+            tokio::task::spawn_blocking(move || create_repartition_topic(&topic))
+                .await
+                .map_err(|e| Error::Io {
+                    context: "creating a repartition topic".into(),
+                    source: std::io::Error::other(e),
+                })??;
+        }
         Ok(Self {
             probe,
             text: text.to_string(),
@@ -187,7 +205,8 @@ impl GroupRun {
     /// Its readers report their settled positions to `settled`, for the group.
     async fn start(&self, partition: i32, settled: SettledPosition) -> Result<RunningTask> {
         let session = Self::task_session(&self.session, partition, Some(settled));
-        let pipeline = Pipeline::load(&self.text, &session).await?;
+        let mut pipeline = Pipeline::load(&self.text, &session).await?;
+        self.plan.place(&mut pipeline)?;
         let shared = Arc::clone(pipeline.engine().shared());
         // The partition's old owner may still be writing its last checkpoint: each run of
         // a task writes folders of its own.

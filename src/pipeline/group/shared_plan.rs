@@ -1,22 +1,27 @@
 //! What processes sharing a pipeline through a consumer group need of it, checked before
 //! any joins the group: every query reads Kafka topics, all with the same number of
 //! partitions (partition N of each is task N, as Kafka Streams co-partitions its inputs);
-//! every keyed operator (window, view, join, Top-N, dedup) is keyed by at least the
-//! columns its topics' messages are keyed by, so that a task sees every row of its keys;
-//! and every result goes somewhere all the processes reach (Kafka, PostgreSQL), not into a
-//! file of one machine.
+//! every keyed operator (window, view, join, Top-N, dedup) sees every row of its keys in
+//! one task: its topics are keyed by some of its key columns, or its input goes through
+//! a repartition topic (see [`Repartitioning`]); and every result goes somewhere all the
+//! processes reach (Kafka, PostgreSQL), not into a file of one machine.
 
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::sink::DataSink;
 use datafusion::datasource::sink::DataSinkExec;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{Distribution, ExecutionPlan};
 
+use super::repartition::Repartitioning;
 use crate::connector::file::FileSink;
-use crate::connector::kafka::{KafkaOptions, KafkaSource, StartupMode, partition_counts};
+use crate::connector::kafka::{
+    KafkaOptions, KafkaSource, RepartitionTopic, RepartitionTopicExec, StartupMode,
+    partition_counts,
+};
 use crate::connector::memory::MemorySink;
 use crate::connector::store::{StoreSink, ViewStore};
 use crate::connector::{CountingSink, SourceExec};
@@ -34,19 +39,24 @@ pub struct SharedPlan {
     pub lead_topic: String,
     /// The partitions of every source topic.
     pub partitions: usize,
+    /// How the group's repartition topics are named and sized.
+    repartitioning: Repartitioning,
+    /// The repartition topics the plans go through.
+    pub topics: Vec<Arc<RepartitionTopic>>,
 }
 
 impl SharedPlan {
-    /// Checks that `pipeline` can be shared by a group, and says how.
-    pub async fn of(pipeline: &Pipeline, group: &str) -> Result<Self> {
+    /// Checks that `pipeline` can be shared by group `group` (of lineage `lineage`), and
+    /// says how; the pipeline's plans go through the repartition topics they need.
+    pub async fn of(pipeline: &mut Pipeline, group: &str, lineage: u64) -> Result<Self> {
         let refused = |message: String| Error::Group {
             group: group.to_string(),
             message,
         };
-        let mut sources = Vec::new();
         for job in pipeline.jobs() {
-            check_job(job, &mut sources)?;
+            check_job(job, Check::Tables)?;
         }
+        let sources = kafka_sources(pipeline.jobs());
         let Some(kafka) = sources.first().cloned() else {
             return Err(refused(
                 "the pipeline reads no Kafka topic: --group deals Kafka partitions out".into(),
@@ -69,16 +79,65 @@ impl SharedPlan {
                      reads partition N of each): {lead_topic} has {partitions}, {topic} has {count}"
             )));
         }
-        Ok(Self {
+        let mut shared = Self {
             kafka,
             lead_topic,
             partitions,
-        })
+            repartitioning: Repartitioning {
+                group: group.to_string(),
+                partitions,
+                lineage,
+            },
+            topics: Vec::new(),
+        };
+        shared.topics = shared.place(pipeline)?;
+        for job in pipeline.jobs() {
+            check_job(job, Check::Keys)?;
+        }
+        Ok(shared)
+    }
+
+    /// Puts `pipeline`'s plans (a task's, planned from the same text) through the group's
+    /// repartition topics; returns the topics.
+    pub fn place(&self, pipeline: &mut Pipeline) -> Result<Vec<Arc<RepartitionTopic>>> {
+        let mut topics = Vec::new();
+        for job in pipeline.jobs_mut() {
+            topics.extend(self.repartitioning.place(job)?);
+        }
+        Ok(topics)
     }
 }
 
-/// Checks one job's sources and sinks, collecting its Kafka tables' options.
-fn check_job(job: &Job, sources: &mut Vec<KafkaOptions>) -> Result<()> {
+/// The options of every Kafka table the jobs read.
+fn kafka_sources(jobs: &[Job]) -> Vec<KafkaOptions> {
+    let mut sources = Vec::new();
+    for job in jobs {
+        let _ = job.plan.apply(|node| {
+            if let Some(kafka) = node
+                .downcast_ref::<SourceExec>()
+                .and_then(|scan| scan.source().downcast_ref::<KafkaSource>())
+            {
+                sources.push(kafka.options().clone());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    sources
+}
+
+/// What a pass of the checks looks at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Check {
+    /// Sources, sinks, totals over every key and deduplication: before the broker is asked
+    /// anything.
+    Tables,
+    /// That every keyed operator sees every row of its keys: once repartition topics are
+    /// placed.
+    Keys,
+}
+
+/// Checks one job as `check` says.
+fn check_job(job: &Job, check: Check) -> Result<()> {
     if job.is_bounded() {
         return Err(statement_refused(
             job.line,
@@ -104,7 +163,10 @@ fn check_job(job: &Job, sources: &mut Vec<KafkaOptions>) -> Result<()> {
     let mut found = Ok(());
     job.plan
         .apply(|node| {
-            found = check_node(node, sources);
+            found = match check {
+                Check::Tables => check_node(node),
+                Check::Keys => check_keys(node),
+            };
             Ok(match found {
                 Ok(()) => TreeNodeRecursion::Continue,
                 Err(_) => TreeNodeRecursion::Stop,
@@ -117,24 +179,25 @@ fn check_job(job: &Job, sources: &mut Vec<KafkaOptions>) -> Result<()> {
     found.map_err(|message| statement_refused(job.line, message))
 }
 
-/// Checks one plan node: a stream it reads must be a Kafka table, a sink must be shared.
-fn check_node(
-    node: &Arc<dyn ExecutionPlan>,
-    sources: &mut Vec<KafkaOptions>,
-) -> std::result::Result<(), String> {
+/// Checks that a keyed operator at `node` sees every row of its keys in its task.
+fn check_keys(node: &Arc<dyn ExecutionPlan>) -> std::result::Result<(), String> {
+    let requirements = node.input_distribution_requirements().into_per_child();
+    for (child, requirement) in node.children().into_iter().zip(requirements) {
+        if let Distribution::KeyPartitioned(keys) = requirement
+            && let Some(gap) = partitioning_gap(child, &key_names(child, &keys))
+        {
+            return Err(gap);
+        }
+    }
+    Ok(())
+}
+
+/// Checks one plan node: a stream it reads must be a Kafka table, a sink must be shared,
+/// an operator over every row refused.
+fn check_node(node: &Arc<dyn ExecutionPlan>) -> std::result::Result<(), String> {
     let requirements = node.input_distribution_requirements().into_per_child();
     for (child, requirement) in node.children().into_iter().zip(requirements) {
         match requirement {
-            Distribution::KeyPartitioned(keys) => {
-                // A key that is not a column traced back to its table is no key: the
-                // operator is then refused unless the topic's key is among the others.
-                let names: Vec<String> = keys
-                    .iter()
-                    .filter_map(|key| key.downcast_ref::<Column>())
-                    .filter_map(|column| source_column(child, column.index()))
-                    .collect();
-                check_partitioning(child, &names)?;
-            }
             // A streaming operator wanting one partition of every row: a total over all
             // keys. A sink's gather is not one, nor is window assignment, which keeps no
             // state by key (it stays in one partition for its late-row writer).
@@ -142,7 +205,9 @@ fn check_node(
                 if streaming_operators().find(node.as_ref()).is_some()
                     && !node.is::<WindowAssignExec>() =>
             {
-                check_partitioning(child, &[])?
+                if let Some(gap) = partitioning_gap(child, &[]) {
+                    return Err(gap);
+                }
             }
             _ => {}
         }
@@ -160,9 +225,8 @@ fn check_node(
                 ));
             }
             if let Some(dedup) = scan.dedup_columns() {
-                check_key(scan.table(), kafka, &dedup, "deduplicated by")?;
+                check_key(scan.table(), kafka, &dedup)?;
             }
-            sources.push(kafka.options().clone());
         } else if !source.is_bounded() {
             return Err(format!(
                 "table {} ({}) is not a Kafka topic: processes sharing a pipeline with --group \
@@ -208,48 +272,82 @@ fn check_sink(sink: &dyn DataSink, what: &str) -> std::result::Result<(), String
     }
 }
 
-/// Checks that every Kafka table read under `input` is partitioned by some of `keys`.
-fn check_partitioning(
+/// The names of the columns `keys` (over `input`'s rows) are, traced back to the tables
+/// (or repartition topics) they come from. A key that is not such a column is no key: an
+/// operator keyed by it needs the topic's key among its other keys.
+pub(super) fn key_names(
     input: &Arc<dyn ExecutionPlan>,
-    keys: &[String],
-) -> std::result::Result<(), String> {
-    let mut found = Ok(());
+    keys: &[Arc<dyn PhysicalExpr>],
+) -> Vec<String> {
+    keys.iter()
+        .filter_map(|key| key.downcast_ref::<Column>())
+        .filter_map(|column| source_column(input, column.index()))
+        .collect()
+}
+
+/// Why an operator keyed by `keys` over `input` would not see every row of its keys in
+/// one task, if it would not: a Kafka table read under `input` (above any repartition
+/// topic) whose topic is not keyed by some of `keys`, or a repartition topic placing rows
+/// by other columns.
+pub(super) fn partitioning_gap(input: &Arc<dyn ExecutionPlan>, keys: &[String]) -> Option<String> {
+    let mut gap = None;
     let _ = input.apply(|node| {
+        if let Some(repartition) = node.downcast_ref::<RepartitionTopicExec>() {
+            let placed: Vec<String> = repartition
+                .keys()
+                .iter()
+                .filter_map(|key| key.downcast_ref::<Column>().map(|c| c.name().to_string()))
+                .collect();
+            if placed.is_empty() || !placed.iter().all(|column| keys.contains(column)) {
+                gap = Some(format!(
+                    "an operator keyed by ({}) reads rows placed by ({}) through {}",
+                    keys.join(", "),
+                    placed.join(", "),
+                    repartition.topic().name
+                ));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            return Ok(TreeNodeRecursion::Jump);
+        }
         if let Some(scan) = node.downcast_ref::<SourceExec>()
             && let Some(kafka) = scan.source().downcast_ref::<KafkaSource>()
         {
-            found = check_key(scan.table(), kafka, keys, "keyed by");
+            gap = check_key(scan.table(), kafka, keys).err();
         }
-        Ok(match found {
-            Ok(()) => TreeNodeRecursion::Continue,
-            Err(_) => TreeNodeRecursion::Stop,
+        Ok(match gap {
+            None => TreeNodeRecursion::Continue,
+            Some(_) => TreeNodeRecursion::Stop,
         })
     });
-    found
+    gap
 }
 
-/// Checks that an operator `keyed` by `keys` over `table` sees every row of its keys in
-/// one partition: the topic's message key is among them.
-fn check_key(
-    table: &str,
-    kafka: &KafkaSource,
-    keys: &[String],
-    keyed: &str,
-) -> std::result::Result<(), String> {
+/// Checks that an operator keyed by `keys` over `table` sees every row of its keys in one
+/// partition: the topic's message key is among them. Once the group's repartition topics
+/// are placed, what can fail this is a total over every key and a `'dedup.key'`, which
+/// the source applies as it reads.
+fn check_key(table: &str, kafka: &KafkaSource, keys: &[String]) -> std::result::Result<(), String> {
     let partition_key = kafka.partition_key();
+    if keys.is_empty() {
+        return Err(format!(
+            "a total over every row of table {table} (an aggregate without a key, or a Top-N \
+             without PARTITION BY) would be computed per partition with --group: group it by \
+             a key, or run the pipeline without --group"
+        ));
+    }
     if partition_key.is_empty() {
         return Err(format!(
-            "table {table} does not say what its topic's messages are keyed by: declare it with \
-             'key.fields' (or a PRIMARY KEY), so that each process is sure to hold every row of \
-             the keys it holds"
+            "an operator keyed by ({}) reads table {table}, which does not say what its \
+             topic's messages are keyed by: declare it with 'key.fields' (or a PRIMARY KEY), \
+             so that each process is sure to see every row of the keys it holds",
+            keys.join(", ")
         ));
     }
     if !partition_key.iter().all(|column| keys.contains(column)) {
         return Err(format!(
-            "an operator {keyed} ({}) reads table {table}, whose topic is keyed by ({}): the \
-             rows of one key are spread over partitions, which needs a repartition topic that \
-             --group does not build yet. Key the topic by these columns, or run the pipeline \
-             without --group",
+            "an operator keyed by ({}) reads table {table}, whose topic is keyed by ({}): the \
+             rows of one key are spread over partitions. Include the topic's key (for \
+             'dedup.key', in the key)",
             keys.join(", "),
             partition_key.join(", ")
         ));
@@ -257,12 +355,13 @@ fn check_key(
     Ok(())
 }
 
-/// The name of the table column that column `index` of `plan`'s output is, traced down
+/// The name of the table (or repartition topic) column that column `index` of `plan`'s
+/// output is, traced down
 /// through projections and the nodes that pass their input's columns on in place; `None`
 /// when it is computed, or comes through a node that changes columns.
 fn source_column(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<String> {
-    if let Some(scan) = plan.downcast_ref::<SourceExec>() {
-        return Some(scan.schema().field(index).name().clone());
+    if plan.is::<SourceExec>() || plan.is::<RepartitionTopicExec>() {
+        return Some(plan.schema().field(index).name().clone());
     }
     if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
         let expr = &projection.expr().get(index)?.expr;

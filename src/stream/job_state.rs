@@ -399,6 +399,15 @@ impl OperatorCheckpoint {
             job.state.snapshot(epoch, &self.ids);
         }
     }
+
+    /// Records, in checkpoint `epoch`, how far the operator has read a log it reads
+    /// itself (a repartition topic's partition), named `id`: shown with the sources'
+    /// positions, for operators to follow.
+    pub fn record_position(&self, epoch: u64, id: String, position: i64) {
+        if let Some(job) = &self.job {
+            job.state.record_positions(epoch, vec![(id, position)]);
+        }
+    }
 }
 
 impl fmt::Debug for OperatorCheckpoint {

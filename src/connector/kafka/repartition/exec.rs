@@ -191,8 +191,9 @@ impl StreamingExec for RepartitionTopicExec {
         let writing = tokio::spawn(writer.run(input, control_sender));
         let (frames_sender, frames) = mpsc::channel(CHANNEL_CAPACITY);
         let topic = Arc::clone(&self.topic);
+        let task_partition = task.partition;
         let reading = tokio::task::spawn_blocking(move || {
-            if let Err(error) = read_frames(&topic, task.partition, start, &frames_sender) {
+            if let Err(error) = read_frames(&topic, task_partition, start, &frames_sender) {
                 let _ = frames_sender.blocking_send(Err(error.into()));
             }
         });
@@ -203,6 +204,7 @@ impl StreamingExec for RepartitionTopicExec {
             checkpoint,
             pending: VecDeque::new(),
             topic: self.topic.name.clone(),
+            partition: task.partition,
             rows_taken: MetricBuilder::new(&self.metrics).output_rows(partition),
             _writing: AbortOnDrop(writing.abort_handle()),
             _reading: reading,
@@ -252,6 +254,8 @@ struct Receiving {
     /// Messages made of frames taken, not yet handed on.
     pending: VecDeque<StreamMessage>,
     topic: String,
+    /// The partition of the topic read: the task's.
+    partition: i32,
     rows_taken: Count,
     _writing: AbortOnDrop,
     /// The reading thread ends once `frames` is dropped.
@@ -271,8 +275,16 @@ impl Receiving {
             tokio::select! {
                 control = self.control.recv() => match control? {
                     Control::Barrier { epoch, sent } => {
-                        lock(&self.progress).sent = sent;
+                        let position = {
+                            let mut progress = lock(&self.progress);
+                            progress.sent = sent;
+                            progress.reader.position
+                        };
                         self.checkpoint.on_barrier(epoch);
+                        if let Some(position) = position {
+                            let id = format!("repartition:{}/{}", self.topic, self.partition);
+                            self.checkpoint.record_position(epoch, id, position);
+                        }
                         return Some(Ok(StreamMessage::Barrier(epoch)));
                     }
                     Control::Failed(error) => return Some(Err(error)),

@@ -202,11 +202,7 @@ impl Sender {
         .catch_unwind()
         .await;
         if let Err(panic) = sent {
-            let reason = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let reason = panic_reason(panic.as_ref());
             for sender in &senders {
                 let error = DataFusionError::Execution(format!(
                     "a worker of the pipeline panicked: {reason}"
@@ -268,6 +264,15 @@ impl Sender {
         }
         split_by_key(batch, &self.keys, outputs, &mut self.hashes)
     }
+}
+
+/// What a panic caught with `catch_unwind` said: its message, when it was a string.
+pub fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// `batch` split into `partitions` parts, each the rows whose `keys` hash to that

@@ -46,7 +46,9 @@ pub use duration::{DisplayNanos, nanos_per_unit};
 pub use event_time::{
     LatenessOptions, WatermarkSpec, nanos_values, time_array_from_nanos, timestamps_as_nanos,
 };
-pub use exchange_exec::{ExchangeExec, key_distribution, partitions_of, split_by_key};
+pub use exchange_exec::{
+    ExchangeExec, key_distribution, panic_reason, partitions_of, split_by_key,
+};
 pub use execute::{execute_messages, map_batches, map_with_state};
 pub use filter_exec::{StreamingFilterExec, StreamingFilterRule};
 pub use group_task::{GroupTask, SettledPosition};

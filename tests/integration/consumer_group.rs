@@ -93,6 +93,19 @@ async fn a_killed_process_partitions_move_to_the_others_and_nothing_is_lost_or_d
     .await;
 }
 
+/// How a process planned in this test takes part in `group`, checkpointing in `checkpoints`.
+fn group_options(group: &str, checkpoints: &Path) -> profusion::pipeline::group::GroupOptions {
+    profusion::pipeline::group::GroupOptions {
+        group: group.to_string(),
+        checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
+            location: checkpoints.display().to_string(),
+            interval: Duration::from_secs(1),
+            writer: None,
+        },
+        session_timeout: Duration::from_secs(10),
+    }
+}
+
 fn test_postgres() -> Option<String> {
     let url = std::env::var("PROFUSION_TEST_POSTGRES").ok();
     if url.is_none() {
@@ -534,17 +547,8 @@ async fn a_group_refuses_stores_and_streams_of_one_machine() {
         )
     };
     let events = table("events", ", 'key.fields' = 'user_id'");
-    let options = |group: &str| profusion::pipeline::group::GroupOptions {
-        group: group.to_string(),
-        checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
-            location: dir.path().join("checkpoints").display().to_string(),
-            interval: Duration::from_secs(1),
-            writer: None,
-        },
-        session_timeout: Duration::from_secs(10),
-    };
     let refused = |text: String| {
-        let options = options("shared");
+        let options = group_options("shared", &dir.path().join("checkpoints"));
         async move {
             match profusion::pipeline::group::GroupRun::load(
                 &text,
@@ -723,15 +727,7 @@ async fn keys_the_topic_is_not_keyed_by_go_through_repartition_topics() {
         for topic in &expected {
             cluster.create_topic(topic, PARTITIONS, 1).unwrap();
         }
-        let options = profusion::pipeline::group::GroupOptions {
-            group: group.to_string(),
-            checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
-                location: dir.path().join(group).display().to_string(),
-                interval: Duration::from_secs(1),
-                writer: None,
-            },
-            session_timeout: Duration::from_secs(10),
-        };
+        let options = group_options(group, &dir.path().join(group));
         let run =
             profusion::pipeline::group::GroupRun::load(&text, &SessionOptions::default(), options)
                 .await
@@ -768,15 +764,7 @@ async fn a_group_creates_its_repartition_topics_on_the_broker() {
          INSERT INTO counts SELECT event_type, count(*) FROM events GROUP BY event_type;"
     );
     for _process in 0..2 {
-        let options = profusion::pipeline::group::GroupOptions {
-            group: group.clone(),
-            checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
-                location: dir.path().display().to_string(),
-                interval: Duration::from_secs(1),
-                writer: None,
-            },
-            session_timeout: Duration::from_secs(10),
-        };
+        let options = group_options(&group, dir.path());
         profusion::pipeline::group::GroupRun::load(&text, &SessionOptions::default(), options)
             .await
             .unwrap();
@@ -916,15 +904,7 @@ async fn the_tasks_of_one_process_share_its_memory_limit() {
         memory_limit: Some(64 << 20),
         ..SessionOptions::default()
     };
-    let options = profusion::pipeline::group::GroupOptions {
-        group: "shared".into(),
-        checkpoints: profusion::pipeline::checkpoint::CheckpointOptions {
-            location: dir.path().display().to_string(),
-            interval: Duration::from_secs(1),
-            writer: None,
-        },
-        session_timeout: Duration::from_secs(10),
-    };
+    let options = group_options("shared", dir.path());
     let run = profusion::pipeline::group::GroupRun::load(&pipeline, &session, options)
         .await
         .unwrap();

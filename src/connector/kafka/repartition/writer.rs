@@ -28,7 +28,7 @@ use super::RepartitionTopic;
 use super::frame::Frame;
 use crate::connector::kafka::delivery::{Deliveries, TrackedProducer};
 use crate::error::Error;
-use crate::stream::{MessageStream, StreamMessage, Watermark, split_by_key};
+use crate::stream::{MessageStream, StreamMessage, Watermark, panic_reason, split_by_key};
 
 /// The most bytes of rows one frame carries, well under a broker's default message limit
 /// (1 MB).
@@ -121,11 +121,7 @@ impl RepartitionWriter {
         .catch_unwind()
         .await;
         if let Err(panic) = sent {
-            let reason = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let reason = panic_reason(panic.as_ref());
             let error = DataFusionError::Execution(format!(
                 "the writer of repartition topic {} panicked: {reason}",
                 self.topic.name

@@ -22,6 +22,20 @@ impl FileLocation {
     /// Resolves `location`: `s3://bucket/key` (credentials and region from the usual
     /// `AWS_*` environment variables), `file:///abs/path`, or a local path.
     pub fn resolve(location: &str) -> Result<Self, String> {
+        Self::resolve_with(location, Self::local)
+    }
+
+    /// Resolves `location` as a directory its caller owns (a checkpoint directory): as
+    /// [`Self::resolve`], but a local directory is the root of a store of its own that
+    /// removes the folders its deletes empty, never the directory itself.
+    pub fn directory(location: &str) -> Result<Self, String> {
+        Self::resolve_with(location, Self::local_directory)
+    }
+
+    fn resolve_with(
+        location: &str,
+        local: fn(&std::path::Path, String) -> Result<Self, String>,
+    ) -> Result<Self, String> {
         let display = location.to_string();
         if let Some((scheme, _)) = location.split_once("://") {
             let url = Url::parse(location).map_err(|e| format!("bad URL '{location}': {e}"))?;
@@ -40,17 +54,17 @@ impl FileLocation {
                     })
                 }
                 "file" => {
-                    let local = url
+                    let path = url
                         .to_file_path()
                         .map_err(|_| format!("bad file URL '{location}'"))?;
-                    Self::local(&local, display)
+                    local(&path, display)
                 }
                 other => Err(format!(
                     "unsupported scheme '{other}' in '{location}' (use a local path, file:// or s3://)"
                 )),
             };
         }
-        Self::local(std::path::Path::new(location), display)
+        local(std::path::Path::new(location), display)
     }
 
     fn local(path: &std::path::Path, display: String) -> Result<Self, String> {
@@ -61,6 +75,17 @@ impl FileLocation {
         Ok(Self {
             store: Arc::new(LocalFileSystem::new()),
             path,
+            display,
+        })
+    }
+
+    fn local_directory(path: &std::path::Path, display: String) -> Result<Self, String> {
+        let store = LocalFileSystem::new_with_prefix(path)
+            .map_err(|e| format!("bad directory '{display}': {e}"))?
+            .with_automatic_cleanup(true);
+        Ok(Self {
+            store: Arc::new(store),
+            path: Path::default(),
             display,
         })
     }

@@ -57,7 +57,7 @@ impl CheckpointStore {
                 source: Box::new(e),
             })?;
         }
-        let location = FileLocation::resolve(location).map_err(|message| Error::Checkpoint {
+        let location = FileLocation::directory(location).map_err(|message| Error::Checkpoint {
             location: location.to_string(),
             source: message.into(),
         })?;
@@ -356,6 +356,26 @@ mod tests {
         assert_eq!(parse_folder("chk-0000000012"), Some(12));
         assert_eq!(parse_folder("chk-0000000012-1a2b-3-4c5d"), Some(12));
         assert_eq!(parse_folder("task-3"), None);
+    }
+
+    #[tokio::test]
+    async fn pruned_checkpoints_leave_no_folders_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
+        for epoch in 1..=5 {
+            store
+                .write_manifest(&manifest(epoch, epoch as i64))
+                .await
+                .unwrap();
+        }
+        store.prune(2).await.unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["chk-0000000004", "chk-0000000005"]);
+        assert_eq!(store.list().await.unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use super::{Aligned, AlignedInputs, MessageStream, StreamMessage, Watermark};
 
 /// Tracks the watermark of several inputs; their merged watermark is the minimum.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MergedWatermark {
     inputs: Vec<Watermark>,
     /// Inputs that said they are idle and have sent nothing since.
@@ -28,6 +28,21 @@ impl MergedWatermark {
                 Watermark::MIN
             },
         }
+    }
+
+    /// The tracker as [`Self::parts`] left it (restored from a checkpoint).
+    pub fn from_parts(inputs: Vec<Watermark>, idle: Vec<bool>, current: Watermark) -> Self {
+        Self {
+            inputs,
+            idle,
+            current,
+        }
+    }
+
+    /// Each input's watermark, whether it is idle, and the merged watermark: what a
+    /// checkpoint keeps.
+    pub fn parts(&self) -> (&[Watermark], &[bool], Watermark) {
+        (&self.inputs, &self.idle, self.current)
     }
 
     /// Records `watermark` of `input`; returns the merged watermark when it moved.

@@ -120,11 +120,34 @@ impl WindowAssignExec {
         self.late_sink.as_ref()
     }
 
+    /// The input columns that `output_keys` (columns of its output, the key of the
+    /// aggregate above) are; `None` when a key is not an input column (a window column,
+    /// or an expression).
+    pub fn input_keys(
+        &self,
+        output_keys: &[Arc<dyn PhysicalExpr>],
+    ) -> Option<Vec<Arc<dyn PhysicalExpr>>> {
+        let added = self.windowed_schema.fields().len() - 3;
+        let mut input_keys: Vec<Arc<dyn PhysicalExpr>> = Vec::with_capacity(output_keys.len());
+        for key in output_keys {
+            let column = key.downcast_ref::<Column>()?;
+            let index = match &self.projection {
+                Some(indices) => indices[column.index()],
+                None => column.index(),
+            };
+            if index >= added {
+                return None;
+            }
+            let name = self.windowed_schema.field(index).name();
+            input_keys.push(Arc::new(Column::new(name, index)));
+        }
+        Some(input_keys)
+    }
+
     /// This assignment run in `partitions` partitions, behind a hash exchange on the input
-    /// columns that `output_keys` (columns of its output, the key of the aggregate above)
-    /// are: each partition then assigns windows to its keys' rows, with the watermark of
-    /// every input partition merged. `None` when a key is not an input column, or when late
-    /// rows go to a sink.
+    /// columns that `output_keys` are (see [`Self::input_keys`]): each partition then
+    /// assigns windows to its keys' rows, with the watermark of every input partition
+    /// merged. `None` when a key is not an input column, or when late rows go to a sink.
     pub fn keyed(
         &self,
         output_keys: &[Arc<dyn PhysicalExpr>],
@@ -135,22 +158,9 @@ impl WindowAssignExec {
         if self.late_sink.is_some() {
             return Ok(None);
         }
-        let added = self.windowed_schema.fields().len() - 3;
-        let mut input_keys: Vec<Arc<dyn PhysicalExpr>> = Vec::with_capacity(output_keys.len());
-        for key in output_keys {
-            let Some(column) = key.downcast_ref::<Column>() else {
-                return Ok(None);
-            };
-            let index = match &self.projection {
-                Some(indices) => indices[column.index()],
-                None => column.index(),
-            };
-            if index >= added {
-                return Ok(None);
-            }
-            let name = self.windowed_schema.field(index).name();
-            input_keys.push(Arc::new(Column::new(name, index)));
-        }
+        let Some(input_keys) = self.input_keys(output_keys) else {
+            return Ok(None);
+        };
         // Rows merged for an assignment in one partition are split by key instead.
         let input = match self.input.downcast_ref::<ExchangeExec>() {
             Some(gather) if gather.is_gather() => Arc::clone(gather.input()),

@@ -664,47 +664,63 @@ async fn a_group_refuses_stores_and_streams_of_one_machine() {
     );
 }
 
-/// Keys the topic is not keyed by (another column, a column renamed to the key's name, a
-/// topic with no declared key) are accepted: each such operator reads
-/// its rows through a repartition topic named after the group and what the job writes.
+/// Keys the topic is not keyed by are accepted: each such operator reads its rows through a
+/// repartition topic named after the group and what the job writes, placed where the plan
+/// says (a window's under its window assignment, both inputs of a join through topics of
+/// their own). An input that merges streams cannot be replayed in order, so it is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_the_topic_is_not_keyed_by_go_through_repartition_topics() {
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("events", PARTITIONS, 1).unwrap();
+    for topic in ["events", "clicks"] {
+        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
     let servers = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let table = |extra: &str| {
+    let table = |name: &str, extra: &str| {
         format!(
-            "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts)
-               WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '{servers}'{extra});"
+            "CREATE TABLE {name} ({COLUMNS}, WATERMARK FOR ts AS ts)
+               WITH (connector = 'kafka', topic = '{name}', 'bootstrap.servers' = '{servers}'{extra});"
         )
     };
-    let keyed = table(", 'key.fields' = 'user_id'");
-    let counts = |key: &str| {
+    let keyed = table("events", ", 'key.fields' = 'user_id'");
+    let sink = |name: &str, columns: &str| {
         format!(
-            "CREATE TABLE counts ({key} TEXT NOT NULL, n BIGINT, PRIMARY KEY ({key}))
-               WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'c');"
+            "CREATE TABLE {name} ({columns})
+               WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = '{name}');"
         )
     };
+    let counts = sink("counts", "k TEXT NOT NULL, n BIGINT, PRIMARY KEY (k)");
+    // Each case: the pipeline, the topics it goes through, and the plan's operators from the
+    // top, in order (each the first line naming it at or after the one before).
     let cases = [
         (
             "by_event",
             format!(
-                "{keyed} {}
-                 INSERT INTO counts SELECT event_id, count(*) FROM events GROUP BY event_id;",
-                counts("event_id")
+                "{keyed} {counts}
+                 INSERT INTO counts SELECT event_id, count(*) FROM events GROUP BY event_id;"
             ),
             vec!["counts"],
+            vec!["UpsertAggregateExec", "RepartitionTopicExec", "SourceExec"],
         ),
         (
             "renamed",
             format!(
-                "{keyed} {}
+                "{keyed} {counts}
                  INSERT INTO counts SELECT user_id, count(*)
-                   FROM (SELECT event_id AS user_id FROM events) GROUP BY user_id;",
-                counts("user_id")
+                   FROM (SELECT event_id AS user_id FROM events) GROUP BY user_id;"
             ),
             vec!["counts"],
+            vec!["RepartitionTopicExec"],
+        ),
+        (
+            "expression",
+            format!(
+                "{keyed} {counts}
+                 INSERT INTO counts SELECT lower(event_type), count(*) FROM events
+                   GROUP BY lower(event_type);"
+            ),
+            vec!["counts"],
+            vec!["RepartitionTopicExec: topic=expression-counts-repartition, hash=[lower("],
         ),
         (
             "unkeyed",
@@ -713,15 +729,69 @@ async fn keys_the_topic_is_not_keyed_by_go_through_repartition_topics() {
                  CREATE MATERIALIZED VIEW profiles PRIMARY KEY (user_id)
                    WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none') AS
                  SELECT user_id, count(*) AS events FROM events GROUP BY user_id;",
-                table("")
+                table("events", "")
             ),
             vec!["profiles"],
+            vec!["RepartitionTopicExec"],
+        ),
+        (
+            "windows",
+            format!(
+                "{keyed} {}
+                 INSERT INTO by_type SELECT event_type, window_start, count(*)
+                   FROM TUMBLE(events, ts, INTERVAL '1' MINUTE)
+                   GROUP BY event_type, window_start, window_end;",
+                sink(
+                    "by_type",
+                    "event_type TEXT NOT NULL, window_start TIMESTAMP NOT NULL, n BIGINT, \
+                     PRIMARY KEY (event_type, window_start)"
+                )
+            ),
+            vec!["by_type"],
+            vec![
+                "WindowAggregateExec",
+                "WindowAssignExec",
+                "RepartitionTopicExec: topic=windows-by_type-repartition, hash=[event_type@",
+            ],
+        ),
+        (
+            "joined",
+            format!(
+                "{keyed} {} {}
+                 INSERT INTO pairs SELECT e.event_id, c.ts
+                   FROM events e JOIN clicks c ON c.event_id = e.event_id
+                     AND c.ts BETWEEN e.ts AND e.ts + INTERVAL '1' MINUTE;",
+                table("clicks", ", 'key.fields' = 'user_id'"),
+                sink("pairs", "event_id TEXT NOT NULL, ts TIMESTAMP NOT NULL")
+            ),
+            vec!["pairs", "pairs-2"],
+            vec![
+                "IntervalJoinExec",
+                "RepartitionTopicExec",
+                "RepartitionTopicExec",
+            ],
+        ),
+        (
+            "twice",
+            format!(
+                "{keyed} {counts}
+                 INSERT INTO counts SELECT event_id, count(*) FROM events GROUP BY event_id;
+                 INSERT INTO counts SELECT event_type, count(*) FROM events GROUP BY event_type;"
+            ),
+            vec!["counts", "counts-line5"],
+            vec![],
         ),
     ];
-    for (group, text, jobs) in cases {
+    for (group, text, jobs, operators) in cases {
         let expected: Vec<String> = jobs
             .iter()
-            .map(|job| format!("{group}-{job}-repartition"))
+            .map(|job| match job.strip_suffix("-2") {
+                Some(job) => format!("{group}-{job}-repartition-2"),
+                None => match job.split_once("-line") {
+                    Some((job, line)) => format!("{group}-{job}-line{line}-repartition"),
+                    None => format!("{group}-{job}-repartition"),
+                },
+            })
             .collect();
         // The mock cluster cannot create topics on request.
         for topic in &expected {
@@ -734,18 +804,43 @@ async fn keys_the_topic_is_not_keyed_by_go_through_repartition_topics() {
                 .unwrap_or_else(|e| panic!("{group}: {e}"));
         let topics: Vec<String> = run.plan().topics.iter().map(|t| t.name.clone()).collect();
         assert_eq!(topics, expected, "{group}");
-        assert!(
-            run.plan()
-                .topics
-                .iter()
-                .all(|t| t.partitions == PARTITIONS as usize),
-            "{group}"
-        );
+        let plan = run
+            .jobs()
+            .iter()
+            .map(|job| {
+                datafusion::physical_plan::displayable(job.plan.as_ref())
+                    .indent(false)
+                    .to_string()
+            })
+            .collect::<String>();
+        let mut from = 0;
+        for operator in operators {
+            let Some(at) = plan[from..].find(operator) else {
+                panic!("{group}: no {operator} after the operators before it in\n{plan}");
+            };
+            from += at + operator.len();
+        }
     }
+    // A union of two topics interleaves as they arrive: a restored task could not send its
+    // rows in the same order again.
+    let union = format!(
+        "{keyed} {} {counts}
+         INSERT INTO counts SELECT event_type, count(*)
+           FROM (SELECT * FROM events UNION ALL SELECT * FROM clicks) GROUP BY event_type;",
+        table("clicks", ", 'key.fields' = 'user_id'")
+    );
+    let options = group_options("union", &dir.path().join("union"));
+    let refused =
+        profusion::pipeline::group::GroupRun::load(&union, &SessionOptions::default(), options)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+    assert!(refused.contains("merges streams"), "{refused}");
 }
 
 /// The first process of a group creates its repartition topics, with the source topics'
-/// partitions; the others find them there.
+/// partitions; the others find them there, and the group's lineage with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_creates_its_repartition_topics_on_the_broker() {
     let Some(servers) = test_broker() else {
@@ -763,12 +858,17 @@ async fn a_group_creates_its_repartition_topics_on_the_broker() {
            WITH (connector = 'postgres', url = 'postgres://127.0.0.1:1/none', table = 'c');
          INSERT INTO counts SELECT event_type, count(*) FROM events GROUP BY event_type;"
     );
+    let mut lineages = Vec::new();
     for _process in 0..2 {
         let options = group_options(&group, dir.path());
-        profusion::pipeline::group::GroupRun::load(&text, &SessionOptions::default(), options)
-            .await
-            .unwrap();
+        let run =
+            profusion::pipeline::group::GroupRun::load(&text, &SessionOptions::default(), options)
+                .await
+                .unwrap();
+        lineages.push(run.plan().topics[0].lineage);
     }
+    // Both processes tag their frames with the lineage the first drew.
+    assert_eq!(lineages[0], lineages[1]);
     let topic = format!("{group}-counts-repartition");
     let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &servers)

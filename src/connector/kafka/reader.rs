@@ -82,6 +82,7 @@ pub(super) fn is_transient(error: &KafkaError) -> bool {
             | UnknownTopicOrPartition
             | UnknownTopic
             | UnknownPartition
+            | AutoOffsetReset
             | TopicAuthorizationFailed
             | GroupAuthorizationFailed
             | ClusterAuthorizationFailed

@@ -219,8 +219,13 @@ impl CheckpointStore {
     /// topics.
     pub async fn lineage(&self) -> Result<u64> {
         let path = self.path(LINEAGE);
-        if let Ok(bytes) = self.read(&path).await {
-            return self.parse_lineage(&bytes);
+        match self.location.store.get(&path).await {
+            Ok(found) => {
+                let bytes = found.bytes().await.map_err(|e| self.error(e))?;
+                return self.parse_lineage(&bytes);
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.error(e)),
         }
         let mut drawn = [0u8; 8];
         getrandom::fill(&mut drawn).map_err(|e| self.error(e.to_string()))?;
@@ -240,13 +245,16 @@ impl CheckpointStore {
             Err(object_store::Error::AlreadyExists { .. }) => {
                 self.parse_lineage(&self.read(&path).await?)
             }
+            // A store without exclusive creation: what is there once written is the lineage
+            // (processes starting at the same instant may still differ; their readers then
+            // say they skip the others' frames).
             Err(object_store::Error::NotImplemented { .. }) => {
                 self.location
                     .store
                     .put(&path, PutPayload::from(drawn.to_string().into_bytes()))
                     .await
                     .map_err(|e| self.error(e))?;
-                Ok(drawn)
+                self.parse_lineage(&self.read(&path).await?)
             }
             Err(e) => Err(self.error(e)),
         }

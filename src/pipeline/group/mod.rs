@@ -111,6 +111,12 @@ impl GroupRun {
         &self.plan
     }
 
+    /// The pipeline's jobs, planned as every task runs them (through the group's
+    /// repartition topics).
+    pub fn jobs(&self) -> &[super::Job] {
+        self.probe.jobs()
+    }
+
     /// The engine the pipeline's tables and views are declared in (not the tasks').
     pub fn engine(&self) -> &super::Engine {
         self.probe.engine()

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::sink::DataSink;
 use datafusion::datasource::sink::DataSinkExec;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{PhysicalExpr, physical_exprs_equal};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{Distribution, ExecutionPlan};
 
@@ -101,8 +101,9 @@ impl SharedPlan {
     /// repartition topics; returns the topics.
     pub fn place(&self, pipeline: &mut Pipeline) -> Result<Vec<Arc<RepartitionTopic>>> {
         let mut topics = Vec::new();
+        let mut used = std::collections::HashSet::new();
         for job in pipeline.jobs_mut() {
-            topics.extend(self.repartitioning.place(job)?);
+            topics.extend(self.repartitioning.place(job, &mut used)?);
         }
         Ok(topics)
     }
@@ -184,7 +185,7 @@ fn check_keys(node: &Arc<dyn ExecutionPlan>) -> std::result::Result<(), String> 
     let requirements = node.input_distribution_requirements().into_per_child();
     for (child, requirement) in node.children().into_iter().zip(requirements) {
         if let Distribution::KeyPartitioned(keys) = requirement
-            && let Some(gap) = partitioning_gap(child, &key_names(child, &keys))
+            && let Some(gap) = partitioning_gap(child, &keys)
         {
             return Err(gap);
         }
@@ -275,10 +276,7 @@ fn check_sink(sink: &dyn DataSink, what: &str) -> std::result::Result<(), String
 /// The names of the columns `keys` (over `input`'s rows) are, traced back to the tables
 /// (or repartition topics) they come from. A key that is not such a column is no key: an
 /// operator keyed by it needs the topic's key among its other keys.
-pub(super) fn key_names(
-    input: &Arc<dyn ExecutionPlan>,
-    keys: &[Arc<dyn PhysicalExpr>],
-) -> Vec<String> {
+fn key_names(input: &Arc<dyn ExecutionPlan>, keys: &[Arc<dyn PhysicalExpr>]) -> Vec<String> {
     keys.iter()
         .filter_map(|key| key.downcast_ref::<Column>())
         .filter_map(|column| source_column(input, column.index()))
@@ -287,9 +285,14 @@ pub(super) fn key_names(
 
 /// Why an operator keyed by `keys` over `input` would not see every row of its keys in
 /// one task, if it would not: a Kafka table read under `input` (above any repartition
-/// topic) whose topic is not keyed by some of `keys`, or a repartition topic placing rows
-/// by other columns.
-pub(super) fn partitioning_gap(input: &Arc<dyn ExecutionPlan>, keys: &[String]) -> Option<String> {
+/// topic) whose topic is not keyed by some of the keys' columns, or a repartition topic
+/// placing rows by other columns. A topic right under the operator placing rows by the
+/// same keys (expressions too) is the operator's own.
+pub(super) fn partitioning_gap(
+    input: &Arc<dyn ExecutionPlan>,
+    keys: &[Arc<dyn PhysicalExpr>],
+) -> Option<String> {
+    let names = key_names(input, keys);
     let mut gap = None;
     let _ = input.apply(|node| {
         if let Some(repartition) = node.downcast_ref::<RepartitionTopicExec>() {
@@ -298,10 +301,14 @@ pub(super) fn partitioning_gap(input: &Arc<dyn ExecutionPlan>, keys: &[String]) 
                 .iter()
                 .filter_map(|key| key.downcast_ref::<Column>().map(|c| c.name().to_string()))
                 .collect();
-            if placed.is_empty() || !placed.iter().all(|column| keys.contains(column)) {
+            let own = Arc::ptr_eq(node, input) && physical_exprs_equal(repartition.keys(), keys);
+            let by_columns = placed.len() == repartition.keys().len()
+                && !placed.is_empty()
+                && placed.iter().all(|column| names.contains(column));
+            if !own && !by_columns {
                 gap = Some(format!(
                     "an operator keyed by ({}) reads rows placed by ({}) through {}",
-                    keys.join(", "),
+                    names.join(", "),
                     placed.join(", "),
                     repartition.topic().name
                 ));
@@ -312,7 +319,7 @@ pub(super) fn partitioning_gap(input: &Arc<dyn ExecutionPlan>, keys: &[String]) 
         if let Some(scan) = node.downcast_ref::<SourceExec>()
             && let Some(kafka) = scan.source().downcast_ref::<KafkaSource>()
         {
-            gap = check_key(scan.table(), kafka, keys).err();
+            gap = check_key(scan.table(), kafka, &names).err();
         }
         Ok(match gap {
             None => TreeNodeRecursion::Continue,
@@ -362,6 +369,13 @@ fn check_key(table: &str, kafka: &KafkaSource, keys: &[String]) -> std::result::
 fn source_column(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<String> {
     if plan.is::<SourceExec>() || plan.is::<RepartitionTopicExec>() {
         return Some(plan.schema().field(index).name().clone());
+    }
+    // A window assignment's columns other than the window's are its input's, projected.
+    if let Some(assign) = plan.downcast_ref::<WindowAssignExec>() {
+        let column = Column::new(plan.schema().field(index).name(), index);
+        let input = assign.input_keys(&[Arc::new(column)])?;
+        let input_column = input.first()?.downcast_ref::<Column>()?;
+        return source_column(assign.children()[0], input_column.index());
     }
     if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
         let expr = &projection.expr().get(index)?.expr;

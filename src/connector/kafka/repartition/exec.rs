@@ -32,7 +32,7 @@ use crate::connector::kafka::delivery::{Deliveries, TrackedProducer};
 use crate::error::Error;
 use crate::stream::{
     GroupTask, JobProgress, MessageStream, OperatorCheckpoint, StreamMessage, StreamingExec,
-    execute_messages, execute_rows, lock, node_id,
+    execute_messages, execute_rows, lock, node_id, panic_reason,
 };
 
 /// Control messages and groups of frames in flight between the halves.
@@ -207,7 +207,7 @@ impl StreamingExec for RepartitionTopicExec {
             partition: task.partition,
             rows_taken: MetricBuilder::new(&self.metrics).output_rows(partition),
             _writing: AbortOnDrop(writing.abort_handle()),
-            _reading: reading,
+            reading,
         };
         Ok(Box::pin(futures::stream::unfold(
             receiving,
@@ -226,6 +226,9 @@ impl RepartitionTopicExec {
         if config.get("compression.type").is_none() {
             config.set("compression.type", "lz4");
         }
+        // A frame the broker lost while later ones got through fails the producer, which
+        // fails the task, instead of leaving readers a gap to find.
+        config.set("enable.gapless.guarantee", "true");
         let producer = config
             .create_with_context(Deliveries::default())
             .map_err(|source| Error::Kafka {
@@ -258,8 +261,8 @@ struct Receiving {
     partition: i32,
     rows_taken: Count,
     _writing: AbortOnDrop,
-    /// The reading thread ends once `frames` is dropped.
-    _reading: tokio::task::JoinHandle<()>,
+    /// The reading thread; it ends once `frames` is dropped.
+    reading: tokio::task::JoinHandle<()>,
 }
 
 impl Receiving {
@@ -296,20 +299,37 @@ impl Receiving {
                         }
                     }
                     Some(Err(error)) => return Some(Err(error.context(format!("repartition topic {}", self.topic)))),
-                    None => {
-                        return Some(Err(DataFusionError::Execution(format!(
-                            "the reader of repartition topic {} ended",
-                            self.topic
-                        ))));
-                    }
+                    None => return Some(Err(self.reader_ended().await)),
                 },
             }
         }
     }
 
+    /// Why the reading thread ended before the task: it panicked (with what it said).
+    async fn reader_ended(&mut self) -> DataFusionError {
+        let cause = match (&mut self.reading).await {
+            Err(error) if error.is_panic() => {
+                format!(
+                    ": it panicked: {}",
+                    panic_reason(error.into_panic().as_ref())
+                )
+            }
+            _ => String::new(),
+        };
+        DataFusionError::Execution(format!(
+            "the reader of repartition topic {}/{} ended{cause}",
+            self.topic, self.partition
+        ))
+    }
+
     fn take(&mut self, frames: Vec<ReadFrame>) -> Result<()> {
         let mut progress = lock(&self.progress);
-        for (writer, frame, offset) in frames {
+        for ReadFrame {
+            writer,
+            frame,
+            offset,
+        } in frames
+        {
             progress
                 .reader
                 .take(writer, frame, offset, &mut self.pending)?;

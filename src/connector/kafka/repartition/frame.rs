@@ -13,7 +13,8 @@
 //! bytes 10-13 writer (u32)
 //! rows:       first sequence number (u64), then the rows as an Arrow IPC stream of one
 //!             or more batches (the batches the writer was handed, kept apart)
-//! watermark:  nanoseconds (i64)
+//! watermark:  rows the writer had sent the partition before it (u64), nanoseconds (i64)
+//! idle:       rows the writer had sent the partition before it (u64)
 //! ```
 
 use std::io::Cursor;
@@ -37,16 +38,19 @@ pub enum Frame {
         first_seq: u64,
         batches: Vec<RecordBatch>,
     },
-    /// No row earlier than this follows from the writer.
-    Watermark(Watermark),
+    /// No row earlier than `watermark` follows from the writer, which had sent the
+    /// partition `sent` rows before it (so a reader knows whether it missed any).
+    Watermark { watermark: Watermark, sent: u64 },
     /// The writer's input is idle: it holds no other writer's watermark back.
-    Idle,
+    Idle { sent: u64 },
 }
 
 /// A frame with the writer that sent it, read back.
 #[derive(Debug)]
 pub struct Received {
+    /// The group run the frame belongs to.
     pub lineage: u64,
+    /// The task that sent it.
     pub writer: u32,
     pub frame: Frame,
 }
@@ -56,8 +60,8 @@ impl Frame {
     pub fn encode(&self, lineage: u64, writer: u32) -> Result<Vec<u8>> {
         let kind = match self {
             Frame::Rows { .. } => 0,
-            Frame::Watermark(_) => 1,
-            Frame::Idle => 2,
+            Frame::Watermark { .. } => 1,
+            Frame::Idle { .. } => 2,
         };
         let mut bytes = Vec::with_capacity(HEADER + 8);
         bytes.push(VERSION);
@@ -77,8 +81,11 @@ impl Frame {
                 ipc.finish()?;
                 bytes = ipc.into_inner()?;
             }
-            Frame::Watermark(watermark) => bytes.extend_from_slice(&watermark.0.to_be_bytes()),
-            Frame::Idle => {}
+            Frame::Watermark { watermark, sent } => {
+                bytes.extend_from_slice(&sent.to_be_bytes());
+                bytes.extend_from_slice(&watermark.0.to_be_bytes());
+            }
+            Frame::Idle { sent } => bytes.extend_from_slice(&sent.to_be_bytes()),
         }
         Ok(bytes)
     }
@@ -110,8 +117,13 @@ impl Frame {
                 }
                 Frame::Rows { first_seq, batches }
             }
-            1 => Frame::Watermark(Watermark(i64::from_be_bytes(number(body)?))),
-            2 => Frame::Idle,
+            1 => Frame::Watermark {
+                sent: u64::from_be_bytes(number(body)?),
+                watermark: Watermark(i64::from_be_bytes(number(&body[8..])?)),
+            },
+            2 => Frame::Idle {
+                sent: u64::from_be_bytes(number(body)?),
+            },
             kind => return exec_err!("a repartition frame of unknown kind {kind}"),
         };
         Ok(Received {
@@ -150,9 +162,15 @@ mod tests {
                 first_seq: 41,
                 batches: vec![batch.slice(0, 1), batch.slice(1, 1)],
             },
-            Frame::Watermark(Watermark(-5)),
-            Frame::Watermark(Watermark::END),
-            Frame::Idle,
+            Frame::Watermark {
+                watermark: Watermark(-5),
+                sent: 3,
+            },
+            Frame::Watermark {
+                watermark: Watermark::END,
+                sent: 0,
+            },
+            Frame::Idle { sent: 12 },
         ];
         for frame in frames {
             let read = Frame::decode(&frame.encode(7, 3).unwrap()).unwrap();
@@ -164,7 +182,11 @@ mod tests {
     #[test]
     fn foreign_bytes_are_refused() {
         assert!(Frame::decode(b"{\"user_id\": 1}").is_err());
-        let mut cut = Frame::Watermark(Watermark(1)).encode(1, 1).unwrap();
+        let mark = Frame::Watermark {
+            watermark: Watermark(1),
+            sent: 1,
+        };
+        let mut cut = mark.encode(1, 1).unwrap();
         cut.truncate(HEADER + 3);
         assert!(Frame::decode(&cut).is_err());
     }

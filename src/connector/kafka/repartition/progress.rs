@@ -2,8 +2,9 @@
 //! what it makes of each frame. Rows a writer sends again after it was restored (numbered
 //! as the first time, since a restored writer replays its source from the same offsets)
 //! are dropped; rows missing between what was taken and a frame (the topic lost messages)
-//! are an error, not a silent gap; the watermark handed on is the minimum over every
-//! writer that is not idle, never going back. [`RepartitionProgress`] is that, with what the task's own writer has
+//! are an error, not a silent gap; the writers' watermarks merge as the inputs of a union
+//! of streams do (the least over the writers that are not idle; the greatest once all are
+//! idle). [`RepartitionProgress`] is that, with what the task's own writer has
 //! sent each partition: the state one checkpoint keeps.
 
 use std::sync::Arc;
@@ -13,19 +14,15 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Result, exec_err};
 
 use super::frame::Frame;
-use crate::stream::{StateSnapshot, StreamMessage, Watermark};
+use crate::stream::{MergedWatermark, StateSnapshot, StreamMessage, Watermark};
 
 /// What a task's reader has taken from each writer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReaderProgress {
     /// Per writer: the number of its rows taken (the next sequence number expected).
     taken: Vec<u64>,
-    /// Per writer: its latest watermark.
-    marks: Vec<Watermark>,
-    /// Per writer: idle since its last rows.
-    idle: Vec<bool>,
-    /// The watermark handed on.
-    handed_on: Watermark,
+    /// The writers' watermarks, merged as a union of streams merges its inputs'.
+    marks: MergedWatermark,
     /// True once `Idle` has been handed on for every writer being idle.
     idle_handed_on: bool,
     /// The offset after the last frame read.
@@ -37,9 +34,7 @@ impl ReaderProgress {
     pub fn new(writers: usize) -> Self {
         Self {
             taken: vec![0; writers],
-            marks: vec![Watermark::MIN; writers],
-            idle: vec![false; writers],
-            handed_on: Watermark::MIN,
+            marks: MergedWatermark::new(writers),
             idle_handed_on: false,
             position: None,
         }
@@ -62,19 +57,23 @@ impl ReaderProgress {
             );
         }
         self.position = Some(offset + 1);
+        let sent = match &frame {
+            Frame::Rows { first_seq, .. } => *first_seq,
+            Frame::Watermark { sent, .. } | Frame::Idle { sent } => *sent,
+        };
+        if sent > self.taken[w] {
+            return exec_err!(
+                "rows {}..{sent} of task {writer} are missing before offset {offset}: the \
+                 topic lost messages (its retention deleted them, or the broker lost \
+                 acknowledged writes)",
+                self.taken[w]
+            );
+        }
         match frame {
             Frame::Rows { first_seq, batches } => {
-                self.idle[w] = false;
+                self.marks.active(w);
                 self.idle_handed_on = false;
                 let mut seq = first_seq;
-                if first_seq > self.taken[w] {
-                    return exec_err!(
-                        "rows {}..{first_seq} of task {writer} are missing before offset \
-                         {offset}: the topic lost messages (its retention deleted them, or the \
-                         broker lost acknowledged writes)",
-                        self.taken[w]
-                    );
-                }
                 for batch in batches {
                     let rows = batch.num_rows() as u64;
                     // Rows already taken, sent again by a restored writer (or its old run).
@@ -87,40 +86,21 @@ impl ReaderProgress {
                     seq += rows;
                 }
             }
-            Frame::Watermark(watermark) => {
-                self.idle[w] = false;
-                self.marks[w] = self.marks[w].max(watermark);
-                out.extend(self.next_progress());
+            Frame::Watermark { watermark, .. } => {
+                self.idle_handed_on = false;
+                let merged = self.marks.advance(w, watermark);
+                out.extend(merged.map(StreamMessage::Watermark));
             }
-            Frame::Idle => {
-                self.idle[w] = true;
-                out.extend(self.next_progress());
+            Frame::Idle { .. } => {
+                let merged = self.marks.idle(w);
+                out.extend(merged.map(StreamMessage::Watermark));
+                if self.marks.all_idle() && !self.idle_handed_on {
+                    self.idle_handed_on = true;
+                    out.extend([StreamMessage::Idle]);
+                }
             }
         }
         Ok(())
-    }
-
-    /// What the writers' latest marks let the reader hand on: a later watermark, or that
-    /// every writer is idle.
-    fn next_progress(&mut self) -> Option<StreamMessage> {
-        let active = self
-            .marks
-            .iter()
-            .zip(&self.idle)
-            .filter(|(_, idle)| !**idle)
-            .map(|(mark, _)| *mark)
-            .min();
-        match active {
-            Some(watermark) if watermark > self.handed_on => {
-                self.handed_on = watermark;
-                Some(StreamMessage::Watermark(watermark))
-            }
-            None if !self.idle_handed_on => {
-                self.idle_handed_on = true;
-                Some(StreamMessage::Idle)
-            }
-            _ => None,
-        }
     }
 }
 
@@ -130,6 +110,7 @@ impl ReaderProgress {
 pub struct RepartitionProgress {
     /// Per partition: the number of rows the task's writer has sent it.
     pub sent: Vec<u64>,
+    /// How far the task's reader has read and taken.
     pub reader: ReaderProgress,
 }
 
@@ -154,15 +135,14 @@ impl RepartitionProgress {
     /// The checkpointed form: a row per task.
     pub fn snapshot(&self) -> Result<StateSnapshot> {
         let reader = &self.reader;
+        let (marks, idle, handed_on) = reader.marks.parts();
         let batch = RecordBatch::try_new(
             Self::schema(),
             vec![
                 Arc::new(UInt64Array::from(self.sent.clone())),
                 Arc::new(UInt64Array::from(reader.taken.clone())),
-                Arc::new(Int64Array::from_iter_values(
-                    reader.marks.iter().map(|m| m.0),
-                )),
-                Arc::new(BooleanArray::from(reader.idle.clone())),
+                Arc::new(Int64Array::from_iter_values(marks.iter().map(|m| m.0))),
+                Arc::new(BooleanArray::from(idle.to_vec())),
             ],
         )?;
         StateSnapshot::new(
@@ -170,7 +150,7 @@ impl RepartitionProgress {
             vec![batch],
             &[
                 ("position", reader.position.unwrap_or(-1)),
-                ("handed_on", reader.handed_on.0),
+                ("handed_on", handed_on.0),
                 ("idle_handed_on", reader.idle_handed_on as i64),
             ],
         )
@@ -187,6 +167,8 @@ impl RepartitionProgress {
             );
         }
         let mut progress = Self::new(tasks);
+        let mut marks_of = vec![Watermark::MIN; tasks];
+        let mut idle_of = vec![false; tasks];
         let mut at = 0;
         for batch in &snapshot.batches {
             let column = |i: usize| batch.column(i);
@@ -201,14 +183,15 @@ impl RepartitionProgress {
             for row in 0..batch.num_rows() {
                 progress.sent[at] = sent.value(row);
                 progress.reader.taken[at] = taken.value(row);
-                progress.reader.marks[at] = Watermark(marks.value(row));
-                progress.reader.idle[at] = idle.value(row);
+                marks_of[at] = Watermark(marks.value(row));
+                idle_of[at] = idle.value(row);
                 at += 1;
             }
         }
         let position = snapshot.scalar("position")?;
         progress.reader.position = (position >= 0).then_some(position);
-        progress.reader.handed_on = Watermark(snapshot.scalar("handed_on")?);
+        let handed_on = Watermark(snapshot.scalar("handed_on")?);
+        progress.reader.marks = MergedWatermark::from_parts(marks_of, idle_of, handed_on);
         progress.reader.idle_handed_on = snapshot.scalar("idle_handed_on")? != 0;
         Ok(progress)
     }
@@ -294,12 +277,23 @@ mod tests {
                 .contains("rows 2..5 of task 1 are missing"),
             "{error}"
         );
+        // A watermark says how many rows came before it: the last rows lost are seen too.
+        let mark = Frame::Watermark {
+            watermark: Watermark(9),
+            sent: 3,
+        };
+        let error = reader.take(1, mark, 2, &mut out).unwrap_err();
+        assert!(error.to_string().contains("rows 2..3 of task 1"), "{error}");
     }
 
     #[test]
     fn the_watermark_is_the_least_over_writers_not_idle_and_never_goes_back() {
         let mut reader = ReaderProgress::new(2);
-        let mark = |w| Frame::Watermark(Watermark(w));
+        let mark = |w| Frame::Watermark {
+            watermark: Watermark(w),
+            sent: 0,
+        };
+        let idle = || Frame::Idle { sent: 0 };
         assert!(
             progress(&mut reader, 0, mark(10), 0).is_none(),
             "writer 1 unheard"
@@ -309,14 +303,14 @@ mod tests {
             Some(StreamMessage::Watermark(Watermark(5)))
         ));
         assert!(matches!(
-            progress(&mut reader, 1, Frame::Idle, 2),
+            progress(&mut reader, 1, idle(), 2),
             Some(StreamMessage::Watermark(Watermark(10)))
         ));
         assert!(matches!(
-            progress(&mut reader, 0, Frame::Idle, 3),
+            progress(&mut reader, 0, idle(), 3),
             Some(StreamMessage::Idle)
         ));
-        assert!(progress(&mut reader, 0, Frame::Idle, 4).is_none());
+        assert!(progress(&mut reader, 0, idle(), 4).is_none());
         // Writer 1 is back, behind what was handed on: nothing goes back.
         assert!(progress(&mut reader, 1, mark(7), 5).is_none());
         assert!(matches!(
@@ -330,7 +324,10 @@ mod tests {
         let mut kept = RepartitionProgress::new(3);
         kept.sent = vec![4, 0, 9];
         take(&mut kept.reader, 2, rows(0, &[&[1, 2]]), 40);
-        let mark = Frame::Watermark(Watermark(8));
+        let mark = Frame::Watermark {
+            watermark: Watermark(8),
+            sent: 0,
+        };
         assert!(progress(&mut kept.reader, 1, mark, 41).is_none());
         let snapshot = StateSnapshot::decode(&kept.snapshot().unwrap().encode().unwrap());
         let restored = RepartitionProgress::restore(&snapshot.unwrap(), 3).unwrap();

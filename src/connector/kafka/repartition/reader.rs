@@ -24,8 +24,13 @@ const FRAMES_PER_SEND: usize = 64;
 /// How often errors librdkafka is recovering from are reported.
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A frame read: its writer, the frame and its offset.
-pub type ReadFrame = (u32, Frame, i64);
+/// A frame read, with the task that wrote it and its offset in the partition.
+#[derive(Debug)]
+pub struct ReadFrame {
+    pub writer: u32,
+    pub frame: Frame,
+    pub offset: i64,
+}
 
 /// Reads `partition` of `topic` from offset `start` (the beginning when `None`) until
 /// `frames` closes.
@@ -36,7 +41,13 @@ pub fn read_frames(
     frames: &mpsc::Sender<Result<Vec<ReadFrame>>>,
 ) -> Result<(), Error> {
     let name = &topic.name;
-    let consumer: BaseConsumer = consumer_config(&topic.kafka)
+    // A saved position the topic no longer holds (retention deleted it) is an error, not a
+    // silent jump to the earliest frame still there.
+    let mut config = consumer_config(&topic.kafka);
+    if start.is_some() {
+        config.set("auto.offset.reset", "error");
+    }
+    let consumer: BaseConsumer = config
         .create()
         .map_err(kafka_error(format!("consumer for {name}/{partition}")))?;
     let mut assignment = TopicPartitionList::new();
@@ -47,6 +58,7 @@ pub fn read_frames(
         .map_err(kafka_error(format!("assigning {name}/{partition}")))?;
     let mut read: Vec<ReadFrame> = Vec::with_capacity(FRAMES_PER_SEND);
     let mut warned: Option<Instant> = None;
+    let mut foreign = std::collections::HashSet::new();
     while !frames.is_closed() {
         let wait = match read.is_empty() {
             true => POLL_INTERVAL,
@@ -68,7 +80,18 @@ pub fn read_frames(
                     }
                 };
                 if lineage == topic.lineage {
-                    read.push((writer, frame, offset));
+                    read.push(ReadFrame {
+                        writer,
+                        frame,
+                        offset,
+                    });
+                } else if foreign.insert(lineage) {
+                    eprintln!(
+                        "{name}/{partition}: skipping frames of another run of the group \
+                         (lineage {lineage}, this run's {}): an earlier run under the same \
+                         group name, or a process with another --checkpoint-dir",
+                        topic.lineage
+                    );
                 }
                 if read.len() < FRAMES_PER_SEND {
                     continue;

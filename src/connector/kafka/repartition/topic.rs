@@ -38,7 +38,8 @@ pub fn create_repartition_topic(topic: &RepartitionTopic) -> Result<(), Error> {
                 group: topic.group.clone(),
                 message: format!(
                     "repartition topic {name} has {partitions} partitions, the source topics \
-                     {}: delete it, or start the group under another name",
+                     {}: start the group under another name (or delete the topic and start \
+                     anew with a fresh --checkpoint-dir: its checkpoints point into it)",
                     topic.partitions
                 ),
             }),

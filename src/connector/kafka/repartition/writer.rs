@@ -146,10 +146,9 @@ impl RepartitionWriter {
             }
             StreamMessage::Watermark(_) => Ok(()),
             StreamMessage::Idle if !self.idle => {
-                self.send_gathered().await?;
-                self.next_mark = None;
+                self.send_mark().await?;
                 self.idle = true;
-                self.send_to_all(&Frame::Idle).await
+                self.send_to_all(|sent| Frame::Idle { sent }).await
             }
             StreamMessage::Idle => Ok(()),
             StreamMessage::Barrier(epoch) => {
@@ -196,7 +195,11 @@ impl RepartitionWriter {
         if let Some(mark) = self.next_mark.take() {
             self.mark = mark;
             self.idle = false;
-            self.send_to_all(&Frame::Watermark(mark)).await?;
+            self.send_to_all(|sent| Frame::Watermark {
+                watermark: mark,
+                sent,
+            })
+            .await?;
         }
         Ok(())
     }
@@ -249,11 +252,11 @@ impl RepartitionWriter {
         Ok(())
     }
 
-    /// Sends `frame` to every partition.
-    async fn send_to_all(&self, frame: &Frame) -> Result<()> {
-        let bytes = frame.encode(self.topic.lineage, self.writer)?;
-        for partition in 0..self.sent.len() {
-            self.produce(partition, bytes.clone()).await?;
+    /// Sends every partition the frame `frame` makes of the rows sent it so far.
+    async fn send_to_all(&self, frame: impl Fn(u64) -> Frame) -> Result<()> {
+        for (partition, sent) in self.sent.iter().enumerate() {
+            let bytes = frame(*sent).encode(self.topic.lineage, self.writer)?;
+            self.produce(partition, bytes).await?;
         }
         Ok(())
     }

@@ -13,7 +13,8 @@
 //! Where two processes may write the same directory at once (a partition's task of a
 //! consumer group, briefly run by its old and its new owner), each names its folders with a
 //! writer tag of its own (`chk-0000000012-1a2b3c4d/`), so that no checkpoint mixes files of
-//! both; of two complete checkpoints of one epoch the later completed is the latest.
+//! both; of two complete checkpoints of one epoch the later completed is the latest. A
+//! group's directory also holds its `lineage` (see [`CheckpointStore::lineage`]).
 
 use futures::TryStreamExt;
 use object_store::path::Path;

@@ -128,6 +128,11 @@ impl RepartitionWriter {
             ));
             let _ = control.send(Control::Failed(error)).await;
         }
+        drop(control);
+        // librdkafka's producer waits for its queue when dropped: not on an async thread.
+        let producer = Arc::clone(&self.producer);
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
     }
 
     async fn send(

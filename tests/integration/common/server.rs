@@ -105,7 +105,36 @@ impl Server {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> (u16, String) {
-        let mut request = self.client.post(format!("{}{path}", self.url)).body(body);
+        self.post_with(&self.client, path, token, headers, body)
+            .await
+    }
+
+    /// [`Self::post`] on a connection of its own, for a request the server answers by
+    /// closing the connection (a body over the limit): the shared client's pooled
+    /// connections stay usable.
+    pub async fn post_alone(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        self.post_with(&client, path, token, headers, body).await
+    }
+
+    async fn post_with(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let mut request = client.post(format!("{}{path}", self.url)).body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

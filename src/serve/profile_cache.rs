@@ -76,12 +76,17 @@ pub struct ProfileCache {
     tickets: AtomicU64,
 }
 
-/// Joins the values of a composite key into one cache key.
-const KEY_SEPARATOR: char = '\u{1f}';
-
-/// The cache key of a key given as one text per key column.
+/// The cache key of a key given as one text per key column: each value preceded by its
+/// length, so that no two keys share one whatever their values hold (values joined by a
+/// separator would let `("a␟b", "c")` and `("a", "b␟c")` meet).
 pub fn cache_key(key: &[String]) -> String {
-    key.join(&KEY_SEPARATOR.to_string())
+    let mut joined = String::with_capacity(key.iter().map(|part| part.len() + 4).sum());
+    for part in key {
+        joined.push_str(&part.len().to_string());
+        joined.push(':');
+        joined.push_str(part);
+    }
+    joined
 }
 
 impl ProfileCache {

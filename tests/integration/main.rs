@@ -29,6 +29,7 @@ mod profile_state;
 mod repl;
 mod s3;
 mod serve;
+mod serve_composite_keys;
 mod serve_kafka;
 mod slt;
 mod view_over_view;

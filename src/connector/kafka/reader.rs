@@ -115,6 +115,26 @@ pub struct PartitionReader {
     pub lag: Arc<AtomicI64>,
 }
 
+/// Runs `read`, the reading of `topic`/`partition` on its thread, handing its error, or
+/// its panic as an error naming the partition, to `batches`: a reader that dies fails its
+/// job instead of ending its partition as if it had been read to the end.
+pub fn read_guarded(
+    topic: &str,
+    partition: i32,
+    batches: &mpsc::Sender<Result<PositionedBatch>>,
+    read: impl FnOnce() -> Result<(), Error>,
+) {
+    let failed = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.into(),
+        Err(panic) => datafusion::common::DataFusionError::Execution(format!(
+            "reading {topic}/{partition}: the reader panicked: {}",
+            crate::stream::panic_reason(panic.as_ref())
+        )),
+    };
+    let _ = batches.blocking_send(Err(failed));
+}
+
 /// Reads one partition until `batches` is closed, sending each decoded batch; an error is
 /// sent and ends the reading. With a committer, settled positions are committed as reading
 /// goes and once more at the end.
@@ -274,4 +294,25 @@ pub fn read_partition(
         committer.finish(&consumer);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_that_panics_fails_with_its_partition_named() {
+        let (sender, mut receiver) = mpsc::channel(1);
+        std::thread::spawn(move || {
+            read_guarded("events", 3, &sender, || panic!("index out of bounds"));
+        })
+        .join()
+        .unwrap();
+        let Some(Err(error)) = receiver.blocking_recv() else {
+            panic!("the panic was not handed on");
+        };
+        let message = error.to_string();
+        assert!(message.contains("reading events/3"), "{message}");
+        assert!(message.contains("index out of bounds"), "{message}");
+    }
 }

@@ -25,7 +25,7 @@ use super::decode::{RecordDecoder, TombstoneRows, ValueFormat};
 use super::delivery::Deliveries;
 use super::metadata::MetadataColumns;
 use super::options::{BadDataPolicy, KafkaFormat, KafkaOptions};
-use super::reader::{PartitionReader, read_partition};
+use super::reader::{PartitionReader, read_guarded, read_partition};
 use crate::error::Error;
 use crate::format::{JsonSchema, SchemaRegistry};
 use crate::stream::{
@@ -256,10 +256,9 @@ impl Source for KafkaSource {
                 };
                 let (sender, receiver) = mpsc::channel(2);
                 let reading = ledger.clone();
+                let (name, id) = (reader.topic.clone(), reader.partition);
                 tokio::task::spawn_blocking(move || {
-                    if let Err(error) = read_partition(reader, &sender) {
-                        let _ = sender.blocking_send(Err(error.into()));
-                    }
+                    read_guarded(&name, id, &sender, || read_partition(reader, &sender));
                     // The reader has committed all it will (if it commits at all): a
                     // finishing job need not wait for it.
                     if let Some(ledger) = reading {

@@ -1,8 +1,10 @@
-//! Bearer tokens with scopes: `read` (profiles and scores), `ingest` (webhook events) and
-//! `admin` (metrics, and everything the others may do).
+//! Bearer tokens with scopes: `read` (profiles and scores), `ingest` (webhook events),
+//! `metrics` (`GET /metrics`, for Prometheus) and `admin` (everything the others may do).
+//! A token listed under several scopes has each of them.
 //!
-//! Tokens come from a file (`--tokens FILE`: lines of `scope token`, `#` comments) or the
-//! environment (`PROFUSION_READ_TOKENS`, `PROFUSION_INGEST_TOKENS`,
+//! Tokens come from a file (`--tokens FILE`: lines of `scope token`, `#` comments; a file
+//! others than its owner may read is warned about) or the environment
+//! (`PROFUSION_READ_TOKENS`, `PROFUSION_INGEST_TOKENS`, `PROFUSION_METRICS_TOKENS`,
 //! `PROFUSION_ADMIN_TOKENS`, comma-separated). A presented token is compared with every
 //! configured one in constant time (as SHA-256 digests, so lengths leak nothing either).
 
@@ -21,7 +23,9 @@ pub enum Scope {
     Read,
     /// `POST /v1/ingest/...`.
     Ingest,
-    /// `GET /metrics`, and everything else.
+    /// `GET /metrics`.
+    Metrics,
+    /// Everything.
     Admin,
 }
 
@@ -30,6 +34,7 @@ impl Scope {
         match text.to_ascii_lowercase().as_str() {
             "read" => Some(Self::Read),
             "ingest" => Some(Self::Ingest),
+            "metrics" => Some(Self::Metrics),
             "admin" => Some(Self::Admin),
             _ => None,
         }
@@ -46,6 +51,7 @@ impl fmt::Display for Scope {
         f.write_str(match self {
             Self::Read => "read",
             Self::Ingest => "ingest",
+            Self::Metrics => "metrics",
             Self::Admin => "admin",
         })
     }
@@ -118,8 +124,12 @@ impl Tokens {
         self.open
     }
 
-    /// Reads `scope token` lines from a file.
+    /// Reads `scope token` lines from a file, warning when others than its owner may read
+    /// it.
     pub fn from_file(path: &Path) -> Result<Vec<(Scope, String)>> {
+        if let Some(warning) = readable_by_others(path) {
+            eprintln!("warning: {warning}");
+        }
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             context: format!("reading tokens from {}", path.display()),
             source,
@@ -134,14 +144,14 @@ impl Tokens {
             let (Some(scope), Some(token), None) = (words.next(), words.next(), words.next())
             else {
                 return Err(config_error(format!(
-                    "{} line {}: expected 'read|ingest|admin TOKEN'",
+                    "{} line {}: expected 'read|ingest|metrics|admin TOKEN'",
                     path.display(),
                     number + 1
                 )));
             };
             let scope = Scope::parse(scope).ok_or_else(|| {
                 config_error(format!(
-                    "{} line {}: unknown scope '{scope}' (read, ingest or admin)",
+                    "{} line {}: unknown scope '{scope}' (read, ingest, metrics or admin)",
                     path.display(),
                     number + 1
                 ))
@@ -157,6 +167,7 @@ impl Tokens {
         for (variable, scope) in [
             ("PROFUSION_READ_TOKENS", Scope::Read),
             ("PROFUSION_INGEST_TOKENS", Scope::Ingest),
+            ("PROFUSION_METRICS_TOKENS", Scope::Metrics),
             ("PROFUSION_ADMIN_TOKENS", Scope::Admin),
         ] {
             if let Some(value) = env(variable) {
@@ -184,17 +195,19 @@ impl Tokens {
             })
             .ok_or(Refusal::Unauthenticated)?;
         let presented = digest(presented.trim_ascii());
-        // Compare with every token, so timing says nothing about which matched.
-        let mut best: Option<Scope> = None;
+        // Compare with every token, so timing says nothing about which matched; a token
+        // listed under several scopes has each.
+        let mut known = false;
+        let mut allowed = false;
         for (stored, scope) in &self.digests {
-            if bool::from(stored.ct_eq(&presented)) {
-                best = best.max(Some(*scope));
-            }
+            let matched = bool::from(stored.ct_eq(&presented));
+            known |= matched;
+            allowed |= matched && scope.allows(needed);
         }
-        match best {
-            None => Err(Refusal::Unauthenticated),
-            Some(scope) if scope.allows(needed) => Ok(()),
-            Some(_) => Err(Refusal::Forbidden),
+        match (known, allowed) {
+            (false, _) => Err(Refusal::Unauthenticated),
+            (true, true) => Ok(()),
+            (true, false) => Err(Refusal::Forbidden),
         }
     }
 }
@@ -207,6 +220,26 @@ pub fn generate_token() -> Result<String> {
         source: std::io::Error::other(e.to_string()),
     })?;
     Ok(hex::encode(bytes))
+}
+
+/// What to warn about when the file at `path` may be read by its group or by others.
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the tokens file {} may be read by others than its owner (mode {:o}): \
+             chmod 600 it",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> Option<String> {
+    None
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {

@@ -295,7 +295,7 @@ fn route_of(path: &str) -> (usize, Option<Scope>) {
     } else if path.starts_with("/v1/ingest/") {
         (2, Some(Scope::Ingest))
     } else if path == "/metrics" {
-        (3, Some(Scope::Admin))
+        (3, Some(Scope::Metrics))
     } else if path == "/healthz" || path == "/readyz" {
         (4, None)
     } else {
@@ -695,7 +695,7 @@ mod tests {
         assert_eq!(route_of("/v1/views/p/u1").1, Some(Scope::Read));
         assert_eq!(route_of("/v1/score/p/u1").1, Some(Scope::Read));
         assert_eq!(route_of("/v1/ingest/events").1, Some(Scope::Ingest));
-        assert_eq!(route_of("/metrics").1, Some(Scope::Admin));
+        assert_eq!(route_of("/metrics").1, Some(Scope::Metrics));
         assert_eq!(route_of("/healthz").1, None);
         assert_eq!(route_of("/anything/else").1, Some(Scope::Admin));
     }

@@ -306,15 +306,17 @@ mod tests {
         }
     }
 
+    /// The cached row of the single-column key `key`.
     fn hit(cache: &ProfileCache, key: &str) -> Option<String> {
-        match cache.get(key) {
+        match cache.get(&cache_key(&[key.to_string()])) {
             Cached::Hit(row) => row.map(|r| r.json.to_string()),
             Cached::Miss(_) => panic!("expected {key} cached"),
         }
     }
 
+    /// The load of the single-column key `key`, which is not cached.
     fn miss<'a>(cache: &'a ProfileCache, key: &str) -> Load<'a> {
-        match cache.get(key) {
+        match cache.get(&cache_key(&[key.to_string()])) {
             Cached::Miss(load) => load,
             Cached::Hit(_) => panic!("expected a miss for {key}"),
         }

@@ -239,6 +239,66 @@ async fn tokens_and_scopes_guard_every_endpoint() {
     server.stop();
 }
 
+/// A token listed under two scopes has both (it had only the higher one); a `metrics`
+/// token reads `/metrics` and nothing else; a tokens file others may read is warned about.
+#[tokio::test]
+async fn a_token_of_two_scopes_has_both_and_a_metrics_token_only_metrics() {
+    const METRICS_TOKEN: &str = "metrics-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let models = common::repository_path("sql/models").display().to_string();
+    let server = Server::start(
+        dir.path(),
+        &pipeline(&models),
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            // The read token is an ingest token too.
+            ("PROFUSION_INGEST_TOKENS", READ_TOKEN),
+            ("PROFUSION_METRICS_TOKENS", METRICS_TOKEN),
+        ],
+    );
+    let body = event("u1", "page_view", 0.0);
+    let ingest = |token: &'static str| {
+        let (server, body) = (&server, body.clone());
+        async move {
+            let headers = signed(SECRET, body.as_bytes());
+            server
+                .post(
+                    "/v1/ingest/events",
+                    Some(token),
+                    &headers,
+                    body.into_bytes(),
+                )
+                .await
+        }
+    };
+    let (status, text) = ingest(READ_TOKEN).await;
+    assert!(
+        status < 300,
+        "ingest with a read+ingest token: {status} {text}"
+    );
+    let (status, text) = server
+        .get("/v1/views/user_profile/u1", Some(READ_TOKEN))
+        .await;
+    assert_ne!(status, 403, "read with a read+ingest token: {text}");
+    assert_ne!(status, 401, "read with a read+ingest token: {text}");
+    let (status, text) = server.get("/metrics", Some(METRICS_TOKEN)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("profusion_events_in_total"), "{text}");
+    assert_eq!(ingest(METRICS_TOKEN).await.0, 403);
+    assert_eq!(
+        server
+            .get("/v1/views/user_profile/u1", Some(METRICS_TOKEN))
+            .await
+            .0,
+        403
+    );
+    let log = server.stop();
+    assert!(
+        log.contains("may be read by others than its owner"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
     let (_dir, server) = start();

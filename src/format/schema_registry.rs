@@ -2,17 +2,34 @@
 //! and registering a schema under a subject. Only the small part of the registry's HTTP
 //! API that Avro messages need: `GET /schemas/ids/{id}` and
 //! `POST /subjects/{subject}/versions`.
+//!
+//! A registry that hangs or is slow holds nothing up for long: every request has a connect
+//! and a total timeout, and ids are fetched each on its own (partitions meeting one new id
+//! at once ask once; another id does not wait for it). An id the registry does not know is
+//! remembered for a while ([`UNKNOWN_TTL`], at most [`UNKNOWN_CAP`] of them), so that a
+//! stream of records naming it does not become a stream of requests.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::stream::lock;
 
 /// The registry's media type.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// How long connecting to the registry may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request to the registry may take, from connecting to its last byte.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an id the registry does not know is taken as unknown without asking again.
+pub const UNKNOWN_TTL: Duration = Duration::from_secs(30);
+/// The most unknown ids remembered.
+pub const UNKNOWN_CAP: usize = 10_000;
 
 /// A registry, with the schemas it has answered for.
 #[derive(Debug)]
@@ -20,8 +37,11 @@ pub struct SchemaRegistry {
     url: String,
     client: reqwest::Client,
     by_id: Mutex<HashMap<u32, Arc<str>>>,
-    /// Held while fetching, so that partitions meeting a new id at once ask only once.
-    fetching: tokio::sync::Mutex<()>,
+    /// Ids the registry said it does not know, and when it said so.
+    unknown: Mutex<HashMap<u32, Instant>>,
+    /// One lock per id being fetched, so that partitions meeting a new id at once ask
+    /// only once, and other ids do not wait for it.
+    fetching: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SchemaRegistry {
@@ -39,31 +59,60 @@ impl SchemaRegistry {
                 source: "the URL must start with http:// or https://".into(),
             });
         }
-        let client =
-            reqwest::Client::builder()
-                .build()
-                .map_err(|source| Error::SchemaRegistry {
-                    url: url.to_string(),
-                    context: "creating the HTTP client".into(),
-                    source: Box::new(source),
-                })?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|source| Error::SchemaRegistry {
+                url: url.to_string(),
+                context: "creating the HTTP client".into(),
+                source: Box::new(source),
+            })?;
         Ok(Self {
             url: url.trim_end_matches('/').to_string(),
             client,
             by_id: Mutex::new(HashMap::new()),
-            fetching: tokio::sync::Mutex::new(()),
+            unknown: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
         })
     }
 
     /// The schema registered with `id`, or `None` when the registry has no such id.
     pub async fn schema_by_id(&self, id: u32) -> Result<Option<Arc<str>>, Error> {
-        if let Some(schema) = self.cached(id) {
-            return Ok(Some(schema));
+        if let Some(known) = self.known(id) {
+            return Ok(known);
         }
-        let _fetching = self.fetching.lock().await;
+        let this_id = Arc::clone(
+            lock(&self.fetching)
+                .entry(id)
+                .or_insert_with(Default::default),
+        );
+        let fetched = {
+            let _fetching = this_id.lock().await;
+            match self.known(id) {
+                Some(known) => Ok(known),
+                None => self.fetch(id).await,
+            }
+        };
+        lock(&self.fetching).remove(&id);
+        fetched
+    }
+
+    /// What is known of `id` without asking: its schema, or (`Some(None)`) that the
+    /// registry did not know it a moment ago.
+    fn known(&self, id: u32) -> Option<Option<Arc<str>>> {
         if let Some(schema) = self.cached(id) {
-            return Ok(Some(schema));
+            return Some(Some(schema));
         }
+        let unknown = lock(&self.unknown);
+        unknown
+            .get(&id)
+            .filter(|at| at.elapsed() < UNKNOWN_TTL)
+            .map(|_| None)
+    }
+
+    /// Asks the registry for the schema of `id`.
+    async fn fetch(&self, id: u32) -> Result<Option<Arc<str>>, Error> {
         let context = format!("fetching schema id {id}");
         let response = self
             .client
@@ -73,6 +122,7 @@ impl SchemaRegistry {
             .await
             .map_err(|e| self.error(&context, e))?;
         if response.status() == StatusCode::NOT_FOUND {
+            self.remember_unknown(id);
             return Ok(None);
         }
         let body = self.json(response, &context).await?;
@@ -112,6 +162,19 @@ impl SchemaRegistry {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, schema.into());
         Ok(id)
+    }
+
+    /// Remembers that the registry does not know `id`, forgetting the oldest such id when
+    /// [`UNKNOWN_CAP`] are remembered.
+    fn remember_unknown(&self, id: u32) {
+        let mut unknown = lock(&self.unknown);
+        unknown.retain(|_, at| at.elapsed() < UNKNOWN_TTL);
+        if unknown.len() >= UNKNOWN_CAP
+            && let Some(oldest) = unknown.iter().min_by_key(|(_, at)| **at).map(|(id, _)| *id)
+        {
+            unknown.remove(&oldest);
+        }
+        unknown.insert(id, Instant::now());
     }
 
     fn cached(&self, id: u32) -> Option<Arc<str>> {

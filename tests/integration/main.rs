@@ -28,6 +28,7 @@ mod postgres_store;
 mod profile_state;
 mod repl;
 mod s3;
+mod schema_registry_faults;
 mod serve;
 mod serve_composite_keys;
 mod serve_kafka;

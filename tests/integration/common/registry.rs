@@ -16,6 +16,8 @@ struct State {
     /// Each subject's versions, as schema ids.
     subjects: BTreeMap<String, Vec<u32>>,
     requests: BTreeMap<String, usize>,
+    /// Paths answered never: the connection stays open, silent.
+    hanging: Vec<String>,
 }
 
 /// A running registry.
@@ -43,6 +45,11 @@ impl TestRegistry {
     /// Registers `schema` under `subject` directly; its id.
     pub fn register(&self, subject: &str, schema: &str) -> u32 {
         register(&mut self.state.lock().unwrap(), subject, schema)
+    }
+
+    /// Makes requests for `path` hang: read, never answered.
+    pub fn hang(&self, path: &str) {
+        self.state.lock().unwrap().hanging.push(path.to_string());
     }
 
     /// How many requests `path` has had.
@@ -114,6 +121,10 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let body = &request[header_end..header_end + length];
     let mut words = head.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if state.lock().unwrap().hanging.iter().any(|p| p == path) {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        return;
+    }
     let (status, answer) = answer(&mut state.lock().unwrap(), method, path, body);
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",

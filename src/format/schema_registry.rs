@@ -82,11 +82,7 @@ impl SchemaRegistry {
         if let Some(known) = self.known(id) {
             return Ok(known);
         }
-        let this_id = Arc::clone(
-            lock(&self.fetching)
-                .entry(id)
-                .or_insert_with(Default::default),
-        );
+        let this_id = Arc::clone(lock(&self.fetching).entry(id).or_default());
         let fetched = {
             let _fetching = this_id.lock().await;
             match self.known(id) {

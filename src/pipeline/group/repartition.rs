@@ -24,8 +24,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::{Distribution, ExecutionPlan, ExecutionPlanProperties};
 
-use super::shared_plan::partitioning_gap;
-use crate::connector::kafka::{KafkaOptions, KafkaSource, RepartitionTopic, RepartitionTopicExec};
+use super::shared_plan::{kafka_scan, kafka_tables, partitioning_gap};
+use crate::connector::kafka::{KafkaOptions, RepartitionTopic, RepartitionTopicExec};
 use crate::connector::{CountingSink, SourceExec};
 use crate::error::{Error, Result};
 use crate::pipeline::session::streaming_operators;
@@ -200,10 +200,7 @@ fn replay_order_gap(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
             .filter(|child| child.boundedness().is_unbounded())
             .count();
         let merged = partitions_of(node) > 1 || streams > 1;
-        let topics = node
-            .downcast_ref::<SourceExec>()
-            .and_then(|scan| scan.source().downcast_ref::<KafkaSource>())
-            .map_or(1, |kafka| kafka.options().topics.len());
+        let topics = kafka_scan(node).map_or(1, |(_, kafka)| kafka.options().topics.len());
         gap = match (merged, topics) {
             (true, _) => Some(format!("its input merges streams ({})", node.name())),
             (false, 1) => None,
@@ -234,18 +231,8 @@ fn is_placed_by_topic(plan: &Arc<dyn ExecutionPlan>) -> bool {
 
 /// The options of the first Kafka table read under `plan`: the cluster its rows come from.
 fn kafka_under(plan: &Arc<dyn ExecutionPlan>) -> Option<KafkaOptions> {
-    let mut found = None;
-    let _ = plan.apply(|node| {
-        if let Some(kafka) = node
-            .downcast_ref::<SourceExec>()
-            .and_then(|scan| scan.source().downcast_ref::<KafkaSource>())
-        {
-            found = Some(kafka.options().clone());
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found
+    let first = kafka_tables(plan).into_iter().next()?;
+    Some(first.options().clone())
 }
 
 /// What a job is called in its repartition topics' names: the view or table it writes, or

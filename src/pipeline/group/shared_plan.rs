@@ -56,7 +56,12 @@ impl SharedPlan {
         for job in pipeline.jobs() {
             check_job(job, Check::Tables)?;
         }
-        let sources = kafka_sources(pipeline.jobs());
+        let sources: Vec<KafkaOptions> = pipeline
+            .jobs()
+            .iter()
+            .flat_map(|job| kafka_tables(&job.plan))
+            .map(|kafka| kafka.options().clone())
+            .collect();
         let Some(kafka) = sources.first().cloned() else {
             return Err(refused(
                 "the pipeline reads no Kafka topic: --group deals Kafka partitions out".into(),
@@ -109,21 +114,20 @@ impl SharedPlan {
     }
 }
 
-/// The options of every Kafka table the jobs read.
-fn kafka_sources(jobs: &[Job]) -> Vec<KafkaOptions> {
-    let mut sources = Vec::new();
-    for job in jobs {
-        let _ = job.plan.apply(|node| {
-            if let Some(kafka) = node
-                .downcast_ref::<SourceExec>()
-                .and_then(|scan| scan.source().downcast_ref::<KafkaSource>())
-            {
-                sources.push(kafka.options().clone());
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-    }
-    sources
+/// The scan of a Kafka table that `node` is, if it is one.
+pub(super) fn kafka_scan(node: &Arc<dyn ExecutionPlan>) -> Option<(&SourceExec, &KafkaSource)> {
+    let scan = node.downcast_ref::<SourceExec>()?;
+    Some((scan, scan.source().downcast_ref::<KafkaSource>()?))
+}
+
+/// Every Kafka table read under `plan`, in plan order.
+pub(super) fn kafka_tables(plan: &Arc<dyn ExecutionPlan>) -> Vec<&KafkaSource> {
+    let mut tables = Vec::new();
+    let _ = plan.apply(|node| {
+        tables.extend(kafka_scan(node).map(|(_, kafka)| kafka));
+        Ok(TreeNodeRecursion::Continue)
+    });
+    tables
 }
 
 /// What a pass of the checks looks at.
@@ -316,9 +320,7 @@ pub(super) fn partitioning_gap(
             }
             return Ok(TreeNodeRecursion::Jump);
         }
-        if let Some(scan) = node.downcast_ref::<SourceExec>()
-            && let Some(kafka) = scan.source().downcast_ref::<KafkaSource>()
-        {
+        if let Some((scan, kafka)) = kafka_scan(node) {
             gap = check_key(scan.table(), kafka, &names).err();
         }
         Ok(match gap {
@@ -363,9 +365,9 @@ fn check_key(table: &str, kafka: &KafkaSource, keys: &[String]) -> std::result::
 }
 
 /// The name of the table (or repartition topic) column that column `index` of `plan`'s
-/// output is, traced down
-/// through projections and the nodes that pass their input's columns on in place; `None`
-/// when it is computed, or comes through a node that changes columns.
+/// output is, traced down through projections, window assignments and the nodes that pass
+/// their input's columns on in place; `None` when it is computed, or comes through a node
+/// that changes columns.
 fn source_column(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<String> {
     if plan.is::<SourceExec>() || plan.is::<RepartitionTopicExec>() {
         return Some(plan.schema().field(index).name().clone());

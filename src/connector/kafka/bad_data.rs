@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 
 use super::decode::RawRecord;
 use super::delivery::{Deliveries, TrackedProducer};
@@ -183,18 +182,8 @@ impl BadDataHandler {
         if let Some(millis) = record.timestamp_millis {
             message = message.timestamp(millis);
         }
-        loop {
-            match Deliveries::send(&dead_letters.producer, message) {
-                Ok(()) => return Ok(()),
-                Err((error, back))
-                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
-                {
-                    message = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((source, _)) => return Err(self.dlq_error(dead_letters, source)),
-            }
-        }
+        Deliveries::send_queued_blocking(&dead_letters.producer, message)
+            .map_err(|source| self.dlq_error(dead_letters, source))
     }
 
     fn await_dead_letters(&self, dead_letters: &DeadLetters) -> Result<(), Error> {

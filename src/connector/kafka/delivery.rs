@@ -3,11 +3,13 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
 
 /// A producer tracking its deliveries.
@@ -18,6 +20,9 @@ pub type ByteRecord<'a> = BaseRecord<'a, [u8], [u8]>;
 
 /// A refused send: why, and the record back, to retry.
 pub type Refused<'a> = (KafkaError, ByteRecord<'a>);
+
+/// How long to wait before retrying a record librdkafka's full queue refused.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 
 /// The messages librdkafka has not yet acknowledged, and the first that failed.
 #[derive(Default)]
@@ -55,6 +60,41 @@ impl Deliveries {
         })
     }
 
+    /// Sends `record`, waiting while librdkafka's local queue is full; any other refusal is
+    /// the error.
+    pub async fn send_queued(
+        producer: &TrackedProducer,
+        mut record: ByteRecord<'_>,
+    ) -> Result<(), KafkaError> {
+        loop {
+            match Self::send(producer, record) {
+                Ok(()) => return Ok(()),
+                Err((error, back)) if is_queue_full(&error) => {
+                    record = back;
+                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// [`Self::send_queued`] on a thread that may block (a partition's reading thread).
+    pub fn send_queued_blocking(
+        producer: &TrackedProducer,
+        mut record: ByteRecord<'_>,
+    ) -> Result<(), KafkaError> {
+        loop {
+            match Self::send(producer, record) {
+                Ok(()) => return Ok(()),
+                Err((error, back)) if is_queue_full(&error) => {
+                    record = back;
+                    std::thread::sleep(QUEUE_FULL_BACKOFF);
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
     /// The first delivery failure since the last call, if any.
     pub fn take_failure(&self) -> Option<KafkaError> {
         self.failure
@@ -82,4 +122,8 @@ impl Deliveries {
             notified.await;
         }
     }
+}
+
+fn is_queue_full(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
 }

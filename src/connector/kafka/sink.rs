@@ -19,7 +19,6 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 
 use super::config::producer_config;
 use super::delivery::{Deliveries, TrackedProducer};
@@ -29,8 +28,6 @@ use crate::error::Error;
 use crate::format::SchemaRegistry;
 use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
 
-/// How long to wait before retrying a message librdkafka's full queue refused.
-const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 /// How long the final flush may take when the input ends.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -140,16 +137,9 @@ impl DataSink for KafkaSink {
                 if let Some(timestamp) = message.timestamp {
                     record = record.timestamp(timestamp);
                 }
-                loop {
-                    match Deliveries::send(&producer, record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            record = back;
-                            tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
-                        }
-                        Err((error, _)) => return Err(failed(error)),
-                    }
-                }
+                Deliveries::send_queued(&producer, record)
+                    .await
+                    .map_err(failed)?;
             }
             deliveries.settled().await.map_err(failed)?;
             rows += batch.num_rows() as u64;

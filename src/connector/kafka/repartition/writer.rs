@@ -21,7 +21,6 @@ use datafusion::physical_plan::metrics::Count;
 use futures::{FutureExt, StreamExt};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc;
 
 use super::RepartitionTopic;
@@ -35,8 +34,6 @@ use crate::stream::{MessageStream, StreamMessage, Watermark, panic_reason, split
 const FRAME_BYTES: usize = 512 * 1024;
 /// How often the latest watermark (and rows gathered until then) is sent on.
 const MARK_INTERVAL: Duration = Duration::from_millis(100);
-/// How long to wait before retrying a frame librdkafka's full queue refused.
-const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 
 /// What the writer tells the reading half.
 #[derive(Debug)]
@@ -271,19 +268,12 @@ impl RepartitionWriter {
         if let Some(error) = self.producer.context().take_failure() {
             return Err(self.failed(error));
         }
-        let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic.name)
+        let record = BaseRecord::<[u8], [u8]>::to(&self.topic.name)
             .partition(partition as i32)
             .payload(bytes.as_slice());
-        loop {
-            match Deliveries::send(&self.producer, record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
-                }
-                Err((error, _)) => return Err(self.failed(error)),
-            }
-        }
+        Deliveries::send_queued(&self.producer, record)
+            .await
+            .map_err(|error| self.failed(error))
     }
 
     fn failed(&self, source: KafkaError) -> DataFusionError {

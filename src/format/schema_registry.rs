@@ -126,10 +126,7 @@ impl SchemaRegistry {
             Some(schema) => schema.into(),
             None => return Err(self.error(&context, "the answer has no \"schema\"")),
         };
-        self.by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Arc::clone(&schema));
+        lock(&self.by_id).insert(id, Arc::clone(&schema));
         Ok(Some(schema))
     }
 
@@ -153,10 +150,7 @@ impl SchemaRegistry {
             .and_then(Value::as_u64)
             .and_then(|id| u32::try_from(id).ok())
             .ok_or_else(|| self.error(&context, "the answer has no \"id\""))?;
-        self.by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, schema.into());
+        lock(&self.by_id).insert(id, schema.into());
         Ok(id)
     }
 
@@ -174,11 +168,7 @@ impl SchemaRegistry {
     }
 
     fn cached(&self, id: u32) -> Option<Arc<str>> {
-        self.by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
+        lock(&self.by_id).get(&id).cloned()
     }
 
     /// The JSON body of a successful answer; an error with the registry's message otherwise.

@@ -57,14 +57,10 @@ impl Repartitioning {
             source: datafusion::common::DataFusionError::Plan(message),
         };
         // Two jobs writing one table get topics of their own.
-        let mut base = format!("{}-{}-repartition", self.group, job_name(job));
+        let job_name = job_name(job);
+        let mut base = format!("{}-{job_name}-repartition", self.group);
         if used.contains(&base) {
-            base = format!(
-                "{}-{}-line{}-repartition",
-                self.group,
-                job_name(job),
-                job.line
-            );
+            base = format!("{}-{job_name}-line{}-repartition", self.group, job.line);
         }
         let mut topics: Vec<Arc<RepartitionTopic>> = Vec::new();
         let mut refusal = None;

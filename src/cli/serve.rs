@@ -14,7 +14,10 @@ use crate::Pipeline;
 use crate::error::{Error, Result};
 use crate::pipeline::group::GroupRun;
 use crate::pipeline::{StatusLine, status_text};
-use crate::serve::{Scope, ServeOptions, ServeState, Tokens, generate_token, router};
+use crate::serve::{
+    Connections, HttpLimits, Scope, ServeOptions, ServeState, Tokens, generate_token, router,
+    serve_connections,
+};
 
 use super::{CheckpointArgs, GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
 
@@ -34,6 +37,21 @@ pub struct ServeArgs {
     /// Serve without authentication (only on a loopback address).
     #[arg(long, conflicts_with = "tokens")]
     no_auth: bool,
+    /// The longest a client may take to send a request's head, from its connection's
+    /// opening or the first byte of a next request.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::sql::parse_duration)]
+    header_timeout: Duration,
+    /// The longest a connection may wait, idle, for its next request.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::sql::parse_duration)]
+    idle_timeout: Duration,
+    /// The longest from a request's head to its answer, its body read included (408).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::sql::parse_duration)]
+    request_timeout: Duration,
+    /// Connections open at once; at the cap a new connection takes the place of one that
+    /// has not finished a request yet, or of the one idle longest. Lowered to fit the
+    /// process's open-files limit.
+    #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections)]
+    max_connections: usize,
     /// Profile rows kept in memory per view (0: every request reads the store).
     #[arg(long, default_value_t = 100_000)]
     cache_entries: usize,
@@ -76,8 +94,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 Runner::Group(_) => 0,
             },
             pipeline_runtime: tokio::runtime::Handle::current(),
+            request_timeout: args.request_timeout,
         },
     );
+    let limits = HttpLimits {
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        request_timeout: args.request_timeout,
+        max_connections: connection_cap(args.max_connections),
+    };
     let listener = std::net::TcpListener::bind(args.listen)
         .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
         .map_err(|source| Error::Io {
@@ -129,7 +154,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ran
     });
 
-    let served = serve_http(listener, Arc::clone(&state), Arc::clone(&shutdown)).await;
+    let served = serve_http(listener, Arc::clone(&state), limits, Arc::clone(&shutdown)).await;
     served.map_err(|source| Error::Io {
         context: format!("serving on {address}"),
         source,
@@ -160,6 +185,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 async fn serve_http(
     listener: std::net::TcpListener,
     state: Arc<ServeState>,
+    limits: HttpLimits,
     shutdown: Arc<Notify>,
 ) -> std::io::Result<()> {
     let (done, finished) = tokio::sync::oneshot::channel();
@@ -172,13 +198,15 @@ async fn serve_http(
                 .and_then(|runtime| {
                     runtime.block_on(async move {
                         let listener = tokio::net::TcpListener::from_std(listener)?;
-                        // Answers are small and go out at once: no waiting for Nagle.
-                        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                            let _ = tcp.set_nodelay(true);
-                        });
-                        axum::serve(listener, router(state))
-                            .with_graceful_shutdown(async move { shutdown.notified().await })
-                            .await
+                        let connections = Arc::new(Connections::new(limits.max_connections));
+                        serve_connections(
+                            listener,
+                            router(state),
+                            limits,
+                            connections,
+                            async move { shutdown.notified().await },
+                        )
+                        .await
                     })
                 });
             let _ = done.send(served);
@@ -220,4 +248,34 @@ fn tokens(args: &ServeArgs) -> Result<Tokens> {
         tokens.push((Scope::Admin, token));
     }
     Tokens::new(tokens)
+}
+
+/// Descriptors kept for the pipeline (files, stores, brokers) beside the connections.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// `wanted` connections, or fewer when the process may not open that many files: the
+/// soft open-files limit is raised to the hard one first, as servers do.
+fn connection_cap(wanted: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = raised;
+        }
+    }
+    let Some(files) = limit.current else {
+        return wanted;
+    };
+    let fits = files.saturating_sub(RESERVED_DESCRIPTORS).max(16) as usize;
+    if wanted > fits {
+        eprintln!(
+            "warning: --max-connections {wanted} does not fit the open-files limit ({files}, ulimit -n); serving at most {fits} connections"
+        );
+        return fits;
+    }
+    wanted
 }

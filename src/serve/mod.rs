@@ -14,7 +14,9 @@
 //! upserts keep fresh; misses read the store. The API is described in `docs/openapi.yaml`.
 
 mod auth;
+mod connections;
 mod decode;
+mod http_server;
 mod idempotency;
 mod ingest_writer;
 mod json_row;
@@ -23,7 +25,9 @@ mod profile_cache;
 mod signature;
 
 pub use auth::{Refusal, Scope, Tokens, generate_token};
+pub use connections::{Connections, HttpLimits};
 pub use decode::decode_events;
+pub use http_server::serve_connections;
 pub use idempotency::{Claim, IdempotencyKeys};
 pub use ingest_writer::IngestWriter;
 pub use metrics::{ServerMetrics, render};
@@ -73,6 +77,8 @@ pub struct ServeOptions {
     /// The runtime the pipeline runs on: webhook writes run there, not on the threads that
     /// answer requests.
     pub pipeline_runtime: tokio::runtime::Handle,
+    /// The longest a request may take from its head to its answer.
+    pub request_timeout: std::time::Duration,
 }
 
 /// A view served by key.
@@ -101,6 +107,7 @@ pub struct ServeState {
     metrics: ServerMetrics,
     ready: AtomicBool,
     pipeline_runtime: tokio::runtime::Handle,
+    request_timeout: std::time::Duration,
 }
 
 impl ServeState {
@@ -143,6 +150,7 @@ impl ServeState {
             metrics: ServerMetrics::default(),
             ready: AtomicBool::new(false),
             pipeline_runtime: options.pipeline_runtime,
+            request_timeout: options.request_timeout,
         })
     }
 
@@ -318,7 +326,23 @@ async fn guard(State(state): State<Arc<ServeState>>, request: Request, next: Nex
         ),
     };
     let response = match admitted {
-        Ok(()) => next.run(request).await,
+        Ok(()) => match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                let mut response = ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request was not read and answered within {} (--request-timeout)",
+                        crate::stream::DisplayNanos(state.request_timeout.as_nanos() as i64)
+                    ),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
+        },
         Err(Refusal::Unauthenticated) => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -32,6 +32,7 @@ mod schema_registry_faults;
 mod serve;
 mod serve_composite_keys;
 mod serve_kafka;
+mod serve_slow_clients;
 mod slt;
 mod view_over_view;
 mod window_over_enrichment;

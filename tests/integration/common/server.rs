@@ -29,6 +29,18 @@ impl Server {
 
     /// [`Server::start`] with more arguments for `serve`.
     pub fn start_with(dir: &Path, pipeline: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::start_limited(dir, pipeline, env, args, None)
+    }
+
+    /// [`Server::start_with`] in a process that may open at most `open_files` files
+    /// (`ulimit -n`), when given.
+    pub fn start_limited(
+        dir: &Path,
+        pipeline: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        open_files: Option<u32>,
+    ) -> Self {
         let file = dir.join("pipeline.sql");
         std::fs::write(&file, pipeline).unwrap();
         let tokens = dir.join("tokens");
@@ -37,7 +49,18 @@ impl Server {
             format!("read {READ_TOKEN}\ningest {INGEST_TOKEN}\nadmin {ADMIN_TOKEN}\n"),
         )
         .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_profusion"));
+        let binary = env!("CARGO_BIN_EXE_profusion");
+        let mut command = match open_files {
+            None => Command::new(binary),
+            Some(files) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                shell
+            }
+        };
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--quiet", "--tokens"])
             .arg(&tokens)

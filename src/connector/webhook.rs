@@ -5,8 +5,10 @@
 //! - `'webhook.secret'`: requests must be signed with HMAC-SHA256 under this secret (see
 //!   [`crate::serve`] for the headers); without it, a bearer token with the ingest scope
 //!   is enough.
-//! - `'webhook.timestamp_tolerance'` (default `5 minutes`): how far a signed request's
-//!   timestamp may be from the server's clock, against replays.
+//!   The secret has at least 16 bytes.
+//! - `'webhook.timestamp_tolerance'` (default `5 minutes`, at most 15): how far a signed
+//!   request's timestamp may be from the server's clock. Within it a signature is taken
+//!   once, so its signatures are remembered that long.
 
 use std::fmt;
 use std::time::Duration;
@@ -16,6 +18,13 @@ use crate::sql::WithOptions;
 
 /// How far a signed request's timestamp may be from now unless the table says otherwise.
 pub const DEFAULT_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// The widest tolerance a table may set: the server remembers every signature that long.
+pub const MAX_TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(900);
+
+/// The shortest secret taken, in bytes: a short one could be guessed offline from one
+/// captured request.
+pub const MIN_SECRET_BYTES: usize = 16;
 
 /// The webhook options of one table.
 #[derive(Clone, Default)]
@@ -39,13 +48,23 @@ impl WebhookOptions {
     /// Consumes the `webhook.*` options.
     pub fn parse(options: &mut WithOptions) -> Result<Self, Error> {
         let secret = options.take("webhook.secret");
-        if secret.as_deref().is_some_and(str::is_empty) {
-            return Err(options.error("option 'webhook.secret' is empty"));
+        if let Some(secret) = &secret
+            && secret.len() < MIN_SECRET_BYTES
+        {
+            return Err(options.error(format!(
+                "option 'webhook.secret' has {} bytes: use at least {MIN_SECRET_BYTES} (e.g. openssl rand -hex 32)",
+                secret.len()
+            )));
         }
         let timestamp_tolerance = options.duration("webhook.timestamp_tolerance")?;
         if timestamp_tolerance.is_some() && secret.is_none() {
             return Err(options.error(
                 "option 'webhook.timestamp_tolerance' applies to signed requests: set 'webhook.secret' too",
+            ));
+        }
+        if timestamp_tolerance.is_some_and(|t| t > MAX_TIMESTAMP_TOLERANCE) {
+            return Err(options.error(
+                "option 'webhook.timestamp_tolerance' is at most 15 minutes: every signature is remembered that long, to take it once",
             ));
         }
         Ok(Self {

@@ -22,6 +22,7 @@ mod ingest_writer;
 mod json_row;
 mod metrics;
 mod profile_cache;
+mod seen_signatures;
 mod signature;
 
 pub use auth::{Refusal, Scope, Tokens, generate_token};
@@ -32,7 +33,8 @@ pub use idempotency::{Claim, IdempotencyKeys};
 pub use ingest_writer::IngestWriter;
 pub use metrics::{ServerMetrics, render};
 pub use profile_cache::{Cached, CachedRow, ProfileCache, cache_key};
-pub use signature::{SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, sign, verify};
+pub use seen_signatures::{FirstUse, SeenSignatures};
+pub use signature::{SIGNATURE_HEADER, SignatureError, Signed, TIMESTAMP_HEADER, sign, verify};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +69,9 @@ pub const BODY_LIMIT: usize = 1 << 20;
 /// Idempotency keys remembered at most (the oldest are forgotten first).
 const IDEMPOTENCY_KEYS: usize = 100_000;
 
+/// Signatures remembered per table at most, within its timestamp tolerance.
+const SIGNATURES_REMEMBERED: usize = 1_000_000;
+
 /// How a server is set up.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -95,6 +100,8 @@ struct IngestTarget {
     webhook: WebhookOptions,
     schema: datafusion::arrow::datatypes::SchemaRef,
     writer: Arc<IngestWriter>,
+    /// The signatures taken, each once.
+    signatures: Arc<SeenSignatures>,
 }
 
 /// What every request shares.
@@ -262,6 +269,10 @@ impl ServeState {
         };
         let schema = datafusion::catalog::TableProvider::schema(stream);
         let target = IngestTarget {
+            signatures: Arc::new(SeenSignatures::new(
+                stream.webhook().tolerance(),
+                SIGNATURES_REMEMBERED,
+            )),
             webhook: stream.webhook().clone(),
             schema: Arc::clone(&schema),
             writer: Arc::new(IngestWriter::new(
@@ -525,22 +536,26 @@ async fn ingest(
         Err(error) => return error.into_response(),
     };
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(secret) = &target.webhook.secret
-        && let Err(error) = verify(
+    let signed = match &target.webhook.secret {
+        None => None,
+        Some(secret) => match verify(
             secret,
             target.webhook.tolerance(),
             text(TIMESTAMP_HEADER),
             text(SIGNATURE_HEADER),
             &body,
-        )
-    {
-        state.metrics.reject(match error {
-            SignatureError::Expired => "expired",
-            SignatureError::Mismatch => "signature",
-            _ => "unsigned",
-        });
-        return ApiError::new(StatusCode::UNAUTHORIZED, error.reason()).into_response();
-    }
+        ) {
+            Ok(signed) => Some(signed),
+            Err(error) => {
+                state.metrics.reject(match error {
+                    SignatureError::Expired => "expired",
+                    SignatureError::Mismatch => "signature",
+                    _ => "unsigned",
+                });
+                return ApiError::new(StatusCode::UNAUTHORIZED, error.reason()).into_response();
+            }
+        },
+    };
     let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => None,
         Some(Ok(key)) if !key.is_empty() && key.len() <= 255 => Some(key.to_string()),
@@ -579,12 +594,54 @@ async fn ingest(
             }
         }
     }
-    let batch = match decode_events(&target.schema, &body) {
-        Ok(batch) => batch,
-        Err(reason) => {
+    // A signature is taken once: the same signed request under another Idempotency-Key
+    // (or none) is a replay.
+    let refused = signed.and_then(|signed| {
+        match target.signatures.first_use(signed.tag, signed.sent, signed.now) {
+            FirstUse::Fresh => None,
+            FirstUse::Replayed => Some((
+                "replay",
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "this signed request was taken already: sign each request anew",
+                ),
+            )),
+            FirstUse::TooOld => Some((
+                "expired",
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "X-Profusion-Timestamp is too old to be told from a replay now: sign the request anew",
+                ),
+            )),
+        }
+    });
+    if let Some((reason, error)) = refused {
+        if let Some(key) = &idempotency_key {
+            state.idempotency.failed(&table, key);
+        }
+        state.metrics.reject(reason);
+        return error.into_response();
+    }
+    // What a request that wrote nothing gives back: its key and its signature, so that a
+    // retry may be taken.
+    let release = {
+        let target = target.clone();
+        let state = Arc::clone(&state);
+        let table = table.clone();
+        let idempotency_key = idempotency_key.clone();
+        move || {
             if let Some(key) = &idempotency_key {
                 state.idempotency.failed(&table, key);
             }
+            if let Some(signed) = &signed {
+                target.signatures.forget(&signed.tag);
+            }
+        }
+    };
+    let batch = match decode_events(&target.schema, &body) {
+        Ok(batch) => batch,
+        Err(reason) => {
+            release();
             state.metrics.reject("invalid");
             return ApiError::new(StatusCode::BAD_REQUEST, reason).into_response();
         }
@@ -604,10 +661,8 @@ async fn ingest(
                 }
                 Ok(answer)
             }
-            (Err(reason), key) => {
-                if let Some(key) = key {
-                    state.idempotency.failed(&table, key);
-                }
+            (Err(reason), _) => {
+                release();
                 Err(reason.to_string())
             }
         }

@@ -6,8 +6,10 @@
 //!   of the timestamp, a `.`, and the raw body.
 //!
 //! The signature has GitHub's `sha256=` form, and covers the timestamp too (as Stripe's
-//! and Slack's do), so a captured request cannot be replayed later under a fresh timestamp. Within the tolerance, an
-//! `Idempotency-Key` makes a replay a no-op. Signatures are compared in constant time.
+//! and Slack's do), so a captured request cannot be replayed later under a fresh timestamp.
+//! Within the tolerance, each signature is taken once ([`super::SeenSignatures`]): a
+//! replay under another `Idempotency-Key` is refused. Signatures are compared in constant
+//! time.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +55,17 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(tag))
 }
 
+/// A request whose signature verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    /// The sending time, in seconds since the epoch.
+    pub sent: i64,
+    /// The server's clock at the check, in seconds since the epoch.
+    pub now: i64,
+    /// The signature.
+    pub tag: [u8; 32],
+}
+
 /// Checks a request's timestamp and signature headers against `body`.
 pub fn verify(
     secret: &[u8],
@@ -60,7 +73,7 @@ pub fn verify(
     timestamp: Option<&str>,
     signature: Option<&str>,
     body: &[u8],
-) -> Result<(), SignatureError> {
+) -> Result<Signed, SignatureError> {
     let timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?.trim();
     let sent: i64 = timestamp
         .parse()
@@ -79,7 +92,8 @@ pub fn verify(
     hex::decode_to_slice(digits, &mut tag).map_err(|_| SignatureError::Malformed)?;
     mac(secret, timestamp, body)
         .verify_slice(&tag)
-        .map_err(|_| SignatureError::Mismatch)
+        .map_err(|_| SignatureError::Mismatch)?;
+    Ok(Signed { sent, now, tag })
 }
 
 fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
@@ -117,8 +131,8 @@ mod tests {
         let at = now();
         let signature = sign(b"s3cret", &at, body);
         assert_eq!(
-            verify(b"s3cret", TOLERANCE, Some(&at), Some(&signature), body),
-            Ok(())
+            verify(b"s3cret", TOLERANCE, Some(&at), Some(&signature), body).map(|s| s.sent),
+            Ok(at.parse::<i64>().unwrap())
         );
         assert_eq!(
             verify(

@@ -516,6 +516,49 @@ async fn an_idempotency_key_writes_once() {
 }
 
 #[tokio::test]
+async fn a_captured_signed_request_replayed_under_another_key_is_refused() {
+    let (_dir, server) = start();
+    let body = event("u9", "purchase", 40.0);
+    let captured = signed(SECRET, body.as_bytes());
+    let with_key = |key: Option<&str>| {
+        let mut headers = captured.clone();
+        if let Some(key) = key {
+            headers.push(("idempotency-key", key.to_string()));
+        }
+        headers
+    };
+    let post = |headers: Vec<(&'static str, String)>| {
+        let server = &server;
+        let body = body.clone().into_bytes();
+        async move {
+            server
+                .post("/v1/ingest/events", Some(INGEST_TOKEN), &headers, body)
+                .await
+        }
+    };
+    assert_eq!(post(with_key(Some("order-9"))).await.0, 202);
+    // The same key is the client's own retry: answered again, nothing written.
+    assert_eq!(post(with_key(Some("order-9"))).await.0, 202);
+    // Another key, or none: a replay of the captured request.
+    for key in [Some("order-9-again"), None] {
+        let (status, text) = post(with_key(key)).await;
+        assert_eq!(status, 409, "replayed with key {key:?}: {text}");
+        assert!(text.contains("taken already"), "{text}");
+    }
+    profile_with(&server, "u9", 1).await;
+    // A request signed anew is taken.
+    assert_eq!(push(&server, &event("u9", "page_view", 0.0)).await.0, 202);
+    let profile = profile_with(&server, "u9", 2).await;
+    assert_eq!(field(&profile, &["row", "spend"]), 40.0);
+    let (_, metrics) = server.get("/metrics", Some(ADMIN_TOKEN)).await;
+    assert!(
+        metrics.contains("profusion_ingest_rejected_total{reason=\"replay\"} 2"),
+        "{metrics}"
+    );
+    server.stop();
+}
+
+#[tokio::test]
 async fn no_auth_is_refused_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.sql");

@@ -17,6 +17,8 @@ CREATE TABLE events (
 ) WITH (
   connector = 'memory',
   'scan.mode' = 'follow',
+  -- Events the pipeline has read are let go beyond the newest million.
+  'retention' = '1000000 rows',
   'webhook.secret' = '${WEBHOOK_SECRET}',
   'webhook.timestamp_tolerance' = '5 minutes'
 );

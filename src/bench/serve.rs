@@ -41,7 +41,7 @@ impl ServerProcess {
             &pipeline,
             format!(
                 "CREATE TABLE events (user_id TEXT NOT NULL, event_type TEXT NOT NULL, amount DOUBLE,
-                   ts TIMESTAMP NOT NULL) WITH (connector = 'memory', 'scan.mode' = 'follow',
+                   ts TIMESTAMP NOT NULL) WITH (connector = 'memory', 'scan.mode' = 'follow', retention = '1000000 rows',
                    'webhook.secret' = '{SECRET}');
                  CREATE MATERIALIZED VIEW user_profile PRIMARY KEY (user_id)
                    WITH (connector = 'sqlite', path = '{}') AS

@@ -97,6 +97,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             request_timeout: args.request_timeout,
         },
     );
+    state.check_ingest_targets().await?;
     let limits = HttpLimits {
         header_timeout: args.header_timeout,
         idle_timeout: args.idle_timeout,

@@ -7,6 +7,7 @@ mod counting_sink;
 pub mod datagen;
 mod dedup;
 pub mod file;
+mod ingest_check;
 pub mod kafka;
 pub mod memory;
 pub mod nexmark;
@@ -21,6 +22,7 @@ pub mod webhook;
 
 pub use counting_sink::CountingSink;
 pub use dedup::{DEFAULT_DEDUP_TTL, DedupSpec, Deduplicator};
+pub use ingest_check::{IngestCheck, IngestRefusal};
 pub use registry::{Connector, connector, names as connector_names};
 pub use source_exec::{SourceExec, open_source, source_properties};
 pub use table::{SourceDefinition, StreamTable};

@@ -2,13 +2,18 @@
 //! the one place a connector is named. Tables, views' stores and `serve`'s ingest ask the
 //! registry what a connector can do instead of matching its name.
 
+use std::sync::Arc;
+
+use datafusion::datasource::sink::DataSink;
+
 use crate::error::{Error, Result};
 use crate::sql::WithOptions;
 use crate::stream::SourceReads;
 
 use super::store::ViewStore;
 use super::{
-    Declared, Halves, blackhole, datagen, file, kafka, memory, nexmark, postgres, sqlite, stdout,
+    Declared, Halves, IngestCheck, blackhole, datagen, file, kafka, memory, nexmark, postgres,
+    sqlite, stdout,
 };
 
 /// A connector: the `connector = '…'` of a `CREATE TABLE`.
@@ -50,6 +55,17 @@ pub trait Connector: Send + Sync {
     /// True when `serve` may write webhook events into its tables.
     fn takes_ingest(&self) -> bool {
         false
+    }
+
+    /// What `serve` checks of each request's webhook events for the table `table`, written
+    /// through `sink`; an error saying why the table must not take webhook events at all,
+    /// found when `serve` starts.
+    fn ingest_check(
+        &self,
+        _table: &str,
+        _sink: &Arc<dyn DataSink>,
+    ) -> std::result::Result<Option<Arc<dyn IngestCheck>>, String> {
+        Ok(None)
     }
 }
 

@@ -172,6 +172,19 @@ impl Engine {
             .cloned()
     }
 
+    /// The names of every table and view in the session's default schema, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        let Some(catalog) = self.context.catalog("datafusion") else {
+            return Vec::new();
+        };
+        let Some(schema) = catalog.schema("public") else {
+            return Vec::new();
+        };
+        let mut names = schema.table_names();
+        names.sort();
+        names
+    }
+
     /// Every materialized view declared so far, by name.
     pub fn views(&self) -> Vec<Arc<ViewDefinition>> {
         self.views

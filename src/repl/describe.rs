@@ -10,20 +10,6 @@ use crate::connector::StreamTable;
 use crate::pipeline::Engine;
 use crate::sql::masked_option;
 
-/// The names of every table and view in the session's default schema, sorted.
-pub fn table_names(engine: &Engine) -> Vec<String> {
-    let context = engine.context();
-    let Some(catalog) = context.catalog("datafusion") else {
-        return Vec::new();
-    };
-    let Some(schema) = catalog.schema("public") else {
-        return Vec::new();
-    };
-    let mut names = schema.table_names();
-    names.sort();
-    names
-}
-
 /// What kind of thing `name` is, and what it reads or writes.
 fn kind_of(engine: &Engine, name: &str, table: &dyn TableProvider) -> (String, String) {
     if engine.view(name).is_some() {
@@ -52,7 +38,7 @@ fn kind_of(engine: &Engine, name: &str, table: &dyn TableProvider) -> (String, S
 
 /// `\d`: one line per table or view.
 pub async fn list_tables(engine: &Engine) -> String {
-    let names = table_names(engine);
+    let names = engine.table_names();
     if names.is_empty() {
         return "No tables. CREATE TABLE ... WITH (connector = ...) declares one.\n".into();
     }

@@ -297,7 +297,7 @@ impl Repl {
 
     /// Reloads what Tab completes from the session.
     async fn refresh_completions(&self) {
-        let mut names = describe::table_names(&self.engine);
+        let mut names = self.engine.table_names();
         for table in names.clone() {
             if let Ok(provider) = self.engine.context().table_provider(table.as_str()).await {
                 names.extend(provider.schema().fields().iter().map(|f| f.name().clone()));

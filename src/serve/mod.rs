@@ -56,7 +56,7 @@ use datafusion::datasource::sink::DataSink;
 
 use crate::connector::store::ProfileStore;
 use crate::connector::store::ViewStore;
-use crate::connector::{StreamTable, WebhookOptions};
+use crate::connector::{IngestCheck, IngestRefusal, StreamTable, WebhookOptions};
 use crate::connector::{connector, connector_names};
 use crate::pipeline::Engine;
 use crate::pipeline::ViewDefinition;
@@ -102,6 +102,8 @@ struct IngestTarget {
     writer: Arc<IngestWriter>,
     /// The signatures taken, each once.
     signatures: Arc<SeenSignatures>,
+    /// The connector's check of each request's events.
+    check: Option<Arc<dyn IngestCheck>>,
 }
 
 /// What every request shares.
@@ -159,6 +161,36 @@ impl ServeState {
             pipeline_runtime: options.pipeline_runtime,
             request_timeout: options.request_timeout,
         })
+    }
+
+    /// Checks, before serving, every table that could take webhook events: one that must
+    /// not (a followed memory table without a retention) is an error naming it.
+    pub async fn check_ingest_targets(&self) -> crate::error::Result<()> {
+        let mut refusals = Vec::new();
+        for name in self.engine.table_names() {
+            let Ok(provider) = self.engine.context().table_provider(name.as_str()).await else {
+                continue;
+            };
+            let Some(stream) = provider.downcast_ref::<StreamTable>() else {
+                continue;
+            };
+            let streamed = stream.source().ok().is_some_and(|s| !s.source.is_bounded());
+            let (Some(connector), Ok(sink)) = (connector(stream.connector()), stream.sink()) else {
+                continue;
+            };
+            if streamed
+                && connector.takes_ingest()
+                && let Err(reason) = connector.ingest_check(&name, sink)
+            {
+                refusals.push(reason);
+            }
+        }
+        match refusals.is_empty() {
+            true => Ok(()),
+            false => Err(crate::error::Error::DataFusion(
+                datafusion::error::DataFusionError::Plan(refusals.join("; ")),
+            )),
+        }
     }
 
     /// Says whether `/readyz` answers 200.
@@ -267,8 +299,14 @@ impl ServeState {
                 ));
             }
         };
+        let check = connector(stream.connector())
+            .map(|c| c.ingest_check(table, &sink))
+            .transpose()
+            .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?
+            .flatten();
         let schema = datafusion::catalog::TableProvider::schema(stream);
         let target = IngestTarget {
+            check,
             signatures: Arc::new(SeenSignatures::new(
                 stream.webhook().tolerance(),
                 SIGNATURES_REMEMBERED,
@@ -646,6 +684,19 @@ async fn ingest(
             return ApiError::new(StatusCode::BAD_REQUEST, reason).into_response();
         }
     };
+    if let Some(Err(refusal)) = target.check.as_ref().map(|check| check.check(&batch)) {
+        release();
+        let (status, reason, message) = match refusal {
+            IngestRefusal::TooLarge(message) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            }
+            IngestRefusal::Unavailable(message) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+        };
+        state.metrics.reject(reason);
+        return ApiError::new(status, format!("table {table}: {message}")).into_response();
+    }
     // The write and what is recorded of it finish even if the client goes away meanwhile,
     // so an idempotency key never stays claimed by a request nobody waits for.
     let runtime = state.pipeline_runtime.clone();

@@ -16,9 +16,9 @@ fn pipeline(models: &str) -> String {
     format!(
         "CREATE TABLE events (
            user_id TEXT NOT NULL, event_type TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL
-         ) WITH (connector = 'memory', 'scan.mode' = 'follow', 'webhook.secret' = '${{WEBHOOK_SECRET}}');
+         ) WITH (connector = 'memory', 'scan.mode' = 'follow', retention = '100000 rows', 'webhook.secret' = '${{WEBHOOK_SECRET}}');
          CREATE TABLE open_events (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL)
-           WITH (connector = 'memory', 'scan.mode' = 'follow');
+           WITH (connector = 'memory', 'scan.mode' = 'follow', retention = '1 hour');
          CREATE TABLE report (user_id TEXT) WITH (connector = 'blackhole');
          CREATE TABLE snapshot_events (user_id TEXT) WITH (connector = 'memory');
          CREATE MATERIALIZED VIEW user_profile PRIMARY KEY (user_id) WITH (

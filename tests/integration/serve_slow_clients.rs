@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 const PIPELINE: &str = "
     CREATE TABLE events (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL)
-      WITH (connector = 'memory', 'scan.mode' = 'follow');
+      WITH (connector = 'memory', 'scan.mode' = 'follow', retention = '10000 rows');
     CREATE MATERIALIZED VIEW activity PRIMARY KEY (user_id)
       WITH (connector = 'sqlite', path = 'activity.db') AS
     SELECT user_id, count(*) AS events FROM events GROUP BY user_id;";

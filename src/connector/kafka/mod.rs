@@ -11,6 +11,7 @@ mod decode;
 mod delivery;
 mod encode;
 mod group_member;
+mod message_size;
 mod metadata;
 mod options;
 mod reader;
@@ -121,5 +122,20 @@ impl super::Connector for KafkaConnector {
 
     fn takes_ingest(&self) -> bool {
         true
+    }
+
+    fn ingest_check(
+        &self,
+        _table: &str,
+        sink: &std::sync::Arc<dyn datafusion::datasource::sink::DataSink>,
+    ) -> std::result::Result<Option<std::sync::Arc<dyn crate::connector::IngestCheck>>, String>
+    {
+        let any: &dyn std::any::Any = sink.as_ref();
+        let Some(sink) = any.downcast_ref::<sink::KafkaSink>() else {
+            return Ok(None);
+        };
+        Ok(sink
+            .message_size_check()
+            .map(|check| std::sync::Arc::new(check) as _))
     }
 }

@@ -23,6 +23,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use super::config::producer_config;
 use super::delivery::{Deliveries, TrackedProducer};
 use super::encode::{MessageLayout, ValueEncoder, avro_schema_of};
+use super::message_size::{DEFAULT_MESSAGE_MAX_BYTES, MessageSizeCheck};
 use super::options::{KafkaFormat, KafkaOptions};
 use crate::error::Error;
 use crate::format::SchemaRegistry;
@@ -74,6 +75,34 @@ impl KafkaSink {
             ))),
             _ => Ok(ValueEncoder::Json),
         }
+    }
+
+    /// The check of each webhook event's message size, for a table `serve` writes to
+    /// (none for a table that cannot be written).
+    pub fn message_size_check(&self) -> Option<MessageSizeCheck> {
+        let topic = self.topic().ok()?;
+        let values = match self.options.format {
+            KafkaFormat::Avro => {
+                let schema = self.layout.value_schema(&self.schema).ok()?;
+                let avro = avro_schema_of(&schema).ok()?;
+                // The registry's id takes 4 bytes whatever it is.
+                ValueEncoder::avro(schema, avro, 0).ok()?
+            }
+            KafkaFormat::DebeziumJson => return None,
+            _ => ValueEncoder::Json,
+        };
+        let max_bytes = self
+            .options
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
+        Some(MessageSizeCheck::new(
+            topic.to_string(),
+            self.layout.clone(),
+            values,
+            max_bytes,
+        ))
     }
 
     /// The one topic written to.

@@ -222,12 +222,8 @@ impl ServeState {
         })?;
         let parts = normalized_key(key, served.store.as_ref())?;
         let cached = cache_key(&parts);
-        let read_failed = |error: String| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading view {view}: {error}"),
-            )
-        };
+        let read_failed =
+            |error: String| ApiError::internal(format!("reading view {view}: {error}"));
         let row = match served.cache.as_ref().map(|cache| cache.get(&cached)) {
             Some(Cached::Hit(row)) => {
                 PipelineMetrics::add(&self.metrics.cache_hits, 1);
@@ -443,7 +439,7 @@ async fn score_view(
             StatusCode::OK,
             profile_json(&view, &key, &row, Some(&scores)),
         ),
-        Err(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).into_response(),
+        Err(message) => ApiError::internal(message).into_response(),
     }
 }
 
@@ -543,7 +539,7 @@ fn normalized_key(key: &str, store: &dyn ProfileStore) -> Result<Vec<String>, Ap
             let data_type = schema
                 .field_with_name(column)
                 .map(|f| f.data_type().clone())
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                .map_err(ApiError::internal)?;
             if data_type == DataType::Utf8 {
                 return Ok(part.clone());
             }
@@ -556,7 +552,7 @@ fn normalized_key(key: &str, store: &dyn ProfileStore) -> Result<Vec<String>, Ap
             })?;
             let shown = ArrayFormatter::try_new(typed.as_ref(), &options)
                 .map(|f| f.value(0).to_string())
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                .map_err(ApiError::internal)?;
             Ok(shown)
         })
         .collect()
@@ -720,10 +716,8 @@ async fn ingest(
     });
     match written.await {
         Ok(Ok(answer)) => json(StatusCode::ACCEPTED, answer),
-        Ok(Err(reason)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
-        Err(error) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
-        }
+        Ok(Err(reason)) => ApiError::unavailable(reason).into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
     }
 }
 
@@ -775,11 +769,13 @@ fn json(status: StatusCode, body: String) -> Response {
     response
 }
 
-/// An error answer: `{"error": "..."}` with its status.
+/// An error answer: `{"error": "..."}` with its status, and for a failure inside the
+/// server `"request_id"` (also in `X-Request-Id`) under which the log has the cause.
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
     message: String,
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -787,16 +783,67 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            request_id: None,
+        }
+    }
+
+    /// A failure inside the server (500): its cause (paths, hosts, users, a broker's
+    /// words) goes to the log under a request id, the client gets the id alone.
+    fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::logged(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            format!("{cause}"),
+        )
+    }
+
+    /// A store or broker the request needed failed (503): a retry may succeed; the cause
+    /// goes to the log under a request id.
+    fn unavailable(cause: impl std::fmt::Display) -> Self {
+        Self::logged(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily unavailable; retry",
+            format!("{cause}"),
+        )
+    }
+
+    fn logged(status: StatusCode, summary: &str, cause: String) -> Self {
+        let id = request_id();
+        eprintln!("serve: request {id}: {} {cause}", status.as_u16());
+        Self {
+            status,
+            message: format!("{summary} (request {id}; the server's log has the cause)"),
+            request_id: Some(id),
         }
     }
 }
 
+/// A fresh id for a request whose failure is logged: 16 hex digits.
+fn request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Random where the system gives randomness, else a count: ids only need to be told apart in one log.
+    let number = getrandom::u64().unwrap_or_else(|_| NEXT.fetch_add(1, Ordering::Relaxed));
+    format!("{number:016x}")
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json(
-            self.status,
-            format!("{{\"error\":{}}}", json_string(&self.message)),
-        )
+        let body = match &self.request_id {
+            None => format!("{{\"error\":{}}}", json_string(&self.message)),
+            Some(id) => format!(
+                "{{\"error\":{},\"request_id\":{}}}",
+                json_string(&self.message),
+                json_string(id)
+            ),
+        };
+        let mut response = json(self.status, body);
+        if let Some(id) = self
+            .request_id
+            .and_then(|id| HeaderValue::from_str(&id).ok())
+        {
+            response.headers_mut().insert("x-request-id", id);
+        }
+        response
     }
 }
 

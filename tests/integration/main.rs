@@ -31,6 +31,7 @@ mod s3;
 mod schema_registry_faults;
 mod serve;
 mod serve_composite_keys;
+mod serve_errors;
 mod serve_ingest_limits;
 mod serve_kafka;
 mod serve_slow_clients;

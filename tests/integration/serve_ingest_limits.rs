@@ -46,9 +46,7 @@ async fn a_followed_memory_table_keeps_its_retention_and_says_when_it_is_full() 
     }
     let mut last = String::new();
     for _ in 0..500 {
-        let (status, body) = server
-            .get("/v1/views/activity/u1", Some(READ_TOKEN))
-            .await;
+        let (status, body) = server.get("/v1/views/activity/u1", Some(READ_TOKEN)).await;
         if status == 200 && field(&body, &["row", "events"]) == 20 {
             last.clear();
             break;
@@ -107,10 +105,7 @@ async fn an_event_too_large_for_kafka_fails_its_own_request_only() {
     let server = Server::start(dir.path(), &pipeline, &[]);
 
     // Under the 1 MiB body limit, over librdkafka's message.max.bytes (1,000,000).
-    let huge = format!(
-        r#"{{"user_id":"big","note":"{}"}}"#,
-        "x".repeat(1_000_100)
-    );
+    let huge = format!(r#"{{"user_id":"big","note":"{}"}}"#, "x".repeat(1_000_100));
     assert!(huge.len() < 1 << 20);
     let small = |i: usize| format!(r#"{{"user_id":"small-{i}","note":"ok"}}"#);
     let (big, smalls) = tokio::join!(
@@ -123,11 +118,10 @@ async fn an_event_too_large_for_kafka_fails_its_own_request_only() {
         assert_eq!(*status, 202, "small request {i}: {text}");
     }
     let servers_for_read = servers.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        read_messages(&servers_for_read, "events", 1, 40)
-    })
-    .await
-    .unwrap();
+    let written =
+        tokio::task::spawn_blocking(move || read_messages(&servers_for_read, "events", 1, 40))
+            .await
+            .unwrap();
     assert_eq!(written.len(), 40, "{written:?}");
     assert!(written.iter().all(|m| m.contains("small-")), "{written:?}");
     server.stop();

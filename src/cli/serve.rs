@@ -11,6 +11,7 @@ use clap::Args;
 use tokio::sync::Notify;
 
 use crate::Pipeline;
+use crate::connector::store::ServingReads;
 use crate::error::{Error, Result};
 use crate::pipeline::group::GroupRun;
 use crate::pipeline::{StatusLine, status_text};
@@ -52,6 +53,15 @@ pub struct ServeArgs {
     /// process's open-files limit.
     #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections)]
     max_connections: usize,
+    /// Connections per view for lookups that miss the cache, apart from the pipeline's.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    read_connections: usize,
+    /// The longest a lookup may wait for its view's store (a connection, then the read).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::sql::parse_duration)]
+    read_timeout: Duration,
+    /// Store reads of one view in flight at most; a lookup beyond them gets 503 at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    read_concurrency: usize,
     /// Profile rows kept in memory per view (0: every request reads the store).
     #[arg(long, default_value_t = 100_000)]
     cache_entries: usize,
@@ -95,8 +105,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             },
             pipeline_runtime: tokio::runtime::Handle::current(),
             request_timeout: args.request_timeout,
+            reads: ServingReads {
+                connections: args.read_connections.max(1),
+                timeout: args.read_timeout,
+            },
+            read_concurrency: args.read_concurrency,
         },
-    );
+    )?;
     state.check_ingest_targets().await?;
     let limits = HttpLimits {
         header_timeout: args.header_timeout,

@@ -32,6 +32,8 @@ pub struct ServerMetrics {
     /// Profile lookups answered from the cache, and from the store.
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Store reads refused because a view had `--read-concurrency` in flight.
+    pub reads_refused: AtomicU64,
 }
 
 impl ServerMetrics {
@@ -257,6 +259,12 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         "profusion_profile_cache_misses_total",
         "Profile lookups that read the store.",
         read(&server.cache_misses),
+    );
+    counter(
+        &mut out,
+        "profusion_profile_reads_refused_total",
+        "Profile lookups refused (503) because their view had --read-concurrency store reads in flight.",
+        read(&server.reads_refused),
     );
     out
 }

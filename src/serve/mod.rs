@@ -54,8 +54,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::sink::DataSink;
 
-use crate::connector::store::ProfileStore;
 use crate::connector::store::ViewStore;
+use crate::connector::store::{ProfileStore, ServingReads};
 use crate::connector::{IngestCheck, IngestRefusal, StreamTable, WebhookOptions};
 use crate::connector::{connector, connector_names};
 use crate::pipeline::Engine;
@@ -84,12 +84,19 @@ pub struct ServeOptions {
     pub pipeline_runtime: tokio::runtime::Handle,
     /// The longest a request may take from its head to its answer.
     pub request_timeout: std::time::Duration,
+    /// How lookups that miss the cache read a view's store.
+    pub reads: ServingReads,
+    /// Store reads of one view in flight at most; more get 503 at once.
+    pub read_concurrency: usize,
 }
 
 /// A view served by key.
 struct ServedView {
     definition: Arc<ViewDefinition>,
+    /// The view's store, read through `serve`'s own connections.
     store: Arc<dyn ProfileStore>,
+    /// Store reads in flight.
+    reads: Arc<tokio::sync::Semaphore>,
     /// `None` when rows are read from the store every time.
     cache: Option<Arc<ProfileCache>>,
 }
@@ -121,8 +128,8 @@ pub struct ServeState {
 
 impl ServeState {
     /// The state of a server over `engine`'s tables and views; each view kept in a store
-    /// table gets a cache its sink keeps fresh.
-    pub fn new(engine: Engine, options: ServeOptions) -> Arc<Self> {
+    /// table gets a cache its sink keeps fresh, and connections of its own for reads.
+    pub fn new(engine: Engine, options: ServeOptions) -> crate::error::Result<Arc<Self>> {
         let mut views = HashMap::new();
         for definition in engine.views() {
             let ViewStore::Table(store) = &definition.store else {
@@ -144,13 +151,14 @@ impl ServeState {
             views.insert(
                 definition.name.clone(),
                 ServedView {
-                    store: Arc::clone(store),
+                    store: store.for_serving(options.reads)?,
+                    reads: Arc::new(tokio::sync::Semaphore::new(options.read_concurrency.max(1))),
                     definition: Arc::clone(&definition),
                     cache,
                 },
             );
         }
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             engine,
             tokens: options.tokens,
             views,
@@ -160,7 +168,7 @@ impl ServeState {
             ready: AtomicBool::new(false),
             pipeline_runtime: options.pipeline_runtime,
             request_timeout: options.request_timeout,
-        })
+        }))
     }
 
     /// Checks, before serving, every table that could take webhook events: one that must
@@ -222,6 +230,20 @@ impl ServeState {
         })?;
         let parts = normalized_key(key, served.store.as_ref())?;
         let cached = cache_key(&parts);
+        let read = || async {
+            let Ok(_permit) = served.reads.try_acquire() else {
+                PipelineMetrics::add(&self.metrics.reads_refused, 1);
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("too many reads of view {view} in flight (--read-concurrency); retry"),
+                ));
+            };
+            served
+                .store
+                .get(&parts)
+                .await
+                .map_err(|e| ApiError::unavailable(format!("reading view {view}: {e}")))
+        };
         let read_failed =
             |error: String| ApiError::internal(format!("reading view {view}: {error}"));
         let row = match served.cache.as_ref().map(|cache| cache.get(&cached)) {
@@ -231,17 +253,14 @@ impl ServeState {
             }
             Some(Cached::Miss(load)) => {
                 PipelineMetrics::add(&self.metrics.cache_misses, 1);
-                let read = served.store.get(&parts).await;
-                read.map_err(|e| e.to_string())
-                    .and_then(|stored| load.finish(stored))
-                    .map_err(read_failed)?
+                load.finish(read().await?).map_err(read_failed)?
             }
-            None => {
-                let read = served.store.get(&parts).await.map_err(|e| e.to_string());
-                read.and_then(|stored| stored.map(CachedRow::of).transpose())
-                    .map_err(read_failed)?
-                    .map(Arc::new)
-            }
+            None => read()
+                .await?
+                .map(CachedRow::of)
+                .transpose()
+                .map_err(read_failed)?
+                .map(Arc::new),
         };
         let row = row.ok_or_else(|| {
             ApiError::new(

@@ -35,6 +35,7 @@ mod serve_errors;
 mod serve_ingest_limits;
 mod serve_kafka;
 mod serve_slow_clients;
+mod serve_store_reads;
 mod slt;
 mod view_over_view;
 mod window_over_enrichment;

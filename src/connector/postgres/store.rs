@@ -1,7 +1,11 @@
 //! [`PostgresStore`]: a [`ProfileStore`] in a PostgreSQL table, written through a pool of
-//! connections. The table is created (or checked) on first use.
+//! connections. The table is created (or checked) on first use. `serve` reads through a
+//! pool of its own, each read (connecting and waiting for a connection included) bounded
+//! in time, so a flood of lookups or a database that is down cannot hold the pipeline's
+//! connections nor hang requests.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -19,7 +23,8 @@ use tokio_postgres::types::ToSql;
 use super::options::PostgresOptions;
 use super::types::{array_type, bind_columns, column_type, select_as_text};
 use crate::connector::store::{
-    ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
+    ColumnTypes, ProfileStore, ServingReads, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted,
+    VERSION_COLUMN,
 };
 use crate::error::Error;
 use crate::format::from_json_texts;
@@ -32,6 +37,40 @@ pub struct PostgresStore {
     shape: TableShape,
     pool: Pool,
     ready: OnceCell<()>,
+    /// `serve`'s reads: each within this long.
+    read_timeout: Option<Duration>,
+}
+
+/// A pool of at most `size` connections to `options`' database; with a timeout, every
+/// step (waiting for a connection, connecting, each statement) is bounded by it.
+fn pool(options: &PostgresOptions, size: usize, timeout: Option<Duration>) -> Result<Pool, Error> {
+    let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| Error::Io {
+        context: format!("postgres url {}", options.display_url()),
+        source: std::io::Error::other(e),
+    })?;
+    if let Some(limit) = timeout {
+        config.connect_timeout(limit);
+        config.options(format!("-c statement_timeout={}", limit.as_millis().max(1)));
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let mut builder = Pool::builder(manager).max_size(size);
+    if let Some(limit) = timeout {
+        builder = builder
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(limit))
+            .create_timeout(Some(limit))
+            .recycle_timeout(Some(limit));
+    }
+    builder.build().map_err(|e| Error::Io {
+        context: format!("postgres pool for {}", options.display_url()),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 impl PostgresStore {
@@ -43,24 +82,7 @@ impl PostgresStore {
         primary_key: Vec<String>,
         versioned: bool,
     ) -> Result<Self, Error> {
-        let config: tokio_postgres::Config = options.url.parse().map_err(|e| Error::Io {
-            context: format!("postgres url {}", options.display_url()),
-            source: std::io::Error::other(e),
-        })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size)
-            .build()
-            .map_err(|e| Error::Io {
-                context: format!("postgres pool for {}", options.display_url()),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        let pool = pool(&options, options.pool_size, None)?;
         Ok(Self {
             options,
             shape: TableShape {
@@ -70,6 +92,7 @@ impl PostgresStore {
             },
             pool,
             ready: OnceCell::new(),
+            read_timeout: None,
         })
     }
 
@@ -95,6 +118,77 @@ impl PostgresStore {
             self.options.table,
             self.options.display_url()
         )
+    }
+
+    /// The row of `key`, read on one of the pool's connections.
+    async fn read_row(&self, key: &[String]) -> Result<Option<StoredRow>> {
+        self.shape.check_key(key, &self.context())?;
+        let fields = self.shape.schema.fields();
+        let mut columns: Vec<String> = fields
+            .iter()
+            .map(|f| select_as_text(&quote(f.name()), f.data_type()))
+            .collect();
+        if self.shape.versioned {
+            columns.push(quote(VERSION_COLUMN));
+            columns.push(format!(
+                "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                quote(UPDATED_AT_COLUMN)
+            ));
+        }
+        let mut matches = Vec::new();
+        for (i, name) in self.shape.primary_key.iter().enumerate() {
+            let field = self.shape.schema.field_with_name(name)?;
+            matches.push(format!(
+                "{} = CAST(${}::text AS {})",
+                quote(name),
+                i + 1,
+                column_type(field.data_type())
+            ));
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            columns.join(", "),
+            quote(&self.options.table),
+            matches.join(" AND ")
+        );
+        let params: Vec<&(dyn ToSql + Sync)> =
+            key.iter().map(|k| k as &(dyn ToSql + Sync)).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| self.failed("preparing a lookup in", e))?;
+        let Some(row) = client
+            .query_opt(&statement, &params)
+            .await
+            .map_err(|e| self.failed("reading a row of", e))?
+        else {
+            return Ok(None);
+        };
+        let values = fields
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let text = row
+                    .try_get::<_, Option<String>>(i)
+                    .map_err(|e| self.failed("reading a row of", e))?;
+                from_text(&StringArray::from(vec![text]), field.data_type())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (version, updated_at) = match self.shape.versioned {
+            true => (
+                row.try_get::<_, Option<i64>>(fields.len())
+                    .map_err(|e| self.failed("reading a row's version of", e))?,
+                row.try_get::<_, Option<String>>(fields.len() + 1)
+                    .map_err(|e| self.failed("reading a row's write time of", e))?,
+            ),
+            false => (None, None),
+        };
+        Ok(Some(StoredRow {
+            row: RecordBatch::try_new(Arc::clone(&self.shape.schema), values)?,
+            version,
+            updated_at,
+        }))
     }
 
     fn failed(&self, doing: &str, error: impl std::fmt::Display) -> DataFusionError {
@@ -303,72 +397,28 @@ impl ProfileStore for PostgresStore {
     }
 
     async fn get(&self, key: &[String]) -> Result<Option<StoredRow>> {
-        self.shape.check_key(key, &self.context())?;
-        let fields = self.shape.schema.fields();
-        let mut columns: Vec<String> = fields
-            .iter()
-            .map(|f| select_as_text(&quote(f.name()), f.data_type()))
-            .collect();
-        if self.shape.versioned {
-            columns.push(quote(VERSION_COLUMN));
-            columns.push(format!(
-                "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-                quote(UPDATED_AT_COLUMN)
-            ));
+        match self.read_timeout {
+            None => self.read_row(key).await,
+            Some(limit) => tokio::time::timeout(limit, self.read_row(key))
+                .await
+                .map_err(|_| {
+                    self.failed(
+                        "no answer within the read timeout from",
+                        crate::stream::DisplayNanos(limit.as_nanos() as i64),
+                    )
+                })?,
         }
-        let mut matches = Vec::new();
-        for (i, name) in self.shape.primary_key.iter().enumerate() {
-            let field = self.shape.schema.field_with_name(name)?;
-            matches.push(format!(
-                "{} = CAST(${}::text AS {})",
-                quote(name),
-                i + 1,
-                column_type(field.data_type())
-            ));
-        }
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {}",
-            columns.join(", "),
-            quote(&self.options.table),
-            matches.join(" AND ")
-        );
-        let params: Vec<&(dyn ToSql + Sync)> =
-            key.iter().map(|k| k as &(dyn ToSql + Sync)).collect();
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(|e| self.failed("preparing a lookup in", e))?;
-        let Some(row) = client
-            .query_opt(&statement, &params)
-            .await
-            .map_err(|e| self.failed("reading a row of", e))?
-        else {
-            return Ok(None);
-        };
-        let values = fields
-            .iter()
-            .enumerate()
-            .map(|(i, field)| {
-                let text = row
-                    .try_get::<_, Option<String>>(i)
-                    .map_err(|e| self.failed("reading a row of", e))?;
-                from_text(&StringArray::from(vec![text]), field.data_type())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let (version, updated_at) = match self.shape.versioned {
-            true => (
-                row.try_get::<_, Option<i64>>(fields.len())
-                    .map_err(|e| self.failed("reading a row's version of", e))?,
-                row.try_get::<_, Option<String>>(fields.len() + 1)
-                    .map_err(|e| self.failed("reading a row's write time of", e))?,
-            ),
-            false => (None, None),
-        };
-        Ok(Some(StoredRow {
-            row: RecordBatch::try_new(Arc::clone(&self.shape.schema), values)?,
-            version,
-            updated_at,
+    }
+
+    fn for_serving(&self, reads: ServingReads) -> Result<Arc<dyn ProfileStore>> {
+        let pool = pool(&self.options, reads.connections, Some(reads.timeout))
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Arc::new(Self {
+            options: self.options.clone(),
+            shape: self.shape.clone(),
+            pool,
+            ready: OnceCell::new(),
+            read_timeout: Some(reads.timeout),
         }))
     }
 

@@ -1,20 +1,23 @@
-//! [`SqliteStore`]: a [`ProfileStore`] in one SQLite file. The connection opens on first use
-//! (planning a pipeline touches no file) and every call runs on a blocking thread.
+//! [`SqliteStore`]: a [`ProfileStore`] in one SQLite file. Connections open on first use
+//! (planning a pipeline touches no file) and every call runs on a blocking thread. The
+//! pipeline writes through one connection; `serve` reads through a pool of its own
+//! (read-only, each read bounded in time), which WAL lets run beside the writer.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::{DataFusionError, Result, exec_datafusion_err, exec_err};
+use datafusion::common::{DataFusionError, Result, exec_datafusion_err};
 use rusqlite::Connection;
 
 use super::options::SqliteOptions;
 use super::values::{ColumnBuilder, SqlColumn, StorageClass};
 use crate::connector::store::{
-    ColumnTypes, ProfileStore, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted, VERSION_COLUMN,
-    now_iso8601,
+    ColumnTypes, ProfileStore, ServingReads, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted,
+    VERSION_COLUMN, now_iso8601,
 };
 use crate::sql::{quote, quote_literal};
 
@@ -26,7 +29,26 @@ const SCAN_BATCH_ROWS: usize = 8192;
 pub struct SqliteStore {
     options: SqliteOptions,
     shape: TableShape,
-    connection: Arc<Mutex<Option<Connection>>>,
+    connections: Arc<Connections>,
+}
+
+/// The connections of a store, opened as needed, at most `permits` at once.
+#[derive(Debug)]
+struct Connections {
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Reads only, each within this long: `serve`'s connections.
+    read_timeout: Option<Duration>,
+}
+
+impl Connections {
+    fn new(size: usize, read_timeout: Option<Duration>) -> Arc<Self> {
+        Arc::new(Self {
+            idle: Mutex::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(size.max(1))),
+            read_timeout,
+        })
+    }
 }
 
 impl SqliteStore {
@@ -45,32 +67,51 @@ impl SqliteStore {
                 primary_key,
                 versioned,
             },
-            connection: Arc::new(Mutex::new(None)),
+            connections: Connections::new(1, None),
         }
     }
 
-    /// Runs `work` with the open connection on a blocking thread.
+    /// Runs `work` with a connection on a blocking thread; for `serve`'s reads, within the
+    /// read timeout (waiting for a connection included).
     async fn with_connection<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection, &Layout) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let connection = Arc::clone(&self.connection);
+        let connections = Arc::clone(&self.connections);
         let layout = Layout {
             options: self.options.clone(),
             shape: self.shape.clone(),
         };
-        tokio::task::spawn_blocking(move || {
-            let mut guard = connection.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.is_none() {
-                *guard = Some(layout.open()?);
-            }
-            let Some(connection) = guard.as_mut() else {
-                return exec_err!("sqlite connection missing after opening");
-            };
-            work(connection, &layout)
-        })
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        let read_timeout = connections.read_timeout;
+        let run = async move {
+            let permit = Arc::clone(&connections.permits)
+                .acquire_owned()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            tokio::task::spawn_blocking(move || {
+                let idle = crate::stream::lock(&connections.idle).pop();
+                let mut connection = match idle {
+                    Some(connection) => connection,
+                    None => layout.open(connections.read_timeout)?,
+                };
+                let done = work(&mut connection, &layout);
+                crate::stream::lock(&connections.idle).push(connection);
+                drop(permit);
+                done
+            })
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+        };
+        match read_timeout {
+            None => run.await,
+            Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| {
+                exec_datafusion_err!(
+                    "no answer from {} within {} (the read timeout)",
+                    self.context(),
+                    crate::stream::DisplayNanos(limit.as_nanos() as i64)
+                )
+            })?,
+        }
     }
 
     fn context(&self) -> String {
@@ -150,6 +191,14 @@ impl ProfileStore for SqliteStore {
         })
         .await
     }
+
+    fn for_serving(&self, reads: ServingReads) -> Result<Arc<dyn ProfileStore>> {
+        Ok(Arc::new(Self {
+            options: self.options.clone(),
+            shape: self.shape.clone(),
+            connections: Connections::new(reads.connections, Some(reads.timeout)),
+        }))
+    }
 }
 
 /// What the blocking side needs to know about the table.
@@ -160,8 +209,9 @@ struct Layout {
 
 impl Layout {
     /// Opens the file, creating it, its folder and the table when missing, and checks that
-    /// an existing table has the expected columns.
-    fn open(&self) -> Result<Connection> {
+    /// an existing table has the expected columns. With a read timeout, the connection
+    /// only reads and waits for locks that long.
+    fn open(&self, read_timeout: Option<Duration>) -> Result<Connection> {
         let path = &self.options.path;
         let failed = |e: &dyn std::fmt::Display| {
             exec_datafusion_err!(
@@ -191,6 +241,12 @@ impl Layout {
             .execute_batch(&self.create_sql())
             .map_err(|e| failed(&e))?;
         self.check_columns(&connection, path)?;
+        if let Some(limit) = read_timeout {
+            connection.busy_timeout(limit).map_err(|e| failed(&e))?;
+            connection
+                .execute_batch("PRAGMA query_only = ON;")
+                .map_err(|e| failed(&e))?;
+        }
         Ok(connection)
     }
 

@@ -29,6 +29,17 @@ pub use crate::stream::VERSION_COLUMN;
 /// The name of the column that holds when a stored row was last written.
 pub const UPDATED_AT_COLUMN: &str = "_updated_at";
 
+/// How `serve` reads a store: on connections of its own, apart from the pipeline's
+/// writes, so that a flood of lookups cannot starve the upserts nor hang on a store that
+/// is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServingReads {
+    /// Connections open at most for reads.
+    pub connections: usize,
+    /// How long a read may take, waiting for a connection included.
+    pub timeout: std::time::Duration,
+}
+
 /// A table of rows identified by a primary key.
 #[async_trait]
 pub trait ProfileStore: Debug + Send + Sync {
@@ -64,6 +75,10 @@ pub trait ProfileStore: Debug + Send + Sync {
     /// Deletes the rows whose version is older than `version` (keys a finished refresh no
     /// longer returned); returns how many.
     async fn delete_older_than(&self, version: i64) -> Result<u64>;
+
+    /// The same rows, read through connections of their own as `reads` says (for
+    /// `serve`'s lookups).
+    fn for_serving(&self, reads: ServingReads) -> Result<Arc<dyn ProfileStore>>;
 }
 
 /// One row read by key, with its bookkeeping.

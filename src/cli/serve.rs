@@ -17,7 +17,7 @@ use crate::pipeline::group::GroupRun;
 use crate::pipeline::{StatusLine, status_text};
 use crate::serve::{
     Connections, HttpLimits, Scope, ServeOptions, ServeState, Tokens, generate_token, router,
-    serve_connections,
+    serve_connections, tls_acceptor,
 };
 
 use super::{CheckpointArgs, GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// read from PROFUSION_READ_TOKENS, PROFUSION_INGEST_TOKENS and PROFUSION_ADMIN_TOKENS.
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Serve without authentication (only on a loopback address).
     #[arg(long, conflicts_with = "tokens")]
     no_auth: bool,
@@ -82,6 +88,10 @@ enum Runner {
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let tokens = tokens(&args)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let text = args.file.read()?;
     let checkpoints = args.checkpoints.options();
     let runner = match args.group.options(checkpoints.clone()) {
@@ -130,8 +140,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         source,
     })?;
     eprintln!(
-        "serving {} on http://{address} (views: {})",
+        "serving {} on {}://{address} (views: {})",
         args.file.display(),
+        if tls.is_some() { "https" } else { "http" },
         state.view_names().join(", ")
     );
 
@@ -170,7 +181,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ran
     });
 
-    let served = serve_http(listener, Arc::clone(&state), limits, Arc::clone(&shutdown)).await;
+    let served = serve_http(
+        listener,
+        Arc::clone(&state),
+        limits,
+        tls,
+        Arc::clone(&shutdown),
+    )
+    .await;
     served.map_err(|source| Error::Io {
         context: format!("serving on {address}"),
         source,
@@ -202,6 +220,7 @@ async fn serve_http(
     listener: std::net::TcpListener,
     state: Arc<ServeState>,
     limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: Arc<Notify>,
 ) -> std::io::Result<()> {
     let (done, finished) = tokio::sync::oneshot::channel();
@@ -219,6 +238,7 @@ async fn serve_http(
                             listener,
                             router(state),
                             limits,
+                            tls,
                             connections,
                             async move { shutdown.notified().await },
                         )

@@ -18,16 +18,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use super::connections::{Connection, Connections, HttpLimits, Watched};
 
-/// Answers connections on `listener` with `router` until `shutdown` resolves, then waits
-/// (up to the request timeout) for the requests in flight.
+/// Answers connections on `listener` with `router` (over TLS with `tls`) until `shutdown`
+/// resolves, then waits (up to the request timeout) for the requests in flight.
 pub async fn serve_connections(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     connections: Arc<Connections>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -52,9 +54,20 @@ pub async fn serve_connections(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let stopping = stopping.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let io = Watched::new(stream, Arc::clone(&admitted.connection));
-            answer(io, router, limits, &admitted.connection, stopping).await;
+            let connection = Arc::clone(&admitted.connection);
+            let io = Watched::new(stream, Arc::clone(&connection));
+            match tls {
+                None => answer(io, router, limits, &connection, stopping).await,
+                // A handshake is part of the first request's head: it gets the header timeout.
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(limits.header_timeout, tls.accept(io));
+                    if let Ok(Ok(io)) = handshake.await {
+                        answer(io, router, limits, &connection, stopping).await;
+                    }
+                }
+            }
             drop(admitted);
         });
     }

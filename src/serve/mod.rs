@@ -24,6 +24,7 @@ mod metrics;
 mod profile_cache;
 mod seen_signatures;
 mod signature;
+mod tls;
 
 pub use auth::{Refusal, Scope, Tokens, generate_token};
 pub use connections::{Connections, HttpLimits};
@@ -35,6 +36,7 @@ pub use metrics::{ServerMetrics, render};
 pub use profile_cache::{Cached, CachedRow, ProfileCache, cache_key};
 pub use seen_signatures::{FirstUse, SeenSignatures};
 pub use signature::{SIGNATURE_HEADER, SignatureError, Signed, TIMESTAMP_HEADER, sign, verify};
+pub use tls::tls_acceptor;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -36,6 +36,7 @@ mod serve_ingest_limits;
 mod serve_kafka;
 mod serve_slow_clients;
 mod serve_store_reads;
+mod serve_tls;
 mod slt;
 mod view_over_view;
 mod window_over_enrichment;

@@ -14,7 +14,7 @@ pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0001";
 /// A running server.
 pub struct Server {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when serving TLS).
     pub url: String,
     /// What the server printed on standard error so far.
     pub log: Arc<Mutex<String>>,
@@ -80,8 +80,8 @@ impl Server {
         let written = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("on http://") {
-                    let rest = &line[at + "on http://".len()..];
+                if let Some(at) = line.find("on http") {
+                    let rest = &line[at + "on ".len()..];
                     let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }
                 let mut log = written.lock().unwrap();
@@ -105,7 +105,7 @@ impl Server {
         };
         Self {
             child,
-            url: format!("http://{address}"),
+            url: address,
             log,
             client: reqwest::Client::new(),
         }

@@ -86,6 +86,20 @@ pub async fn create_table(
         idle_timeout: options.duration("watermark.idle_timeout")?,
         late_data_sink: options.take("late_data.sink"),
     };
+    let max_future = match options.take("watermark.max_future") {
+        None => Some(crate::stream::DEFAULT_MAX_FUTURE),
+        Some(_) if watermark.is_none() => {
+            return Err(options.error(
+                "option 'watermark.max_future' applies to tables with a WATERMARK: declare one",
+            ));
+        }
+        Some(raw) if raw.trim().eq_ignore_ascii_case("none") => None,
+        Some(raw) => Some(crate::sql::parse_duration(&raw).map_err(|e| {
+            options.error(format!(
+                "option 'watermark.max_future' has a bad value '{raw}': {e} (or 'none')"
+            ))
+        })?),
+    };
     let dedup = DedupSpec::parse(&mut options, &schema)?;
     let lookup_refresh = options.duration("lookup.refresh")?;
     let state_ttl = options.duration("state.ttl")?;
@@ -120,10 +134,11 @@ pub async fn create_table(
             let physical = state
                 .create_physical_expr(expr, &df_schema)
                 .map_err(statement_error)?;
-            Some(
+            let mut spec =
                 WatermarkSpec::try_new(clause.column, clause.expr_sql, physical, &schema)
-                    .map_err(statement_error)?,
-            )
+                    .map_err(statement_error)?;
+            spec.max_future = max_future;
+            Some(spec)
         }
     };
     let change_op = metadata

@@ -113,6 +113,8 @@ struct IngestTarget {
     signatures: Arc<SeenSignatures>,
     /// The connector's check of each request's events.
     check: Option<Arc<dyn IngestCheck>>,
+    /// The table's event time: events too far ahead of the clock are refused.
+    event_time: Option<crate::stream::WatermarkSpec>,
 }
 
 /// What every request shares.
@@ -324,6 +326,7 @@ impl ServeState {
         let schema = datafusion::catalog::TableProvider::schema(stream);
         let target = IngestTarget {
             check,
+            event_time: stream.source().ok().and_then(|s| s.watermark.clone()),
             signatures: Arc::new(SeenSignatures::new(
                 stream.webhook().tolerance(),
                 SIGNATURES_REMEMBERED,
@@ -701,6 +704,27 @@ async fn ingest(
             return ApiError::new(StatusCode::BAD_REQUEST, reason).into_response();
         }
     };
+    let future = target
+        .event_time
+        .as_ref()
+        .map(|spec| spec.future_rows(&batch))
+        .transpose();
+    match future {
+        Ok(Some(rows)) if !rows.is_empty() => {
+            release();
+            state.metrics.reject("future_event_time");
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("event {}: {}", rows[0].row, rows[0].reason),
+            )
+            .into_response();
+        }
+        Err(error) => {
+            release();
+            return ApiError::internal(error).into_response();
+        }
+        _ => {}
+    }
     if let Some(Err(refusal)) = target.check.as_ref().map(|check| check.check(&batch)) {
         release();
         let (status, reason, message) = match refusal {

@@ -1,6 +1,6 @@
-//! The event-time side of a source table: its `WATERMARK FOR col AS expr` and the options
-//! that say how late rows may be (`'allowed_lateness'`, `'watermark.idle_timeout'`,
-//! `'late_data.sink'`).
+//! The event-time side of a source table: its `WATERMARK FOR col AS expr`, how far ahead of
+//! the clock an event may be (`'watermark.max_future'`), and the options that say how late
+//! rows may be (`'allowed_lateness'`, `'watermark.idle_timeout'`, `'late_data.sink'`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,21 @@ pub struct WatermarkSpec {
     /// batch's watermark is its largest event time minus the delay, without evaluating the
     /// expression row by row.
     delay: Option<i64>,
+    /// How far ahead of the process clock an event time may be; a row further ahead is
+    /// bad data and never moves the watermark. `None`: any time (simulated data).
+    pub max_future: Option<Duration>,
+}
+
+/// How far ahead of the clock an event may be unless a table says otherwise.
+pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(3600);
+
+/// A row whose event time is too far ahead of the clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FutureRow {
+    /// The row's index in its batch.
+    pub row: usize,
+    /// Why it is refused, with its time.
+    pub reason: String,
 }
 
 impl WatermarkSpec {
@@ -54,11 +69,46 @@ impl WatermarkSpec {
                 column,
                 sql,
                 expr,
+                max_future: Some(DEFAULT_MAX_FUTURE),
             }),
             other => plan_err!(
                 "WATERMARK FOR {column} AS {sql}: the expression is {other}, not a TIMESTAMP"
             ),
         }
+    }
+
+    /// The rows of `batch` whose event time is more than `'watermark.max_future'` ahead
+    /// of the process clock.
+    pub fn future_rows(&self, batch: &RecordBatch) -> Result<Vec<FutureRow>> {
+        let (Some(limit), Some(times)) = (self.max_future, batch.column_by_name(&self.column))
+        else {
+            return Ok(Vec::new());
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let horizon = now.saturating_add(limit.as_nanos().min(i64::MAX as u128) as i64);
+        let nanos = timestamps_as_nanos(times)?;
+        let nanos = nanos.as_primitive::<TimestampNanosecondType>();
+        if max(nanos).is_none_or(|latest| latest <= horizon) {
+            return Ok(Vec::new());
+        }
+        let options = datafusion::arrow::util::display::FormatOptions::default();
+        let shown = datafusion::arrow::util::display::ArrayFormatter::try_new(times, &options)?;
+        Ok(nanos
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_some_and(|t| t > horizon))
+            .map(|(row, _)| FutureRow {
+                row,
+                reason: format!(
+                    "{} = {} is more than {} ahead of the clock ('watermark.max_future')",
+                    self.column,
+                    shown.value(row),
+                    super::DisplayNanos(limit.as_nanos() as i64)
+                ),
+            })
+            .collect())
     }
 
     /// The latest value of the event-time column in `batch`, in nanoseconds.
@@ -86,6 +136,21 @@ impl WatermarkSpec {
         let nanos = timestamps_as_nanos(&values)?;
         Ok(max(nanos.as_primitive::<TimestampNanosecondType>()).map(Watermark))
     }
+}
+
+/// `batch` without the rows at `rows`.
+pub fn without_rows(
+    batch: &RecordBatch,
+    rows: impl IntoIterator<Item = usize>,
+) -> Result<RecordBatch> {
+    let mut keep = vec![true; batch.num_rows()];
+    for row in rows {
+        keep[row] = false;
+    }
+    let keep = datafusion::arrow::array::BooleanArray::from(keep);
+    Ok(datafusion::arrow::compute::filter_record_batch(
+        batch, &keep,
+    )?)
 }
 
 /// The delay of `column` or `column - <interval literal>`, in nanoseconds.

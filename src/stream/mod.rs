@@ -44,7 +44,8 @@ pub(crate) use byte_keys::ByteKeys;
 pub use context::{PipelineContext, PipelineMetrics, StopSignal, TableCounts};
 pub use duration::{DisplayNanos, nanos_per_unit};
 pub use event_time::{
-    LatenessOptions, WatermarkSpec, nanos_values, time_array_from_nanos, timestamps_as_nanos,
+    DEFAULT_MAX_FUTURE, FutureRow, LatenessOptions, WatermarkSpec, nanos_values,
+    time_array_from_nanos, timestamps_as_nanos, without_rows,
 };
 pub use exchange_exec::{
     ExchangeExec, key_distribution, panic_reason, partitions_of, split_by_key,

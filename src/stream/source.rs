@@ -20,7 +20,7 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use super::{
     JobProgress, OperatorCheckpoint, PipelineContext, PipelineMetrics, ScanPartition, StateSlot,
-    StateSnapshot, TableCounts, Watermark, WatermarkSpec, WatermarkTracker, lock,
+    StateSnapshot, TableCounts, Watermark, WatermarkSpec, WatermarkTracker, lock, without_rows,
 };
 
 /// How a session reads sources that never end on their own.
@@ -183,6 +183,24 @@ impl SourceStream {
         Ok(())
     }
 
+    /// `batch` without the rows further ahead of the clock than the table's
+    /// `'watermark.max_future'`: dropped and counted as bad records, they never move the
+    /// watermark. (A Kafka table's reader has already handed them to its `bad_data`
+    /// policy.)
+    fn without_future_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(spec) = &self.watermark else {
+            return Ok(batch);
+        };
+        let future = spec.future_rows(&batch)?;
+        if future.is_empty() {
+            return Ok(batch);
+        }
+        for _ in &future {
+            self.context.metrics.count_bad_record("future_event_time");
+        }
+        without_rows(&batch, future.iter().map(|f| f.row))
+    }
+
     fn emit(&mut self, batch: RecordBatch) -> SourceBatch {
         let watermark = lock(&self.tracker).current(Instant::now());
         if self.watermark.is_some() {
@@ -229,6 +247,10 @@ impl Stream for SourceStream {
             match split.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(batch))) => {
                     self.next = index + 1;
+                    let batch = match self.without_future_rows(batch) {
+                        Ok(batch) => batch,
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    };
                     let max = match &self.watermark {
                         Some(spec) => match spec.max_of(&batch) {
                             Ok(max) => max,

@@ -21,8 +21,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 type Cluster = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 
 /// One good record, then one bad record of every kind (the oversize one is over the
-/// tables' 200-byte `max_record_bytes`), then another good one; all in partition 0.
-const RECORDS: [(&str, &str); 8] = [
+/// tables' 200-byte `max_record_bytes`; the future one is stamped far ahead of the clock,
+/// beyond `'watermark.max_future'`), then another good one; all in partition 0.
+const RECORDS: [(&str, &str); 9] = [
     ("good", r#"{"user_id": "u1", "ts": "2026-01-01T00:00:01Z"}"#),
     ("invalid_json", r#"{"user_id": "u2", "ts": "#),
     ("wrong_type", r#"{"user_id": "u3", "ts": "yesterday"}"#),
@@ -33,6 +34,10 @@ const RECORDS: [(&str, &str); 8] = [
         r#"{"user_id": "a", "ts": "2026-01-01T00:00:03Z"} {"user_id": "b"}"#,
     ),
     ("oversize", ""),
+    (
+        "future_event_time",
+        r#"{"user_id": "u8", "ts": "2100-01-01T00:00:00Z"}"#,
+    ),
     ("good", r#"{"user_id": "u9", "ts": "2026-01-01T00:00:09Z"}"#),
 ];
 
@@ -73,7 +78,7 @@ fn produce_records(cluster: &Cluster) {
 
 fn pipeline(servers: &str, bad_data: &str) -> String {
     format!(
-        "CREATE TABLE events (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL)
+        "CREATE TABLE events (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts)
          WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '{servers}',
                max_record_bytes = 200, {bad_data});
          CREATE TABLE out (user_id TEXT, ts TIMESTAMP) WITH (connector = 'blackhole');
@@ -147,7 +152,7 @@ async fn dlq_writes_each_bad_record_as_it_was_with_where_and_why() {
         .unwrap();
     consumer.assign(&assignment).unwrap();
     let mut dead = Vec::new();
-    while dead.len() < 6 {
+    while dead.len() < 7 {
         let message = consumer
             .poll(Duration::from_secs(10))
             .expect("a dead letter within 10 s")
@@ -167,7 +172,7 @@ async fn dlq_writes_each_bad_record_as_it_was_with_where_and_why() {
             headers,
         ));
     }
-    for (offset, (key, value_len, headers)) in (1..=6).zip(&dead) {
+    for (offset, (key, value_len, headers)) in (1..=7).zip(&dead) {
         let (kind, value) = RECORDS[offset];
         assert_eq!(key, &format!("key-{kind}"));
         if kind != "oversize" {
@@ -204,7 +209,7 @@ async fn headers_are_metadata_columns() {
     .await
     .unwrap();
     assert!(
-        rows.contains(&r#"| t7    | {"trace":"t7"} |"#.to_string()),
+        rows.contains(&r#"| t8    | {"trace":"t8"} |"#.to_string()),
         "{rows:?}"
     );
 }

@@ -126,3 +126,25 @@ async fn an_event_too_large_for_kafka_fails_its_own_request_only() {
     assert!(written.iter().all(|m| m.contains("small-")), "{written:?}");
     server.stop();
 }
+
+#[tokio::test]
+async fn an_event_stamped_far_ahead_of_the_clock_is_refused_with_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = "
+        CREATE TABLE events (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts)
+          WITH (connector = 'memory', 'scan.mode' = 'follow', retention = '1000 rows');";
+    let server = Server::start(dir.path(), pipeline, &[]);
+    let body = format!(
+        "[{},{}]",
+        event("u1", 1),
+        r#"{"user_id":"u2","ts":"2100-01-01T00:00:00Z"}"#
+    );
+    let (status, text) = push(&server, "events", body).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("event 1") && text.contains("'watermark.max_future'"),
+        "{text}"
+    );
+    assert_eq!(push(&server, "events", event("u1", 2)).await.0, 202);
+    server.stop();
+}

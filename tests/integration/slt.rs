@@ -183,6 +183,7 @@ slt_files!(
     unbounded_queries,
     view_refresh,
     watermark,
+    watermark_max_future,
     window_cumulate,
     window_hop,
     window_join,

@@ -53,6 +53,8 @@ pub enum BadRecordKind {
     InvalidChange,
     /// A JSON value the table's `'json.schema'` rejects.
     SchemaViolation,
+    /// An event time further ahead of the clock than `'watermark.max_future'`.
+    FutureEventTime,
 }
 
 impl BadRecordKind {
@@ -71,6 +73,7 @@ impl BadRecordKind {
             Self::InvalidAvro => "invalid_avro",
             Self::InvalidChange => "invalid_change",
             Self::SchemaViolation => "schema_violation",
+            Self::FutureEventTime => "future_event_time",
         }
     }
 }

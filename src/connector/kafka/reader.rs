@@ -17,14 +17,14 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::bad_data::BadDataHandler;
+use super::bad_data::{BadDataHandler, BadRecordKind, Rejected};
 use super::commit::PartitionCommitter;
 use super::config::{REQUEST_TIMEOUT, consumer_config, kafka_error};
 use super::decode::{RawRecord, RecordDecoder};
 use super::metadata::MetadataColumns;
 use super::options::{KafkaOptions, StartupMode};
 use crate::error::Error;
-use crate::stream::SourceReads;
+use crate::stream::{SourceReads, WatermarkSpec};
 
 /// How long a reader waits for a message before checking whether it is still wanted.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -113,6 +113,8 @@ pub struct PartitionReader {
     pub decoder: RecordDecoder,
     /// Where the reader publishes how many messages it is behind the partition's end.
     pub lag: Arc<AtomicI64>,
+    /// The table's event time: rows too far ahead of the clock are bad records.
+    pub event_time: Option<WatermarkSpec>,
 }
 
 /// Runs `read`, the reading of `topic`/`partition` on its thread, handing its error, or
@@ -153,6 +155,7 @@ pub fn read_partition(
         bad_data,
         mut decoder,
         lag,
+        event_time,
     } = reader;
     let options = &options;
     let consumer: BaseConsumer = consumer_config(options)
@@ -281,6 +284,13 @@ pub fn read_partition(
             partition,
             &decoded.ops,
         )?;
+        let batch = without_future_rows(
+            batch,
+            event_time.as_ref(),
+            &decoded.kept,
+            &records,
+            &bad_data,
+        )?;
         let position = records.last().map_or(0, |r| r.offset + 1);
         next_offset = Some(position);
         drop(records);
@@ -294,6 +304,38 @@ pub fn read_partition(
         committer.finish(&consumer);
     }
     Ok(())
+}
+
+/// Takes out of `batch` (the rows of the `kept` records) the rows further ahead of the
+/// clock than the table's `'watermark.max_future'`, after the table's `bad_data` policy has
+/// handled their records: they never reach the watermark.
+fn without_future_rows(
+    batch: RecordBatch,
+    event_time: Option<&WatermarkSpec>,
+    kept: &[usize],
+    records: &[RawRecord<'_>],
+    bad_data: &BadDataHandler,
+) -> Result<RecordBatch, Error> {
+    let Some(spec) = event_time else {
+        return Ok(batch);
+    };
+    let future = spec.future_rows(&batch)?;
+    if future.is_empty() {
+        return Ok(batch);
+    }
+    let rejected: Vec<Rejected> = future
+        .iter()
+        .map(|f| Rejected {
+            index: kept[f.row],
+            kind: BadRecordKind::FutureEventTime,
+            reason: f.reason.clone(),
+        })
+        .collect();
+    bad_data.handle(records, &rejected)?;
+    Ok(crate::stream::without_rows(
+        &batch,
+        future.iter().map(|f| f.row),
+    )?)
 }
 
 #[cfg(test)]

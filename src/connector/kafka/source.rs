@@ -253,6 +253,7 @@ impl Source for KafkaSource {
                     )
                     .with_json_schema(self.schemas.json.clone())
                     .with_tombstones(self.schemas.tombstones.clone()),
+                    event_time: event_time.cloned(),
                 };
                 let (sender, receiver) = mpsc::channel(2);
                 let reading = ledger.clone();

@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use super::harness::{Run, best_of, setup, timed_after};
 use crate::connector::postgres::{PostgresOptions, PostgresStore};
-use crate::connector::sqlite::{SqliteOptions, SqliteStore};
+use crate::connector::sqlite::{SqliteOptions, SqliteStore, SqliteSync};
 use crate::connector::store::ProfileStore;
 use crate::error::Result;
 
@@ -42,6 +42,7 @@ impl StoreBench<'_> {
                         SqliteOptions {
                             path,
                             table: "profiles".into(),
+                            sync: SqliteSync::Full,
                         },
                         profile_schema(),
                         vec!["user_id".into()],
@@ -65,8 +66,12 @@ impl StoreBench<'_> {
                 None => println!("postgres_upsert: skipped (give a database with --postgres URL)"),
             }
         }
-        if selected("sqlite_view") {
-            let path = self.dir.join("view.db");
+        // The cost of durable commits: the same view with 'sync' = 'normal'.
+        for (bench, sync) in [("sqlite_view", "full"), ("sqlite_view_normal", "normal")] {
+            if !selected(bench) {
+                continue;
+            }
+            let path = self.dir.join(format!("view-{sync}.db"));
             let setup_text = format!(
                 "CREATE TABLE generated (user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL)
                    WITH (connector = 'datagen', count = {}, users = {}, seed = 1);
@@ -82,7 +87,7 @@ impl StoreBench<'_> {
                 let _ = std::fs::remove_file(&path);
                 let view = format!(
                     "CREATE MATERIALIZED VIEW profiles_{round} PRIMARY KEY (user_id)
-                       WITH (path = '{}') AS
+                       WITH (path = '{}', sync = '{sync}') AS
                      SELECT user_id, count(*) AS events, sum(amount) AS spend, max(ts) AS last_seen
                      FROM events GROUP BY user_id;",
                     path.display()
@@ -92,9 +97,9 @@ impl StoreBench<'_> {
             })
             .await?;
             run.report(
-                "sqlite_view",
+                bench,
                 &format!(
-                    "events -> GROUP BY user_id -> SQLite: {} upserts, {:.0} upserts/s",
+                    "events -> GROUP BY user_id -> SQLite ('sync' = '{sync}'): {} upserts, {:.0} upserts/s",
                     run.rows_out,
                     run.rows_out_per_second()
                 ),

@@ -54,10 +54,17 @@ async fn list_one(store: &CheckpointStore, verbose: bool) -> Result<()> {
     );
     for checkpoint in &listed {
         let Some(manifest) = &checkpoint.manifest else {
+            let state = match checkpoint.damaged {
+                Some(_) => "damaged",
+                None => "incomplete",
+            };
             println!(
                 "{:>8}  {:<10}  {:<24}  {:>10}  {:>8}  -",
-                checkpoint.epoch, "incomplete", "-", checkpoint.bytes, "-"
+                checkpoint.epoch, state, "-", checkpoint.bytes, "-"
             );
+            if let (true, Some(reason)) = (verbose, &checkpoint.damaged) {
+                println!("          {reason}");
+            }
             continue;
         };
         let completed = UNIX_EPOCH + Duration::from_millis(manifest.completed_at_ms.max(0) as u64);

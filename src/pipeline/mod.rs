@@ -118,10 +118,20 @@ impl Pipeline {
         let mut progress: Vec<Option<Arc<JobProgress>>> = vec![None; self.jobs.len()];
         let mut checkpointer = None;
         if let Some(options) = checkpoints {
+            for job in self.jobs.iter().filter(|job| !job.is_bounded()) {
+                if let Some(path) = crate::connector::file::streaming_file_sink(&job.plan) {
+                    return Err(Error::Statement {
+                        line: job.line,
+                        source: datafusion::error::DataFusionError::Plan(format!(
+                            "a continuous query into the file sink {path} cannot be checkpointed: the file is written whole only when the query ends. Write to a kafka, sqlite or postgres table, or run without --checkpoint-dir"
+                        )),
+                    });
+                }
+            }
             let store = CheckpointStore::open(&options.location)?.with_writer(options.writer);
-            let (epoch, restored) = checkpoint::restore(&store, &self.jobs).await?;
-            if epoch > 0 {
-                eprintln!("resuming from checkpoint {epoch} in {}", store.display());
+            let (resumed, epoch, restored) = checkpoint::restore(&store, &self.jobs).await?;
+            if let Some(resumed) = resumed {
+                eprintln!("resuming from checkpoint {resumed} in {}", store.display());
             }
             let mut checkpointed = Vec::new();
             for (index, (job, state)) in self.jobs.iter().zip(restored).enumerate() {

@@ -163,6 +163,23 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         "Checkpoints completed.",
         read(&m.checkpoints),
     );
+    counter(
+        &mut out,
+        "profusion_checkpoint_failures_total",
+        "Checkpoints that failed; the one before stays the latest.",
+        read(&m.checkpoint_failures),
+    );
+    family(
+        &mut out,
+        "profusion_checkpoint_last_success_seconds",
+        "gauge",
+        "When the last checkpoint completed, in seconds since the Unix epoch (0: none yet).",
+    );
+    let _ = writeln!(
+        out,
+        "profusion_checkpoint_last_success_seconds {:.3}",
+        read(&m.last_checkpoint_success_ms) as f64 / 1000.0
+    );
     histogram(
         &mut out,
         "profusion_checkpoint_duration_seconds",

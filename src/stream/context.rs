@@ -33,6 +33,10 @@ pub struct PipelineMetrics {
     pub checkpoints: AtomicU64,
     /// How long the last checkpoint took, in milliseconds.
     pub last_checkpoint_ms: AtomicU64,
+    /// Checkpoints that failed (the one before stays the latest).
+    pub checkpoint_failures: AtomicU64,
+    /// When the last checkpoint completed, in milliseconds since the epoch (0: none yet).
+    pub last_checkpoint_success_ms: AtomicU64,
     /// Lookup tables that could not be read again (the copy read before stays in use).
     pub lookup_refresh_failures: AtomicU64,
     /// What `enrich_http` did: cache hits, requests, failures, timeouts.
@@ -71,6 +75,8 @@ impl Default for PipelineMetrics {
             peak_state_bytes: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             last_checkpoint_ms: AtomicU64::new(0),
+            checkpoint_failures: AtomicU64::new(0),
+            last_checkpoint_success_ms: AtomicU64::new(0),
             lookup_refresh_failures: AtomicU64::new(0),
             enrich_http: Arc::default(),
             upsert_seconds: Histogram::default(),

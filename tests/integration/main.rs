@@ -6,6 +6,8 @@
 mod common;
 
 mod aggregate_checkpoints;
+mod checkpoint_damage;
+mod checkpoint_failures;
 mod consumer_group;
 mod crash_recovery;
 mod golden_joins;

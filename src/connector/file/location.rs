@@ -16,6 +16,38 @@ pub struct FileLocation {
     pub path: Path,
     /// The location as the user wrote it, for messages.
     pub display: String,
+    /// The local folder that `path` is relative to, when the store is the local disk
+    /// (writers that must reach the disk fsync through it).
+    pub local_root: Option<std::path::PathBuf>,
+}
+
+impl FileLocation {
+    /// Flushes the file at `relative` (a path under `path`) and the folders that hold it,
+    /// up to the location's own, to a local disk; nothing for an object store, which makes
+    /// a write durable before it answers.
+    pub async fn sync(&self, relative: &Path) -> std::io::Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let mut file = root.clone();
+        for part in self.path.parts().chain(relative.parts()) {
+            file.push(part.as_ref());
+        }
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&file)?.sync_all()?;
+            let mut folder = file.parent();
+            while let Some(dir) = folder {
+                std::fs::File::open(dir)?.sync_all()?;
+                if dir == root {
+                    break;
+                }
+                folder = dir.parent();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 impl FileLocation {
@@ -51,6 +83,7 @@ impl FileLocation {
                         store: Arc::new(store),
                         path,
                         display,
+                        local_root: None,
                     })
                 }
                 "file" => {
@@ -76,6 +109,7 @@ impl FileLocation {
             store: Arc::new(LocalFileSystem::new()),
             path,
             display,
+            local_root: Some(std::path::PathBuf::from("/")),
         })
     }
 
@@ -83,10 +117,12 @@ impl FileLocation {
         let store = LocalFileSystem::new_with_prefix(path)
             .map_err(|e| format!("bad directory '{display}': {e}"))?
             .with_automatic_cleanup(true);
+        let root = std::path::absolute(path).map_err(|e| format!("bad path '{display}': {e}"))?;
         Ok(Self {
             store: Arc::new(store),
             path: Path::default(),
             display,
+            local_root: Some(root),
         })
     }
 }

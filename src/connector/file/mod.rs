@@ -10,7 +10,7 @@ mod source;
 
 pub use location::FileLocation;
 pub use options::{FileFormat, FileOptions};
-pub use sink::FileSink;
+pub use sink::{FileSink, streaming_file_sink};
 pub use source::{FileSource, read_file};
 
 /// `connector = 'file'`.

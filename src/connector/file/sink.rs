@@ -1,6 +1,8 @@
 //! Writing a `file` table: JSON lines (timestamps as ISO-8601 strings), CSV or Parquet, streamed
 //! to the object store as rows arrive and committed when the input ends (a bounded query
-//! finishes, or the pipeline is stopped).
+//! finishes, or the pipeline is stopped). Its rows are durable only then, so a continuous
+//! query into it could never complete a checkpoint: with checkpoints, that is refused at
+//! planning ([`streaming_file_sink`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -43,6 +45,23 @@ impl DisplayAs for FileSink {
             self.options.format.name()
         )
     }
+}
+
+/// The path of a file sink `plan` writes, if any: a continuous job into one cannot be
+/// checkpointed, since the file is durable only when the job ends.
+pub fn streaming_file_sink(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> Option<String> {
+    if let Some(exec) = plan.downcast_ref::<datafusion::datasource::sink::DataSinkExec>() {
+        let mut sink: &dyn std::any::Any = exec.sink();
+        if let Some(counting) = sink.downcast_ref::<crate::connector::CountingSink>() {
+            sink = counting.inner().as_ref();
+        }
+        if let Some(file) = sink.downcast_ref::<FileSink>() {
+            return Some(file.options.location.display.clone());
+        }
+    }
+    plan.children().into_iter().find_map(streaming_file_sink)
 }
 
 #[async_trait]

@@ -6,7 +6,7 @@ mod options;
 mod store;
 mod values;
 
-pub use options::SqliteOptions;
+pub use options::{SqliteOptions, SqliteSync};
 pub use store::SqliteStore;
 
 /// `connector = 'sqlite'`: a keyed table, and a materialized view's store.

@@ -135,9 +135,10 @@ impl ProfileStore for SqliteStore {
 
     fn describe(&self) -> String {
         format!(
-            "sqlite(path={}, table={})",
+            "sqlite(path={}, table={}, sync={})",
             self.options.path.display(),
-            self.options.table
+            self.options.table,
+            self.options.sync.name()
         )
     }
 
@@ -230,12 +231,15 @@ impl Layout {
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| failed(&e))?;
         connection
-            .execute_batch(
+            .execute_batch(&format!(
                 // WAL: readers never block the writer. A 64 MiB page cache and memory-mapped
-                // reads keep a profile table's hot pages out of read syscalls.
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                // reads keep a profile table's hot pages out of read syscalls. `synchronous`
+                // as the table's 'sync' says: FULL makes each commit durable before the
+                // pipeline commits the offsets past it.
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {};
                  PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;",
-            )
+                self.options.sync.pragma()
+            ))
             .map_err(|e| failed(&e))?;
         connection
             .execute_batch(&self.create_sql())
@@ -462,4 +466,42 @@ impl Layout {
 /// An SQLite error as a DataFusion error, keeping it as the cause.
 fn sqlite(error: rusqlite::Error) -> DataFusionError {
     DataFusionError::External(Box::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::sqlite::SqliteSync;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    fn layout(dir: &Path, sync: SqliteSync) -> Layout {
+        Layout {
+            options: SqliteOptions {
+                path: dir.join("p.db"),
+                table: "p".into(),
+                sync,
+            },
+            shape: TableShape {
+                schema: Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)])),
+                primary_key: vec!["k".into()],
+                versioned: true,
+            },
+        }
+    }
+
+    fn synchronous(connection: &Connection) -> i64 {
+        connection
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn commits_are_durable_unless_the_table_says_normal() {
+        let dir = tempfile::tempdir().unwrap();
+        // SQLite's values: 2 is FULL, 1 is NORMAL.
+        let full = layout(dir.path(), SqliteSync::Full).open(None).unwrap();
+        assert_eq!(synchronous(&full), 2);
+        let normal = layout(dir.path(), SqliteSync::Normal).open(None).unwrap();
+        assert_eq!(synchronous(&normal), 1);
+    }
 }

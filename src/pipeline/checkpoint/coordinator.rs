@@ -76,6 +76,7 @@ impl Checkpointer {
                 _ = stop.stop.stopped() => return,
             }
             if let Err(error) = self.checkpoint().await {
+                PipelineMetrics::add(&self.pipeline.metrics.checkpoint_failures, 1);
                 eprintln!("warning: {error} (the previous checkpoint stays the latest)");
             }
         }
@@ -122,6 +123,10 @@ impl Checkpointer {
         metrics
             .last_checkpoint_ms
             .store(manifest.duration_ms, std::sync::atomic::Ordering::Relaxed);
+        metrics.last_checkpoint_success_ms.store(
+            manifest.completed_at_ms.max(0) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.store.prune(RETAINED).await?;
         Ok(manifest)
     }
@@ -134,16 +139,31 @@ impl Checkpointer {
     }
 }
 
-/// The state each of `jobs` resumes from, from the latest complete checkpoint in `store`,
-/// and that checkpoint's epoch (0 when there is none). Only unbounded jobs are
-/// checkpointed; the checkpoint must have been taken of the same statements.
+/// The state each of `jobs` resumes from, from the newest checkpoint in `store` that reads
+/// whole (newer damaged ones are skipped with a warning): that checkpoint's epoch, the
+/// epoch the next checkpoint follows (the highest in the directory; 0 when there is none),
+/// and the states. Only unbounded jobs are checkpointed; the checkpoint must have been
+/// taken of the same statements.
 pub async fn restore(
     store: &CheckpointStore,
     jobs: &[Job],
-) -> Result<(u64, Vec<Option<JobState>>)> {
+) -> Result<(Option<u64>, u64, Vec<Option<JobState>>)> {
     let mut states: Vec<Option<JobState>> = jobs.iter().map(|_| None).collect();
-    let Some(manifest) = store.latest().await? else {
-        return Ok((0, states));
+    let restorable = store.latest_whole().await?;
+    for (folder, reason) in &restorable.skipped {
+        eprintln!(
+            "warning: checkpoint {folder} in {} does not read whole and is skipped: {reason}",
+            store.display()
+        );
+    }
+    let Some((manifest, snapshots)) = restorable.found else {
+        if !restorable.skipped.is_empty() {
+            eprintln!(
+                "warning: no checkpoint in {} reads whole: starting from the beginning",
+                store.display()
+            );
+        }
+        return Ok((None, restorable.newest_epoch, states));
     };
     let mismatch = |message: String| {
         Error::Checkpoint {
@@ -167,7 +187,7 @@ pub async fn restore(
             "it holds jobs {saved:?}, the pipeline runs continuous jobs {checkpointed:?}"
         )));
     }
-    for entry in &manifest.jobs {
+    for (entry, snapshot) in manifest.jobs.iter().zip(snapshots) {
         let job = &jobs[entry.job];
         if job.sql != entry.sql {
             return Err(mismatch(format!(
@@ -175,7 +195,11 @@ pub async fn restore(
                 job.line
             )));
         }
-        states[entry.job] = Some(JobState::restored_from(store.read_job(entry).await?));
+        states[entry.job] = Some(JobState::restored_from(snapshot));
     }
-    Ok((manifest.epoch, states))
+    Ok((
+        Some(manifest.epoch),
+        restorable.newest_epoch.max(manifest.epoch),
+        states,
+    ))
 }

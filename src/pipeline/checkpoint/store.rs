@@ -7,8 +7,11 @@
 //! ```
 //!
 //! A crash while a checkpoint is written leaves a folder without a manifest, which is never
-//! read; the latest complete checkpoint before it stays usable. Older checkpoints than the
-//! last few complete ones are deleted.
+//! read; the latest complete checkpoint before it stays usable. On a local disk every file
+//! and its folders are fsynced before the manifest is written, and the manifest before the
+//! checkpoint counts; should a power loss still leave a manifest or a state file
+//! truncated, a restore skips that checkpoint, says why, and takes the newest one that
+//! reads whole. Older checkpoints than the last few complete ones are deleted.
 //!
 //! Where two processes may write the same directory at once (a partition's task of a
 //! consumer group, briefly run by its old and its new owner), each names its folders with a
@@ -37,8 +40,23 @@ pub struct Listed {
     pub folder: String,
     /// The manifest of a complete checkpoint; `None` for one cut short.
     pub manifest: Option<Manifest>,
+    /// Why its manifest could not be read, when it is there but damaged.
+    pub damaged: Option<String>,
     /// Bytes of its files, manifest included.
     pub bytes: u64,
+}
+
+/// What a restore finds in the directory.
+#[derive(Debug)]
+pub struct Restorable {
+    /// The newest checkpoint that reads whole, and each of its jobs' snapshots in the
+    /// order of its manifest.
+    pub found: Option<(Manifest, Vec<JobSnapshot>)>,
+    /// Newer checkpoints passed over: their folder and why.
+    pub skipped: Vec<(String, String)>,
+    /// The highest epoch of any folder, whole or not: the next checkpoint comes after it
+    /// and never writes into a damaged one's folder.
+    pub newest_epoch: u64,
 }
 
 /// The directory checkpoints are written to and restored from.
@@ -114,11 +132,7 @@ impl CheckpointStore {
             let bytes = state.encode()?;
             let path = format!("{}/job-{job}/{id}.arrows", self.folder(epoch));
             let size = bytes.len() as u64;
-            self.location
-                .store
-                .put(&self.path(&path), PutPayload::from(bytes))
-                .await
-                .map_err(|e| self.error(e))?;
+            self.put_durably(&path, PutPayload::from(bytes)).await?;
             states.push(StateFile {
                 id: id.clone(),
                 path,
@@ -137,15 +151,25 @@ impl CheckpointStore {
     /// Completes a checkpoint by writing its manifest.
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         let path = format!("{}/{MANIFEST}", self.folder(manifest.epoch));
+        self.put_durably(&path, PutPayload::from(manifest.to_json().into_bytes()))
+            .await
+    }
+
+    /// Writes `relative` and, on a local disk, flushes it and its folders.
+    async fn put_durably(&self, relative: &str, payload: PutPayload) -> Result<()> {
         self.location
             .store
-            .put(
-                &self.path(&path),
-                PutPayload::from(manifest.to_json().into_bytes()),
-            )
+            .put(&self.path(relative), payload)
             .await
             .map_err(|e| self.error(e))?;
-        Ok(())
+        let mut synced = Path::default();
+        for part in relative.split('/') {
+            synced = synced.join(part);
+        }
+        self.location
+            .sync(&synced)
+            .await
+            .map_err(|e| self.error(format!("flushing {relative} to disk: {e}")))
     }
 
     /// Every checkpoint in the directory, oldest first (of one epoch, the one cut short or
@@ -175,6 +199,7 @@ impl CheckpointStore {
                 epoch,
                 folder: folder.clone(),
                 manifest: None,
+                damaged: None,
                 bytes: 0,
             });
             listed.bytes += file.size;
@@ -184,10 +209,17 @@ impl CheckpointStore {
         }
         for (folder, path) in manifests {
             let text = self.read(&path).await?;
-            let text = String::from_utf8(text).map_err(|e| self.error(e))?;
-            let manifest = Manifest::from_json(&text, &format!("{}/{path}", self.display()))?;
+            let manifest = String::from_utf8(text)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    Manifest::from_json(&text, &format!("{}/{path}", self.display()))
+                        .map_err(|e| e.to_string())
+                });
             if let Some(listed) = found.get_mut(&folder) {
-                listed.manifest = Some(manifest);
+                match manifest {
+                    Ok(manifest) => listed.manifest = Some(manifest),
+                    Err(reason) => listed.damaged = Some(reason),
+                }
             }
         }
         let mut listed: Vec<Listed> = found.into_values().collect();
@@ -276,6 +308,50 @@ impl CheckpointStore {
             .into_iter()
             .rev()
             .find_map(|l| l.manifest))
+    }
+
+    /// The newest complete checkpoint that reads whole, with what it saved of each job;
+    /// every newer one that does not (a damaged manifest, a missing or truncated state
+    /// file) is named with the reason in `skipped`.
+    pub async fn latest_whole(&self) -> Result<Restorable> {
+        let listed = self.list().await?;
+        let newest_epoch = listed.iter().map(|l| l.epoch).max().unwrap_or(0);
+        let mut skipped = Vec::new();
+        for candidate in listed.into_iter().rev() {
+            if let Some(reason) = candidate.damaged {
+                skipped.push((candidate.folder, reason));
+                continue;
+            }
+            let Some(manifest) = candidate.manifest else {
+                continue;
+            };
+            let mut jobs = Vec::with_capacity(manifest.jobs.len());
+            let mut failure = None;
+            for entry in &manifest.jobs {
+                match self.read_job(entry).await {
+                    Ok(snapshot) => jobs.push(snapshot),
+                    Err(error) => {
+                        failure = Some(error.to_string());
+                        break;
+                    }
+                }
+            }
+            match failure {
+                Some(reason) => skipped.push((candidate.folder, reason)),
+                None => {
+                    return Ok(Restorable {
+                        found: Some((manifest, jobs)),
+                        skipped,
+                        newest_epoch,
+                    });
+                }
+            }
+        }
+        Ok(Restorable {
+            found: None,
+            skipped,
+            newest_epoch,
+        })
     }
 
     /// Reads back what `entry` saved of one job.

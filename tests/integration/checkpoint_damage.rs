@@ -1,0 +1,182 @@
+//! Checkpoints damaged as a power loss may leave them (a truncated manifest, a truncated
+//! state file): the next run skips each, says which and why, resumes from the newest one
+//! that reads whole, and its view holds exactly the counts of the events it has read (the
+//! generator is deterministic: a straight run over as many events gives the same rows).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generated events at 2,000 a second (endless, or `count` of them), counted per user into
+/// SQLite.
+fn pipeline(db: &Path, count: Option<i64>) -> String {
+    let count = count.map_or(String::new(), |n| format!("count = {n}, "));
+    format!(
+        "CREATE TABLE events (user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL,
+           WATERMARK FOR ts AS ts)
+         WITH (connector = 'datagen', {count}rows_per_second = 2000, users = 30, seed = 9,
+               batch_size = 100);
+         CREATE MATERIALIZED VIEW spend PRIMARY KEY (user_id)
+         WITH (connector = 'sqlite', path = '{}') AS
+         SELECT user_id, count(*) AS events, sum(amount) AS spend FROM events GROUP BY user_id;",
+        db.display()
+    )
+}
+
+fn run(pipeline: &Path, checkpoints: Option<&Path>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_profusion"));
+    command.arg("run").arg(pipeline).arg("--quiet");
+    if let Some(dir) = checkpoints {
+        command
+            .arg("--checkpoint-dir")
+            .arg(dir)
+            .args(["--checkpoint-interval", "200ms"]);
+    }
+    command
+}
+
+/// The folders of complete checkpoints in `dir`, newest last.
+fn complete(dir: &Path) -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("_manifest.json").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    folders.sort();
+    folders
+}
+
+/// Runs with checkpoints until `count` more are complete, then kills the process.
+fn run_and_kill(pipeline: &Path, checkpoints: &Path, count: usize) {
+    let mut child = run(pipeline, Some(checkpoints))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let before = complete(checkpoints).len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while complete(checkpoints).len() < before + count {
+        assert!(Instant::now() < deadline, "no checkpoints were taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Cuts the file at `path` to half its length, as a write the disk never finished.
+fn truncate(path: &Path) {
+    let length = std::fs::metadata(path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+}
+
+/// Runs from the checkpoints for a second and stops it with Ctrl-C; returns what it
+/// printed.
+fn resume(pipeline: &Path, checkpoints: &Path) -> String {
+    let child = run(pipeline, Some(checkpoints))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    stderr
+}
+
+fn totals(db: &Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(db).unwrap();
+    let mut statement = connection
+        .prepare("SELECT user_id, events, spend FROM spend ORDER BY user_id")
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            Ok(format!(
+                "{} {} {:?}",
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<f64>>(2)?
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+}
+
+#[test]
+fn a_truncated_manifest_or_state_file_is_skipped_for_the_newest_whole_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let restored_db = dir.path().join("restored.db");
+    let restored = dir.path().join("restored.sql");
+    std::fs::write(&restored, pipeline(&restored_db, None)).unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+
+    // A manifest cut short.
+    run_and_kill(&restored, &checkpoints, 2);
+    let newest = complete(&checkpoints).pop().unwrap();
+    truncate(&newest.join("_manifest.json"));
+    let listing = Command::new(env!("CARGO_BIN_EXE_profusion"))
+        .args(["checkpoints", "list"])
+        .arg(&checkpoints)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("damaged"),
+        "{}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
+    // Resumed, killed again after checkpoints of its own, then a state file cut short.
+    run_and_kill(&restored, &checkpoints, 2);
+    let newest = complete(&checkpoints).pop().unwrap();
+    let state = walk(&newest)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "arrows"))
+        .expect("a state file");
+    truncate(&state);
+    let state_name = newest.file_name().unwrap().to_string_lossy().into_owned();
+
+    let said = resume(&restored, &checkpoints);
+    assert!(
+        said.contains(&format!("checkpoint {state_name}")) && said.contains("is skipped"),
+        "the run did not say it skipped {state_name}:\n{said}"
+    );
+    assert!(said.contains("resuming from checkpoint"), "{said}");
+
+    // The view counts a prefix of the generated events, each once: a straight run over
+    // as many events ends with the same rows.
+    let counted: i64 = rusqlite::Connection::open(&restored_db)
+        .unwrap()
+        .query_row("SELECT sum(events) FROM spend", [], |row| row.get(0))
+        .unwrap();
+    let straight_db = dir.path().join("straight.db");
+    let straight = dir.path().join("straight.sql");
+    std::fs::write(&straight, pipeline(&straight_db, Some(counted))).unwrap();
+    assert!(run(&straight, None).status().unwrap().success());
+    let expected = totals(&straight_db);
+    assert_eq!(expected.len(), 30);
+    assert_eq!(totals(&restored_db), expected, "after {counted} events");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// Store reads of one view in flight at most; a lookup beyond them gets 503 at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     read_concurrency: usize,
+    /// Idempotency keys remembered (within 24 hours); the oldest are forgotten first.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    idempotency_keys: usize,
     /// Profile rows kept in memory per view (0: every request reads the store).
     #[arg(long, default_value_t = 100_000)]
     cache_entries: usize,
@@ -120,6 +123,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 timeout: args.read_timeout,
             },
             read_concurrency: args.read_concurrency,
+            idempotency_keys: args.idempotency_keys,
         },
     )?;
     state.check_ingest_targets().await?;

@@ -6,12 +6,11 @@
 
 use std::sync::Arc;
 
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 
 use crate::connector::SourceExec;
 use crate::connector::kafka::RepartitionTopicExec;
@@ -82,11 +81,33 @@ pub fn new_session(
     options: &SessionOptions,
     pipeline: Arc<PipelineContext>,
 ) -> Result<SessionContext> {
-    let mut config = SessionConfig::new()
+    let plain = SessionStateBuilder::new().with_default_features().build();
+    with_profusion(plain, options, pipeline)
+}
+
+/// `state`, a session of the application's own, with everything profusion adds: its
+/// catalogs, functions, settings and optimizer rules stay, and profusion's are added (the
+/// window table functions, the UDF library, the streaming optimizer rules before the
+/// final sanity check, the relation planners of windows and temporal joins), sharing
+/// `pipeline`. Queries run in one partition behind profusion's own exchanges
+/// (`target_partitions` = 1); `options` may set a memory limit.
+pub fn with_profusion(
+    state: SessionState,
+    options: &SessionOptions,
+    pipeline: Arc<PipelineContext>,
+) -> Result<SessionContext> {
+    let mut config = state
+        .config()
+        .clone()
         .with_target_partitions(1)
         .with_information_schema(true)
         .with_coalesce_batches(false);
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    // The session has its catalog already: building again must not replace it.
+    config
+        .options_mut()
+        .catalog
+        .create_default_catalog_and_schema = false;
     let shared = Arc::clone(&pipeline);
     let mut config = config
         .with_extension(pipeline)
@@ -95,24 +116,25 @@ pub fn new_session(
     if let Some(task) = &options.group_task {
         config = config.with_extension(Arc::new(task.clone()));
     }
-
-    let mut runtime = RuntimeEnvBuilder::new();
-    if let Some(pool) = &options.memory_pool {
-        runtime = runtime.with_memory_pool(Arc::clone(pool));
-    } else if let Some(limit) = options.memory_limit {
-        runtime = runtime.with_memory_limit(limit, 1.0);
-    }
-    let state = SessionStateBuilder::new()
-        .with_default_features()
+    let runtime = match (&options.memory_pool, options.memory_limit) {
+        (Some(pool), _) => Some(RuntimeEnvBuilder::new().with_memory_pool(Arc::clone(pool))),
+        (None, Some(limit)) => Some(RuntimeEnvBuilder::new().with_memory_limit(limit, 1.0)),
+        (None, None) => None,
+    };
+    let rules = streaming_rules(state.physical_optimizers().to_vec(), options);
+    let mut builder = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
-        .with_runtime_env(runtime.build_arc()?)
-        .with_physical_optimizer_rules(streaming_rules(options))
-        .with_relation_planners(vec![
-            Arc::new(WindowQueryPlanner),
-            Arc::new(VersionedTablePlanner::new(Arc::new(table_event_time))),
-        ])
-        .with_analyzer_rule(Arc::new(TemporalJoinAnalyzer))
-        .build();
+        .with_physical_optimizer_rules(rules)
+        .with_analyzer_rule(Arc::new(TemporalJoinAnalyzer));
+    if let Some(runtime) = runtime {
+        builder = builder.with_runtime_env(runtime.build_arc()?);
+    }
+    let mut state = builder.build();
+    // Each goes first: windows are consulted before temporal joins, as listed.
+    state.register_relation_planner(Arc::new(VersionedTablePlanner::new(Arc::new(
+        table_event_time,
+    ))))?;
+    state.register_relation_planner(Arc::new(WindowQueryPlanner))?;
     let context = SessionContext::new_with_state(state);
     // Table function names are matched as written: accept both common spellings.
     for function in WindowFunction::ALL {
@@ -140,10 +162,12 @@ pub fn streaming_operators() -> StreamingOperators {
         .with::<RepartitionTopicExec>()
 }
 
-/// DataFusion's physical optimizer rules with profusion's streaming rules before the final
-/// sanity check.
-fn streaming_rules(options: &SessionOptions) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-    let mut rules = PhysicalOptimizer::new().rules;
+/// `rules` (a session's physical optimizer rules) with profusion's streaming rules before
+/// the final sanity check.
+fn streaming_rules(
+    mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
+    options: &SessionOptions,
+) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let at = rules
         .iter()
         .position(|r| r.name() == "SanityCheckPlan")

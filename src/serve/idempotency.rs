@@ -1,5 +1,6 @@
 //! `Idempotency-Key` for webhook ingest: a request whose key was accepted before (for the
-//! same table, within a day) is answered as it was the first time and writes nothing. The
+//! same table, within a day, among the newest `--idempotency-keys`) is answered as it was
+//! the first time and writes nothing. The
 //! key is bound to the body: the same key with another body is refused. While the first
 //! request is still being written, a second one with its key is told to retry.
 

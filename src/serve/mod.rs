@@ -68,9 +68,6 @@ use json_row::{json_string, row_json};
 /// The largest webhook body taken, in bytes (larger ones get 413).
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// Idempotency keys remembered at most (the oldest are forgotten first).
-const IDEMPOTENCY_KEYS: usize = 100_000;
-
 /// Signatures remembered per table at most, within its timestamp tolerance.
 const SIGNATURES_REMEMBERED: usize = 1_000_000;
 
@@ -90,6 +87,8 @@ pub struct ServeOptions {
     pub reads: ServingReads,
     /// Store reads of one view in flight at most; more get 503 at once.
     pub read_concurrency: usize,
+    /// Idempotency keys remembered at most (the oldest are forgotten first).
+    pub idempotency_keys: usize,
 }
 
 /// A view served by key.
@@ -167,7 +166,7 @@ impl ServeState {
             tokens: options.tokens,
             views,
             targets: Mutex::default(),
-            idempotency: IdempotencyKeys::new(IDEMPOTENCY_KEYS),
+            idempotency: IdempotencyKeys::new(options.idempotency_keys),
             metrics: ServerMetrics::default(),
             ready: AtomicBool::new(false),
             pipeline_runtime: options.pipeline_runtime,

@@ -77,3 +77,27 @@ async fn without_a_group_nothing_is_committed() {
         vec![Offset::Invalid, Offset::Invalid]
     );
 }
+
+/// A `'group.id'` is where offsets are committed, not a way to share partitions: two runs
+/// with one group id (and no `--group`) each read every partition, as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_with_one_group_id_each_read_every_partition() {
+    let cluster = MockCluster::new(1).unwrap();
+    produce_events(&cluster, "shared", &THREE_MINUTES);
+    let servers = cluster.bootstrap_servers();
+    let setup = table("shared", "shared", &servers, ", 'group.id' = 'one-group'");
+    let read_all = || query(&setup, "SELECT user_id, ts FROM shared LIMIT 6");
+    let both = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        futures::future::join(read_all(), read_all()),
+    )
+    .await
+    .expect("a run did not get every message: the partitions were shared");
+    for rows in [both.0.unwrap(), both.1.unwrap()] {
+        assert_eq!(
+            rows.iter().filter(|r| r.contains("2026")).count(),
+            6,
+            "{rows:?}"
+        );
+    }
+}

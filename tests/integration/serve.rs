@@ -558,6 +558,49 @@ async fn a_captured_signed_request_replayed_under_another_key_is_refused() {
     server.stop();
 }
 
+/// The promise is bounded: a retry is a no-op among the newest `--idempotency-keys` keys;
+/// one forgotten for newer ones writes again.
+#[tokio::test]
+async fn an_idempotency_key_is_kept_among_the_newest_keys_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = common::repository_path("sql/models").display().to_string();
+    let server = Server::start_with(
+        dir.path(),
+        &pipeline(&models),
+        &[("WEBHOOK_SECRET", SECRET)],
+        &["--idempotency-keys", "3"],
+    );
+    let send = |key: &str, body: &str| {
+        let mut headers = signed(SECRET, body.as_bytes());
+        headers.push(("idempotency-key", key.to_string()));
+        let (server, body) = (&server, body.to_string());
+        async move {
+            server
+                .post(
+                    "/v1/ingest/events",
+                    Some(INGEST_TOKEN),
+                    &headers,
+                    body.into_bytes(),
+                )
+                .await
+        }
+    };
+    let first = event("u5", "purchase", 1.0);
+    assert_eq!(send("k0", &first).await.0, 202);
+    // Within the bound, a retry (signed anew, as a client retrying does) writes nothing.
+    assert_eq!(send("k0", &first).await.0, 202);
+    profile_with(&server, "u5", 1).await;
+    for key in ["k1", "k2", "k3"] {
+        assert_eq!(send(key, &event("u6", "page_view", 0.0)).await.0, 202);
+    }
+    // k0 was the oldest of four: forgotten, its retry is written again. (Signed in another
+    // second: the same body signed in the same second is the same signature, taken once.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(send("k0", &first).await.0, 202);
+    profile_with(&server, "u5", 2).await;
+    server.stop();
+}
+
 #[tokio::test]
 async fn no_auth_is_refused_off_loopback() {
     let dir = tempfile::tempdir().unwrap();

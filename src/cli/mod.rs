@@ -30,7 +30,7 @@ enum Command {
     /// Ad-hoc SQL over a pipeline's tables: Kafka topics as snapshots, views as tables.
     Repl(repl::ReplArgs),
     /// Run a pipeline and serve its profiles, scores, webhook ingest and metrics over HTTP.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Show the plan of every query of a pipeline, streaming operators with their parameters.
     Explain(explain::ExplainArgs),
     /// Measure the hot paths on one worker thread (build with --release).
@@ -168,7 +168,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => run::run(args).await,
             Command::Repl(args) => return repl::repl(args).await,
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Explain(args) => explain::explain(args).await,
             Command::Bench(args) => crate::bench::bench(args).await,
             Command::Checkpoints(command) => checkpoints::run(command).await,

@@ -10,6 +10,7 @@ mod checkpoint_damage;
 mod checkpoint_failures;
 mod consumer_group;
 mod crash_recovery;
+mod disk_full;
 mod embedding;
 mod golden_joins;
 mod golden_windows;

@@ -198,6 +198,18 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         "enrich_http lookups that failed.",
         read(&m.enrich_http.failures),
     );
+    family(
+        &mut out,
+        "profusion_enrich_http_outcomes_total",
+        "counter",
+        "What enrich_http did, by outcome: cache hits, requests, retries, not found, failures, timeouts, keys short-circuited by an open breaker, keys over their call's budget, expired answers given.",
+    );
+    for (outcome, n) in m.enrich_http.snapshot() {
+        let _ = writeln!(
+            out,
+            "profusion_enrich_http_outcomes_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
     counter(
         &mut out,
         "profusion_lookup_refresh_failures_total",

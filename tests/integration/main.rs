@@ -12,6 +12,7 @@ mod consumer_group;
 mod crash_recovery;
 mod disk_full;
 mod embedding;
+mod enrich_http_faults;
 mod golden_joins;
 mod golden_windows;
 mod idle_splits;

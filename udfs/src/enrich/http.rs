@@ -2,7 +2,11 @@
 //! DataFusion's async scalar function (planned into an `AsyncFuncExec`, so a batch's
 //! requests run concurrently while the rest of the plan waits for none of them). Each
 //! endpoint (template and options) has a cache, a limit on requests in flight, a timeout
-//! and retries; a request that still fails gives NULL and is counted in [`EnrichStats`].
+//! and retries with backoff, a circuit breaker ([`CircuitBreaker`]: after failures in a
+//! row, keys are answered from the cache or NULL for a cool-down, then one probes), and a
+//! budget per call (a batch waits for it at most `budget`). A key that still gets no
+//! answer gives the cache's last answer, even expired, or NULL. Every outcome is counted
+//! in [`EnrichStats`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +27,7 @@ use futures::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::Semaphore;
 
+use super::circuit::{Admission, CircuitBreaker};
 use super::options::HttpOptions;
 use super::response_cache::{Answer, ResponseCache};
 use crate::arguments::{constant_string, scalar_string};
@@ -51,6 +56,14 @@ pub struct EnrichStats {
     pub failures: AtomicU64,
     /// Attempts that ran out of time.
     pub timeouts: AtomicU64,
+    /// Attempts made again after a failed one.
+    pub retries: AtomicU64,
+    /// Keys answered without a call because the endpoint's breaker was open.
+    pub short_circuited: AtomicU64,
+    /// Keys left unanswered when their call's budget ran out.
+    pub over_budget: AtomicU64,
+    /// Keys given an expired cached answer because the endpoint failed them.
+    pub stale_answers: AtomicU64,
 }
 
 impl EnrichStats {
@@ -58,16 +71,20 @@ impl EnrichStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// (cache hits, requests, not found, failures, timeouts) as of now.
-    pub fn snapshot(&self) -> [u64; 5] {
+    /// Each outcome by its name, as of now.
+    pub fn snapshot(&self) -> [(&'static str, u64); 9] {
         [
-            &self.cache_hits,
-            &self.requests,
-            &self.not_found,
-            &self.failures,
-            &self.timeouts,
+            ("cache_hit", &self.cache_hits),
+            ("request", &self.requests),
+            ("not_found", &self.not_found),
+            ("failure", &self.failures),
+            ("timeout", &self.timeouts),
+            ("retry", &self.retries),
+            ("short_circuited", &self.short_circuited),
+            ("over_budget", &self.over_budget),
+            ("stale_answer", &self.stale_answers),
         ]
-        .map(|c| c.load(Ordering::Relaxed))
+        .map(|(name, c)| (name, c.load(Ordering::Relaxed)))
     }
 }
 
@@ -79,6 +96,7 @@ struct Endpoint {
     client: reqwest::Client,
     in_flight: Semaphore,
     cache: Mutex<ResponseCache>,
+    breaker: CircuitBreaker,
 }
 
 /// The `enrich_http` function, with its endpoints and counts.
@@ -150,6 +168,7 @@ impl EnrichHttp {
             template: template.to_string(),
             in_flight: Semaphore::new(options.concurrency),
             cache: Mutex::new(ResponseCache::new(options.cache_size, options.cache_ttl)),
+            breaker: CircuitBreaker::new(options.breaker_failures, options.breaker_cooldown),
             client,
             options,
         });
@@ -180,22 +199,34 @@ impl Endpoint {
             EnrichStats::count(&stats.cache_hits);
             return answer.clone();
         }
+        let attempts = match self.breaker.admit(Instant::now()) {
+            Admission::Refuse => {
+                EnrichStats::count(&stats.short_circuited);
+                return self.fallback(key, stats);
+            }
+            // A probe is one attempt: the endpoint is thought to be down.
+            Admission::Probe => 1,
+            Admission::Call => self.options.retries + 1,
+        };
         let url = self.template.replace(
             KEY_PLACEHOLDER,
             &utf8_percent_encode(key, KEY_ENCODED).to_string(),
         );
-        for attempt in 0..=self.options.retries {
+        for attempt in 0..attempts {
             if attempt > 0 {
+                EnrichStats::count(&stats.retries);
                 tokio::time::sleep(Duration::from_millis(50 << (attempt - 1).min(6))).await;
             }
             match self.fetch(&url, stats).await {
                 Fetched::Value(body) => {
+                    self.breaker.succeeded();
                     let answer = self.select(body);
                     self.lock_cache()
                         .insert(key.to_string(), answer.clone(), Instant::now());
                     return answer;
                 }
                 Fetched::NotFound => {
+                    self.breaker.succeeded();
                     EnrichStats::count(&stats.not_found);
                     self.lock_cache()
                         .insert(key.to_string(), None, Instant::now());
@@ -205,8 +236,19 @@ impl Endpoint {
                 Fetched::Retry => {}
             }
         }
+        self.breaker.failed(Instant::now());
         EnrichStats::count(&stats.failures);
-        None
+        self.fallback(key, stats)
+    }
+
+    /// What a key gets when the endpoint gave no answer: the cache's last one, even
+    /// expired, or NULL.
+    fn fallback(&self, key: &str, stats: &EnrichStats) -> Answer {
+        let stale = self.lock_cache().get_stale(key).cloned();
+        if stale.is_some() {
+            EnrichStats::count(&stats.stale_answers);
+        }
+        stale.flatten()
     }
 
     async fn fetch(&self, url: &str, stats: &EnrichStats) -> Fetched {
@@ -339,7 +381,8 @@ impl AsyncScalarUDFImpl for EnrichHttp {
         distinct.sort_unstable();
         distinct.dedup();
         let distinct: Vec<String> = distinct.into_iter().map(str::to_string).collect();
-        let answers: HashMap<String, Answer> = futures::stream::iter(distinct)
+        let asked = distinct.len();
+        let mut answers: HashMap<String, Answer> = futures::stream::iter(distinct.clone())
             .map(|key| {
                 let endpoint = Arc::clone(&endpoint);
                 let stats = Arc::clone(&self.stats);
@@ -349,8 +392,19 @@ impl AsyncScalarUDFImpl for EnrichHttp {
                 }
             })
             .buffer_unordered(endpoint.options.concurrency)
+            // A slow endpoint holds the batch up by the budget at most.
+            .take_until(tokio::time::sleep(endpoint.options.budget))
             .collect()
             .await;
+        if answers.len() < asked {
+            for key in distinct {
+                if let std::collections::hash_map::Entry::Vacant(missing) = answers.entry(key) {
+                    EnrichStats::count(&self.stats.over_budget);
+                    let answer = endpoint.fallback(missing.key(), &self.stats);
+                    missing.insert(answer);
+                }
+            }
+        }
         let values: StringArray = keys
             .iter()
             .map(|key| key.and_then(|k| answers.get(k).cloned().flatten()))
@@ -372,10 +426,14 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "Data for a key from an HTTP JSON API: GET url_template with {key} replaced by the \
          key (percent-encoded), returning the body (or one field of it) as text. Answers are \
          cached; requests run concurrently up to a limit, each with a timeout, and are \
-         retried after a timeout, a connection error, a 429 or a 5xx. A 404, and a request \
-         that still fails, give NULL; failures are counted, never cached. Options: \
-         timeout (2s), retries (2), concurrency (16), cache.size (10000), cache.ttl (5m), \
-         field (a top-level name or a JSON pointer such as /plan/name).",
+         retried with backoff after a timeout, a connection error, a 429 or a 5xx. A 404 \
+         gives NULL. A key that still fails gets its last cached answer, even expired, or \
+         NULL; failures are counted, never cached. After breaker.failures keys in a row \
+         fail, the API is left alone for breaker.cooldown (keys answered from the cache or \
+         NULL at once), then one key probes it. A call waits for the API at most budget. \
+         Options: timeout (2s), retries (2), concurrency (16), cache.size (10000), \
+         cache.ttl (5m), field (a top-level name or a JSON pointer such as /plan/name), \
+         budget (5s), breaker.failures (5; 0 never opens), breaker.cooldown (30s).",
         "enrich_http(url_template, key[, options])",
     )
     .with_sql_example(

@@ -1,5 +1,6 @@
 //! The options of `enrich_http`, its optional third argument:
-//! `'timeout=2s, retries=2, concurrency=16, cache.size=10000, cache.ttl=5m, field=/plan'`.
+//! `'timeout=2s, retries=2, concurrency=16, cache.size=10000, cache.ttl=5m, field=/plan,
+//! budget=5s, breaker.failures=5, breaker.cooldown=30s'`.
 //! Keys are consumed as read; an unknown key or a bad value is a planning error naming it.
 
 use std::collections::BTreeMap;
@@ -23,6 +24,14 @@ pub struct HttpOptions {
     /// A JSON pointer (`/plan/name`) or a top-level field name to return instead of the
     /// whole body.
     pub field: Option<String>,
+    /// The longest one call (a batch's keys) waits for the endpoint; keys not answered by
+    /// then get the cache's answer, even an expired one, or NULL.
+    pub budget: Duration,
+    /// Keys in a row that failed every attempt before the endpoint is left alone (0:
+    /// never).
+    pub breaker_failures: u32,
+    /// How long the endpoint is left alone before one key probes it again.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for HttpOptions {
@@ -34,6 +43,9 @@ impl Default for HttpOptions {
             cache_size: 10_000,
             cache_ttl: Duration::from_secs(300),
             field: None,
+            budget: Duration::from_secs(5),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -80,10 +92,21 @@ impl HttpOptions {
             }
             options.field = Some(v);
         }
+        if let Some(v) = take("budget") {
+            options.budget = positive_duration("budget", &v)?;
+        }
+        if let Some(v) = take("breaker.failures") {
+            options.breaker_failures = v
+                .parse()
+                .map_err(|_| format!("breaker.failures: '{v}' is not a count"))?;
+        }
+        if let Some(v) = take("breaker.cooldown") {
+            options.breaker_cooldown = positive_duration("breaker.cooldown", &v)?;
+        }
         if !pairs.is_empty() {
             let unknown: Vec<&str> = pairs.keys().map(String::as_str).collect();
             return Err(format!(
-                "unknown option {} (expected timeout, retries, concurrency, cache.size, cache.ttl or field)",
+                "unknown option {} (expected timeout, retries, concurrency, cache.size, cache.ttl, field, budget, breaker.failures or breaker.cooldown)",
                 unknown.join(", ")
             ));
         }

@@ -34,6 +34,11 @@ impl ResponseCache {
         (now.duration_since(*stored) < self.ttl).then_some(answer)
     }
 
+    /// The answer stored for `key`, fresh or not (what an endpoint that is down last said).
+    pub fn get_stale(&self, key: &str) -> Option<&Answer> {
+        self.entries.get(key).map(|(answer, _)| answer)
+    }
+
     /// Stores the answer for `key` at `now`.
     pub fn insert(&mut self, key: String, answer: Answer, now: Instant) {
         if self.capacity == 0 || self.ttl.is_zero() {

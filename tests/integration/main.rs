@@ -30,6 +30,7 @@ mod lookup_refresh;
 mod nexmark;
 mod pipeline;
 mod postgres_store;
+mod postgres_tls;
 mod profile_state;
 mod repl;
 mod s3;

@@ -5,6 +5,7 @@
 
 mod options;
 mod store;
+mod tls;
 mod types;
 
 pub use options::PostgresOptions;

@@ -1,5 +1,6 @@
 //! `WITH` options of the `postgres` connector.
 
+use super::tls::{client_config, ssl_mode_of};
 use crate::error::Error;
 use crate::sql::WithOptions;
 
@@ -19,8 +20,12 @@ impl PostgresOptions {
     /// Consumes the `postgres` options of the table or view `name`.
     pub fn parse(options: &mut WithOptions, name: &str) -> Result<Self, Error> {
         let url = options.required("url")?;
-        url.parse::<tokio_postgres::Config>()
+        let (plain, ssl) =
+            ssl_mode_of(&url).map_err(|e| options.error(format!("option 'url': {e}")))?;
+        plain
+            .parse::<tokio_postgres::Config>()
             .map_err(|e| options.error(format!("option 'url': {e}")))?;
+        client_config(&ssl).map_err(|e| options.error(format!("option 'url': {e}")))?;
         let table = options.take("table").unwrap_or_else(|| name.to_string());
         if table.is_empty() {
             return Err(options.error("option 'table' is empty"));

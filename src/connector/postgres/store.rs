@@ -21,6 +21,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::options::PostgresOptions;
+use super::tls::{client_config, ssl_mode_of};
 use super::types::{array_type, bind_columns, column_type, select_as_text};
 use crate::connector::store::{
     ColumnTypes, ProfileStore, ServingReads, StoredRow, TableShape, UPDATED_AT_COLUMN, Upserted,
@@ -41,24 +42,49 @@ pub struct PostgresStore {
     read_timeout: Option<Duration>,
 }
 
+/// `error` and the errors that caused it, outermost first: a failed connection says why
+/// (a TLS handshake's "invalid peer certificate: UnknownIssuer", say), not only that it
+/// failed.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 /// A pool of at most `size` connections to `options`' database; with a timeout, every
 /// step (waiting for a connection, connecting, each statement) is bounded by it.
 fn pool(options: &PostgresOptions, size: usize, timeout: Option<Duration>) -> Result<Pool, Error> {
-    let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| Error::Io {
+    let bad_url = |e: String| Error::Io {
         context: format!("postgres url {}", options.display_url()),
-        source: std::io::Error::other(e),
-    })?;
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    };
+    let (url, ssl) = ssl_mode_of(&options.url).map_err(bad_url)?;
+    let tls = client_config(&ssl).map_err(bad_url)?;
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| bad_url(e.to_string()))?;
+    if tls.is_some() {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
     if let Some(limit) = timeout {
         config.connect_timeout(limit);
         config.options(format!("-c statement_timeout={}", limit.as_millis().max(1)));
     }
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => Manager::from_config(config, tls, recycling),
+        None => Manager::from_config(config, NoTls, recycling),
+    };
     let mut builder = Pool::builder(manager).max_size(size);
     if let Some(limit) = timeout {
         builder = builder
@@ -102,7 +128,7 @@ impl PostgresStore {
             .pool
             .get()
             .await
-            .map_err(|e| self.failed("connecting to", e))?;
+            .map_err(|e| self.failed("connecting to", with_causes(&e)))?;
         client
             .batch_execute(&format!(
                 "DROP TABLE IF EXISTS {}",
@@ -200,7 +226,7 @@ impl PostgresStore {
             .pool
             .get()
             .await
-            .map_err(|e| self.failed("connecting to", e))?;
+            .map_err(|e| self.failed("connecting to", with_causes(&e)))?;
         self.ready
             .get_or_try_init(|| async {
                 // Tasks of a consumer group on several machines create the same table at

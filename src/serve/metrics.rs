@@ -13,8 +13,8 @@ use crate::stream::{Histogram, HistogramSnapshot, PipelineContext, PipelineMetri
 pub const ROUTES: [&str; 6] = ["views", "score", "ingest", "metrics", "health", "other"];
 
 /// The status codes the server answers with; anything else counts as the last, `0`.
-pub const STATUSES: [u16; 13] = [
-    200, 202, 400, 401, 403, 404, 405, 409, 413, 422, 500, 503, 0,
+pub const STATUSES: [u16; 14] = [
+    200, 202, 400, 401, 403, 404, 405, 408, 409, 413, 422, 500, 503, 0,
 ];
 
 /// What the server itself counts.

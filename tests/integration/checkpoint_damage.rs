@@ -7,21 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Generated events at 2,000 a second (endless, or `count` of them), counted per user into
-/// SQLite.
-fn pipeline(db: &Path, count: Option<i64>) -> String {
-    let count = count.map_or(String::new(), |n| format!("count = {n}, "));
-    format!(
-        "CREATE TABLE events (user_id TEXT NOT NULL, amount DOUBLE, ts TIMESTAMP NOT NULL,
-           WATERMARK FOR ts AS ts)
-         WITH (connector = 'datagen', {count}rows_per_second = 2000, users = 30, seed = 9,
-               batch_size = 100);
-         CREATE MATERIALIZED VIEW spend PRIMARY KEY (user_id)
-         WITH (connector = 'sqlite', path = '{}') AS
-         SELECT user_id, count(*) AS events, sum(amount) AS spend FROM events GROUP BY user_id;",
-        db.display()
-    )
-}
+use crate::common::counted_view::{assert_counts_a_prefix_once, counted, pipeline};
+
+/// The view's generator: 2,000 events a second over 30 users.
+const PER_SECOND: u32 = 2000;
+const USERS: u32 = 30;
 
 fn run(pipeline: &Path, checkpoints: Option<&Path>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_profusion"));
@@ -77,16 +67,6 @@ fn truncate(path: &Path) {
         .unwrap();
 }
 
-/// The events the view at `db` has counted.
-fn counted(db: &Path) -> i64 {
-    rusqlite::Connection::open(db)
-        .unwrap()
-        .query_row("SELECT coalesce(sum(events), 0) FROM spend", [], |row| {
-            row.get(0)
-        })
-        .unwrap()
-}
-
 /// Runs from the checkpoints until it has gone well past what the killed runs wrote (the
 /// view keeps their upserts after the checkpoint it resumes from: replaying up to them
 /// changes nothing), then stops it with Ctrl-C; returns what it printed.
@@ -114,31 +94,12 @@ fn resume(pipeline: &Path, checkpoints: &Path, db: &Path) -> String {
     stderr
 }
 
-fn totals(db: &Path) -> Vec<String> {
-    let connection = rusqlite::Connection::open(db).unwrap();
-    let mut statement = connection
-        .prepare("SELECT user_id, events, round(spend, 6) FROM spend ORDER BY user_id")
-        .unwrap();
-    statement
-        .query_map([], |row| {
-            Ok(format!(
-                "{} {} {:?}",
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, Option<f64>>(2)?
-            ))
-        })
-        .unwrap()
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .unwrap()
-}
-
 #[test]
 fn a_truncated_manifest_or_state_file_is_skipped_for_the_newest_whole_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let restored_db = dir.path().join("restored.db");
     let restored = dir.path().join("restored.sql");
-    std::fs::write(&restored, pipeline(&restored_db, None)).unwrap();
+    std::fs::write(&restored, pipeline(&restored_db, None, PER_SECOND, USERS)).unwrap();
     let checkpoints = dir.path().join("checkpoints");
 
     // A manifest cut short.
@@ -172,16 +133,8 @@ fn a_truncated_manifest_or_state_file_is_skipped_for_the_newest_whole_checkpoint
     );
     assert!(said.contains("resuming from checkpoint"), "{said}");
 
-    // The view counts a prefix of the generated events, each once: a straight run over
-    // as many events ends with the same rows.
-    let counted = counted(&restored_db);
-    let straight_db = dir.path().join("straight.db");
-    let straight = dir.path().join("straight.sql");
-    std::fs::write(&straight, pipeline(&straight_db, Some(counted))).unwrap();
-    assert!(run(&straight, None).status().unwrap().success());
-    let expected = totals(&straight_db);
-    assert_eq!(expected.len(), 30);
-    assert_eq!(totals(&restored_db), expected, "after {counted} events");
+    // The view counts a prefix of the generated events, each once.
+    assert_counts_a_prefix_once(dir.path(), &restored_db, PER_SECOND, USERS);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -8,21 +8,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Generated events (endless, or `count`), counted per user into SQLite at `db`.
-fn pipeline(db: &Path, count: Option<i64>) -> String {
-    let count = count.map_or(String::new(), |n| format!("count = {n}, "));
-    format!(
-        "CREATE TABLE events (user_id TEXT NOT NULL, page TEXT, amount DOUBLE, ts TIMESTAMP NOT NULL,
-           WATERMARK FOR ts AS ts)
-         WITH (connector = 'datagen', {count}rows_per_second = 20000, users = 5000, seed = 3,
-               batch_size = 500);
-         CREATE MATERIALIZED VIEW spend PRIMARY KEY (user_id)
-         WITH (connector = 'sqlite', path = '{}') AS
-         SELECT user_id, count(*) AS events, sum(amount) AS spend, max(page) AS page
-         FROM events GROUP BY user_id;",
-        db.display()
-    )
-}
+use crate::common::counted_view::{assert_counts_a_prefix_once, counted, pipeline};
+
+/// The view's generator: 20,000 events a second over 5,000 users.
+const PER_SECOND: u32 = 20_000;
+const USERS: u32 = 5_000;
 
 /// Mounts a tmpfs of `megabytes` at `at`; false when this process may not.
 fn mount_tmpfs(at: &Path, megabytes: u32) -> bool {
@@ -43,26 +33,6 @@ impl Drop for Unmount<'_> {
     }
 }
 
-fn totals(db: &Path) -> Vec<String> {
-    let connection = rusqlite::Connection::open(db).unwrap();
-    let mut statement = connection
-        .prepare("SELECT user_id, events, round(spend, 6), page FROM spend ORDER BY user_id")
-        .unwrap();
-    statement
-        .query_map([], |row| {
-            Ok(format!(
-                "{} {} {:?} {:?}",
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, Option<f64>>(2)?,
-                row.get::<_, Option<String>>(3)?
-            ))
-        })
-        .unwrap()
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .unwrap()
-}
-
 #[test]
 fn a_full_disk_stops_the_pipeline_and_a_restart_resumes_once_space_returns() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,7 +45,7 @@ fn a_full_disk_stops_the_pipeline_and_a_restart_resumes_once_space_returns() {
     let db = disk.join("spend.db");
     let checkpoints = disk.join("checkpoints");
     let file = dir.path().join("p.sql");
-    std::fs::write(&file, pipeline(&db, None)).unwrap();
+    std::fs::write(&file, pipeline(&db, None, PER_SECOND, USERS)).unwrap();
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_profusion"))
             .arg("run")
@@ -116,18 +86,10 @@ fn a_full_disk_stops_the_pipeline_and_a_restart_resumes_once_space_returns() {
     // view holds what the stopped run upserted after that checkpoint (each key's count is
     // its version): the restart replays up to there, changing nothing, and goes past it.
     std::fs::remove_file(&ballast).unwrap();
-    let counted = || -> i64 {
-        rusqlite::Connection::open(&db)
-            .unwrap()
-            .query_row("SELECT coalesce(sum(events), 0) FROM spend", [], |row| {
-                row.get(0)
-            })
-            .unwrap()
-    };
-    let written_before = counted();
+    let written_before = counted(&db);
     let child = run();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while counted() <= written_before + 20_000 {
+    while counted(&db) <= written_before + 20_000 {
         assert!(
             Instant::now() < deadline,
             "the restart never passed the stopped run"
@@ -143,31 +105,5 @@ fn a_full_disk_stops_the_pipeline_and_a_restart_resumes_once_space_returns() {
     assert!(said.contains("resuming from checkpoint"), "{said}");
 
     // Each generated event counted once: a straight run over as many gives the same rows.
-    let counted = counted();
-    let straight_db = dir.path().join("straight.db");
-    let straight = dir.path().join("straight.sql");
-    std::fs::write(&straight, pipeline(&straight_db, Some(counted))).unwrap();
-    assert!(
-        Command::new(env!("CARGO_BIN_EXE_profusion"))
-            .arg("run")
-            .arg(&straight)
-            .arg("--quiet")
-            .status()
-            .unwrap()
-            .success()
-    );
-    // Sums are compared to 6 decimals: a restored sum adds the same amounts in another order.
-    let (restored, expected) = (totals(&db), totals(&straight_db));
-    let differing: Vec<_> = restored
-        .iter()
-        .zip(&expected)
-        .filter(|(a, b)| a != b)
-        .take(5)
-        .collect();
-    assert!(
-        restored.len() == expected.len() && differing.is_empty(),
-        "after {counted} events, {} rows against {}; first differences: {differing:?}",
-        restored.len(),
-        expected.len()
-    );
+    assert_counts_a_prefix_once(dir.path(), &db, PER_SECOND, USERS);
 }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use profusion::session::{SessionOptions, new_session};
 use profusion::stream::PipelineContext;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+use crate::common::http::request_path;
 use crate::common::lines;
 
 const HEALTHY: u8 = 0;
@@ -27,22 +28,11 @@ async fn start_api(mood: Arc<AtomicU8>, calls: Arc<AtomicUsize>) -> u16 {
         while let Ok((mut socket, _)) = listener.accept().await {
             let (mood, calls) = (Arc::clone(&mood), Arc::clone(&calls));
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                }
+                let Some(path) = request_path(&mut socket).await else {
+                    return;
+                };
                 calls.fetch_add(1, Ordering::Relaxed);
-                let request = String::from_utf8_lossy(&request);
-                let key = request
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches("/users/")
-                    .to_string();
+                let key = path.trim_start_matches("/users/").to_string();
                 let response = match mood.load(Ordering::Relaxed) {
                     HEALTHY => {
                         let body = format!("{{\"plan\":\"pro-{key}\"}}");

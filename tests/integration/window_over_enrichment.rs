@@ -4,11 +4,12 @@
 //! window, and the watermark passes through it in band: every window closes, with the
 //! counts a batch query over the same clicks gives.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::common;
 
+use common::http::request_path;
 use common::lines;
 use profusion::sql::parse_pipeline;
 use profusion::{Engine, SessionOptions};
@@ -21,16 +22,9 @@ async fn start_crm() -> u16 {
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let request = String::from_utf8_lossy(&request);
-                let path = request.split(' ').nth(1).unwrap_or("/");
+                let Some(path) = request_path(&mut socket).await else {
+                    return;
+                };
                 let number: u32 = path.trim_start_matches("/users/u").parse().unwrap_or(1);
                 let plan = if number.is_multiple_of(2) {
                     "pro"

@@ -4,6 +4,8 @@
 // Each test crate uses some of these helpers, not all.
 #![allow(dead_code)]
 
+pub mod counted_view;
+pub mod http;
 pub mod kafka;
 pub mod registry;
 pub mod server;

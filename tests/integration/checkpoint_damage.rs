@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::counted_view::{assert_counts_a_prefix_once, counted, pipeline};
+use crate::common::counted_view::{assert_counts_a_prefix_once, pipeline, resume_past};
 
 /// The view's generator: 2,000 events a second over 30 users.
 const PER_SECOND: u32 = 2000;
@@ -67,33 +67,6 @@ fn truncate(path: &Path) {
         .unwrap();
 }
 
-/// Runs from the checkpoints until it has gone well past what the killed runs wrote (the
-/// view keeps their upserts after the checkpoint it resumes from: replaying up to them
-/// changes nothing), then stops it with Ctrl-C; returns what it printed.
-fn resume(pipeline: &Path, checkpoints: &Path, db: &Path) -> String {
-    let written_before = counted(db);
-    let child = run(pipeline, Some(checkpoints))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while counted(db) <= written_before + 2_000 {
-        assert!(
-            Instant::now() < deadline,
-            "the resumed run never passed the killed one"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{stderr}");
-    stderr
-}
-
 #[test]
 fn a_truncated_manifest_or_state_file_is_skipped_for_the_newest_whole_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +99,7 @@ fn a_truncated_manifest_or_state_file_is_skipped_for_the_newest_whole_checkpoint
     truncate(&state);
     let state_name = newest.file_name().unwrap().to_string_lossy().into_owned();
 
-    let said = resume(&restored, &checkpoints, &restored_db);
+    let said = resume_past(&mut run(&restored, Some(&checkpoints)), &restored_db, 2_000);
     assert!(
         said.contains(&format!("checkpoint {state_name}")) && said.contains("is skipped"),
         "the run did not say it skipped {state_name}:\n{said}"

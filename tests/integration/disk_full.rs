@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::counted_view::{assert_counts_a_prefix_once, counted, pipeline};
+use crate::common::counted_view::{assert_counts_a_prefix_once, pipeline, resume_past};
 
 /// The view's generator: 20,000 events a second over 5,000 users.
 const PER_SECOND: u32 = 20_000;
@@ -47,21 +47,23 @@ fn a_full_disk_stops_the_pipeline_and_a_restart_resumes_once_space_returns() {
     let file = dir.path().join("p.sql");
     std::fs::write(&file, pipeline(&db, None, PER_SECOND, USERS)).unwrap();
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_profusion"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_profusion"));
+        command
             .arg("run")
             .arg(&file)
             .arg("--quiet")
             .arg("--checkpoint-dir")
             .arg(&checkpoints)
-            .args(["--checkpoint-interval", "200ms"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            .args(["--checkpoint-interval", "200ms"]);
+        command
     };
 
     // Room for a few checkpoints, then the ballast leaves the disk nearly full.
-    let child = run();
+    let child = run()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let ballast = disk.join("ballast");
     let _ = Command::new("dd")
@@ -86,23 +88,7 @@ fn a_full_disk_stops_the_pipeline_and_a_restart_resumes_once_space_returns() {
     // view holds what the stopped run upserted after that checkpoint (each key's count is
     // its version): the restart replays up to there, changing nothing, and goes past it.
     std::fs::remove_file(&ballast).unwrap();
-    let written_before = counted(&db);
-    let child = run();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while counted(&db) <= written_before + 20_000 {
-        assert!(
-            Instant::now() < deadline,
-            "the restart never passed the stopped run"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let output = child.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{said}");
-    assert!(said.contains("resuming from checkpoint"), "{said}");
+    resume_past(&mut run(), &db, 20_000);
 
     // Each generated event counted once: a straight run over as many gives the same rows.
     assert_counts_a_prefix_once(dir.path(), &db, PER_SECOND, USERS);

@@ -3,7 +3,8 @@
 //! event once holds exactly what a straight run over as many events gives.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Generated events at `per_second` (endless, or `count` of them), counted per user into
 /// the view `spend` in the SQLite file `db`.
@@ -84,4 +85,33 @@ pub fn assert_counts_a_prefix_once(dir: &Path, db: &Path, per_second: u32, users
         restored.len(),
         expected.len()
     );
+}
+
+/// Runs `resuming` (a `profusion run` restarting from checkpoints) until the view at `db`
+/// has counted `margin` more events than it held: past what a stopped run upserted after
+/// the checkpoint it resumes from (replaying up to there changes nothing). Then stops it
+/// with Ctrl-C and returns what it printed.
+pub fn resume_past(resuming: &mut Command, db: &Path, margin: i64) -> String {
+    let written_before = counted(db);
+    let child = resuming
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counted(db) <= written_before + margin {
+        assert!(
+            Instant::now() < deadline,
+            "the restart never passed the stopped run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("resuming from checkpoint"), "{said}");
+    said
 }

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::pipeline::group::GroupRun;
 use crate::pipeline::{StatusLine, status_text};
 use crate::serve::{
-    Connections, HttpLimits, Scope, ServeOptions, ServeState, Tokens, generate_token, router,
-    serve_connections, tls_acceptor,
+    HttpLimits, Scope, ServeOptions, ServeState, Tokens, generate_token, router,
+    serve_on_own_thread, tls_acceptor,
 };
 
 use super::{CheckpointArgs, GroupArgs, PipelineFile, SessionArgs, stop_on_ctrl_c};
@@ -185,9 +185,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ran
     });
 
-    let served = serve_http(
+    let served = serve_on_own_thread(
         listener,
-        Arc::clone(&state),
+        router(Arc::clone(&state)),
         limits,
         tls,
         Arc::clone(&shutdown),
@@ -214,46 +214,6 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         status_text(&shared, rate)
     );
     Ok(())
-}
-
-/// Answers requests on a thread of its own with a single-threaded runtime until
-/// `shutdown` is notified. Requests are short and many: one thread that never hands a
-/// connection to another answers them with less overhead and a steadier tail than the
-/// work-stealing runtime the pipeline runs on, which keeps the other core.
-async fn serve_http(
-    listener: std::net::TcpListener,
-    state: Arc<ServeState>,
-    limits: HttpLimits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: Arc<Notify>,
-) -> std::io::Result<()> {
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("profusion-http".into())
-        .spawn(move || {
-            let served = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .and_then(|runtime| {
-                    runtime.block_on(async move {
-                        let listener = tokio::net::TcpListener::from_std(listener)?;
-                        let connections = Arc::new(Connections::new(limits.max_connections));
-                        serve_connections(
-                            listener,
-                            router(state),
-                            limits,
-                            tls,
-                            connections,
-                            async move { shutdown.notified().await },
-                        )
-                        .await
-                    })
-                });
-            let _ = done.send(served);
-        })?;
-    finished
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("the HTTP thread ended early")))
 }
 
 /// The tokens to accept: from `--tokens` and the environment; with none, one admin token

@@ -55,27 +55,38 @@ impl ServerMetrics {
     }
 }
 
-/// The whole exposition.
-pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
-    let m = &pipeline.metrics;
+/// The whole exposition: the pipeline's metrics, and the HTTP server's when there is one
+/// (`serve`; `run --metrics-listen` has none).
+pub fn render(pipeline: &PipelineContext, server: Option<&ServerMetrics>) -> String {
     let mut out = String::with_capacity(8192);
+    render_pipeline(pipeline, &mut out);
+    if let Some(server) = server {
+        render_server(server, &mut out);
+    }
+    out
+}
+
+/// The pipeline's part: rows, bad records, lateness, watermark and lag, checkpoints,
+/// upserts, enrichment.
+fn render_pipeline(pipeline: &PipelineContext, out: &mut String) {
+    let m = &pipeline.metrics;
     let read = PipelineMetrics::read;
 
     counter(
-        &mut out,
+        out,
         "profusion_events_in_total",
         "Rows read from every source.",
         read(&m.events_in),
     );
     counter(
-        &mut out,
+        out,
         "profusion_rows_out_total",
         "Rows written to every sink.",
         read(&m.rows_out),
     );
     let tables = m.tables();
     family(
-        &mut out,
+        out,
         "profusion_table_rows_in_total",
         "counter",
         "Rows read from a table's source.",
@@ -88,7 +99,7 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "profusion_table_rows_out_total",
         "counter",
         "Rows handed to a table's sink.",
@@ -101,7 +112,7 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "profusion_bad_records_total",
         "counter",
         "Records skipped or dead-lettered by bad_data, by reason.",
@@ -114,26 +125,26 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         );
     }
     counter(
-        &mut out,
+        out,
         "profusion_late_rows_total",
         "Rows that arrived after their window was emitted.",
         read(&m.late_rows),
     );
     counter(
-        &mut out,
+        out,
         "profusion_duplicate_rows_total",
         "Rows dropped as duplicates ('dedup.key').",
         read(&m.duplicates),
     );
     counter(
-        &mut out,
+        out,
         "profusion_stale_upserts_total",
         "Upserts a store skipped as not newer than what it held.",
         read(&m.stale_upserts),
     );
     if let Some(lag) = m.watermark_lag() {
         family(
-            &mut out,
+            out,
             "profusion_watermark_lag_seconds",
             "gauge",
             "How far the watermark is behind the wall clock.",
@@ -145,7 +156,7 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "profusion_consumer_lag_messages",
         "gauge",
         "Messages behind the end of each Kafka partition read.",
@@ -158,19 +169,19 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         );
     }
     counter(
-        &mut out,
+        out,
         "profusion_checkpoints_total",
         "Checkpoints completed.",
         read(&m.checkpoints),
     );
     counter(
-        &mut out,
+        out,
         "profusion_checkpoint_failures_total",
         "Checkpoints that failed; the one before stays the latest.",
         read(&m.checkpoint_failures),
     );
     family(
-        &mut out,
+        out,
         "profusion_checkpoint_last_success_seconds",
         "gauge",
         "When the last checkpoint completed, in seconds since the Unix epoch (0: none yet).",
@@ -181,25 +192,25 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         read(&m.last_checkpoint_success_ms) as f64 / 1000.0
     );
     histogram(
-        &mut out,
+        out,
         "profusion_checkpoint_duration_seconds",
         "How long each checkpoint took.",
         &[("", m.checkpoint_seconds.snapshot())],
     );
     histogram(
-        &mut out,
+        out,
         "profusion_upsert_duration_seconds",
         "How long each upsert transaction into a profile store took.",
         &[("", m.upsert_seconds.snapshot())],
     );
     counter(
-        &mut out,
+        out,
         "profusion_enrich_http_failures_total",
         "enrich_http lookups that failed.",
         read(&m.enrich_http.failures),
     );
     family(
-        &mut out,
+        out,
         "profusion_enrich_http_outcomes_total",
         "counter",
         "What enrich_http did, by outcome: cache hits, requests, retries, not found, failures, timeouts, keys short-circuited by an open breaker, keys over their call's budget, expired answers given.",
@@ -211,12 +222,16 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         );
     }
     counter(
-        &mut out,
+        out,
         "profusion_lookup_refresh_failures_total",
         "Lookup tables that could not be read again.",
         read(&m.lookup_refresh_failures),
     );
+}
 
+/// The HTTP server's part: requests, responses, webhook rejections, the profile cache.
+fn render_server(server: &ServerMetrics, out: &mut String) {
+    let read = PipelineMetrics::read;
     let requests: Vec<(&str, HistogramSnapshot)> = ROUTES
         .iter()
         .zip(&server.requests)
@@ -232,13 +247,13 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         .map(|(l, s)| (l.as_str(), s.clone()))
         .collect();
     histogram(
-        &mut out,
+        out,
         "profusion_http_request_duration_seconds",
         "HTTP request latency, by route.",
         &labelled,
     );
     family(
-        &mut out,
+        out,
         "profusion_http_responses_total",
         "counter",
         "HTTP responses, by route and status.",
@@ -259,7 +274,7 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         }
     }
     family(
-        &mut out,
+        out,
         "profusion_ingest_rejected_total",
         "counter",
         "Webhook requests refused, by reason.",
@@ -272,30 +287,29 @@ pub fn render(pipeline: &PipelineContext, server: &ServerMetrics) -> String {
         );
     }
     counter(
-        &mut out,
+        out,
         "profusion_ingested_events_total",
         "Webhook events accepted.",
         read(&server.ingested),
     );
     counter(
-        &mut out,
+        out,
         "profusion_profile_cache_hits_total",
         "Profile lookups answered from the cache.",
         read(&server.cache_hits),
     );
     counter(
-        &mut out,
+        out,
         "profusion_profile_cache_misses_total",
         "Profile lookups that read the store.",
         read(&server.cache_misses),
     );
     counter(
-        &mut out,
+        out,
         "profusion_profile_reads_refused_total",
         "Profile lookups refused (503) because their view had --read-concurrency store reads in flight.",
         read(&server.reads_refused),
     );
-    out
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -361,7 +375,7 @@ mod tests {
         let server = ServerMetrics::default();
         server.respond(0, 200, Duration::from_micros(80));
         server.reject("signature");
-        let text = render(&pipeline, &server);
+        let text = render(&pipeline, Some(&server));
         assert!(text.contains("profusion_table_rows_in_total{table=\"events\"} 5\n"));
         assert!(text.contains("profusion_bad_records_total{reason=\"json\"} 1\n"));
         assert!(text.contains("profusion_upsert_duration_seconds_bucket{le=\"0.0005\"} 1\n"));

@@ -21,6 +21,7 @@ mod idempotency;
 mod ingest_writer;
 mod json_row;
 mod metrics;
+mod metrics_endpoint;
 mod profile_cache;
 mod seen_signatures;
 mod signature;
@@ -29,10 +30,11 @@ mod tls;
 pub use auth::{Refusal, Scope, Tokens, generate_token};
 pub use connections::{Connections, HttpLimits};
 pub use decode::decode_events;
-pub use http_server::serve_connections;
+pub use http_server::{serve_connections, serve_on_own_thread};
 pub use idempotency::{Claim, IdempotencyKeys};
 pub use ingest_writer::IngestWriter;
 pub use metrics::{ServerMetrics, render};
+pub use metrics_endpoint::metrics_router;
 pub use profile_cache::{Cached, CachedRow, ProfileCache, cache_key};
 pub use seen_signatures::{FirstUse, SeenSignatures};
 pub use signature::{SIGNATURE_HEADER, SignatureError, Signed, TIMESTAMP_HEADER, sign, verify};
@@ -767,7 +769,11 @@ async fn ingest(
 
 /// `GET /metrics`.
 async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
-    let text = render(state.engine.shared(), &state.metrics);
+    metrics_text(render(state.engine.shared(), Some(&state.metrics)))
+}
+
+/// Prometheus text as an answer.
+fn metrics_text(text: String) -> Response {
     (
         [(
             header::CONTENT_TYPE,

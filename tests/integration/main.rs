@@ -33,6 +33,7 @@ mod postgres_store;
 mod postgres_tls;
 mod profile_state;
 mod repl;
+mod run_metrics;
 mod s3;
 mod schema_registry_faults;
 mod serve;

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::{ApiError, Refusal, Scope, Tokens, healthz, metrics_text, render};
+use super::{ApiError, Scope, Tokens, healthz, metrics_text, refused, render};
 use crate::stream::PipelineContext;
 
 /// What the endpoint reads.
@@ -44,20 +44,6 @@ async fn metrics(
         .map(HeaderValue::as_bytes);
     match endpoint.tokens.check(presented, Scope::Metrics) {
         Ok(()) => metrics_text(render(&endpoint.pipeline, None)),
-        Err(Refusal::Unauthenticated) => {
-            let mut response = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a valid bearer token is needed (Authorization: Bearer TOKEN)",
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-        Err(Refusal::Forbidden) => {
-            ApiError::new(StatusCode::FORBIDDEN, "this token lacks the metrics scope")
-                .into_response()
-        }
+        Err(refusal) => refused(refusal, Some(Scope::Metrics)),
     }
 }

@@ -413,7 +413,19 @@ async fn guard(State(state): State<Arc<ServeState>>, request: Request, next: Nex
                 response
             }
         },
-        Err(Refusal::Unauthenticated) => {
+        Err(refusal) => refused(refusal, scope),
+    };
+    state
+        .metrics
+        .respond(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The answer to a request whose token was refused for `scope`: 401 (with
+/// `WWW-Authenticate`) without a valid token, 403 with one that lacks the scope.
+fn refused(refusal: Refusal, scope: Option<Scope>) -> Response {
+    match refusal {
+        Refusal::Unauthenticated => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "a valid bearer token is needed (Authorization: Bearer TOKEN)",
@@ -424,7 +436,7 @@ async fn guard(State(state): State<Arc<ServeState>>, request: Request, next: Nex
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
-        Err(Refusal::Forbidden) => ApiError::new(
+        Refusal::Forbidden => ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "this token lacks the {} scope",
@@ -432,11 +444,7 @@ async fn guard(State(state): State<Arc<ServeState>>, request: Request, next: Nex
             ),
         )
         .into_response(),
-    };
-    state
-        .metrics
-        .respond(route, response.status().as_u16(), started.elapsed());
-    response
+    }
 }
 
 /// `GET /v1/views/{view}/{key}`.

@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::{ApiError, Scope, Tokens, healthz, metrics_text, refused, render};
+use super::api_error::{ApiError, refused};
+use super::{Scope, Tokens, healthz, metrics_text, render};
 use crate::stream::PipelineContext;
 
 /// What the endpoint reads.

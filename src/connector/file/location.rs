@@ -22,20 +22,29 @@ pub struct FileLocation {
 }
 
 impl FileLocation {
-    /// Flushes the file at `relative` (a path under `path`) and the folders that hold it,
-    /// up to the location's own, to a local disk; nothing for an object store, which makes
-    /// a write durable before it answers.
-    pub async fn sync(&self, relative: &Path) -> std::io::Result<()> {
+    /// Flushes the file at `relative` (a path under `path`) to a local disk; nothing for an
+    /// object store, which makes a write durable before it answers.
+    pub async fn sync_file(&self, relative: &Path) -> std::io::Result<()> {
+        self.sync_local(relative, false).await
+    }
+
+    /// Flushes the file or folder at `relative` and every folder that holds it, up to the
+    /// location's own, so that the entries naming them are on the disk too.
+    pub async fn sync_with_folders(&self, relative: &Path) -> std::io::Result<()> {
+        self.sync_local(relative, true).await
+    }
+
+    async fn sync_local(&self, relative: &Path, folders: bool) -> std::io::Result<()> {
         let Some(root) = self.local_root.clone() else {
             return Ok(());
         };
-        let mut file = root.clone();
+        let mut entry = root.clone();
         for part in self.path.parts().chain(relative.parts()) {
-            file.push(part.as_ref());
+            entry.push(part.as_ref());
         }
         tokio::task::spawn_blocking(move || {
-            std::fs::File::open(&file)?.sync_all()?;
-            let mut folder = file.parent();
+            std::fs::File::open(&entry)?.sync_all()?;
+            let mut folder = entry.parent().filter(|_| folders);
             while let Some(dir) = folder {
                 std::fs::File::open(dir)?.sync_all()?;
                 if dir == root {

@@ -132,13 +132,25 @@ impl CheckpointStore {
             let bytes = state.encode()?;
             let path = format!("{}/job-{job}/{id}.arrows", self.folder(epoch));
             let size = bytes.len() as u64;
-            self.put_durably(&path, PutPayload::from(bytes)).await?;
+            self.put(&path, PutPayload::from(bytes)).await?;
+            self.location
+                .sync_file(&relative_path(&path))
+                .await
+                .map_err(|e| self.flush_failed(&path, e))?;
             states.push(StateFile {
                 id: id.clone(),
                 path,
                 bytes: size,
                 rows: state.num_rows() as u64,
             });
+        }
+        // The job's folder and those above it, once its files are all written.
+        if !states.is_empty() {
+            let folder = format!("{}/job-{job}", self.folder(epoch));
+            self.location
+                .sync_with_folders(&relative_path(&folder))
+                .await
+                .map_err(|e| self.flush_failed(&folder, e))?;
         }
         Ok(JobEntry {
             job,
@@ -151,25 +163,25 @@ impl CheckpointStore {
     /// Completes a checkpoint by writing its manifest.
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         let path = format!("{}/{MANIFEST}", self.folder(manifest.epoch));
-        self.put_durably(&path, PutPayload::from(manifest.to_json().into_bytes()))
+        self.put(&path, PutPayload::from(manifest.to_json().into_bytes()))
+            .await?;
+        self.location
+            .sync_with_folders(&relative_path(&path))
             .await
+            .map_err(|e| self.flush_failed(&path, e))
     }
 
-    /// Writes `relative` and, on a local disk, flushes it and its folders.
-    async fn put_durably(&self, relative: &str, payload: PutPayload) -> Result<()> {
+    async fn put(&self, relative: &str, payload: PutPayload) -> Result<()> {
         self.location
             .store
             .put(&self.path(relative), payload)
             .await
             .map_err(|e| self.error(e))?;
-        let mut synced = Path::default();
-        for part in relative.split('/') {
-            synced = synced.join(part);
-        }
-        self.location
-            .sync(&synced)
-            .await
-            .map_err(|e| self.error(format!("flushing {relative} to disk: {e}")))
+        Ok(())
+    }
+
+    fn flush_failed(&self, relative: &str, error: std::io::Error) -> Error {
+        self.error(format!("flushing {relative} to disk: {error}"))
     }
 
     /// Every checkpoint in the directory, oldest first (of one epoch, the one cut short or
@@ -412,6 +424,13 @@ impl CheckpointStore {
             .map_err(|e| self.error(e))?;
         Ok(got.bytes().await.map_err(|e| self.error(e))?.to_vec())
     }
+}
+
+/// `relative` (slash-separated) as an object path.
+fn relative_path(relative: &str) -> Path {
+    relative
+        .split('/')
+        .fold(Path::default(), |path, part| path.join(part))
 }
 
 /// The epoch of a checkpoint folder, `chk-0000000012` or `chk-0000000012-1a2b3c4d`.

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::sql::parse_pipeline;
-use crate::stream::PipelineMetrics;
 use crate::{Engine, JobKind, SessionOptions};
 
 /// A per-user tumbling window, the query most benchmarks time.
@@ -89,8 +88,8 @@ pub(super) async fn timed_after(
     text: &str,
 ) -> Result<Run> {
     let engine = setup(options, setup_text).await?;
-    let events_before = PipelineMetrics::read(&engine.shared().metrics.events_in);
-    let rows_before = PipelineMetrics::read(&engine.shared().metrics.rows_out);
+    let events_before = engine.shared().metrics.events_in.get();
+    let rows_before = engine.shared().metrics.rows_out.get();
     let mut jobs = Vec::new();
     for statement in parse_pipeline(text)? {
         if let Some(job) = engine.submit(statement).await? {
@@ -118,12 +117,12 @@ pub(super) async fn timed_after(
         .filter_map(|job| sink_bytes(job.plan.as_ref()))
         .sum();
     Ok(Run {
-        events: PipelineMetrics::read(&metrics.events_in) - events_before,
+        events: metrics.events_in.get() - events_before,
         elapsed,
         median: elapsed,
         peak_state_bytes: metrics.peak_state_bytes.load(Ordering::Relaxed),
         output_bytes,
-        rows_out: PipelineMetrics::read(&metrics.rows_out) - rows_before + selected,
+        rows_out: metrics.rows_out.get() - rows_before + selected,
     })
 }
 

@@ -13,7 +13,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 
-use crate::stream::{PipelineContext, PipelineMetrics};
+use crate::stream::{PipelineContext};
 
 /// The sink of the table named `table`, counted.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl DataSink for CountingSink {
         let schema = data.schema();
         let counted = data.inspect(move |batch| {
             if let Ok(batch) = batch {
-                PipelineMetrics::add(&counts.rows_out, batch.num_rows());
+                counts.rows_out.inc_by(batch.num_rows() as u64);
             }
         });
         let counted = Box::pin(RecordBatchStreamAdapter::new(schema, counted));

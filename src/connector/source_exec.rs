@@ -21,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::dedup::Deduplicator;
 use super::table::SourceDefinition;
 use crate::stream::{
-    DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, PipelineMetrics,
+    DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext,
     ScanPartition, Source, SourceBatch, SourceStream, StreamMessage, StreamingExec, Watermark,
     execute_rows, lock, node_id,
 };
@@ -180,10 +180,13 @@ pub fn open_source(
                 definition.watermark.clone(),
                 definition.lateness.idle_timeout,
                 Arc::clone(&pipeline),
-                pipeline.metrics.table(&definition.table),
+                scan.counts.clone(),
             );
             if let Some(progress) = &progress {
                 stream = stream.with_barriers(Arc::clone(progress));
+                if let Some(arrivals) = progress.arrivals() {
+                    stream = stream.recording_arrivals(arrivals);
+                }
             }
             if let Some(slot) = source_slot {
                 stream.checkpoint_as(slot, &mut checkpoint)?;
@@ -204,12 +207,13 @@ pub fn open_source(
                 checkpoint.register(&slot, move || lock(&deduplicator).snapshot());
             }
             let table = definition.table.clone();
+            let counts = scan.counts.clone();
             let deduplicated = stream.map(move |item| {
                 item.and_then(|source_batch| {
                     let mut deduplicator = lock(&deduplicator);
                     let (batch, dropped) =
                         deduplicator.apply(source_batch.batch, source_batch.watermark)?;
-                    PipelineMetrics::add(&pipeline.metrics.duplicates, dropped);
+                    counts.duplicates.inc_by(dropped as u64);
                     let size = deduplicator.size();
                     reservation.try_resize(size).map_err(|e| {
                         DataFusionError::ResourcesExhausted(format!(
@@ -232,6 +236,8 @@ pub fn open_source(
             let (at_barrier, at_end) = (Arc::clone(&scan), Arc::clone(&scan));
             let (job, ended) = (job.clone(), job.clone());
             let with_barriers = batches.inspect_ok(move |item| {
+                // What the source hands on, after bad, future and duplicate rows.
+                at_barrier.counts.rows_in.inc_by(item.batch.num_rows() as u64);
                 if let (Some(epoch), Some(job)) = (item.barrier, &job) {
                     checkpoint.on_barrier(epoch);
                     job.state.record_positions(epoch, at_barrier.positions());
@@ -351,6 +357,7 @@ impl StreamingExec for SourceExec {
         let scan = ScanPartition::new(
             partition,
             self.properties.partitioning.partition_count(),
+            &self.definition.table,
             &context,
         );
         let mut messages = SourceMessages {

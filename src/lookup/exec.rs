@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use super::index::LookupIndex;
 use crate::stream::{
-    DisplayNanos, MessageStream, PipelineContext, PipelineMetrics, StreamingExec, execute_messages,
+    DisplayNanos, MessageStream, PipelineContext, StreamingExec, execute_messages,
     execute_rows, map_batches,
 };
 
@@ -200,7 +200,7 @@ async fn keep_loaded(
             Err(e) => {
                 // The previous copy stays in use; the next refresh tries again.
                 failures.add(1);
-                PipelineMetrics::add(&pipeline.metrics.lookup_refresh_failures, 1);
+                pipeline.metrics.lookup_refresh_failures.inc();
                 eprintln!(
                     "warning: reading lookup table '{}' again failed, keeping the copy read before: {e}",
                     table.name

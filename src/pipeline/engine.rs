@@ -285,6 +285,16 @@ impl Engine {
         Arc::new(TaskContext::from(&state).with_session_config(config))
     }
 
+    /// The progress of one run of `job`: `checkpointed`, or a fresh one; a view's job
+    /// measures the view's staleness.
+    fn progress_of(&self, job: &Job, checkpointed: Option<Arc<JobProgress>>) -> Arc<JobProgress> {
+        let progress = checkpointed.unwrap_or_default();
+        if let Some((view, _)) = &job.view {
+            progress.measure_staleness(self.shared.metrics.profile_staleness(&view.name));
+        }
+        progress
+    }
+
     /// Runs `job` to its end and returns its rows (for an `INSERT`, the row count). A run of
     /// a view over a bounded query then deletes the rows of earlier runs.
     pub async fn collect(&self, job: &Job) -> Result<Vec<RecordBatch>> {
@@ -299,7 +309,7 @@ impl Engine {
 
     /// [`Self::collect`] without what follows a view's run.
     pub(crate) async fn collect_rows(&self, job: &Job) -> Result<Vec<RecordBatch>> {
-        let context = self.job_context();
+        let context = self.job_context_with(self.progress_of(job, None));
         let batches = collect(Arc::clone(&job.plan), Arc::clone(&context)).await;
         if batches.is_ok() {
             // The caller has every row: what they came from is settled.
@@ -334,13 +344,11 @@ impl Engine {
             line: job.line,
             source,
         };
-        let (plan, context) = match &checkpointed {
-            Some(progress) => {
-                let plan = SinkInputExec::around_sink_input(&job.plan).map_err(failed)?;
-                (plan, self.job_context_with(Arc::clone(progress)))
-            }
-            None => (Arc::clone(&job.plan), self.job_context()),
+        let plan = match &checkpointed {
+            Some(_) => SinkInputExec::around_sink_input(&job.plan).map_err(failed)?,
+            None => Arc::clone(&job.plan),
         };
+        let context = self.job_context_with(self.progress_of(job, checkpointed.clone()));
         let drained = async {
             let mut stream = execute_stream(plan, Arc::clone(&context)).map_err(failed)?;
             while let Some(batch) = stream.next().await {

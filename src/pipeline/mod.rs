@@ -32,7 +32,7 @@ use futures::stream::FuturesUnordered;
 use crate::connector::stdout::{StdoutFormat, StdoutSink};
 use crate::error::{Error, Result};
 use crate::sql::parse_pipeline;
-use crate::stream::{JobProgress, PipelineMetrics};
+use crate::stream::{JobProgress};
 use checkpoint::{
     CheckpointOptions, CheckpointStore, CheckpointedJob, Checkpointer, SinkInputExec,
     run_checkpointable,
@@ -56,7 +56,7 @@ pub struct RunSummary {
     /// Upserts stores skipped as not newer than what they held.
     pub stale_upserts: u64,
     /// Records sources skipped or dead-lettered as bad, by kind.
-    pub bad_records: BTreeMap<&'static str, u64>,
+    pub bad_records: BTreeMap<String, u64>,
     pub elapsed: Duration,
     /// True when the run ended because a stop was requested.
     pub stopped: bool,
@@ -71,7 +71,7 @@ impl RunSummary {
         self.duplicates += other.duplicates;
         self.stale_upserts += other.stale_upserts;
         for (kind, count) in &other.bad_records {
-            *self.bad_records.entry(kind).or_default() += count;
+            *self.bad_records.entry(kind.clone()).or_default() += count;
         }
     }
 }
@@ -193,11 +193,11 @@ impl Pipeline {
         }
         let m = &shared.metrics;
         Ok(RunSummary {
-            events_in: PipelineMetrics::read(&m.events_in),
-            rows_out: PipelineMetrics::read(&m.rows_out),
-            late_rows: PipelineMetrics::read(&m.late_rows),
-            duplicates: PipelineMetrics::read(&m.duplicates),
-            stale_upserts: PipelineMetrics::read(&m.stale_upserts),
+            events_in: m.events_in.get(),
+            rows_out: m.rows_out.get(),
+            late_rows: m.late_rows.get(),
+            duplicates: m.duplicates(),
+            stale_upserts: m.stale_upserts.get(),
             bad_records: m.bad_records(),
             elapsed: started.elapsed(),
             stopped: shared.stop.is_stopped(),

@@ -5,36 +5,38 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::stream::{PipelineContext, PipelineMetrics};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::stream::PipelineContext;
 
 /// A snapshot of the counters, formatted for people.
 pub fn status_text(context: &PipelineContext, events_per_second: f64) -> String {
     let m = &context.metrics;
     let mut text = format!(
         "events in {} ({}/s) · watermark {} · late {} · rows out {}",
-        PipelineMetrics::read(&m.events_in),
+        m.events_in.get(),
         events_per_second.round() as u64,
         m.watermark(),
-        PipelineMetrics::read(&m.late_rows),
-        PipelineMetrics::read(&m.rows_out),
+        m.late_rows.get(),
+        m.rows_out.get(),
     );
-    for (label, counter) in [
-        ("duplicates", &m.duplicates),
-        ("stale upserts", &m.stale_upserts),
-        ("lookup refresh failures", &m.lookup_refresh_failures),
-        ("enrich_http failures", &m.enrich_http.failures),
-        ("enrich_http timeouts", &m.enrich_http.timeouts),
+    let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    for (label, n) in [
+        ("duplicates", m.duplicates()),
+        ("stale upserts", m.stale_upserts.get()),
+        ("lookup refresh failures", m.lookup_refresh_failures.get()),
+        ("enrich_http failures", read(&m.enrich_http.failures)),
+        ("enrich_http timeouts", read(&m.enrich_http.timeouts)),
     ] {
-        let n = PipelineMetrics::read(counter);
         if n > 0 {
             text.push_str(&format!(" · {label} {n}"));
         }
     }
-    let checkpoints = PipelineMetrics::read(&m.checkpoints);
+    let checkpoints = m.checkpoints.get();
     if checkpoints > 0 {
         text.push_str(&format!(
             " · checkpoints {checkpoints} (last {} ms)",
-            PipelineMetrics::read(&m.last_checkpoint_ms)
+            read(&m.last_checkpoint_ms)
         ));
     }
     let bad = m.bad_records();
@@ -63,7 +65,7 @@ impl StatusLine {
             loop {
                 ticker.tick().await;
                 let now = Instant::now();
-                let events = PipelineMetrics::read(&context.metrics.events_in);
+                let events = context.metrics.events_in.get();
                 let rate = (events - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
                 last = (now, events);
                 let mut stderr = std::io::stderr().lock();

@@ -34,7 +34,6 @@ use rustyline::{Config, Editor};
 use crate::error::{Error, Result};
 use crate::pipeline::{Engine, Job, JobKind, rows_written};
 use crate::sql::{PipelineStatement, SourceStatement, classify, read_sql_file, split_statements};
-use crate::stream::PipelineMetrics;
 use helper::{Completions, ReplHelper};
 
 /// How long a query runs before its progress is shown.
@@ -354,13 +353,13 @@ struct Progress {
 impl Progress {
     fn start(rows: Arc<AtomicU64>, pipeline: Arc<crate::stream::PipelineContext>) -> Self {
         let started = Instant::now();
-        let events_before = PipelineMetrics::read(&pipeline.metrics.events_in);
+        let events_before = pipeline.metrics.events_in.get();
         let task = tokio::spawn(async move {
             tokio::time::sleep(PROGRESS_AFTER).await;
             let mut ticks = tokio::time::interval(Duration::from_millis(250));
             loop {
                 ticks.tick().await;
-                let events = PipelineMetrics::read(&pipeline.metrics.events_in) - events_before;
+                let events = pipeline.metrics.events_in.get() - events_before;
                 eprint!(
                     "\r\x1b[K{} rows · {events} events read · {:.1}s · Ctrl-C cancels",
                     rows.load(Ordering::Relaxed),

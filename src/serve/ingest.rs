@@ -19,7 +19,6 @@ use super::{
 use crate::connector::{
     IngestCheck, IngestRefusal, StreamTable, WebhookOptions, connector, connector_names,
 };
-use crate::stream::PipelineMetrics;
 
 /// Signatures remembered per table at most, within its timestamp tolerance.
 const SIGNATURES_REMEMBERED: usize = 1_000_000;
@@ -306,7 +305,7 @@ pub(super) async fn ingest(
         let written = target.writer.write(batch).await;
         match (&written, &idempotency_key) {
             (Ok(()), key) => {
-                PipelineMetrics::add(&state.metrics.ingested, rows);
+                state.metrics.ingested.inc_by(rows as u64);
                 let answer = format!("{{\"table\":{},\"accepted\":{rows}}}", json_string(&table));
                 if let Some(key) = key {
                     state.idempotency.accepted(&table, key, answer.clone());

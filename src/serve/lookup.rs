@@ -17,7 +17,6 @@ use super::json_row::{json_string, row_json};
 use super::{Cached, CachedRow, ServeState, ServedView, cache_key};
 use crate::connector::store::ProfileStore;
 use crate::pipeline::ViewDefinition;
-use crate::stream::PipelineMetrics;
 
 impl ServeState {
     /// The row of `key` in `view`, from the cache or the store.
@@ -39,7 +38,7 @@ impl ServeState {
         let cached = cache_key(&parts);
         let read = || async {
             let Ok(_permit) = served.reads.try_acquire() else {
-                PipelineMetrics::add(&self.metrics.reads_refused, 1);
+                self.metrics.reads_refused.inc();
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("too many reads of view {view} in flight (--read-concurrency); retry"),
@@ -55,11 +54,11 @@ impl ServeState {
             |error: String| ApiError::internal(format!("reading view {view}: {error}"));
         let row = match served.cache.as_ref().map(|cache| cache.get(&cached)) {
             Some(Cached::Hit(row)) => {
-                PipelineMetrics::add(&self.metrics.cache_hits, 1);
+                self.metrics.cache_hits.inc();
                 row
             }
             Some(Cached::Miss(load)) => {
-                PipelineMetrics::add(&self.metrics.cache_misses, 1);
+                self.metrics.cache_misses.inc();
                 load.finish(read().await?).map_err(read_failed)?
             }
             None => read()

@@ -12,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::api_error::{ApiError, refused};
-use super::{Scope, Tokens, healthz, metrics_text, render};
+use super::{Exposition, Scope, Tokens, healthz};
 use crate::stream::PipelineContext;
 
 /// What the endpoint reads.
 struct PipelineMetricsEndpoint {
-    pipeline: Arc<PipelineContext>,
+    exposition: Exposition,
     tokens: Tokens,
 }
 
@@ -33,7 +33,10 @@ pub fn metrics_router(pipeline: Arc<PipelineContext>, tokens: Tokens) -> Router 
             )
             .into_response()
         })
-        .with_state(Arc::new(PipelineMetricsEndpoint { pipeline, tokens }))
+        .with_state(Arc::new(PipelineMetricsEndpoint {
+            exposition: Exposition::new(&pipeline.metrics, None),
+            tokens,
+        }))
 }
 
 async fn metrics(
@@ -44,7 +47,7 @@ async fn metrics(
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
     match endpoint.tokens.check(presented, Scope::Metrics) {
-        Ok(()) => metrics_text(render(&endpoint.pipeline, None)),
+        Ok(()) => endpoint.exposition.response(),
         Err(refusal) => refused(refusal, Some(Scope::Metrics)),
     }
 }

@@ -17,6 +17,7 @@ mod api_error;
 mod auth;
 mod connections;
 mod decode;
+mod exposition;
 mod http_server;
 mod idempotency;
 mod ingest;
@@ -36,7 +37,8 @@ pub use decode::decode_events;
 pub use http_server::{serve_connections, serve_on_own_thread};
 pub use idempotency::{Claim, IdempotencyKeys};
 pub use ingest_writer::IngestWriter;
-pub use metrics::{ServerMetrics, render};
+pub use exposition::Exposition;
+pub use metrics::ServerMetrics;
 pub use metrics_endpoint::metrics_router;
 pub use profile_cache::{Cached, CachedRow, ProfileCache, cache_key};
 pub use seen_signatures::{FirstUse, SeenSignatures};
@@ -105,6 +107,7 @@ pub struct ServeState {
     targets: Mutex<HashMap<String, IngestTarget>>,
     idempotency: IdempotencyKeys,
     metrics: ServerMetrics,
+    exposition: Exposition,
     ready: AtomicBool,
     pipeline_runtime: tokio::runtime::Handle,
     request_timeout: std::time::Duration,
@@ -142,13 +145,16 @@ impl ServeState {
                 },
             );
         }
+        let metrics = ServerMetrics::default();
+        let exposition = Exposition::new(&engine.shared().metrics, Some(&metrics));
         Ok(Arc::new(Self {
             engine,
             tokens: options.tokens,
             views,
             targets: Mutex::default(),
             idempotency: IdempotencyKeys::new(options.idempotency_keys),
-            metrics: ServerMetrics::default(),
+            metrics,
+            exposition,
             ready: AtomicBool::new(false),
             pipeline_runtime: options.pipeline_runtime,
             request_timeout: options.request_timeout,
@@ -242,19 +248,7 @@ async fn guard(State(state): State<Arc<ServeState>>, request: Request, next: Nex
 
 /// `GET /metrics`.
 async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
-    metrics_text(render(state.engine.shared(), Some(&state.metrics)))
-}
-
-/// Prometheus text as an answer.
-fn metrics_text(text: String) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        text,
-    )
-        .into_response()
+    state.exposition.response()
 }
 
 /// `GET /healthz`: the process answers.

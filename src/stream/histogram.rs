@@ -1,31 +1,32 @@
 //! [`Histogram`]: a latency histogram with fixed buckets and atomic counts, cheap enough to
-//! record on every upsert and every HTTP request, read as Prometheus buckets.
+//! record on every upsert and every HTTP request. It is a metric of the `/metrics`
+//! registry: clones share their counts, so the registry holds one and the code that
+//! records holds another.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds of the buckets, in seconds: 50 µs to 10 s, about three per decade.
-pub const BUCKET_BOUNDS: [f64; 16] = [
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+
+/// Upper bounds of the buckets, in seconds: 50 µs to 5 minutes, about three per decade
+/// (staleness behind a window is counted in minutes, an upsert in microseconds).
+pub const BUCKET_BOUNDS: [f64; 19] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 10.0,
+    2.5, 10.0, 30.0, 60.0, 300.0,
 ];
 
 /// Counts of durations by bucket, with their sum.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram(Arc<Counts>);
+
 #[derive(Debug, Default)]
-pub struct Histogram {
+struct Counts {
     /// One count per bound, and one for durations above the last bound.
     buckets: [AtomicU64; BUCKET_BOUNDS.len() + 1],
     sum_nanos: AtomicU64,
     count: AtomicU64,
-}
-
-/// What a [`Histogram`] has counted, for reporting.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
-    /// (upper bound in seconds, durations at or below it): cumulative, as Prometheus has it.
-    pub cumulative: Vec<(f64, u64)>,
-    pub count: u64,
-    pub sum_seconds: f64,
 }
 
 impl Histogram {
@@ -36,28 +37,47 @@ impl Histogram {
             .iter()
             .position(|&bound| seconds <= bound)
             .unwrap_or(BUCKET_BOUNDS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos
+        let counts = &self.0;
+        counts.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        counts
+            .sum_nanos
             .fetch_add(duration.as_nanos() as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        counts.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counts so far.
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut running = 0;
-        let cumulative = BUCKET_BOUNDS
+    /// How many durations were recorded.
+    pub fn count(&self) -> u64 {
+        self.0.count.load(Ordering::Relaxed)
+    }
+
+    /// The sum of the durations recorded, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    /// (upper bound in seconds, durations in that bucket alone), the last bound `f64::MAX`
+    /// for those above every bound: as the exposition encoder takes them.
+    fn buckets(&self) -> Vec<(f64, u64)> {
+        BUCKET_BOUNDS
             .iter()
-            .zip(&self.buckets)
-            .map(|(&bound, count)| {
-                running += count.load(Ordering::Relaxed);
-                (bound, running)
-            })
-            .collect();
-        HistogramSnapshot {
-            cumulative,
-            count: self.count.load(Ordering::Relaxed),
-            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-        }
+            .chain([&f64::MAX])
+            .zip(&self.0.buckets)
+            .map(|(&bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum_seconds(), self.count(), &self.buckets(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -70,15 +90,21 @@ mod tests {
         let histogram = Histogram::default();
         histogram.observe(Duration::from_micros(40));
         histogram.observe(Duration::from_micros(700));
-        histogram.observe(Duration::from_secs(60));
-        let snapshot = histogram.snapshot();
-        assert_eq!(snapshot.count, 3);
-        assert_eq!(snapshot.cumulative[0], (0.00005, 1));
+        histogram.observe(Duration::from_secs(600));
+        assert_eq!(histogram.count(), 3);
+        let buckets = histogram.buckets();
+        assert_eq!(buckets[0], (0.00005, 1));
         // 700 µs is at most 1 ms, the fifth bound.
-        assert_eq!(snapshot.cumulative[3].1, 1);
-        assert_eq!(snapshot.cumulative[4].1, 2);
-        // A minute is above every bound: only the total counts it.
-        assert_eq!(snapshot.cumulative.last().unwrap().1, 2);
-        assert!((snapshot.sum_seconds - 60.00074).abs() < 1e-9);
+        assert_eq!(buckets[4], (0.001, 1));
+        // Ten minutes is above every bound: only the last bucket counts it.
+        assert_eq!(buckets.last(), Some(&(f64::MAX, 1)));
+        assert!((histogram.sum_seconds() - 600.00074).abs() < 1e-9);
+    }
+
+    #[test]
+    fn clones_share_their_counts() {
+        let histogram = Histogram::default();
+        histogram.clone().observe(Duration::from_millis(3));
+        assert_eq!(histogram.count(), 1);
     }
 }

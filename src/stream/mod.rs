@@ -26,8 +26,10 @@ mod filter_exec;
 mod group_task;
 mod histogram;
 mod job_state;
+mod labelled;
 mod merge;
 mod message;
+mod metrics;
 mod operator;
 mod progress;
 mod scan_partition;
@@ -41,7 +43,7 @@ mod watermark;
 
 pub use align::{Aligned, AlignedInputs};
 pub(crate) use byte_keys::ByteKeys;
-pub use context::{PipelineContext, PipelineMetrics, StopSignal, TableCounts};
+pub use context::{PipelineContext, StopSignal};
 pub use duration::{DisplayNanos, nanos_per_unit};
 pub use event_time::{
     DEFAULT_MAX_FUTURE, FutureRow, LatenessOptions, WatermarkSpec, nanos_values,
@@ -53,7 +55,9 @@ pub use exchange_exec::{
 pub use execute::{execute_messages, map_batches, map_with_state};
 pub use filter_exec::{StreamingFilterExec, StreamingFilterRule};
 pub use group_task::{GroupTask, SettledPosition};
-pub use histogram::{Histogram, HistogramSnapshot};
+pub use histogram::Histogram;
+pub use labelled::Labelled;
+pub use metrics::{PipelineMetrics, TableCounts};
 pub use job_state::{JobState, OperatorCheckpoint, StateSlot, node_id};
 pub use merge::{MergedWatermark, merge_messages};
 pub use message::{MessageStream, StreamMessage, batches_only, execute_rows, messages_of};

@@ -9,17 +9,23 @@
 //! [`JobProgress::settle`]: every batch whose rows are all older than every hold is settled.
 //! Committing settled positions gives at-least-once delivery across restarts.
 //!
+//! A job that writes a profile view also measures its staleness: each source stream keeps
+//! an arrivals ledger ([`JobProgress::arrivals`]) of when it read each batch, and settling
+//! a batch records, in the view's histogram, how long ago it was read: the time from its
+//! events' arrival to their upserts being readable, any window's wait included.
+//!
 //! The same progress carries the job's checkpointed state ([`JobState`]): the state its
 //! operators registered, and the checkpoint on its way through the job with its barrier.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use datafusion::execution::TaskContext;
 
-use super::JobState;
+use super::{Histogram, JobState};
 
 /// How long a finished job waits for its readers' last commits.
 const FINAL_COMMIT_WAIT: Duration = Duration::from_secs(15);
@@ -56,31 +62,51 @@ pub struct SplitLedger {
     id: String,
     /// The position after the last batch handed on.
     handed_on: AtomicI64,
-    /// (position after the batch, latest event time in it), oldest first.
-    pending: Mutex<VecDeque<(i64, Option<i64>)>>,
+    /// The batches handed on and not yet settled, oldest first.
+    pending: Mutex<VecDeque<HandedOn>>,
     settled: AtomicI64,
     /// Set when the job has ended: nothing more will settle.
     finished: AtomicBool,
     /// Set by the split's reader once it has committed for the last time.
     closed: AtomicBool,
+    /// Where the time from reading a batch to settling it is recorded: set for the
+    /// arrivals ledger of a job that measures its view's staleness.
+    staleness: Option<Histogram>,
+}
+
+/// A batch a split handed on.
+#[derive(Debug)]
+struct HandedOn {
+    /// The split's position after the batch.
+    position: i64,
+    /// The latest event time among its rows.
+    latest_event_time: Option<i64>,
+    /// When it was handed on.
+    at: Instant,
 }
 
 impl SplitLedger {
-    fn new(id: String) -> Self {
+    fn new(id: String, staleness: Option<Histogram>) -> Self {
         Self {
             id,
             handed_on: AtomicI64::new(UNSETTLED),
             pending: Mutex::new(VecDeque::new()),
             settled: AtomicI64::new(UNSETTLED),
             finished: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            // Only a split's reader commits; a ledger of arrivals has nothing to wait for.
+            closed: AtomicBool::new(staleness.is_some()),
+            staleness,
         }
     }
 
     /// Records a batch handed on to the plan: the split's position after it and the latest
     /// event time among its rows (`None` when the table has no event time).
     pub fn read(&self, position: i64, latest_event_time: Option<i64>) {
-        lock(&self.pending).push_back((position, latest_event_time));
+        lock(&self.pending).push_back(HandedOn {
+            position,
+            latest_event_time,
+            at: Instant::now(),
+        });
         self.handed_on.store(position, Ordering::Release);
     }
 
@@ -118,16 +144,20 @@ impl SplitLedger {
     fn settle(&self, frontier: i64) {
         let mut pending = lock(&self.pending);
         let mut settled = None;
-        while let Some(&(position, latest)) = pending.front() {
+        let now = Instant::now();
+        while let Some(batch) = pending.front() {
             // Without an event time, a row is held by any operator that holds anything.
-            let older = match latest {
+            let older = match batch.latest_event_time {
                 Some(time) => time < frontier,
                 None => frontier == i64::MAX,
             };
             if !older {
                 break;
             }
-            settled = Some(position);
+            settled = Some(batch.position);
+            if let Some(staleness) = &self.staleness {
+                staleness.observe(now.saturating_duration_since(batch.at));
+            }
             pending.pop_front();
         }
         if let Some(position) = settled {
@@ -142,6 +172,8 @@ impl SplitLedger {
 pub struct JobProgress {
     ledgers: Mutex<Vec<Arc<SplitLedger>>>,
     holds: Mutex<Vec<Arc<EventTimeHold>>>,
+    /// The staleness histogram of the view the job writes, if it measures one.
+    staleness: OnceLock<Histogram>,
     /// The job's checkpointed state.
     pub state: JobState,
 }
@@ -173,9 +205,24 @@ impl JobProgress {
             0 => id.to_string(),
             n => format!("{id}#{n}"),
         };
-        let ledger = Arc::new(SplitLedger::new(id));
+        let ledger = Arc::new(SplitLedger::new(id, None));
         ledgers.push(Arc::clone(&ledger));
         ledger
+    }
+
+    /// Has the job record its view's staleness in `histogram`; set before the job runs.
+    pub fn measure_staleness(&self, histogram: Histogram) {
+        let _ = self.staleness.set(histogram);
+    }
+
+    /// A ledger for a source stream to record when it hands each batch on, if the job
+    /// measures staleness. It is settled with the job's other ledgers, never committed
+    /// and never checkpointed.
+    pub fn arrivals(&self) -> Option<Arc<SplitLedger>> {
+        let staleness = self.staleness.get()?.clone();
+        let ledger = Arc::new(SplitLedger::new("arrivals".into(), Some(staleness)));
+        lock(&self.ledgers).push(Arc::clone(&ledger));
+        Some(ledger)
     }
 
     /// A new hold for a stateful operator; it holds nothing until set.

@@ -1,12 +1,13 @@
 //! [`ScanPartition`]: one partition of a source scan, as a source's `open` sees it: which
 //! share of the source's splits it reads, and the ledgers of the splits it opened, whose
-//! positions go into a checkpoint when the partition puts a barrier in.
+//! positions go into a checkpoint when the partition puts a barrier in, and the counts of
+//! the table it reads (records read, bad records), which a source's readers add to.
 
 use std::sync::{Arc, Mutex};
 
 use datafusion::execution::TaskContext;
 
-use super::{JobProgress, SplitLedger, lock};
+use super::{JobProgress, PipelineContext, SplitLedger, TableCounts, lock};
 
 /// Partition `index` of a source scan of `count` partitions, within a job or not.
 #[derive(Debug)]
@@ -18,17 +19,20 @@ pub struct ScanPartition {
     /// scans of one job (a table joined with itself) has a ledger for each.
     scan: usize,
     ledgers: Mutex<Vec<Arc<SplitLedger>>>,
+    /// The counts of the table read.
+    pub counts: TableCounts,
 }
 
 impl ScanPartition {
-    /// Partition `index` of `count` of a scan run in `context`.
-    pub fn new(index: usize, count: usize, context: &TaskContext) -> Self {
+    /// Partition `index` of `count` of a scan of the table named `table` run in `context`.
+    pub fn new(index: usize, count: usize, table: &str, context: &TaskContext) -> Self {
         Self {
             index,
             count,
             job: JobProgress::of_task(context),
             scan: 0,
             ledgers: Mutex::new(Vec::new()),
+            counts: PipelineContext::of_task(context).metrics.table(table),
         }
     }
 

@@ -19,7 +19,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 
 use super::{
-    JobProgress, OperatorCheckpoint, PipelineContext, PipelineMetrics, ScanPartition, StateSlot,
+    JobProgress, OperatorCheckpoint, PipelineContext, ScanPartition, SplitLedger, StateSlot,
     StateSnapshot, TableCounts, Watermark, WatermarkSpec, WatermarkTracker, lock, without_rows,
 };
 
@@ -106,9 +106,12 @@ pub struct SourceStream {
     stopped: BoxFuture<'static, ()>,
     context: Arc<PipelineContext>,
     /// The counts of the table read.
-    table: Arc<TableCounts>,
+    table: TableCounts,
     /// The job whose checkpoints put barriers in, and the last barrier put in.
     barriers: Option<(Arc<JobProgress>, u64)>,
+    /// Where the job records when each batch was read (to measure staleness), and how
+    /// many batches were.
+    arrivals: Option<(Arc<SplitLedger>, i64)>,
     done: bool,
 }
 
@@ -121,7 +124,7 @@ impl SourceStream {
         watermark: Option<WatermarkSpec>,
         idle_timeout: Option<Duration>,
         context: Arc<PipelineContext>,
-        table: Arc<TableCounts>,
+        table: TableCounts,
     ) -> Self {
         let tracker = WatermarkTracker::new(splits.len(), idle_timeout, Instant::now());
         let stop_context = Arc::clone(&context);
@@ -136,6 +139,7 @@ impl SourceStream {
             context,
             table,
             barriers: None,
+            arrivals: None,
             done: false,
         }
     }
@@ -143,6 +147,12 @@ impl SourceStream {
     /// Puts in the barriers of `job`'s checkpoints.
     pub fn with_barriers(mut self, job: Arc<JobProgress>) -> Self {
         self.barriers = Some((job, 0));
+        self
+    }
+
+    /// This stream, recording in `arrivals` when it hands each batch on.
+    pub fn recording_arrivals(mut self, arrivals: Arc<SplitLedger>) -> Self {
+        self.arrivals = Some((arrivals, 0));
         self
     }
 
@@ -196,9 +206,25 @@ impl SourceStream {
             return Ok(batch);
         }
         for _ in &future {
-            self.context.metrics.count_bad_record("future_event_time");
+            self.table.bad_record("future_event_time");
         }
         without_rows(&batch, future.iter().map(|f| f.row))
+    }
+
+    /// Records in the job's arrivals ledger, if it keeps one, that `batch` was read now.
+    fn record_arrival(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.arrivals.is_none() || batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let latest = match &self.watermark {
+            Some(spec) => spec.latest_event_time(batch)?,
+            None => None,
+        };
+        if let Some((arrivals, read)) = &mut self.arrivals {
+            *read += 1;
+            arrivals.read(*read, latest);
+        }
+        Ok(())
     }
 
     fn emit(&mut self, batch: RecordBatch) -> SourceBatch {
@@ -247,6 +273,7 @@ impl Stream for SourceStream {
             match split.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(batch))) => {
                     self.next = index + 1;
+                    self.table.events_in.inc_by(batch.num_rows() as u64);
                     let batch = match self.without_future_rows(batch) {
                         Ok(batch) => batch,
                         Err(e) => return Poll::Ready(Some(Err(e))),
@@ -259,8 +286,10 @@ impl Stream for SourceStream {
                         None => None,
                     };
                     lock(&self.tracker).observe(index, max, Instant::now());
-                    PipelineMetrics::add(&self.context.metrics.events_in, batch.num_rows());
-                    PipelineMetrics::add(&self.table.rows_in, batch.num_rows());
+                    if let Err(e) = self.record_arrival(&batch) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    self.context.metrics.events_in.inc_by(batch.num_rows() as u64);
                     let batch = self.emit(batch);
                     return Poll::Ready(Some(Ok(batch)));
                 }

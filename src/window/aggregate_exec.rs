@@ -34,7 +34,7 @@ use super::grouped::AggregateExprs;
 use super::provenance::{WindowColumn, window_column};
 use super::sessions::SessionWindows;
 use crate::stream::{
-    DisplayNanos, EventTimeHold, JobProgress, OperatorCheckpoint, PipelineContext, PipelineMetrics,
+    DisplayNanos, EventTimeHold, JobProgress, OperatorCheckpoint, PipelineContext,
     StateAccount, StateSnapshot, lock, node_id,
 };
 use crate::stream::{
@@ -665,7 +665,7 @@ impl AggregateState {
         }
         let late = windows.open.take_late_rows();
         self.metrics.late_rows.add(late);
-        PipelineMetrics::add(&self.pipeline.metrics.late_rows, late);
+        self.pipeline.metrics.late_rows.inc_by(late as u64);
         let size = windows.open.size();
         timer.done();
         let window = &self.window;

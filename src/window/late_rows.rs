@@ -12,7 +12,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tokio::sync::mpsc;
 
-use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, PipelineContext};
 
 /// The table late rows go to.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl LateRowRouter {
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        PipelineMetrics::add(&self.pipeline.metrics.late_rows, rows.num_rows());
+        self.pipeline.metrics.late_rows.inc_by(rows.num_rows() as u64);
         let Some(late) = self.sink.clone() else {
             return Ok(());
         };

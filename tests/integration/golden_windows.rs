@@ -31,7 +31,7 @@ async fn streaming(path: &str, query: &str, workers: usize) -> Vec<String> {
         }
     }
     assert_eq!(
-        profusion::stream::PipelineMetrics::read(&engine.shared().metrics.late_rows),
+        engine.shared().metrics.late_rows.get(),
         0
     );
     rows

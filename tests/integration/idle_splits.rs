@@ -19,7 +19,7 @@ use futures::StreamExt;
 use profusion::connector::{SourceDefinition, StreamTable};
 use profusion::sql::parse_pipeline;
 use profusion::stream::{
-    LatenessOptions, PipelineMetrics, ScanPartition, Source, SplitStream, WatermarkSpec,
+    LatenessOptions, ScanPartition, Source, SplitStream, WatermarkSpec,
 };
 use profusion::{Engine, SessionOptions};
 
@@ -151,7 +151,7 @@ async fn first_minute(idle_timeout: Option<Duration>, workers: usize) -> (String
     let row = text.lines().nth(3).unwrap_or_default().to_string();
     (
         row,
-        PipelineMetrics::read(&engine.shared().metrics.late_rows),
+        engine.shared().metrics.late_rows.get(),
     )
 }
 

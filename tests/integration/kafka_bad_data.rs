@@ -93,11 +93,11 @@ fn bounded() -> SessionOptions {
     }
 }
 
-fn every_bad_kind() -> BTreeMap<&'static str, u64> {
+fn every_bad_kind() -> BTreeMap<String, u64> {
     RECORDS
         .iter()
         .filter(|(kind, _)| *kind != "good")
-        .map(|(kind, _)| (*kind, 1))
+        .map(|(kind, _)| (kind.to_string(), 1))
         .collect()
 }
 
@@ -262,6 +262,6 @@ async fn values_a_json_schema_rejects_are_schema_violations() {
     assert_eq!(summary.rows_out, 1);
     assert_eq!(
         summary.bad_records,
-        BTreeMap::from([("schema_violation", 2)])
+        BTreeMap::from([("schema_violation".to_string(), 2)])
     );
 }

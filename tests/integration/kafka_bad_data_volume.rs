@@ -10,7 +10,6 @@ use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::kafka::{consumer_from_start, create_topics, send, test_broker, unique};
@@ -151,7 +150,7 @@ async fn a_million_messages_with_one_percent_bad_put_exactly_the_bad_ones_in_the
     let shared = Arc::clone(pipeline.engine().shared());
     let running = tokio::spawn(pipeline.run());
     let deadline = Instant::now() + Duration::from_secs(600);
-    while shared.metrics.rows_out.load(Ordering::Relaxed) < expected.len() as u64 {
+    while shared.metrics.rows_out.get() < expected.len() as u64 {
         assert!(
             Instant::now() < deadline,
             "the pipeline did not finish in time"

@@ -27,6 +27,7 @@ mod kafka_mock;
 mod kafka_sink;
 mod kafka_view;
 mod lookup_refresh;
+mod metrics_exposition;
 mod nexmark;
 mod pipeline;
 mod postgres_store;

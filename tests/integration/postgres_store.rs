@@ -89,7 +89,7 @@ async fn a_view_in_postgres_reads_back_and_ignores_replays() {
             .shared()
             .metrics
             .stale_upserts
-            .load(std::sync::atomic::Ordering::Relaxed),
+            .get(),
         4
     );
 }

@@ -58,8 +58,14 @@ async fn a_running_pipeline_is_scraped_with_a_metrics_token() {
             .find_map(|l| l.strip_prefix("profusion_events_in_total "))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0);
-        if events > 0 {
-            assert!(text.contains("# HELP profusion_events_in_total"), "{text}");
+        // The view's upserts are measured for staleness as the pipeline runs.
+        let upserts_measured = text
+            .lines()
+            .find_map(|l| l.strip_prefix("profusion_profile_staleness_seconds_count{view=\"spend\"} "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if events > 0 && upserts_measured > 0 {
+            assert!(text.contains("# HELP profusion_events_in "), "{text}");
             // The pipeline's metrics only: `run` has no HTTP API of its own to count.
             assert!(!text.contains("profusion_http_responses_total"), "{text}");
             break;

@@ -164,11 +164,13 @@ async fn pushed_events_become_profiles_and_scores() {
     let (status, metrics) = server.get("/metrics", Some(ADMIN_TOKEN)).await;
     assert_eq!(status, 200);
     for line in [
-        "profusion_table_rows_in_total{table=\"events\"} 4",
+        "profusion_source_events_in_total{table=\"events\"} 4",
+        "profusion_source_rows_out_total{table=\"events\"} 4",
         "profusion_table_rows_out_total{table=\"events\"} 4",
         "profusion_ingested_events_total 5",
         "profusion_upsert_duration_seconds_count",
-        "profusion_http_request_duration_seconds_bucket{route=\"views\"",
+        "profusion_profile_staleness_seconds_count{view=\"user_profile\"}",
+        "profusion_http_request_duration_seconds_count{route=\"views\"}",
         "profusion_http_responses_total{route=\"views\",status=\"404\"}",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
@@ -450,7 +452,7 @@ async fn bad_webhooks_are_refused_with_the_reason_and_write_nothing() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("profusion_table_rows_in_total{table=\"events\"} 0\n"),
+        metrics.contains("profusion_source_events_in_total{table=\"events\"} 0\n"),
         "{metrics}"
     );
     assert!(

@@ -13,7 +13,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 
-use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, PipelineContext};
 
 /// The `blackhole` sink.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ impl DataSink for BlackholeSink {
             rows += batch.num_rows() as u64;
             self.bytes
                 .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
-            PipelineMetrics::add(&pipeline.metrics.rows_out, batch.num_rows());
+            pipeline.metrics.rows_out.inc_by(batch.num_rows() as u64);
             JobProgress::settle_task(context);
         }
         Ok(rows)

@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::options::{FileFormat, FileOptions};
 use crate::format::encode_json_lines;
-use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, PipelineContext};
 
 /// The `file` sink.
 #[derive(Debug)]
@@ -97,7 +97,7 @@ impl DataSink for FileSink {
                     }
                     writer.write_all(&buffer).await.map_err(|e| failed(&e))?;
                     rows += batch.num_rows() as u64;
-                    PipelineMetrics::add(&pipeline.metrics.rows_out, batch.num_rows());
+                    pipeline.metrics.rows_out.inc_by(batch.num_rows() as u64);
                 }
                 writer.shutdown().await.map_err(|e| failed(&e))?;
                 JobProgress::settle_task(context);
@@ -108,7 +108,7 @@ impl DataSink for FileSink {
                 while let Some(batch) = data.next().await.transpose()? {
                     writer.write(&batch).await?;
                     rows += batch.num_rows() as u64;
-                    PipelineMetrics::add(&pipeline.metrics.rows_out, batch.num_rows());
+                    pipeline.metrics.rows_out.inc_by(batch.num_rows() as u64);
                 }
                 writer.close().await?;
                 JobProgress::settle_task(context);

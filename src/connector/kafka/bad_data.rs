@@ -14,7 +14,7 @@ use super::decode::RawRecord;
 use super::delivery::{Deliveries, TrackedProducer};
 use super::options::BadDataPolicy;
 use crate::error::Error;
-use crate::stream::PipelineContext;
+use crate::stream::TableCounts;
 
 /// Headers a dead-lettered record carries besides its own.
 pub const DLQ_TOPIC_HEADER: &str = "dlq.source.topic";
@@ -99,7 +99,7 @@ pub struct BadDataHandler {
     dead_letters: Option<DeadLetters>,
     topic: String,
     partition: i32,
-    pipeline: Arc<PipelineContext>,
+    counts: TableCounts,
 }
 
 impl BadDataHandler {
@@ -107,14 +107,14 @@ impl BadDataHandler {
         policy: BadDataPolicy,
         dead_letters: Option<DeadLetters>,
         (topic, partition): (&str, i32),
-        pipeline: Arc<PipelineContext>,
+        counts: TableCounts,
     ) -> Self {
         Self {
             policy,
             dead_letters,
             topic: topic.to_string(),
             partition,
-            pipeline,
+            counts,
         }
     }
 
@@ -143,8 +143,11 @@ impl BadDataHandler {
             }
             _ => {}
         }
+        // Refused records were read too: the table's events in counts them with its bad
+        // records, so that events in less rows out is what the source dropped.
+        self.counts.events_in.inc_by(rejected.len() as u64);
         for refused in rejected {
-            self.pipeline.metrics.count_bad_record(refused.kind.name());
+            self.counts.bad_record(refused.kind.name());
         }
         Ok(())
     }

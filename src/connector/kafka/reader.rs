@@ -4,8 +4,7 @@
 //! handing it on; committing settled positions as it goes. A snapshot stops at the end
 //! offset seen when reading starts.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use prometheus_client::metrics::gauge::Gauge;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
@@ -112,7 +111,7 @@ pub struct PartitionReader {
     pub bad_data: BadDataHandler,
     pub decoder: RecordDecoder,
     /// Where the reader publishes how many messages it is behind the partition's end.
-    pub lag: Arc<AtomicI64>,
+    pub lag: Gauge,
     /// The table's event time: rows too far ahead of the clock are bad records.
     pub event_time: Option<WatermarkSpec>,
 }
@@ -223,7 +222,7 @@ pub fn read_partition(
             if let Some(position) = position
                 && let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
             {
-                lag.store((high - position).max(0), Ordering::Relaxed);
+                lag.set((high - position).max(0));
             }
         }
         // Wait for a first message; then take what is already fetched, without waiting.

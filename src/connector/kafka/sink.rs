@@ -27,7 +27,7 @@ use super::message_size::{DEFAULT_MESSAGE_MAX_BYTES, MessageSizeCheck};
 use super::options::{KafkaFormat, KafkaOptions};
 use crate::error::Error;
 use crate::format::SchemaRegistry;
-use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, PipelineContext};
 
 /// How long the final flush may take when the input ends.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -172,7 +172,7 @@ impl DataSink for KafkaSink {
             }
             deliveries.settled().await.map_err(failed)?;
             rows += batch.num_rows() as u64;
-            PipelineMetrics::add(&pipeline.metrics.rows_out, batch.num_rows());
+            pipeline.metrics.rows_out.inc_by(batch.num_rows() as u64);
             JobProgress::settle_task(context);
         }
         let flushing = Arc::clone(&producer);

@@ -207,7 +207,7 @@ impl Source for KafkaSource {
                     self.options.bad_data.clone(),
                     dead_letters.clone(),
                     (&topic, partition),
-                    Arc::clone(&pipeline),
+                    scan.counts.clone(),
                 );
                 let ledger = recorded
                     .then(|| scan.ledger(&format!("kafka:{topic}/{partition}")))

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use crate::error::Error;
 use crate::format::{TextTable, encode_json_lines};
 use crate::sql::WithOptions;
-use crate::stream::{JobProgress, PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, PipelineContext};
 
 /// How `stdout` prints rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl DataSink for StdoutSink {
                 Err(e) => return Err(e.into()),
             }
             rows += batch.num_rows() as u64;
-            PipelineMetrics::add(&metrics.metrics.rows_out, batch.num_rows());
+            metrics.metrics.rows_out.inc_by(batch.num_rows() as u64);
             JobProgress::settle_task(context);
         }
         Ok(rows)

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use super::changes::ViewChanges;
 use super::{ProfileStore, VERSION_COLUMN};
 use crate::stream::{
-    JobProgress, PipelineContext, PipelineMetrics, ScanPartition, Source, SplitStream,
+    JobProgress, PipelineContext, ScanPartition, Source, SplitStream,
     WatermarkSpec,
 };
 
@@ -170,8 +170,8 @@ impl DataSink for StoreSink {
                 };
                 pipeline.metrics.upsert_seconds.observe(started.elapsed());
                 rows += upserted.written;
-                PipelineMetrics::add(&pipeline.metrics.rows_out, upserted.written as usize);
-                PipelineMetrics::add(&pipeline.metrics.stale_upserts, upserted.stale as usize);
+                pipeline.metrics.rows_out.inc_by(upserted.written as u64);
+                pipeline.metrics.stale_upserts.inc_by(upserted.stale as u64);
             }
             JobProgress::settle_task(context);
         }

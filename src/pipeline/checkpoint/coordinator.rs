@@ -12,7 +12,7 @@ use super::manifest::Manifest;
 use super::store::CheckpointStore;
 use crate::error::{Error, Result};
 use crate::pipeline::Job;
-use crate::stream::{JobProgress, JobState, PipelineContext, PipelineMetrics};
+use crate::stream::{JobProgress, JobState, PipelineContext};
 
 /// How many complete checkpoints are kept.
 const RETAINED: usize = 3;
@@ -76,7 +76,7 @@ impl Checkpointer {
                 _ = stop.stop.stopped() => return,
             }
             if let Err(error) = self.checkpoint().await {
-                PipelineMetrics::add(&self.pipeline.metrics.checkpoint_failures, 1);
+                self.pipeline.metrics.checkpoint_failures.inc();
                 eprintln!("warning: {error} (the previous checkpoint stays the latest)");
             }
         }
@@ -118,15 +118,14 @@ impl Checkpointer {
         };
         self.store.write_manifest(&manifest).await?;
         let metrics = &self.pipeline.metrics;
-        PipelineMetrics::add(&metrics.checkpoints, 1);
+        metrics.checkpoints.inc();
         metrics.checkpoint_seconds.observe(started.elapsed());
         metrics
             .last_checkpoint_ms
             .store(manifest.duration_ms, std::sync::atomic::Ordering::Relaxed);
-        metrics.last_checkpoint_success_ms.store(
-            manifest.completed_at_ms.max(0) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        metrics
+            .last_checkpoint_success
+            .set(manifest.completed_at_ms.max(0) as f64 / 1000.0);
         self.store.prune(RETAINED).await?;
         Ok(manifest)
     }

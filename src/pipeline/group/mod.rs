@@ -35,7 +35,7 @@ use crate::connector::kafka::{
     GroupChange, GroupMember, GroupMembership, create_repartition_topic,
 };
 use crate::error::{Error, Result};
-use crate::stream::{GroupTask, PipelineContext, PipelineMetrics, SettledPosition, StopSignal};
+use crate::stream::{GroupTask, PipelineContext, SettledPosition, StopSignal};
 
 /// How often the group checks whether a task has ended by itself (failed).
 const TASK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -240,7 +240,7 @@ impl GroupRun {
 async fn report_processing(group: String, partition: i32, task: Arc<PipelineContext>) {
     let assigned = Instant::now();
     while !task.stop.is_stopped() {
-        if PipelineMetrics::read(&task.metrics.events_in) > 0 {
+        if task.metrics.events_in.get() > 0 {
             eprintln!(
                 "consumer group {group}: partition {partition} processing, {} ms after it was \
                  assigned",

@@ -13,7 +13,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 
-use crate::stream::{PipelineContext};
+use crate::stream::PipelineContext;
 
 /// The sink of the table named `table`, counted.
 #[derive(Debug)]

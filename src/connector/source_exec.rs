@@ -21,9 +21,9 @@ use futures::{StreamExt, TryStreamExt};
 use super::dedup::Deduplicator;
 use super::table::SourceDefinition;
 use crate::stream::{
-    DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext,
-    ScanPartition, Source, SourceBatch, SourceStream, StreamMessage, StreamingExec, Watermark,
-    execute_rows, lock, node_id,
+    DisplayNanos, JobProgress, MessageStream, OperatorCheckpoint, PipelineContext, ScanPartition,
+    Source, SourceBatch, SourceStream, StreamMessage, StreamingExec, Watermark, execute_rows, lock,
+    node_id,
 };
 
 /// Reads a source table: every split, merged into one partition, projected.
@@ -237,7 +237,10 @@ pub fn open_source(
             let (job, ended) = (job.clone(), job.clone());
             let with_barriers = batches.inspect_ok(move |item| {
                 // What the source hands on, after bad, future and duplicate rows.
-                at_barrier.counts.rows_in.inc_by(item.batch.num_rows() as u64);
+                at_barrier
+                    .counts
+                    .rows_in
+                    .inc_by(item.batch.num_rows() as u64);
                 if let (Some(epoch), Some(job)) = (item.barrier, &job) {
                     checkpoint.on_barrier(epoch);
                     job.state.record_positions(epoch, at_barrier.positions());

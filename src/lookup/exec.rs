@@ -29,8 +29,8 @@ use tokio::sync::watch;
 
 use super::index::LookupIndex;
 use crate::stream::{
-    DisplayNanos, MessageStream, PipelineContext, StreamingExec, execute_messages,
-    execute_rows, map_batches,
+    DisplayNanos, MessageStream, PipelineContext, StreamingExec, execute_messages, execute_rows,
+    map_batches,
 };
 
 /// What a stream row becomes.

@@ -32,7 +32,7 @@ use futures::stream::FuturesUnordered;
 use crate::connector::stdout::{StdoutFormat, StdoutSink};
 use crate::error::{Error, Result};
 use crate::sql::parse_pipeline;
-use crate::stream::{JobProgress};
+use crate::stream::JobProgress;
 use checkpoint::{
     CheckpointOptions, CheckpointStore, CheckpointedJob, Checkpointer, SinkInputExec,
     run_checkpointable,

@@ -76,10 +76,16 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} not in {text}");
         }
-        assert!(text.contains("profusion_http_request_duration_seconds_bucket{"), "{text}");
+        assert!(
+            text.contains("profusion_http_request_duration_seconds_bucket{"),
+            "{text}"
+        );
         // A route or status that answered nothing has no series.
         assert!(!text.contains("route=\"score\""), "{text}");
         let pipeline_only = Exposition::new(&pipeline, None).text();
-        assert!(!pipeline_only.contains("profusion_http_responses"), "{pipeline_only}");
+        assert!(
+            !pipeline_only.contains("profusion_http_responses"),
+            "{pipeline_only}"
+        );
     }
 }

@@ -73,7 +73,12 @@ impl TypedMetric for Histogram {
 
 impl EncodeMetric for Histogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        encoder.encode_histogram::<NoLabelSet>(self.sum_seconds(), self.count(), &self.buckets(), None)
+        encoder.encode_histogram::<NoLabelSet>(
+            self.sum_seconds(),
+            self.count(),
+            &self.buckets(),
+            None,
+        )
     }
 
     fn metric_type(&self) -> MetricType {

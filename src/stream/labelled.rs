@@ -83,8 +83,14 @@ mod tests {
         registry.register("bad_records", "Bad records.", family.clone());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains("bad_records_total{table=\"events\",reason=\"json\"} 2\n"), "{text}");
-        assert!(text.contains("bad_records_total{table=\"clicks\",reason=\"avro\"} 1\n"), "{text}");
+        assert!(
+            text.contains("bad_records_total{table=\"events\",reason=\"json\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad_records_total{table=\"clicks\",reason=\"avro\"} 1\n"),
+            "{text}"
+        );
         assert_eq!(family.series().len(), 2);
     }
 }

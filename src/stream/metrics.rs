@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use profusion_udfs::enrich::http::EnrichStats;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use profusion_udfs::enrich::http::EnrichStats;
 
 use super::Watermark;
 use super::histogram::Histogram;
@@ -400,7 +400,10 @@ mod tests {
         }
         assert!(families >= 19, "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
-        assert!(!text.contains("..\n"), "help text ends in one period: {text}");
+        assert!(
+            !text.contains("..\n"),
+            "help text ends in one period: {text}"
+        );
     }
 
     #[test]
@@ -411,7 +414,9 @@ mod tests {
         events.bad_record("json");
         events.duplicates.inc_by(2);
         events.rows_in.inc_by(7);
-        metrics.profile_staleness("profile").observe(Duration::from_millis(30));
+        metrics
+            .profile_staleness("profile")
+            .observe(Duration::from_millis(30));
         let text = exposition(&metrics);
         for line in [
             "profusion_source_events_in_total{table=\"events\"} 10\n",

@@ -18,9 +18,9 @@
 //! operators registered, and the checkpoint on its way through the job with its barrier.
 
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use datafusion::execution::TaskContext;

@@ -289,7 +289,10 @@ impl Stream for SourceStream {
                     if let Err(e) = self.record_arrival(&batch) {
                         return Poll::Ready(Some(Err(e)));
                     }
-                    self.context.metrics.events_in.inc_by(batch.num_rows() as u64);
+                    self.context
+                        .metrics
+                        .events_in
+                        .inc_by(batch.num_rows() as u64);
                     let batch = self.emit(batch);
                     return Poll::Ready(Some(Ok(batch)));
                 }

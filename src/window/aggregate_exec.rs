@@ -34,8 +34,8 @@ use super::grouped::AggregateExprs;
 use super::provenance::{WindowColumn, window_column};
 use super::sessions::SessionWindows;
 use crate::stream::{
-    DisplayNanos, EventTimeHold, JobProgress, OperatorCheckpoint, PipelineContext,
-    StateAccount, StateSnapshot, lock, node_id,
+    DisplayNanos, EventTimeHold, JobProgress, OperatorCheckpoint, PipelineContext, StateAccount,
+    StateSnapshot, lock, node_id,
 };
 use crate::stream::{
     MessageStream, StreamMessage, StreamingExec, Watermark, execute_messages, execute_rows,

@@ -48,7 +48,10 @@ impl LateRowRouter {
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        self.pipeline.metrics.late_rows.inc_by(rows.num_rows() as u64);
+        self.pipeline
+            .metrics
+            .late_rows
+            .inc_by(rows.num_rows() as u64);
         let Some(late) = self.sink.clone() else {
             return Ok(());
         };

@@ -30,10 +30,7 @@ async fn streaming(path: &str, query: &str, workers: usize) -> Vec<String> {
             rows = lines(&engine.collect(&job).await.unwrap());
         }
     }
-    assert_eq!(
-        engine.shared().metrics.late_rows.get(),
-        0
-    );
+    assert_eq!(engine.shared().metrics.late_rows.get(), 0);
     rows
 }
 

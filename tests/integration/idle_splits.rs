@@ -18,9 +18,7 @@ use datafusion::physical_expr::expressions::col;
 use futures::StreamExt;
 use profusion::connector::{SourceDefinition, StreamTable};
 use profusion::sql::parse_pipeline;
-use profusion::stream::{
-    LatenessOptions, ScanPartition, Source, SplitStream, WatermarkSpec,
-};
+use profusion::stream::{LatenessOptions, ScanPartition, Source, SplitStream, WatermarkSpec};
 use profusion::{Engine, SessionOptions};
 
 const START: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00
@@ -149,10 +147,7 @@ async fn first_minute(idle_timeout: Option<Duration>, workers: usize) -> (String
         .unwrap()
         .to_string();
     let row = text.lines().nth(3).unwrap_or_default().to_string();
-    (
-        row,
-        engine.shared().metrics.late_rows.get(),
-    )
+    (row, engine.shared().metrics.late_rows.get())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,10 +176,8 @@ async fn bad_avro_records_are_counted_by_kind_or_dead_lettered() {
     .await
     .unwrap();
     assert_eq!(summary.rows_out, 3, "the good rows");
-    let expected: BTreeMap<String, u64> = bad
-        .iter()
-        .map(|(kind, _)| (kind.to_string(), 1))
-        .collect();
+    let expected: BTreeMap<String, u64> =
+        bad.iter().map(|(kind, _)| (kind.to_string(), 1)).collect();
     assert_eq!(summary.bad_records, expected);
 
     // With fail, the first bad record stops the pipeline, naming it.

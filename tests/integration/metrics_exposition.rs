@@ -2,11 +2,10 @@
 //! every event it read (rows handed on, bad records by reason, duplicates), and each view
 //! reports how stale its upserts were.
 
-use crate::common;
-
 use std::time::Duration;
 
-use profusion::serve::Exposition;
+use profusion::serve::{Exposition, ServerMetrics};
+use profusion::stream::PipelineMetrics;
 use profusion::stream::SourceReads;
 use profusion::{Pipeline, SessionOptions};
 use rdkafka::ClientConfig;
@@ -42,7 +41,11 @@ async fn each_source_accounts_for_every_event_it_read_and_each_view_for_its_stal
         .unwrap();
     for event in EVENTS {
         producer
-            .send(BaseRecord::<str, str>::to("events").partition(0).payload(event))
+            .send(
+                BaseRecord::<str, str>::to("events")
+                    .partition(0)
+                    .payload(event),
+            )
             .unwrap();
     }
     producer.flush(Duration::from_secs(10)).unwrap();
@@ -68,16 +71,18 @@ async fn each_source_accounts_for_every_event_it_read_and_each_view_for_its_stal
     assert_eq!(summary.rows_out, 3, "one upsert per user");
 
     let text = Exposition::new(&engine.shared().metrics, None).text();
-    let read = |series: &str| {
-        sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
-    };
+    let read =
+        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
     let events_in = read("profusion_source_events_in_total{table=\"events\"}");
     let rows_out = read("profusion_source_rows_out_total{table=\"events\"}");
     let not_json = read("profusion_bad_records_total{table=\"events\",reason=\"invalid_json\"}");
     let future = read("profusion_bad_records_total{table=\"events\",reason=\"future_event_time\"}");
     let duplicates = read("profusion_duplicate_rows_total{table=\"events\"}");
     assert_eq!(events_in, EVENTS.len() as f64);
-    assert_eq!((rows_out, not_json, future, duplicates), (4.0, 1.0, 1.0, 1.0));
+    assert_eq!(
+        (rows_out, not_json, future, duplicates),
+        (4.0, 1.0, 1.0, 1.0)
+    );
     // Nothing is lost unaccounted for.
     assert_eq!(events_in, rows_out + not_json + future + duplicates);
 
@@ -90,4 +95,22 @@ async fn each_source_accounts_for_every_event_it_read_and_each_view_for_its_stal
         read("profusion_profile_staleness_seconds_bucket{le=\"+Inf\",view=\"activity\"}"),
         batches
     );
+}
+
+#[test]
+fn the_readme_lists_every_metric() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let text = Exposition::new(&PipelineMetrics::default(), Some(&ServerMetrics::default())).text();
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = family.split_once(' ').unwrap();
+        let exposed = match kind {
+            "counter" => format!("`{name}_total`"),
+            _ => format!("`{name}`"),
+        };
+        assert!(
+            readme.contains(&exposed),
+            "README's Metrics section lacks {exposed}"
+        );
+    }
 }

@@ -61,7 +61,9 @@ async fn a_running_pipeline_is_scraped_with_a_metrics_token() {
         // The view's upserts are measured for staleness as the pipeline runs.
         let upserts_measured = text
             .lines()
-            .find_map(|l| l.strip_prefix("profusion_profile_staleness_seconds_count{view=\"spend\"} "))
+            .find_map(|l| {
+                l.strip_prefix("profusion_profile_staleness_seconds_count{view=\"spend\"} ")
+            })
             .and_then(|n| n.trim().parse::<u64>().ok())
             .unwrap_or(0);
         if events > 0 && upserts_measured > 0 {

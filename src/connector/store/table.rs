@@ -16,8 +16,7 @@ use futures::StreamExt;
 use super::changes::ViewChanges;
 use super::{ProfileStore, VERSION_COLUMN};
 use crate::stream::{
-    JobProgress, PipelineContext, ScanPartition, Source, SplitStream,
-    WatermarkSpec,
+    JobProgress, PipelineContext, ScanPartition, Source, SplitStream, WatermarkSpec,
 };
 
 /// Reads a store's rows as they are when the query starts.

@@ -254,12 +254,6 @@ impl PipelineMetrics {
         Watermark(self.watermark.load(Ordering::Relaxed))
     }
 
-    /// How far the watermark is behind the wall clock; `None` before any source reported
-    /// one.
-    pub fn watermark_lag(&self) -> Option<Duration> {
-        watermark_lag(self.watermark())
-    }
-
     /// The counts of the table named `table`, made on first use.
     pub fn table(&self, table: &str) -> TableCounts {
         TableCounts {

@@ -135,20 +135,30 @@ async fn run_all(args: BenchArgs) -> Result<()> {
             json.display()
         ))
         .await?;
+        let bytes = std::fs::metadata(&json).map_or(0, |m| m.len());
         if selected("json_decode") {
             let query = format!(
                 "{json_table} {}",
                 into_blackhole("SELECT * FROM events", COLUMNS)
             );
             let run = best_of(repeat, || timed_after(&options, "", &query)).await?;
-            run.report("json_decode", "JSON lines file -> Arrow batches");
+            run.report(
+                "json_decode",
+                &format!(
+                    "JSON lines file -> Arrow batches, {}",
+                    run.megabytes_per_second(bytes)
+                ),
+            );
         }
         if selected("json_tumble") {
             let query = format!("{json_table} {}", into_blackhole(TUMBLE, WINDOW_COLUMNS));
             let run = best_of(repeat, || timed_after(&options, "", &query)).await?;
             run.report(
                 "json_tumble",
-                "JSON lines file -> TUMBLE(1m) count, sum per user",
+                &format!(
+                    "JSON lines file -> TUMBLE(1m) count, sum per user, {}",
+                    run.megabytes_per_second(bytes)
+                ),
             );
         }
         let _ = std::fs::remove_file(&json);

@@ -94,6 +94,40 @@ async fn a_file_source_reads_every_file_of_a_folder_as_a_split() {
 }
 
 #[tokio::test]
+async fn a_folder_of_more_files_than_readers_is_read_whole() {
+    // Files are read a few at a time, each on a thread of its own, with large blocks: 12
+    // files of 20,000 rows (over 5 MB each, more than a block) all arrive.
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = 0u64;
+    for file in 0..12u64 {
+        let lines: String = (0..20_000u64)
+            .map(|n| {
+                format!(
+                    "{{\"n\": {}, \"pad\": \"{}\"}}\n",
+                    file * n,
+                    "x".repeat(240)
+                )
+            })
+            .collect();
+        expected += (0..20_000u64).map(|n| file * n).sum::<u64>();
+        std::fs::write(dir.path().join(format!("{file:02}.json")), lines).unwrap();
+    }
+    let rows = query(
+        &format!(
+            "CREATE TABLE t (n BIGINT, pad TEXT) WITH (connector = 'file', path = '{}', format = 'json')",
+            dir.path().display()
+        ),
+        "SELECT count(*) AS rows, sum(n) AS total FROM t",
+    )
+    .await;
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("| 240000 ") && r.contains(&format!("| {expected} "))),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
 async fn late_rows_are_counted() {
     let summary = run(&format!(
         "CREATE TABLE events ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)

@@ -6,9 +6,6 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use datafusion::common::Result;
-use futures::StreamExt;
-use futures::stream::BoxStream;
 
 /// Files smaller than this are read whole: a range costs a request and a partial line.
 pub const MIN_RANGE_BYTES: u64 = 1 << 20;
@@ -29,38 +26,9 @@ pub fn fetched(range: &Range<u64>, size: u64) -> Range<u64> {
     range.start.saturating_sub(1)..size
 }
 
-/// The lines starting in `range`, out of `bytes`, the bytes of [`fetched`] for it.
-pub fn lines_of(
-    bytes: BoxStream<'static, Result<Bytes>>,
-    range: Range<u64>,
-) -> BoxStream<'static, Result<Bytes>> {
-    let cut = LineCut {
-        // Position of the next byte of the stream in the file.
-        position: range.start.saturating_sub(1),
-        skipping: range.start > 0,
-        first_line: true,
-        end: range.end,
-        done: range.is_empty(),
-    };
-    futures::stream::unfold((bytes, cut), |(mut bytes, mut cut)| async move {
-        loop {
-            if cut.done {
-                return None;
-            }
-            let chunk = match bytes.next().await? {
-                Ok(chunk) => chunk,
-                Err(e) => return Some((Err(e), (bytes, cut))),
-            };
-            if let Some(kept) = cut.take(chunk) {
-                return Some((Ok(kept), (bytes, cut)));
-            }
-        }
-    })
-    .boxed()
-}
-
-/// Where a range's lines are, as its bytes stream past.
-struct LineCut {
+/// Where a range's lines are, as its bytes stream past: fed the bytes of [`fetched`] for
+/// the range, block by block, it keeps the lines that start inside the range.
+pub struct LineCut {
     position: u64,
     skipping: bool,
     /// True until the range's first line has been seen to start before its end.
@@ -70,8 +38,25 @@ struct LineCut {
 }
 
 impl LineCut {
+    /// The cut of the lines starting in `range`.
+    pub fn new(range: Range<u64>) -> Self {
+        Self {
+            // Position of the next byte fed in the file.
+            position: range.start.saturating_sub(1),
+            skipping: range.start > 0,
+            first_line: true,
+            end: range.end,
+            done: range.is_empty(),
+        }
+    }
+
+    /// True once the range's last line has been taken: no later byte is the range's.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// The part of `chunk` that belongs to the range, if any.
-    fn take(&mut self, mut chunk: Bytes) -> Option<Bytes> {
+    pub fn take(&mut self, mut chunk: Bytes) -> Option<Bytes> {
         let start = self.position;
         self.position += chunk.len() as u64;
         let mut offset = start;
@@ -110,30 +95,34 @@ impl LineCut {
 mod tests {
     use super::*;
 
-    async fn read(text: &'static str, range: Range<u64>, chunk: usize) -> String {
+    fn read(text: &'static str, range: Range<u64>, chunk: usize) -> String {
         let size = text.len() as u64;
         let fetched = fetched(&range, size);
         let bytes = &text.as_bytes()[fetched.start as usize..fetched.end as usize];
-        let chunks: Vec<Result<Bytes>> = bytes
-            .chunks(chunk)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        let lines = lines_of(futures::stream::iter(chunks).boxed(), range);
-        let parts: Vec<Bytes> = lines.map(|b| b.unwrap()).collect().await;
-        parts.iter().map(|b| String::from_utf8_lossy(b)).collect()
+        let mut cut = LineCut::new(range);
+        let mut kept = String::new();
+        for block in bytes.chunks(chunk) {
+            if cut.is_done() {
+                break;
+            }
+            if let Some(part) = cut.take(Bytes::copy_from_slice(block)) {
+                kept.push_str(&String::from_utf8_lossy(&part));
+            }
+        }
+        kept
     }
 
-    #[tokio::test]
-    async fn every_line_is_read_by_exactly_one_range_wherever_the_cuts_fall() {
+    #[test]
+    fn every_line_is_read_by_exactly_one_range_wherever_the_cuts_fall() {
         let text = "a1\nbb22\nccc333\nd\neeee4444\n";
         let size = text.len() as u64;
         for chunk in [1, 2, 3, 7, 100] {
             for cut in 0..=size {
                 for second in cut..=size {
                     let parts = [
-                        read(text, 0..cut, chunk).await,
-                        read(text, cut..second, chunk).await,
-                        read(text, second..size, chunk).await,
+                        read(text, 0..cut, chunk),
+                        read(text, cut..second, chunk),
+                        read(text, second..size, chunk),
                     ];
                     assert_eq!(parts.concat(), text, "cuts {cut}, {second}, chunks {chunk}");
                 }

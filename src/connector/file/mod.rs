@@ -5,13 +5,15 @@
 mod line_ranges;
 mod location;
 mod options;
+mod row_decoder;
 mod sink;
 mod source;
+mod split_reader;
 
 pub use location::FileLocation;
 pub use options::{FileFormat, FileOptions};
 pub use sink::{FileSink, streaming_file_sink};
-pub use source::{FileSource, read_file};
+pub use source::FileSource;
 
 /// `connector = 'file'`.
 pub struct FileConnector;

@@ -1,18 +1,16 @@
-//! Reading a `file` table: each file under `path` is a split, decoded as it streams in from
-//! the object store (JSON lines and CSV through arrow's push decoders, Parquet through the
-//! async Parquet reader). With more workers than files, a JSON-lines file is also cut into
-//! byte ranges, one split each.
+//! Reading a `file` table: each file under `path` is a split. JSON lines and CSV are read
+//! in large blocks and decoded by arrow's push decoders on a thread of their own (see
+//! `split_reader`); Parquet through the async Parquet reader. With more workers than
+//! files, a JSON-lines file is also cut into byte ranges, one split each.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::error::ArrowError;
-use datafusion::common::{DataFusionError, Result, exec_datafusion_err, plan_err};
+use datafusion::common::{Result, exec_datafusion_err, plan_err};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
@@ -21,14 +19,19 @@ use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
-use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use tokio::sync::Semaphore;
 
-use super::line_ranges::{byte_ranges, fetched, lines_of};
+use super::line_ranges::{byte_ranges, fetched};
+use super::row_decoder::RowDecoder;
+use super::split_reader::{SplitBytes, read_split};
 
 use super::options::{FileFormat, FileOptions};
 use crate::stream::{ScanPartition, Source, SplitStream, WatermarkSpec};
+
+/// JSON-lines or CSV files one partition of a scan reads at once.
+const CONCURRENT_READERS: usize = 4;
 
 /// The `file` source.
 #[derive(Debug)]
@@ -91,7 +94,8 @@ impl Source for FileSource {
         scan: &ScanPartition,
     ) -> Result<Vec<SplitStream>> {
         let files = self.files().await?;
-        let store = Arc::clone(&self.options.location.store);
+        // Files read at once by this partition, each on a thread of its own.
+        let readers = Arc::new(Semaphore::new(CONCURRENT_READERS));
         // Fewer JSON-lines files than workers: each file is read in byte ranges too.
         let pieces = match self.options.format {
             FileFormat::Json => scan.count.div_ceil(files.len()),
@@ -110,130 +114,48 @@ impl Source for FileSource {
         Ok(splits
             .enumerate()
             .filter(|(index, _)| scan.reads(*index))
-            .map(|(_, (file, range))| {
-                read_file(
-                    Arc::clone(&store),
-                    file,
-                    range,
-                    Arc::clone(&self.schema),
-                    self.options.format,
-                    self.options.batch_size,
-                )
-            })
+            .map(|(_, (file, range))| self.read_file(file, range, Arc::clone(&readers)))
             .collect())
     }
 }
 
-/// One file, or the lines starting in a byte `range` of a JSON-lines file, as a stream of
-/// batches with `schema`.
-pub fn read_file(
-    store: Arc<dyn ObjectStore>,
-    file: ObjectMeta,
-    range: Option<Range<u64>>,
-    schema: SchemaRef,
-    format: FileFormat,
-    batch_size: usize,
-) -> SplitStream {
-    let opened = async move {
-        let path = file.location.clone();
-        let stream: SplitStream = match format {
-            FileFormat::Parquet => read_parquet(store, file, schema, batch_size).await?,
-            FileFormat::Json | FileFormat::Csv => {
-                let decoder = RowDecoder::new(format, Arc::clone(&schema), batch_size)?;
-                let fetched = range.as_ref().map(|range| fetched(range, file.size));
-                let bytes = store
-                    .get_opts(&path, GetOptions::new().with_range(fetched))
-                    .await
-                    .map_err(|e| exec_datafusion_err!("reading {path}: {e}"))?
-                    .into_stream()
-                    .map_err(move |e| exec_datafusion_err!("reading {path}: {e}"))
-                    .boxed();
-                let bytes = match range {
-                    Some(range) => lines_of(bytes, range),
-                    None => bytes,
-                };
-                decode_stream(bytes, decoder)
-            }
+impl FileSource {
+    /// One file, or the lines starting in a byte `range` of a JSON-lines file, as a stream
+    /// of batches. JSON lines and CSV are read and decoded on a thread of their own, once
+    /// one of `readers` is free.
+    fn read_file(
+        &self,
+        file: ObjectMeta,
+        range: Option<Range<u64>>,
+        readers: Arc<Semaphore>,
+    ) -> SplitStream {
+        let (schema, batch_size) = (Arc::clone(&self.schema), self.options.batch_size);
+        let location = &self.options.location;
+        let store = Arc::clone(&location.store);
+        if self.options.format == FileFormat::Parquet {
+            let opened = read_parquet(store, file, schema, batch_size);
+            return futures::stream::once(opened).try_flatten().boxed();
+        }
+        let decoder = match RowDecoder::new(self.options.format, schema, batch_size) {
+            Ok(decoder) => decoder,
+            Err(e) => return futures::stream::once(async { Err(e) }).boxed(),
         };
-        Ok::<_, DataFusionError>(stream)
-    };
-    futures::stream::once(opened).try_flatten().boxed()
-}
-
-/// A push decoder of JSON lines or CSV.
-enum RowDecoder {
-    Json(Box<datafusion::arrow::json::reader::Decoder>),
-    Csv(Box<datafusion::arrow::csv::reader::Decoder>),
-}
-
-impl RowDecoder {
-    fn new(format: FileFormat, schema: SchemaRef, batch_size: usize) -> Result<Self> {
-        Ok(match format {
-            FileFormat::Json => Self::Json(Box::new(
-                datafusion::arrow::json::ReaderBuilder::new(schema)
-                    .with_batch_size(batch_size)
-                    .build_decoder()?,
-            )),
-            _ => Self::Csv(Box::new(
-                datafusion::arrow::csv::ReaderBuilder::new(schema)
-                    .with_header(true)
-                    .with_batch_size(batch_size)
-                    .build_decoder(),
-            )),
-        })
+        let bytes = SplitBytes {
+            local: location.local_root.clone().map(|root| {
+                file.location
+                    .parts()
+                    .fold(root, |path, part| path.join(part.as_ref()))
+            }),
+            fetched: match &range {
+                Some(range) => fetched(range, file.size),
+                None => 0..file.size,
+            },
+            lines_of: range,
+            store,
+            path: file.location,
+        };
+        read_split(bytes, decoder, readers)
     }
-
-    fn decode(&mut self, buf: &[u8]) -> Result<usize, ArrowError> {
-        match self {
-            Self::Json(d) => d.decode(buf),
-            Self::Csv(d) => d.decode(buf),
-        }
-    }
-
-    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
-        match self {
-            Self::Json(d) => d.flush(),
-            Self::Csv(d) => d.flush(),
-        }
-    }
-}
-
-/// Feeds chunks of bytes to `decoder`, yielding a batch whenever one is full.
-fn decode_stream(bytes: BoxStream<'static, Result<Bytes>>, decoder: RowDecoder) -> SplitStream {
-    struct State {
-        bytes: BoxStream<'static, Result<Bytes>>,
-        decoder: RowDecoder,
-        pending: Bytes,
-        input_done: bool,
-    }
-    let state = State {
-        bytes,
-        decoder,
-        pending: Bytes::new(),
-        input_done: false,
-    };
-    futures::stream::try_unfold(state, |mut state| async move {
-        loop {
-            if state.pending.is_empty() && !state.input_done {
-                match state.bytes.next().await.transpose()? {
-                    Some(chunk) => state.pending = chunk,
-                    None => state.input_done = true,
-                }
-            }
-            if state.input_done && state.pending.is_empty() {
-                // Decoding an empty buffer marks the end of input for the CSV decoder.
-                state.decoder.decode(&[])?;
-                return Ok(state.decoder.flush()?.map(|batch| (batch, state)));
-            }
-            let consumed = state.decoder.decode(&state.pending)?;
-            let full = consumed < state.pending.len();
-            let _ = state.pending.split_to(consumed);
-            if full && let Some(batch) = state.decoder.flush()? {
-                return Ok(Some((batch, state)));
-            }
-        }
-    })
-    .boxed()
 }
 
 /// A Parquet file's columns named in `schema`, cast to `schema`'s types.

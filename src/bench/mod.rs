@@ -101,6 +101,10 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     })?
 }
 
+/// The columns of Nexmark's bids.
+const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT, \
+                           date_time TIMESTAMP NOT NULL, extra TEXT";
+
 async fn run_all(args: BenchArgs) -> Result<()> {
     let selected = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
     let dir = tempdir()?;
@@ -162,6 +166,40 @@ async fn run_all(args: BenchArgs) -> Result<()> {
             );
         }
         let _ = std::fs::remove_file(&json);
+    }
+
+    if selected("json_decode_bids") {
+        let bids = dir.join("bids.jsonl");
+        // Bids are 92% of Nexmark's events: as many events as asked for, in bids.
+        setup(
+            &options,
+            &format!(
+                "CREATE TABLE bid ({BID_COLUMNS}) WITH (connector = 'nexmark', table = 'bid',
+                   events = {}, rate = 0, seed = 0);
+                 CREATE TABLE bids_file ({BID_COLUMNS}) WITH (connector = 'file', path = '{}', format = 'json');
+                 INSERT INTO bids_file SELECT * FROM bid;",
+                args.events * 50 / 46,
+                bids.display()
+            ),
+        )
+        .await?;
+        let bytes = std::fs::metadata(&bids).map_or(0, |m| m.len());
+        let query = format!(
+            "CREATE TABLE bids ({BID_COLUMNS}, WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
+               WITH (connector = 'file', path = '{}', format = 'json'); {}",
+            bids.display(),
+            into_blackhole("SELECT * FROM bids", BID_COLUMNS)
+        );
+        let run = best_of(repeat, || timed_after(&options, "", &query)).await?;
+        run.report(
+            "json_decode_bids",
+            &format!(
+                "Nexmark bids as JSON lines (~{} bytes) -> Arrow batches, {}",
+                bytes / run.events.max(1),
+                run.megabytes_per_second(bytes)
+            ),
+        );
+        let _ = std::fs::remove_file(&bids);
     }
 
     let memory_table = format!(

@@ -1,9 +1,11 @@
 //! Reading a `file` table: each file under `path` is a split. JSON lines and CSV are read
 //! in large blocks and decoded by arrow's push decoders on a thread of their own (see
-//! `split_reader`); Parquet through the async Parquet reader. With more workers than
-//! files, a JSON-lines file is also cut into byte ranges, one split each.
+//! `split_reader`); a local Parquet file by the synchronous Parquet reader on such a
+//! thread too, a remote one by the async Parquet reader. With more workers than files, a
+//! JSON-lines file is also cut into byte ranges, one split each.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -17,6 +19,7 @@ use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFact
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::{StreamExt, TryStreamExt};
@@ -25,7 +28,7 @@ use tokio::sync::Semaphore;
 
 use super::line_ranges::{byte_ranges, fetched};
 use super::row_decoder::RowDecoder;
-use super::split_reader::{SplitBytes, read_split};
+use super::split_reader::{SplitBytes, on_reader_thread, read_split};
 
 use super::options::{FileFormat, FileOptions};
 use crate::stream::{ScanPartition, Source, SplitStream, WatermarkSpec};
@@ -121,8 +124,8 @@ impl Source for FileSource {
 
 impl FileSource {
     /// One file, or the lines starting in a byte `range` of a JSON-lines file, as a stream
-    /// of batches. JSON lines and CSV are read and decoded on a thread of their own, once
-    /// one of `readers` is free.
+    /// of batches. JSON lines, CSV and local Parquet files are read and decoded on a thread
+    /// of their own, once one of `readers` is free.
     fn read_file(
         &self,
         file: ObjectMeta,
@@ -132,7 +135,15 @@ impl FileSource {
         let (schema, batch_size) = (Arc::clone(&self.schema), self.options.batch_size);
         let location = &self.options.location;
         let store = Arc::clone(&location.store);
+        let local = location.local_root.clone().map(|root| {
+            file.location
+                .parts()
+                .fold(root, |path, part| path.join(part.as_ref()))
+        });
         if self.options.format == FileFormat::Parquet {
+            if let Some(local) = local {
+                return read_local_parquet(local, schema, batch_size, readers);
+            }
             let opened = read_parquet(store, file, schema, batch_size);
             return futures::stream::once(opened).try_flatten().boxed();
         }
@@ -141,11 +152,7 @@ impl FileSource {
             Err(e) => return futures::stream::once(async { Err(e) }).boxed(),
         };
         let bytes = SplitBytes {
-            local: location.local_root.clone().map(|root| {
-                file.location
-                    .parts()
-                    .fold(root, |path, part| path.join(part.as_ref()))
-            }),
+            local,
             fetched: match &range {
                 Some(range) => fetched(range, file.size),
                 None => 0..file.size,
@@ -158,14 +165,71 @@ impl FileSource {
     }
 }
 
-/// A Parquet file's columns named in `schema`, cast to `schema`'s types.
+/// The indices in `file_schema` of `schema`'s columns, in `schema`'s order.
+fn parquet_columns(schema: &SchemaRef, file_schema: &SchemaRef, path: &str) -> Result<Vec<usize>> {
+    schema
+        .fields()
+        .iter()
+        .map(|field| match file_schema.index_of(field.name()) {
+            Ok(index) => Ok(index),
+            Err(_) => plan_err!("parquet file {path} has no column '{}'", field.name()),
+        })
+        .collect()
+}
+
+/// A batch read from a Parquet file, its columns in `schema`'s order and cast to its types.
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                exec_datafusion_err!("parquet batch lacks column '{}'", field.name())
+            })?;
+            Ok(cast(column, field.data_type())?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// A local Parquet file's columns named in `schema`, read by the synchronous Parquet reader
+/// on a thread of its own.
+fn read_local_parquet(
+    local: PathBuf,
+    schema: SchemaRef,
+    batch_size: usize,
+    readers: Arc<Semaphore>,
+) -> SplitStream {
+    let name = local.display().to_string();
+    on_reader_thread(name.clone(), readers, move |sender, _| {
+        let file =
+            std::fs::File::open(&local).map_err(|e| exec_datafusion_err!("opening {name}: {e}"))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let indices = parquet_columns(&schema, builder.schema(), &name)?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(batch_size)
+            .build()?;
+        for batch in reader {
+            let batch = conform(batch?, &schema)?;
+            if sender.blocking_send(Ok(batch)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A Parquet file's columns named in `schema`, read from an object store by the async
+/// Parquet reader (which fetches whole column chunks).
 async fn read_parquet(
     store: Arc<dyn ObjectStore>,
     file: ObjectMeta,
     schema: SchemaRef,
     batch_size: usize,
 ) -> Result<SplitStream> {
-    let path = file.location.clone();
+    let path = file.location.to_string();
     let reader: Box<dyn AsyncFileReader> = DefaultParquetFileReaderFactory::new(store)
         .create_reader(
             0,
@@ -174,34 +238,11 @@ async fn read_parquet(
             &ExecutionPlanMetricsSet::new(),
         )?;
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-    let file_schema = Arc::clone(builder.schema());
-    let mut indices = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        match file_schema.index_of(field.name()) {
-            Ok(index) => indices.push(index),
-            Err(_) => return plan_err!("parquet file {path} has no column '{}'", field.name()),
-        }
-    }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied());
+    let indices = parquet_columns(&schema, builder.schema(), &path)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
     let stream = builder
         .with_projection(mask)
         .with_batch_size(batch_size)
         .build()?;
-    let order: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    Ok(stream
-        .map(move |batch| {
-            let batch = batch?;
-            let columns = order
-                .iter()
-                .zip(schema.fields())
-                .map(|(name, field)| {
-                    let column = batch.column_by_name(name).ok_or_else(|| {
-                        exec_datafusion_err!("parquet batch lacks column '{name}'")
-                    })?;
-                    Ok(cast(column, field.data_type())?)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(RecordBatch::try_new(Arc::clone(&schema), columns)?)
-        })
-        .boxed())
+    Ok(stream.map(move |batch| conform(batch?, &schema)).boxed())
 }

@@ -1,8 +1,8 @@
-//! Reading a JSON-lines or CSV split on a thread of its own: the thread reads the file in
-//! large blocks (plain reads on a local disk; ranged requests to an object store, the next
-//! one already on its way), decodes them into Arrow batches there, and hands the pipeline
-//! whole batches. The pipeline's tasks are woken once per batch, not once per small chunk
-//! of bytes.
+//! Reading a split of a `file` table on a thread of its own, which hands the pipeline
+//! whole batches: the pipeline's tasks are woken once per batch, not once per small chunk
+//! of bytes. JSON lines and CSV are read in large blocks (plain reads on a local disk;
+//! ranged requests to an object store, the next one already on its way) and decoded there;
+//! a local Parquet file is read by the synchronous Parquet reader there.
 
 use std::io::Read;
 use std::ops::Range;
@@ -43,35 +43,50 @@ pub struct SplitBytes {
     pub lines_of: Option<Range<u64>>,
 }
 
-/// The batches of one split, decoded by `decoder` on a thread of their own once one of
-/// `readers` is free: a folder of many files is read a few files at a time, each thread
-/// with a block and a few batches in memory.
+/// Where a reader thread sends the batches it has read.
+pub type BatchSender = mpsc::Sender<Result<RecordBatch>>;
+
+/// The batches of one JSON-lines or CSV split, decoded by `decoder` on a thread of their
+/// own once one of `readers` is free.
 pub fn read_split(bytes: SplitBytes, decoder: RowDecoder, readers: Arc<Semaphore>) -> SplitStream {
+    let name = bytes.path.to_string();
+    on_reader_thread(name, readers, move |sender, runtime| {
+        decode_split(bytes, decoder, sender, runtime)
+    })
+}
+
+/// The batches `read` sends from a thread of its own, started once one of `readers` is
+/// free: a folder of many files is read a few files at a time, each thread with a block
+/// and a few batches in memory. `read` returns once it has sent every batch, or early
+/// when sending fails (the pipeline no longer reads); an error it returns ends the stream.
+pub fn on_reader_thread(
+    name: String,
+    readers: Arc<Semaphore>,
+    read: impl FnOnce(&BatchSender, &tokio::runtime::Handle) -> Result<()> + Send + 'static,
+) -> SplitStream {
     let started = async move {
         let reader = readers
             .acquire_owned()
             .await
-            .map_err(|e| exec_datafusion_err!("reading {}: {e}", bytes.path))?;
-        Ok::<_, DataFusionError>(decoded_batches(bytes, decoder, reader))
+            .map_err(|e| exec_datafusion_err!("reading {name}: {e}"))?;
+        Ok::<_, DataFusionError>(batches_of_thread(name, reader, read))
     };
     futures::stream::once(started).try_flatten().boxed()
 }
 
-/// The batches of a split as its reader thread, holding `reader`, sends them.
-fn decoded_batches(
-    bytes: SplitBytes,
-    decoder: RowDecoder,
+/// The batches of a reader thread that holds `reader` while it runs.
+fn batches_of_thread(
+    name: String,
     reader: OwnedSemaphorePermit,
+    read: impl FnOnce(&BatchSender, &tokio::runtime::Handle) -> Result<()> + Send + 'static,
 ) -> SplitStream {
     let (sender, receiver) = mpsc::channel(BATCHES_AHEAD);
     let runtime = tokio::runtime::Handle::current();
-    let name = bytes.path.to_string();
     // A blocking-pool thread for as long as the split is read; it ends when the split has
     // been read or the pipeline drops the stream.
     let reader = tokio::task::spawn_blocking(move || {
         let _reader = reader;
-        let outcome = decode_split(bytes, decoder, &sender, &runtime);
-        if let Err(e) = outcome {
+        if let Err(e) = read(&sender, &runtime) {
             let _ = sender.blocking_send(Err(e));
         }
     });
@@ -99,7 +114,7 @@ fn decoded_batches(
 fn decode_split(
     bytes: SplitBytes,
     mut decoder: RowDecoder,
-    sender: &mpsc::Sender<Result<RecordBatch>>,
+    sender: &BatchSender,
     runtime: &tokio::runtime::Handle,
 ) -> Result<()> {
     let name = bytes.path.to_string();

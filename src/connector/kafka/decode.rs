@@ -39,6 +39,9 @@ pub struct RecordDecoder {
     json_schema: Option<JsonSchema>,
     /// For an upsert topic read with its change kind: tombstones become deletes.
     tombstones: Option<TombstoneRows>,
+    /// A poll's JSON values, one after the other with a newline between: the JSON decoder
+    /// takes them in one call. Kept from poll to poll.
+    joined: Vec<u8>,
 }
 
 /// How a tombstone of an upsert topic becomes a delete: a row of the key's columns, read
@@ -108,6 +111,7 @@ impl RecordDecoder {
             format,
             json_schema: None,
             tombstones: None,
+            joined: Vec::new(),
         }
     }
 
@@ -223,8 +227,8 @@ impl RecordDecoder {
         }
     }
 
-    /// Decodes JSON values, one row each.
-    fn decode_json(&self, values: &[&[u8]]) -> Result<RecordBatch, Refusal> {
+    /// Decodes JSON values, one row each, in one call of the JSON decoder.
+    fn decode_json(&mut self, values: &[&[u8]]) -> Result<RecordBatch, Refusal> {
         let json = |e: ArrowError| (json_error_kind(&e), e.to_string());
         let mut decoder = ReaderBuilder::new(Arc::clone(&self.schema))
             .with_batch_size(values.len().max(1))
@@ -236,16 +240,20 @@ impl RecordDecoder {
                 "a message must hold exactly one JSON object".to_string(),
             )
         };
+        self.joined.clear();
         for value in values {
             if value.iter().all(u8::is_ascii_whitespace) {
                 return Err((BadRecordKind::Empty, "the message is empty".into()));
             }
-            // The decoder stops taking bytes once it holds one row per message: a message
-            // it does not take whole holds more than one object.
-            if decoder.decode(value).map_err(json)? < value.len() {
-                return Err(not_one_object());
-            }
-            decoder.decode(b"\n").map_err(json)?;
+            self.joined.extend_from_slice(value);
+            self.joined.push(b'\n');
+        }
+        // The decoder stops taking bytes once it holds one row per message: bytes it does
+        // not take belong to a message that holds more than one object. (Fewer rows than
+        // messages, below, means one spans several.) Either way, each message is then
+        // decoded alone to find which.
+        if decoder.decode(&self.joined).map_err(json)? < self.joined.len() {
+            return Err(not_one_object());
         }
         let batch = decoder
             .flush()

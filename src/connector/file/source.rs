@@ -19,7 +19,9 @@ use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFact
 use datafusion::execution::TaskContext;
 use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowReaderBuilder, ParquetRecordBatchReaderBuilder,
+};
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::{StreamExt, TryStreamExt};
@@ -165,16 +167,25 @@ impl FileSource {
     }
 }
 
-/// The indices in `file_schema` of `schema`'s columns, in `schema`'s order.
-fn parquet_columns(schema: &SchemaRef, file_schema: &SchemaRef, path: &str) -> Result<Vec<usize>> {
-    schema
+/// A Parquet reader's `builder` reading `schema`'s columns (which the file at `path` must
+/// have) in batches of `batch_size` rows; for the synchronous and the async reader alike.
+fn projected<T>(
+    builder: ArrowReaderBuilder<T>,
+    schema: &SchemaRef,
+    path: &str,
+    batch_size: usize,
+) -> Result<ArrowReaderBuilder<T>> {
+    let file_schema = builder.schema();
+    let indices = schema
         .fields()
         .iter()
         .map(|field| match file_schema.index_of(field.name()) {
             Ok(index) => Ok(index),
             Err(_) => plan_err!("parquet file {path} has no column '{}'", field.name()),
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    Ok(builder.with_projection(mask).with_batch_size(batch_size))
 }
 
 /// A batch read from a Parquet file, its columns in `schema`'s order and cast to its types.
@@ -205,12 +216,7 @@ fn read_local_parquet(
         let file =
             std::fs::File::open(&local).map_err(|e| exec_datafusion_err!("opening {name}: {e}"))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-        let indices = parquet_columns(&schema, builder.schema(), &name)?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(batch_size)
-            .build()?;
+        let reader = projected(builder, &schema, &name, batch_size)?.build()?;
         for batch in reader {
             let batch = conform(batch?, &schema)?;
             if sender.blocking_send(Ok(batch)).is_err() {
@@ -238,11 +244,6 @@ async fn read_parquet(
             &ExecutionPlanMetricsSet::new(),
         )?;
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-    let indices = parquet_columns(&schema, builder.schema(), &path)?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-    let stream = builder
-        .with_projection(mask)
-        .with_batch_size(batch_size)
-        .build()?;
+    let stream = projected(builder, &schema, &path, batch_size)?.build()?;
     Ok(stream.map(move |batch| conform(batch?, &schema)).boxed())
 }

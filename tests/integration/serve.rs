@@ -78,7 +78,10 @@ async fn profile_with(server: &Server, user: &str, events: i64) -> String {
         last = format!("{status} {body}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the profile of {user} never showed {events} events; last: {last}");
+    panic!(
+        "the profile of {user} never showed {events} events; last: {last}\nserver log:\n{}",
+        server.log.lock().unwrap()
+    );
 }
 
 #[tokio::test]

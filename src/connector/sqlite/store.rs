@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
@@ -202,6 +202,17 @@ impl ProfileStore for SqliteStore {
     }
 }
 
+/// How long opening a table waits for other connections to the same file.
+const OPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// True when SQLite refused for a lock another connection holds.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// What the blocking side needs to know about the table.
 struct Layout {
     options: SqliteOptions,
@@ -226,24 +237,18 @@ impl Layout {
         }
         let connection = Connection::open(path).map_err(|e| failed(&e))?;
         // First: switching to WAL takes a lock that another connection opening the same
-        // file at the same moment (views sharing a file start together) may hold.
-        connection
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| failed(&e))?;
-        connection
-            .execute_batch(&format!(
-                // WAL: readers never block the writer. A 64 MiB page cache and memory-mapped
-                // reads keep a profile table's hot pages out of read syscalls. `synchronous`
-                // as the table's 'sync' says: FULL makes each commit durable before the
-                // pipeline commits the offsets past it.
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {};
-                 PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;",
-                self.options.sync.pragma()
-            ))
-            .map_err(|e| failed(&e))?;
-        connection
-            .execute_batch(&self.create_sql())
-            .map_err(|e| failed(&e))?;
+        // file at the same moment (views sharing a file start together, a server's read
+        // connections open beside the pipeline's) may hold.
+        connection.busy_timeout(OPEN_WAIT).map_err(|e| failed(&e))?;
+        // SQLite answers "locked" at once, without waiting, where waiting could deadlock
+        // (two connections each turning a read into a write): start over until it passes.
+        let deadline = Instant::now() + OPEN_WAIT;
+        while let Err(e) = self.prepare(&connection) {
+            if !is_busy(&e) || Instant::now() >= deadline {
+                return Err(failed(&e));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.check_columns(&connection, path)?;
         if let Some(limit) = read_timeout {
             connection.busy_timeout(limit).map_err(|e| failed(&e))?;
@@ -252,6 +257,20 @@ impl Layout {
                 .map_err(|e| failed(&e))?;
         }
         Ok(connection)
+    }
+
+    /// Sets the connection's pragmas and creates the table when missing.
+    fn prepare(&self, connection: &Connection) -> rusqlite::Result<()> {
+        connection.execute_batch(&format!(
+            // WAL: readers never block the writer. A 64 MiB page cache and memory-mapped
+            // reads keep a profile table's hot pages out of read syscalls. `synchronous` as
+            // the table's 'sync' says: FULL makes each commit durable before the pipeline
+            // commits the offsets past it.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {};
+             PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;",
+            self.options.sync.pragma()
+        ))?;
+        connection.execute_batch(&self.create_sql())
     }
 
     fn create_sql(&self) -> String {
@@ -503,5 +522,25 @@ mod tests {
         assert_eq!(synchronous(&full), 2);
         let normal = layout(dir.path(), SqliteSync::Normal).open(None).unwrap();
         assert_eq!(synchronous(&normal), 1);
+    }
+
+    #[test]
+    fn connections_opening_a_new_file_at_once_all_open() {
+        // The pipeline's connection and a server's read connections open a new file
+        // together: SQLite refuses some of them at once (waiting could deadlock).
+        for round in 0..50 {
+            let dir = tempfile::tempdir().unwrap();
+            let opened: Vec<_> = (0..6)
+                .map(|i| {
+                    let layout = layout(dir.path(), SqliteSync::Full);
+                    let read_timeout = (i % 2 == 1).then_some(Duration::from_secs(2));
+                    std::thread::spawn(move || layout.open(read_timeout).map(|_| ()))
+                })
+                .collect();
+            for thread in opened {
+                let outcome = thread.join().unwrap();
+                assert!(outcome.is_ok(), "round {round}: {outcome:?}");
+            }
+        }
     }
 }

@@ -34,14 +34,27 @@ impl FileLocation {
         self.sync_local(relative, true).await
     }
 
+    /// Where the object at `object` (a path in the store, from its root) is on the local
+    /// disk, when the store is the local disk.
+    pub fn local_path<'a>(
+        &self,
+        object: impl IntoIterator<Item = object_store::path::PathPart<'a>>,
+    ) -> Option<std::path::PathBuf> {
+        let root = self.local_root.clone()?;
+        Some(
+            object
+                .into_iter()
+                .fold(root, |path, part| path.join(part.as_ref())),
+        )
+    }
+
     async fn sync_local(&self, relative: &Path, folders: bool) -> std::io::Result<()> {
-        let Some(root) = self.local_root.clone() else {
+        let (Some(root), Some(entry)) = (
+            self.local_root.clone(),
+            self.local_path(self.path.parts().chain(relative.parts())),
+        ) else {
             return Ok(());
         };
-        let mut entry = root.clone();
-        for part in self.path.parts().chain(relative.parts()) {
-            entry.push(part.as_ref());
-        }
         tokio::task::spawn_blocking(move || {
             std::fs::File::open(&entry)?.sync_all()?;
             let mut folder = entry.parent().filter(|_| folders);

@@ -137,11 +137,7 @@ impl FileSource {
         let (schema, batch_size) = (Arc::clone(&self.schema), self.options.batch_size);
         let location = &self.options.location;
         let store = Arc::clone(&location.store);
-        let local = location.local_root.clone().map(|root| {
-            file.location
-                .parts()
-                .fold(root, |path, part| path.join(part.as_ref()))
-        });
+        let local = location.local_path(file.location.parts());
         if self.options.format == FileFormat::Parquet {
             if let Some(local) = local {
                 return read_local_parquet(local, schema, batch_size, readers);

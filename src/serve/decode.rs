@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::ReaderBuilder;
 use serde_json::Value;
+
+use crate::format::{JsonDecoder, JsonOptions};
 
 /// The events of `body` as one batch of `schema`.
 pub fn decode_events(schema: &SchemaRef, body: &[u8]) -> Result<RecordBatch, String> {
@@ -29,11 +30,12 @@ pub fn decode_events(schema: &SchemaRef, body: &[u8]) -> Result<RecordBatch, Str
         serde_json::to_writer(&mut lines, event).map_err(|e| e.to_string())?;
         lines.push(b'\n');
     }
-    let mut decoder = ReaderBuilder::new(Arc::clone(schema))
-        .with_batch_size(events.len())
-        .with_strict_mode(true)
-        .build_decoder()
-        .map_err(|e| e.to_string())?;
+    let options = JsonOptions {
+        strict: true,
+        ..JsonOptions::new(events.len())
+    };
+    let mut decoder =
+        JsonDecoder::try_new(Arc::clone(schema), options).map_err(|e| e.to_string())?;
     decoder
         .decode(&lines)
         .map_err(|e| format!("the events do not fit the table's columns: {e}"))?;

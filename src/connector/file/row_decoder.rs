@@ -7,21 +7,21 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::common::Result;
 
 use super::options::FileFormat;
+use crate::format::{JsonDecoder, JsonOptions};
 
 /// A push decoder of JSON lines or CSV.
 pub enum RowDecoder {
-    Json(Box<datafusion::arrow::json::reader::Decoder>),
+    Json(Box<JsonDecoder>),
     Csv(Box<datafusion::arrow::csv::reader::Decoder>),
 }
 
 impl RowDecoder {
     pub fn new(format: FileFormat, schema: SchemaRef, batch_size: usize) -> Result<Self> {
         Ok(match format {
-            FileFormat::Json => Self::Json(Box::new(
-                datafusion::arrow::json::ReaderBuilder::new(schema)
-                    .with_batch_size(batch_size)
-                    .build_decoder()?,
-            )),
+            FileFormat::Json => Self::Json(Box::new(JsonDecoder::try_new(
+                schema,
+                JsonOptions::new(batch_size),
+            )?)),
             _ => Self::Csv(Box::new(
                 datafusion::arrow::csv::ReaderBuilder::new(schema)
                     .with_header(true)

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::json::ReaderBuilder;
 use datafusion::common::internal_datafusion_err;
 use rdkafka::message::BorrowedHeaders;
 
@@ -17,7 +16,7 @@ use super::avro::{AvroValues, Refusal};
 use super::bad_data::{BadRecordKind, Rejected};
 use super::debezium::{ChangeOp, unwrap_change};
 use crate::error::Error;
-use crate::format::{JsonSchema, JsonSchemaFailure};
+use crate::format::{JsonDecoder, JsonOptions, JsonSchema, JsonSchemaFailure};
 
 /// One message as read: its offset, value (`None` for a tombstone), key and timestamp.
 pub struct RawRecord<'a> {
@@ -42,6 +41,9 @@ pub struct RecordDecoder {
     /// A poll's JSON values, one after the other with a newline between: the JSON decoder
     /// takes them in one call. Kept from poll to poll.
     joined: Vec<u8>,
+    /// Whether JSON timestamps are read on the fast path: off for good once a poll's
+    /// values showed a shape it does not read (numbers, say).
+    fast_timestamps: bool,
 }
 
 /// How a tombstone of an upsert topic becomes a delete: a row of the key's columns, read
@@ -112,6 +114,7 @@ impl RecordDecoder {
             json_schema: None,
             tombstones: None,
             joined: Vec::new(),
+            fast_timestamps: true,
         }
     }
 
@@ -230,10 +233,11 @@ impl RecordDecoder {
     /// Decodes JSON values, one row each, in one call of the JSON decoder.
     fn decode_json(&mut self, values: &[&[u8]]) -> Result<RecordBatch, Refusal> {
         let json = |e: ArrowError| (json_error_kind(&e), e.to_string());
-        let mut decoder = ReaderBuilder::new(Arc::clone(&self.schema))
-            .with_batch_size(values.len().max(1))
-            .build_decoder()
-            .map_err(json)?;
+        let options = JsonOptions {
+            fast_timestamps: self.fast_timestamps,
+            ..JsonOptions::new(values.len().max(1))
+        };
+        let mut decoder = JsonDecoder::try_new(Arc::clone(&self.schema), options).map_err(json)?;
         let not_one_object = || {
             (
                 BadRecordKind::NotOneObject,
@@ -255,8 +259,9 @@ impl RecordDecoder {
         if decoder.decode(&self.joined).map_err(json)? < self.joined.len() {
             return Err(not_one_object());
         }
-        let batch = decoder
-            .flush()
+        let flushed = decoder.flush();
+        self.fast_timestamps &= decoder.fast_timestamps();
+        let batch = flushed
             .map_err(json)?
             .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema)));
         if batch.num_rows() != values.len() {

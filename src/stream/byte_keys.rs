@@ -1,17 +1,25 @@
 //! A set of byte strings with stable 32-bit ids, laid out like Arrow's string views: each
 //! id has a 16-byte view holding its length and, for keys of up to 12 bytes (user ids,
 //! event ids), the bytes themselves; longer keys keep a prefix in the view and their bytes in
-//! a shared buffer. A hash table of 8-byte entries (32 bits of hash, the id) finds them.
-//! Comparing a short key is one 16-byte comparison and reading it back touches one view.
+//! a shared buffer. Comparing a short key is one 16-byte comparison and reading it back
+//! touches one view.
 //!
-//! Ids of removed keys are reused and the buffer is compacted once most of it is garbage, so
-//! a set that keys come and go from (the users of the open windows) stays the size of what
-//! it holds.
+//! The ids are found through an open-addressing table of 8-byte slots (32 bits of hash, the
+//! id), probed linearly and at most half full. A set of keys larger than the core's cache
+//! costs a cache miss per lookup in the table and another in the views, so [`ByteKeys::
+//! intern_all`] looks a batch up in a pipeline: the slot of a key some rows ahead is fetched
+//! into the cache, then the view its slot points at, and the key is looked up once both
+//! are there. The fetches are hints; the lookups themselves are the plain ones.
+//!
+//! Ids of removed keys are reused (a removed slot is filled by shifting its successors
+//! back, so no tombstones pile up) and the buffer is compacted once most of it is garbage,
+//! so a set that keys come and go from (the users of the open windows) stays the size of
+//! what it holds.
 
 use std::hash::BuildHasher;
 
 use datafusion::common::{Result, internal_err};
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
 
 /// Keys up to this long live in their view.
 const INLINE: usize = 12;
@@ -21,6 +29,19 @@ const INLINE: usize = 12;
 type View = [u8; 16];
 
 const FREE: u32 = u32::MAX;
+
+/// A slot of the table: the key's short hash in the high 32 bits, its id in the low ones.
+type Slot = u64;
+
+/// A slot no key holds (ids stop short of `u32::MAX`).
+const EMPTY: Slot = u64::MAX;
+
+/// The table's size before its first growth.
+const MIN_SLOTS: usize = 16;
+
+/// How many rows ahead [`ByteKeys::intern_all`] fetches a key's view (and twice that, its
+/// slot).
+const AHEAD: usize = 16;
 
 /// Garbage below this many bytes is never worth a compaction.
 const MIN_COMPACTION_BYTES: usize = 1 << 20;
@@ -33,25 +54,34 @@ fn view_offset(view: &View) -> usize {
     u32::from_le_bytes([view[8], view[9], view[10], view[11]]) as usize
 }
 
-/// The view of a key of at most [`INLINE`] bytes. Overlapping fixed-size copies instead of
-/// a `memcpy` call of variable length: this runs once per row.
+/// The view of a key of at most [`INLINE`] bytes, as one 128-bit word built in registers
+/// from two overlapping loads: a view assembled byte by byte in memory and read back whole
+/// stalls the core, and this runs once per row.
 #[inline]
-fn inline_view(key: &[u8]) -> View {
+fn inline_word(key: &[u8]) -> u128 {
     let len = key.len();
-    let mut view = [0u8; 16];
-    view[..4].copy_from_slice(&(len as u32).to_le_bytes());
-    if len >= 8 {
-        view[4..12].copy_from_slice(&key[..8]);
-        view[len..len + 4].copy_from_slice(&key[len - 4..]);
+    let load = |at: usize, n: usize| {
+        let mut word = [0u8; 8];
+        word[..n].copy_from_slice(&key[at..at + n]);
+        u64::from_le_bytes(word)
+    };
+    let bytes: u128 = if len >= 8 {
+        // The first eight bytes, and the last four shifted to sit right after them.
+        let tail = load(len - 4, 4) >> (8 * (12 - len));
+        load(0, 8) as u128 | ((tail as u128) << 64)
     } else if len >= 4 {
-        view[4..8].copy_from_slice(&key[..4]);
-        view[len..len + 4].copy_from_slice(&key[len - 4..]);
+        let tail = load(len - 4, 4) >> (8 * (8 - len));
+        (load(0, 4) | (tail << 32)) as u128
     } else {
-        for (slot, &byte) in view[4..].iter_mut().zip(key) {
-            *slot = byte;
-        }
-    }
-    view
+        key.iter()
+            .rev()
+            .fold(0u128, |word, &byte| (word << 8) | byte as u128)
+    };
+    len as u128 | (bytes << 32)
+}
+
+fn inline_view(key: &[u8]) -> View {
+    inline_word(key).to_le_bytes()
 }
 
 /// The view of a longer key whose bytes start at `offset` in the buffer.
@@ -63,11 +93,38 @@ fn buffer_view(key: &[u8], offset: u32) -> View {
     view
 }
 
+fn slot(short: u32, id: u32) -> Slot {
+    ((short as u64) << 32) | id as u64
+}
+
+fn slot_short(slot: Slot) -> u32 {
+    (slot >> 32) as u32
+}
+
+fn slot_id(slot: Slot) -> u32 {
+    slot as u32
+}
+
+/// Asks the core to bring the line holding `value` into its cache; a hint only.
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and cannot fault; the pointer comes
+    // from a reference.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// Interns byte strings into stable ids.
-#[derive(Default)]
 pub struct ByteKeys {
-    /// (low 32 bits of the key's hash, id)
-    table: HashTable<(u32, u32)>,
+    /// Open addressing, linear probing; a power of two long, at most half full.
+    slots: Vec<Slot>,
+    /// Slots that hold a key.
+    occupied: usize,
     views: Vec<View>,
     /// The bytes of keys longer than [`INLINE`].
     bytes: Vec<u8>,
@@ -77,54 +134,160 @@ pub struct ByteKeys {
     hasher: DefaultHashBuilder,
 }
 
-/// The table's hash for a stored 32-bit hash: low bits pick the bucket, high bits tag it.
-fn table_hash(short: u32) -> u64 {
-    (short as u64) | ((short as u64) << 32)
+impl Default for ByteKeys {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
 }
 
 impl ByteKeys {
+    /// A set with room for `keys` keys before it grows.
+    pub fn with_capacity(keys: usize) -> Self {
+        Self {
+            slots: vec![EMPTY; (keys * 2).next_power_of_two().max(MIN_SLOTS)],
+            occupied: 0,
+            views: Vec::with_capacity(keys),
+            bytes: Vec::new(),
+            free: Vec::new(),
+            garbage: 0,
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
     /// The id of `key`, added if it is new.
     #[inline]
     pub fn intern(&mut self, key: &[u8]) -> Result<u32> {
-        let (found, short) = self.lookup(key);
-        if let Some(id) = found {
-            return Ok(id);
-        }
-        if key.len() <= INLINE {
-            return self.insert(inline_view(key), short);
-        }
-        let Ok(offset) = u32::try_from(self.bytes.len()) else {
-            return internal_err!("more than 4 GiB of group keys");
-        };
-        if u32::try_from(self.bytes.len() + key.len()).is_err() {
-            return internal_err!("more than 4 GiB of group keys");
-        }
-        self.bytes.extend_from_slice(key);
-        self.insert(buffer_view(key, offset), short)
+        let short = self.short_hash(key);
+        self.intern_hashed(key, short)
     }
 
-    /// The id of `key` if interned, and its short hash.
+    /// Calls `found` with the id of each of `count` keys (`key(i)` is the i-th), in order,
+    /// adding new ones. The same as [`Self::intern`] on each, with the cache misses of
+    /// keys a few rows apart overlapped.
     #[inline]
-    fn lookup(&self, key: &[u8]) -> (Option<u32>, u32) {
-        if key.len() <= INLINE {
-            let view = inline_view(key);
-            let short = self.hasher.hash_one(u128::from_le_bytes(view)) as u32;
-            let views = &self.views;
-            let found = self.table.find(table_hash(short), |&(hash, id)| {
-                hash == short && views[id as usize] == view
-            });
-            return (found.map(|&(_, id)| id), short);
+    pub fn intern_all<'a>(
+        &mut self,
+        count: usize,
+        key: impl Fn(usize) -> &'a [u8],
+        mut found: impl FnMut(u32),
+    ) -> Result<()> {
+        // The short hashes of the keys from `i` to `i + 2 * AHEAD`, by `i % (2 * AHEAD)`.
+        let mut shorts = [0u32; 2 * AHEAD];
+        for (i, short) in shorts.iter_mut().enumerate().take(count) {
+            *short = self.short_hash(key(i));
+            prefetch(&self.slots[*short as usize & self.mask()]);
         }
-        let short = self.hasher.hash_one(key) as u32;
-        let (views, bytes) = (&self.views, &self.bytes);
-        let found = self.table.find(table_hash(short), |&(hash, id)| {
-            let view = &views[id as usize];
-            hash == short
+        for i in 0..count {
+            // Key `i + 2 * AHEAD` takes the place of key `i` in `shorts`.
+            let short = shorts[i % (2 * AHEAD)];
+            let fetch_slot = i + 2 * AHEAD;
+            if fetch_slot < count {
+                let short = self.short_hash(key(fetch_slot));
+                shorts[fetch_slot % (2 * AHEAD)] = short;
+                prefetch(&self.slots[short as usize & self.mask()]);
+            }
+            let fetch_view = i + AHEAD;
+            if fetch_view < count {
+                let held = self.slots[shorts[fetch_view % (2 * AHEAD)] as usize & self.mask()];
+                if held != EMPTY {
+                    prefetch(&self.views[slot_id(held) as usize]);
+                }
+            }
+            found(self.intern_hashed(key(i), short)?);
+        }
+        Ok(())
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    #[inline]
+    fn short_hash(&self, key: &[u8]) -> u32 {
+        match key.len() <= INLINE {
+            true => self.hasher.hash_one(inline_word(key)) as u32,
+            false => self.hasher.hash_one(key) as u32,
+        }
+    }
+
+    /// The id of `key`, whose short hash is `short`, added if it is new.
+    #[inline]
+    fn intern_hashed(&mut self, key: &[u8], short: u32) -> Result<u32> {
+        let at = match self.probe(key, short) {
+            Ok(id) => return Ok(id),
+            Err(at) => at,
+        };
+        let view = match key.len() <= INLINE {
+            true => inline_view(key),
+            false => {
+                let Ok(offset) = u32::try_from(self.bytes.len()) else {
+                    return internal_err!("more than 4 GiB of group keys");
+                };
+                if u32::try_from(self.bytes.len() + key.len()).is_err() {
+                    return internal_err!("more than 4 GiB of group keys");
+                }
+                self.bytes.extend_from_slice(key);
+                buffer_view(key, offset)
+            }
+        };
+        let id = self.store(view)?;
+        self.slots[at] = slot(short, id);
+        self.occupied += 1;
+        if self.occupied * 2 > self.slots.len() {
+            self.grow();
+        }
+        Ok(id)
+    }
+
+    /// The id of `key` if interned; else the empty slot where it would go.
+    #[inline]
+    fn probe(&self, key: &[u8], short: u32) -> Result<u32, usize> {
+        let mask = self.mask();
+        let mut at = short as usize & mask;
+        if key.len() <= INLINE {
+            let word = inline_word(key);
+            loop {
+                let held = self.slots[at];
+                if held == EMPTY {
+                    return Err(at);
+                }
+                if slot_short(held) == short
+                    && u128::from_le_bytes(self.views[slot_id(held) as usize]) == word
+                {
+                    return Ok(slot_id(held));
+                }
+                at = (at + 1) & mask;
+            }
+        }
+        loop {
+            let held = self.slots[at];
+            if held == EMPTY {
+                return Err(at);
+            }
+            let view = &self.views[slot_id(held) as usize];
+            if slot_short(held) == short
                 && view_len(view) as usize == key.len()
                 && view[4..8] == key[..4]
-                && bytes[view_offset(view)..view_offset(view) + key.len()] == *key
-        });
-        (found.map(|&(_, id)| id), short)
+                && self.bytes[view_offset(view)..view_offset(view) + key.len()] == *key
+            {
+                return Ok(slot_id(held));
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Doubles the table.
+    fn grow(&mut self) {
+        let doubled = vec![EMPTY; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mask = self.mask();
+        for held in old.into_iter().filter(|&held| held != EMPTY) {
+            let mut at = slot_short(held) as usize & mask;
+            while self.slots[at] != EMPTY {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = held;
+        }
     }
 
     /// A new id that no key interns to (a null key, say); its bytes are empty.
@@ -152,16 +315,7 @@ impl ByteKeys {
         if len == FREE {
             return;
         }
-        let short = match len as usize <= INLINE {
-            true => self.hasher.hash_one(u128::from_le_bytes(view)),
-            false => self.hasher.hash_one(self.get(id)),
-        } as u32;
-        if let Ok(entry) = self
-            .table
-            .find_entry(table_hash(short), |&(_, stored)| stored == id)
-        {
-            entry.remove();
-        }
+        self.unslot(self.short_hash(self.get(id)), id);
         self.views[id as usize] = [0; 16];
         self.views[id as usize][..4].copy_from_slice(&FREE.to_le_bytes());
         self.free.push(id);
@@ -171,6 +325,33 @@ impl ByteKeys {
                 self.compact();
             }
         }
+    }
+
+    /// Empties the slot of `id` (if it has one: a detached id has none), shifting the
+    /// slots after it back so that every key stays reachable from its home slot.
+    fn unslot(&mut self, short: u32, id: u32) {
+        let mask = self.mask();
+        let mut hole = short as usize & mask;
+        loop {
+            match self.slots[hole] {
+                EMPTY => return,
+                held if slot_id(held) == id => break,
+                _ => hole = (hole + 1) & mask,
+            }
+        }
+        let mut next = (hole + 1) & mask;
+        while self.slots[next] != EMPTY {
+            let home = slot_short(self.slots[next]) as usize & mask;
+            // The key at `next` may move back into the hole if the hole lies on its way
+            // from its home slot.
+            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
+                self.slots[hole] = self.slots[next];
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.slots[hole] = EMPTY;
+        self.occupied -= 1;
     }
 
     /// The number of live ids.
@@ -185,7 +366,7 @@ impl ByteKeys {
 
     /// Bytes held.
     pub fn size(&self) -> usize {
-        self.table.capacity() * (size_of::<(u32, u32)>() + 1)
+        self.slots.capacity() * size_of::<Slot>()
             + self.views.capacity() * size_of::<View>()
             + self.bytes.capacity()
             + self.free.capacity() * size_of::<u32>()
@@ -215,15 +396,6 @@ impl ByteKeys {
         Ok(())
     }
 
-    fn insert(&mut self, view: View, short: u32) -> Result<u32> {
-        let id = self.store(view)?;
-        self.table
-            .insert_unique(table_hash(short), (short, id), |&(hash, _)| {
-                table_hash(hash)
-            });
-        Ok(id)
-    }
-
     fn store(&mut self, view: View) -> Result<u32> {
         match self.free.pop() {
             Some(id) => {
@@ -231,8 +403,9 @@ impl ByteKeys {
                 Ok(id)
             }
             None => {
-                let Ok(id) = u32::try_from(self.views.len()) else {
-                    return internal_err!("more than 4 billion group keys");
+                let id = match u32::try_from(self.views.len()) {
+                    Ok(id) if id < u32::MAX => id,
+                    _ => return internal_err!("more than 4 billion group keys"),
                 };
                 self.views.push(view);
                 Ok(id)
@@ -356,5 +529,46 @@ mod tests {
         assert!(again < 200_000, "a freed id is reused");
         assert_eq!(keys.id_bound(), 200_000);
         assert_eq!(keys.get(again), b"user-00000001");
+    }
+
+    #[test]
+    fn keys_coming_and_going_stay_found_as_a_map_finds_them() {
+        let mut keys = ByteKeys::default();
+        let mut model: std::collections::HashMap<Vec<u8>, u32> = Default::default();
+        // A small xorshift, so that the run is the same every time.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..200 {
+            // A batch through the pipelined path, then removals of about a third.
+            let batch: Vec<Vec<u8>> = (0..500)
+                .map(|_| {
+                    let n = next() % 3000;
+                    match n % 5 {
+                        0 => format!("a long key number {n:08} of many bytes").into_bytes(),
+                        _ => format!("u{n}").into_bytes(),
+                    }
+                })
+                .collect();
+            let mut ids = Vec::new();
+            keys.intern_all(batch.len(), |i| &batch[i], |id| ids.push(id))
+                .unwrap();
+            for (key, id) in batch.iter().zip(&ids) {
+                assert_eq!(*model.entry(key.clone()).or_insert(*id), *id, "{round}");
+                assert_eq!(keys.get(*id), key.as_slice());
+            }
+            let gone: Vec<Vec<u8>> = model.keys().filter(|_| next() % 3 == 0).cloned().collect();
+            for key in gone {
+                keys.remove(model.remove(&key).unwrap());
+            }
+            assert_eq!(keys.len(), model.len());
+            for (key, &id) in &model {
+                assert_eq!(keys.intern(key).unwrap(), id, "{round}");
+            }
+        }
     }
 }

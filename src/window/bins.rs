@@ -46,7 +46,7 @@ pub struct WindowBins {
     bins: BTreeMap<(i64, i64), Bin>,
     /// The keys of overlapping windows, interned once for all of them.
     shared_keys: Option<Box<SharedKeys>>,
-    /// Groups in the last emitted bin: what a new bin of shared keys makes room for.
+    /// Groups in the last emitted bin: what a new bin makes room for.
     expected_groups: usize,
     /// Rows dropped because their bin was already emitted.
     pub late_rows: usize,
@@ -137,7 +137,7 @@ impl WindowBins {
                     shared.id_bound(),
                 ))),
             ),
-            None => GroupedAggregation::try_new(&self.exprs),
+            None => GroupedAggregation::try_new(&self.exprs, self.expected_groups),
         }
     }
 

@@ -112,13 +112,14 @@ pub struct GroupedAggregation {
 }
 
 impl GroupedAggregation {
-    /// An empty aggregation for `exprs`, interning its keys itself.
-    pub fn try_new(exprs: &AggregateExprs) -> Result<Self> {
+    /// An empty aggregation for `exprs`, interning its keys itself, with room for
+    /// `expected_groups` groups before its keys' table grows.
+    pub fn try_new(exprs: &AggregateExprs, expected_groups: usize) -> Result<Self> {
         let groups: Option<Box<dyn GroupValues>> = match exprs.key_schema.fields().as_ref() {
             [] => None,
-            [key] if key.data_type() == &DataType::Utf8 => {
-                Some(Box::new(KeyDictionary::try_new(&exprs.key_schema)?))
-            }
+            [key] if key.data_type() == &DataType::Utf8 => Some(Box::new(
+                KeyDictionary::with_capacity(&exprs.key_schema, expected_groups)?,
+            )),
             _ => Some(new_group_values(
                 Arc::clone(&exprs.key_schema),
                 &GroupOrdering::None,

@@ -36,6 +36,12 @@ pub struct KeyDictionary {
 impl KeyDictionary {
     /// A dictionary for keys of `key_schema`'s columns.
     pub fn try_new(key_schema: &Schema) -> Result<Self> {
+        Self::with_capacity(key_schema, 0)
+    }
+
+    /// A dictionary for keys of `key_schema`'s columns with room for `keys` keys before it
+    /// grows (a window expecting as many users as the last one had, say).
+    pub fn with_capacity(key_schema: &Schema, keys: usize) -> Result<Self> {
         let encoding = match key_schema.fields().as_ref() {
             [key] if key.data_type() == &DataType::Utf8 => Encoding::Utf8 { null_id: None },
             fields => {
@@ -51,7 +57,7 @@ impl KeyDictionary {
         };
         Ok(Self {
             encoding,
-            keys: ByteKeys::default(),
+            keys: ByteKeys::with_capacity(keys),
         })
     }
 
@@ -64,10 +70,9 @@ impl KeyDictionary {
                     return internal_err!("a string key dictionary takes one Utf8 column");
                 };
                 if strings.null_count() == 0 {
-                    for key in strings.iter().flatten() {
-                        found(self.keys.intern(key.as_bytes())?);
-                    }
-                    return Ok(());
+                    let (offsets, bytes) = (strings.value_offsets(), strings.value_data());
+                    let key = |i: usize| &bytes[offsets[i] as usize..offsets[i + 1] as usize];
+                    return self.keys.intern_all(strings.len(), key, found);
                 }
                 for key in strings.iter() {
                     let id = match key {
@@ -82,9 +87,8 @@ impl KeyDictionary {
             }
             Encoding::Rows { converter, .. } => {
                 let rows = converter.convert_columns(cols)?;
-                for row in rows.iter() {
-                    found(self.keys.intern(row.data())?);
-                }
+                self.keys
+                    .intern_all(rows.num_rows(), |i| rows.row(i).data(), found)?;
             }
         }
         Ok(())

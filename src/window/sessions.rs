@@ -293,7 +293,7 @@ impl SessionWindows {
         }
         self.settle_starts();
         let sessions = self.closed_rows(&closed)?;
-        let mut aggregation = GroupedAggregation::try_new(&self.exprs)?;
+        let mut aggregation = GroupedAggregation::try_new(&self.exprs, 0)?;
         aggregation.update(&self.exprs.evaluate(&sessions)?)?;
         let (mut columns, values) = aggregation.emit()?;
         columns.extend(values);

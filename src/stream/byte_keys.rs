@@ -154,6 +154,21 @@ impl ByteKeys {
         }
     }
 
+    /// Forgets every key, keeping room for as many as were held: the next window's keys
+    /// are written over memory already mapped and in the cache.
+    pub fn clear(&mut self) {
+        let room = (self.len() * 2).next_power_of_two().max(MIN_SLOTS);
+        match self.slots.len() > 2 * room {
+            true => self.slots = vec![EMPTY; room],
+            false => self.slots.fill(EMPTY),
+        }
+        self.occupied = 0;
+        self.views.clear();
+        self.bytes.clear();
+        self.free.clear();
+        self.garbage = 0;
+    }
+
     /// The id of `key`, added if it is new.
     #[inline]
     pub fn intern(&mut self, key: &[u8]) -> Result<u32> {
@@ -570,5 +585,20 @@ mod tests {
                 assert_eq!(keys.intern(key).unwrap(), id, "{round}");
             }
         }
+    }
+
+    #[test]
+    fn a_cleared_set_starts_over_with_its_room_kept() {
+        let mut keys = ByteKeys::default();
+        let names: Vec<String> = (0..10_000).map(|i| format!("user {i} of many")).collect();
+        keys.intern_all(names.len(), |i| names[i].as_bytes(), |_| {})
+            .unwrap();
+        let slots = keys.slots.len();
+        keys.clear();
+        assert_eq!((keys.len(), keys.id_bound()), (0, 0));
+        assert_eq!(keys.slots.len(), slots, "room for as many keys is kept");
+        assert_eq!(keys.intern(names[9_999].as_bytes()).unwrap(), 0);
+        assert_eq!(keys.get(0), names[9_999].as_bytes());
+        assert_eq!(keys.intern(b"u1").unwrap(), 1);
     }
 }

@@ -48,6 +48,9 @@ pub struct WindowBins {
     shared_keys: Option<Box<SharedKeys>>,
     /// Groups in the last emitted bin: what a new bin makes room for.
     expected_groups: usize,
+    /// The emptied aggregation of the last emitted bin, for the next new bin: its keys'
+    /// memory is already mapped and warm.
+    spare: Option<GroupedAggregation>,
     /// Rows dropped because their bin was already emitted.
     pub late_rows: usize,
 }
@@ -74,6 +77,7 @@ impl WindowBins {
             bins: BTreeMap::new(),
             shared_keys,
             expected_groups: 0,
+            spare: None,
             late_rows: 0,
         })
     }
@@ -128,7 +132,10 @@ impl WindowBins {
     }
 
     /// An empty aggregation for a new bin.
-    fn new_aggregation(&self) -> Result<GroupedAggregation> {
+    fn new_aggregation(&mut self) -> Result<GroupedAggregation> {
+        if let Some(spare) = self.spare.take() {
+            return Ok(spare);
+        }
         match &self.shared_keys {
             Some(shared) => GroupedAggregation::with_groups(
                 &self.exprs,
@@ -230,8 +237,10 @@ impl WindowBins {
         let num_groups = bin.aggregation.num_groups();
         self.expected_groups = num_groups;
         let (mut keys, values) = bin.aggregation.emit()?;
-        if let (Some(shared), [ids]) = (&mut self.shared_keys, keys.as_slice()) {
-            keys = shared.release(ids, bin.end_nanos)?;
+        match (&mut self.shared_keys, keys.as_slice()) {
+            (Some(shared), [ids]) => keys = shared.release(ids, bin.end_nanos)?,
+            (Some(_), _) => {}
+            (None, _) => self.spare = Some(bin.aggregation),
         }
         let mut keys = keys.into_iter();
         let group_count = self.exprs.keys.len() + 2;
@@ -259,6 +268,7 @@ impl WindowBins {
             .map(|b| b.aggregation.size())
             .sum::<usize>()
             + self.shared_keys.as_ref().map_or(0, |keys| keys.size())
+            + self.spare.as_ref().map_or(0, |spare| spare.size())
     }
 
     /// The start of the earliest open window, in nanoseconds, if any is open.

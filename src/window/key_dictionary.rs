@@ -160,7 +160,7 @@ impl KeyDictionary {
     }
 
     fn clear(&mut self) {
-        self.keys = ByteKeys::default();
+        self.keys.clear();
         if let Encoding::Utf8 { null_id } = &mut self.encoding {
             *null_id = None;
         }

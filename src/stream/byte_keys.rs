@@ -41,7 +41,7 @@ const MIN_SLOTS: usize = 16;
 
 /// How many rows ahead [`ByteKeys::intern_all`] fetches a key's view (and twice that, its
 /// slot).
-const AHEAD: usize = 16;
+const AHEAD: usize = 8;
 
 /// Garbage below this many bytes is never worth a compaction.
 const MIN_COMPACTION_BYTES: usize = 1 << 20;
@@ -203,8 +203,9 @@ impl ByteKeys {
             }
             let fetch_view = i + AHEAD;
             if fetch_view < count {
-                let held = self.slots[shorts[fetch_view % (2 * AHEAD)] as usize & self.mask()];
-                if held != EMPTY {
+                let short = shorts[fetch_view % (2 * AHEAD)];
+                let held = self.slots[short as usize & self.mask()];
+                if held != EMPTY && slot_short(held) == short {
                     prefetch(&self.views[slot_id(held) as usize]);
                 }
             }

@@ -5,6 +5,7 @@
 //! a leap second) is left to Arrow's own parser, whose meaning this matches exactly.
 
 use datafusion::arrow::datatypes::TimeUnit;
+use profusion_udfs::normalize::civil_time::{days_from_civil, days_in_month};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 
@@ -31,7 +32,7 @@ pub fn iso_instant(text: &[u8]) -> Option<(i64, u32)> {
     let (hour, minute, second) = (field(11, 2)?, field(14, 2)?, field(17, 2)?);
     if !(1..=12).contains(&month)
         || day == 0
-        || day > days_in_month(year, month)
+        || day > days_in_month(year as i64, month)
         || hour > 23
         || minute > 59
         || second > 59
@@ -80,30 +81,6 @@ fn fraction_then_zone(rest: &[u8]) -> Option<u32> {
         [] | [b'Z' | b'z'] => Some(nanos),
         _ => None,
     }
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = month as i64;
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]

@@ -189,17 +189,14 @@ impl ByteKeys {
         // The short hashes of the keys from `i` to `i + 2 * AHEAD`, by `i % (2 * AHEAD)`.
         let mut shorts = [0u32; 2 * AHEAD];
         for (i, short) in shorts.iter_mut().enumerate().take(count) {
-            *short = self.short_hash(key(i));
-            prefetch(&self.slots[*short as usize & self.mask()]);
+            *short = self.fetch_slot(key(i));
         }
         for i in 0..count {
             // Key `i + 2 * AHEAD` takes the place of key `i` in `shorts`.
             let short = shorts[i % (2 * AHEAD)];
             let fetch_slot = i + 2 * AHEAD;
             if fetch_slot < count {
-                let short = self.short_hash(key(fetch_slot));
-                shorts[fetch_slot % (2 * AHEAD)] = short;
-                prefetch(&self.slots[short as usize & self.mask()]);
+                shorts[fetch_slot % (2 * AHEAD)] = self.fetch_slot(key(fetch_slot));
             }
             let fetch_view = i + AHEAD;
             if fetch_view < count {
@@ -212,6 +209,14 @@ impl ByteKeys {
             found(self.intern_hashed(key(i), short)?);
         }
         Ok(())
+    }
+
+    /// The short hash of `key`, its home slot fetched into the cache.
+    #[inline]
+    fn fetch_slot(&self, key: &[u8]) -> u32 {
+        let short = self.short_hash(key);
+        prefetch(&self.slots[short as usize & self.mask()]);
+        short
     }
 
     fn mask(&self) -> usize {
@@ -229,21 +234,25 @@ impl ByteKeys {
     /// The id of `key`, whose short hash is `short`, added if it is new.
     #[inline]
     fn intern_hashed(&mut self, key: &[u8], short: u32) -> Result<u32> {
-        let at = match self.probe(key, short) {
-            Ok(id) => return Ok(id),
-            Err(at) => at,
-        };
-        let view = match key.len() <= INLINE {
-            true => inline_view(key),
-            false => {
-                let Ok(offset) = u32::try_from(self.bytes.len()) else {
-                    return internal_err!("more than 4 GiB of group keys");
-                };
-                if u32::try_from(self.bytes.len() + key.len()).is_err() {
-                    return internal_err!("more than 4 GiB of group keys");
+        let (at, view) = match key.len() <= INLINE {
+            true => {
+                let word = inline_word(key);
+                match self.probe(short, |view| u128::from_le_bytes(*view) == word) {
+                    Ok(id) => return Ok(id),
+                    Err(at) => (at, word.to_le_bytes()),
                 }
-                self.bytes.extend_from_slice(key);
-                buffer_view(key, offset)
+            }
+            false => {
+                let bytes = &self.bytes;
+                let holds_key = |view: &View| {
+                    view_len(view) as usize == key.len()
+                        && view[4..8] == key[..4]
+                        && bytes[view_offset(view)..view_offset(view) + key.len()] == *key
+                };
+                match self.probe(short, holds_key) {
+                    Ok(id) => return Ok(id),
+                    Err(at) => (at, self.append_long(key)?),
+                }
             }
         };
         let id = self.store(view)?;
@@ -255,41 +264,34 @@ impl ByteKeys {
         Ok(id)
     }
 
-    /// The id of `key` if interned; else the empty slot where it would go.
+    /// The id in the slot whose hash is `short` and whose view `holds_key`; else the empty
+    /// slot where such a key would go.
     #[inline]
-    fn probe(&self, key: &[u8], short: u32) -> Result<u32, usize> {
+    fn probe(&self, short: u32, holds_key: impl Fn(&View) -> bool) -> Result<u32, usize> {
         let mask = self.mask();
         let mut at = short as usize & mask;
-        if key.len() <= INLINE {
-            let word = inline_word(key);
-            loop {
-                let held = self.slots[at];
-                if held == EMPTY {
-                    return Err(at);
-                }
-                if slot_short(held) == short
-                    && u128::from_le_bytes(self.views[slot_id(held) as usize]) == word
-                {
-                    return Ok(slot_id(held));
-                }
-                at = (at + 1) & mask;
-            }
-        }
         loop {
             let held = self.slots[at];
             if held == EMPTY {
                 return Err(at);
             }
-            let view = &self.views[slot_id(held) as usize];
-            if slot_short(held) == short
-                && view_len(view) as usize == key.len()
-                && view[4..8] == key[..4]
-                && self.bytes[view_offset(view)..view_offset(view) + key.len()] == *key
-            {
+            if slot_short(held) == short && holds_key(&self.views[slot_id(held) as usize]) {
                 return Ok(slot_id(held));
             }
             at = (at + 1) & mask;
         }
+    }
+
+    /// Appends a key longer than [`INLINE`] to the buffer: its view.
+    fn append_long(&mut self, key: &[u8]) -> Result<View> {
+        let Ok(offset) = u32::try_from(self.bytes.len()) else {
+            return internal_err!("more than 4 GiB of group keys");
+        };
+        if u32::try_from(self.bytes.len() + key.len()).is_err() {
+            return internal_err!("more than 4 GiB of group keys");
+        }
+        self.bytes.extend_from_slice(key);
+        Ok(buffer_view(key, offset))
     }
 
     /// Doubles the table.

@@ -138,14 +138,13 @@ impl JsonDecoder {
                 taken,
             } => (text, text_schema, timestamps, taken),
         };
-        let fast = text
-            .flush()
-            .and_then(|batch| batch.map(|b| parse_timestamps(&b, timestamps)).transpose())
-            .and_then(|batch| {
-                batch
-                    .map(|columns| RecordBatch::try_new(Arc::clone(&self.schema), columns))
-                    .transpose()
-            });
+        let fast = text.flush().and_then(|batch| match batch {
+            Some(batch) => {
+                let columns = parse_timestamps(&batch, timestamps)?;
+                RecordBatch::try_new(Arc::clone(&self.schema), columns).map(Some)
+            }
+            None => Ok(None),
+        });
         if let Ok(batch) = fast {
             taken.clear();
             return Ok(batch);

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 
 use super::decode::RawRecord;
@@ -161,7 +161,10 @@ impl BadDataHandler {
         let mut headers = OwnedHeaders::new();
         if let Some(original) = record.headers {
             for header in original.iter() {
-                headers = headers.insert(header);
+                headers = headers.insert(Header {
+                    key: &header.name,
+                    value: header.value,
+                });
             }
         }
         let partition = self.partition.to_string();

@@ -10,11 +10,11 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::internal_datafusion_err;
-use rdkafka::message::BorrowedHeaders;
 
 use super::avro::{AvroValues, Refusal};
 use super::bad_data::{BadRecordKind, Rejected};
 use super::debezium::{ChangeOp, unwrap_change};
+use super::fetch_queue::MessageHeaders;
 use crate::error::Error;
 use crate::format::{JsonDecoder, JsonOptions, JsonSchema, JsonSchemaFailure};
 
@@ -25,7 +25,7 @@ pub struct RawRecord<'a> {
     pub key: Option<&'a [u8]>,
     /// The Kafka timestamp, in milliseconds since the epoch, when the message has one.
     pub timestamp_millis: Option<i64>,
-    pub headers: Option<&'a BorrowedHeaders>,
+    pub headers: Option<MessageHeaders<'a>>,
 }
 
 /// Decodes the messages of one partition.

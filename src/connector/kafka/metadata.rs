@@ -12,10 +12,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use datafusion::common::Result;
 
-use rdkafka::message::{BorrowedHeaders, Headers};
-
 use super::debezium::ChangeOp;
 use super::decode::RawRecord;
+use super::fetch_queue::MessageHeaders;
 use crate::sql::MetadataColumn;
 
 /// What a metadata column holds.
@@ -217,24 +216,24 @@ impl MetadataColumns {
 }
 
 /// The last value of header `name`, if the message has it with a value.
-fn header_value<'a>(headers: &'a BorrowedHeaders, name: &str) -> Option<&'a [u8]> {
+fn header_value<'a>(headers: MessageHeaders<'a>, name: &str) -> Option<&'a [u8]> {
     headers
         .iter()
-        .filter(|h| h.key == name)
+        .filter(|h| h.name == name)
         .last()
         .and_then(|h| h.value)
 }
 
 /// Every header as a JSON object of strings (values read as UTF-8; a header without a
 /// value is null; a repeated header keeps its last value).
-fn headers_as_json(headers: &BorrowedHeaders) -> String {
+fn headers_as_json(headers: MessageHeaders<'_>) -> String {
     let object: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|h| {
             let value = h.value.map_or(serde_json::Value::Null, |v| {
                 serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
             });
-            (h.key.to_string(), value)
+            (h.name.into_owned(), value)
         })
         .collect();
     serde_json::Value::Object(object).to_string()

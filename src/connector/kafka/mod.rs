@@ -10,6 +10,7 @@ mod debezium;
 mod decode;
 mod delivery;
 mod encode;
+mod fetch_queue;
 mod group_member;
 mod message_size;
 mod metadata;

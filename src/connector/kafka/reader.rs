@@ -1,6 +1,6 @@
 //! One partition's reading thread: a consumer assigned the partition at its start offset,
-//! polling messages from librdkafka's fetch queue until a batch is full or the queue is
-//! empty, decoding them into one Arrow batch (bad records to the `bad_data` policy) and
+//! taking messages from librdkafka's fetch queue many at a time until a batch is full or
+//! the queue is empty, decoding them into one Arrow batch (bad records to the `bad_data` policy) and
 //! handing it on; committing settled positions as it goes. A snapshot stops at the end
 //! offset seen when reading starts.
 
@@ -11,7 +11,6 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::common::Result;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -20,6 +19,7 @@ use super::bad_data::{BadDataHandler, BadRecordKind, Rejected};
 use super::commit::PartitionCommitter;
 use super::config::{REQUEST_TIMEOUT, consumer_config, kafka_error};
 use super::decode::{RawRecord, RecordDecoder};
+use super::fetch_queue::FetchQueue;
 use super::metadata::MetadataColumns;
 use super::options::{KafkaOptions, StartupMode};
 use crate::error::Error;
@@ -197,8 +197,12 @@ pub fn read_partition(
         .add_partition_offset(&topic, partition, start)
         .and_then(|()| consumer.assign(&assignment))
         .map_err(kafka_error(format!("assigning {topic}/{partition}")))?;
+    let mut fetched = FetchQueue::of(&consumer).ok_or_else(|| {
+        Error::DataFusion(datafusion::common::DataFusionError::Internal(format!(
+            "the consumer of {topic}/{partition} has no queue of fetched messages"
+        )))
+    })?;
     let mut warned = None;
-    let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(options.batch_size);
     let mut done = false;
     let mut next_offset = match start {
         Offset::Offset(offset) => Some(offset),
@@ -226,54 +230,48 @@ pub fn read_partition(
             }
         }
         // Wait for a first message; then take what is already fetched, without waiting.
-        let wait = if messages.is_empty() {
-            POLL_INTERVAL
-        } else {
-            Duration::ZERO
-        };
-        match consumer.poll(wait) {
-            Some(Ok(message)) => {
-                // The last record of a snapshot; offsets past the end belong to later reads.
-                if end.is_some_and(|end| message.offset() >= end) {
-                    done = true;
-                } else {
-                    done = end.is_some_and(|end| message.offset() + 1 >= end);
-                    messages.push(message);
-                    if !done && messages.len() < options.batch_size {
-                        continue;
-                    }
+        if fetched.take(POLL_INTERVAL, options.batch_size) == 0 {
+            // Nothing yet; a snapshot may be over anyway (the end offset of a compacted
+            // or transactional partition need not be a record).
+            done = reached_end(&consumer)?;
+            continue;
+        }
+        let mut records: Vec<RawRecord<'_>> = Vec::with_capacity(options.batch_size);
+        for message in fetched.messages() {
+            if let Some(error) = message.error() {
+                // librdkafka recovers from most errors itself (a broker down, a leader
+                // moving): those are reported and reading goes on; the others end it.
+                if !is_transient(&error) {
+                    return Err(kafka_error(format!("reading {topic}/{partition}"))(error));
                 }
-            }
-            // librdkafka recovers from most errors itself (a broker down, a leader moving):
-            // those are reported and reading goes on; the others end it.
-            Some(Err(error)) if !is_transient(&error) => {
-                return Err(kafka_error(format!("reading {topic}/{partition}"))(error));
-            }
-            Some(Err(error)) => {
                 if warned.is_none_or(|at: Instant| at.elapsed() > TRANSIENT_WARNING_INTERVAL) {
                     eprintln!("warning: reading {topic}/{partition}: {error} (retrying)");
                     warned = Some(Instant::now());
                 }
                 continue;
             }
-            // Nothing more yet; a snapshot may be over anyway (the end offset of a
-            // compacted or transactional partition need not be a record).
-            None if messages.is_empty() => {
-                done = reached_end(&consumer)?;
-                continue;
+            // The last record of a snapshot; offsets past the end belong to later reads.
+            if end.is_some_and(|end| message.offset() >= end) {
+                done = true;
+                break;
             }
-            None => {}
+            done = end.is_some_and(|end| message.offset() + 1 >= end);
+            records.push(RawRecord {
+                offset: message.offset(),
+                value: message.payload(),
+                key: message.key(),
+                timestamp_millis: message.timestamp_millis(),
+                headers: message.headers(),
+            });
+            if done {
+                break;
+            }
         }
-        let records: Vec<RawRecord<'_>> = messages
-            .iter()
-            .map(|m| RawRecord {
-                offset: m.offset(),
-                value: m.payload(),
-                key: m.key(),
-                timestamp_millis: m.timestamp().to_millis(),
-                headers: m.headers(),
-            })
-            .collect();
+        if records.is_empty() {
+            drop(records);
+            fetched.clear();
+            continue;
+        }
         let decoded = decoder.decode(&records)?;
         bad_data.handle(&records, &decoded.rejected)?;
         let batch = columns.assemble(
@@ -293,7 +291,7 @@ pub fn read_partition(
         let position = records.last().map_or(0, |r| r.offset + 1);
         next_offset = Some(position);
         drop(records);
-        messages.clear();
+        fetched.clear();
         // A batch whose records were all dropped still moves the position on.
         if batches.blocking_send(Ok((batch, position))).is_err() {
             break;

@@ -162,3 +162,74 @@ async fn metadata_columns_hold_key_partition_offset_and_timestamp() {
         ]
     );
 }
+
+/// More partitions than the machine has cores: threads read several partitions each, with
+/// one consumer, and every partition's messages reach its own stream, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_sharing_a_reading_thread_are_each_read_whole() {
+    let cluster = MockCluster::new(1).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+    let partitions = cores * 2 + 1;
+    cluster.create_topic("wide", partitions, 1).unwrap();
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .unwrap();
+    // Partition p holds p + 1 messages, so a message routed to the wrong stream shows.
+    for partition in 0..partitions {
+        for second in 0..=partition {
+            let value = event(&format!("u{partition}"), 1.0, &format!("00:00:{second:02}"));
+            common::kafka::send(&producer, "wide", partition, &value);
+        }
+    }
+    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(10)).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let setup = format!(
+        "CREATE TABLE wide (user_id TEXT NOT NULL, ts TIMESTAMP NOT NULL,
+           p INT METADATA FROM 'partition' VIRTUAL, o BIGINT METADATA FROM 'offset')
+         WITH (connector = 'kafka', topic = 'wide', 'bootstrap.servers' = '{servers}')"
+    );
+    let rows = query_with(
+        SourceReads::Snapshot,
+        &setup,
+        "SELECT p, count(*) AS n, max(o) AS last, min(user_id) AS first_user,
+                max(user_id) AS last_user FROM wide GROUP BY p ORDER BY p",
+    )
+    .await
+    .unwrap();
+    let data: Vec<Vec<String>> = rows
+        .iter()
+        .filter(|r| r.starts_with("| ") && !r.contains("first_user"))
+        .map(|r| {
+            r.split('|')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let expected: Vec<Vec<String>> = (0..partitions)
+        .map(|p| {
+            let user = format!("u{p}");
+            vec![
+                p.to_string(),
+                (p + 1).to_string(),
+                p.to_string(),
+                user.clone(),
+                user,
+            ]
+        })
+        .collect();
+    let mut data = data;
+    data.sort_by_key(|row| row[0].parse::<i32>().unwrap());
+    assert_eq!(data, expected);
+
+    // Read continuously, every message arrives.
+    let total = (1..=partitions).sum::<i32>();
+    let all = query(&setup, &format!("SELECT user_id FROM wide LIMIT {total}"))
+        .await
+        .unwrap();
+    let users = all
+        .iter()
+        .filter(|r| r.starts_with("| u") && !r.contains("user_id"));
+    assert_eq!(users.count(), total as usize);
+}

@@ -124,6 +124,20 @@ impl<'a> FetchedMessage<'a> {
             .then(|| KafkaError::MessageConsumption(RDKafkaErrorCode::from(code)))
     }
 
+    pub fn partition(&self) -> i32 {
+        self.message.partition
+    }
+
+    /// The name of the message's topic, as bytes.
+    pub fn topic(&self) -> Option<&'a [u8]> {
+        if self.message.rkt.is_null() {
+            return None;
+        }
+        // SAFETY: a fetched message holds its topic handle, whose name lives as long.
+        let name = unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(self.message.rkt)) };
+        Some(name.to_bytes())
+    }
+
     pub fn offset(&self) -> i64 {
         self.message.offset
     }

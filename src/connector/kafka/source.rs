@@ -25,7 +25,7 @@ use super::decode::{RecordDecoder, TombstoneRows, ValueFormat};
 use super::delivery::Deliveries;
 use super::metadata::MetadataColumns;
 use super::options::{BadDataPolicy, KafkaFormat, KafkaOptions};
-use super::reader::{PartitionReader, read_guarded, read_partition};
+use super::reader::{BatchSender, PartitionReader, names_of, read_guarded, read_partitions};
 use crate::error::Error;
 use crate::format::{JsonSchema, SchemaRegistry};
 use crate::stream::{
@@ -200,7 +200,9 @@ impl Source for KafkaSource {
             _ => None,
         };
         let pipeline = PipelineContext::of_task(&context);
-        Ok(partitions
+        // Each partition's reader, the sender of its batches, and its ledger.
+        let mut readers = Vec::with_capacity(partitions.len());
+        let streams: Vec<SplitStream> = partitions
             .into_iter()
             .map(|(topic, partition)| {
                 let bad_data = BadDataHandler::new(
@@ -255,17 +257,8 @@ impl Source for KafkaSource {
                     .with_tombstones(self.schemas.tombstones.clone()),
                     event_time: event_time.cloned(),
                 };
-                let (sender, receiver) = mpsc::channel(2);
-                let reading = ledger.clone();
-                let (name, id) = (reader.topic.clone(), reader.partition);
-                tokio::task::spawn_blocking(move || {
-                    read_guarded(&name, id, &sender, || read_partition(reader, &sender));
-                    // The reader has committed all it will (if it commits at all): a
-                    // finishing job need not wait for it.
-                    if let Some(ledger) = reading {
-                        ledger.close();
-                    }
-                });
+                let (sender, receiver): (BatchSender, _) = mpsc::channel(2);
+                readers.push((reader, sender, ledger.clone()));
                 let handed_on = HandedOn {
                     ledger,
                     event_time: event_time.cloned(),
@@ -283,8 +276,40 @@ impl Source for KafkaSource {
                 )
                 .boxed()
             })
-            .collect())
+            .collect();
+        for group in reading_threads(readers, scan.count) {
+            tokio::task::spawn_blocking(move || {
+                let (readers, ledgers): (Vec<_>, Vec<_>) = group
+                    .into_iter()
+                    .map(|(reader, sender, ledger)| ((reader, sender), ledger))
+                    .unzip();
+                let senders: Vec<BatchSender> = readers.iter().map(|(_, s)| s.clone()).collect();
+                let name = names_of(readers.iter().map(|(reader, _)| reader));
+                read_guarded(&name, &senders, || read_partitions(readers));
+                // The reader has committed all it will (if it commits at all): a finishing
+                // job need not wait for it.
+                for ledger in ledgers.into_iter().flatten() {
+                    ledger.close();
+                }
+            });
+        }
+        Ok(streams)
     }
+}
+
+/// The partitions of one scan, dealt out to reading threads: one per partition while there
+/// is a core for each (decoding a partition takes a core), fewer past that, each thread
+/// with one consumer for its partitions. `scans` is how many scans of the table share the
+/// machine's cores.
+fn reading_threads<T>(partitions: Vec<T>, scans: usize) -> Vec<Vec<T>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / scans.max(1)).clamp(1, partitions.len().max(1));
+    let mut groups: Vec<Vec<T>> = (0..threads).map(|_| Vec::new()).collect();
+    for (index, partition) in partitions.into_iter().enumerate() {
+        groups[index % threads].push(partition);
+    }
+    groups.retain(|group| !group.is_empty());
+    groups
 }
 
 /// Records, for committing, each batch a partition hands on to the plan.
@@ -303,5 +328,36 @@ impl HandedOn {
             ledger.read(position, latest);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_get_a_thread_each_while_there_is_a_core_for_each() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let one_each = reading_threads((0..cores).collect(), 1);
+        assert_eq!(one_each.len(), cores);
+        assert!(one_each.iter().all(|group| group.len() == 1));
+
+        let many = reading_threads((0..cores * 3 + 1).collect::<Vec<_>>(), 1);
+        assert_eq!(many.len(), cores, "one thread per core");
+        let mut all: Vec<usize> = many.concat();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..cores * 3 + 1).collect::<Vec<_>>(),
+            "each read once"
+        );
+
+        let shared = reading_threads((0..8).collect::<Vec<_>>(), cores * 2);
+        assert_eq!(
+            shared.len(),
+            1,
+            "scans that outnumber the cores read on one thread each"
+        );
+        assert!(reading_threads(Vec::<usize>::new(), 1).is_empty());
     }
 }

@@ -198,11 +198,18 @@ pub fn read_partitions(partitions: Vec<(PartitionReader, BatchSender)>) -> Resul
             if let Some(error) = message.error() {
                 // librdkafka recovers from most errors itself (a broker down, a leader
                 // moving): those are reported and reading goes on; the others end it.
+                // An error of one partition names it; others name them all.
+                let place = match (message.topic(), message.partition()) {
+                    (Some(topic), partition) if partition >= 0 => {
+                        format!("{}/{partition}", String::from_utf8_lossy(topic))
+                    }
+                    _ => name.clone(),
+                };
                 if !is_transient(&error) {
-                    return Err(kafka_error(format!("reading {name}"))(error));
+                    return Err(kafka_error(format!("reading {place}"))(error));
                 }
                 if warned.is_none_or(|at: Instant| at.elapsed() > TRANSIENT_WARNING_INTERVAL) {
-                    eprintln!("warning: reading {name}: {error} (retrying)");
+                    eprintln!("warning: reading {place}: {error} (retrying)");
                     warned = Some(Instant::now());
                 }
                 continue;

@@ -5,11 +5,13 @@
 //! touches one view.
 //!
 //! The ids are found through an open-addressing table of 8-byte slots (32 bits of hash, the
-//! id), probed linearly and at most half full. A set of keys larger than the core's cache
-//! costs a cache miss per lookup in the table and another in the views, so [`ByteKeys::
-//! intern_all`] looks a batch up in a pipeline: the slot of a key some rows ahead is fetched
-//! into the cache, then the view its slot points at, and the key is looked up once both
-//! are there. The fetches are hints; the lookups themselves are the plain ones.
+//! id), probed linearly and at most half full. A set of keys larger than the core's
+//! cache costs a cache miss per lookup in the table and another in the views, so
+//! [`ByteKeys::intern_all`] looks a batch up in a pipeline: the slot of a key some rows
+//! ahead is fetched into the cache, then the view its slot points at, and the key is looked
+//! up once both are there. The fetches are hints; the lookups themselves are the plain
+//! ones. Each key is read and hashed once, and a new short key's view goes from registers
+//! straight to its place.
 //!
 //! Ids of removed keys are reused (a removed slot is filled by shifting its successors
 //! back, so no tombstones pile up) and the buffer is compacted once most of it is garbage,
@@ -80,6 +82,13 @@ fn inline_word(key: &[u8]) -> u128 {
     len as u128 | (bytes << 32)
 }
 
+/// Whether a word of [`ByteKeys::word_and_hash`] is a short key's view (whose first four
+/// bytes are the key's length) rather than a longer key's length alone.
+#[inline]
+fn is_inline(word: u128) -> bool {
+    word as u32 as usize <= INLINE
+}
+
 fn inline_view(key: &[u8]) -> View {
     inline_word(key).to_le_bytes()
 }
@@ -91,6 +100,16 @@ fn buffer_view(key: &[u8], offset: u32) -> View {
     view[4..8].copy_from_slice(&key[..4]);
     view[8..12].copy_from_slice(&offset.to_le_bytes());
     view
+}
+
+/// The most keys a table of `slots` slots holds before it doubles: one in two.
+fn max_load(slots: usize) -> usize {
+    slots / 2
+}
+
+/// The slots of a table with room for `keys` keys.
+fn slots_for(keys: usize) -> usize {
+    (keys * 2 + 2).next_power_of_two().max(MIN_SLOTS)
 }
 
 fn slot(short: u32, id: u32) -> Slot {
@@ -132,6 +151,8 @@ pub struct ByteKeys {
     /// Bytes of removed keys still in `bytes`.
     garbage: usize,
     hasher: DefaultHashBuilder,
+    /// The seeds of [`Self::hash_word`], drawn from `hasher`.
+    seeds: [u64; 2],
 }
 
 impl Default for ByteKeys {
@@ -143,21 +164,23 @@ impl Default for ByteKeys {
 impl ByteKeys {
     /// A set with room for `keys` keys before it grows.
     pub fn with_capacity(keys: usize) -> Self {
+        let hasher = DefaultHashBuilder::default();
         Self {
-            slots: vec![EMPTY; (keys * 2).next_power_of_two().max(MIN_SLOTS)],
+            slots: vec![EMPTY; slots_for(keys)],
             occupied: 0,
             views: Vec::with_capacity(keys),
             bytes: Vec::new(),
             free: Vec::new(),
             garbage: 0,
-            hasher: DefaultHashBuilder::default(),
+            seeds: [hasher.hash_one(1u8), hasher.hash_one(2u8)],
+            hasher,
         }
     }
 
     /// Forgets every key, keeping room for as many as were held: the next window's keys
     /// are written over memory already mapped and in the cache.
     pub fn clear(&mut self) {
-        let room = (self.len() * 2).next_power_of_two().max(MIN_SLOTS);
+        let room = slots_for(self.len());
         match self.slots.len() > 2 * room {
             true => self.slots = vec![EMPTY; room],
             false => self.slots.fill(EMPTY),
@@ -172,8 +195,9 @@ impl ByteKeys {
     /// The id of `key`, added if it is new.
     #[inline]
     pub fn intern(&mut self, key: &[u8]) -> Result<u32> {
-        let short = self.short_hash(key);
-        self.intern_hashed(key, short)
+        self.check_room(1)?;
+        let (word, short) = self.word_and_hash(key);
+        self.intern_hashed(key, word, short)
     }
 
     /// Calls `found` with the id of each of `count` keys (`key(i)` is the i-th), in order,
@@ -186,82 +210,135 @@ impl ByteKeys {
         key: impl Fn(usize) -> &'a [u8],
         mut found: impl FnMut(u32),
     ) -> Result<()> {
-        // The short hashes of the keys from `i` to `i + 2 * AHEAD`, by `i % (2 * AHEAD)`.
-        let mut shorts = [0u32; 2 * AHEAD];
-        for (i, short) in shorts.iter_mut().enumerate().take(count) {
-            *short = self.fetch_slot(key(i));
+        self.check_room(count)?;
+        // The words and short hashes of the keys from `i` to `i + 2 * AHEAD`, by
+        // `i % (2 * AHEAD)`: each key is read and hashed once.
+        let mut ahead = [(0u128, 0u32); 2 * AHEAD];
+        for (i, pending) in ahead.iter_mut().enumerate().take(count) {
+            *pending = self.fetch_slot(key(i));
         }
         for i in 0..count {
-            // Key `i + 2 * AHEAD` takes the place of key `i` in `shorts`.
-            let short = shorts[i % (2 * AHEAD)];
+            // Key `i + 2 * AHEAD` takes the place of key `i` in `ahead`.
+            let (word, short) = ahead[i % (2 * AHEAD)];
             let fetch_slot = i + 2 * AHEAD;
             if fetch_slot < count {
-                shorts[fetch_slot % (2 * AHEAD)] = self.fetch_slot(key(fetch_slot));
+                ahead[fetch_slot % (2 * AHEAD)] = self.fetch_slot(key(fetch_slot));
             }
             let fetch_view = i + AHEAD;
             if fetch_view < count {
-                let short = shorts[fetch_view % (2 * AHEAD)];
-                let held = self.slots[short as usize & self.mask()];
-                if held != EMPTY && slot_short(held) == short {
-                    prefetch(&self.views[slot_id(held) as usize]);
-                }
+                self.fetch_view(ahead[fetch_view % (2 * AHEAD)].1);
             }
-            found(self.intern_hashed(key(i), short)?);
+            let id = match is_inline(word) {
+                true => self.intern_inline(word, short),
+                false => self.intern_hashed(key(i), word, short)?,
+            };
+            found(id);
         }
         Ok(())
     }
 
-    /// The short hash of `key`, its home slot fetched into the cache.
+    /// Fails unless `count` more keys can each have an id of their own (ids stop short of
+    /// `u32::MAX`), so that adding a key never fails past this point.
+    fn check_room(&self, count: usize) -> Result<()> {
+        match self.views.len().checked_add(count) {
+            Some(ids) if ids < u32::MAX as usize => Ok(()),
+            _ => internal_err!("more than 4 billion group keys"),
+        }
+    }
+
+    /// The word and short hash of `key`, its home slot fetched into the cache.
     #[inline]
-    fn fetch_slot(&self, key: &[u8]) -> u32 {
-        let short = self.short_hash(key);
+    fn fetch_slot(&self, key: &[u8]) -> (u128, u32) {
+        let (word, short) = self.word_and_hash(key);
         prefetch(&self.slots[short as usize & self.mask()]);
-        short
+        (word, short)
+    }
+
+    /// Fetches into the cache the view of the key whose short hash is `short`, if its home
+    /// slot holds one of that hash (the slot was fetched some rows before).
+    #[inline]
+    fn fetch_view(&self, short: u32) {
+        let held = self.slots[short as usize & self.mask()];
+        if held != EMPTY && slot_short(held) == short {
+            prefetch(&self.views[slot_id(held) as usize]);
+        }
     }
 
     fn mask(&self) -> usize {
         self.slots.len() - 1
     }
 
+    /// A short key's view as a word, or a longer key's length alone (see [`is_inline`]),
+    /// and the key's short hash.
     #[inline]
-    fn short_hash(&self, key: &[u8]) -> u32 {
+    fn word_and_hash(&self, key: &[u8]) -> (u128, u32) {
         match key.len() <= INLINE {
-            true => self.hasher.hash_one(inline_word(key)) as u32,
-            false => self.hasher.hash_one(key) as u32,
+            true => {
+                let word = inline_word(key);
+                (word, self.hash_word(word))
+            }
+            false => (key.len() as u128, self.hasher.hash_one(key) as u32),
         }
     }
 
-    /// The id of `key`, whose short hash is `short`, added if it is new.
     #[inline]
-    fn intern_hashed(&mut self, key: &[u8], short: u32) -> Result<u32> {
-        let (at, view) = match key.len() <= INLINE {
-            true => {
-                let word = inline_word(key);
-                match self.probe(short, |view| u128::from_le_bytes(*view) == word) {
-                    Ok(id) => return Ok(id),
-                    Err(at) => (at, word.to_le_bytes()),
-                }
-            }
-            false => {
-                let bytes = &self.bytes;
-                let holds_key = |view: &View| {
-                    view_len(view) as usize == key.len()
-                        && view[4..8] == key[..4]
-                        && bytes[view_offset(view)..view_offset(view) + key.len()] == *key
-                };
-                match self.probe(short, holds_key) {
-                    Ok(id) => return Ok(id),
-                    Err(at) => (at, self.append_long(key)?),
-                }
-            }
+    fn short_hash(&self, key: &[u8]) -> u32 {
+        self.word_and_hash(key).1
+    }
+
+    /// The short hash of a short key's word: one folded multiply of its two halves, each
+    /// mixed with a seed of this set's own.
+    #[inline]
+    fn hash_word(&self, word: u128) -> u32 {
+        let [low_seed, high_seed] = self.seeds;
+        let product =
+            ((word as u64 ^ low_seed) as u128) * (((word >> 64) as u64 ^ high_seed) as u128);
+        (product as u64 ^ (product >> 64) as u64) as u32
+    }
+
+    /// The id of the short key whose view is `word` and short hash `short`, added if it is
+    /// new. [`Self::check_room`] has made room for its id.
+    #[inline(always)]
+    fn intern_inline(&mut self, word: u128, short: u32) -> u32 {
+        match self.probe(short, |view| u128::from_le_bytes(*view) == word) {
+            Ok(id) => id,
+            Err(at) => self.insert(at, short, word.to_le_bytes()),
+        }
+    }
+
+    /// The id of `key` (`word` and `short` as [`Self::word_and_hash`] gives them), added if
+    /// it is new. [`Self::check_room`] has made room for its id.
+    fn intern_hashed(&mut self, key: &[u8], word: u128, short: u32) -> Result<u32> {
+        if is_inline(word) {
+            return Ok(self.intern_inline(word, short));
+        }
+        let bytes = &self.bytes;
+        let holds_key = |view: &View| {
+            view_len(view) as usize == key.len()
+                && view[4..8] == key[..4]
+                && bytes[view_offset(view)..view_offset(view) + key.len()] == *key
         };
-        let id = self.store(view)?;
+        match self.probe(short, holds_key) {
+            Ok(id) => Ok(id),
+            Err(at) => {
+                let view = self.append_long(key)?;
+                Ok(self.insert(at, short, view))
+            }
+        }
+    }
+
+    /// Gives `view` an id and puts it in the empty slot `at`. Inlined, so that a short key's
+    /// view goes from registers to its place: passed through memory and read back whole, it
+    /// would stall the core on every new key.
+    #[inline(always)]
+    fn insert(&mut self, at: usize, short: u32, view: View) -> u32 {
+        let id = self.store(view);
         self.slots[at] = slot(short, id);
         self.occupied += 1;
-        if self.occupied * 2 > self.slots.len() {
+        if self.occupied > max_load(self.slots.len()) {
             self.grow();
         }
-        Ok(id)
+        id
     }
 
     /// The id in the slot whose hash is `short` and whose view `holds_key`; else the empty
@@ -310,7 +387,8 @@ impl ByteKeys {
 
     /// A new id that no key interns to (a null key, say); its bytes are empty.
     pub fn detached(&mut self) -> Result<u32> {
-        self.store(inline_view(&[]))
+        self.check_room(1)?;
+        Ok(self.store(inline_view(&[])))
     }
 
     /// The bytes of a live id.
@@ -397,8 +475,8 @@ impl ByteKeys {
         &self,
         ids: impl Iterator<Item = u32>,
         out: &mut Vec<u8>,
-        mut end: impl FnMut(usize) -> Result<()>,
-    ) -> Result<()> {
+        mut end: impl FnMut(usize),
+    ) {
         for id in ids {
             let view = &self.views[id as usize];
             let len = view_len(view) as usize;
@@ -409,24 +487,21 @@ impl ByteKeys {
             } else {
                 out.extend_from_slice(&self.bytes[view_offset(view)..view_offset(view) + len]);
             }
-            end(out.len())?;
+            end(out.len());
         }
-        Ok(())
     }
 
-    fn store(&mut self, view: View) -> Result<u32> {
+    /// A new id for `view`, a freed one if there is one. [`Self::check_room`] has made room.
+    #[inline(always)]
+    fn store(&mut self, view: View) -> u32 {
         match self.free.pop() {
             Some(id) => {
                 self.views[id as usize] = view;
-                Ok(id)
+                id
             }
             None => {
-                let id = match u32::try_from(self.views.len()) {
-                    Ok(id) if id < u32::MAX => id,
-                    _ => return internal_err!("more than 4 billion group keys"),
-                };
                 self.views.push(view);
-                Ok(id)
+                (self.views.len() - 1) as u32
             }
         }
     }
@@ -503,11 +578,7 @@ mod tests {
         let mut out = Vec::new();
         let mut ends = Vec::new();
         let order = [ids[4], ids[1], ids[2], ids[0], ids[3], ids[4]];
-        keys.copy_into(order.into_iter(), &mut out, |end| {
-            ends.push(end);
-            Ok(())
-        })
-        .unwrap();
+        keys.copy_into(order.into_iter(), &mut out, |end| ends.push(end));
         let expected = format!("z{long}u1user-000000000042z");
         assert_eq!(out, expected.as_bytes());
         assert_eq!(

@@ -102,14 +102,16 @@ impl KeyDictionary {
         match &self.encoding {
             Encoding::Utf8 { null_id } => {
                 let total: usize = ids.clone().map(|id| self.keys.get(id).len()).sum();
+                if i32::try_from(total).is_err() {
+                    return internal_err!("more than 2 GiB of string keys in one window");
+                }
                 // Room for the last short key's whole-word copy.
                 let mut bytes = Vec::with_capacity(total + 16);
                 let mut offsets = Vec::with_capacity(ids.len() + 1);
                 offsets.push(0i32);
-                self.keys.copy_into(ids.clone(), &mut bytes, |end| {
-                    offsets.push(offset(end)?);
-                    Ok(())
-                })?;
+                // Every end is at most `total`, which fits.
+                self.keys
+                    .copy_into(ids.clone(), &mut bytes, |end| offsets.push(end as i32));
                 let nulls = null_id.map(|null| NullBuffer::from_iter(ids.map(|id| id != null)));
                 Ok(vec![Arc::new(StringArray::try_new(
                     OffsetBuffer::new(ScalarBuffer::from(offsets)),
@@ -164,13 +166,6 @@ impl KeyDictionary {
         if let Encoding::Utf8 { null_id } = &mut self.encoding {
             *null_id = None;
         }
-    }
-}
-
-fn offset(len: usize) -> Result<i32> {
-    match i32::try_from(len) {
-        Ok(offset) => Ok(offset),
-        Err(_) => internal_err!("more than 2 GiB of string keys in one window"),
     }
 }
 

@@ -109,7 +109,7 @@ fn max_load(slots: usize) -> usize {
 
 /// The slots of a table with room for `keys` keys.
 fn slots_for(keys: usize) -> usize {
-    (keys * 2 + 2).next_power_of_two().max(MIN_SLOTS)
+    (keys * 2).next_power_of_two().max(MIN_SLOTS)
 }
 
 fn slot(short: u32, id: u32) -> Slot {

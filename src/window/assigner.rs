@@ -5,7 +5,6 @@
 //! a step's rows belong to every window of their period that ends after the step. `SESSION` gives each row its own
 //! provisional window, `[ts, ts + gap)`, which the aggregate merges.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
@@ -153,22 +152,136 @@ impl WindowAssigner {
     }
 }
 
-/// The rows of `batch` by pane (the multiple of `slide` at or below their event time);
-/// rows without an event time come under `None`.
+/// The rows of `batch` by pane (the multiple of `slide` at or below their event time), in
+/// pane order; rows without an event time come first, under `None`. A batch within one pane
+/// is handed on as it is; one that straddles panes (rows out of order around a boundary) is
+/// reordered by pane with one `take` and cut into slices.
 fn panes(batch: &RecordBatch, ts: &[i64], slide: i64) -> Result<Vec<(Option<i64>, RecordBatch)>> {
-    let (lo, hi) = ts
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    let Some(&first) = ts.first() else {
+        return Ok(Vec::new());
+    };
+    // Two plain passes, which the compiler vectorizes; most batches stop here.
+    let lo = ts.iter().copied().min().unwrap_or(i64::MIN);
+    let hi = ts.iter().copied().max().unwrap_or(i64::MIN);
     if lo != i64::MIN && floor(lo, slide) == floor(hi, slide) {
         return Ok(vec![(Some(floor(lo, slide)), batch.clone())]);
     }
-    let mut by_pane: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
-    for (row, &t) in ts.iter().enumerate() {
-        let pane = (t != i64::MIN).then(|| floor(t, slide));
-        by_pane.entry(pane).or_default().push(row as u32);
+    let pane_of = |t: i64| (t != i64::MIN).then(|| floor(t, slide));
+    let panes = distinct_panes(ts.iter().map(|&t| pane_of(t)));
+    // A counting sort of the rows by pane: counts, then each pane's first position.
+    let index_of = |pane: Option<i64>| panes.partition_point(|&p| p < pane);
+    let mut starts = vec![0u32; panes.len() + 1];
+    let mut row_panes = Vec::with_capacity(ts.len());
+    let mut last = (pane_of(first), index_of(pane_of(first)));
+    for &t in ts {
+        let pane = pane_of(t);
+        if pane != last.0 {
+            last = (pane, index_of(pane));
+        }
+        row_panes.push(last.1 as u32);
+        starts[last.1 + 1] += 1;
     }
-    by_pane
-        .into_iter()
-        .map(|(pane, rows)| Ok((pane, take_record_batch(batch, &UInt32Array::from(rows))?)))
-        .collect()
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut order = vec![0u32; ts.len()];
+    let mut next = starts.clone();
+    for (row, &pane) in row_panes.iter().enumerate() {
+        order[next[pane as usize] as usize] = row as u32;
+        next[pane as usize] += 1;
+    }
+    let ordered = take_record_batch(batch, &UInt32Array::from(order))?;
+    Ok(panes
+        .iter()
+        .zip(starts.windows(2))
+        .map(|(&pane, range)| {
+            let (from, to) = (range[0] as usize, range[1] as usize);
+            (pane, ordered.slice(from, to - from))
+        })
+        .collect())
+}
+
+/// The distinct values of `panes`, sorted. Rows out of order around a boundary alternate
+/// between a few panes, so a short list checked on each change of pane finds them; a batch
+/// spanning many panes is sorted instead.
+fn distinct_panes(panes: impl Iterator<Item = Option<i64>> + Clone) -> Vec<Option<i64>> {
+    const FEW: usize = 16;
+    let mut distinct: Vec<Option<i64>> = Vec::new();
+    let mut last = None;
+    for pane in panes.clone() {
+        if last == Some(pane) {
+            continue;
+        }
+        last = Some(pane);
+        if !distinct.contains(&pane) {
+            if distinct.len() == FEW {
+                distinct = panes.collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                return distinct;
+            }
+            distinct.push(pane);
+        }
+    }
+    distinct.sort_unstable();
+    distinct
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    fn batch(ts: &[i64]) -> RecordBatch {
+        let schema = Schema::new(vec![Field::new("ts", DataType::Int64, false)]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from(ts.to_vec()))],
+        )
+        .unwrap()
+    }
+
+    fn split(ts: &[i64], slide: i64) -> Vec<(Option<i64>, Vec<i64>)> {
+        panes(&batch(ts), ts, slide)
+            .unwrap()
+            .into_iter()
+            .map(|(pane, rows)| {
+                let values = rows.column(0).as_primitive::<Int64Type>().values().to_vec();
+                (pane, values)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_within_one_pane_stays_whole() {
+        assert_eq!(split(&[12, 10, 19], 10), vec![(Some(10), vec![12, 10, 19])]);
+    }
+
+    #[test]
+    fn rows_out_of_order_around_a_boundary_go_to_their_panes_in_order() {
+        let ts = [18, 21, 19, i64::MIN, 20, 9, 25, 17];
+        assert_eq!(
+            split(&ts, 10),
+            vec![
+                (None, vec![i64::MIN]),
+                (Some(0), vec![9]),
+                (Some(10), vec![18, 19, 17]),
+                (Some(20), vec![21, 20, 25]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_spanning_many_panes_is_split_by_each() {
+        let ts: Vec<i64> = (0..100).map(|i| (i * 37) % 100).collect();
+        let panes = split(&ts, 5);
+        assert_eq!(panes.len(), 20);
+        for (at, (pane, rows)) in panes.iter().enumerate() {
+            assert_eq!(*pane, Some(at as i64 * 5));
+            let expected: Vec<i64> = ts.iter().copied().filter(|t| t / 5 == at as i64).collect();
+            assert_eq!(rows, &expected);
+        }
+    }
 }

@@ -95,7 +95,13 @@ impl WindowBins {
         let start = ScalarValue::try_from_array(&starts, 0)?;
         let end = ScalarValue::try_from_array(&ends, 0)?;
         let start_nanos = nanos_values(&starts)?;
-        if start_nanos.iter().any(|&s| s != start_nanos[0]) {
+        // Every start equal to the first, in a pass without branches.
+        let first = start_nanos[0];
+        if start_nanos
+            .iter()
+            .fold(0, |differ, &s| differ | (s ^ first))
+            != 0
+        {
             return internal_err!(
                 "a window aggregate received rows of several windows in one batch"
             );

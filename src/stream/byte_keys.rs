@@ -43,7 +43,7 @@ const MIN_SLOTS: usize = 16;
 
 /// How many rows ahead [`ByteKeys::intern_all`] fetches a key's view (and twice that, its
 /// slot).
-const AHEAD: usize = 8;
+const AHEAD: usize = 16;
 
 /// Garbage below this many bytes is never worth a compaction.
 const MIN_COMPACTION_BYTES: usize = 1 << 20;
@@ -150,6 +150,9 @@ pub struct ByteKeys {
     free: Vec<u32>,
     /// Bytes of removed keys still in `bytes`.
     garbage: usize,
+    /// The bytes of the live keys, long and short: what [`Self::copy_into`] copies for all
+    /// of them.
+    key_bytes: usize,
     hasher: DefaultHashBuilder,
     /// The seeds of [`Self::hash_word`], drawn from `hasher`.
     seeds: [u64; 2],
@@ -172,6 +175,7 @@ impl ByteKeys {
             bytes: Vec::new(),
             free: Vec::new(),
             garbage: 0,
+            key_bytes: 0,
             seeds: [hasher.hash_one(1u8), hasher.hash_one(2u8)],
             hasher,
         }
@@ -190,6 +194,7 @@ impl ByteKeys {
         self.bytes.clear();
         self.free.clear();
         self.garbage = 0;
+        self.key_bytes = 0;
     }
 
     /// The id of `key`, added if it is new.
@@ -415,6 +420,7 @@ impl ByteKeys {
         self.views[id as usize] = [0; 16];
         self.views[id as usize][..4].copy_from_slice(&FREE.to_le_bytes());
         self.free.push(id);
+        self.key_bytes -= len as usize;
         if len as usize > INLINE {
             self.garbage += len as usize;
             if self.garbage >= MIN_COMPACTION_BYTES && self.garbage * 2 > self.bytes.len() {
@@ -448,6 +454,11 @@ impl ByteKeys {
         }
         self.slots[hole] = EMPTY;
         self.occupied -= 1;
+    }
+
+    /// The bytes of all live keys together.
+    pub fn key_bytes(&self) -> usize {
+        self.key_bytes
     }
 
     /// The number of live ids.
@@ -494,6 +505,7 @@ impl ByteKeys {
     /// A new id for `view`, a freed one if there is one. [`Self::check_room`] has made room.
     #[inline(always)]
     fn store(&mut self, view: View) -> u32 {
+        self.key_bytes += view_len(&view) as usize;
         match self.free.pop() {
             Some(id) => {
                 self.views[id as usize] = view;
@@ -655,6 +667,8 @@ mod tests {
                 keys.remove(model.remove(&key).unwrap());
             }
             assert_eq!(keys.len(), model.len());
+            let key_bytes: usize = model.keys().map(|key| key.len()).sum();
+            assert_eq!(keys.key_bytes(), key_bytes, "{round}");
             for (key, &id) in &model {
                 assert_eq!(keys.intern(key).unwrap(), id, "{round}");
             }
@@ -669,7 +683,7 @@ mod tests {
             .unwrap();
         let slots = keys.slots.len();
         keys.clear();
-        assert_eq!((keys.len(), keys.id_bound()), (0, 0));
+        assert_eq!((keys.len(), keys.id_bound(), keys.key_bytes()), (0, 0, 0));
         assert_eq!(keys.slots.len(), slots, "room for as many keys is kept");
         assert_eq!(keys.intern(names[9_999].as_bytes()).unwrap(), 0);
         assert_eq!(keys.get(0), names[9_999].as_bytes());

@@ -99,9 +99,21 @@ impl KeyDictionary {
         &self,
         ids: impl ExactSizeIterator<Item = u32> + Clone,
     ) -> Result<Vec<ArrayRef>> {
+        let total = || ids.clone().map(|id| self.keys.get(id).len()).sum();
+        self.keys_of_total(ids.clone(), total)
+    }
+
+    /// [`Self::keys_of`], with `total` the bytes of the keys of `ids` together: for all ids
+    /// the set knows it without reading every key, which at a window's end are out of the
+    /// cache.
+    fn keys_of_total(
+        &self,
+        ids: impl ExactSizeIterator<Item = u32> + Clone,
+        total: impl FnOnce() -> usize,
+    ) -> Result<Vec<ArrayRef>> {
         match &self.encoding {
             Encoding::Utf8 { null_id } => {
-                let total: usize = ids.clone().map(|id| self.keys.get(id).len()).sum();
+                let total = total();
                 if i32::try_from(total).is_err() {
                     return internal_err!("more than 2 GiB of string keys in one window");
                 }
@@ -113,11 +125,12 @@ impl KeyDictionary {
                 self.keys
                     .copy_into(ids.clone(), &mut bytes, |end| offsets.push(end as i32));
                 let nulls = null_id.map(|null| NullBuffer::from_iter(ids.map(|id| id != null)));
-                Ok(vec![Arc::new(StringArray::try_new(
-                    OffsetBuffer::new(ScalarBuffer::from(offsets)),
-                    Buffer::from_vec(bytes),
-                    nulls,
-                )?)])
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+                // SAFETY: every key of this encoding was interned from a `Utf8` value (a
+                // null key's detached id has no bytes), and each offset ends a key.
+                let keys =
+                    unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(bytes), nulls) };
+                Ok(vec![Arc::new(keys)])
             }
             Encoding::Rows { converter, parser } => {
                 Ok(converter.convert_rows(ids.map(|id| parser.parse(self.keys.get(id))))?)
@@ -156,7 +169,7 @@ impl KeyDictionary {
 
     /// Every key in id order, leaving the dictionary empty.
     fn take_all(&mut self) -> Result<Vec<ArrayRef>> {
-        let keys = self.keys_of(0..self.keys.id_bound() as u32)?;
+        let keys = self.keys_of_total(0..self.keys.id_bound() as u32, || self.keys.key_bytes())?;
         self.clear();
         Ok(keys)
     }

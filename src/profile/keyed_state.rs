@@ -23,7 +23,7 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 
 use crate::stream::{ByteKeys, StateSnapshot};
-use crate::window::AggregateExprs;
+use crate::window::{AggregateExprs, ConstantArrays};
 
 /// The state of one key.
 struct KeyState {
@@ -41,6 +41,8 @@ struct KeyState {
 /// The aggregates of every key, and which keys the last batch changed.
 pub struct KeyedAggregates {
     exprs: AggregateExprs,
+    /// Literal arguments, kept as arrays across batches.
+    constants: ConstantArrays,
     output: SchemaRef,
     converter: RowConverter,
     keys: ByteKeys,
@@ -67,6 +69,7 @@ impl KeyedAggregates {
         )?;
         Ok(Self {
             exprs,
+            constants: ConstantArrays::default(),
             output,
             converter,
             keys: ByteKeys::default(),
@@ -81,7 +84,7 @@ impl KeyedAggregates {
     /// Folds `batch` in and returns the ids of the keys it changed, in the order they first
     /// appear in it.
     pub fn fold(&mut self, batch: &RecordBatch, now_ms: u64) -> Result<Vec<u32>> {
-        let rows = self.exprs.evaluate(batch)?;
+        let rows = self.exprs.evaluate(batch, &mut self.constants)?;
         let n = rows.num_rows;
         if n == 0 {
             return Ok(Vec::new());

@@ -27,6 +27,7 @@ use futures::StreamExt;
 
 use super::WindowKind;
 use super::assigner::{Assigned, WindowAssigner};
+use super::constant_arrays::ConstantArrays;
 use super::late_rows::LateRowRouter;
 pub use super::late_rows::LateSink;
 use super::provenance::WindowColumn;
@@ -337,6 +338,7 @@ impl StreamingExec for WindowAssignExec {
                 lateness: self.assignment.lateness_nanos,
                 time_index: self.time_index,
                 windowed_schema: Arc::clone(&self.windowed_schema),
+                constants: ConstantArrays::default(),
             },
             projection: self.projection.clone(),
             held,

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{filter_record_batch, not, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::Result;
+use datafusion::common::{Result, ScalarValue};
 
 use super::WindowKind;
+use super::constant_arrays::ConstantArrays;
 use super::spec::floor;
 use crate::stream::{Watermark, nanos_values, time_array_from_nanos};
 
@@ -33,10 +34,12 @@ pub struct WindowAssigner {
     pub time_index: usize,
     /// The input's columns followed by `window_start`, `window_end` and `window_time`.
     pub windowed_schema: SchemaRef,
+    /// The window columns of the latest windows.
+    pub constants: ConstantArrays,
 }
 
 impl WindowAssigner {
-    pub fn assign(&self, batch: &RecordBatch, applied: Watermark) -> Result<Assigned> {
+    pub fn assign(&mut self, batch: &RecordBatch, applied: Watermark) -> Result<Assigned> {
         if batch.num_rows() == 0 {
             return Ok(Assigned {
                 rows: Vec::new(),
@@ -45,7 +48,8 @@ impl WindowAssigner {
         }
         let ts = nanos_values(batch.column(self.time_index))?;
         // A window [start, end) is emitted once `end + lateness <= watermark`.
-        let open = |end: i64| end.saturating_add(self.lateness) > applied.0;
+        let lateness = self.lateness;
+        let open = |end: i64| end.saturating_add(lateness) > applied.0;
         let (slide, size) = match self.kind {
             WindowKind::Tumble { size } => (size, size),
             WindowKind::Hop { slide, size } => (slide, size),
@@ -96,8 +100,7 @@ impl WindowAssigner {
                     break;
                 }
                 any_open = true;
-                let n = pane_rows.num_rows();
-                rows.push(self.with_windows(&pane_rows, vec![start; n], vec![end; n])?);
+                rows.push(self.with_window(&pane_rows, start, end)?);
             }
             if !any_open {
                 late.push(pane_rows);
@@ -133,6 +136,7 @@ impl WindowAssigner {
         }
     }
 
+    /// `batch` with each row's window: `starts` and `ends` in nanoseconds.
     fn with_windows(
         &self,
         batch: &RecordBatch,
@@ -140,11 +144,38 @@ impl WindowAssigner {
         ends: Vec<i64>,
     ) -> Result<RecordBatch> {
         let time_type = self.windowed_schema.field(self.time_index).data_type();
-        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-        columns.push(time_array_from_nanos(starts, time_type)?);
         let times = ends.iter().map(|end| end - 1).collect();
-        columns.push(time_array_from_nanos(ends, time_type)?);
-        columns.push(time_array_from_nanos(times, time_type)?);
+        self.with_window_columns(
+            batch,
+            [
+                time_array_from_nanos(starts, time_type)?,
+                time_array_from_nanos(ends, time_type)?,
+                time_array_from_nanos(times, time_type)?,
+            ],
+        )
+    }
+
+    /// `batch` with every row in the window `[start, end)`: its window columns are slices
+    /// of arrays kept for that window.
+    fn with_window(&mut self, batch: &RecordBatch, start: i64, end: i64) -> Result<RecordBatch> {
+        let time_type = self.windowed_schema.field(self.time_index).data_type();
+        let n = batch.num_rows();
+        let mut column = |nanos: i64| {
+            let value = time_array_from_nanos(vec![nanos], time_type)?;
+            self.constants
+                .of(&ScalarValue::try_from_array(&value, 0)?, n)
+        };
+        let columns = [column(start)?, column(end)?, column(end - 1)?];
+        self.with_window_columns(batch, columns)
+    }
+
+    fn with_window_columns(
+        &self,
+        batch: &RecordBatch,
+        windows: [ArrayRef; 3],
+    ) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns.extend(windows);
         Ok(RecordBatch::try_new(
             Arc::clone(&self.windowed_schema),
             columns,

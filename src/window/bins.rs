@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::constant_arrays::ConstantArrays;
 use super::grouped::{AggregateExprs, GroupedAggregation};
 use super::id_groups::IdGroupValues;
 use super::shared_keys::SharedKeys;
@@ -51,6 +52,8 @@ pub struct WindowBins {
     /// The emptied aggregation of the last emitted bin, for the next new bin: its keys'
     /// memory is already mapped and warm.
     spare: Option<GroupedAggregation>,
+    /// Literal arguments, kept as arrays across batches.
+    constants: ConstantArrays,
     /// Rows dropped because their bin was already emitted.
     pub late_rows: usize,
 }
@@ -78,6 +81,7 @@ impl WindowBins {
             shared_keys,
             expected_groups: 0,
             spare: None,
+            constants: ConstantArrays::default(),
             late_rows: 0,
         })
     }
@@ -111,7 +115,7 @@ impl WindowBins {
             self.late_rows += n;
             return Ok(());
         }
-        let mut rows = self.exprs.evaluate(batch)?;
+        let mut rows = self.exprs.evaluate(batch, &mut self.constants)?;
         if let Some(shared) = &mut self.shared_keys {
             rows.keys = vec![shared.ids(&rows.keys, end_nanos)?];
         }

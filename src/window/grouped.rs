@@ -14,6 +14,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+use super::constant_arrays::ConstantArrays;
 use super::key_dictionary::KeyDictionary;
 
 /// The expressions of a grouped aggregation: keys, aggregate arguments and `FILTER`s.
@@ -81,24 +82,33 @@ impl AggregateExprs {
         })
     }
 
-    /// Evaluates every expression over `batch`.
-    pub fn evaluate(&self, batch: &RecordBatch) -> Result<EvaluatedRows> {
+    /// Evaluates every expression over `batch`; a literal (`count(*)`'s) is a slice of an
+    /// array `constants` keeps.
+    pub fn evaluate(
+        &self,
+        batch: &RecordBatch,
+        constants: &mut ConstantArrays,
+    ) -> Result<EvaluatedRows> {
         let n = batch.num_rows();
-        let eval = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch).and_then(|v| v.into_array(n));
-        Ok(EvaluatedRows {
-            keys: self.keys.iter().map(eval).collect::<Result<_>>()?,
-            arguments: self
-                .arguments
-                .iter()
-                .map(|args| args.iter().map(eval).collect::<Result<Vec<_>>>())
-                .collect::<Result<_>>()?,
-            filters: self
-                .filters
-                .iter()
-                .map(|f| f.as_ref().map(eval).transpose())
-                .collect::<Result<_>>()?,
+        let mut eval = |e: &Arc<dyn PhysicalExpr>| constants.array(e.evaluate(batch)?, n);
+        let mut rows = EvaluatedRows {
+            keys: Vec::with_capacity(self.keys.len()),
+            arguments: Vec::with_capacity(self.arguments.len()),
+            filters: Vec::with_capacity(self.filters.len()),
             num_rows: n,
-        })
+        };
+        for key in &self.keys {
+            rows.keys.push(eval(key)?);
+        }
+        for args in &self.arguments {
+            rows.arguments
+                .push(args.iter().map(&mut eval).collect::<Result<_>>()?);
+        }
+        for filter in &self.filters {
+            rows.filters
+                .push(filter.as_ref().map(&mut eval).transpose()?);
+        }
+        Ok(rows)
     }
 }
 

@@ -16,6 +16,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::Result;
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::constant_arrays::ConstantArrays;
 use super::grouped::{AggregateExprs, GroupedAggregation};
 use crate::stream::{ByteKeys, Watermark, nanos_values, time_array_from_nanos};
 
@@ -45,6 +46,8 @@ pub struct SessionWindows {
     session_keys: Vec<Arc<dyn PhysicalExpr>>,
     /// The whole aggregation, window columns included as keys.
     exprs: AggregateExprs,
+    /// Literal arguments, kept as arrays across batches.
+    constants: ConstantArrays,
     input: SchemaRef,
     output: SchemaRef,
     /// Input column indices of `window_start` and `window_end` (each row's event time and
@@ -98,6 +101,7 @@ impl SessionWindows {
         Ok(Self {
             session_keys,
             exprs,
+            constants: ConstantArrays::default(),
             input,
             output,
             start_column,
@@ -294,7 +298,7 @@ impl SessionWindows {
         self.settle_starts();
         let sessions = self.closed_rows(&closed)?;
         let mut aggregation = GroupedAggregation::try_new(&self.exprs, 0)?;
-        aggregation.update(&self.exprs.evaluate(&sessions)?)?;
+        aggregation.update(&self.exprs.evaluate(&sessions, &mut self.constants)?)?;
         let (mut columns, values) = aggregation.emit()?;
         columns.extend(values);
         out.push(RecordBatch::try_new(Arc::clone(&self.output), columns)?);

@@ -5,13 +5,16 @@
 //! touches one view.
 //!
 //! The ids are found through an open-addressing table of 8-byte slots (32 bits of hash, the
-//! id), probed linearly and at most half full. A set of keys larger than the core's
-//! cache costs a cache miss per lookup in the table and another in the views, so
-//! [`ByteKeys::intern_all`] looks a batch up in a pipeline: the slot of a key some rows
-//! ahead is fetched into the cache, then the view its slot points at, and the key is looked
-//! up once both are there. The fetches are hints; the lookups themselves are the plain
-//! ones. Each key is read and hashed once, and a new short key's view goes from registers
-//! straight to its place.
+//! id), probed linearly and at most half full, with a one-byte tag per slot in an array of
+//! its own (zero for an empty slot, else seven bits of the hash). A window's tags fit in the
+//! core's cache where its slots do not: a key new to the table (most of a window's rows) is
+//! found absent from its tags alone, without waiting on its slot, and clearing the table
+//! clears only the tags. A set of keys larger than the core's cache still costs a miss per
+//! key found, in the slot and in the view, so [`ByteKeys::intern_all`] looks a batch up in
+//! a pipeline: the tag and slot of a key some rows ahead are fetched into the cache, then
+//! the view its slot points at, and the key is looked up once they are there. The fetches
+//! are hints; the lookups themselves are the plain ones. Each key is read and hashed once,
+//! and a new short key's view goes from registers straight to its place.
 //!
 //! Ids of removed keys are reused (a removed slot is filled by shifting its successors
 //! back, so no tombstones pile up) and the buffer is compacted once most of it is garbage,
@@ -35,8 +38,14 @@ const FREE: u32 = u32::MAX;
 /// A slot of the table: the key's short hash in the high 32 bits, its id in the low ones.
 type Slot = u64;
 
-/// A slot no key holds (ids stop short of `u32::MAX`).
-const EMPTY: Slot = u64::MAX;
+/// The tag of a slot no key holds; what a slot holds is read only when its tag is not.
+const EMPTY: u8 = 0;
+
+/// The tag of a slot holding a key whose short hash is `short`: its top seven bits, with
+/// the high bit set so that it is never [`EMPTY`]. The home slot comes from the low bits.
+fn tag(short: u32) -> u8 {
+    (short >> 25) as u8 | 0x80
+}
 
 /// The table's size before its first growth.
 const MIN_SLOTS: usize = 16;
@@ -142,6 +151,8 @@ fn prefetch<T>(value: &T) {
 pub struct ByteKeys {
     /// Open addressing, linear probing; a power of two long, at most half full.
     slots: Vec<Slot>,
+    /// By slot: its [`tag`], or [`EMPTY`].
+    tags: Vec<u8>,
     /// Slots that hold a key.
     occupied: usize,
     views: Vec<View>,
@@ -169,7 +180,8 @@ impl ByteKeys {
     pub fn with_capacity(keys: usize) -> Self {
         let hasher = DefaultHashBuilder::default();
         Self {
-            slots: vec![EMPTY; slots_for(keys)],
+            slots: vec![0; slots_for(keys)],
+            tags: vec![EMPTY; slots_for(keys)],
             occupied: 0,
             views: Vec::with_capacity(keys),
             bytes: Vec::new(),
@@ -186,8 +198,8 @@ impl ByteKeys {
     pub fn clear(&mut self) {
         let room = slots_for(self.len());
         match self.slots.len() > 2 * room {
-            true => self.slots = vec![EMPTY; room],
-            false => self.slots.fill(EMPTY),
+            true => (self.slots, self.tags) = (vec![0; room], vec![EMPTY; room]),
+            false => self.tags.fill(EMPTY),
         }
         self.occupied = 0;
         self.views.clear();
@@ -251,21 +263,27 @@ impl ByteKeys {
         }
     }
 
-    /// The word and short hash of `key`, its home slot fetched into the cache.
+    /// The word and short hash of `key`, its home tag and slot fetched into the cache.
     #[inline]
     fn fetch_slot(&self, key: &[u8]) -> (u128, u32) {
         let (word, short) = self.word_and_hash(key);
-        prefetch(&self.slots[short as usize & self.mask()]);
+        let home = short as usize & self.mask();
+        prefetch(&self.tags[home]);
+        prefetch(&self.slots[home]);
         (word, short)
     }
 
     /// Fetches into the cache the view of the key whose short hash is `short`, if its home
-    /// slot holds one of that hash (the slot was fetched some rows before).
+    /// slot holds one of that hash (the tag and slot were fetched some rows before; the slot
+    /// is read only when the tag matches).
     #[inline]
     fn fetch_view(&self, short: u32) {
-        let held = self.slots[short as usize & self.mask()];
-        if held != EMPTY && slot_short(held) == short {
-            prefetch(&self.views[slot_id(held) as usize]);
+        let home = short as usize & self.mask();
+        if self.tags[home] == tag(short) {
+            let held = self.slots[home];
+            if slot_short(held) == short {
+                prefetch(&self.views[slot_id(held) as usize]);
+            }
         }
     }
 
@@ -339,6 +357,7 @@ impl ByteKeys {
     fn insert(&mut self, at: usize, short: u32, view: View) -> u32 {
         let id = self.store(view);
         self.slots[at] = slot(short, id);
+        self.tags[at] = tag(short);
         self.occupied += 1;
         if self.occupied > max_load(self.slots.len()) {
             self.grow();
@@ -351,14 +370,18 @@ impl ByteKeys {
     #[inline]
     fn probe(&self, short: u32, holds_key: impl Fn(&View) -> bool) -> Result<u32, usize> {
         let mask = self.mask();
+        let tag = tag(short);
         let mut at = short as usize & mask;
         loop {
-            let held = self.slots[at];
+            let held = self.tags[at];
             if held == EMPTY {
                 return Err(at);
             }
-            if slot_short(held) == short && holds_key(&self.views[slot_id(held) as usize]) {
-                return Ok(slot_id(held));
+            if held == tag {
+                let held = self.slots[at];
+                if slot_short(held) == short && holds_key(&self.views[slot_id(held) as usize]) {
+                    return Ok(slot_id(held));
+                }
             }
             at = (at + 1) & mask;
         }
@@ -378,15 +401,17 @@ impl ByteKeys {
 
     /// Doubles the table.
     fn grow(&mut self) {
-        let doubled = vec![EMPTY; self.slots.len() * 2];
-        let old = std::mem::replace(&mut self.slots, doubled);
+        let doubled = self.slots.len() * 2;
+        let slots = std::mem::replace(&mut self.slots, vec![0; doubled]);
+        let tags = std::mem::replace(&mut self.tags, vec![EMPTY; doubled]);
         let mask = self.mask();
-        for held in old.into_iter().filter(|&held| held != EMPTY) {
+        for (held, tag) in slots.into_iter().zip(tags).filter(|&(_, tag)| tag != EMPTY) {
             let mut at = slot_short(held) as usize & mask;
-            while self.slots[at] != EMPTY {
+            while self.tags[at] != EMPTY {
                 at = (at + 1) & mask;
             }
             self.slots[at] = held;
+            self.tags[at] = tag;
         }
     }
 
@@ -435,24 +460,27 @@ impl ByteKeys {
         let mask = self.mask();
         let mut hole = short as usize & mask;
         loop {
-            match self.slots[hole] {
-                EMPTY => return,
-                held if slot_id(held) == id => break,
-                _ => hole = (hole + 1) & mask,
+            if self.tags[hole] == EMPTY {
+                return;
             }
+            if slot_id(self.slots[hole]) == id {
+                break;
+            }
+            hole = (hole + 1) & mask;
         }
         let mut next = (hole + 1) & mask;
-        while self.slots[next] != EMPTY {
+        while self.tags[next] != EMPTY {
             let home = slot_short(self.slots[next]) as usize & mask;
             // The key at `next` may move back into the hole if the hole lies on its way
             // from its home slot.
             if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
                 self.slots[hole] = self.slots[next];
+                self.tags[hole] = self.tags[next];
                 hole = next;
             }
             next = (next + 1) & mask;
         }
-        self.slots[hole] = EMPTY;
+        self.tags[hole] = EMPTY;
         self.occupied -= 1;
     }
 
@@ -474,6 +502,7 @@ impl ByteKeys {
     /// Bytes held.
     pub fn size(&self) -> usize {
         self.slots.capacity() * size_of::<Slot>()
+            + self.tags.capacity()
             + self.views.capacity() * size_of::<View>()
             + self.bytes.capacity()
             + self.free.capacity() * size_of::<u32>()

@@ -325,7 +325,7 @@ impl ByteKeys {
     fn intern_inline(&mut self, word: u128, short: u32) -> u32 {
         match self.probe(short, |view| u128::from_le_bytes(*view) == word) {
             Ok(id) => id,
-            Err(at) => self.insert(at, short, word.to_le_bytes()),
+            Err(at) => self.insert(at, short, word.to_le_bytes(), word as u32 as usize),
         }
     }
 
@@ -345,16 +345,17 @@ impl ByteKeys {
             Ok(id) => Ok(id),
             Err(at) => {
                 let view = self.append_long(key)?;
-                Ok(self.insert(at, short, view))
+                Ok(self.insert(at, short, view, key.len()))
             }
         }
     }
 
-    /// Gives `view` an id and puts it in the empty slot `at`. Inlined, so that a short key's
-    /// view goes from registers to its place: passed through memory and read back whole, it
-    /// would stall the core on every new key.
+    /// Gives `view` (of a key `len` bytes long) an id and puts it in the empty slot `at`.
+    /// Inlined, so that a short key's view goes from registers to its place: passed through
+    /// memory and read back whole, it would stall the core on every new key.
     #[inline(always)]
-    fn insert(&mut self, at: usize, short: u32, view: View) -> u32 {
+    fn insert(&mut self, at: usize, short: u32, view: View, len: usize) -> u32 {
+        self.key_bytes += len;
         let id = self.store(view);
         self.slots[at] = slot(short, id);
         self.tags[at] = tag(short);
@@ -534,7 +535,6 @@ impl ByteKeys {
     /// A new id for `view`, a freed one if there is one. [`Self::check_room`] has made room.
     #[inline(always)]
     fn store(&mut self, view: View) -> u32 {
-        self.key_bytes += view_len(&view) as usize;
         match self.free.pop() {
             Some(id) => {
                 self.views[id as usize] = view;

@@ -338,7 +338,9 @@ impl StreamingExec for WindowAssignExec {
                 lateness: self.assignment.lateness_nanos,
                 time_index: self.time_index,
                 windowed_schema: Arc::clone(&self.windowed_schema),
-                constants: ConstantArrays::default(),
+                // The three columns of every window a pane's rows land in, and of the
+                // next pane's new window.
+                constants: ConstantArrays::new(3 * (self.assignment.kind.windows_per_pane() + 1)),
             },
             projection: self.projection.clone(),
             held,

@@ -3,25 +3,43 @@
 //! literal: writing such a column out per batch costs a store per row, slicing a kept one
 //! costs nothing per row.
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::ColumnarValue;
 
-/// How many values are kept: a window's three columns for the two windows open around a
-/// boundary, and a literal or two.
-const KEPT: usize = 8;
-
-/// A kept array is at least this long, so that the batches of one window, whatever their
-/// sizes, slice one array.
-const MIN_LEN: usize = 8192;
+/// How many values are kept unless said otherwise: a literal or two.
+const KEPT: usize = 4;
 
 /// Kept arrays of repeated values, the most recently made last.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConstantArrays {
     kept: Vec<(ScalarValue, ArrayRef)>,
+    /// How many values are kept: an array no longer asked for is dropped soon, so that
+    /// its memory is reused while it is still in the cache.
+    room: usize,
+    /// The longest array asked for: a new value's array is made this long, so that the
+    /// batches of one window, whatever their sizes, slice one array.
+    longest: usize,
+}
+
+impl Default for ConstantArrays {
+    fn default() -> Self {
+        Self::new(KEPT)
+    }
 }
 
 impl ConstantArrays {
+    /// Arrays for `room` values at a time (at least one).
+    pub fn new(room: usize) -> Self {
+        Self {
+            kept: Vec::new(),
+            room: room.max(1),
+            longest: 0,
+        }
+    }
+
     /// An array of `len` copies of `value`.
     pub fn of(&mut self, value: &ScalarValue, len: usize) -> Result<ArrayRef> {
         if let Some((_, array)) = self
@@ -31,12 +49,13 @@ impl ConstantArrays {
         {
             return Ok(array.slice(0, len));
         }
-        let array = value.to_array_of_size(len.max(MIN_LEN))?;
+        self.longest = self.longest.max(len);
+        let array = value.to_array_of_size(self.longest)?;
         self.kept.retain(|(kept, _)| kept != value);
-        if self.kept.len() == KEPT {
+        if self.kept.len() == self.room {
             self.kept.remove(0);
         }
-        self.kept.push((value.clone(), array.slice(0, array.len())));
+        self.kept.push((value.clone(), Arc::clone(&array)));
         Ok(array.slice(0, len))
     }
 
@@ -60,12 +79,12 @@ mod tests {
     fn repeated_values_are_slices_of_one_kept_array() {
         let mut constants = ConstantArrays::default();
         let seven = ScalarValue::Int64(Some(7));
-        let first = constants.of(&seven, 3).unwrap();
-        let second = constants.of(&seven, 10).unwrap();
-        assert_eq!(first.as_ref(), &Int64Array::from(vec![7; 3]) as &dyn Array);
-        assert_eq!(second.len(), 10);
+        let first = constants.of(&seven, 10).unwrap();
+        let second = constants.of(&seven, 3).unwrap();
+        assert_eq!(second.as_ref(), &Int64Array::from(vec![7; 3]) as &dyn Array);
+        assert_eq!(first.len(), 10);
         assert!(
-            second
+            first
                 .as_primitive::<Int64Type>()
                 .values()
                 .iter()
@@ -78,10 +97,21 @@ mod tests {
     #[test]
     fn a_longer_array_than_kept_is_made_anew_and_nulls_repeat_too() {
         let mut constants = ConstantArrays::default();
-        let long = constants
-            .of(&ScalarValue::Int64(Some(1)), MIN_LEN + 1)
-            .unwrap();
-        assert_eq!(long.len(), MIN_LEN + 1);
+        constants.of(&ScalarValue::Int64(Some(1)), 5).unwrap();
+        let long = constants.of(&ScalarValue::Int64(Some(1)), 50).unwrap();
+        assert_eq!(long.len(), 50);
+        assert_eq!(
+            constants.kept.len(),
+            1,
+            "the longer array replaces the shorter"
+        );
+        let other = constants.of(&ScalarValue::Int64(Some(2)), 3).unwrap();
+        assert_eq!(other.len(), 3);
+        assert_eq!(
+            constants.kept[1].1.len(),
+            50,
+            "made as long as the longest asked for"
+        );
         let nulls = constants.of(&ScalarValue::Int64(None), 4).unwrap();
         assert_eq!(nulls.null_count(), 4);
         for value in 0..2 * KEPT as i64 {

@@ -29,6 +29,16 @@ impl WindowKind {
         }
     }
 
+    /// The most windows the rows of one pane (or step) belong to; none for sessions.
+    pub fn windows_per_pane(&self) -> usize {
+        match *self {
+            Self::Tumble { .. } => 1,
+            Self::Hop { slide, size } => (size / slide) as usize,
+            Self::Cumulate { step, size } => (size / step) as usize,
+            Self::Session { .. } => 0,
+        }
+    }
+
     /// The end of the latest window a row at `ts` belongs to; once the watermark passes it
     /// (plus the allowed lateness) the row can no longer be counted anywhere.
     pub fn latest_end(&self, ts: i64) -> i64 {

@@ -202,19 +202,21 @@ fn panes(batch: &RecordBatch, ts: &[i64], slide: i64) -> Result<Vec<(Option<i64>
             return Ok(vec![(Some(pane), batch.clone())]);
         }
     }
-    let pane_of = |t: i64| (t != i64::MIN).then(|| floor(t, slide));
-    let panes = distinct_panes(ts.iter().map(|&t| pane_of(t)));
+    let row_panes: Vec<Option<i64>> = ts
+        .iter()
+        .map(|&t| (t != i64::MIN).then(|| floor(t, slide)))
+        .collect();
+    let panes = distinct_panes(&row_panes);
     // A counting sort of the rows by pane: counts, then each pane's first position.
     let index_of = |pane: Option<i64>| panes.partition_point(|&p| p < pane);
     let mut starts = vec![0u32; panes.len() + 1];
-    let mut row_panes = Vec::with_capacity(ts.len());
-    let mut last = (pane_of(first), index_of(pane_of(first)));
-    for &t in ts {
-        let pane = pane_of(t);
+    let mut row_indices = Vec::with_capacity(ts.len());
+    let mut last = (row_panes[0], index_of(row_panes[0]));
+    for &pane in &row_panes {
         if pane != last.0 {
             last = (pane, index_of(pane));
         }
-        row_panes.push(last.1 as u32);
+        row_indices.push(last.1 as u32);
         starts[last.1 + 1] += 1;
     }
     for i in 1..starts.len() {
@@ -222,7 +224,7 @@ fn panes(batch: &RecordBatch, ts: &[i64], slide: i64) -> Result<Vec<(Option<i64>
     }
     let mut order = vec![0u32; ts.len()];
     let mut next = starts.clone();
-    for (row, &pane) in row_panes.iter().enumerate() {
+    for (row, &pane) in row_indices.iter().enumerate() {
         order[next[pane as usize] as usize] = row as u32;
         next[pane as usize] += 1;
     }
@@ -240,18 +242,18 @@ fn panes(batch: &RecordBatch, ts: &[i64], slide: i64) -> Result<Vec<(Option<i64>
 /// The distinct values of `panes`, sorted. Rows out of order around a boundary alternate
 /// between a few panes, so a short list checked on each change of pane finds them; a batch
 /// spanning many panes is sorted instead.
-fn distinct_panes(panes: impl Iterator<Item = Option<i64>> + Clone) -> Vec<Option<i64>> {
+fn distinct_panes(panes: &[Option<i64>]) -> Vec<Option<i64>> {
     const FEW: usize = 16;
     let mut distinct: Vec<Option<i64>> = Vec::new();
     let mut last = None;
-    for pane in panes.clone() {
+    for &pane in panes {
         if last == Some(pane) {
             continue;
         }
         last = Some(pane);
         if !distinct.contains(&pane) {
             if distinct.len() == FEW {
-                distinct = panes.collect();
+                distinct = panes.to_vec();
                 distinct.sort_unstable();
                 distinct.dedup();
                 return distinct;

@@ -179,9 +179,10 @@ impl ByteKeys {
     /// A set with room for `keys` keys before it grows.
     pub fn with_capacity(keys: usize) -> Self {
         let hasher = DefaultHashBuilder::default();
+        let slots = slots_for(keys);
         Self {
-            slots: vec![0; slots_for(keys)],
-            tags: vec![EMPTY; slots_for(keys)],
+            slots: vec![0; slots],
+            tags: vec![EMPTY; slots],
             occupied: 0,
             views: Vec::with_capacity(keys),
             bytes: Vec::new(),

@@ -4,9 +4,9 @@
 //! a shared buffer. Comparing a short key is one 16-byte comparison and reading it back
 //! touches one view.
 //!
-//! The ids are found through an open-addressing table of 8-byte slots (32 bits of hash, the
-//! id), probed linearly and at most half full, with a one-byte tag per slot in an array of
-//! its own (zero for an empty slot, else seven bits of the hash). A window's tags fit in the
+//! The ids are found through an open-addressing table of 4-byte slots (the id), probed
+//! linearly and at most half full, with a one-byte tag per slot in an array of its own
+//! (zero for an empty slot, else seven bits of the hash). A window's tags fit in the
 //! core's cache where its slots do not: a key new to the table (most of a window's rows) is
 //! found absent from its tags alone, without waiting on its slot, and clearing the table
 //! clears only the tags. A set of keys larger than the core's cache still costs a miss per
@@ -14,12 +14,14 @@
 //! a pipeline: the tag and slot of a key some rows ahead are fetched into the cache, then
 //! the view its slot points at, and the key is looked up once they are there. The fetches
 //! are hints; the lookups themselves are the plain ones. Each key is read and hashed once,
-//! and a new short key's view goes from registers straight to its place.
+//! a new short key's view goes from registers straight to its place, and what a lookup
+//! reads of the set stays in registers between inserts.
 //!
-//! Ids of removed keys are reused (a removed slot is filled by shifting its successors
-//! back, so no tombstones pile up) and the buffer is compacted once most of it is garbage,
-//! so a set that keys come and go from (the users of the open windows) stays the size of
-//! what it holds.
+//! A removed key's slot is tagged removed, and its id is reused. When removed and live slots
+//! together fill half the table, it is built again from the views, read in id order: at the
+//! same size if few keys are live, else at twice the size. The buffer is compacted once most
+//! of it is garbage. So a set that keys come and go from (the users of the open windows)
+//! stays the size of what it holds.
 
 use std::hash::BuildHasher;
 
@@ -35,11 +37,15 @@ type View = [u8; 16];
 
 const FREE: u32 = u32::MAX;
 
-/// A slot of the table: the key's short hash in the high 32 bits, its id in the low ones.
-type Slot = u64;
+/// A slot of the table: the id of the key it holds (its tag says whether it holds one).
+type Slot = u32;
 
 /// The tag of a slot no key holds; what a slot holds is read only when its tag is not.
 const EMPTY: u8 = 0;
+
+/// The tag of a slot whose key was removed: lookups pass over it, as over a slot of another
+/// key, and a rebuild of the table sweeps it out.
+const REMOVED: u8 = 1;
 
 /// The tag of a slot holding a key whose short hash is `short`: its top seven bits, with
 /// the high bit set so that it is never [`EMPTY`]. The home slot comes from the low bits.
@@ -121,30 +127,187 @@ fn slots_for(keys: usize) -> usize {
     (keys * 2).next_power_of_two().max(MIN_SLOTS)
 }
 
-fn slot(short: u32, id: u32) -> Slot {
-    ((short as u64) << 32) | id as u64
-}
-
-fn slot_short(slot: Slot) -> u32 {
-    (slot >> 32) as u32
-}
-
-fn slot_id(slot: Slot) -> u32 {
-    slot as u32
-}
-
-/// Asks the core to bring the line holding `value` into its cache; a hint only.
+/// Asks the core to bring the line holding `value` into its cache; a hint only, so
+/// `value` need not point into anything.
 #[inline(always)]
-fn prefetch<T>(value: &T) {
+fn prefetch<T>(value: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing the program sees and cannot fault; the pointer comes
-    // from a reference.
+    // SAFETY: a prefetch reads nothing the program sees and never faults, whatever the
+    // address.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast());
+        _mm_prefetch::<_MM_HINT_T0>(value.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
+}
+
+/// How keys are hashed: short keys by one folded multiply of their view, longer ones by
+/// the set's random hasher. Both draw on seeds of the set's own.
+struct KeyHashing {
+    hasher: DefaultHashBuilder,
+    /// The seeds of [`Self::hash_word`], drawn from `hasher`.
+    seeds: [u64; 2],
+}
+
+impl KeyHashing {
+    fn new() -> Self {
+        let hasher = DefaultHashBuilder::default();
+        Self {
+            seeds: [hasher.hash_one(1u8), hasher.hash_one(2u8)],
+            hasher,
+        }
+    }
+
+    /// A short key's view as a word, or a longer key's length alone (see [`is_inline`]),
+    /// and the key's short hash.
+    #[inline(always)]
+    fn word_and_hash(&self, key: &[u8]) -> (u128, u32) {
+        match key.len() <= INLINE {
+            true => {
+                let word = inline_word(key);
+                (word, self.hash_word(word))
+            }
+            false => (key.len() as u128, self.hasher.hash_one(key) as u32),
+        }
+    }
+
+    /// The short hash of the key of `view`, whose bytes, if it is longer than [`INLINE`], are
+    /// in `bytes`.
+    fn view_hash(&self, view: &View, bytes: &[u8]) -> u32 {
+        let len = view_len(view) as usize;
+        match len <= INLINE {
+            true => self.hash_word(u128::from_le_bytes(*view)),
+            false => self
+                .hasher
+                .hash_one(&bytes[view_offset(view)..view_offset(view) + len])
+                as u32,
+        }
+    }
+
+    /// The short hash of a short key's word: one folded multiply of its two halves, each
+    /// mixed with a seed.
+    #[inline(always)]
+    fn hash_word(&self, word: u128) -> u32 {
+        let [low_seed, high_seed] = self.seeds;
+        let product =
+            ((word as u64 ^ low_seed) as u128) * (((word >> 64) as u64 ^ high_seed) as u128);
+        (product as u64 ^ (product >> 64) as u64) as u32
+    }
+}
+
+/// A key on its way to its id: read and hashed once, its slot fetched some rows before it
+/// is looked up.
+#[derive(Clone, Copy, Default)]
+struct Pending<'k> {
+    /// As [`KeyHashing::word_and_hash`] gives it.
+    word: u128,
+    short: u32,
+    key: &'k [u8],
+}
+
+/// What a lookup reads, borrowed from the set between two inserts: held in registers
+/// rather than read again from the set after every store, with slots indexed by a masked
+/// position and so never out of bounds.
+#[derive(Clone, Copy)]
+struct Table<'a> {
+    /// Both `mask + 1` long.
+    tags: &'a [u8],
+    slots: &'a [Slot],
+    views: &'a [View],
+    bytes: &'a [u8],
+    mask: usize,
+    hashing: &'a KeyHashing,
+}
+
+impl<'k> Table<'_> {
+    /// `key`, read and hashed.
+    #[inline(always)]
+    fn pending(&self, key: &'k [u8]) -> Pending<'k> {
+        let (word, short) = self.hashing.word_and_hash(key);
+        Pending { word, short, key }
+    }
+
+    /// `key`, read and hashed, its home tag and slot fetched into the cache.
+    #[inline(always)]
+    fn fetch_slot(&self, key: &'k [u8]) -> Pending<'k> {
+        let pending = self.pending(key);
+        let home = pending.short as usize & self.mask;
+        prefetch(self.tags.as_ptr().wrapping_add(home));
+        prefetch(self.slots.as_ptr().wrapping_add(home));
+        pending
+    }
+}
+
+impl Table<'_> {
+    /// The tag of the slot at `position` (masked).
+    #[inline(always)]
+    fn tag(&self, position: usize) -> u8 {
+        let at = position & self.mask;
+        // SAFETY: `at` is at most `mask`, and `tags` is `mask + 1` long (`ByteKeys::table`).
+        unsafe { *self.tags.get_unchecked(at) }
+    }
+
+    /// The id in the slot at `position` (masked).
+    #[inline(always)]
+    fn slot(&self, position: usize) -> u32 {
+        let at = position & self.mask;
+        // SAFETY: as for `tag`: `slots` is `mask + 1` long.
+        unsafe { *self.slots.get_unchecked(at) }
+    }
+
+    /// Fetches into the cache the view of the key whose short hash is `short`, if its home
+    /// slot holds one of that tag (the tag and slot were fetched some rows before).
+    #[inline(always)]
+    fn fetch_view(&self, short: u32) {
+        if self.tag(short as usize) == tag(short) {
+            // A hint: an address past the views is never read.
+            prefetch(
+                self.views
+                    .as_ptr()
+                    .wrapping_add(self.slot(short as usize) as usize),
+            );
+        }
+    }
+
+    /// The id of the key of `pending`; else the empty slot where it would go.
+    #[inline(always)]
+    fn find(&self, pending: &Pending) -> Result<u32, usize> {
+        match is_inline(pending.word) {
+            true => self.probe(pending.short, |view| {
+                u128::from_le_bytes(*view) == pending.word
+            }),
+            false => {
+                let key = pending.key;
+                self.probe(pending.short, |view| {
+                    view_len(view) as usize == key.len()
+                        && view[4..8] == key[..4]
+                        && self.bytes[view_offset(view)..view_offset(view) + key.len()] == *key
+                })
+            }
+        }
+    }
+
+    /// The id in the slot whose tag is `short`'s and whose view `holds_key`; else the
+    /// empty slot where such a key would go.
+    #[inline(always)]
+    fn probe(&self, short: u32, holds_key: impl Fn(&View) -> bool) -> Result<u32, usize> {
+        let tag = tag(short);
+        let mut at = short as usize;
+        loop {
+            let held = self.tag(at);
+            if held == EMPTY {
+                return Err(at & self.mask);
+            }
+            if held == tag {
+                let id = self.slot(at);
+                if holds_key(&self.views[id as usize]) {
+                    return Ok(id);
+                }
+            }
+            at = at.wrapping_add(1);
+        }
+    }
 }
 
 /// Interns byte strings into stable ids.
@@ -153,20 +316,20 @@ pub struct ByteKeys {
     slots: Vec<Slot>,
     /// By slot: its [`tag`], or [`EMPTY`].
     tags: Vec<u8>,
-    /// Slots that hold a key.
+    /// Slots that are not [`EMPTY`]: they hold a key, or held a removed one.
     occupied: usize,
     views: Vec<View>,
     /// The bytes of keys longer than [`INLINE`].
     bytes: Vec<u8>,
     free: Vec<u32>,
+    /// Ids handed out by [`Self::detached`], which have no slot.
+    detached: Vec<u32>,
     /// Bytes of removed keys still in `bytes`.
     garbage: usize,
     /// The bytes of the live keys, long and short: what [`Self::copy_into`] copies for all
     /// of them.
     key_bytes: usize,
-    hasher: DefaultHashBuilder,
-    /// The seeds of [`Self::hash_word`], drawn from `hasher`.
-    seeds: [u64; 2],
+    hashing: KeyHashing,
 }
 
 impl Default for ByteKeys {
@@ -178,7 +341,6 @@ impl Default for ByteKeys {
 impl ByteKeys {
     /// A set with room for `keys` keys before it grows.
     pub fn with_capacity(keys: usize) -> Self {
-        let hasher = DefaultHashBuilder::default();
         let slots = slots_for(keys);
         Self {
             slots: vec![0; slots],
@@ -187,10 +349,10 @@ impl ByteKeys {
             views: Vec::with_capacity(keys),
             bytes: Vec::new(),
             free: Vec::new(),
+            detached: Vec::new(),
             garbage: 0,
             key_bytes: 0,
-            seeds: [hasher.hash_one(1u8), hasher.hash_one(2u8)],
-            hasher,
+            hashing: KeyHashing::new(),
         }
     }
 
@@ -206,6 +368,7 @@ impl ByteKeys {
         self.views.clear();
         self.bytes.clear();
         self.free.clear();
+        self.detached.clear();
         self.garbage = 0;
         self.key_bytes = 0;
     }
@@ -214,41 +377,47 @@ impl ByteKeys {
     #[inline]
     pub fn intern(&mut self, key: &[u8]) -> Result<u32> {
         self.check_room(1)?;
-        let (word, short) = self.word_and_hash(key);
-        self.intern_hashed(key, word, short)
+        let table = self.table();
+        let pending = table.pending(key);
+        match table.find(&pending) {
+            Ok(id) => Ok(id),
+            Err(at) => self.insert_new(at, &pending),
+        }
     }
 
-    /// Calls `found` with the id of each of `count` keys (`key(i)` is the i-th), in order,
-    /// adding new ones. The same as [`Self::intern`] on each, with the cache misses of
-    /// keys a few rows apart overlapped.
+    /// Calls `found` with the id of each of `keys`, in order, adding new ones. The same as
+    /// [`Self::intern`] on each, with the cache misses of keys a few rows apart overlapped.
     #[inline]
-    pub fn intern_all<'a>(
+    pub fn intern_all<'k>(
         &mut self,
-        count: usize,
-        key: impl Fn(usize) -> &'a [u8],
+        mut keys: impl ExactSizeIterator<Item = &'k [u8]>,
         mut found: impl FnMut(u32),
     ) -> Result<()> {
+        let count = keys.len();
         self.check_room(count)?;
-        // The words and short hashes of the keys from `i` to `i + 2 * AHEAD`, by
-        // `i % (2 * AHEAD)`: each key is read and hashed once.
-        let mut ahead = [(0u128, 0u32); 2 * AHEAD];
-        for (i, pending) in ahead.iter_mut().enumerate().take(count) {
-            *pending = self.fetch_slot(key(i));
+        let mut table = self.table();
+        // Keys `i` to `i + 2 * AHEAD`, by `i % (2 * AHEAD)`: each is read and hashed once.
+        let mut ahead = [Pending::default(); 2 * AHEAD];
+        for (pending, key) in ahead.iter_mut().zip(keys.by_ref()) {
+            *pending = table.fetch_slot(key);
         }
         for i in 0..count {
-            // Key `i + 2 * AHEAD` takes the place of key `i` in `ahead`.
-            let (word, short) = ahead[i % (2 * AHEAD)];
-            let fetch_slot = i + 2 * AHEAD;
-            if fetch_slot < count {
-                ahead[fetch_slot % (2 * AHEAD)] = self.fetch_slot(key(fetch_slot));
+            let place = i % (2 * AHEAD);
+            let pending = ahead[place];
+            // Key `i + 2 * AHEAD` takes the place of key `i`.
+            if let Some(key) = keys.next() {
+                ahead[place] = table.fetch_slot(key);
             }
-            let fetch_view = i + AHEAD;
-            if fetch_view < count {
-                self.fetch_view(ahead[fetch_view % (2 * AHEAD)].1);
+            if i + AHEAD < count {
+                table.fetch_view(ahead[(i + AHEAD) % (2 * AHEAD)].short);
             }
-            let id = match is_inline(word) {
-                true => self.intern_inline(word, short),
-                false => self.intern_hashed(key(i), word, short)?,
+            let id = match table.find(&pending) {
+                Ok(id) => id,
+                Err(at) => {
+                    let id = self.insert_new(at, &pending)?;
+                    table = self.table();
+                    id
+                }
             };
             found(id);
         }
@@ -264,27 +433,17 @@ impl ByteKeys {
         }
     }
 
-    /// The word and short hash of `key`, its home tag and slot fetched into the cache.
-    #[inline]
-    fn fetch_slot(&self, key: &[u8]) -> (u128, u32) {
-        let (word, short) = self.word_and_hash(key);
-        let home = short as usize & self.mask();
-        prefetch(&self.tags[home]);
-        prefetch(&self.slots[home]);
-        (word, short)
-    }
-
-    /// Fetches into the cache the view of the key whose short hash is `short`, if its home
-    /// slot holds one of that hash (the tag and slot were fetched some rows before; the slot
-    /// is read only when the tag matches).
-    #[inline]
-    fn fetch_view(&self, short: u32) {
-        let home = short as usize & self.mask();
-        if self.tags[home] == tag(short) {
-            let held = self.slots[home];
-            if slot_short(held) == short {
-                prefetch(&self.views[slot_id(held) as usize]);
-            }
+    /// What lookups read until the next insert.
+    #[inline(always)]
+    fn table(&self) -> Table<'_> {
+        let mask = self.slots.len() - 1;
+        Table {
+            tags: &self.tags[..=mask],
+            slots: &self.slots[..=mask],
+            views: &self.views,
+            bytes: &self.bytes,
+            mask,
+            hashing: &self.hashing,
         }
     }
 
@@ -292,63 +451,15 @@ impl ByteKeys {
         self.slots.len() - 1
     }
 
-    /// A short key's view as a word, or a longer key's length alone (see [`is_inline`]),
-    /// and the key's short hash.
-    #[inline]
-    fn word_and_hash(&self, key: &[u8]) -> (u128, u32) {
-        match key.len() <= INLINE {
-            true => {
-                let word = inline_word(key);
-                (word, self.hash_word(word))
-            }
-            false => (key.len() as u128, self.hasher.hash_one(key) as u32),
-        }
-    }
-
-    #[inline]
-    fn short_hash(&self, key: &[u8]) -> u32 {
-        self.word_and_hash(key).1
-    }
-
-    /// The short hash of a short key's word: one folded multiply of its two halves, each
-    /// mixed with a seed of this set's own.
-    #[inline]
-    fn hash_word(&self, word: u128) -> u32 {
-        let [low_seed, high_seed] = self.seeds;
-        let product =
-            ((word as u64 ^ low_seed) as u128) * (((word >> 64) as u64 ^ high_seed) as u128);
-        (product as u64 ^ (product >> 64) as u64) as u32
-    }
-
-    /// The id of the short key whose view is `word` and short hash `short`, added if it is
-    /// new. [`Self::check_room`] has made room for its id.
+    /// Gives the key of `pending`, absent from the table, an id and puts it in the empty
+    /// slot `at`. [`Self::check_room`] has made room for its id.
     #[inline(always)]
-    fn intern_inline(&mut self, word: u128, short: u32) -> u32 {
-        match self.probe(short, |view| u128::from_le_bytes(*view) == word) {
-            Ok(id) => id,
-            Err(at) => self.insert(at, short, word.to_le_bytes(), word as u32 as usize),
-        }
-    }
-
-    /// The id of `key` (`word` and `short` as [`Self::word_and_hash`] gives them), added if
-    /// it is new. [`Self::check_room`] has made room for its id.
-    fn intern_hashed(&mut self, key: &[u8], word: u128, short: u32) -> Result<u32> {
-        if is_inline(word) {
-            return Ok(self.intern_inline(word, short));
-        }
-        let bytes = &self.bytes;
-        let holds_key = |view: &View| {
-            view_len(view) as usize == key.len()
-                && view[4..8] == key[..4]
-                && bytes[view_offset(view)..view_offset(view) + key.len()] == *key
+    fn insert_new(&mut self, at: usize, pending: &Pending) -> Result<u32> {
+        let view = match is_inline(pending.word) {
+            true => pending.word.to_le_bytes(),
+            false => self.append_long(pending.key)?,
         };
-        match self.probe(short, holds_key) {
-            Ok(id) => Ok(id),
-            Err(at) => {
-                let view = self.append_long(key)?;
-                Ok(self.insert(at, short, view, key.len()))
-            }
-        }
+        Ok(self.insert(at, pending.short, view, pending.key.len()))
     }
 
     /// Gives `view` (of a key `len` bytes long) an id and puts it in the empty slot `at`.
@@ -358,35 +469,13 @@ impl ByteKeys {
     fn insert(&mut self, at: usize, short: u32, view: View, len: usize) -> u32 {
         self.key_bytes += len;
         let id = self.store(view);
-        self.slots[at] = slot(short, id);
+        self.slots[at] = id;
         self.tags[at] = tag(short);
         self.occupied += 1;
         if self.occupied > max_load(self.slots.len()) {
-            self.grow();
+            self.rebuild();
         }
         id
-    }
-
-    /// The id in the slot whose hash is `short` and whose view `holds_key`; else the empty
-    /// slot where such a key would go.
-    #[inline]
-    fn probe(&self, short: u32, holds_key: impl Fn(&View) -> bool) -> Result<u32, usize> {
-        let mask = self.mask();
-        let tag = tag(short);
-        let mut at = short as usize & mask;
-        loop {
-            let held = self.tags[at];
-            if held == EMPTY {
-                return Err(at);
-            }
-            if held == tag {
-                let held = self.slots[at];
-                if slot_short(held) == short && holds_key(&self.views[slot_id(held) as usize]) {
-                    return Ok(slot_id(held));
-                }
-            }
-            at = (at + 1) & mask;
-        }
     }
 
     /// Appends a key longer than [`INLINE`] to the buffer: its view.
@@ -401,26 +490,42 @@ impl ByteKeys {
         Ok(buffer_view(key, offset))
     }
 
-    /// Doubles the table.
-    fn grow(&mut self) {
-        let doubled = self.slots.len() * 2;
-        let slots = std::mem::replace(&mut self.slots, vec![0; doubled]);
-        let tags = std::mem::replace(&mut self.tags, vec![EMPTY; doubled]);
-        let mask = self.mask();
-        for (held, tag) in slots.into_iter().zip(tags).filter(|&(_, tag)| tag != EMPTY) {
-            let mut at = slot_short(held) as usize & mask;
+    /// Builds the table again from the views, in id order, sweeping out the slots of removed
+    /// keys: at the same size when fewer than a quarter of its slots hold keys, else at
+    /// twice the size. The views are read in order, each key hashed again from its view.
+    fn rebuild(&mut self) {
+        let keys = self.len() - self.detached.len();
+        let size = match keys < max_load(self.slots.len()) / 2 {
+            true => self.slots.len(),
+            false => self.slots.len() * 2,
+        };
+        self.slots = vec![0; size];
+        self.tags = vec![EMPTY; size];
+        self.occupied = keys;
+        let mask = size - 1;
+        let mut detached = self.detached.clone();
+        detached.sort_unstable();
+        for (id, view) in self.views.iter().enumerate() {
+            let id = id as u32;
+            if view_len(view) == FREE || detached.binary_search(&id).is_ok() {
+                continue;
+            }
+            let short = self.hashing.view_hash(view, &self.bytes);
+            let mut at = short as usize & mask;
             while self.tags[at] != EMPTY {
                 at = (at + 1) & mask;
             }
-            self.slots[at] = held;
-            self.tags[at] = tag;
+            self.slots[at] = id;
+            self.tags[at] = tag(short);
         }
     }
 
     /// A new id that no key interns to (a null key, say); its bytes are empty.
     pub fn detached(&mut self) -> Result<u32> {
         self.check_room(1)?;
-        Ok(self.store(inline_view(&[])))
+        let id = self.store(inline_view(&[]));
+        self.detached.push(id);
+        Ok(id)
     }
 
     /// The bytes of a live id.
@@ -443,7 +548,10 @@ impl ByteKeys {
         if len == FREE {
             return;
         }
-        self.unslot(self.short_hash(self.get(id)), id);
+        match self.detached.iter().position(|&detached| detached == id) {
+            Some(at) => _ = self.detached.swap_remove(at),
+            None => self.unslot(self.hashing.view_hash(&view, &self.bytes), id),
+        }
         self.views[id as usize] = [0; 16];
         self.views[id as usize][..4].copy_from_slice(&FREE.to_le_bytes());
         self.free.push(id);
@@ -456,34 +564,20 @@ impl ByteKeys {
         }
     }
 
-    /// Empties the slot of `id` (if it has one: a detached id has none), shifting the
-    /// slots after it back so that every key stays reachable from its home slot.
+    /// Marks the slot of `id` removed, if it has one (a detached id has none).
     fn unslot(&mut self, short: u32, id: u32) {
         let mask = self.mask();
-        let mut hole = short as usize & mask;
+        let mut at = short as usize & mask;
         loop {
-            if self.tags[hole] == EMPTY {
-                return;
+            match self.tags[at] {
+                EMPTY => return,
+                held if held == tag(short) && self.slots[at] == id => {
+                    self.tags[at] = REMOVED;
+                    return;
+                }
+                _ => at = (at + 1) & mask,
             }
-            if slot_id(self.slots[hole]) == id {
-                break;
-            }
-            hole = (hole + 1) & mask;
         }
-        let mut next = (hole + 1) & mask;
-        while self.tags[next] != EMPTY {
-            let home = slot_short(self.slots[next]) as usize & mask;
-            // The key at `next` may move back into the hole if the hole lies on its way
-            // from its home slot.
-            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
-                self.slots[hole] = self.slots[next];
-                self.tags[hole] = self.tags[next];
-                hole = next;
-            }
-            next = (next + 1) & mask;
-        }
-        self.tags[hole] = EMPTY;
-        self.occupied -= 1;
     }
 
     /// The bytes of all live keys together.
@@ -686,7 +780,7 @@ mod tests {
                 })
                 .collect();
             let mut ids = Vec::new();
-            keys.intern_all(batch.len(), |i| &batch[i], |id| ids.push(id))
+            keys.intern_all(batch.iter().map(Vec::as_slice), |id| ids.push(id))
                 .unwrap();
             for (key, id) in batch.iter().zip(&ids) {
                 assert_eq!(*model.entry(key.clone()).or_insert(*id), *id, "{round}");
@@ -706,10 +800,30 @@ mod tests {
     }
 
     #[test]
+    fn keys_coming_and_going_keep_the_table_its_size_and_detached_ids_apart() {
+        let mut keys = ByteKeys::default();
+        let detached = keys.detached().unwrap();
+        for round in 0..100 {
+            let ids: Vec<u32> = (0..1000)
+                .map(|i| keys.intern(format!("u{round}-{i}").as_bytes()).unwrap())
+                .collect();
+            for id in ids {
+                keys.remove(id);
+            }
+        }
+        assert_eq!(keys.len(), 1);
+        assert!(keys.slots.len() <= 4096, "{} slots", keys.slots.len());
+        assert_ne!(keys.intern(b"").unwrap(), detached);
+        let again = keys.intern(b"u99-999").unwrap();
+        assert_eq!(keys.intern(b"u99-999").unwrap(), again);
+        assert_eq!(keys.len(), 3);
+    }
+
+    #[test]
     fn a_cleared_set_starts_over_with_its_room_kept() {
         let mut keys = ByteKeys::default();
         let names: Vec<String> = (0..10_000).map(|i| format!("user {i} of many")).collect();
-        keys.intern_all(names.len(), |i| names[i].as_bytes(), |_| {})
+        keys.intern_all(names.iter().map(String::as_bytes), |_| {})
             .unwrap();
         let slots = keys.slots.len();
         keys.clear();

@@ -70,9 +70,10 @@ impl KeyDictionary {
                     return internal_err!("a string key dictionary takes one Utf8 column");
                 };
                 if strings.null_count() == 0 {
-                    let (offsets, bytes) = (strings.value_offsets(), strings.value_data());
-                    let key = |i: usize| &bytes[offsets[i] as usize..offsets[i + 1] as usize];
-                    return self.keys.intern_all(strings.len(), key, found);
+                    let bytes = strings.value_data();
+                    let keys = strings.value_offsets().windows(2);
+                    let keys = keys.map(|key| &bytes[key[0] as usize..key[1] as usize]);
+                    return self.keys.intern_all(keys, found);
                 }
                 for key in strings.iter() {
                     let id = match key {
@@ -88,7 +89,7 @@ impl KeyDictionary {
             Encoding::Rows { converter, .. } => {
                 let rows = converter.convert_columns(cols)?;
                 self.keys
-                    .intern_all(rows.num_rows(), |i| rows.row(i).data(), found)?;
+                    .intern_all(rows.iter().map(|row| row.data()), found)?;
             }
         }
         Ok(())

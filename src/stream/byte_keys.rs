@@ -6,7 +6,9 @@
 //!
 //! The ids are found through an open-addressing table of 4-byte slots (the id), probed
 //! linearly and at most half full, with a one-byte tag per slot in an array of its own
-//! (zero for an empty slot, else seven bits of the hash). A window's tags fit in the
+//! (zero for an empty slot, else seven bits of the hash); a lookup compares the eight tags
+//! from its home slot on in one word, so how far it probes costs no mispredicted branch.
+//! A window's tags fit in the
 //! core's cache where its slots do not: a key new to the table (most of a window's rows) is
 //! found absent from its tags alone, without waiting on its slot, and clearing the table
 //! clears only the tags. A set of keys larger than the core's cache still costs a miss per
@@ -257,17 +259,18 @@ impl Table<'_> {
     }
 
     /// Fetches into the cache the view of the key whose short hash is `short`, if its home
-    /// slot holds one of that tag (the tag and slot were fetched some rows before).
+    /// slot holds one of that tag (the tag and slot were fetched some rows before); else the
+    /// end of the views, where a new key's goes. Chosen without a branch: which of the two
+    /// it is varies from row to row (most of a window's rows are new to it).
     #[inline(always)]
     fn fetch_view(&self, short: u32) {
-        if self.tag(short as usize) == tag(short) {
-            // A hint: an address past the views is never read.
-            prefetch(
-                self.views
-                    .as_ptr()
-                    .wrapping_add(self.slot(short as usize) as usize),
-            );
-        }
+        let id = std::hint::select_unpredictable(
+            self.tag(short as usize) == tag(short),
+            self.slot(short as usize) as usize,
+            self.views.len(),
+        );
+        // A hint: an address past the views is never read.
+        prefetch(self.views.as_ptr().wrapping_add(id));
     }
 
     /// The id of the key of `pending`; else the empty slot where it would go.
@@ -289,11 +292,48 @@ impl Table<'_> {
     }
 
     /// The id in the slot whose tag is `short`'s and whose view `holds_key`; else the
-    /// empty slot where such a key would go.
+    /// empty slot where such a key would go. The eight tags from the home slot on are
+    /// compared at once, so that how far a probe goes costs no mispredicted branch.
     #[inline(always)]
     fn probe(&self, short: u32, holds_key: impl Fn(&View) -> bool) -> Result<u32, usize> {
+        let home = short as usize & self.mask;
+        let Some(group) = self.tags.get(home..home + 8) else {
+            // The last seven slots: probed one at a time, wrapping around.
+            return self.probe_from(home, short, holds_key);
+        };
+        let group = u64::from_le_bytes([
+            group[0], group[1], group[2], group[3], group[4], group[5], group[6], group[7],
+        ]);
+        let empty = zero_bytes(group);
+        // The key can only be before the first empty slot.
+        let before_empty = match empty {
+            0 => u64::MAX,
+            _ => (empty & empty.wrapping_neg()) - 1,
+        };
+        let mut candidates = zero_bytes(group ^ (tag(short) as u64 * LOW_BYTES)) & before_empty;
+        while candidates != 0 {
+            let id = self.slot(home + candidates.trailing_zeros() as usize / 8);
+            if holds_key(&self.views[id as usize]) {
+                return Ok(id);
+            }
+            candidates &= candidates - 1;
+        }
+        match empty {
+            0 => self.probe_from(home + 8, short, holds_key),
+            _ => Err(home + empty.trailing_zeros() as usize / 8),
+        }
+    }
+
+    /// [`Self::probe`] one slot at a time, from the slot at `position` (masked) on.
+    #[cold]
+    fn probe_from(
+        &self,
+        position: usize,
+        short: u32,
+        holds_key: impl Fn(&View) -> bool,
+    ) -> Result<u32, usize> {
         let tag = tag(short);
-        let mut at = short as usize;
+        let mut at = position;
         loop {
             let held = self.tag(at);
             if held == EMPTY {
@@ -308,6 +348,15 @@ impl Table<'_> {
             at = at.wrapping_add(1);
         }
     }
+}
+
+/// A one in the lowest bit of every byte of a word.
+const LOW_BYTES: u64 = 0x0101_0101_0101_0101;
+
+/// The high bit of the lowest zero byte of `word` set, and perhaps of bytes above it; no
+/// other bits. Its lowest set bit marks exactly the first zero byte.
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(LOW_BYTES) & !word & (LOW_BYTES << 7)
 }
 
 /// Interns byte strings into stable ids.
@@ -817,6 +866,26 @@ mod tests {
         let again = keys.intern(b"u99-999").unwrap();
         assert_eq!(keys.intern(b"u99-999").unwrap(), again);
         assert_eq!(keys.len(), 3);
+    }
+
+    #[test]
+    fn the_lowest_flagged_byte_is_the_first_zero_byte() {
+        let words = [
+            0,
+            1,
+            0x0100,
+            0x0001_0000_0000_0000,
+            0xff00_0000_0000_0001,
+            0x0101_0101_0101_0100,
+            0x8080_8080_8080_8080,
+            u64::MAX,
+        ];
+        for word in words {
+            let first = word.to_le_bytes().iter().position(|&byte| byte == 0);
+            let flagged = zero_bytes(word);
+            let lowest = (flagged != 0).then_some(flagged.trailing_zeros() as usize / 8);
+            assert_eq!(lowest, first, "{word:#x}");
+        }
     }
 
     #[test]

@@ -5,9 +5,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::DefaultHashBuilder;
 
-use super::{
-    ByteKeys, EMPTY, INLINE, Slot, View, inline_word, is_inline, tag, view_len, view_offset,
-};
+use super::{ByteKeys, EMPTY, INLINE, Slot, View, inline_word, is_inline, long_key, tag, view_len};
 
 /// Asks the core to bring the line holding `value` into its cache; a hint only, so
 /// `value` need not point into anything.
@@ -57,13 +55,9 @@ impl KeyHashing {
     /// The short hash of the key of `view`, whose bytes, if it is longer than [`INLINE`], are
     /// in `bytes`.
     pub(super) fn view_hash(&self, view: &View, bytes: &[u8]) -> u32 {
-        let len = view_len(view) as usize;
-        match len <= INLINE {
+        match view_len(view) as usize <= INLINE {
             true => self.hash_word(u128::from_le_bytes(*view)),
-            false => self
-                .hasher
-                .hash_one(&bytes[view_offset(view)..view_offset(view) + len])
-                as u32,
+            false => self.hasher.hash_one(long_key(view, bytes)) as u32,
         }
     }
 
@@ -106,7 +100,7 @@ impl<'a> Table<'a> {
     /// What lookups in `keys` read until its next insert.
     #[inline(always)]
     pub(super) fn new(keys: &'a ByteKeys) -> Self {
-        let mask = keys.slots.len() - 1;
+        let mask = keys.mask();
         Table {
             tags: &keys.tags[..=mask],
             slots: &keys.slots[..=mask],
@@ -177,7 +171,7 @@ impl<'a> Table<'a> {
                 self.probe(pending.short, |view| {
                     view_len(view) as usize == key.len()
                         && view[4..8] == key[..4]
-                        && self.bytes[view_offset(view)..view_offset(view) + key.len()] == *key
+                        && long_key(view, self.bytes) == key
                 })
             }
         }

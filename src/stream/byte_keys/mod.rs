@@ -74,6 +74,12 @@ fn view_offset(view: &View) -> usize {
     u32::from_le_bytes([view[8], view[9], view[10], view[11]]) as usize
 }
 
+/// The bytes, in the buffer `bytes`, of the key longer than [`INLINE`] whose view is `view`.
+fn long_key<'b>(view: &View, bytes: &'b [u8]) -> &'b [u8] {
+    let offset = view_offset(view);
+    &bytes[offset..offset + view_len(view) as usize]
+}
+
 /// The view of a key of at most [`INLINE`] bytes, as one 128-bit word built in registers
 /// from two overlapping loads: a view assembled byte by byte in memory and read back whole
 /// stalls the core, and this runs once per row.
@@ -315,11 +321,9 @@ impl ByteKeys {
         self.tags = vec![EMPTY; size];
         self.occupied = keys;
         let mask = size - 1;
-        let mut detached = self.detached.clone();
-        detached.sort_unstable();
         for (id, view) in self.views.iter().enumerate() {
             let id = id as u32;
-            if view_len(view) == FREE || detached.binary_search(&id).is_ok() {
+            if view_len(view) == FREE || self.detached.contains(&id) {
                 continue;
             }
             let short = self.hashing.view_hash(view, &self.bytes);
@@ -347,7 +351,7 @@ impl ByteKeys {
         let len = view_len(view) as usize;
         match len <= INLINE {
             true => &view[4..4 + len],
-            false => &self.bytes[view_offset(view)..view_offset(view) + len],
+            false => long_key(view, &self.bytes),
         }
     }
 
@@ -433,7 +437,7 @@ impl ByteKeys {
                 out.extend_from_slice(&view[4..]);
                 out.truncate(at + len);
             } else {
-                out.extend_from_slice(&self.bytes[view_offset(view)..view_offset(view) + len]);
+                out.extend_from_slice(long_key(view, &self.bytes));
             }
             end(out.len());
         }
